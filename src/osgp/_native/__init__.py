@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython over csrc/).  Import through osgp._backend, not directly."""
