@@ -1,0 +1,55 @@
+"""Shared fixtures: every kernel test runs on each available implementation
+(conventions 4): the compiled module and its pure-Python twin."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from osgp import _backend
+
+VECTORS = Path(__file__).parent / "vectors"
+NO_EXTENSIONS = _backend.FORCED_REFERENCE
+
+
+def load_vectors(name: str):
+    with open(VECTORS / name, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def implementations(family: str):
+    """pytest params: ("native", module) when compiled and enabled, ("reference", module)."""
+    params = []
+    native = _backend.native_module(family)
+    if native is not None:
+        params.append(pytest.param(native, id="native"))
+    params.append(pytest.param(_backend.reference(family), id="reference"))
+    return params
+
+
+@pytest.fixture(params=implementations("legacy"))
+def legacy(request):
+    return request.param
+
+
+@pytest.fixture
+def legacy_native():
+    mod = _backend.native_module("legacy")
+    if mod is None:
+        pytest.skip("native extensions disabled or not built")
+    return mod
+
+
+@pytest.fixture
+def legacy_ref():
+    return _backend.reference("legacy")
+
+
+def pytest_report_header(config):
+    import osgp
+
+    mode = "native" if osgp.native else "reference (pure Python)"
+    return f"osgp kernels: {mode}; OSGP_NO_EXTENSIONS={os.environ.get('OSGP_NO_EXTENSIONS', '')!r}"
