@@ -91,14 +91,20 @@ class AuthenticationError(OSGPError):
 class SequenceError(OSGPError):
     """A sequence number was reused or lies outside the accepted window.
 
-    ``expected`` is the sequence number the receiver will accept next (the value
-    a device returns after response code 0x0C, MEP guide p.10-11).
+    ``current`` is the receiver's sequence number, the value a MEP server
+    returns after response code 0x0C (MEP guide p.11, p.15: "0C 77635B90",
+    then the client succeeds with 77635B91); ``expected`` = current + 1 is
+    the first value it will accept.
     """
 
-    def __init__(self, message: str, *, received: int, expected: int) -> None:
+    def __init__(self, message: str, *, received: int, current: int) -> None:
         super().__init__(message)
         self.received = received
-        self.expected = expected
+        self.current = current
+
+    @property
+    def expected(self) -> int:
+        return (self.current + 1) & 0xFFFFFFFF
 
 
 class ProtocolError(OSGPError):
