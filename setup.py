@@ -70,6 +70,8 @@ def extensions():
             "cdivision": True,
             "initializedcheck": False,
             "embedsignature": True,
+            "auto_pickle": False,  # key-holding objects are not picklable
+            "autotestdict": False,
         },
         nthreads=int(os.environ.get("OSGP_BUILD_JOBS", "2")),
     )

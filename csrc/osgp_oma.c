@@ -31,13 +31,26 @@ static unsigned oma_iterations(size_t key_len)
 #define ROTL1(n) ((uint8_t)(((n) << 1) | ((n) >> 7)))
 #define ROTR1(n) ((uint8_t)(((n) >> 1) | ((n) << 7)))
 
-/* One step on state byte V (compile-time constant) with key bit BIT (0/1). */
-#define OMA_STEP(V, PREV, M, BIT)                                                   \
+/* Eight 0x00/0xFF masks, byte t = bit t of key byte kb (LSB first), computed
+ * without branches or tables indexed by key bits (constant time):
+ * broadcast kb, keep bit t in byte t, turn each non-zero byte into 0xFF
+ * (b + 0x7F sets bit 7 iff b != 0 and never carries, since b <= 0x80). */
+static inline uint64_t oma_bit_masks(unsigned kb)
+{
+    uint64_t x = ((uint64_t)kb * 0x0101010101010101ULL) & 0x8040201008040201ULL;
+    return (((x + 0x7F7F7F7F7F7F7F7FULL) & 0x8080808080808080ULL) >> 7) * 0xFF;
+}
+
+/* One step on state byte V (compile-time constant) with key-bit mask MASK
+ * (0xFF: rotl branch, 0x00: -rotr branch), selected arithmetically so no
+ * branch depends on the key.  PREV is added last so only one add sits on the
+ * dependency chain from one step to the next. */
+#define OMA_STEP(V, PREV, M, MASK)                                                  \
     do {                                                                            \
         uint8_t n_ = (uint8_t)~(uint8_t)(d##V + (V));                               \
-        uint8_t k_ = (uint8_t)(0u - (unsigned)(BIT));                               \
-        uint8_t r_ = (uint8_t)((ROTL1(n_) & k_) | ((uint8_t)(0u - ROTR1(n_)) & ~k_)); \
-        d##V = (uint8_t)((PREV) + (M) + r_);                                        \
+        uint8_t up_ = ROTL1(n_), down_ = (uint8_t)(0u - ROTR1(n_));                 \
+        uint8_t r_ = (uint8_t)(down_ ^ ((up_ ^ down_) & (uint8_t)(MASK)));          \
+        d##V = (uint8_t)((uint8_t)((M) + r_) + (PREV));                             \
     } while (0)
 
 /* g groups of 8 bytes (one key byte each), starting at key-byte index i0 of
@@ -49,30 +62,30 @@ static void oma_groups(uint8_t d[8], const uint8_t *key, unsigned key_len, unsig
     uint8_t d4 = d[4], d5 = d[5], d6 = d[6], d7 = d[7];
     unsigned ki = i0 % key_len;
     while (g--) {
-        unsigned kb = key[ki];
+        uint64_t km = oma_bit_masks(key[ki]);
         if (++ki == key_len) ki = 0;
-        OMA_STEP(7, d0, m[0], kb & 1);
-        OMA_STEP(6, d7, m[1], (kb >> 1) & 1);
-        OMA_STEP(5, d6, m[2], (kb >> 2) & 1);
-        OMA_STEP(4, d5, m[3], (kb >> 3) & 1);
-        OMA_STEP(3, d4, m[4], (kb >> 4) & 1);
-        OMA_STEP(2, d3, m[5], (kb >> 5) & 1);
-        OMA_STEP(1, d2, m[6], (kb >> 6) & 1);
-        OMA_STEP(0, d1, m[7], (kb >> 7) & 1);
+        OMA_STEP(7, d0, m[0], km);
+        OMA_STEP(6, d7, m[1], km >> 8);
+        OMA_STEP(5, d6, m[2], km >> 16);
+        OMA_STEP(4, d5, m[3], km >> 24);
+        OMA_STEP(3, d4, m[4], km >> 32);
+        OMA_STEP(2, d3, m[5], km >> 40);
+        OMA_STEP(1, d2, m[6], km >> 48);
+        OMA_STEP(0, d1, m[7], km >> 56);
         m += 8;
     }
     d[0] = d0; d[1] = d1; d[2] = d2; d[3] = d3;
     d[4] = d4; d[5] = d5; d[6] = d6; d[7] = d7;
 }
 
-/* One step at block position pos (any alignment). */
+/* One step at block position pos (any alignment), branch-free like OMA_STEP. */
 static void oma_byte(uint8_t d[8], const uint8_t *key, unsigned key_len, unsigned pos, uint8_t m)
 {
     unsigned t = pos & 7, v = 7 - t;
-    unsigned bit = (key[(pos >> 3) % key_len] >> t) & 1;
+    uint8_t mask = (uint8_t)(0u - ((key[(pos >> 3) % key_len] >> t) & 1u));
     uint8_t n = (uint8_t)~(uint8_t)(d[v] + v);
-    uint8_t r = bit ? ROTL1(n) : (uint8_t)(0u - ROTR1(n));
-    d[v] = (uint8_t)(d[(v + 1) & 7] + m + r);
+    uint8_t up = ROTL1(n), down = (uint8_t)(0u - ROTR1(n));
+    d[v] = (uint8_t)((uint8_t)(m + (uint8_t)(down ^ ((up ^ down) & mask))) + d[(v + 1) & 7]);
 }
 
 osgp_status osgp_oma_init(osgp_oma_ctx *ctx, const uint8_t *key, size_t key_len)
@@ -176,9 +189,10 @@ osgp_status osgp_en14908_auth(const uint8_t challenge[8], const uint8_t *key, si
                     m = remaining >= total - len ? in[remaining - (total - len)]
                                                  : oma_address[remaining];
                 }
+                uint8_t mask = (uint8_t)(0u - ((kb >> (7 - j)) & 1u));
                 uint8_t n = (uint8_t)~(uint8_t)(d[j] + j);
-                uint8_t r = ((kb >> (7 - j)) & 1) ? ROTL1(n) : (uint8_t)(0u - ROTR1(n));
-                d[j] = (uint8_t)(d[(j + 1) & 7] + m + r);
+                uint8_t up = ROTL1(n), down = (uint8_t)(0u - ROTR1(n));
+                d[j] = (uint8_t)(d[(j + 1) & 7] + m + (uint8_t)(down ^ ((up ^ down) & mask)));
             }
         }
     } while (remaining > 0);

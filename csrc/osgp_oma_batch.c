@@ -41,13 +41,23 @@ static unsigned iterations_for(size_t key_len)
 }
 
 /* Row of key-bit masks for one key: byte l = 0xFF when bit (l mod 8) of key
- * byte (l div 8) mod key_len is set (LSB first, MEP App. A). */
+ * byte (l div 8) mod key_len is set (LSB first, MEP App. A).  mask8[kb] holds
+ * the 8 mask bytes of key byte kb. */
+static uint8_t mask8[256][8];
+static int mask8_ready = 0;
+
 static void oma_key_row(uint8_t *row, const uint8_t *key, unsigned key_len, unsigned iters)
 {
-    unsigned i, t;
+    unsigned i, ki = 0;
+    if (!mask8_ready) {
+        unsigned kb, t;
+        for (kb = 0; kb < 256; kb++)
+            for (t = 0; t < 8; t++) mask8[kb][t] = (uint8_t)(0u - ((kb >> t) & 1));
+        mask8_ready = 1; /* benign race: every thread writes the same table */
+    }
     for (i = 0; i < iters; i++) {
-        unsigned kb = key[i % key_len];
-        for (t = 0; t < 8; t++) row[8 * i + t] = (uint8_t)(0u - ((kb >> t) & 1));
+        memcpy(row + 8 * i, mask8[key[ki]], 8);
+        if (++ki == key_len) ki = 0;
     }
 }
 

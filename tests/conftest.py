@@ -30,12 +30,14 @@ def implementations(family: str):
     return params
 
 
-@pytest.fixture(params=implementations("legacy"))
+# Kernel modules are stateless, so the fixtures are session scoped (which also
+# lets hypothesis tests take them).
+@pytest.fixture(scope="session", params=implementations("legacy"))
 def legacy(request):
     return request.param
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def legacy_native():
     mod = _backend.native_module("legacy")
     if mod is None:
@@ -43,7 +45,7 @@ def legacy_native():
     return mod
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def legacy_ref():
     return _backend.reference("legacy")
 

@@ -42,9 +42,7 @@ class DecodeError(OSGPError, ValueError):
     was given.
     """
 
-    def __init__(
-        self, message: str, *, layer: str = "", offset: Optional[int] = None
-    ) -> None:
+    def __init__(self, message: str, *, layer: str = "", offset: Optional[int] = None) -> None:
         self.layer = layer
         self.offset = offset
         where = ""

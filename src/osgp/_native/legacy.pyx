@@ -8,7 +8,10 @@ are re-exported by osgp.crypto.
 """
 
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
+                            PyBytes_GET_SIZE)
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint8_t, uint16_t
 from libc.string cimport memcpy
@@ -141,7 +144,7 @@ cdef int _is_buffer(object obj):
 def oma_digest_many(keys, messages):
     """OMA digests of many messages in one call, without the GIL, SIMD across
     messages where the CPU has it.  ``keys`` is one key, or one per message."""
-    cdef Py_ssize_t n = len(messages), i, nkeys
+    cdef Py_ssize_t n, i, nkeys
     cdef int per_message
     cdef const uint8_t **mp = NULL
     cdef const uint8_t **kp = NULL
@@ -149,13 +152,14 @@ def oma_digest_many(keys, messages):
     cdef InBuf *mb = NULL
     cdef InBuf *kb = NULL
     cdef Py_ssize_t key_len = -1, acquired_m = 0, acquired_k = 0
-    cdef uint8_t *outp
+    cdef uint8_t *outp = NULL
     cdef osgp_status st
-    msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
+    cdef object item
+    msgs = messages if type(messages) is list or type(messages) is tuple else list(messages)
     n = len(msgs)
     per_message = not _is_buffer(keys)
     if per_message:
-        keys = keys if isinstance(keys, (list, tuple)) else list(keys)
+        keys = keys if type(keys) is list or type(keys) is tuple else list(keys)
         nkeys = len(keys)
         if nkeys != n:
             raise ConfigurationError(f"got {nkeys} keys for {n} messages")
@@ -166,10 +170,9 @@ def oma_digest_many(keys, messages):
     mb = <InBuf *>PyMem_Malloc((n + 1) * sizeof(InBuf))
     kp = <const uint8_t **>PyMem_Malloc((nkeys + 1) * sizeof(uint8_t *))
     kb = <InBuf *>PyMem_Malloc((nkeys + 1) * sizeof(InBuf))
-    out = PyBytes_FromStringAndSize(NULL, 8 * n)
-    outp = <uint8_t *>PyBytes_AS_STRING(out)
+    outp = <uint8_t *>PyMem_Malloc(8 * n + 8)
     try:
-        if mp == NULL or lens == NULL or mb == NULL or kp == NULL or kb == NULL:
+        if mp == NULL or lens == NULL or mb == NULL or kp == NULL or kb == NULL or outp == NULL:
             raise MemoryError()
         for i in range(nkeys):
             in_acquire(keys[i] if per_message else keys, &kb[i], "key")
@@ -183,14 +186,25 @@ def oma_digest_many(keys, messages):
                     f"key 0 has {key_len}")
             kp[i] = kb[i].ptr
         for i in range(n):
-            in_acquire(msgs[i], &mb[i], "message")
+            item = msgs[i]
+            if PyBytes_CheckExact(item):  # read in place: no buffer export, nothing to release
+                mp[i] = <const uint8_t *>PyBytes_AS_STRING(item)
+                lens[i] = PyBytes_GET_SIZE(item)
+                continue
+            in_acquire(item, &mb[acquired_m], "message")
+            mp[i] = mb[acquired_m].ptr
+            lens[i] = mb[acquired_m].len
             acquired_m += 1
-            mp[i] = mb[i].ptr
-            lens[i] = mb[i].len
         with nogil:
             st = osgp_oma_digest_batch(kp, per_message, key_len, mp, lens, n, outp)
         if st == OSGP_ERR_NOMEM:
             raise MemoryError()
+        result = PyList_New(n)
+        for i in range(n):
+            item = PyBytes_FromStringAndSize(<char *>outp + 8 * i, 8)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, i, item)
+        return result
     finally:
         for i in range(acquired_m):
             in_release(&mb[i])
@@ -201,7 +215,7 @@ def oma_digest_many(keys, messages):
         PyMem_Free(mb)
         PyMem_Free(kp)
         PyMem_Free(kb)
-    return [out[8 * i: 8 * i + 8] for i in range(n)]
+        PyMem_Free(outp)
 
 
 def oma_digest_packed(key, data, offsets, *, key_size=None, out=None):

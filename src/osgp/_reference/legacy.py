@@ -97,7 +97,9 @@ class OmaDigest:
 
 def oma_digest(key: Any, data: Any) -> bytes:
     """8-byte OMA digest of ``data`` under a 6-, 12- or 16-byte key."""
-    return OmaDigest(key, data).digest()
+    h = OmaDigest(key)
+    h.update(as_bytes(data, "data"))
+    return h.digest()
 
 
 def compare_digest(a: Any, b: Any) -> bool:

@@ -1,0 +1,5 @@
+import sys
+
+from osgp.cli import main
+
+sys.exit(main())
