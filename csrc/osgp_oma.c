@@ -28,6 +28,15 @@ static unsigned oma_iterations(size_t key_len)
     }
 }
 
+/* Keeps the compiler from re-associating (m + r) + prev into (prev + r) + m,
+ * which would put two adds per step on the critical path (about 1.6x slower
+ * measured with GCC 12). */
+#if defined(__GNUC__) || defined(__clang__)
+#define OMA_OPAQUE(x) __asm__("" : "+r"(x))
+#else
+#define OMA_OPAQUE(x) ((void)0)
+#endif
+
 #define ROTL1(n) ((uint8_t)(((n) << 1) | ((n) >> 7)))
 #define ROTR1(n) ((uint8_t)(((n) >> 1) | ((n) << 7)))
 
@@ -49,8 +58,9 @@ static inline uint64_t oma_bit_masks(unsigned kb)
     do {                                                                            \
         uint8_t n_ = (uint8_t)~(uint8_t)(d##V + (V));                               \
         uint8_t up_ = ROTL1(n_), down_ = (uint8_t)(0u - ROTR1(n_));                 \
-        uint8_t r_ = (uint8_t)(down_ ^ ((up_ ^ down_) & (uint8_t)(MASK)));          \
-        d##V = (uint8_t)((uint8_t)((M) + r_) + (PREV));                             \
+        uint8_t t_ = (uint8_t)((M) + (down_ ^ ((up_ ^ down_) & (uint8_t)(MASK))));  \
+        OMA_OPAQUE(t_);                                                             \
+        d##V = (uint8_t)(t_ + (PREV));                                              \
     } while (0)
 
 /* g groups of 8 bytes (one key byte each), starting at key-byte index i0 of
