@@ -31,34 +31,13 @@
 
 struct oma_scratch {
     OMA_ALIGN(32) uint8_t data[OSGP_OMA_MAX_BLOCK * OMA_MAX_LANES]; /* [position][lane] */
-    OMA_ALIGN(32) uint8_t keys[OSGP_OMA_MAX_BLOCK * OMA_MAX_LANES]; /* key-bit masks */
+    OMA_ALIGN(32) uint8_t keys[16 * OMA_MAX_LANES];                 /* [key byte][lane] */
     OMA_ALIGN(32) uint8_t rows[OSGP_OMA_MAX_BLOCK * OMA_MAX_LANES]; /* [lane][position] */
 };
 
 static unsigned iterations_for(size_t key_len)
 {
     return key_len == 6 ? 6 : key_len == 12 ? 18 : key_len == 16 ? 24 : 0;
-}
-
-/* Row of key-bit masks for one key: byte l = 0xFF when bit (l mod 8) of key
- * byte (l div 8) mod key_len is set (LSB first, MEP App. A).  mask8[kb] holds
- * the 8 mask bytes of key byte kb. */
-static uint8_t mask8[256][8];
-static int mask8_ready = 0;
-
-static void oma_key_row(uint8_t *row, const uint8_t *key, unsigned key_len, unsigned iters)
-{
-    unsigned i, ki = 0;
-    if (!mask8_ready) {
-        unsigned kb, t;
-        for (kb = 0; kb < 256; kb++)
-            for (t = 0; t < 8; t++) mask8[kb][t] = (uint8_t)(0u - ((kb >> t) & 1));
-        mask8_ready = 1; /* benign race: every thread writes the same table */
-    }
-    for (i = 0; i < iters; i++) {
-        memcpy(row + 8 * i, mask8[key[ki]], 8);
-        if (++ki == key_len) ki = 0;
-    }
 }
 
 #if defined(OMA_HAVE_X86) || defined(OMA_HAVE_NEON)
@@ -97,6 +76,20 @@ static void oma_transpose(const uint8_t *rows, uint8_t *cols, unsigned block, un
         }
     }
 }
+
+/* K[i][lane] = byte i of lane's key, i < 16: keys[lane] when per_lane, else
+ * keys[0] for every lane; lanes >= cnt get zeros.  rows is scratch. */
+static void oma_key_bytes(uint8_t *rows, uint8_t *K, const uint8_t *const *keys, int per_lane,
+                          unsigned cnt, unsigned lanes, unsigned key_len)
+{
+    unsigned lane;
+    for (lane = 0; lane < lanes; lane++) {
+        uint8_t *row = rows + (size_t)lane * OSGP_OMA_MAX_BLOCK;
+        memset(row, 0, 16);
+        if (lane < cnt) memcpy(row, keys[per_lane ? lane : 0], key_len);
+    }
+    oma_transpose(rows, K, 16, lanes);
+}
 #endif
 
 #if defined(OMA_HAVE_X86)
@@ -118,6 +111,7 @@ static void oma_transpose(const uint8_t *rows, uint8_t *cols, unsigned block, un
 #define V_LT0(x) _mm_cmplt_epi8(x, zero)
 #define V_SRL1(x) _mm_and_si128(_mm_srli_epi16(x, 1), _mm_set1_epi8(0x7F))
 #define V_SLL7(x) _mm_and_si128(_mm_slli_epi16(x, 7), _mm_set1_epi8((char)0x80))
+#define V_TEST(a, b) _mm_cmpeq_epi8(_mm_and_si128(a, b), b)
 #include "osgp_oma_lanes.inc"
 #undef V
 #undef LANES
@@ -136,6 +130,7 @@ static void oma_transpose(const uint8_t *rows, uint8_t *cols, unsigned block, un
 #undef V_LT0
 #undef V_SRL1
 #undef V_SLL7
+#undef V_TEST
 
 /* ---- AVX2 (runtime-dispatched): 32 lanes ---- */
 #define V __m256i
@@ -155,6 +150,7 @@ static void oma_transpose(const uint8_t *rows, uint8_t *cols, unsigned block, un
 #define V_LT0(x) _mm256_cmpgt_epi8(zero, x)
 #define V_SRL1(x) _mm256_and_si256(_mm256_srli_epi16(x, 1), _mm256_set1_epi8(0x7F))
 #define V_SLL7(x) _mm256_and_si256(_mm256_slli_epi16(x, 7), _mm256_set1_epi8((char)0x80))
+#define V_TEST(a, b) _mm256_cmpeq_epi8(_mm256_and_si256(a, b), b)
 #include "osgp_oma_lanes.inc"
 #undef V
 #undef LANES
@@ -173,6 +169,7 @@ static void oma_transpose(const uint8_t *rows, uint8_t *cols, unsigned block, un
 #undef V_LT0
 #undef V_SRL1
 #undef V_SLL7
+#undef V_TEST
 #endif /* OMA_HAVE_X86 */
 
 #if defined(OMA_HAVE_NEON)
@@ -193,6 +190,7 @@ static void oma_transpose(const uint8_t *rows, uint8_t *cols, unsigned block, un
 #define V_LT0(x) vreinterpretq_u8_s8(vshrq_n_s8(vreinterpretq_s8_u8(x), 7))
 #define V_SRL1(x) vshrq_n_u8(x, 1)
 #define V_SLL7(x) vshlq_n_u8(x, 7)
+#define V_TEST(a, b) vtstq_u8(a, b)
 #include "osgp_oma_lanes.inc"
 #endif
 

@@ -151,7 +151,7 @@ def oma_digest_many(keys, messages):
     cdef size_t *lens = NULL
     cdef InBuf *mb = NULL
     cdef InBuf *kb = NULL
-    cdef Py_ssize_t key_len = -1, acquired_m = 0, acquired_k = 0
+    cdef Py_ssize_t key_len = -1, acquired_m = 0, acquired_k = 0, this_len
     cdef uint8_t *outp = NULL
     cdef osgp_status st
     cdef object item
@@ -175,16 +175,22 @@ def oma_digest_many(keys, messages):
         if mp == NULL or lens == NULL or mb == NULL or kp == NULL or kb == NULL or outp == NULL:
             raise MemoryError()
         for i in range(nkeys):
-            in_acquire(keys[i] if per_message else keys, &kb[i], "key")
-            acquired_k += 1
+            item = keys[i] if per_message else keys
+            if PyBytes_CheckExact(item):  # read in place, as for messages below
+                kp[i] = <const uint8_t *>PyBytes_AS_STRING(item)
+                this_len = PyBytes_GET_SIZE(item)
+            else:
+                in_acquire(item, &kb[acquired_k], "key")
+                kp[i] = kb[acquired_k].ptr
+                this_len = kb[acquired_k].len
+                acquired_k += 1
             if key_len < 0:
-                _check_oma_key(kb[i].len)
-                key_len = kb[i].len
-            elif kb[i].len != key_len:
+                _check_oma_key(this_len)
+                key_len = this_len
+            elif this_len != key_len:
                 raise ConfigurationError(
-                    f"all keys of a batch must have one size: key {i} has {kb[i].len} bytes, "
+                    f"all keys of a batch must have one size: key {i} has {this_len} bytes, "
                     f"key 0 has {key_len}")
-            kp[i] = kb[i].ptr
         for i in range(n):
             item = msgs[i]
             if PyBytes_CheckExact(item):  # read in place: no buffer export, nothing to release
