@@ -1,0 +1,249 @@
+# distutils: sources = csrc/osgp_table.c csrc/osgp_lp.c
+# cython: freethreading_compatible = False
+"""Native table-program interpreter and load-profile block decoder.
+
+Twin: osgp._reference.tables (same names, signatures and errors).  Used by
+osgp.tables (schemas compile to a program run here) and osgp.loadprofile.
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+
+from osgp._native.buffers cimport InBuf, in_acquire, in_release
+from osgp._native.osgp_c cimport *
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+
+from osgp.errors import ConfigurationError, MalformedError, TruncatedError
+
+GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple_off",
+                   "int0_off", "int_size", "ext_off", "ch0_off", "fmt_code", "ni_format",
+                   "interval_s", "descending")
+NONE = 0xFFFFFFFF
+
+
+cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str what):
+    if st == OSGP_ERR_TRUNCATED:
+        e = TruncatedError(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining)
+    elif st == OSGP_ERR_MALFORMED:
+        e = MalformedError(f"{what}: impossible value", layer=layer, offset=f.offset)
+    elif st == OSGP_ERR_PROGRAM:
+        e = ConfigurationError(f"corrupt table program at word {f.pc}")
+    else:
+        e = ConfigurationError(f"{what}: inconsistent arguments (status {<int>st})")
+    e.pc = f.pc
+    return e
+
+
+def table_run(program, params, data, Py_ssize_t nregs):
+    """Run a compiled table program (uint32 LE words) over ``data``.
+
+    ``params`` initialise registers 0..len-1 (the rest start at 0).  Returns
+    (slots, consumed).  Errors carry ``.pc``, the failing instruction."""
+    cdef InBuf p, d
+    cdef int64_t *regs = NULL
+    cdef int64_t *slots = NULL
+    cdef size_t cap, nslots = 0, consumed = 0, i
+    cdef Py_ssize_t np_ = len(params)
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    if nregs < np_:
+        raise ConfigurationError(f"{np_} parameters for {nregs} registers")
+    in_acquire(program, &p, "program")
+    try:
+        if p.len % 4:
+            raise ConfigurationError("program length must be a multiple of 4")
+        in_acquire(data, &d, "data")
+        try:
+            regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
+            if regs == NULL:
+                raise MemoryError()
+            for i in range(<size_t>nregs):
+                regs[i] = params[i] if <Py_ssize_t>i < np_ else 0
+            cap = 64 + <size_t>d.len * 2
+            while True:
+                slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
+                if slots == NULL:
+                    raise MemoryError()
+                for i in range(<size_t>np_):
+                    regs[i] = params[i]
+                st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, d.ptr, d.len,
+                                    regs, nregs, slots, cap, &nslots, &consumed, &f)
+                if st != OSGP_ERR_CAPACITY:
+                    break
+                PyMem_Free(slots)
+                slots = NULL
+                if cap > (<size_t>1 << 34):
+                    raise MalformedError("table expands to too many values", layer="table",
+                                         offset=f.offset)
+                cap *= 4
+            if st != OSGP_OK:
+                raise _fault_error(st, &f, "table", "table field")
+            return [slots[i] for i in range(nslots)], consumed
+        finally:
+            PyMem_Free(regs)
+            PyMem_Free(slots)
+            in_release(&d)
+    finally:
+        in_release(&p)
+
+
+cdef int _geometry(object geometry, osgp_lp_geometry *g) except -1:
+    cdef tuple t = tuple(geometry)
+    if len(t) != 14:
+        raise ConfigurationError(f"geometry needs 14 fields {GEOMETRY_FIELDS}, got {len(t)}")
+    g.block_size = t[0]; g.nint = t[1]; g.nch = t[2]; g.time_off = t[3]; g.tm_format = t[4]
+    g.simple_off = t[5]; g.int0_off = t[6]; g.int_size = t[7]; g.ext_off = t[8]
+    g.ch0_off = t[9]; g.fmt_code = t[10]; g.ni_format = t[11]; g.interval_s = t[12]
+    g.descending = t[13]
+    if osgp_lp_check(g) != OSGP_OK:
+        raise ConfigurationError(f"load-profile geometry does not fit in a block: {t}")
+    return 0
+
+
+cdef struct OutBufs:
+    Py_buffer v, s, f, t, ok
+    int held
+
+
+cdef int _out(object obj, Py_buffer *view, Py_ssize_t need, str what) except -1:
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+    except (TypeError, BufferError):
+        raise TypeError(f"{what} must be a writable contiguous buffer") from None
+    if view.len < need:
+        PyBuffer_Release(view)
+        raise ConfigurationError(f"{what} needs at least {need} bytes, got {view.len}")
+    return 0
+
+
+cdef int _acquire_outs(OutBufs *o, size_t rows, size_t nch, values, status, flags, times,
+                       valid) except -1:
+    o.held = 0
+    _out(values, &o.v, rows * nch * 8, "values"); o.held = 1
+    _out(status, &o.s, rows * nch, "status"); o.held = 2
+    _out(flags, &o.f, rows, "flags"); o.held = 3
+    _out(times, &o.t, rows * 8, "times"); o.held = 4
+    _out(valid, &o.ok, rows, "valid"); o.held = 5
+    return 0
+
+
+cdef void _release_outs(OutBufs *o) noexcept:
+    if o.held >= 1: PyBuffer_Release(&o.v)
+    if o.held >= 2: PyBuffer_Release(&o.s)
+    if o.held >= 3: PyBuffer_Release(&o.f)
+    if o.held >= 4: PyBuffer_Release(&o.t)
+    if o.held >= 5: PyBuffer_Release(&o.ok)
+    o.held = 0
+
+
+def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid):
+    """Decode load-profile blocks ``blocks`` (uint32 buffer of block indices,
+    chronological) of ``data`` into dense rows (nint per block); ``lasts``
+    (uint32 buffer or None) = last recorded interval per block."""
+    cdef osgp_lp_geometry g
+    cdef InBuf d, bb, lb
+    cdef OutBufs o
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    cdef size_t nb
+    _geometry(geometry, &g)
+    in_acquire(blocks, &bb, "blocks")
+    lb.held = False
+    lb.ptr = NULL
+    try:
+        if bb.len % 4:
+            raise ConfigurationError("blocks must be a buffer of uint32")
+        nb = <size_t>bb.len // 4
+        if lasts is not None:
+            in_acquire(lasts, &lb, "lasts")
+            if lb.len != bb.len:
+                raise ConfigurationError("lasts must have one uint32 per block")
+        in_acquire(data, &d, "data")
+        try:
+            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid)
+            try:
+                with nogil:
+                    st = osgp_lp_decode(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                        <const uint32_t *>lb.ptr, nb, <int64_t *>o.v.buf,
+                                        <uint8_t *>o.s.buf, <uint8_t *>o.f.buf,
+                                        <int64_t *>o.t.buf, <uint8_t *>o.ok.buf, &f)
+            finally:
+                _release_outs(&o)
+            if st != OSGP_OK:
+                raise _fault_error(st, &f, "load profile", f"block {f.pc}")
+        finally:
+            in_release(&d)
+    finally:
+        in_release(&lb)
+        in_release(&bb)
+
+
+def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, flags, times,
+                    valid):
+    """Many meters with one geometry in one call, without the GIL.  Meter i's
+    rows follow meter i-1's (len(blocks_list[i]) * nint rows each).  Returns
+    the row offset of every meter (n+1 entries)."""
+    cdef osgp_lp_geometry g
+    cdef Py_ssize_t n = len(datas), i, acq = 0
+    cdef InBuf *bufs = NULL
+    cdef const uint8_t **ins = NULL
+    cdef size_t *lens = NULL
+    cdef const uint32_t **bl = NULL
+    cdef const uint32_t **ll = NULL
+    cdef size_t *nbs = NULL
+    cdef size_t *offs = NULL
+    cdef size_t failed = 0, rows = 0
+    cdef OutBufs o
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    _geometry(geometry, &g)
+    if len(blocks_list) != n or (lasts_list is not None and len(lasts_list) != n):
+        raise ConfigurationError("one blocks (and lasts) buffer per meter")
+    bufs = <InBuf *>PyMem_Malloc((3 * n + 1) * sizeof(InBuf))
+    ins = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+    lens = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+    bl = <const uint32_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+    ll = <const uint32_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+    nbs = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+    offs = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+    try:
+        if not (bufs and ins and lens and bl and ll and nbs and offs):
+            raise MemoryError()
+        for i in range(n):
+            in_acquire(datas[i], &bufs[acq], "data"); acq += 1
+            ins[i] = bufs[acq - 1].ptr
+            lens[i] = bufs[acq - 1].len
+            in_acquire(blocks_list[i], &bufs[acq], "blocks"); acq += 1
+            if bufs[acq - 1].len % 4:
+                raise ConfigurationError("blocks must be a buffer of uint32")
+            bl[i] = <const uint32_t *>bufs[acq - 1].ptr
+            nbs[i] = bufs[acq - 1].len // 4
+            offs[i] = rows
+            rows += nbs[i] * g.nint
+            if lasts_list is not None:
+                in_acquire(lasts_list[i], &bufs[acq], "lasts"); acq += 1
+                if bufs[acq - 1].len != 4 * nbs[i]:
+                    raise ConfigurationError("lasts must have one uint32 per block")
+                ll[i] = <const uint32_t *>bufs[acq - 1].ptr
+        offs[n] = rows
+        _acquire_outs(&o, rows, g.nch, values, status, flags, times, valid)
+        try:
+            with nogil:
+                st = osgp_lp_decode_batch(ins, lens, n, &g, bl,
+                                          ll if lasts_list is not None else NULL, nbs, offs,
+                                          <int64_t *>o.v.buf, <uint8_t *>o.s.buf,
+                                          <uint8_t *>o.f.buf, <int64_t *>o.t.buf,
+                                          <uint8_t *>o.ok.buf, &failed, &f)
+        finally:
+            _release_outs(&o)
+        if st != OSGP_OK:
+            e = _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}")
+            e.meter = failed
+            raise e
+        return [offs[i] for i in range(n + 1)]
+    finally:
+        for i in range(acq):
+            in_release(&bufs[i])
+        PyMem_Free(bufs); PyMem_Free(ins); PyMem_Free(lens); PyMem_Free(bl); PyMem_Free(ll)
+        PyMem_Free(nbs); PyMem_Free(offs)
