@@ -213,8 +213,12 @@ class _Context:
         try:
             for name, idx in _PATH_RE.findall(path):
                 v = v[int(idx)] if idx else v[name]
-        except (KeyError, IndexError, TypeError):
-            raise ConfigurationError(f"{ref} is not present in the {head} given") from None
+        except (KeyError, IndexError):
+            # an element or optional field the given table does not have (e.g. data
+            # set 2 of a one-set BT61): it counts as 0, so layouts sized by it are empty
+            return 0
+        except TypeError:
+            raise ConfigurationError(f"{ref} does not name a value of {head}") from None
         return int(v)
 
     def derived(self, ref: str, data_len: int) -> int:
