@@ -273,6 +273,8 @@ class BytesNode(Node):
             n = len(bytes(v)) if self.kind == "BYTES" else len(v)
         else:
             n = self.length.evaluate(env.lookup)
+            if n < 0:
+                raise ConfigurationError(f"{self.path}: the layout gives length {n}")
         if self.kind == "CHAR":
             if not isinstance(v, str):
                 raise ConfigurationError(f"{self.path}: expected str")
@@ -304,7 +306,7 @@ class BytesNode(Node):
         out += b
 
     def default(self, env):
-        n = 0 if self.length.ref == "@DATA_LEN" else self.length.evaluate(env.lookup)
+        n = 0 if self.length.ref == "@DATA_LEN" else max(self.length.evaluate(env.lookup), 0)
         return {"CHAR": " " * n, "BCD": "0" * (2 * n), "SET": (False,) * (8 * n)}.get(
             self.kind, bytes(n))
 
@@ -324,7 +326,10 @@ class FillNode(Node):
         return None, i
 
     def encode(self, v, out, env):
-        out += bytes(self.length.evaluate(env.lookup))
+        n = self.length.evaluate(env.lookup)
+        if n < 0:
+            raise ConfigurationError(f"{self.path}: the layout gives length {n}")
+        out += bytes(n)
 
     def default(self, env):
         return None
