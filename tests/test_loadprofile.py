@@ -322,3 +322,49 @@ def test_event_log(tables_backend):
     assert log["mfg"].all() and (log["user_id"] == 0xFFFE).all()
     assert log["argument"].tolist() == [b"\x01\x09", b"\x02\x09", b"\x03\x09"]
     assert str(log["time"][0]) == "2025-05-01T12:01:30"
+
+
+# ---- native == twin on random block data ---------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+from osgp import _backend  # noqa: E402
+
+
+def _kernels():
+    mods = [_backend.reference("tables")]
+    nat = _backend.native_module("tables")
+    if nat is not None:
+        mods.insert(0, nat)
+    return mods
+
+
+@settings(max_examples=150, deadline=None)
+@given(nch=hst.integers(0, 5), nint=hst.integers(1, 9), code=hst.sampled_from([1, 2, 4, 8, 16, 32, 64]),
+       ni=hst.sampled_from([0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]), tm=hst.integers(1, 4),
+       desc=hst.integers(0, 1), nblocks=hst.integers(0, 3), extra=hst.integers(-3, 3),
+       seed=hst.binary(min_size=0, max_size=600), lasts=hst.lists(hst.integers(0, 10), max_size=3))
+def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed, lasts):
+    w = {1: 1, 2: 2, 4: 4, 8: 1, 16: 2, 32: 4}.get(code) or loadprofile.tables_ni_width(ni)
+    tw = (0, 5, 5, 4, 4)[tm]
+    ext = nch // 2 + 1
+    int_size = ext + nch * w
+    int0 = tw + (nint + 7) // 8
+    g = loadprofile.Geometry(int0 + nint * int_size, nint, nch, 0, tm, tw, int0, int_size, 0, ext,
+                             code, ni, 900, desc)
+    data = (seed * (1 + g.block_size * 3 // max(len(seed), 1)))[:max(0, g.block_size * 3 + extra)]
+    blocks = list(range(nblocks))
+    ll = [x % (nint + 1) for x in lasts[:nblocks]] if len(lasts) >= nblocks else None
+    outs = []
+    for mod in _kernels():
+        rows = nblocks * nint
+        arrs = (np.zeros((rows, nch), np.int64), np.zeros((rows, nch), np.uint8),
+                np.zeros(rows, np.uint8), np.zeros(rows, np.int64), np.zeros(rows, np.uint8))
+        try:
+            mod.lp_decode(tuple(g), data, np.array(blocks, np.uint32),
+                          None if ll is None else np.array(ll, np.uint32), *arrs)
+            outs.append(("ok", [a.tobytes() for a in arrs]))
+        except DecodeError as e:
+            outs.append((type(e).__name__, e.offset, e.pc))
+    assert all(o == outs[0] for o in outs)

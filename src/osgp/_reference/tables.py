@@ -395,7 +395,7 @@ def _outs(rows: int, nch: int, values: Any, status: Any, flags: Any, times: Any,
             raise TypeError(f"{what} must be a writable contiguous buffer") from None
         if mv.readonly or not mv.c_contiguous:
             raise TypeError(f"{what} must be a writable contiguous buffer")
-        mv = mv.cast("B")
+        mv = mv.cast("B") if mv.nbytes else memoryview(bytearray())
         if mv.nbytes < need:
             raise ConfigurationError(f"{what} needs at least {need} bytes, got {mv.nbytes}")
         res.append(mv)
