@@ -13,6 +13,13 @@ from osgp._native.buffers cimport InBuf, in_acquire, in_release
 from osgp._native.osgp_c cimport *
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_FromLongLong
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    object PyDictProxy_New(object mapping)
 
 from osgp.errors import ConfigurationError, MalformedError, TruncatedError
 
@@ -247,3 +254,205 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
             in_release(&bufs[i])
         PyMem_Free(bufs); PyMem_Free(ins); PyMem_Free(lens); PyMem_Free(bl); PyMem_Free(ll)
         PyMem_Free(nbs); PyMem_Free(offs)
+
+
+
+# ---- slots -> nested mapping (osgp.tables.schema shape codes) -------------------------------
+
+DEF S_INT = 0
+DEF S_BITS = 1
+DEF S_BYTES = 2
+DEF S_NI = 3
+DEF S_TIME = 4
+DEF S_FLOAT = 5
+DEF S_ARRAY = 6
+DEF S_RECORD = 7
+DEF S_IF = 8
+
+cdef object _TimeDate = None
+cdef object _ni_value = None
+cdef object _TupleNew = tuple.__new__
+
+
+cdef int _load_hooks() except -1:
+    global _TimeDate, _ni_value
+    if _TimeDate is None:  # late import: osgp.tables imports this module
+        from osgp.tables.schema import TimeDate, ni_value
+        _TimeDate = TimeDate
+        _ni_value = ni_value
+    return 0
+
+
+cdef struct BuildCtx:
+    const int64_t *s
+    Py_ssize_t i
+    Py_ssize_t n
+    const uint8_t *dp
+
+
+cdef inline double _bits_to_double(int64_t v) noexcept:
+    cdef double x
+    memcpy(&x, &v, 8)
+    return x
+
+
+cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
+                      dict d) except -1:
+    cdef tuple ch
+    for ch in children:
+        if <int>ch[0] == S_IF:
+            c.i += 1
+            if c.s[c.i - 1]:
+                _build_group(<tuple>ch[2], c, data, params, d)
+            continue
+        v = _build_node(ch, c, data, params)
+        name = ch[1]
+        if name is not None:
+            d[name] = v
+    return 0
+
+
+cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
+    cdef int code = node[0]
+    cdef Py_ssize_t n, k, off, ln, b
+    cdef int64_t v
+    cdef tuple sub, elem_t, t
+    cdef dict d
+    cdef list items
+    cdef int kind
+    cdef const uint8_t *p
+    if code == S_INT:
+        c.i += 1
+        return PyLong_FromLongLong(c.s[c.i - 1])
+    if code == S_BITS:
+        d = {}
+        for sub in <tuple>node[2]:
+            v = c.s[c.i]
+            c.i += 1
+            if sub[0] is not None:
+                d[sub[0]] = (v != 0) if sub[1] else PyLong_FromLongLong(v)
+        return PyDictProxy_New(d)
+    if code == S_BYTES:
+        off = c.s[c.i]
+        ln = c.s[c.i + 1]
+        c.i += 2
+        kind = node[2]
+        p = c.dp + off
+        if kind == 1:
+            return PyUnicode_DecodeLatin1(<const char *>p, ln, NULL)
+        if kind == 2:
+            return PyBytes_FromStringAndSize(<const char *>p, ln).hex().upper()
+        if kind == 3:
+            t = PyTuple_New_bools(p, ln)
+            return t
+        return PyBytes_FromStringAndSize(<const char *>p, ln)
+    if code == S_NI:
+        v = c.s[c.i]
+        c.i += 1
+        k = params[<Py_ssize_t>node[2]]
+        if k == 0 or k == 1:
+            return _bits_to_double(v)
+        if k == 2 or k == 3 or k == 4 or k == 13:
+            return _ni_value(k, v, data)
+        return PyLong_FromLongLong(v)
+    if code == S_TIME:
+        t = (c.s[c.i], c.s[c.i + 1], c.s[c.i + 2], c.s[c.i + 3], c.s[c.i + 4], c.s[c.i + 5])
+        c.i += 6
+        return _TupleNew(_TimeDate, t)
+    if code == S_FLOAT:
+        c.i += 1
+        return _bits_to_double(c.s[c.i - 1])
+    if code == S_ARRAY:
+        n = c.s[c.i]
+        c.i += 1
+        items = []
+        if node[3]:
+            elem_t = <tuple>node[2]
+            if <int>elem_t[0] == S_INT:
+                for k in range(n):
+                    items.append(PyLong_FromLongLong(c.s[c.i + k]))
+                c.i += n
+            else:
+                for k in range(n):
+                    items.append(_build_node(elem_t, c, data, params))
+        else:
+            elem_t = <tuple>node[2]
+            for k in range(n):
+                d = {}
+                _build_group(elem_t, c, data, params, d)
+                items.append(PyDictProxy_New(d))
+        return tuple(items)
+    if code == S_RECORD:
+        d = {}
+        _build_group(<tuple>node[2], c, data, params, d)
+        return PyDictProxy_New(d)
+    return None
+
+
+cdef tuple PyTuple_New_bools(const uint8_t *p, Py_ssize_t ln):
+    cdef list out = [None] * (8 * ln)
+    cdef Py_ssize_t k
+    for k in range(8 * ln):
+        out[k] = ((p[k >> 3] >> (k & 7)) & 1) != 0
+    return tuple(out)
+
+
+def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
+    """Run a table program and build the read-only nested mapping described by
+    ``shape`` (osgp.tables.schema shape codes).  Errors as table_run."""
+    cdef InBuf p, dd
+    cdef int64_t *regs = NULL
+    cdef int64_t *slots = NULL
+    cdef size_t cap, nslots = 0, consumed = 0, i
+    cdef Py_ssize_t np_ = len(params)
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    cdef BuildCtx c
+    cdef dict out
+    _load_hooks()
+    if nregs < np_:
+        raise ConfigurationError(f"{np_} parameters for {nregs} registers")
+    plist = [int(x) for x in params]
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    in_acquire(program, &p, "program")
+    try:
+        if p.len % 4:
+            raise ConfigurationError("program length must be a multiple of 4")
+        in_acquire(data, &dd, "data")
+        try:
+            regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
+            if regs == NULL:
+                raise MemoryError()
+            cap = 64 + <size_t>dd.len * 2
+            while True:
+                slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
+                if slots == NULL:
+                    raise MemoryError()
+                for i in range(<size_t>nregs):
+                    regs[i] = plist[i] if <Py_ssize_t>i < np_ else 0
+                st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, dd.ptr, dd.len,
+                                    regs, nregs, slots, cap, &nslots, &consumed, &f)
+                if st != OSGP_ERR_CAPACITY:
+                    break
+                PyMem_Free(slots)
+                slots = NULL
+                if cap > (<size_t>1 << 34):
+                    raise MalformedError("table expands to too many values", layer="table",
+                                         offset=f.offset)
+                cap *= 4
+            if st != OSGP_OK:
+                raise _fault_error(st, &f, "table", "table field")
+            c.s = slots
+            c.i = 0
+            c.n = nslots
+            c.dp = dd.ptr
+            out = {}
+            _build_group(shape, &c, data, plist, out)
+            return PyDictProxy_New(out)
+        finally:
+            PyMem_Free(regs)
+            PyMem_Free(slots)
+            in_release(&dd)
+    finally:
+        in_release(&p)

@@ -506,3 +506,95 @@ def lp_decode_batch(geometry: Any, datas: Sequence[Any], blocks_list: Sequence[A
             e.meter = i  # type: ignore[attr-defined]
             raise e from None
     return offs
+
+
+# ---- slots -> nested mapping (osgp.tables.schema shape codes) -------------------------------
+
+S_INT, S_BITS, S_BYTES, S_NI, S_TIME, S_FLOAT, S_ARRAY, S_RECORD, S_IF, S_FILL = range(10)
+_HOOKS: list = []
+
+
+def _hooks() -> tuple:
+    if not _HOOKS:  # late import: osgp.tables imports this module
+        from osgp.tables.schema import TimeDate, ni_value
+
+        _HOOKS.extend((TimeDate, ni_value))
+    return tuple(_HOOKS)
+
+
+def _build_group(children: tuple, s: list[int], i: int, data: bytes, params: list[int],
+                 d: dict) -> int:
+    for ch in children:
+        if ch[0] == S_IF:
+            flag = s[i]
+            i += 1
+            if flag:
+                i = _build_group(ch[2], s, i, data, params, d)
+            continue
+        v, i = _build_node(ch, s, i, data, params)
+        if ch[1] is not None:
+            d[ch[1]] = v
+    return i
+
+
+def _build_node(node: tuple, s: list[int], i: int, data: bytes, params: list[int]) -> tuple:
+    from types import MappingProxyType
+
+    code = node[0]
+    if code == S_INT:
+        return s[i], i + 1
+    if code == S_BITS:
+        d = {}
+        for n, is_bool in node[2]:
+            if n is not None:
+                d[n] = bool(s[i]) if is_bool else s[i]
+            i += 1
+        return MappingProxyType(d), i
+    if code == S_BYTES:
+        raw = data[s[i]:s[i] + s[i + 1]]
+        kind = node[2]
+        if kind == 1:
+            return raw.decode("latin-1"), i + 2  # ISO 8859-1 (BT00 CHAR_FORMAT 2)
+        if kind == 2:
+            return raw.hex().upper(), i + 2
+        if kind == 3:
+            return tuple(bool((b >> k) & 1) for b in raw for k in range(8)), i + 2
+        return raw, i + 2
+    if code == S_NI:
+        return _hooks()[1](params[node[2]], s[i], data), i + 1
+    if code == S_TIME:
+        return _hooks()[0](*s[i:i + 6]), i + 6
+    if code == S_FLOAT:
+        return struct.unpack("<d", struct.pack("<q", s[i]))[0], i + 1
+    if code == S_ARRAY:
+        n = s[i]
+        i += 1
+        items = []
+        elem, scalar = node[2], node[3]
+        for _ in range(n):
+            if scalar:
+                v, i = _build_node(elem, s, i, data, params)
+            else:
+                dd: dict = {}
+                i = _build_group(elem, s, i, data, params, dd)
+                v = MappingProxyType(dd)
+            items.append(v)
+        return tuple(items), i
+    if code == S_RECORD:
+        dd = {}
+        i = _build_group(node[2], s, i, data, params, dd)
+        return MappingProxyType(dd), i
+    return None, i  # S_FILL
+
+
+def table_decode(program: Any, shape: tuple, params: Sequence[int], data: Any,
+                 nregs: int) -> Any:
+    """Run a table program and build the read-only nested mapping described by
+    ``shape`` (osgp.tables.schema shape codes).  Errors as table_run."""
+    from types import MappingProxyType
+
+    d = as_bytes(data, "data")
+    slots, _used = table_run(program, params, d, nregs)
+    out: dict = {}
+    _build_group(shape, slots, 0, d, [int(p) for p in params], out)
+    return MappingProxyType(out)

@@ -264,17 +264,14 @@ def _decode(tid: int, data: Any, ctx: _Context) -> Mapping[str, Any]:
         buf = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
     except TypeError:
         raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
-    params = ctx.params(prog, len(buf))
+    params = ctx.params(prog, len(buf)) if prog.params else []
     try:
-        slots, _used = _kernel.table_run(prog.code, params, buf, prog.nregs)
+        return _kernel.table_decode(prog.code, prog.shape, params, buf, prog.nregs)
     except DecodeError as exc:
+        if getattr(exc, "pc", None) is None:  # raised while building (FLOAT_CHAR text)
+            raise MalformedError(f"{exc.reason}", layer=f"table {prog.name}",
+                                 offset=exc.offset) from None
         raise _rewrap(exc, prog) from None
-    fmt = dict(zip(prog.params, params))
-    try:
-        return prog.build(slots, buf, fmt)
-    except DecodeError as exc:
-        raise MalformedError(f"{exc.reason}", layer=f"table {prog.name}",
-                             offset=exc.offset) from None
 
 
 def decode(table_id: TableId, data: Any, context: Optional[Mapping] = None, *,

@@ -50,6 +50,9 @@ OP_INT, OP_BITS, OP_BYTES, OP_NI, OP_TIME, OP_FLOAT, OP_ARRAY, OP_END, OP_IF, OP
 
 INT_TYPES = {f"UINT{8 * w}": (w, False) for w in range(1, 9)}
 INT_TYPES.update({f"INT{8 * w}": (w, True) for w in range(1, 9)})
+# Shape codes: how the decoded slots become the nested mapping (the kernels'
+# table_decode(); a shape node is (code, name, ...)).
+S_INT, S_BITS, S_BYTES, S_NI, S_TIME, S_FLOAT, S_ARRAY, S_RECORD, S_IF, S_FILL = range(10)
 TIME_KINDS = {"LTIME_DATE": 0, "STIME_DATE": 1, "TIME": 2}
 BYTE_KINDS = {"BYTES": 0, "CHAR": 1, "BCD": 2, "SET": 3}
 
@@ -166,7 +169,7 @@ class Node:
     def emit(self, c: _Compiler) -> None:
         raise NotImplementedError
 
-    def build(self, s: list[int], i: int, data: bytes, fmt: Mapping[str, int]) -> tuple[Any, int]:
+    def shape(self, c: _Compiler) -> tuple:
         raise NotImplementedError
 
     def encode(self, v: Any, out: bytearray, env: _Env) -> None:
@@ -188,8 +191,8 @@ class IntNode(Node):
         c.mark(self.path)
         c.words += [OP_INT | (int(self.signed) << 8) | (self.width << 16), self.store]
 
-    def build(self, s, i, data, fmt):
-        return s[i], i + 1
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_INT, self.name)
 
     def encode(self, v, out, env):
         v = _as_int(v, self.path)
@@ -221,12 +224,8 @@ class BitsNode(Node):
         for (_n, lo, hi, _b), st in zip(self.subs, self.stores):
             c.words += [lo | (hi << 8), st]
 
-    def build(self, s, i, data, fmt):
-        d = {}
-        for (n, _lo, _hi, is_bool), v in zip(self.subs, s[i:i + len(self.subs)]):
-            if n is not None:
-                d[n] = bool(v) if is_bool else v
-        return MappingProxyType(d), i + len(self.subs)
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_BITS, self.name, tuple((n, b) for n, _lo, _hi, b in self.subs))
 
     def encode(self, v, out, env):
         v = v if v is not None else {}
@@ -258,15 +257,8 @@ class BytesNode(Node):
         c.mark(self.path)
         c.words += [OP_BYTES | (BYTE_KINDS[self.kind] << 8)] + c.expr(self.length)
 
-    def build(self, s, i, data, fmt):
-        raw = data[s[i]:s[i] + s[i + 1]]
-        if self.kind == "CHAR":
-            return raw.decode("latin-1"), i + 2  # ISO 8859-1 (BT00 CHAR_FORMAT 2)
-        if self.kind == "BCD":
-            return raw.hex().upper(), i + 2
-        if self.kind == "SET":
-            return tuple(bool((b >> k) & 1) for b in raw for k in range(8)), i + 2
-        return raw, i + 2
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_BYTES, self.name, BYTE_KINDS[self.kind])
 
     def encode(self, v, out, env):
         if self.length.ref == "@DATA_LEN":  # rest of the table: any length
@@ -322,8 +314,8 @@ class FillNode(Node):
         c.mark(self.path)
         c.words += [OP_SKIP] + c.expr(self.length)
 
-    def build(self, s, i, data, fmt):
-        return None, i
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_FILL, None)
 
     def encode(self, v, out, env):
         n = self.length.evaluate(env.lookup)
@@ -346,8 +338,8 @@ class NiNode(Node):
         c.mark(self.path)
         c.words += [OP_NI, c.reg(self.ref)]
 
-    def build(self, s, i, data, fmt):
-        return ni_value(fmt[self.ref], s[i], data), i + 1
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_NI, self.name, c.regs[self.ref])
 
     def encode(self, v, out, env):
         out += ni_encode(env.lookup(self.ref), v, self.path)
@@ -367,8 +359,8 @@ class TimeNode(Node):
         c.mark(self.path)
         c.words += [OP_TIME | (self.kind << 8), c.reg(TM_FORMAT_REF)]
 
-    def build(self, s, i, data, fmt):
-        return TimeDate(*s[i:i + 6]), i + 6
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_TIME, self.name)
 
     def encode(self, v, out, env):
         out += time_encode(env.lookup(TM_FORMAT_REF), self.kind, v, self.path)
@@ -393,8 +385,8 @@ class FloatNode(Node):
         c.mark(self.path)
         c.words += [OP_FLOAT | (self.width << 16)]
 
-    def build(self, s, i, data, fmt):
-        return _bits_to_float(s[i]), i + 1
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_FLOAT, self.name)
 
     def encode(self, v, out, env):
         out += struct.pack("<d" if self.width == 8 else "<f", float(v))
@@ -416,20 +408,11 @@ class GroupNode(Node):
         for ch in self.children:
             ch.emit(c)
 
-    def build_into(self, d: dict, s, i, data, fmt):
-        for ch in self.children:
-            if isinstance(ch, IfNode):
-                i = ch.build_into(d, s, i, data, fmt)
-            else:
-                v, i = ch.build(s, i, data, fmt)
-                if ch.name is not None:
-                    d[ch.name] = v
-        return i
+    def shapes(self, c: _Compiler) -> tuple:
+        return tuple(ch.shape(c) for ch in self.children)
 
-    def build(self, s, i, data, fmt):
-        d: dict = {}
-        i = self.build_into(d, s, i, data, fmt)
-        return MappingProxyType(d), i
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_RECORD, self.name, self.shapes(c))
 
     def encode_from(self, v: Mapping, out, env):
         for ch in self.children:
@@ -475,10 +458,8 @@ class IfNode(Node):
         v = e.evaluate(env.lookup)
         return v != 0 if mode == 0 else (v == cmp if mode == 1 else v != cmp)
 
-    def build_into(self, d, s, i, data, fmt):
-        if s[i]:
-            return self.body.build_into(d, s, i + 1, data, fmt)
-        return i + 1
+    def shape(self, c: _Compiler) -> tuple:
+        return (S_IF, None, self.body.shapes(c))
 
     def encode_from(self, v, out, env):
         if self.taken(env):
@@ -500,15 +481,11 @@ class ArrayNode(Node):
         c.words[start + 8] = len(c.words) - start - 10
         c.words.append(OP_END)
 
-    def build(self, s, i, data, fmt):
-        n = s[i]
-        i += 1
-        items = []
-        b = self.elem.build
-        for _ in range(n):
-            v, i = b(s, i, data, fmt)
-            items.append(v)
-        return tuple(items), i
+    def shape(self, c: _Compiler) -> tuple:
+        if self.scalar:
+            return (S_ARRAY, self.name, self.elem.shape(c), True)
+        assert isinstance(self.elem, GroupNode)
+        return (S_ARRAY, self.name, self.elem.shapes(c), False)
 
     def encode(self, v, out, env):
         n = self.count.evaluate(env.lookup)
@@ -775,6 +752,7 @@ class Program:
             else:
                 raise ConfigurationError(f"{self.name}: {r} is not an integer field")
         self.root.emit(c)
+        self.shape = self.root.shapes(c)
         self.params = params
         self.nregs = len(params) + len(local_refs)
         self.words = array("I", c.words)
@@ -791,10 +769,6 @@ class Program:
                 break
         return best
 
-    def build(self, slots: list[int], data: bytes, fmt: Mapping[str, int]) -> Mapping[str, Any]:
-        d: dict = {}
-        self.root.build_into(d, slots, 0, data, fmt)
-        return MappingProxyType(d)
 
     def encode(self, values: Mapping[str, Any], params: Mapping[str, int]) -> bytes:
         out = bytearray()
