@@ -326,9 +326,13 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     Tables are raw bytes (or mappings from :func:`osgp.tables.decode`).  With
     ``unread_only`` only the BT63 NBR_UNREAD_BLOCKS newest blocks are decoded
     (incremental collection, [OPT p.34-35])."""
-    ctx = _context(bt00, bt61)
+    # decode each dimension table once and hand the mappings on as context
+    ctx: dict = {}
     t00 = _as_table("BT00", bt00, ctx) if bt00 is not None else None
+    if t00 is not None:
+        ctx["BT00"] = t00
     t61 = _as_table("BT61", bt61, ctx)
+    ctx["BT61"] = t61
     t62 = _as_table("BT62", bt62, ctx)
     t63 = _as_table("BT63", bt63, ctx)
     t21 = _as_table("ET21", et21, ctx) if et21 is not None else None

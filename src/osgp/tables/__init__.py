@@ -165,7 +165,7 @@ _PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 class _Context:
     def __init__(self, context: Optional[Mapping], profile: TableProfile) -> None:
         self.raw: dict[Any, Any] = {}
-        if context is not None:
+        if context:
             if not isinstance(context, Mapping):
                 raise ConfigurationError("context must be a mapping of tables")
             for k, v in context.items():
@@ -196,29 +196,33 @@ class _Context:
         self.decoded[tid] = m
         return m
 
-    def value(self, ref: str, data_len: int) -> int:
+    def value(self, ref: str, data_len: int, spec: Optional[tuple] = None) -> int:
         if ref in self.raw:
             return int(self.raw[ref])
         if ref.startswith("@"):
             return self.derived(ref, data_len)
-        head, _, path = ref.partition(".")
-        tid = table_number(head)
+        if spec is None:
+            head, _, path = ref.partition(".")
+            spec = (ref, table_number(head),
+                    tuple(int(i) if i else n for n, i in _PATH_RE.findall(path)))
+        tid = spec[1]
         m = self.table(tid)
         if m is None:
             attr = _FORMAT_DEFAULTS.get(ref)
             if attr is not None:
                 return int(getattr(self.profile, attr))
+            head = ref.partition(".")[0]
             raise ConfigurationError(f"this layout needs {head} ({ref}); pass it in the context")
         v: Any = m
         try:
-            for name, idx in _PATH_RE.findall(path):
-                v = v[int(idx)] if idx else v[name]
+            for key in spec[2]:  # field names and array indices
+                v = v[key]
         except (KeyError, IndexError):
             # an element or optional field the given table does not have (e.g. data
             # set 2 of a one-set BT61): it counts as 0, so layouts sized by it are empty
             return 0
         except TypeError:
-            raise ConfigurationError(f"{ref} does not name a value of {head}") from None
+            raise ConfigurationError(f"{ref} does not name a value of its table") from None
         return int(v)
 
     def derived(self, ref: str, data_len: int) -> int:
@@ -238,7 +242,7 @@ class _Context:
         raise ConfigurationError(f"unknown derived parameter {ref}")
 
     def params(self, prog: Program, data_len: int) -> list[int]:
-        return [self.value(r, data_len) for r in prog.params]
+        return [self.value(sp[0], data_len, sp) for sp in prog.param_specs]
 
 
 def _rewrap(exc: DecodeError, prog: Program) -> DecodeError:

@@ -754,6 +754,16 @@ class Program:
         self.root.emit(c)
         self.shape = self.root.shapes(c)
         self.params = params
+        # parsed references: (ref, table number or None, ((name, index), ...))
+        self.param_specs = []
+        for r in params:
+            if r.startswith("@"):
+                self.param_specs.append((r, None, ()))
+            else:
+                head, _, path = r.partition(".")
+                toks = tuple(int(i) if i else n
+                             for n, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path))
+                self.param_specs.append((r, table_number(head), toks))
         self.nregs = len(params) + len(local_refs)
         self.words = array("I", c.words)
         self.code = self.words.tobytes() if self.words.itemsize == 4 else \
@@ -793,8 +803,24 @@ def table_name(table_id: int) -> str:
     return f"BT{base:02d}{pending}"
 
 
+_NUMBERS: dict = {}
+
+
 def table_number(name: Any) -> int:
     """Table number of ``"BT61"``, ``"ET21"``, ``2069`` or ``"4150"``."""
+    if type(name) is int:
+        return name
+    try:
+        return _NUMBERS[name]
+    except (KeyError, TypeError):
+        pass
+    n = _table_number(name)
+    if isinstance(name, str) and len(_NUMBERS) < 4096:
+        _NUMBERS[name] = n
+    return n
+
+
+def _table_number(name: Any) -> int:
     if isinstance(name, int) and not isinstance(name, bool):
         return name
     s = str(name).strip().upper()
