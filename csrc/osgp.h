@@ -189,6 +189,14 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
                            const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                            int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
                            uint8_t *valid, osgp_table_fault *fault);
+/* As osgp_lp_decode but keeps only the valid rows (chronological), with the
+ * block ordinal of each in row_block; *nrows = rows written.  The outputs
+ * must still hold nblocks*nint rows (used as scratch). */
+osgp_status osgp_lp_decode_rows(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                                const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                                uint8_t *valid, uint32_t *row_block, size_t *nrows,
+                                osgp_table_fault *fault);
 /* Many meters sharing one geometry; meter i writes rows from row_offsets[i]. */
 osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,
                                  const osgp_lp_geometry *g, const uint32_t *const *blocks,

@@ -204,6 +204,46 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
     return OSGP_OK;
 }
 
+osgp_status osgp_lp_decode_rows(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                                const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                                uint8_t *valid, uint32_t *row_block, size_t *nrows,
+                                osgp_table_fault *fault)
+{
+    size_t b, j, r = 0, nint = g->nint, nch = g->nch;
+    osgp_status st;
+    *nrows = 0;
+    for (b = 0; b < nblocks; b++) {
+        /* decode block b densely at row r, then move its valid rows down to r.. */
+        st = osgp_lp_decode(in, len, g, blocks + b, lasts ? lasts + b : NULL, 1,
+                            values + r * nch, status + r * nch, flags + r, times + r,
+                            valid + r, fault);
+        if (st != OSGP_OK) {
+            fault->pc = (uint32_t)b;
+            return st;
+        }
+        {
+            size_t k = r;
+            for (j = r; j < r + nint; j++) {
+                if (!valid[j])
+                    continue;
+                if (k != j) {
+                    memmove(values + k * nch, values + j * nch, nch * sizeof(int64_t));
+                    memmove(status + k * nch, status + j * nch, nch);
+                    flags[k] = flags[j];
+                    times[k] = times[j];
+                    valid[k] = 1;
+                }
+                row_block[k] = (uint32_t)b;
+                k++;
+            }
+            r = k;
+        }
+    }
+    *nrows = r;
+    return OSGP_OK;
+}
+
 osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,
                                  const osgp_lp_geometry *g, const uint32_t *const *blocks,
                                  const uint32_t *const *lasts, const size_t *nblocks,

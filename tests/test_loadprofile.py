@@ -361,10 +361,20 @@ def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed
         rows = nblocks * nint
         arrs = (np.zeros((rows, nch), np.int64), np.zeros((rows, nch), np.uint8),
                 np.zeros(rows, np.uint8), np.zeros(rows, np.int64), np.zeros(rows, np.uint8))
+        rb = np.zeros(rows, np.uint32)
         try:
             mod.lp_decode(tuple(g), data, np.array(blocks, np.uint32),
                           None if ll is None else np.array(ll, np.uint32), *arrs)
-            outs.append(("ok", [a.tobytes() for a in arrs]))
+            res = [a.tobytes() for a in arrs]
+            n = mod.lp_decode(tuple(g), data, np.array(blocks, np.uint32),
+                              None if ll is None else np.array(ll, np.uint32), *arrs, rb)
+            # compact rows = the valid dense rows, in order, with their block ordinals
+            dense_valid = np.frombuffer(res[4], np.uint8).astype(bool)
+            assert n == dense_valid.sum()
+            np.testing.assert_array_equal(
+                arrs[0][:n], np.frombuffer(res[0], np.int64).reshape(rows, nch)[dense_valid])
+            np.testing.assert_array_equal(rb[:n], np.flatnonzero(dense_valid) // nint)
+            outs.append(("ok", res, n, arrs[0][:n].tobytes(), arrs[3][:n].tobytes()))
         except DecodeError as e:
             outs.append((type(e).__name__, e.offset, e.pc))
     assert all(o == outs[0] for o in outs)

@@ -148,7 +148,7 @@ class LoadProfile:
 # ---- geometry ---------------------------------------------------------------------------------
 
 def _as_table(name: str, data: Any, context: dict) -> Mapping:
-    if isinstance(data, Mapping):
+    if not isinstance(data, (bytes, bytearray, memoryview)) and isinstance(data, Mapping):
         return data
     return tables.decode(name, data, context)
 
@@ -260,12 +260,12 @@ def block_order(nbr_blks: int, status: Mapping, *, unread_only: bool = False,
         n = min(n, unread)
     descending = status["LP_SET_STATUS_FLAGS"]["BLOCK_ORDER"]
     seq = status["LAST_BLOCK_SEQ_NBR"]
-    idx, seqs = [], []
-    for i in range(n):  # i = 0 oldest of the n returned
-        back = n - 1 - i
-        idx.append((last + back) % nbr_blks if descending else (last - back) % nbr_blks)
-        seqs.append((seq - back) & 0xFFFFFFFF)
-    return idx, seqs
+    back = range(n - 1, -1, -1)  # oldest of the n returned first
+    if descending:
+        idx = [(last + k) % nbr_blks for k in back]
+    else:
+        idx = [(last - k) % nbr_blks for k in back]
+    return idx, [(seq - k) & 0xFFFFFFFF for k in back]
 
 
 # ---- decode -----------------------------------------------------------------------------------
@@ -359,13 +359,20 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
         else:
             lasts[-1] = nvi - 1
     table = f"BT{64 + set_index}"
-    data = bt64 if not isinstance(bt64, Mapping) else None
-    if data is None:
+    data = bt64
+    if not isinstance(data, (bytes, bytearray, memoryview)) and isinstance(data, Mapping):
         raise ConfigurationError("bt64 must be the raw table image")
-    values, status, flags, times, valid = decode_blocks(g, data, idx, lasts, table=table)
-    mask = valid.astype(bool)
-    seq_rows = np.repeat(np.asarray(seqs, dtype=np.uint32), g.nint)[mask]
-    values, status, flags, times = values[mask], status[mask], flags[mask], times[mask]
+    rows = len(idx) * g.nint
+    values, status, flags, times, valid = _empty(g, rows)
+    row_block = np.empty(rows, np.uint32)
+    try:
+        n = _kernel.lp_decode(tuple(g), data, np.asarray(idx, np.uint32),
+                              np.asarray(lasts, np.uint32), values, status, flags, times, valid,
+                              row_block)
+    except DecodeError as exc:
+        raise _rewrap_block(exc, table, g) from None
+    seq_rows = np.asarray(seqs, dtype=np.uint32)[row_block[:n]]
+    values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
     if g.fmt_code >= 64 and g.ni_format in (0, 1):
         values = values.view(np.float64)
     k = set_index + 1

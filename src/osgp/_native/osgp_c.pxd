@@ -98,6 +98,11 @@ cdef extern from "osgp.h" nogil:
                                const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                                int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
                                uint8_t *valid, osgp_table_fault *fault)
+    osgp_status osgp_lp_decode_rows(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
+                                    const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                    int64_t *values, uint8_t *status, uint8_t *flags,
+                                    int64_t *times, uint8_t *valid, uint32_t *row_block,
+                                    size_t *nrows, osgp_table_fault *fault)
     osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,
                                      const osgp_lp_geometry *g, const uint32_t *const *blocks,
                                      const uint32_t *const *lasts, const size_t *nblocks,

@@ -144,16 +144,21 @@ cdef void _release_outs(OutBufs *o) noexcept:
     o.held = 0
 
 
-def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid):
+def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid,
+              row_block=None):
     """Decode load-profile blocks ``blocks`` (uint32 buffer of block indices,
     chronological) of ``data`` into dense rows (nint per block); ``lasts``
-    (uint32 buffer or None) = last recorded interval per block."""
+    (uint32 buffer or None) = last recorded interval per block.  With
+    ``row_block`` (writable uint32 buffer, nblocks*nint entries) only the valid
+    rows are kept, each with its block ordinal.  Returns the number of rows."""
     cdef osgp_lp_geometry g
     cdef InBuf d, bb, lb
     cdef OutBufs o
+    cdef Py_buffer rbv
     cdef osgp_table_fault f
     cdef osgp_status st
-    cdef size_t nb
+    cdef size_t nb, nrows = 0
+    cdef int compact = row_block is not None
     _geometry(geometry, &g)
     in_acquire(blocks, &bb, "blocks")
     lb.held = False
@@ -170,15 +175,30 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
         try:
             _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid)
             try:
-                with nogil:
-                    st = osgp_lp_decode(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
-                                        <const uint32_t *>lb.ptr, nb, <int64_t *>o.v.buf,
-                                        <uint8_t *>o.s.buf, <uint8_t *>o.f.buf,
-                                        <int64_t *>o.t.buf, <uint8_t *>o.ok.buf, &f)
+                if compact:
+                    _out(row_block, &rbv, nb * g.nint * 4, "row_block")
+                    try:
+                        with nogil:
+                            st = osgp_lp_decode_rows(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                                     <const uint32_t *>lb.ptr, nb,
+                                                     <int64_t *>o.v.buf, <uint8_t *>o.s.buf,
+                                                     <uint8_t *>o.f.buf, <int64_t *>o.t.buf,
+                                                     <uint8_t *>o.ok.buf, <uint32_t *>rbv.buf,
+                                                     &nrows, &f)
+                    finally:
+                        PyBuffer_Release(&rbv)
+                else:
+                    nrows = nb * g.nint
+                    with nogil:
+                        st = osgp_lp_decode(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                            <const uint32_t *>lb.ptr, nb, <int64_t *>o.v.buf,
+                                            <uint8_t *>o.s.buf, <uint8_t *>o.f.buf,
+                                            <int64_t *>o.t.buf, <uint8_t *>o.ok.buf, &f)
             finally:
                 _release_outs(&o)
             if st != OSGP_OK:
                 raise _fault_error(st, &f, "load profile", f"block {f.pc}")
+            return nrows
         finally:
             in_release(&d)
     finally:

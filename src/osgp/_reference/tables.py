@@ -457,8 +457,9 @@ def _decode_blocks(d: bytes, g: tuple[int, ...], blocks: list[int], lasts: Optio
 
 
 def lp_decode(geometry: Any, data: Any, blocks: Any, lasts: Any, values: Any, status: Any,
-              flags: Any, times: Any, valid: Any) -> None:
-    """Decode load-profile blocks into dense rows; see the native docstring."""
+              flags: Any, times: Any, valid: Any, row_block: Any = None) -> int:
+    """Decode load-profile blocks into dense rows (or, with ``row_block``, the
+    valid rows only); see the native docstring.  Returns the number of rows."""
     g = _geometry(geometry)
     bl = _u32(blocks, "blocks")
     ll = None
@@ -467,11 +468,39 @@ def lp_decode(geometry: Any, data: Any, blocks: Any, lasts: Any, values: Any, st
         if len(ll) != len(bl):
             raise ConfigurationError("lasts must have one uint32 per block")
     d = as_bytes(data, "data")
-    outs = _outs(len(bl) * g[1], g[2], values, status, flags, times, valid)
+    rows = len(bl) * g[1]
+    outs = _outs(rows, g[2], values, status, flags, times, valid)
+    rb = None
+    if row_block is not None:
+        try:
+            rb = memoryview(row_block)
+        except TypeError:
+            raise TypeError("row_block must be a writable contiguous buffer") from None
+        if rb.readonly or not rb.c_contiguous:
+            raise TypeError("row_block must be a writable contiguous buffer")
+        rb = rb.cast("B") if rb.nbytes else memoryview(bytearray())
+        if rb.nbytes < 4 * rows:
+            raise ConfigurationError(f"row_block needs at least {4 * rows} bytes, got {rb.nbytes}")
     try:
         _decode_blocks(d, g, bl, ll, 0, outs)
     except _Fault as f:
         raise _error(f, "load profile", f"block {f.pc}") from None
+    if rb is None:
+        return rows
+    mv_v, mv_s, mv_f, mv_t, mv_ok = outs
+    nch, nint, k = g[2], g[1], 0
+    for j in range(rows):  # keep valid rows, chronological (osgp_lp_decode_rows)
+        if not mv_ok[j]:
+            continue
+        if k != j:
+            mv_v[8 * nch * k: 8 * nch * (k + 1)] = mv_v[8 * nch * j: 8 * nch * (j + 1)]
+            mv_s[nch * k: nch * (k + 1)] = mv_s[nch * j: nch * (j + 1)]
+            mv_f[k] = mv_f[j]
+            mv_t[8 * k: 8 * k + 8] = mv_t[8 * j: 8 * j + 8]
+            mv_ok[k] = 1
+        struct.pack_into("<I", rb, 4 * k, j // nint)
+        k += 1
+    return k
 
 
 def lp_decode_batch(geometry: Any, datas: Sequence[Any], blocks_list: Sequence[Any],

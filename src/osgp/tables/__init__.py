@@ -183,7 +183,7 @@ class _Context:
         v = self.raw.get(tid)
         if v is None:
             return None
-        if isinstance(v, Mapping):
+        if not isinstance(v, (bytes, bytearray, memoryview)) and isinstance(v, Mapping):
             m = v
         else:
             if tid in self.busy:
@@ -297,7 +297,7 @@ def encode(table_id: TableId, values: Mapping[str, Any], context: Optional[Mappi
     prog = program(tid)
     ctx = _Context(context, profile)
     params = {r: ctx.value(r, 0) for r in prog.params if r != "@DATA_LEN"}
-    if not isinstance(values, Mapping):
+    if not isinstance(values, Mapping):  # noqa: SIM102
         raise ConfigurationError("values must be a mapping of field names")
     return prog.encode(values, params)
 
