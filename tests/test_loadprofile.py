@@ -378,3 +378,13 @@ def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed
         except DecodeError as e:
             outs.append((type(e).__name__, e.offset, e.pc))
     assert all(o == outs[0] for o in outs)
+
+
+def test_zero_divisor_names_field(tables_backend, archive):
+    bt63, bt64, _ = archive
+    bad62 = bt62_bytes()[:-2] + b"\x00\x00"          # DIVISOR_SET1[2] = 0
+    with pytest.raises(MalformedError) as ei:
+        loadprofile.decode(bt61_bytes(), bad62, bt63, bt64, bt00=bt00_bytes())
+    # 3 x 3 selection bytes, INT_FMT_CDE, 3 scalars, then divisors 0 and 1 before it
+    assert ei.value.layer == "table BT62" and ei.value.offset == 9 + 1 + 6 + 4
+    assert ei.value.field == "DIVISOR_SET1[2]"

@@ -326,27 +326,16 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     Tables are raw bytes (or mappings from :func:`osgp.tables.decode`).  With
     ``unread_only`` only the BT63 NBR_UNREAD_BLOCKS newest blocks are decoded
     (incremental collection, [OPT p.34-35])."""
-    # decode each dimension table once and hand the mappings on as context
-    ctx: dict = {}
-    t00 = _as_table("BT00", bt00, ctx) if bt00 is not None else None
-    if t00 is not None:
-        ctx["BT00"] = t00
-    t61 = _as_table("BT61", bt61, ctx)
-    ctx["BT61"] = t61
-    t62 = _as_table("BT62", bt62, ctx)
-    t63 = _as_table("BT63", bt63, ctx)
-    t21 = _as_table("ET21", et21, ctx) if et21 is not None else None
-    tm = t00["FORMAT_CONTROL_2"]["TM_FORMAT"] if t00 is not None else tables.DEFAULT_PROFILE.tm_format
-    nif = (t00["FORMAT_CONTROL_3"]["NI_FORMAT1"], t00["FORMAT_CONTROL_3"]["NI_FORMAT2"]) \
-        if t00 is not None else (tables.DEFAULT_PROFILE.ni_format1, tables.DEFAULT_PROFILE.ni_format2)
+    cfg = _config(bt00, bt61, bt62, et21, set_index, profile)
+    t63 = _as_table("BT63", bt63, cfg.ctx)
     sets = t63["LP_STATUS_SETS"]
     if set_index >= len(sets):
         raise ConfigurationError(f"BT63 describes {len(sets)} data set(s), no set {set_index}")
     st = sets[set_index]
-    g = geometry(t61, t62, tm_format=tm, ni_formats=nif, set_index=set_index,
-                 interval_order=st["LP_SET_STATUS_FLAGS"]["INTERVAL_ORDER"], et21=t21,
-                 profile=profile)
-    nbr_blks = t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"]
+    g = cfg.geometry
+    if st["LP_SET_STATUS_FLAGS"]["INTERVAL_ORDER"] and profile.descending_newest_first:
+        g = g._replace(descending=1)
+    nbr_blks = cfg.nbr_blks
     idx, seqs = block_order(nbr_blks, st, unread_only=unread_only, set_index=set_index)
     nvi = st["NBR_VALID_INT"]
     if nvi > g.nint:
@@ -375,24 +364,80 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
     if g.fmt_code >= 64 and g.ni_format in (0, 1):
         values = values.view(np.float64)
-    k = set_index + 1
-    scalars = divisors = None
     scaled = values.astype(np.float64)
+    if cfg.scale is not None:
+        scaled *= cfg.scale
+    if g.fmt_code >= 64 and g.ni_format == 4:
+        scaled *= 1e-4
+    return LoadProfile(times.view("datetime64[s]"), values, scaled, status, flags, seq_rows, g,
+                       cfg.sources, cfg.scalars, cfg.divisors,
+                       {"blocks": idx, "block_seq": seqs, "nbr_valid_int": nvi,
+                        "interval_s": g.interval_s})
+
+
+class _Config(NamedTuple):
+    """What BT00/BT61/BT62 (and ET21) say about one data set."""
+
+    ctx: dict
+    geometry: Geometry
+    nbr_blks: int
+    scalars: Optional[np.ndarray]
+    divisors: Optional[np.ndarray]
+    scale: Optional[np.ndarray]
+    sources: tuple
+
+
+_CONFIG_CACHE: dict = {}
+_CONFIG_CACHE_SIZE = 256
+
+
+def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
+            profile: LoadProfileProfile) -> _Config:
+    """Decode the configuration tables once per configuration: [OPT p.30] "This
+    information needs to be read only once per load profile reconfiguration",
+    so results are cached by the tables' bytes (ET21 changes as data is logged)."""
+    key = None
+    if all(x is None or type(x) is bytes for x in (bt00, bt61, bt62, et21)):
+        key = (bt00, bt61, bt62, et21, set_index, profile)
+        hit = _CONFIG_CACHE.get(key)
+        if hit is not None:
+            return hit
+    ctx: dict = {}
+    t00 = _as_table("BT00", bt00, ctx) if bt00 is not None else None
+    if t00 is not None:
+        ctx["BT00"] = t00
+    t61 = _as_table("BT61", bt61, ctx)
+    ctx["BT61"] = t61
+    t62 = _as_table("BT62", bt62, ctx)
+    t21 = _as_table("ET21", et21, ctx) if et21 is not None else None
+    dflt = tables.DEFAULT_PROFILE
+    tm = t00["FORMAT_CONTROL_2"]["TM_FORMAT"] if t00 is not None else dflt.tm_format
+    nif = (t00["FORMAT_CONTROL_3"]["NI_FORMAT1"], t00["FORMAT_CONTROL_3"]["NI_FORMAT2"]) \
+        if t00 is not None else (dflt.ni_format1, dflt.ni_format2)
+    g = geometry(t61, t62, tm_format=tm, ni_formats=nif, set_index=set_index, et21=t21,
+                 profile=profile)
+    k = set_index + 1
+    scalars = divisors = scale = None
     if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{k}"]:
         scalars = np.asarray(t62[f"SCALARS_SET{k}"], dtype=np.float64)
         divisors = np.asarray(t62[f"DIVISOR_SET{k}"], dtype=np.float64)
         if np.any(divisors == 0):
             c = int(np.argmin(divisors != 0))
-            off = sum(3 * s["NBR_CHNS_SET"] + 1 for s in t61["LP_DATA_SETS"][:k]) + 2 * g.nch + 2 * c
+            sets = t61["LP_DATA_SETS"]
+            off = sum(3 * sets[j]["NBR_CHNS_SET"] + 1 +
+                      (4 * sets[j]["NBR_CHNS_SET"]
+                       if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{j + 1}"] else 0)
+                      for j in range(set_index)) + 3 * g.nch + 1 + 2 * g.nch + 2 * c
             raise _mal("BT62", f"DIVISOR_SET{k}[{c}]", off, "divisor 0")
-        scaled = scaled * scalars / divisors
-    if g.fmt_code >= 64 and g.ni_format == 4:
-        scaled = scaled * 1e-4
+        scale = scalars / divisors
     sources = tuple(ch["LP_SOURCE_SELECT"] for ch in t62.get(f"LP_SEL_SET{k}", ()))
-    return LoadProfile(times.view("datetime64[s]"), values, scaled, status, flags, seq_rows, g,
-                       sources, scalars, divisors,
-                       {"blocks": idx, "block_seq": seqs, "nbr_valid_int": nvi,
-                        "interval_s": g.interval_s})
+    cfg = _Config(ctx, g, t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"], scalars, divisors,
+                  scale, sources)
+    if key is not None:
+        if len(_CONFIG_CACHE) >= _CONFIG_CACHE_SIZE:
+            _CONFIG_CACHE.clear()
+        _CONFIG_CACHE[key] = cfg
+    return cfg
 
 
 def read_plan(bt61: Any, bt63: Any, *, bt00: Any = None, et21: Any = None, bt62: Any = None,
