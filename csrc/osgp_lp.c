@@ -87,7 +87,7 @@ static inline int32_t ld_i32(const uint8_t *p)
 /* Fast path: ascending intervals, extended status present, INT32/UINT32 data.
  * Geometry fields are copied to locals so the compiler knows the output
  * stores cannot change them. */
-static void block_fast(const uint8_t *restrict blk, size_t nint, size_t nch, size_t last,
+static inline void block_fast(const uint8_t *restrict blk, size_t nint, size_t nch, size_t last,
                        size_t simple_off, int has_simple, size_t int0, size_t isz, size_t ext_off,
                        size_t ch0, int is_unsigned, int64_t end, int64_t step,
                        int64_t *restrict vr, uint8_t *restrict sr, uint8_t *restrict fl,
@@ -162,10 +162,21 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
         end = osgp_days_from_civil(t[0], (unsigned)t[1], (unsigned)t[2]) * 86400 +
               t[3] * 3600 + t[4] * 60 + t[5];
         if (fast) {
-            block_fast(blk, nint, nch, last, g->simple_off, g->simple_off != NONE, g->int0_off,
-                       g->int_size, g->ext_off, g->ch0_off, g->fmt_code == 4, end, step,
-                       values + row0 * nch, status + row0 * nch, flags + row0, times + row0,
-                       valid + row0);
+            /* constant channel counts let the compiler unroll the channel loops */
+#define FAST(N) block_fast(blk, nint, (N), last, g->simple_off, g->simple_off != NONE,        \
+                           g->int0_off, g->int_size, g->ext_off, g->ch0_off, g->fmt_code == 4, \
+                           end, step, values + row0 * nch, status + row0 * nch, flags + row0,  \
+                           times + row0, valid + row0)
+            switch (nch) {
+            case 1: FAST(1); break;
+            case 2: FAST(2); break;
+            case 3: FAST(3); break;
+            case 4: FAST(4); break;
+            case 6: FAST(6); break;
+            case 8: FAST(8); break;
+            default: FAST(nch); break;
+            }
+#undef FAST
             continue;
         }
         for (j = 0; j < nint; j++) {
