@@ -74,12 +74,46 @@ def kernels():
     return out
 
 
-ARCHIVE_BLOCKS = 2000
+ARCHIVE_BLOCKS = 2000   # 3.7 MB: fits the L3 cache of most servers
+BIG_BLOCKS = 20000      # 37 MB: memory bound
 
 
 @pytest.fixture(scope="module")
 def archive():
     return make_blocks(ARCHIVE_BLOCKS)
+
+
+@pytest.fixture(scope="module")
+def big_archive():
+    return make_blocks(BIG_BLOCKS, seed=3)
+
+
+def _prealloc(nblocks):
+    rows = nblocks * NINT
+    return (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8),
+            np.empty(rows, np.uint8), np.empty(rows, np.int64), np.empty(rows, np.uint8))
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_native(benchmark, big_archive):
+    mod = _backend.native_module("tables")
+    if mod is None:
+        pytest.skip("native extensions not built")
+    out = _prealloc(BIG_BLOCKS)
+    blocks = np.arange(BIG_BLOCKS, dtype=np.uint32)
+    benchmark(mod.lp_decode, tuple(GEOM), big_archive, blocks, None, *out)
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_memcpy(benchmark, big_archive):
+    src = np.frombuffer(big_archive, np.uint8)
+    dst = np.empty_like(src)
+    benchmark(np.copyto, dst, src)
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_numpy_structured(benchmark, big_archive):
+    benchmark.pedantic(numpy_decode, (big_archive, BIG_BLOCKS), rounds=5)
 
 
 @pytest.mark.benchmark(group="lp-archive")
@@ -141,6 +175,38 @@ def test_month_osgp(benchmark, mod, monkeypatch):
     t, v, s, f = numpy_month(*args)
     np.testing.assert_array_equal(lp.values, v)
     np.testing.assert_array_equal(lp.timestamps, t)
+
+
+@pytest.mark.benchmark(group="lp-month")
+def test_month_osgp_cold(benchmark):
+    """As test_month_osgp[native] but with the configuration cache cleared each call
+    (first read after a reconfiguration: BT00/BT61/BT62 decoded again)."""
+    if _backend.native_module("tables") is None:
+        pytest.skip("native extensions not built")
+    args = month_tables()
+
+    def cold():
+        loadprofile._CONFIG_CACHE.clear()
+        return loadprofile.decode(*args)
+
+    benchmark(cold)
+
+
+@pytest.mark.benchmark(group="lp-batch")
+def test_batch_1000_meters(benchmark):
+    """decode_many: 1000 meters x 30 blocks in one call (GIL released)."""
+    if _backend.native_module("tables") is None:
+        pytest.skip("native extensions not built")
+    data = make_blocks(30, seed=4)
+    blocks = [np.arange(30, dtype=np.uint32)] * 1000
+    out = _prealloc(30 * 1000)
+    benchmark(loadprofile.decode_many, GEOM, [data] * 1000, blocks, None, out=out)
+
+
+@pytest.mark.benchmark(group="lp-batch")
+def test_batch_1000_meters_numpy(benchmark):
+    data = make_blocks(30, seed=4)
+    benchmark.pedantic(lambda: [numpy_decode(data, 30) for _ in range(1000)], rounds=3)
 
 
 @pytest.mark.benchmark(group="lp-month")
