@@ -34,7 +34,10 @@ def bt00_bytes(tm_format=2, ni=0x88, id_form=0):
 BT21 = bytes([0b10111, 0b10, 2, 3, 2, 1, 1, 2, 0, 0])
 BT61 = struct.pack("<IHB", 100, (1 << 10) | (1 << 11) | (1 << 6), 0x20) + struct.pack("<HHBB", 2, 3, 2, 15)
 BT71 = struct.pack("<BBBBBHH", 0b110, 10, 20, 2, 0, 3, 0)
-CTX = {"BT00": bt00_bytes(), "BT21": BT21, "BT61": BT61, "BT71": BT71}
+# BT50 ([MEP p.220-222]): 4 seasons, 2 special schedules, 3 non-recurring and 4 recurring
+# dates, 5 tier switches
+BT50 = bytes([0b11, 0b11000, 4 | (2 << 4), 3, 4]) + struct.pack("<HH", 5, 100)
+CTX = {"BT00": bt00_bytes(), "BT21": BT21, "BT50": BT50, "BT61": BT61, "BT71": BT71}
 
 
 @pytest.fixture(params=["native", "reference"])
@@ -185,6 +188,61 @@ def test_truncation_names_table_field_offset(both):
     assert ei.value.field == "LP_FLAGS" and ei.value.offset == 4 and ei.value.needed == 2
 
 
+def test_et04_et54_published_offsets(both):
+    # ET04 [MEP p.54-67] / reference 2.5, 5.1, 6.1: sequence number @0, transceiver ID @4,
+    # subnet/node @10/11, Neuron state @72, max key usage @123, security mode @127
+    raw = bytearray(140)
+    raw[0:4] = struct.pack("<I", 0x01020304)
+    raw[4:10] = bytes.fromhex("0a0b0c0d0e0f")
+    raw[10], raw[11], raw[72], raw[127] = 7, 9, 4, 2
+    raw[123:127] = struct.pack("<I", 1_000_000)
+    raw[76:82] = bytes([24, 1, 2, 3, 4, 5])
+    et04 = tables.decode("ET04", bytes(raw))
+    assert et04["SEQUENCE_NUMBER"] == 0x01020304
+    assert et04["TRANSCEIVER_ID"] == bytes.fromhex("0a0b0c0d0e0f")
+    assert (et04["SUBNET_ID"], et04["NODE_ID"], et04["NEURON_STATE"]) == (7, 9, 4)
+    assert et04["MAX_KEY_USAGE_COUNT"] == 1_000_000 and et04["SECURITY_MODE"] == 2
+    assert et04["BROADCAST_RECEIPT"] == TimeDate(2024, 1, 2, 3, 4, 5)
+    assert tables.encode("ET04", et04) == bytes(raw)
+    # ET54 [MEP p.130-137]: unicast / broadcast key usage @82/@86, security modes @90
+    raw = bytearray(91)
+    raw[82:86] = struct.pack("<I", 11)
+    raw[86:90] = struct.pack("<I", 22)
+    raw[90] = 0x05
+    et54 = tables.decode("ET54", bytes(raw))
+    assert (et54["UNICAST_KEY_USAGE_COUNT"], et54["BROADCAST_KEY_USAGE_COUNT"]) == (11, 22)
+    assert et54["SUPPORTED_SECURITY_MODES"] == 0x05
+    # ET23 [MEP p.96-97]: LonTalk counters @0/@4, active calendar ID @95
+    raw = bytearray(186)
+    raw[4:8] = struct.pack("<I", 5)
+    raw[95:99] = struct.pack("<I", 0xCAFE)
+    et23 = tables.decode("ET23", bytes(raw))
+    assert et23["LONTALK_MESSAGES_VALIDATED"] == 5 and et23["ACTIVE_CALENDAR_ID"] == 0xCAFE
+
+
+def test_bt54_calendar_and_pending_image(both):
+    # BT54 sized by BT50 ([MEP p.223-227]); 4150 = pending BT54 (contents A.41)
+    ctx = {"BT50": BT50}
+    nonrec = struct.pack("<H", 25 | (12 << 7) | (24 << 11)) + bytes([0x43])   # 2025-12-24
+    rec = struct.pack("<H", 3) + bytes([1])
+    tier = struct.pack("<H", 2 | (30 << 5) | (7 << 11)) + bytes([0])         # tier 2 at 07:30
+    season = bytes([1, 2, 3, 4, 5])
+    raw = nonrec * 3 + rec * 4 + tier * 5 + season * 4 + struct.pack("<I", 77)
+    got = tables.decode("BT54", raw, ctx)
+    d = got["NON_RECURR_DATES"][0]
+    assert (d["NON_RECURR_DATE"]["YEAR"], d["NON_RECURR_DATE"]["MONTH"], d["NON_RECURR_DATE"]["DAY"]) == (25, 12, 24)
+    assert d["CALENDAR_ACTION"]["ACTION"] == 3 and d["CALENDAR_ACTION"]["SELF_READ_FLAG"]
+    t = got["TIER_SWITCHES"][4]["TIER_SWITCH"]
+    assert (t["NEW_TIER"], t["SWITCH_HOUR"], t["SWITCH_MIN"]) == (2, 7, 30)
+    assert got["SEASON_SCHEDULES"][3] == {"DAY_SCHEDULES": (1, 2, 3), "SPECIAL_SCHEDULES": (4, 5)}
+    assert got["CALENDAR_ID"] == 77
+    ped = bytes([0x20, 25, 12, 31, 23, 0])
+    pend = tables.decode(4150, ped + raw, ctx)
+    assert pend["PENDING_EVENT"]["EVENT_CONTROL"]["DEMAND_RESET_FLAG"] is True
+    assert pend["CALENDAR_ID"] == 77
+    assert tables.catalogue_entry(4150).built_in
+
+
 def test_missing_context_is_configuration_error(both):
     with pytest.raises(ConfigurationError, match="BT21"):
         tables.decode("BT22", b"\x00" * 10)
@@ -240,8 +298,9 @@ def test_bad_schemas(bad):
 def test_built_in_list_covers_issue():
     names = {s["name"] for s in builtin.BUILTIN}
     for n in ("BT00", "BT01", "BT03", "BT04", "BT05", "BT07", "BT08", "BT20", "BT21", "BT22",
-              "BT23", "BT52", "BT53", "BT55", "BT60", "BT61", "BT62", "BT63", "BT64", "BT70",
-              "BT71", "BT74", "ET03", "ET11", "ET21", "ET27", "ET28", "ET52", "ET53"):
+              "BT23", "BT24", "BT25", "BT26", "BT27", "BT28", "BT50", "BT52", "BT53", "BT54",
+              "BT55", "BT60", "BT61", "BT62", "BT63", "BT64", "BT70", "BT71", "BT74", "ET03",
+              "ET04", "ET11", "ET21", "ET23", "ET27", "ET28", "ET52", "ET53", "ET54"):
         assert n in names
 
 

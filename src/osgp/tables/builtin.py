@@ -379,6 +379,186 @@ ET21 = table(
 )
 
 
+
+# BT24 previous season / BT25 previous demand reset data: a BT23 snapshot with its
+# capture time and season ([MEP p.209-210]; optional fields per BT21 flags as BT26).
+def _snapshot(tid: int, name: str, title: str) -> dict:
+    return table(
+        tid, name, title, "[MEP p.209-210]",
+        if_("BT21.REG_FUNC1_FLAGS.DATE_TIME_FIELD_FLAG", f("END_DATE_TIME", "STIME_DATE")),
+        if_("BT21.REG_FUNC1_FLAGS.SEASON_INFO_FIELD_FLAG", f("SEASON", "UINT8")),
+        f("REGISTER_DATA", "RECORD", fields=_REGISTER_DATA),
+    )
+
+
+BT24 = _snapshot(24, "BT24", "Previous Season Data")
+BT25 = _snapshot(25, "BT25", "Previous Demand Reset Data")
+
+# BT27 present register selection, BT28 present register data ([MEP p.212-218]).
+BT27 = table(
+    27, "BT27", "Present Register Selection", "[MEP p.212-213]",
+    arr("PRESENT_DEMAND_SELECT", "BT21.NBR_PRESENT_DEMANDS", {"type": "UINT8"}),
+    arr("PRESENT_VALUE_SELECT", "BT21.NBR_PRESENT_VALUES", {"type": "UINT8"}),
+)
+BT28 = table(
+    28, "BT28", "Present Register Data", "[MEP p.213-218]",
+    arr("PRESENT_DEMANDS", "BT21.NBR_PRESENT_DEMANDS", [
+        if_("BT21.REG_FUNC1_FLAGS.TIME_REMAINING_FLAG", f("TIME_REMAINING", "TIME")),
+        f("DEMAND_VALUE", "NI_FMAT2")]),
+    arr("PRESENT_VALUES", "BT21.NBR_PRESENT_VALUES", {"type": "NI_FMAT1"}),
+)
+
+# BT50 dimension time and TOU ([MEP p.220-222]).  OSGP has no BT51 (contents,
+# Annex A); BT54 is sized by BT50 ([MEP p.223-227]).
+BT50 = table(
+    50, "BT50", "Dimension Time and TOU", "[MEP p.220-222]",
+    bits("TIME_FUNC_FLAG1", "UINT8", ("TOU_SELF_READ_FLAG", 0), ("SEASON_SELF_READ_FLAG", 1),
+         ("SEASON_DEMAND_RESET_FLAG", 2), ("SEASON_CHNG_ARMED_FLAG", 3), ("SORT_DATE_FLAG", 4),
+         ("ANCHOR_DATE_FLAG", 5), ("FILLER", 6, 7)),
+    bits("TIME_FUNC_FLAG2", "UINT8", ("CAP_DST_AUTO_FLAG", 0), ("SEPARATE_WEEKDAYS_FLAG", 1),
+         ("SEPARATE_SUM_DEMANDS_FLAG", 2), ("SORT_TIER_SWITCHES_FLAG", 3),
+         ("CAP_TM_ZN_OFFSET_FLAG", 4), ("FILLER", 5, 7)),
+    bits("CALENDAR_FUNC", "UINT8", ("NBR_SEASONS", 0, 3), ("NBR_SPECIAL_SCHED", 4, 7)),
+    f("NBR_NON_RECURR_DATES", "UINT8"),
+    f("NBR_RECURR_DATES", "UINT8"),
+    f("NBR_TIER_SWITCHES", "UINT16"),
+    f("CALENDAR_TBL_SIZE", "UINT16"),
+)
+
+_CAL_ACTION = bits("CALENDAR_ACTION", "UINT8", ("ACTION", 0, 4), ("DEMAND_RESET_FLAG", 5),
+                   ("SELF_READ_FLAG", 6), ("TOU_FORMAT", 7))
+BT54 = table(
+    54, "BT54", "Calendar", "[MEP p.223-227]; RDATE / ANSI_DATE bit layout reference 3.4",
+    if_("BT50.TIME_FUNC_FLAG1.ANCHOR_DATE_FLAG", f("ANCHOR_DATE", "UINT16")),
+    arr("NON_RECURR_DATES", "BT50.NBR_NON_RECURR_DATES", [
+        bits("NON_RECURR_DATE", "UINT16", ("YEAR", 0, 6), ("MONTH", 7, 10), ("DAY", 11, 15)),
+        _CAL_ACTION]),
+    # RDATE: MONTH = bits 0..3; the other bits depend on MONTH (reference 3.4), so the
+    # word is kept whole
+    arr("RECURR_DATES", "BT50.NBR_RECURR_DATES", [f("RECURR_DATE", "UINT16"), _CAL_ACTION]),
+    arr("TIER_SWITCHES", "BT50.NBR_TIER_SWITCHES", [
+        bits("TIER_SWITCH", "UINT16", ("NEW_TIER", 0, 2), ("FILLER", 3, 4), ("SWITCH_MIN", 5, 10),
+             ("SWITCH_HOUR", 11, 15)),
+        f("DAY_SCH_NUM", "UINT8")]),
+    # per season: [Saturday, Sunday, Weekday] or, with separate week days, 7 days
+    # (order as [MEP p.227]), then the special schedules
+    arr("SEASON_SCHEDULES", "BT50.CALENDAR_FUNC.NBR_SEASONS", [
+        arr("DAY_SCHEDULES", {"ref": "BT50.TIME_FUNC_FLAG2.SEPARATE_WEEKDAYS_FLAG", "mul": 4,
+                              "add": 3}, {"type": "UINT8"}),
+        arr("SPECIAL_SCHEDULES", "BT50.CALENDAR_FUNC.NBR_SPECIAL_SCHED", {"type": "UINT8"})]),
+    f("CALENDAR_ID", "UINT32"),
+)
+
+# ET04 System Information ([MEP p.54-67]); names shortened from the guide's field names.
+ET04 = table(
+    ET + 4, "ET04", "System Information", "[MEP p.54-67]",
+    f("SEQUENCE_NUMBER", "UINT32"),
+    f("TRANSCEIVER_ID", "BYTES", length=6),
+    f("SUBNET_ID", "UINT8"),
+    f("NODE_ID", "UINT8"),
+    bits("PLC_FLAGS", "UINT8", ("EXPLICIT_MESSAGE_RECEIVED", 0), ("FORCE_NEURON_MFG", 1),
+         ("REQUEST", 2), ("DISABLE_PLC_ENCRYPTION", 3), ("DISABLE_NEURON_EEPROM", 4),
+         ("NEURON_PHASE", 5, 7)),
+    f("RATED_FREQUENCY", "UINT8"),
+    f("PROGRAM_ID", "BYTES", length=8),
+    f("SELF_IDENTIFICATION", "BYTES", length=30),
+    f("PK_ACCESS", "UINT8"),
+    f("MAX_POWER_OUTAGES_RECORDED", "UINT8"),
+    {"type": "FILL", "length": 1},
+    f("MAX_NBR_TE_REGISTERS", "UINT8"),
+    f("REGISTRATION_CURRENT", "UINT16"),
+    f("MAX_CURRENT", "UINT16"),
+    f("RATED_VOLTAGE", "UINT16"),
+    bits("PHASE_FLAGS", "UINT8", ("DISABLE_PHASE_L1", 0), ("DISABLE_PHASE_L2", 1),
+         ("DISABLE_PHASE_L3", 2), ("SEPARATE", 3), ("DISABLE_PHASE_L1_B", 4),
+         ("DISABLE_PHASE_L2_B", 5), ("DISABLE_PHASE_L3_B", 6), ("RESERVED", 7)),
+    f("DST_OFF_TIME_DELTA", "INT16"),
+    f("HOUR", "UINT8"),
+    f("MINUTE", "UINT8"),
+    f("STOP_MODE_CONFIG", "UINT8"),
+    {"type": "FILL", "length": 3},  # 68..70 manufacturer status
+    bits("ACCESS_FLAGS", "UINT8", ("RK_BP10_EP16_ACCESS_DISABLED", 0), ("TEST_POINT", 1),
+         ("TEST_POINT_INTERNAL", 2), ("LP_USE", 3), ("FILLER", 4, 7)),
+    f("NEURON_STATE", "UINT8"),
+    f("PHASE_ROTATION_CHANGED", "UINT8"),
+    f("PLC_COMM_INACTIVE_TIME_THRESHOLD", "UINT16"),
+    f("BROADCAST_RECEIPT", "LTIME_DATE"),
+    f("BROADCAST_BASE", "UINT32"),
+    f("BROADCAST_DELTA", "UINT16"),
+    f("REVERSE_ENERGY_ALARM_CURRENT", "UINT16"),
+    f("PLC_SIGNAL_QUALITY_STATUS", "UINT8"),
+    f("AUTO_DISCOVERY_TA", "UINT16"),
+    f("AUTO_DISCOVERY_TO", "UINT16"),
+    f("AUTO_DISCOVERY_DISABLE", "UINT8"),
+    f("AMPLIFIER_GAIN", "INT16"),
+    f("EVENTS_OUTAGE_THRESHOLD", "UINT16"),
+    f("NVM_SIZE", "UINT16"),
+    f("SAFE_IMAGE", "UINT8"),
+    f("MEP_SEQ_NBR", "UINT32"),
+    {"type": "FILL", "length": 2},
+    f("PREMISE_POWER_GENERATION", "UINT8"),
+    f("POWER_OUTAGE_DETECTION", "UINT8"),
+    f("PHASE_LOSS_THRESHOLD", "UINT8"),
+    f("METER_FORM", "UINT8"),
+    f("CLOCK_ERROR_TIER", "UINT8"),
+    f("C1219_COMPLIANCE", "UINT16"),
+    f("IDT_VERSION", "UINT8"),
+    f("TILT_TIMER", "UINT8"),
+    f("MIN_REGISTRATION_CURRENT", "UINT16"),
+    f("REGISTRATION_CURRENT_FRACTION", "UINT8"),
+    bits("PHASE_LOSS_FLAGS", "UINT8", ("CONSTANT_PHASE_LOSS_ALARM", 0), ("FILLER", 1, 7)),
+    f("POWER_UP_WAIT_TIME", "UINT8"),
+    f("MAX_KEY_USAGE_COUNT", "UINT32"),
+    f("SECURITY_MODE", "UINT8"),
+    f("FCM_MESSAGE_COUNT", "UINT8"),
+    arr("MEP_SEQUENCE_NUMBERS", 2, {"type": "UINT32"}),
+    f("REVERSE_ENERGY_ALARM_TIME_MS", "UINT8"),
+    f("REVERSE_ENERGY_ALARM_TIME_S", "UINT16"),
+)
+
+# ET23 Miscellaneous Information ([MEP p.96-97]), firmware 3.X size (186 bytes).
+ET23 = table(
+    ET + 23, "ET23", "Miscellaneous Information", "[MEP p.96-97]",
+    f("LONTALK_MESSAGES_RECEIVED", "UINT32"),
+    f("LONTALK_MESSAGES_VALIDATED", "UINT32"),
+    {"type": "FILL", "length": 86},   # 8..93 internal
+    f("DISCONNECT_INTERNAL_STATUS", "UINT8"),
+    f("ACTIVE_CALENDAR_ID", "UINT32"),
+    {"type": "FILL", "length": 87},   # 99..185 internal (4.0+: 99..217)
+)
+
+# ET54 Meter Status ([MEP p.130-137]) up to the supported security modes (offset 90);
+# the per-module array after it is internal.  The guide lists offset 19 as
+# BOOL(0) + BOOL(1..15) but the next field at 20: one byte is used here (INFERRED).
+ET54 = table(
+    ET + 54, "ET54", "Meter Status", "[MEP p.130-137]; reference 2.5, 5.1",
+    bits("INTERFACE", "UINT16", ("RESERVED0", 0, 1), ("MULTIPLE_LOAD_PROFILE", 2),
+         ("RESERVED3", 3, 5), ("ENERGY_UNIT", 6), ("LCD_VALUE_ID", 7), ("MULTIPLE_MEP", 8),
+         ("RESERVED9", 9, 15)),
+    {"type": "FILL", "length": 17},   # 2..18
+    bits("LOAD_PROFILE_STATUS", "UINT8", ("LOAD_PROFILE_DISABLED", 0), ("RESERVED", 1, 7)),
+    {"type": "FILL", "length": 24},   # 20..43
+    bits("TIER_DRIVE", "UINT8", ("OVER_POWER_THRESHOLD_EXCEEDED", 0), ("STEP_TARIFF_IN_USE", 1),
+         ("RESERVED", 2, 7)),
+    {"type": "FILL", "length": 17},   # 45..61
+    f("CONTROL_RELAY1_RANDOM_PENDING", "UINT8"),
+    f("CONTROL_RELAY1_RANDOM_DURATION", "UINT16"),
+    f("CONTROL_RELAY1_RANDOM_START_DURATION", "UINT16"),
+    {"type": "FILL", "length": 1},    # 67
+    f("MISWIRING_REASON", "UINT8"),
+    f("ET74_ENTRY_COUNT", "UINT16"),
+    bits("COMPLIANCE_FLAGS", "UINT8", ("WELMEC_11_2", 0), ("DELTA_TIME_SYNC_STATUS", 1, 2),
+         ("RESERVED", 3, 5), ("DISCONNECT_PUSH_BUTTON_LOCKED", 6), ("RESERVED7", 7)),
+    f("TIME_ADJUSTMENT_IN_LP_INTERVAL", "INT32"),
+    {"type": "FILL", "length": 3},    # 76..78
+    f("ET77_ENTRY_COUNT", "UINT8"),
+    f("ET79_ENTRY_COUNT", "UINT16"),
+    f("UNICAST_KEY_USAGE_COUNT", "UINT32"),
+    f("BROADCAST_KEY_USAGE_COUNT", "UINT32"),
+    f("SUPPORTED_SECURITY_MODES", "UINT8"),
+)
+
+
 def _transaction(tid: int, name: str, title: str) -> dict:
     # Transaction tables (reference 4.2, [MEP p.43-50, 130-132]): SIZE counts every
     # byte incl. itself; records are {len UINT16, message} up to the trailing copy
@@ -403,6 +583,6 @@ ET53 = _transaction(ET + 53, "ET53", "MEP Transaction Response Table")
 ET27 = _transaction(ET + 27, "ET27", "Transaction Request Table")
 ET28 = _transaction(ET + 28, "ET28", "Transaction Response Table")
 
-BUILTIN = [BT00, BT01, BT03, BT04, BT05, BT07, BT08, BT20, BT21, BT22, BT23, BT26, BT52, BT53,
-           BT55, BT60, BT61, BT62, BT63, BT64, BT65, BT66, BT67, BT70, BT71, BT74, ET03, ET11,
-           ET21, ET27, ET28, ET52, ET53]
+BUILTIN = [BT00, BT01, BT03, BT04, BT05, BT07, BT08, BT20, BT21, BT22, BT23, BT24, BT25, BT26,
+           BT27, BT28, BT50, BT52, BT53, BT54, BT55, BT60, BT61, BT62, BT63, BT64, BT65, BT66,
+           BT67, BT70, BT71, BT74, ET03, ET04, ET11, ET21, ET23, ET27, ET28, ET52, ET53, ET54]
