@@ -122,7 +122,8 @@ def test_archive_native(benchmark, archive):
     if mod is None:
         pytest.skip("native extensions not built")
     rows = ARCHIVE_BLOCKS * NINT
-    out = (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8), np.empty(rows, np.uint8),
+    out = (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8),
+           np.empty(rows, np.uint8),
            np.empty(rows, np.int64), np.empty(rows, np.uint8))
     blocks = np.arange(ARCHIVE_BLOCKS, dtype=np.uint32)
     g = tuple(GEOM)
@@ -147,7 +148,8 @@ def test_archive_numpy_structured(benchmark, archive):
 # ---- one meter, one month -------------------------------------------------------------------
 
 def month_tables():
-    bt61 = struct.pack("<IHB", 1 << 20, (1 << 10) | (1 << 11), 0x20) + struct.pack("<HHBB", 40, NINT, NCH, 15)
+    bt61 = struct.pack("<IHB", 1 << 20, (1 << 10) | (1 << 11), 0x20) + \
+        struct.pack("<HHBB", 40, NINT, NCH, 15)
     bt62 = b"".join(bytes([0, c + 1, 0]) for c in range(NCH)) + bytes([32])
     bt63 = struct.pack("<BHHIHH", 0x24, 30, 29, 100, 30, NINT)
     bt64 = make_blocks(30, seed=2) + bytes(BLOCK * 10)

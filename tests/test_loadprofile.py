@@ -216,7 +216,8 @@ def test_every_int_fmt_code(tables_backend, code, fmt, width):
         vals.append(v)
         blk += bytes(2) + b"".join(struct.pack(fmt, x) for x in v)
     assert len(blk) == size
-    lp = loadprofile.decode(bt61_bytes(1, nint, nch, 60, scalars=False), bt62_bytes(nch, code)[:3 * nch + 1],
+    lp = loadprofile.decode(bt61_bytes(1, nint, nch, 60, scalars=False),
+                            bt62_bytes(nch, code)[:3 * nch + 1],
                             bt63_bytes(1, 0, 7, 1, nint), bytes(blk), bt00=bt00_bytes())
     np.testing.assert_array_equal(lp.values, np.array(vals))
     want = [int(dt.datetime(2025, 1, 1, h, 0, tzinfo=UTC).timestamp()) for h in (23, 0, 1)]
@@ -341,7 +342,8 @@ def _kernels():
 
 
 @settings(max_examples=150, deadline=None)
-@given(nch=hst.integers(0, 5), nint=hst.integers(1, 9), code=hst.sampled_from([1, 2, 4, 8, 16, 32, 64]),
+@given(nch=hst.integers(0, 5), nint=hst.integers(1, 9),
+       code=hst.sampled_from([1, 2, 4, 8, 16, 32, 64]),
        ni=hst.sampled_from([0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]), tm=hst.integers(1, 4),
        desc=hst.integers(0, 1), nblocks=hst.integers(0, 3), extra=hst.integers(-3, 3),
        seed=hst.binary(min_size=0, max_size=600), lasts=hst.lists(hst.integers(0, 10), max_size=3))

@@ -8,12 +8,11 @@ import json
 import struct
 
 import pytest
+from conftest import load_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vectors
-from osgp import tables
-from osgp import _backend
+from osgp import _backend, tables
 from osgp.errors import ConfigurationError, DecodeError, MalformedError, OSGPError, TruncatedError
 from osgp.tables import TimeDate, builtin
 
@@ -32,7 +31,8 @@ def bt00_bytes(tm_format=2, ni=0x88, id_form=0):
 # BT21: date/time, demand reset counter, cumulative demand on; 2 self reads, 3 summations,
 # 2 demands, 1 coincident, 1 occurrence, 2 tiers (field order [OPT p.21-23])
 BT21 = bytes([0b10111, 0b10, 2, 3, 2, 1, 1, 2, 0, 0])
-BT61 = struct.pack("<IHB", 100, (1 << 10) | (1 << 11) | (1 << 6), 0x20) + struct.pack("<HHBB", 2, 3, 2, 15)
+BT61 = struct.pack("<IHB", 100, (1 << 10) | (1 << 11) | (1 << 6), 0x20) + \
+    struct.pack("<HHBB", 2, 3, 2, 15)
 BT71 = struct.pack("<BBBBBHH", 0b110, 10, 20, 2, 0, 3, 0)
 # BT50 ([MEP p.220-222]): 4 seasons, 2 special schedules, 3 non-recurring and 4 recurring
 # dates, 5 tier switches
@@ -169,7 +169,8 @@ def test_transaction_table(both):
     raw = struct.pack("<HBH", size, 0, 0x1234) + recs + struct.pack("<H", 0x1234) + bytes(20)
     got = tables.decode("ET52", raw)
     assert got["TRANSACTION"] == got["TRANSACTION_CHECK"] == 0x1234
-    assert tables.split_transaction_records(got["RECORDS"]) == [bytes.fromhex("3f0017000000"), b"\x30"]
+    assert tables.split_transaction_records(got["RECORDS"]) == \
+        [bytes.fromhex("3f0017000000"), b"\x30"]
     with pytest.raises(TruncatedError):
         tables.split_transaction_records(recs[:-1])
 
@@ -230,7 +231,8 @@ def test_bt54_calendar_and_pending_image(both):
     raw = nonrec * 3 + rec * 4 + tier * 5 + season * 4 + struct.pack("<I", 77)
     got = tables.decode("BT54", raw, ctx)
     d = got["NON_RECURR_DATES"][0]
-    assert (d["NON_RECURR_DATE"]["YEAR"], d["NON_RECURR_DATE"]["MONTH"], d["NON_RECURR_DATE"]["DAY"]) == (25, 12, 24)
+    nrd = d["NON_RECURR_DATE"]
+    assert (nrd["YEAR"], nrd["MONTH"], nrd["DAY"]) == (25, 12, 24)
     assert d["CALENDAR_ACTION"]["ACTION"] == 3 and d["CALENDAR_ACTION"]["SELF_READ_FLAG"]
     t = got["TIER_SWITCHES"][4]["TIER_SWITCH"]
     assert (t["NEW_TIER"], t["SWITCH_HOUR"], t["SWITCH_MIN"]) == (2, 7, 30)
@@ -271,12 +273,14 @@ def test_register_file(both, tmp_path):
         {"name": "COUNT", "type": "UINT8"},
         {"name": "ITEMS", "type": "ARRAY", "count": "COUNT", "of": [
             {"name": "A", "type": "INT16"},
-            {"name": "F", "type": "UINT8", "bits": [{"name": "X", "bit": 7}, {"name": "Y", "bits": [0, 3]}]}]},
+            {"name": "F", "type": "UINT8",
+             "bits": [{"name": "X", "bit": 7}, {"name": "Y", "bits": [0, 3]}]}]},
         {"name": "TAIL", "type": "CHAR", "length": {"ref": "COUNT", "mul": 2}}]}
     path = tmp_path / "layouts.json"
     path.write_text(json.dumps([layout]))
     tables.register_file(path, replace=True)
-    raw = bytes([2]) + struct.pack("<h", -2) + bytes([0x85]) + struct.pack("<h", 7) + bytes([3]) + b"abcd"
+    raw = bytes([2]) + struct.pack("<h", -2) + bytes([0x85]) + struct.pack("<h", 7) + \
+        bytes([3]) + b"abcd"
     got = tables.decode("ET38", raw)
     assert got["ITEMS"][0] == {"A": -2, "F": {"X": True, "Y": 5}}
     assert got["ITEMS"][1]["A"] == 7 and got["TAIL"] == "abcd"
@@ -287,8 +291,10 @@ def test_register_file(both, tmp_path):
 
 @pytest.mark.parametrize("bad", [
     {"id": 3000, "fields": [{"name": "A", "type": "UINT12"}]},
-    {"id": 3000, "fields": [{"name": "A", "type": "ARRAY", "count": "NOPE", "of": {"type": "UINT8"}}]},
-    {"id": 3000, "fields": [{"name": "A", "type": "UINT8", "bits": [{"name": "B", "bits": [3, 9]}]}]},
+    {"id": 3000, "fields": [{"name": "A", "type": "ARRAY", "count": "NOPE",
+                             "of": {"type": "UINT8"}}]},
+    {"id": 3000, "fields": [{"name": "A", "type": "UINT8",
+                             "bits": [{"name": "B", "bits": [3, 9]}]}]},
 ])
 def test_bad_schemas(bad):
     with pytest.raises(ConfigurationError):
@@ -387,3 +393,14 @@ def test_bit_flips_same_on_both(flip):
     raw[flip // 8] ^= 1 << (flip % 8)
     outs = [_outcome(m, 61, bytes(raw)) for m in _both_modules()]
     assert all(o == outs[0] for o in outs)
+
+
+def test_native_kernel_in_use_when_built():
+    """conventions 4: with extensions enabled and built, osgp.tables runs the C interpreter."""
+    import osgp.loadprofile as lp
+
+    if _backend.FORCED_REFERENCE or _backend.native_module("tables") is None:
+        assert tables._kernel is _backend.reference("tables")
+    else:
+        assert tables._kernel is _backend.native_module("tables")
+        assert lp._kernel is tables._kernel

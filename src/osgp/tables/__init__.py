@@ -26,7 +26,6 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
-from types import MappingProxyType
 from typing import Any, Mapping, Optional, Union
 
 from osgp import _backend
@@ -385,4 +384,3 @@ _BUILTIN_IDS = {s["id"] for s in _builtin.BUILTIN}
 for _s in _builtin.BUILTIN:
     register(_s)
 
-MappingProxyType  # re-exported type of decoded records

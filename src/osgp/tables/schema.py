@@ -180,7 +180,7 @@ class Node:
 
 
 class IntNode(Node):
-    def __init__(self, name: str, path: str, width: int, signed: bool) -> None:
+    def __init__(self, name: Optional[str], path: str, width: int, signed: bool) -> None:
         self.name, self.path, self.width, self.signed = name, path, width, signed
         self.store = NONE
 
@@ -194,7 +194,7 @@ class IntNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_INT, self.name)
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         v = _as_int(v, self.path)
         try:
             out += v.to_bytes(self.width, "little", signed=self.signed)
@@ -204,12 +204,12 @@ class IntNode(Node):
                 f"{8 * self.width}") from None
         env.set(self.path, v)
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         return 0
 
 
 class BitsNode(Node):
-    def __init__(self, name: str, path: str, width: int,
+    def __init__(self, name: Optional[str], path: str, width: int,
                  subs: list[tuple[Optional[str], int, int, bool]]) -> None:
         self.name, self.path, self.width, self.subs = name, path, width, subs
         self.stores = [NONE] * len(subs)
@@ -227,7 +227,7 @@ class BitsNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_BITS, self.name, tuple((n, b) for n, _lo, _hi, b in self.subs))
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         v = v if v is not None else {}
         if not isinstance(v, Mapping):
             raise ConfigurationError(f"{self.path}: expected a mapping of bit fields")
@@ -241,13 +241,13 @@ class BitsNode(Node):
                 env.set(f"{self.path}.{n}", x)
         out += u.to_bytes(self.width, "little")
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         return MappingProxyType({n: (False if b else 0) for n, _l, _h, b in self.subs
                                  if n is not None})
 
 
 class BytesNode(Node):
-    def __init__(self, name: str, path: str, kind: str, length: Expr) -> None:
+    def __init__(self, name: Optional[str], path: str, kind: str, length: Expr) -> None:
         self.name, self.path, self.kind, self.length = name, path, kind, length
 
     def min_size(self) -> int:
@@ -260,7 +260,7 @@ class BytesNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_BYTES, self.name, BYTE_KINDS[self.kind])
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         if self.length.ref == "@DATA_LEN":  # rest of the table: any length
             n = len(bytes(v)) if self.kind == "BYTES" else len(v)
         else:
@@ -297,7 +297,7 @@ class BytesNode(Node):
             raise ConfigurationError(f"{self.path}: {len(b)} bytes, field holds {n}")
         out += b
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         n = 0 if self.length.ref == "@DATA_LEN" else max(self.length.evaluate(env.lookup), 0)
         return {"CHAR": " " * n, "BCD": "0" * (2 * n), "SET": (False,) * (8 * n)}.get(
             self.kind, bytes(n))
@@ -317,18 +317,18 @@ class FillNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_FILL, None)
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         n = self.length.evaluate(env.lookup)
         if n < 0:
             raise ConfigurationError(f"{self.path}: the layout gives length {n}")
         out += bytes(n)
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         return None
 
 
 class NiNode(Node):
-    def __init__(self, name: str, path: str, which: str) -> None:
+    def __init__(self, name: Optional[str], path: str, which: str) -> None:
         self.name, self.path, self.ref = name, path, NI_FORMAT_REFS[which]
 
     def min_size(self) -> int:
@@ -341,15 +341,15 @@ class NiNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_NI, self.name, c.regs[self.ref])
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         out += ni_encode(env.lookup(self.ref), v, self.path)
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         return 0.0 if env.lookup(self.ref) in (0, 1, 2, 3, 4, 13) else 0
 
 
 class TimeNode(Node):
-    def __init__(self, name: str, path: str, kind: str) -> None:
+    def __init__(self, name: Optional[str], path: str, kind: str) -> None:
         self.name, self.path, self.kind = name, path, TIME_KINDS[kind]
 
     def min_size(self) -> int:
@@ -362,10 +362,10 @@ class TimeNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_TIME, self.name)
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         out += time_encode(env.lookup(TM_FORMAT_REF), self.kind, v, self.path)
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         fmt = env.lookup(TM_FORMAT_REF)
         if fmt in (3, 4) and self.kind != 2:
             return TimeDate(1970, 1, 1, 0, 0, 0)
@@ -375,7 +375,7 @@ class TimeNode(Node):
 
 
 class FloatNode(Node):
-    def __init__(self, name: str, path: str, width: int) -> None:
+    def __init__(self, name: Optional[str], path: str, width: int) -> None:
         self.name, self.path, self.width = name, path, width
 
     def min_size(self) -> int:
@@ -388,10 +388,10 @@ class FloatNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_FLOAT, self.name)
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         out += struct.pack("<d" if self.width == 8 else "<f", float(v))
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         return 0.0
 
 
@@ -414,7 +414,7 @@ class GroupNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_RECORD, self.name, self.shapes(c))
 
-    def encode_from(self, v: Mapping, out, env):
+    def encode_from(self, v: Mapping, out: bytearray, env: _Env) -> None:
         for ch in self.children:
             if isinstance(ch, IfNode):
                 ch.encode_from(v, out, env)
@@ -426,14 +426,14 @@ class GroupNode(Node):
                     x = ch.default(env)
                 ch.encode(x, out, env)
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         if v is None:
             v = {}
         if not isinstance(v, Mapping):
             raise ConfigurationError(f"{self.path}: expected a mapping")
         self.encode_from(v, out, env)
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         return {}
 
 
@@ -461,13 +461,13 @@ class IfNode(Node):
     def shape(self, c: _Compiler) -> tuple:
         return (S_IF, None, self.body.shapes(c))
 
-    def encode_from(self, v, out, env):
+    def encode_from(self, v: Mapping, out: bytearray, env: _Env) -> None:
         if self.taken(env):
             self.body.encode_from(v, out, env)
 
 
 class ArrayNode(Node):
-    def __init__(self, name: str, path: str, count: Expr, elem: Node, scalar: bool) -> None:
+    def __init__(self, name: Optional[str], path: str, count: Expr, elem: Node, scalar: bool) -> None:
         self.name, self.path, self.count, self.elem, self.scalar = name, path, count, elem, scalar
 
     def min_size(self) -> int:
@@ -487,7 +487,7 @@ class ArrayNode(Node):
         assert isinstance(self.elem, GroupNode)
         return (S_ARRAY, self.name, self.elem.shapes(c), False)
 
-    def encode(self, v, out, env):
+    def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         n = self.count.evaluate(env.lookup)
         items = list(v) if v is not None else []
         if len(items) != n:
@@ -497,7 +497,7 @@ class ArrayNode(Node):
                 x = self.elem.default(env)
             self.elem.encode(x, out, env)
 
-    def default(self, env):
+    def default(self, env: _Env) -> Any:
         n = self.count.evaluate(env.lookup)
         return tuple(self.elem.default(env) for _ in range(max(n, 0)))
 
@@ -676,7 +676,7 @@ class _Parser:
                     raise ConfigurationError(f"{self.table}.{path}: bits {lo}..{hi} outside {t}")
                 subs.append((b.get("name"), lo, hi, is_bool))
             node = BitsNode(name, path, w, subs)
-            for k, (n, *_r) in enumerate(subs):
+            for n, *_r in subs:
                 if n is not None:
                     self.named[_clean(f"{path}.{n}")] = node
         elif t in INT_TYPES:
@@ -755,7 +755,7 @@ class Program:
         self.shape = self.root.shapes(c)
         self.params = params
         # parsed references: (ref, table number or None, ((name, index), ...))
-        self.param_specs = []
+        self.param_specs: list[tuple[str, Optional[int], tuple]] = []
         for r in params:
             if r.startswith("@"):
                 self.param_specs.append((r, None, ()))
