@@ -390,3 +390,34 @@ def test_zero_divisor_names_field(tables_backend, archive):
     # 3 x 3 selection bytes, INT_FMT_CDE, 3 scalars, then divisors 0 and 1 before it
     assert ei.value.layer == "table BT62" and ei.value.offset == 9 + 1 + 6 + 4
     assert ei.value.field == "DIVISOR_SET1[2]"
+
+
+def test_profile_alternatives(tables_backend, archive):
+    bt63, bt64, expected = archive
+    prof = loadprofile.LoadProfileProfile(common_flags_high_nibble=False)
+    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(),
+                            profile=prof)
+    rev = {0: 0, 1: 8, 2: 4, 4: 2, 8: 1, 3: 12}
+    assert lp.flags.tolist() == [rev[e[3]] for e in expected]
+    # full blocks end at their highest recorded interval: in this archive every full
+    # block records its last slot, so the timestamps do not move
+    prof = loadprofile.LoadProfileProfile(full_block_last=False)
+    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(),
+                            profile=prof)
+    check(lp, expected)
+
+
+def test_full_block_last_alternative(tables_backend, archive):
+    bt63, bt64, expected = archive
+    size = len(bt64) // NBLKS
+    raw = bytearray(bt64)
+    raw[2 * size + 5] &= ~(1 << 5)      # oldest block (stored at 2): last slot not recorded
+    kept = [e for e in expected if not (e[4] == 38 and e[0] == T0 + dt.timedelta(minutes=90))]
+    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bytes(raw), bt00=bt00_bytes())
+    check(lp, kept)
+    prof = loadprofile.LoadProfileProfile(full_block_last=False)
+    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bytes(raw), bt00=bt00_bytes(),
+                            profile=prof)
+    # BLK_END_TIME now marks interval 4: the oldest block's rows move 15 minutes later
+    shifted = [(e[0] + dt.timedelta(minutes=MINUTES),) + e[1:] if e[4] == 38 else e for e in kept]
+    check(lp, shifted)

@@ -63,12 +63,18 @@ class LoadProfileProfile:
     * ``full_block_last``: the last recorded interval of a complete (older)
       block is its final slot (reference 7.7: ``k = NBR_BLK_INTS - 1``), so
       interval i of a block ends at ``BLK_END_TIME - (k - i) * interval``.
+      False: k = the highest interval whose simple-status bit is set ([OPT
+      p.36]: BLK_END_TIME is "the most recently recorded interval").
     * ``day_interval_code``: MAX_INT_TIME value meaning 24 h (84, CONFIRMED for
       NES [OPT p.33]); other values are minutes.
     * ``common_flags_high_nibble``: the common flags are bits 4..7 of status
-      byte 0 with flag bit 0 = DST in bit 4.
+      byte 0 with flag bit 0 = DST in bit 4 (False: DST in bit 7, the nibble
+      read most significant bit first).
     * ``descending_newest_first``: with BT63 INTERVAL_ORDER = 1 the newest
-      interval is stored in slot 0.
+      interval is stored in slot 0 (False: ignore INTERVAL_ORDER).
+    * Not configurable, also INFERRED: FIXED_BCD NI values are read most
+      significant byte first; FLOAT NI interval values are returned as float64
+      in ``values``.
     * ``scale``: ``scaled = raw * scalar / divisor`` (BT62 text: "applied to
       interval data before being recorded" [OPT p.34]); NI_FORMAT 4 values
       are further multiplied by 1e-4 (4 implied decimals).
@@ -351,6 +357,8 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     data = bt64
     if not isinstance(data, (bytes, bytearray, memoryview)) and isinstance(data, Mapping):
         raise ConfigurationError("bt64 must be the raw table image")
+    if not profile.full_block_last and g.simple_off != NONE:
+        lasts = _last_recorded(data, g, idx, lasts)
     rows = len(idx) * g.nint
     values, status, flags, times, valid = _empty(g, rows)
     row_block = np.empty(rows, np.uint32)
@@ -362,6 +370,8 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
         raise _rewrap_block(exc, table, g) from None
     seq_rows = np.asarray(seqs, dtype=np.uint32)[row_block[:n]]
     values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
+    if not profile.common_flags_high_nibble:
+        flags = _NIBBLE_REVERSE[flags]
     if g.fmt_code >= 64 and g.ni_format in (0, 1):
         values = values.view(np.float64)
     scaled = values.astype(np.float64)
@@ -438,6 +448,25 @@ def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
             _CONFIG_CACHE.clear()
         _CONFIG_CACHE[key] = cfg
     return cfg
+
+
+_NIBBLE_REVERSE = np.array([int(f"{i:04b}"[::-1], 2) for i in range(16)], dtype=np.uint8)
+
+
+def _last_recorded(data: Any, g: Geometry, idx: list[int], lasts: list[int]) -> list[int]:
+    """Alternative reading of BLK_END_TIME for complete blocks: the end of the
+    highest interval whose simple-status bit is set (LoadProfileProfile)."""
+    buf = memoryview(data).cast("B")
+    out = list(lasts)
+    nbytes = (g.nint + 7) // 8
+    for k, b in enumerate(idx[:-1]):  # the newest block keeps BT63 NBR_VALID_INT
+        off = b * g.block_size + g.simple_off
+        if off + nbytes > len(buf):
+            continue  # the block decoder reports the truncation
+        bits = int.from_bytes(buf[off:off + nbytes], "little") & ((1 << g.nint) - 1)
+        if bits:
+            out[k] = bits.bit_length() - 1
+    return out
 
 
 def read_plan(bt61: Any, bt63: Any, *, bt00: Any = None, et21: Any = None, bt62: Any = None,

@@ -58,6 +58,14 @@ class TableProfile:
     CHAR), one load-profile data set, and a 38-byte ET21 record (the fields
     every firmware has, [OPT p.38]).  Pass BT00 (and BT61 / ET21) in the
     context to use the device's own values instead.
+
+    Fixed interpretations, also INFERRED (not configurable): TIME is 3 bytes
+    (h, m, s) for TM_FORMAT 3 and 4 too; FIXED_BCD NI values are read most
+    significant byte first; ET27/ET28 (PLC transaction tables) share the ET52/
+    ET53 layout (reference 4.2); ET54 offset 19 is one byte (the guide's row is
+    inconsistent).  Layout sizes that grew with firmware (ET23, ET54, ET04)
+    follow the OSGP Alliance guides' 3.x tables; bytes after a layout are
+    ignored on decode.
     """
 
     tm_format: int = 2
