@@ -225,7 +225,11 @@ static int reg_ok(const run_t *r, uint32_t reg)
     return reg == NONE || reg < r->nregs;
 }
 
-/* EXPR = reg, shift, mask, mul, add, div, reg2 (osgp.h). */
+/* EXPR = reg, shift, mask, mul, add, div, reg2 (osgp.h).  Returns 0, -1 for a
+ * corrupt program, -2 when a value read from the data is too large to be a
+ * count (|v| > 2^40: keeps the arithmetic far from int64 overflow). */
+#define EXPR_LIMIT ((int64_t)1 << 40)
+
 static int expr_eval(const run_t *r, const uint32_t *e, int64_t *out)
 {
     int64_t v = 0;
@@ -236,11 +240,17 @@ static int expr_eval(const run_t *r, const uint32_t *e, int64_t *out)
         if (e[2])
             v &= (int64_t)e[2];
     }
+    if (v > EXPR_LIMIT || v < -EXPR_LIMIT)
+        return -2;
     v = v * (int64_t)(int32_t)e[3] + (int64_t)(int32_t)e[4];
     if (e[5] > 1)
         v /= (int64_t)e[5];
-    if (e[6] != NONE)
-        v *= r->regs[e[6]];
+    if (e[6] != NONE) {
+        int64_t m = r->regs[e[6]];
+        if (m > EXPR_LIMIT || m < -EXPR_LIMIT || v > EXPR_LIMIT || v < -EXPR_LIMIT)
+            return -2;
+        v *= m;
+    }
     *out = v;
     return 0;
 }
@@ -279,10 +289,10 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
                 return fail(&r, OSGP_ERR_PROGRAM, pc, 0);
             HAVE(width, pc);
             u = rd_le(in + r.pos, width);
-            v = sgn ? sext(u, 8 * width) : (int64_t)u;
+            v = sgn ? sext(u, 8 * width) : (int64_t)u;   /* UINT64: the slot holds the bits */
             r.pos += width;
-            if (prog[pc + 1] != NONE)
-                regs[prog[pc + 1]] = v;
+            if (prog[pc + 1] != NONE)   /* registers saturate unsigned values above INT64_MAX */
+                regs[prog[pc + 1]] = (!sgn && u > (uint64_t)INT64_MAX) ? INT64_MAX : v;
             EMIT(v, pc);
             pc += 2;
             break;
@@ -308,7 +318,7 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
                 if (hi - lo < 63)
                     v &= ((uint64_t)1 << (hi - lo + 1)) - 1;
                 if (store != NONE)
-                    regs[store] = (int64_t)v;
+                    regs[store] = v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
                 EMIT((int64_t)v, pc);
             }
             pc += 2 + 2 * (size_t)nsub;
@@ -317,9 +327,11 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
         case OSGP_TOP_BYTES:
         case OSGP_TOP_SKIP: {
             int64_t n;
+            int ev;
             NEED(8);
-            if (expr_eval(&r, prog + pc + 1, &n))
-                return fail(&r, OSGP_ERR_PROGRAM, pc, 0);
+            ev = expr_eval(&r, prog + pc + 1, &n);
+            if (ev)
+                return fail(&r, ev == -2 ? OSGP_ERR_MALFORMED : OSGP_ERR_PROGRAM, pc, 0);
             if (n < 0)
                 return fail(&r, OSGP_ERR_MALFORMED, pc, 0);
             HAVE((uint64_t)n > r.len ? r.len + 1 : (size_t)n, pc);
@@ -386,14 +398,18 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
             break;
         }
         case OSGP_TOP_ARRAY: {
-            int64_t n;
+            int64_t n = 0;
             uint32_t body, minsz;
+            int ev;
             NEED(10);
             body = prog[pc + 8];
             minsz = prog[pc + 9];
-            if (expr_eval(&r, prog + pc + 1, &n) || pc + 10 + (size_t)body >= plen ||
-                (prog[pc + 10 + body] & 0xFF) != OSGP_TOP_END || depth >= MAX_DEPTH)
+            if (pc + 10 + (size_t)body >= plen || (prog[pc + 10 + body] & 0xFF) != OSGP_TOP_END ||
+                depth >= MAX_DEPTH)
                 return fail(&r, OSGP_ERR_PROGRAM, pc, 0);
+            ev = expr_eval(&r, prog + pc + 1, &n);
+            if (ev)
+                return fail(&r, ev == -2 ? OSGP_ERR_MALFORMED : OSGP_ERR_PROGRAM, pc, 0);
             if (n < 0)
                 return fail(&r, OSGP_ERR_MALFORMED, pc, 0);
             if (minsz == 0 && n > ZERO_SIZE_LIMIT)
@@ -423,12 +439,15 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
             }
             break;
         case OSGP_TOP_IF: {
-            int64_t v, cmp;
+            int64_t v = 0, cmp;
             unsigned mode = (w0 >> 8) & 0xFF;
-            int take;
+            int take, ev;
             NEED(10);
-            if (expr_eval(&r, prog + pc + 1, &v) || pc + 10 + (size_t)prog[pc + 9] > plen)
+            if (pc + 10 + (size_t)prog[pc + 9] > plen)
                 return fail(&r, OSGP_ERR_PROGRAM, pc, 0);
+            ev = expr_eval(&r, prog + pc + 1, &v);
+            if (ev)
+                return fail(&r, ev == -2 ? OSGP_ERR_MALFORMED : OSGP_ERR_PROGRAM, pc, 0);
             cmp = (int64_t)(int32_t)prog[pc + 8];
             take = mode == 0 ? v != 0 : mode == 1 ? v == cmp : v != cmp;
             EMIT(take, pc);

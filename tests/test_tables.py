@@ -404,3 +404,28 @@ def test_native_kernel_in_use_when_built():
     else:
         assert tables._kernel is _backend.native_module("tables")
         assert lp._kernel is tables._kernel
+
+
+def test_huge_counts_are_malformed(both):
+    layout = {"id": 3999, "name": "ET1951", "fields": [
+        {"name": "N", "type": "UINT64"},
+        {"name": "ITEMS", "type": "ARRAY", "count": {"ref": "N", "mul": 1000, "times": "N"},
+         "of": {"type": "UINT8"}},
+        {"name": "TEXT", "type": "CHAR", "length": {"ref": "N", "mul": -7}}]}
+    tables.register(layout, replace=True)
+    for n in (2**63 - 1, 2**64 - 1, 2**63, 2**41):
+        with pytest.raises(MalformedError) as ei:
+            tables.decode(3999, struct.pack("<Q", n) + bytes(16))
+        assert ei.value.field == "ITEMS" and ei.value.offset == 8
+    got = tables.decode(3999, struct.pack("<Q", 0))
+    assert got["N"] == 0 and got["ITEMS"] == () and got["TEXT"] == ""
+    tables.register({"id": 3998, "fields": [{"name": "U", "type": "UINT64"},
+                                            {"name": "B", "type": "UINT64",
+                                             "bits": [{"name": "ALL", "bits": [0, 63]}]}]},
+                    replace=True)
+    big = tables.decode(3998, struct.pack("<QQ", 2**64 - 2, 2**63 + 5))
+    assert big["U"] == 2**64 - 2 and big["B"]["ALL"] == 2**63 + 5
+    # counts that fit but exceed the data are truncations
+    with pytest.raises(TruncatedError) as ei:
+        tables.decode(3999, struct.pack("<Q", 3) + bytes(4))
+    assert ei.value.needed == 9000 and ei.value.offset == 8

@@ -7,14 +7,14 @@ osgp.tables (schemas compile to a program run here) and osgp.loadprofile.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release
 from osgp._native.osgp_c cimport *
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.long cimport PyLong_FromLongLong
+from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memcpy
 
@@ -341,8 +341,10 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
     cdef list items
     cdef int kind
     cdef const uint8_t *p
-    if code == S_INT:
+    if code == S_INT:   # node[2]: UINT64, whose int64 slot holds the bits
         c.i += 1
+        if node[2]:
+            return PyLong_FromUnsignedLongLong(<uint64_t>c.s[c.i - 1])
         return PyLong_FromLongLong(c.s[c.i - 1])
     if code == S_BITS:
         d = {}
@@ -350,7 +352,7 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
             v = c.s[c.i]
             c.i += 1
             if sub[0] is not None:
-                d[sub[0]] = (v != 0) if sub[1] else PyLong_FromLongLong(v)
+                d[sub[0]] = (v != 0) if sub[1] else PyLong_FromUnsignedLongLong(<uint64_t>v)
         return PyDictProxy_New(d)
     if code == S_BYTES:
         off = c.s[c.i]
@@ -388,7 +390,7 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
         items = []
         if node[3]:
             elem_t = <tuple>node[2]
-            if <int>elem_t[0] == S_INT:
+            if <int>elem_t[0] == S_INT and not elem_t[2]:
                 for k in range(n):
                     items.append(PyLong_FromLongLong(c.s[c.i + k]))
                 c.i += n

@@ -24,6 +24,8 @@ OP_INT, OP_BITS, OP_BYTES, OP_NI, OP_TIME, OP_FLOAT, OP_ARRAY, OP_END, OP_IF, OP
 _TIME_W = ((0, 6, 6, 5, 4), (0, 5, 5, 4, 4), (0, 3, 3, 3, 3))  # reference 7.1
 _NI_W = (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)           # reference 7.1
 _MAX_DEPTH = 16
+_I64_MAX = (1 << 63) - 1
+_U64 = (1 << 64) - 1
 _ZERO_SIZE_LIMIT = 65536
 
 
@@ -160,6 +162,8 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
     def ok_reg(r: int) -> bool:
         return r == NONE or r < nregs
 
+    limit = 1 << 40  # |v| above this is no count (osgp_table.c EXPR_LIMIT)
+
     def expr(at: int) -> int:
         reg, shift, mask, mul, add, div, reg2 = prog[at:at + 7]
         if not ok_reg(reg) or not ok_reg(reg2) or shift > 63:
@@ -169,12 +173,17 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
             v = regs[reg] >> shift
             if mask:
                 v &= mask
+        if not -limit <= v <= limit:
+            raise fail("malformed", pc)
         v = v * _sext(mul, 32) + _sext(add, 32)
         if div > 1:
             q = abs(v) // div  # C division truncates toward zero
             v = q if v >= 0 else -q
         if reg2 != NONE:
-            v *= regs[reg2]
+            m = regs[reg2]
+            if not (-limit <= m <= limit and -limit <= v <= limit):
+                raise fail("malformed", pc)
+            v *= m
         return v
 
     while pc < plen:
@@ -189,9 +198,9 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                 raise fail("truncated", pc, width)
             v = int.from_bytes(data[pos:pos + width], "little", signed=bool(sgn))
             pos += width
-            if store != NONE:
-                regs[store] = v
-            slots.append(v)
+            if store != NONE:  # registers saturate unsigned values above INT64_MAX
+                regs[store] = min(v, _I64_MAX)
+            slots.append(_sext(v, 64) if v > _I64_MAX else v)  # slots are int64 (C)
             pc += 2
         elif op == OP_BITS:
             need(2)
@@ -210,8 +219,8 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                     raise fail("program", pc)
                 v = (u >> lo) & ((1 << (hi - lo + 1)) - 1)
                 if store != NONE:
-                    regs[store] = v
-                slots.append(v)
+                    regs[store] = min(v, _I64_MAX)
+                slots.append(_sext(v, 64) if v > _I64_MAX else v)
             pc += 2 + 2 * nsub
         elif op in (OP_BYTES, OP_SKIP):
             need(8)
@@ -274,10 +283,10 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
         elif op == OP_ARRAY:
             need(10)
             body, minsz = prog[pc + 8], prog[pc + 9]
-            cnt = expr(pc + 1)
             if (pc + 10 + body >= plen or (prog[pc + 10 + body] & 0xFF) != OP_END
                     or len(stack) >= _MAX_DEPTH):
                 raise fail("program", pc)
+            cnt = expr(pc + 1)
             if cnt < 0:
                 raise fail("malformed", pc)
             if minsz == 0 and cnt > _ZERO_SIZE_LIMIT:
@@ -303,9 +312,9 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
         elif op == OP_IF:
             need(10)
             mode = (w0 >> 8) & 0xFF
-            v = expr(pc + 1)
             if pc + 10 + prog[pc + 9] > plen:
                 raise fail("program", pc)
+            v = expr(pc + 1)
             cmp = _sext(prog[pc + 8], 32)
             take = v != 0 if mode == 0 else (v == cmp if mode == 1 else v != cmp)
             slots.append(int(take))
@@ -570,13 +579,13 @@ def _build_node(node: tuple, s: list[int], i: int, data: bytes, params: list[int
     from types import MappingProxyType
 
     code = node[0]
-    if code == S_INT:
-        return s[i], i + 1
+    if code == S_INT:  # node[2]: UINT64, whose int64 slot holds the bits
+        return (s[i] & _U64 if node[2] else s[i]), i + 1
     if code == S_BITS:
         d = {}
         for n, is_bool in node[2]:
             if n is not None:
-                d[n] = bool(s[i]) if is_bool else s[i]
+                d[n] = bool(s[i]) if is_bool else s[i] & _U64
             i += 1
         return MappingProxyType(d), i
     if code == S_BYTES:

@@ -192,7 +192,7 @@ class IntNode(Node):
         c.words += [OP_INT | (int(self.signed) << 8) | (self.width << 16), self.store]
 
     def shape(self, c: _Compiler) -> tuple:
-        return (S_INT, self.name)
+        return (S_INT, self.name, int(self.width == 8 and not self.signed))
 
     def encode(self, v: Any, out: bytearray, env: _Env) -> None:
         v = _as_int(v, self.path)
