@@ -227,24 +227,28 @@ def test_every_int_fmt_code(tables_backend, code, fmt, width):
 
 @pytest.mark.parametrize("ni,width,pack", [(8, 4, "<i"), (7, 3, None), (9, 5, None),
                                            (10, 6, None), (11, 8, "<q"), (0, 8, "<d"),
-                                           (1, 4, "<f"), (4, 4, "<i"), (6, 4, "bcd")])
+                                           (1, 4, "<f"), (4, 4, "<i"), (6, 4, "bcd"),
+                                           (5, 6, "bcd"), (12, 8, "bcd"), (3, 6, "txt"),
+                                           (2, 12, "txt"), (13, 21, "txt")])
 def test_ni_formats(tables_backend, ni, width, pack):
     nch, nint = 1, 2
     blk = bytearray(stime(dt.datetime(2025, 6, 1, 0, 30)))
     blk.append(0b11)
-    raws = [1234, -5678] if pack != "bcd" else [12345678, 99]
+    raws = {"bcd": [12345678, 99], "txt": [1234, -5676]}.get(pack, [1234, -5678])
     for v in raws:
         if pack == "<d" or pack == "<f":
             b = struct.pack(pack, v / 8)
         elif pack == "bcd":
             b = bytes.fromhex(f"{v:0{2 * width}d}")
+        elif pack == "txt":  # FLOAT_CHAR: ASCII number, space padded (reference 7.1)
+            b = f"{v / 8:G}".rjust(width).encode()
         else:
             b = v.to_bytes(width, "little", signed=True)
         blk += bytes(1) + b
     bt00 = bt00_bytes(ni=ni | (ni << 4))
     lp = loadprofile.decode(bt61_bytes(1, nint, nch, 30, scalars=False), bytes([0, 1, 0, 64]),
                             bt63_bytes(1, 0, 1, 0, nint), bytes(blk), bt00=bt00)
-    if pack in ("<d", "<f"):
+    if pack in ("<d", "<f", "txt"):
         np.testing.assert_allclose(lp.values[:, 0], [v / 8 for v in raws])
     elif ni == 4:
         np.testing.assert_array_equal(lp.values[:, 0], raws)

@@ -188,9 +188,9 @@ def geometry(bt61: Mapping, bt62: Mapping, *, tm_format: int = 2, ni_formats: tu
         raise _mal("BT62", f"INT_FMT_CDE{k}", sel_off + 3 * nch, f"unknown format code {code}")
     ni = ni_formats[0] if code == 64 else ni_formats[1]
     width = INT_FMT_CODES[code][0] or tables_ni_width(ni)
-    if width <= 0 or (code >= 64 and ni in (2, 3, 13)):
+    if width <= 0:
         raise _mal("BT62", f"INT_FMT_CDE{k}", sel_off + 3 * nch,
-                   f"NI_FORMAT {ni} is not supported for interval data")
+                   f"NI_FORMAT {ni} is unknown")
     if nint == 0:
         raise _mal("BT61", "NBR_BLK_INTS_SET", 9 + 6 * set_index, "zero intervals per block")
     if not 0 <= tm_format <= 4:
@@ -222,7 +222,7 @@ def _apply_et21(g: Geometry, et21: Mapping, set_index: int, width: int,
     if set_index >= len(recs):
         raise ConfigurationError(f"ET21 has {len(recs)} data set record(s), no set {set_index}")
     r = recs[set_index]
-    base = set_index * (38 + 0)
+    base = set_index * tables.DEFAULT_PROFILE.et21_record_size
     if r["NBR_CHANNELS"] != g.nch:
         raise _mal("ET21", "NBR_CHANNELS", base + 28,
                    f"ET21 logs {r['NBR_CHANNELS']} channels, BT61 says {g.nch}")
@@ -362,17 +362,28 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     rows = len(idx) * g.nint
     values, status, flags, times, valid = _empty(g, rows)
     row_block = np.empty(rows, np.uint32)
+    text = g.fmt_code >= 64 and g.ni_format in (2, 3, 13)
+    # FLOAT_CHAR values are text: the kernel decodes everything else with a
+    # one-byte stand-in format, the text is parsed below
+    kg = g._replace(fmt_code=1) if text else g
     try:
-        n = _kernel.lp_decode(tuple(g), data, np.asarray(idx, np.uint32),
+        n = _kernel.lp_decode(tuple(kg), data, np.asarray(idx, np.uint32),
                               np.asarray(lasts, np.uint32), values, status, flags, times, valid,
-                              row_block)
+                              None if text else row_block)
     except DecodeError as exc:
         raise _rewrap_block(exc, table, g) from None
+    if text:
+        values, n = _float_char_rows(data, g, idx, lasts, valid, values, table)
+        keep = valid.astype(bool)
+        row_block[:n] = np.repeat(np.arange(len(idx), dtype=np.uint32), g.nint)[keep]
+        status, flags, times = status[keep], flags[keep], times[keep]
     seq_rows = np.asarray(seqs, dtype=np.uint32)[row_block[:n]]
     values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
     if not profile.common_flags_high_nibble:
         flags = _NIBBLE_REVERSE[flags]
     if g.fmt_code >= 64 and g.ni_format in (0, 1):
+        values = values.view(np.float64)
+    elif text:
         values = values.view(np.float64)
     scaled = values.astype(np.float64)
     if cfg.scale is not None:
@@ -448,6 +459,33 @@ def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
             _CONFIG_CACHE.clear()
         _CONFIG_CACHE[key] = cfg
     return cfg
+
+
+def _float_char_rows(data: Any, g: Geometry, idx: list[int], lasts: list[int],
+                     valid: np.ndarray, values: np.ndarray, table: str) -> tuple[np.ndarray, int]:
+    """Valid rows of FLOAT_CHAR6/12/21 interval data (NI_FORMAT 3/2/13, ASCII
+    numbers, reference 7.1) as float64 bit patterns in the int64 array."""
+    buf = bytes(memoryview(data).cast("B"))
+    w = tables_ni_width(g.ni_format)
+    out = np.empty(values.shape, np.float64)
+    n = 0
+    for b, blk in enumerate(idx):
+        last = lasts[b]
+        for j in range(g.nint):
+            if not valid[b * g.nint + j]:
+                continue
+            s = last - j if (g.descending and j <= last) else j
+            base = blk * g.block_size + g.int0_off + s * g.int_size + g.ch0_off
+            for c in range(g.nch):
+                raw = buf[base + c * w: base + (c + 1) * w]
+                txt = raw.decode("latin-1").strip(" \0")
+                try:
+                    out[n, c] = float(txt) if txt else 0.0
+                except ValueError:
+                    raise _mal(table, "INT_DATA", base + c * w,
+                               f"FLOAT_CHAR value {txt!r} is not a number") from None
+            n += 1
+    return out[:n].view(np.int64), n
 
 
 _NIBBLE_REVERSE = np.array([int(f"{i:04b}"[::-1], 2) for i in range(16)], dtype=np.uint8)
