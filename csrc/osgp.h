@@ -106,6 +106,106 @@ int osgp_ct_compare(const uint8_t *a, const uint8_t *b, size_t len);
 /* Wipe that the compiler may not elide. */
 void osgp_wipe(void *p, size_t len);
 
+/* ==== tables / load profile (osgp.tables, osgp.loadprofile) ============== */
+/* Extra status values of the table kernels (kept in this section so the
+ * shared enum above stays untouched). */
+#define OSGP_ERR_TRUNCATED ((osgp_status)64)  /* input ended inside a field */
+#define OSGP_ERR_MALFORMED ((osgp_status)65)  /* a field holds an impossible value */
+#define OSGP_ERR_CAPACITY ((osgp_status)66)   /* output slot array too small: retry larger */
+#define OSGP_ERR_PROGRAM ((osgp_status)67)    /* corrupt table program */
+
+/* Where a table or block decode stopped: byte offset into the input, bytes
+ * needed there and left, and the program counter (table program) or block
+ * ordinal (load profile) of the failing step. */
+typedef struct {
+    size_t offset;
+    size_t needed;
+    size_t remaining;
+    uint32_t pc;
+} osgp_table_fault;
+
+/* Table program opcodes: one 32-bit word w0 (low byte = opcode) and operands.
+ * EXPR = 7 words {reg, shift, mask, mul, add, div, reg2}:
+ *   v = ((reg == NONE ? 0 : (regs[reg] >> shift) & (mask ? mask : ~0)) * mul + add) / div,
+ *   then v *= regs[reg2] when reg2 != NONE.  NONE = 0xFFFFFFFF; mul/add are int32.
+ *   INT    w0 | signed<<8 | width<<16, store          -> 1 slot
+ *   BITS   w0 | width<<16, nsub, nsub x {lo|hi<<8, store} -> nsub slots
+ *   BYTES  w0 | kind<<8, EXPR(length)                 -> 2 slots (offset, length)
+ *   NI     w0, fmtreg                                 -> 1 slot (int, double bits or offset)
+ *   TIME   w0 | kind<<8 (0 LTIME_DATE, 1 STIME_DATE, 2 TIME), fmtreg -> 6 slots Y M D h m s
+ *   FLOAT  w0 | width<<16                             -> 1 slot (double bits)
+ *   ARRAY  w0, EXPR(count), body words, min element bytes; body; END -> 1 + body slots
+ *   IF     w0 | mode<<8 (0 v!=0, 1 v==cmp, 2 v!=cmp), EXPR, cmp, body words; body -> 1 + body
+ *   SKIP   w0, EXPR(length)                           -> nothing */
+enum {
+    OSGP_TOP_INT = 1, OSGP_TOP_BITS = 2, OSGP_TOP_BYTES = 3, OSGP_TOP_NI = 4,
+    OSGP_TOP_TIME = 5, OSGP_TOP_FLOAT = 6, OSGP_TOP_ARRAY = 7, OSGP_TOP_END = 8,
+    OSGP_TOP_IF = 9, OSGP_TOP_SKIP = 10
+};
+
+/* Run a table program over in[0..len).  regs[0..nregs) holds the context
+ * parameters on entry (fields with a store register are written there);
+ * slots receives the decoded values (OSGP_ERR_CAPACITY when cap is too small). */
+osgp_status osgp_table_run(const uint32_t *prog, size_t prog_len, const uint8_t *in, size_t len,
+                           int64_t *regs, size_t nregs, int64_t *slots, size_t cap,
+                           size_t *nslots, size_t *consumed, osgp_table_fault *fault);
+
+/* Calendar helpers (proleptic Gregorian, days since 1970-01-01). */
+int64_t osgp_days_from_civil(int64_t y, unsigned m, unsigned d);
+void osgp_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+/* Bytes of LTIME_DATE (kind 0) / STIME_DATE (1) / TIME (2) for a TM_FORMAT; -1 unknown. */
+int osgp_time_width(unsigned kind, unsigned tm_format);
+/* Y M D h m s of a time field; 0 ok, -1 malformed (bad BCD). */
+int osgp_time_decode(const uint8_t *p, unsigned kind, unsigned tm_format, int64_t out[6]);
+/* NI_FORMAT widths and values: returns 0 integer, 1 double bits, 2 text, -1 malformed. */
+int osgp_ni_width(unsigned ni_format);
+int osgp_ni_decode(const uint8_t *p, unsigned ni_format, int64_t *out);
+
+/* Load-profile block geometry (all offsets in bytes; NONE = field absent). */
+typedef struct {
+    uint32_t block_size;   /* bytes per block (ET21.8 or computed) */
+    uint32_t nint;         /* NBR_BLK_INTS */
+    uint32_t nch;          /* NBR_CHNS */
+    uint32_t time_off;     /* BLK_END_TIME offset in the block (0) */
+    uint32_t tm_format;    /* BT00 TM_FORMAT of STIME_DATE */
+    uint32_t simple_off;   /* SIMPLE_INT_STATUS offset, or NONE */
+    uint32_t int0_off;     /* interval 0 offset in the block */
+    uint32_t int_size;     /* bytes per interval record */
+    uint32_t ext_off;      /* EXTENDED_INT_STATUS offset in the interval, or NONE */
+    uint32_t ch0_off;      /* channel 0 data offset in the interval */
+    uint32_t fmt_code;     /* BT62 INT_FMT_CDE: 1,2,4,8,16,32,64,128 */
+    uint32_t ni_format;    /* NI_FORMAT used when fmt_code is 64 or 128 */
+    int32_t interval_s;    /* interval length in seconds */
+    uint32_t descending;   /* BT63 INTERVAL_ORDER = 1 */
+} osgp_lp_geometry;
+
+/* OSGP_OK or OSGP_ERR_ARGUMENT when the geometry does not fit in a block. */
+osgp_status osgp_lp_check(const osgp_lp_geometry *g);
+/* Decode nblocks blocks (indices into in, chronological order) into dense
+ * rows: nblocks*nint rows of values[nch] (int64; double bits for float NI),
+ * status[nch], flags, times (epoch seconds, interval end), valid.
+ * lasts[b] = stored index of the last recorded interval (NULL: nint-1). */
+osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                           const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                           int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                           uint8_t *valid, osgp_table_fault *fault);
+/* As osgp_lp_decode but keeps only the valid rows (chronological), with the
+ * block ordinal of each in row_block; *nrows = rows written.  The outputs
+ * must still hold nblocks*nint rows (used as scratch). */
+osgp_status osgp_lp_decode_rows(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                                const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                                uint8_t *valid, uint32_t *row_block, size_t *nrows,
+                                osgp_table_fault *fault);
+/* Many meters sharing one geometry; meter i writes rows from row_offsets[i]. */
+osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,
+                                 const osgp_lp_geometry *g, const uint32_t *const *blocks,
+                                 const uint32_t *const *lasts, const size_t *nblocks,
+                                 const size_t *row_offsets, int64_t *values, uint8_t *status,
+                                 uint8_t *flags, int64_t *times, uint8_t *valid,
+                                 size_t *failed, osgp_table_fault *fault);
+/* ==== end tables / load profile ========================================== */
+
 #ifdef __cplusplus
 }
 #endif

@@ -55,3 +55,26 @@ def pytest_report_header(config):
 
     mode = "native" if osgp.native else "reference (pure Python)"
     return f"osgp kernels: {mode}; OSGP_NO_EXTENSIONS={os.environ.get('OSGP_NO_EXTENSIONS', '')!r}"
+
+
+# ==== tables / load profile fixtures ====
+@pytest.fixture(params=implementations("tables"))
+def tables_kernel(request):
+    """The table-program / load-profile kernel: native and twin."""
+    return request.param
+
+
+@pytest.fixture(params=["native", "reference"])
+def tables_backend(request, monkeypatch):
+    """Run osgp.tables / osgp.loadprofile on one backend (skips native when not built)."""
+    import osgp.loadprofile as lp
+    import osgp.tables as tb
+
+    mod = _backend.native_module("tables") if request.param == "native" else \
+        _backend.reference("tables")
+    if mod is None:
+        pytest.skip("native extensions disabled or not built")
+    monkeypatch.setattr(tb, "_kernel", mod)
+    monkeypatch.setattr(lp, "_kernel", mod)
+    return request.param
+# ==== end tables / load profile fixtures ====

@@ -52,3 +52,61 @@ cdef extern from "osgp.h" nogil:
 
     uint16_t osgp_crc16_x25(uint16_t crc, const uint8_t *data, size_t len)
     uint16_t osgp_crc16_lon(uint16_t crc, const uint8_t *data, size_t len)
+
+
+# ==== tables / load profile (osgp.tables, osgp.loadprofile) ====
+from libc.stdint cimport int32_t, int64_t, uint32_t
+
+cdef extern from "osgp.h" nogil:
+    osgp_status OSGP_ERR_TRUNCATED
+    osgp_status OSGP_ERR_MALFORMED
+    osgp_status OSGP_ERR_CAPACITY
+    osgp_status OSGP_ERR_PROGRAM
+
+    ctypedef struct osgp_table_fault:
+        size_t offset
+        size_t needed
+        size_t remaining
+        uint32_t pc
+
+    osgp_status osgp_table_run(const uint32_t *prog, size_t prog_len, const uint8_t *data,
+                               size_t len, int64_t *regs, size_t nregs, int64_t *slots,
+                               size_t cap, size_t *nslots, size_t *consumed,
+                               osgp_table_fault *fault)
+    int64_t osgp_days_from_civil(int64_t y, unsigned m, unsigned d)
+    void osgp_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+    int osgp_time_width(unsigned kind, unsigned tm_format)
+    int osgp_ni_width(unsigned ni_format)
+
+    ctypedef struct osgp_lp_geometry:
+        uint32_t block_size
+        uint32_t nint
+        uint32_t nch
+        uint32_t time_off
+        uint32_t tm_format
+        uint32_t simple_off
+        uint32_t int0_off
+        uint32_t int_size
+        uint32_t ext_off
+        uint32_t ch0_off
+        uint32_t fmt_code
+        uint32_t ni_format
+        int32_t interval_s
+        uint32_t descending
+    osgp_status osgp_lp_check(const osgp_lp_geometry *g)
+    osgp_status osgp_lp_decode(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
+                               const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                               int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                               uint8_t *valid, osgp_table_fault *fault)
+    osgp_status osgp_lp_decode_rows(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
+                                    const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                    int64_t *values, uint8_t *status, uint8_t *flags,
+                                    int64_t *times, uint8_t *valid, uint32_t *row_block,
+                                    size_t *nrows, osgp_table_fault *fault)
+    osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,
+                                     const osgp_lp_geometry *g, const uint32_t *const *blocks,
+                                     const uint32_t *const *lasts, const size_t *nblocks,
+                                     const size_t *row_offsets, int64_t *values,
+                                     uint8_t *status, uint8_t *flags, int64_t *times,
+                                     uint8_t *valid, size_t *failed, osgp_table_fault *fault)
+# ==== end tables / load profile ====

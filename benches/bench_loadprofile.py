@@ -1,0 +1,216 @@
+"""Load-profile decoding benchmarks, as ratios within one run (conventions 12).
+
+Groups:
+  lp-archive : 2000-block archive (96 x 4-channel INT32 intervals per block) into
+               preallocated arrays, vs a memcpy of the same bytes and vs a numpy
+               structured-dtype conversion producing the same arrays.
+  lp-month   : one meter, 30 blocks, full osgp.loadprofile.decode() from table bytes
+               vs the same decode written with numpy.
+Run: PYTHONPATH=src python -m pytest benches/bench_loadprofile.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from osgp import _backend, loadprofile, tables
+
+NINT, NCH = 96, 4
+EXT = NCH // 2 + 1
+INT_SIZE = EXT + 4 * NCH
+HDR = 5 + (NINT + 7) // 8
+BLOCK = HDR + NINT * INT_SIZE
+
+
+def make_blocks(n, seed=1):
+    rng = np.random.default_rng(seed)
+    dt = block_dtype()
+    arr = np.zeros(n, dt)
+    for b in range(n):
+        day = b % 28 + 1
+        arr["end"][b] = (24, 1, day, 0, 0)
+    arr["simple"] = 0xFF
+    arr["ints"]["ext"] = rng.integers(0, 256, size=(n, NINT, EXT), dtype=np.uint8)
+    arr["ints"]["v"] = rng.integers(-2**31, 2**31 - 1, size=(n, NINT, NCH), dtype=np.int32)
+    return arr.tobytes()
+
+
+def block_dtype():
+    return np.dtype([("end", "u1", 5), ("simple", "u1", (NINT + 7) // 8),
+                     ("ints", [("ext", "u1", EXT), ("v", "<i4", NCH)], NINT)])
+
+
+GEOM = loadprofile.Geometry(BLOCK, NINT, NCH, 0, 2, 5, HDR, INT_SIZE, 0, EXT, 32, 8, 900, 0)
+
+
+def numpy_decode(data, nblocks):
+    """The same dense outputs as the native decoder, with numpy only."""
+    a = np.frombuffer(data, block_dtype(), count=nblocks)
+    values = a["ints"]["v"].astype(np.int64).reshape(-1, NCH)
+    ext = a["ints"]["ext"]
+    status = np.empty((nblocks, NINT, NCH), np.uint8)
+    status[..., 0] = ext[..., 0] & 15
+    for c in range(1, NCH):
+        byte = ext[..., (c + 1) >> 1]
+        status[..., c] = byte >> 4 if c & 1 else byte & 15
+    flags = (ext[..., 0] >> 4).reshape(-1)
+    valid = np.unpackbits(a["simple"], axis=1, bitorder="little")[:, :NINT].reshape(-1)
+    e = a["end"].astype(np.int64)
+    days = (np.array([f"{2000 + y:04d}-{m:02d}-{d:02d}" for y, m, d in e[:, :3]],
+                     dtype="datetime64[D]").astype(np.int64))
+    end = days * 86400 + e[:, 3] * 3600 + e[:, 4] * 60
+    times = (end[:, None] - (NINT - 1 - np.arange(NINT)) * 900).reshape(-1)
+    return values, status.reshape(-1, NCH), flags, times, valid
+
+
+def kernels():
+    out = [pytest.param(_backend.reference("tables"), id="twin")]
+    nat = _backend.native_module("tables")
+    if nat is not None:
+        out.insert(0, pytest.param(nat, id="native"))
+    return out
+
+
+ARCHIVE_BLOCKS = 2000   # 3.7 MB: fits the L3 cache of most servers
+BIG_BLOCKS = 20000      # 37 MB: memory bound
+
+
+@pytest.fixture(scope="module")
+def archive():
+    return make_blocks(ARCHIVE_BLOCKS)
+
+
+@pytest.fixture(scope="module")
+def big_archive():
+    return make_blocks(BIG_BLOCKS, seed=3)
+
+
+def _prealloc(nblocks):
+    rows = nblocks * NINT
+    return (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8),
+            np.empty(rows, np.uint8), np.empty(rows, np.int64), np.empty(rows, np.uint8))
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_native(benchmark, big_archive):
+    mod = _backend.native_module("tables")
+    if mod is None:
+        pytest.skip("native extensions not built")
+    out = _prealloc(BIG_BLOCKS)
+    blocks = np.arange(BIG_BLOCKS, dtype=np.uint32)
+    benchmark(mod.lp_decode, tuple(GEOM), big_archive, blocks, None, *out)
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_memcpy(benchmark, big_archive):
+    src = np.frombuffer(big_archive, np.uint8)
+    dst = np.empty_like(src)
+    benchmark(np.copyto, dst, src)
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_numpy_structured(benchmark, big_archive):
+    benchmark.pedantic(numpy_decode, (big_archive, BIG_BLOCKS), rounds=5)
+
+
+@pytest.mark.benchmark(group="lp-archive")
+def test_archive_native(benchmark, archive):
+    mod = _backend.native_module("tables")
+    if mod is None:
+        pytest.skip("native extensions not built")
+    rows = ARCHIVE_BLOCKS * NINT
+    out = (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8),
+           np.empty(rows, np.uint8),
+           np.empty(rows, np.int64), np.empty(rows, np.uint8))
+    blocks = np.arange(ARCHIVE_BLOCKS, dtype=np.uint32)
+    g = tuple(GEOM)
+    benchmark(mod.lp_decode, g, archive, blocks, None, *out)
+    ref = numpy_decode(archive, ARCHIVE_BLOCKS)
+    for a, b in zip(out, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.benchmark(group="lp-archive")
+def test_archive_memcpy(benchmark, archive):
+    src = np.frombuffer(archive, np.uint8)
+    dst = np.empty_like(src)
+    benchmark(np.copyto, dst, src)
+
+
+@pytest.mark.benchmark(group="lp-archive")
+def test_archive_numpy_structured(benchmark, archive):
+    benchmark(numpy_decode, archive, ARCHIVE_BLOCKS)
+
+
+# ---- one meter, one month -------------------------------------------------------------------
+
+def month_tables():
+    bt61 = struct.pack("<IHB", 1 << 20, (1 << 10) | (1 << 11), 0x20) + \
+        struct.pack("<HHBB", 40, NINT, NCH, 15)
+    bt62 = b"".join(bytes([0, c + 1, 0]) for c in range(NCH)) + bytes([32])
+    bt63 = struct.pack("<BHHIHH", 0x24, 30, 29, 100, 30, NINT)
+    bt64 = make_blocks(30, seed=2) + bytes(BLOCK * 10)
+    return bt61, bt62, bt63, bt64
+
+
+def numpy_month(bt61, bt62, bt63, bt64):
+    _mem, _flags, _f, nblks, nint, nch, mins = struct.unpack_from("<IHBHHBB", bt61)
+    _f, nvalid, last, _seq, _unread, nvi = struct.unpack_from("<BHHIHH", bt63)
+    order = [(last - (nvalid - 1 - i)) % nblks for i in range(nvalid)]
+    a = np.frombuffer(bt64, block_dtype(), count=nblks)[order]
+    data = a.tobytes()
+    values, status, flags, times, valid = numpy_decode(data, nvalid)
+    m = valid.astype(bool)
+    return times[m].view("datetime64[s]"), values[m], status[m], flags[m]
+
+
+@pytest.mark.benchmark(group="lp-month")
+@pytest.mark.parametrize("mod", kernels())
+def test_month_osgp(benchmark, mod, monkeypatch):
+    monkeypatch.setattr(loadprofile, "_kernel", mod)
+    monkeypatch.setattr(tables, "_kernel", mod)
+    args = month_tables()
+    lp = benchmark(loadprofile.decode, *args)
+    t, v, s, f = numpy_month(*args)
+    np.testing.assert_array_equal(lp.values, v)
+    np.testing.assert_array_equal(lp.timestamps, t)
+
+
+@pytest.mark.benchmark(group="lp-month")
+def test_month_osgp_cold(benchmark):
+    """As test_month_osgp[native] but with the configuration cache cleared each call
+    (first read after a reconfiguration: BT00/BT61/BT62 decoded again)."""
+    if _backend.native_module("tables") is None:
+        pytest.skip("native extensions not built")
+    args = month_tables()
+
+    def cold():
+        loadprofile._CONFIG_CACHE.clear()
+        return loadprofile.decode(*args)
+
+    benchmark(cold)
+
+
+@pytest.mark.benchmark(group="lp-batch")
+def test_batch_1000_meters(benchmark):
+    """decode_many: 1000 meters x 30 blocks in one call (GIL released)."""
+    if _backend.native_module("tables") is None:
+        pytest.skip("native extensions not built")
+    data = make_blocks(30, seed=4)
+    blocks = [np.arange(30, dtype=np.uint32)] * 1000
+    out = _prealloc(30 * 1000)
+    benchmark(loadprofile.decode_many, GEOM, [data] * 1000, blocks, None, out=out)
+
+
+@pytest.mark.benchmark(group="lp-batch")
+def test_batch_1000_meters_numpy(benchmark):
+    data = make_blocks(30, seed=4)
+    benchmark.pedantic(lambda: [numpy_decode(data, 30) for _ in range(1000)], rounds=3)
+
+
+@pytest.mark.benchmark(group="lp-month")
+def test_month_numpy(benchmark):
+    benchmark(numpy_month, *month_tables())

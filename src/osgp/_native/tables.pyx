@@ -1,0 +1,480 @@
+# distutils: sources = csrc/osgp_table.c csrc/osgp_lp.c
+# cython: freethreading_compatible = False
+"""Native table-program interpreter and load-profile block decoder.
+
+Twin: osgp._reference.tables (same names, signatures and errors).  Used by
+osgp.tables (schemas compile to a program run here) and osgp.loadprofile.
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+from osgp._native.buffers cimport InBuf, in_acquire, in_release
+from osgp._native.osgp_c cimport *
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    object PyDictProxy_New(object mapping)
+
+from osgp.errors import ConfigurationError, MalformedError, TruncatedError
+
+GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple_off",
+                   "int0_off", "int_size", "ext_off", "ch0_off", "fmt_code", "ni_format",
+                   "interval_s", "descending")
+NONE = 0xFFFFFFFF
+
+
+cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str what):
+    if st == OSGP_ERR_TRUNCATED:
+        e = TruncatedError(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining)
+    elif st == OSGP_ERR_MALFORMED:
+        e = MalformedError(f"{what}: impossible value", layer=layer, offset=f.offset)
+    elif st == OSGP_ERR_PROGRAM:
+        e = ConfigurationError(f"corrupt table program at word {f.pc}")
+    else:
+        e = ConfigurationError(f"{what}: inconsistent arguments (status {<int>st})")
+    e.pc = f.pc
+    return e
+
+
+def table_run(program, params, data, Py_ssize_t nregs):
+    """Run a compiled table program (uint32 LE words) over ``data``.
+
+    ``params`` initialise registers 0..len-1 (the rest start at 0).  Returns
+    (slots, consumed).  Errors carry ``.pc``, the failing instruction."""
+    cdef InBuf p, d
+    cdef int64_t *regs = NULL
+    cdef int64_t *slots = NULL
+    cdef size_t cap, nslots = 0, consumed = 0, i
+    cdef Py_ssize_t np_ = len(params)
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    if nregs < np_:
+        raise ConfigurationError(f"{np_} parameters for {nregs} registers")
+    in_acquire(program, &p, "program")
+    try:
+        if p.len % 4:
+            raise ConfigurationError("program length must be a multiple of 4")
+        in_acquire(data, &d, "data")
+        try:
+            regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
+            if regs == NULL:
+                raise MemoryError()
+            for i in range(<size_t>nregs):
+                regs[i] = params[i] if <Py_ssize_t>i < np_ else 0
+            cap = 64 + <size_t>d.len * 2
+            while True:
+                slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
+                if slots == NULL:
+                    raise MemoryError()
+                for i in range(<size_t>np_):
+                    regs[i] = params[i]
+                st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, d.ptr, d.len,
+                                    regs, nregs, slots, cap, &nslots, &consumed, &f)
+                if st != OSGP_ERR_CAPACITY:
+                    break
+                PyMem_Free(slots)
+                slots = NULL
+                if cap > (<size_t>1 << 34):
+                    raise MalformedError("table expands to too many values", layer="table",
+                                         offset=f.offset)
+                cap *= 4
+            if st != OSGP_OK:
+                raise _fault_error(st, &f, "table", "table field")
+            return [slots[i] for i in range(nslots)], consumed
+        finally:
+            PyMem_Free(regs)
+            PyMem_Free(slots)
+            in_release(&d)
+    finally:
+        in_release(&p)
+
+
+cdef int _geometry(object geometry, osgp_lp_geometry *g) except -1:
+    cdef tuple t = tuple(geometry)
+    if len(t) != 14:
+        raise ConfigurationError(f"geometry needs 14 fields {GEOMETRY_FIELDS}, got {len(t)}")
+    g.block_size = t[0]; g.nint = t[1]; g.nch = t[2]; g.time_off = t[3]; g.tm_format = t[4]
+    g.simple_off = t[5]; g.int0_off = t[6]; g.int_size = t[7]; g.ext_off = t[8]
+    g.ch0_off = t[9]; g.fmt_code = t[10]; g.ni_format = t[11]; g.interval_s = t[12]
+    g.descending = t[13]
+    if osgp_lp_check(g) != OSGP_OK:
+        raise ConfigurationError(f"load-profile geometry does not fit in a block: {t}")
+    return 0
+
+
+cdef struct OutBufs:
+    Py_buffer v, s, f, t, ok
+    int held
+
+
+cdef int _out(object obj, Py_buffer *view, Py_ssize_t need, str what) except -1:
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+    except (TypeError, BufferError):
+        raise TypeError(f"{what} must be a writable contiguous buffer") from None
+    if view.len < need:
+        PyBuffer_Release(view)
+        raise ConfigurationError(f"{what} needs at least {need} bytes, got {view.len}")
+    return 0
+
+
+cdef int _acquire_outs(OutBufs *o, size_t rows, size_t nch, values, status, flags, times,
+                       valid) except -1:
+    o.held = 0
+    _out(values, &o.v, rows * nch * 8, "values"); o.held = 1
+    _out(status, &o.s, rows * nch, "status"); o.held = 2
+    _out(flags, &o.f, rows, "flags"); o.held = 3
+    _out(times, &o.t, rows * 8, "times"); o.held = 4
+    _out(valid, &o.ok, rows, "valid"); o.held = 5
+    return 0
+
+
+cdef void _release_outs(OutBufs *o) noexcept:
+    if o.held >= 1: PyBuffer_Release(&o.v)
+    if o.held >= 2: PyBuffer_Release(&o.s)
+    if o.held >= 3: PyBuffer_Release(&o.f)
+    if o.held >= 4: PyBuffer_Release(&o.t)
+    if o.held >= 5: PyBuffer_Release(&o.ok)
+    o.held = 0
+
+
+def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid,
+              row_block=None):
+    """Decode load-profile blocks ``blocks`` (uint32 buffer of block indices,
+    chronological) of ``data`` into dense rows (nint per block); ``lasts``
+    (uint32 buffer or None) = last recorded interval per block.  With
+    ``row_block`` (writable uint32 buffer, nblocks*nint entries) only the valid
+    rows are kept, each with its block ordinal.  Returns the number of rows."""
+    cdef osgp_lp_geometry g
+    cdef InBuf d, bb, lb
+    cdef OutBufs o
+    cdef Py_buffer rbv
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    cdef size_t nb, nrows = 0
+    cdef int compact = row_block is not None
+    _geometry(geometry, &g)
+    in_acquire(blocks, &bb, "blocks")
+    lb.held = False
+    lb.ptr = NULL
+    try:
+        if bb.len % 4:
+            raise ConfigurationError("blocks must be a buffer of uint32")
+        nb = <size_t>bb.len // 4
+        if lasts is not None:
+            in_acquire(lasts, &lb, "lasts")
+            if lb.len != bb.len:
+                raise ConfigurationError("lasts must have one uint32 per block")
+        in_acquire(data, &d, "data")
+        try:
+            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid)
+            try:
+                if compact:
+                    _out(row_block, &rbv, nb * g.nint * 4, "row_block")
+                    try:
+                        with nogil:
+                            st = osgp_lp_decode_rows(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                                     <const uint32_t *>lb.ptr, nb,
+                                                     <int64_t *>o.v.buf, <uint8_t *>o.s.buf,
+                                                     <uint8_t *>o.f.buf, <int64_t *>o.t.buf,
+                                                     <uint8_t *>o.ok.buf, <uint32_t *>rbv.buf,
+                                                     &nrows, &f)
+                    finally:
+                        PyBuffer_Release(&rbv)
+                else:
+                    nrows = nb * g.nint
+                    with nogil:
+                        st = osgp_lp_decode(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                            <const uint32_t *>lb.ptr, nb, <int64_t *>o.v.buf,
+                                            <uint8_t *>o.s.buf, <uint8_t *>o.f.buf,
+                                            <int64_t *>o.t.buf, <uint8_t *>o.ok.buf, &f)
+            finally:
+                _release_outs(&o)
+            if st != OSGP_OK:
+                raise _fault_error(st, &f, "load profile", f"block {f.pc}")
+            return nrows
+        finally:
+            in_release(&d)
+    finally:
+        in_release(&lb)
+        in_release(&bb)
+
+
+def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, flags, times,
+                    valid):
+    """Many meters with one geometry in one call, without the GIL.  Meter i's
+    rows follow meter i-1's (len(blocks_list[i]) * nint rows each).  Returns
+    the row offset of every meter (n+1 entries)."""
+    cdef osgp_lp_geometry g
+    cdef Py_ssize_t n = len(datas), i, acq = 0
+    cdef InBuf *bufs = NULL
+    cdef const uint8_t **ins = NULL
+    cdef size_t *lens = NULL
+    cdef const uint32_t **bl = NULL
+    cdef const uint32_t **ll = NULL
+    cdef size_t *nbs = NULL
+    cdef size_t *offs = NULL
+    cdef size_t failed = 0, rows = 0
+    cdef OutBufs o
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    _geometry(geometry, &g)
+    if len(blocks_list) != n or (lasts_list is not None and len(lasts_list) != n):
+        raise ConfigurationError("one blocks (and lasts) buffer per meter")
+    bufs = <InBuf *>PyMem_Malloc((3 * n + 1) * sizeof(InBuf))
+    ins = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+    lens = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+    bl = <const uint32_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+    ll = <const uint32_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+    nbs = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+    offs = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+    try:
+        if not (bufs and ins and lens and bl and ll and nbs and offs):
+            raise MemoryError()
+        for i in range(n):
+            in_acquire(datas[i], &bufs[acq], "data"); acq += 1
+            ins[i] = bufs[acq - 1].ptr
+            lens[i] = bufs[acq - 1].len
+            in_acquire(blocks_list[i], &bufs[acq], "blocks"); acq += 1
+            if bufs[acq - 1].len % 4:
+                raise ConfigurationError("blocks must be a buffer of uint32")
+            bl[i] = <const uint32_t *>bufs[acq - 1].ptr
+            nbs[i] = bufs[acq - 1].len // 4
+            offs[i] = rows
+            rows += nbs[i] * g.nint
+            if lasts_list is not None:
+                in_acquire(lasts_list[i], &bufs[acq], "lasts"); acq += 1
+                if bufs[acq - 1].len != 4 * nbs[i]:
+                    raise ConfigurationError("lasts must have one uint32 per block")
+                ll[i] = <const uint32_t *>bufs[acq - 1].ptr
+        offs[n] = rows
+        _acquire_outs(&o, rows, g.nch, values, status, flags, times, valid)
+        try:
+            with nogil:
+                st = osgp_lp_decode_batch(ins, lens, n, &g, bl,
+                                          ll if lasts_list is not None else NULL, nbs, offs,
+                                          <int64_t *>o.v.buf, <uint8_t *>o.s.buf,
+                                          <uint8_t *>o.f.buf, <int64_t *>o.t.buf,
+                                          <uint8_t *>o.ok.buf, &failed, &f)
+        finally:
+            _release_outs(&o)
+        if st != OSGP_OK:
+            e = _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}")
+            e.meter = failed
+            raise e
+        return [offs[i] for i in range(n + 1)]
+    finally:
+        for i in range(acq):
+            in_release(&bufs[i])
+        PyMem_Free(bufs); PyMem_Free(ins); PyMem_Free(lens); PyMem_Free(bl); PyMem_Free(ll)
+        PyMem_Free(nbs); PyMem_Free(offs)
+
+
+
+# ---- slots -> nested mapping (osgp.tables.schema shape codes) -------------------------------
+
+DEF S_INT = 0
+DEF S_BITS = 1
+DEF S_BYTES = 2
+DEF S_NI = 3
+DEF S_TIME = 4
+DEF S_FLOAT = 5
+DEF S_ARRAY = 6
+DEF S_RECORD = 7
+DEF S_IF = 8
+
+cdef object _TimeDate = None
+cdef object _ni_value = None
+cdef object _TupleNew = tuple.__new__
+
+
+cdef int _load_hooks() except -1:
+    global _TimeDate, _ni_value
+    if _TimeDate is None:  # late import: osgp.tables imports this module
+        from osgp.tables.schema import TimeDate, ni_value
+        _TimeDate = TimeDate
+        _ni_value = ni_value
+    return 0
+
+
+cdef struct BuildCtx:
+    const int64_t *s
+    Py_ssize_t i
+    Py_ssize_t n
+    const uint8_t *dp
+
+
+cdef inline double _bits_to_double(int64_t v) noexcept:
+    cdef double x
+    memcpy(&x, &v, 8)
+    return x
+
+
+cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
+                      dict d) except -1:
+    cdef tuple ch
+    for ch in children:
+        if <int>ch[0] == S_IF:
+            c.i += 1
+            if c.s[c.i - 1]:
+                _build_group(<tuple>ch[2], c, data, params, d)
+            continue
+        v = _build_node(ch, c, data, params)
+        name = ch[1]
+        if name is not None:
+            d[name] = v
+    return 0
+
+
+cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
+    cdef int code = node[0]
+    cdef Py_ssize_t n, k, off, ln, b
+    cdef int64_t v
+    cdef tuple sub, elem_t, t
+    cdef dict d
+    cdef list items
+    cdef int kind
+    cdef const uint8_t *p
+    if code == S_INT:   # node[2]: UINT64, whose int64 slot holds the bits
+        c.i += 1
+        if node[2]:
+            return PyLong_FromUnsignedLongLong(<uint64_t>c.s[c.i - 1])
+        return PyLong_FromLongLong(c.s[c.i - 1])
+    if code == S_BITS:
+        d = {}
+        for sub in <tuple>node[2]:
+            v = c.s[c.i]
+            c.i += 1
+            if sub[0] is not None:
+                d[sub[0]] = (v != 0) if sub[1] else PyLong_FromUnsignedLongLong(<uint64_t>v)
+        return PyDictProxy_New(d)
+    if code == S_BYTES:
+        off = c.s[c.i]
+        ln = c.s[c.i + 1]
+        c.i += 2
+        kind = node[2]
+        p = c.dp + off
+        if kind == 1:
+            return PyUnicode_DecodeLatin1(<const char *>p, ln, NULL)
+        if kind == 2:
+            return PyBytes_FromStringAndSize(<const char *>p, ln).hex().upper()
+        if kind == 3:
+            t = PyTuple_New_bools(p, ln)
+            return t
+        return PyBytes_FromStringAndSize(<const char *>p, ln)
+    if code == S_NI:
+        v = c.s[c.i]
+        c.i += 1
+        k = params[<Py_ssize_t>node[2]]
+        if k == 0 or k == 1:
+            return _bits_to_double(v)
+        if k == 2 or k == 3 or k == 4 or k == 13:
+            return _ni_value(k, v, data)
+        return PyLong_FromLongLong(v)
+    if code == S_TIME:
+        t = (c.s[c.i], c.s[c.i + 1], c.s[c.i + 2], c.s[c.i + 3], c.s[c.i + 4], c.s[c.i + 5])
+        c.i += 6
+        return _TupleNew(_TimeDate, t)
+    if code == S_FLOAT:
+        c.i += 1
+        return _bits_to_double(c.s[c.i - 1])
+    if code == S_ARRAY:
+        n = c.s[c.i]
+        c.i += 1
+        items = []
+        if node[3]:
+            elem_t = <tuple>node[2]
+            if <int>elem_t[0] == S_INT and not elem_t[2]:
+                for k in range(n):
+                    items.append(PyLong_FromLongLong(c.s[c.i + k]))
+                c.i += n
+            else:
+                for k in range(n):
+                    items.append(_build_node(elem_t, c, data, params))
+        else:
+            elem_t = <tuple>node[2]
+            for k in range(n):
+                d = {}
+                _build_group(elem_t, c, data, params, d)
+                items.append(PyDictProxy_New(d))
+        return tuple(items)
+    if code == S_RECORD:
+        d = {}
+        _build_group(<tuple>node[2], c, data, params, d)
+        return PyDictProxy_New(d)
+    return None
+
+
+cdef tuple PyTuple_New_bools(const uint8_t *p, Py_ssize_t ln):
+    cdef list out = [None] * (8 * ln)
+    cdef Py_ssize_t k
+    for k in range(8 * ln):
+        out[k] = ((p[k >> 3] >> (k & 7)) & 1) != 0
+    return tuple(out)
+
+
+def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
+    """Run a table program and build the read-only nested mapping described by
+    ``shape`` (osgp.tables.schema shape codes).  Errors as table_run."""
+    cdef InBuf p, dd
+    cdef int64_t *regs = NULL
+    cdef int64_t *slots = NULL
+    cdef size_t cap, nslots = 0, consumed = 0, i
+    cdef Py_ssize_t np_ = len(params)
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    cdef BuildCtx c
+    cdef dict out
+    _load_hooks()
+    if nregs < np_:
+        raise ConfigurationError(f"{np_} parameters for {nregs} registers")
+    plist = [int(x) for x in params]
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    in_acquire(program, &p, "program")
+    try:
+        if p.len % 4:
+            raise ConfigurationError("program length must be a multiple of 4")
+        in_acquire(data, &dd, "data")
+        try:
+            regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
+            if regs == NULL:
+                raise MemoryError()
+            cap = 64 + <size_t>dd.len * 2
+            while True:
+                slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
+                if slots == NULL:
+                    raise MemoryError()
+                for i in range(<size_t>nregs):
+                    regs[i] = plist[i] if <Py_ssize_t>i < np_ else 0
+                st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, dd.ptr, dd.len,
+                                    regs, nregs, slots, cap, &nslots, &consumed, &f)
+                if st != OSGP_ERR_CAPACITY:
+                    break
+                PyMem_Free(slots)
+                slots = NULL
+                if cap > (<size_t>1 << 34):
+                    raise MalformedError("table expands to too many values", layer="table",
+                                         offset=f.offset)
+                cap *= 4
+            if st != OSGP_OK:
+                raise _fault_error(st, &f, "table", "table field")
+            c.s = slots
+            c.i = 0
+            c.n = nslots
+            c.dp = dd.ptr
+            out = {}
+            _build_group(shape, &c, data, plist, out)
+            return PyDictProxy_New(out)
+        finally:
+            PyMem_Free(regs)
+            PyMem_Free(slots)
+            in_release(&dd)
+    finally:
+        in_release(&p)

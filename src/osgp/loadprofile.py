@@ -1,0 +1,588 @@
+"""Load profile (BT60..BT67, ET21) to numpy arrays and Arrow tables.
+
+    lp = osgp.loadprofile.decode(bt61, bt62, bt63, bt64, bt00=bt00)
+    lp.timestamps   # datetime64[s], interval end times (UTC), chronological
+    lp.values       # int64 [intervals, channels] as recorded
+    lp.scaled       # float64 after scalars / divisors (BT62)
+    lp.status       # uint8 [intervals, channels]: extended channel status nibbles
+    lp.flags        # uint8 [intervals]: common flags (FLAG_DST | FLAG_POWER_FAIL | ...)
+
+Layout ([OPT p.31-39], reference 7.7): BT61 gives per data set the number of
+blocks, intervals per block, channels and interval time; BT62 the channel
+sources, INT_FMT_CDE and optional scalars/divisors; BT63 where the circular
+block list starts and ends; BT64+k the blocks
+``BLK_END_TIME | END_READINGS | SIMPLE_INT_STATUS | intervals{EXT_STATUS, INT_DATA}``.
+ET21 (NES) gives the physical geometry and wins over the computed one
+([OPT p.38]: "use ET21 ... as the authoritative geometry").
+
+Only recorded intervals are returned: the simple status bit is set and the
+interval lies at or before the last recorded one (BT63 NBR_VALID_INT for the
+newest block).  The block decoder is native (csrc/osgp_lp.c) with a Python
+twin; choices the public record leaves open are in :class:`LoadProfileProfile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from osgp import _backend, tables
+from osgp.errors import ConfigurationError, DecodeError, MalformedError, TruncatedError
+
+_kernel, _kernel_native = _backend.load("tables")
+
+NONE = 0xFFFFFFFF
+
+#: Common extended-status flags ([OPT p.36]: nibble bit 0 DST, 1 power fail,
+#: 2 clock reset forward, 3 clock reset backward).
+FLAG_DST = 1
+FLAG_POWER_FAIL = 2
+FLAG_CLOCK_FORWARD = 4
+FLAG_CLOCK_BACKWARD = 8
+
+#: Channel status nibble codes: ANSI 0..7 and the NES additions ([OPT p.36-38],
+#: reference 7.7).
+CHANNEL_STATUS = {
+    0: "no status", 1: "overflow", 2: "partial interval", 3: "long interval",
+    4: "skipped", 5: "test mode", 6: "configuration changed", 7: "load profile stopped",
+    8: "M-Bus/MEP decryption failure", 9: "clock error", 10: "M-Bus/MEP device missing",
+    11: "not current", 12: "skipped (load profile opt-out)", 15: "M-Bus placeholder",
+}
+
+#: INT_FMT_CDE (BT62, reference 7.7) -> (bytes, numpy dtype of the raw value)
+INT_FMT_CODES = {1: (1, "u1"), 2: (2, "<u2"), 4: (4, "<u4"), 8: (1, "i1"), 16: (2, "<i2"),
+                 32: (4, "<i4"), 64: (None, None), 128: (None, None)}
+
+
+@dataclass(frozen=True)
+class LoadProfileProfile:
+    """Choices the public record leaves open.  All **INFERRED** unless noted.
+
+    * ``full_block_last``: the last recorded interval of a complete (older)
+      block is its final slot (reference 7.7: ``k = NBR_BLK_INTS - 1``), so
+      interval i of a block ends at ``BLK_END_TIME - (k - i) * interval``.
+      False: k = the highest interval whose simple-status bit is set ([OPT
+      p.36]: BLK_END_TIME is "the most recently recorded interval").
+    * ``day_interval_code``: MAX_INT_TIME value meaning 24 h (84, CONFIRMED for
+      NES [OPT p.33]); other values are minutes.
+    * ``common_flags_high_nibble``: the common flags are bits 4..7 of status
+      byte 0 with flag bit 0 = DST in bit 4 (False: DST in bit 7, the nibble
+      read most significant bit first).
+    * ``descending_newest_first``: with BT63 INTERVAL_ORDER = 1 the newest
+      interval is stored in slot 0 (False: ignore INTERVAL_ORDER).
+    * Not configurable, also INFERRED: FIXED_BCD NI values are read most
+      significant byte first; FLOAT NI interval values are returned as float64
+      in ``values``.
+    * ``scale``: ``scaled = raw * scalar / divisor`` (BT62 text: "applied to
+      interval data before being recorded" [OPT p.34]); NI_FORMAT 4 values
+      are further multiplied by 1e-4 (4 implied decimals).
+    """
+
+    full_block_last: bool = True
+    day_interval_code: int = 84
+    common_flags_high_nibble: bool = True
+    descending_newest_first: bool = True
+
+
+DEFAULT_PROFILE = LoadProfileProfile()
+
+
+class Geometry(NamedTuple):
+    """Physical block layout handed to the block decoder (offsets in bytes;
+    0xFFFFFFFF = field absent).  Same field order as ``osgp_lp_geometry``."""
+
+    block_size: int
+    nint: int
+    nch: int
+    time_off: int
+    tm_format: int
+    simple_off: int
+    int0_off: int
+    int_size: int
+    ext_off: int
+    ch0_off: int
+    fmt_code: int
+    ni_format: int
+    interval_s: int
+    descending: int
+
+
+@dataclass
+class LoadProfile:
+    """Decoded load profile of one data set (one row per recorded interval)."""
+
+    timestamps: np.ndarray            # datetime64[s] interval end, UTC
+    values: np.ndarray                # int64 [n, nch] (float64 for FLOAT NI formats)
+    scaled: np.ndarray                # float64 [n, nch]
+    status: np.ndarray                # uint8 [n, nch]
+    flags: np.ndarray                 # uint8 [n]
+    block_seq: np.ndarray             # uint32 [n]: BT63 sequence number of the row's block
+    geometry: Geometry
+    sources: tuple = ()
+    scalars: Optional[np.ndarray] = None
+    divisors: Optional[np.ndarray] = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def channels(self) -> int:
+        return self.geometry.nch
+
+    def to_arrow(self) -> Any:
+        """A ``pyarrow.Table``: timestamp (UTC), flags, block_seq and per channel
+        ``chN`` (raw), ``chN_scaled``, ``chN_status`` (needs pyarrow)."""
+        try:
+            import pyarrow as pa
+        except ImportError:  # pragma: no cover - optional dependency
+            raise ConfigurationError("to_arrow() needs pyarrow (pip install osgp[arrow])") from None
+        cols = {
+            "timestamp": pa.array(self.timestamps.astype("int64"), pa.timestamp("s", tz="UTC")),
+            "flags": pa.array(self.flags),
+            "block_seq": pa.array(self.block_seq),
+        }
+        for c in range(self.channels):
+            cols[f"ch{c}"] = pa.array(self.values[:, c])
+            cols[f"ch{c}_scaled"] = pa.array(self.scaled[:, c])
+            cols[f"ch{c}_status"] = pa.array(self.status[:, c])
+        return pa.table(cols)
+
+
+# ---- geometry ---------------------------------------------------------------------------------
+
+def _as_table(name: str, data: Any, context: dict) -> Mapping:
+    if not isinstance(data, (bytes, bytearray, memoryview)) and isinstance(data, Mapping):
+        return data
+    return tables.decode(name, data, context)
+
+
+def _mal(table: str, fieldname: str, offset: int, msg: str) -> MalformedError:
+    e = MalformedError(f"field {fieldname}: {msg}", layer=f"table {table}", offset=offset)
+    e.table, e.field = table, fieldname  # type: ignore[attr-defined]
+    return e
+
+
+def interval_seconds(max_int_time: int, profile: LoadProfileProfile = DEFAULT_PROFILE) -> int:
+    if max_int_time == profile.day_interval_code:
+        return 86400
+    return 60 * max_int_time
+
+
+def geometry(bt61: Mapping, bt62: Mapping, *, tm_format: int = 2, ni_formats: tuple = (8, 8),
+             set_index: int = 0, interval_order: int = 0, et21: Optional[Mapping] = None,
+             profile: LoadProfileProfile = DEFAULT_PROFILE) -> Geometry:
+    """Block geometry of data set ``set_index`` from decoded BT61/BT62 (and ET21)."""
+    sets = bt61["LP_DATA_SETS"]
+    if not 0 <= set_index < len(sets):
+        raise ConfigurationError(f"BT61 describes {len(sets)} data set(s), no set {set_index}")
+    s = sets[set_index]
+    k = set_index + 1
+    nch, nint = s["NBR_CHNS_SET"], s["NBR_BLK_INTS_SET"]
+    flags = bt61["LP_FLAGS"]
+    code = bt62.get(f"INT_FMT_CDE{k}")
+    sel_off = sum(3 * sets[j]["NBR_CHNS_SET"] for j in range(set_index))
+    if code not in INT_FMT_CODES:
+        raise _mal("BT62", f"INT_FMT_CDE{k}", sel_off + 3 * nch, f"unknown format code {code}")
+    ni = ni_formats[0] if code == 64 else ni_formats[1]
+    width = INT_FMT_CODES[code][0] or tables_ni_width(ni)
+    if width <= 0:
+        raise _mal("BT62", f"INT_FMT_CDE{k}", sel_off + 3 * nch,
+                   f"NI_FORMAT {ni} is unknown")
+    if nint == 0:
+        raise _mal("BT61", "NBR_BLK_INTS_SET", 9 + 6 * set_index, "zero intervals per block")
+    if not 0 <= tm_format <= 4:
+        raise ConfigurationError(f"unknown TM_FORMAT {tm_format}")
+    tw = (0, 5, 5, 4, 4)[tm_format]  # STIME_DATE width (reference 7.1)
+    er = (tables_ni_width(ni_formats[0]) if flags["BLK_END_READ_FLAG"] else 0) + \
+        (4 if flags["BLK_END_PULSE_FLAG"] else 0)
+    simple = flags["SIMPLE_INT_STATUS_FLAG"]
+    ext = nch // 2 + 1 if flags["EXTENDED_INT_STATUS_FLAG"] else 0
+    simple_off = tw + nch * er
+    int0 = simple_off + ((nint + 7) // 8 if simple else 0)
+    int_size = ext + nch * width
+    g = Geometry(int0 + nint * int_size, nint, nch, 0, tm_format, simple_off if simple else NONE,
+                 int0, int_size, 0 if ext else NONE, ext, code, ni,
+                 interval_seconds(s["MAX_INT_TIME_SET"], profile),
+                 1 if (interval_order and profile.descending_newest_first) else 0)
+    if et21 is not None:
+        g = _apply_et21(g, et21, set_index, width, profile)
+    return g
+
+
+def tables_ni_width(fmt: int) -> int:
+    return (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)[fmt] if 0 <= fmt < 14 else -1
+
+
+def _apply_et21(g: Geometry, et21: Mapping, set_index: int, width: int,
+                profile: LoadProfileProfile) -> Geometry:
+    recs = et21["DATA_SETS"]
+    if set_index >= len(recs):
+        raise ConfigurationError(f"ET21 has {len(recs)} data set record(s), no set {set_index}")
+    r = recs[set_index]
+    base = set_index * tables.DEFAULT_PROFILE.et21_record_size
+    if r["NBR_CHANNELS"] != g.nch:
+        raise _mal("ET21", "NBR_CHANNELS", base + 28,
+                   f"ET21 logs {r['NBR_CHANNELS']} channels, BT61 says {g.nch}")
+    g = g._replace(block_size=r["BLOCK_SIZE"], simple_off=r["SIMPLE_STATUS_OFFSET"]
+                   if g.simple_off != NONE else NONE,
+                   int0_off=r["INTERVAL0_OFFSET"], int_size=r["INTERVAL_SIZE"],
+                   ch0_off=r["CHANNEL0_OFFSET"])
+    checks = (
+        ("BLOCK_SIZE", 8, g.int0_off + g.nint * g.int_size <= g.block_size),
+        ("SIMPLE_STATUS_OFFSET", 22, g.simple_off == NONE or
+         g.simple_off + (g.nint + 7) // 8 <= g.block_size),
+        ("INTERVAL_SIZE", 25, g.ch0_off + g.nch * width <= g.int_size),
+        ("CHANNEL0_OFFSET", 26, g.ext_off == NONE or g.nch // 2 + 1 <= g.ch0_off),
+    )
+    for name, off, ok in checks:
+        if not ok:
+            raise _mal("ET21", name, base + off, "block geometry does not fit")
+    return g
+
+
+# ---- block order ------------------------------------------------------------------------------
+
+def block_order(nbr_blks: int, status: Mapping, *, unread_only: bool = False,
+                set_index: int = 0) -> tuple[list[int], list[int]]:
+    """Chronological block indices and the BT63 sequence number of each (circular
+    list arithmetic, [OPT p.31, 34-35])."""
+    base = 13 * set_index
+    nvalid, last = status["NBR_VALID_BLOCKS"], status["LAST_BLOCK_ELEMENT"]
+    if nvalid > nbr_blks:
+        raise _mal("BT63", "NBR_VALID_BLOCKS", base + 1,
+                   f"{nvalid} valid blocks, BT61 allows {nbr_blks}")
+    if nvalid and last >= nbr_blks:
+        raise _mal("BT63", "LAST_BLOCK_ELEMENT", base + 3,
+                   f"block {last} outside the {nbr_blks}-block list")
+    n = nvalid
+    if unread_only:
+        unread = status["NBR_UNREAD_BLOCKS"]
+        if unread > nbr_blks:
+            raise _mal("BT63", "NBR_UNREAD_BLOCKS", base + 9,
+                       f"{unread} unread blocks, BT61 allows {nbr_blks}")
+        n = min(n, unread)
+    descending = status["LP_SET_STATUS_FLAGS"]["BLOCK_ORDER"]
+    seq = status["LAST_BLOCK_SEQ_NBR"]
+    back = range(n - 1, -1, -1)  # oldest of the n returned first
+    if descending:
+        idx = [(last + k) % nbr_blks for k in back]
+    else:
+        idx = [(last - k) % nbr_blks for k in back]
+    return idx, [(seq - k) & 0xFFFFFFFF for k in back]
+
+
+# ---- decode -----------------------------------------------------------------------------------
+
+def _context(bt00: Any, bt61: Any) -> dict:
+    ctx: dict = {}
+    if bt00 is not None:
+        ctx["BT00"] = bt00
+    if bt61 is not None:
+        ctx["BT61"] = bt61
+    return ctx
+
+
+def _empty(g: Geometry, rows: int) -> tuple[np.ndarray, ...]:
+    return (np.empty((rows, g.nch), np.int64), np.empty((rows, g.nch), np.uint8),
+            np.empty(rows, np.uint8), np.empty(rows, np.int64), np.empty(rows, np.uint8))
+
+
+def decode_blocks(g: Geometry, data: Any, blocks: Sequence[int],
+                  lasts: Optional[Sequence[int]] = None, *, table: str = "BT64",
+                  out: Optional[tuple] = None) -> tuple[np.ndarray, ...]:
+    """Dense decode of ``blocks`` (chronological indices into ``data``):
+    (values, status, flags, times, valid), ``len(blocks) * nint`` rows each.
+    ``out`` = preallocated arrays of that shape (reused, no allocation)."""
+    bl = np.ascontiguousarray(blocks, dtype=np.uint32)
+    ll = None if lasts is None else np.ascontiguousarray(lasts, dtype=np.uint32)
+    rows = len(bl) * g.nint
+    arrs = out if out is not None else _empty(g, rows)
+    try:
+        _kernel.lp_decode(tuple(g), data, bl, ll, *arrs)
+    except DecodeError as exc:
+        raise _rewrap_block(exc, table, g) from None
+    return arrs
+
+
+def _rewrap_block(exc: DecodeError, table: str, g: Geometry) -> DecodeError:
+    blk = getattr(exc, "pc", 0)
+    off = exc.offset or 0
+    where = off - (off // g.block_size) * g.block_size if g.block_size else off
+    field = "BLK_END_TIME" if where < g.int0_off and isinstance(exc, MalformedError) else \
+        ("LP_BLOCKS" if isinstance(exc, TruncatedError) else "INT_DATA")
+    if isinstance(exc, TruncatedError):
+        new: DecodeError = TruncatedError(
+            f"field {field}[{blk}]: truncated, need {exc.needed} byte(s), {exc.remaining} left",
+            layer=f"table {table}", offset=off, needed=exc.needed, remaining=exc.remaining)
+    else:
+        new = MalformedError(f"field {field} (block {blk}): impossible value",
+                             layer=f"table {table}", offset=off)
+    new.table, new.field = table, field  # type: ignore[attr-defined]
+    return new
+
+
+def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21: Any = None,
+           set_index: int = 0, unread_only: bool = False,
+           profile: LoadProfileProfile = DEFAULT_PROFILE) -> LoadProfile:
+    """Decode data set ``set_index`` (``bt64`` = the BT64+set_index image).
+
+    Tables are raw bytes (or mappings from :func:`osgp.tables.decode`).  With
+    ``unread_only`` only the BT63 NBR_UNREAD_BLOCKS newest blocks are decoded
+    (incremental collection, [OPT p.34-35])."""
+    cfg = _config(bt00, bt61, bt62, et21, set_index, profile)
+    t63 = _as_table("BT63", bt63, cfg.ctx)
+    sets = t63["LP_STATUS_SETS"]
+    if set_index >= len(sets):
+        raise ConfigurationError(f"BT63 describes {len(sets)} data set(s), no set {set_index}")
+    st = sets[set_index]
+    g = cfg.geometry
+    if st["LP_SET_STATUS_FLAGS"]["INTERVAL_ORDER"] and profile.descending_newest_first:
+        g = g._replace(descending=1)
+    nbr_blks = cfg.nbr_blks
+    idx, seqs = block_order(nbr_blks, st, unread_only=unread_only, set_index=set_index)
+    nvi = st["NBR_VALID_INT"]
+    if nvi > g.nint:
+        raise _mal("BT63", "NBR_VALID_INT", 13 * set_index + 11,
+                   f"{nvi} valid intervals, a block holds {g.nint}")
+    lasts = [g.nint - 1] * len(idx)
+    if idx:
+        if nvi == 0:  # newest block has nothing recorded yet
+            idx, seqs, lasts = idx[:-1], seqs[:-1], lasts[:-1]
+        else:
+            lasts[-1] = nvi - 1
+    table = f"BT{64 + set_index}"
+    data = bt64
+    if not isinstance(data, (bytes, bytearray, memoryview)) and isinstance(data, Mapping):
+        raise ConfigurationError("bt64 must be the raw table image")
+    if not profile.full_block_last and g.simple_off != NONE:
+        lasts = _last_recorded(data, g, idx, lasts)
+    rows = len(idx) * g.nint
+    values, status, flags, times, valid = _empty(g, rows)
+    row_block = np.empty(rows, np.uint32)
+    text = g.fmt_code >= 64 and g.ni_format in (2, 3, 13)
+    # FLOAT_CHAR values are text: the kernel decodes everything else with a
+    # one-byte stand-in format, the text is parsed below
+    kg = g._replace(fmt_code=1) if text else g
+    try:
+        n = _kernel.lp_decode(tuple(kg), data, np.asarray(idx, np.uint32),
+                              np.asarray(lasts, np.uint32), values, status, flags, times, valid,
+                              None if text else row_block)
+    except DecodeError as exc:
+        raise _rewrap_block(exc, table, g) from None
+    if text:
+        values, n = _float_char_rows(data, g, idx, lasts, valid, values, table)
+        keep = valid.astype(bool)
+        row_block[:n] = np.repeat(np.arange(len(idx), dtype=np.uint32), g.nint)[keep]
+        status, flags, times = status[keep], flags[keep], times[keep]
+    seq_rows = np.asarray(seqs, dtype=np.uint32)[row_block[:n]]
+    values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
+    if not profile.common_flags_high_nibble:
+        flags = _NIBBLE_REVERSE[flags]
+    if g.fmt_code >= 64 and g.ni_format in (0, 1):
+        values = values.view(np.float64)
+    elif text:
+        values = values.view(np.float64)
+    scaled = values.astype(np.float64)
+    if cfg.scale is not None:
+        scaled *= cfg.scale
+    if g.fmt_code >= 64 and g.ni_format == 4:
+        scaled *= 1e-4
+    return LoadProfile(times.view("datetime64[s]"), values, scaled, status, flags, seq_rows, g,
+                       cfg.sources, cfg.scalars, cfg.divisors,
+                       {"blocks": idx, "block_seq": seqs, "nbr_valid_int": nvi,
+                        "interval_s": g.interval_s})
+
+
+class _Config(NamedTuple):
+    """What BT00/BT61/BT62 (and ET21) say about one data set."""
+
+    ctx: dict
+    geometry: Geometry
+    nbr_blks: int
+    scalars: Optional[np.ndarray]
+    divisors: Optional[np.ndarray]
+    scale: Optional[np.ndarray]
+    sources: tuple
+
+
+_CONFIG_CACHE: dict = {}
+_CONFIG_CACHE_SIZE = 256
+
+
+def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
+            profile: LoadProfileProfile) -> _Config:
+    """Decode the configuration tables once per configuration: [OPT p.30] "This
+    information needs to be read only once per load profile reconfiguration",
+    so results are cached by the tables' bytes (ET21 changes as data is logged)."""
+    key = None
+    if all(x is None or type(x) is bytes for x in (bt00, bt61, bt62, et21)):
+        key = (bt00, bt61, bt62, et21, set_index, profile)
+        hit = _CONFIG_CACHE.get(key)
+        if hit is not None:
+            return hit
+    ctx: dict = {}
+    t00 = _as_table("BT00", bt00, ctx) if bt00 is not None else None
+    if t00 is not None:
+        ctx["BT00"] = t00
+    t61 = _as_table("BT61", bt61, ctx)
+    ctx["BT61"] = t61
+    t62 = _as_table("BT62", bt62, ctx)
+    t21 = _as_table("ET21", et21, ctx) if et21 is not None else None
+    dflt = tables.DEFAULT_PROFILE
+    tm = t00["FORMAT_CONTROL_2"]["TM_FORMAT"] if t00 is not None else dflt.tm_format
+    nif = (t00["FORMAT_CONTROL_3"]["NI_FORMAT1"], t00["FORMAT_CONTROL_3"]["NI_FORMAT2"]) \
+        if t00 is not None else (dflt.ni_format1, dflt.ni_format2)
+    g = geometry(t61, t62, tm_format=tm, ni_formats=nif, set_index=set_index, et21=t21,
+                 profile=profile)
+    k = set_index + 1
+    scalars = divisors = scale = None
+    if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{k}"]:
+        scalars = np.asarray(t62[f"SCALARS_SET{k}"], dtype=np.float64)
+        divisors = np.asarray(t62[f"DIVISOR_SET{k}"], dtype=np.float64)
+        if np.any(divisors == 0):
+            c = int(np.argmin(divisors != 0))
+            sets = t61["LP_DATA_SETS"]
+            off = sum(3 * sets[j]["NBR_CHNS_SET"] + 1 +
+                      (4 * sets[j]["NBR_CHNS_SET"]
+                       if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{j + 1}"] else 0)
+                      for j in range(set_index)) + 3 * g.nch + 1 + 2 * g.nch + 2 * c
+            raise _mal("BT62", f"DIVISOR_SET{k}[{c}]", off, "divisor 0")
+        scale = scalars / divisors
+    sources = tuple(ch["LP_SOURCE_SELECT"] for ch in t62.get(f"LP_SEL_SET{k}", ()))
+    cfg = _Config(ctx, g, t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"], scalars, divisors,
+                  scale, sources)
+    if key is not None:
+        if len(_CONFIG_CACHE) >= _CONFIG_CACHE_SIZE:
+            _CONFIG_CACHE.clear()
+        _CONFIG_CACHE[key] = cfg
+    return cfg
+
+
+def _float_char_rows(data: Any, g: Geometry, idx: list[int], lasts: list[int],
+                     valid: np.ndarray, values: np.ndarray, table: str) -> tuple[np.ndarray, int]:
+    """Valid rows of FLOAT_CHAR6/12/21 interval data (NI_FORMAT 3/2/13, ASCII
+    numbers, reference 7.1) as float64 bit patterns in the int64 array."""
+    buf = bytes(memoryview(data).cast("B"))
+    w = tables_ni_width(g.ni_format)
+    out = np.empty(values.shape, np.float64)
+    n = 0
+    for b, blk in enumerate(idx):
+        last = lasts[b]
+        for j in range(g.nint):
+            if not valid[b * g.nint + j]:
+                continue
+            s = last - j if (g.descending and j <= last) else j
+            base = blk * g.block_size + g.int0_off + s * g.int_size + g.ch0_off
+            for c in range(g.nch):
+                raw = buf[base + c * w: base + (c + 1) * w]
+                txt = raw.decode("latin-1").strip(" \0")
+                try:
+                    out[n, c] = float(txt) if txt else 0.0
+                except ValueError:
+                    raise _mal(table, "INT_DATA", base + c * w,
+                               f"FLOAT_CHAR value {txt!r} is not a number") from None
+            n += 1
+    return out[:n].view(np.int64), n
+
+
+_NIBBLE_REVERSE = np.array([int(f"{i:04b}"[::-1], 2) for i in range(16)], dtype=np.uint8)
+
+
+def _last_recorded(data: Any, g: Geometry, idx: list[int], lasts: list[int]) -> list[int]:
+    """Alternative reading of BLK_END_TIME for complete blocks: the end of the
+    highest interval whose simple-status bit is set (LoadProfileProfile)."""
+    buf = memoryview(data).cast("B")
+    out = list(lasts)
+    nbytes = (g.nint + 7) // 8
+    for k, b in enumerate(idx[:-1]):  # the newest block keeps BT63 NBR_VALID_INT
+        off = b * g.block_size + g.simple_off
+        if off + nbytes > len(buf):
+            continue  # the block decoder reports the truncation
+        bits = int.from_bytes(buf[off:off + nbytes], "little") & ((1 << g.nint) - 1)
+        if bits:
+            out[k] = bits.bit_length() - 1
+    return out
+
+
+def read_plan(bt61: Any, bt63: Any, *, bt00: Any = None, et21: Any = None, bt62: Any = None,
+              set_index: int = 0, unread_only: bool = True,
+              profile: LoadProfileProfile = DEFAULT_PROFILE) -> list[tuple[int, int]]:
+    """Partial reads ``(offset, count)`` of BT64+set that fetch the unread (or
+    all valid) blocks, oldest first ([OPT p.31] offset = block index x block size)."""
+    ctx = _context(bt00, bt61)
+    t61 = _as_table("BT61", bt61, ctx)
+    t63 = _as_table("BT63", bt63, ctx)
+    st = t63["LP_STATUS_SETS"][set_index]
+    if et21 is not None:
+        size = _as_table("ET21", et21, ctx)["DATA_SETS"][set_index]["BLOCK_SIZE"]
+    elif bt62 is not None:
+        t00 = _as_table("BT00", bt00, ctx) if bt00 is not None else None
+        tm = t00["FORMAT_CONTROL_2"]["TM_FORMAT"] if t00 is not None else 2
+        size = geometry(t61, _as_table("BT62", bt62, ctx), tm_format=tm,
+                        set_index=set_index, profile=profile).block_size
+    else:
+        raise ConfigurationError("read_plan needs ET21 or BT62 for the block size")
+    idx, _ = block_order(t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"], st,
+                         unread_only=unread_only, set_index=set_index)
+    return [(i * size, size) for i in idx]
+
+
+def decode_many(g: Geometry, datas: Sequence[Any], blocks: Sequence[Any],
+                lasts: Optional[Sequence[Any]] = None, *, out: Optional[tuple] = None
+                ) -> tuple[tuple[np.ndarray, ...], list[int]]:
+    """Batch kernel: many meters with one geometry in one call without the GIL.
+    Meter i's rows are ``offsets[i]:offsets[i+1]`` of the dense output
+    (values, status, flags, times, valid)."""
+    bl = [np.ascontiguousarray(b, dtype=np.uint32) for b in blocks]
+    ll = None if lasts is None else [np.ascontiguousarray(x, dtype=np.uint32) for x in lasts]
+    rows = sum(len(b) for b in bl) * g.nint
+    arrs = out if out is not None else _empty(g, rows)
+    try:
+        offs = _kernel.lp_decode_batch(tuple(g), datas, bl, ll, *arrs)
+    except DecodeError as exc:
+        new = _rewrap_block(exc, "BT64", g)
+        new.meter = getattr(exc, "meter", None)  # type: ignore[attr-defined]
+        raise new from None
+    return arrs, offs
+
+
+# ---- event log --------------------------------------------------------------------------------
+
+def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
+    """BT74 history log entries as a numpy structured array in chronological
+    order (valid entries only; circular list as BT63, reference 7.8).  Fields:
+    time (datetime64[s], NaT without HIST_DATE_TIME), event_number, seq,
+    user_id, code, mfg (bool), argument (bytes)."""
+    ctx: dict = {"BT71": bt71}
+    if bt00 is not None:
+        ctx["BT00"] = bt00
+    t71 = _as_table("BT71", bt71, ctx)
+    t74 = _as_table("BT74", bt74, ctx)
+    n_all = t71["NBR_HISTORY_ENTRIES"]
+    nvalid, last = t74["NBR_VALID_ENTRIES"], t74["LAST_ENTRY_ELEMENT"]
+    if nvalid > n_all:
+        raise _mal("BT74", "NBR_VALID_ENTRIES", 1, f"{nvalid} valid entries, BT71 allows {n_all}")
+    if nvalid and last >= n_all:
+        raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
+    desc = t74["HIST_FLAGS"]["ORDER"]
+    argn = max(t71["HIST_DATA_LENGTH"], 1)
+    dt = np.dtype([("time", "datetime64[s]"), ("event_number", "<u2"), ("seq", "<u2"),
+                   ("user_id", "<u2"), ("code", "<u2"), ("mfg", "?"), ("argument", f"S{argn}")])
+    out = np.zeros(nvalid, dtype=dt)
+    entries = t74["ENTRIES"]
+    for i in range(nvalid):
+        back = nvalid - 1 - i
+        e = entries[(last + back) % n_all if desc else (last - back) % n_all]
+        t = e.get("HISTORY_TIME")
+        dtm = t.to_datetime() if t is not None else None
+        out["time"][i] = np.datetime64(int(dtm.timestamp()), "s") if dtm else np.datetime64("NaT")
+        out["event_number"][i] = e.get("EVENT_NUMBER", 0)
+        out["seq"][i] = e.get("HISTORY_SEQ_NBR", 0)
+        out["user_id"][i] = e["USER_ID"]
+        out["code"][i] = e["HISTORY_CODE"]["TBL_PROC_NBR"]
+        out["mfg"][i] = e["HISTORY_CODE"]["STD_VS_MFG_FLAG"]
+        out["argument"][i] = e["HISTORY_ARGUMENT"]
+    return out

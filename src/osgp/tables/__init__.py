@@ -1,0 +1,394 @@
+"""OSGP / ANSI C12.19 tables: declarative layouts, decode and encode.
+
+    >>> from osgp import tables
+    >>> bt52 = tables.decode("BT52", bytes.fromhex("0402100f3b3700"))
+    >>> bt52["CLOCK_CALENDAR"]
+    TimeDate(year=2004, month=2, day=16, hour=15, minute=59, second=55)
+
+``decode(table_id, data, context=None)`` returns a read-only mapping (nested
+read-only mappings for records, tuples for arrays); ``encode(table_id,
+values, context=None)`` is its inverse.  ``context`` carries the tables a
+layout depends on, as raw bytes or decoded mappings keyed by name or number
+(``{"BT00": bt00_bytes, "BT21": bt21_bytes}``), or single values keyed by
+their reference (``{"BT00.FORMAT_CONTROL_2.TM_FORMAT": 3}``).
+
+Table numbers: BTnn = nn, ETnn = 2048 + nn, pending images + 4096
+(reference 1, [OPT p.8]).  A pending image is the 6-byte Pending Event
+Description followed by the table (reference 3.4, [OPT p.9-10]).
+
+Layouts compile once to a program run by the native interpreter
+(csrc/osgp_table.c) or its pure-Python twin (``OSGP_NO_EXTENSIONS=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Mapping, Optional, Union
+
+from osgp import _backend
+from osgp.errors import ConfigurationError, DecodeError, MalformedError, TruncatedError
+from osgp.tables import builtin as _builtin
+from osgp.tables.schema import (
+    NI_FORMAT_REFS,
+    TM_FORMAT_REF,
+    Program,
+    TimeDate,
+    compile_schema,
+    table_name,
+    table_number,
+)
+
+_kernel, _kernel_native = _backend.load("tables")
+
+__all__ = ["decode", "encode", "register", "register_file", "schema", "program", "catalogue",
+           "catalogue_entry", "TableProfile", "TimeDate", "table_name", "table_number",
+           "compile_schema", "Program", "DEFAULT_PROFILE", "split_transaction_records"]
+
+TableId = Union[int, str]
+
+
+@dataclass(frozen=True)
+class TableProfile:
+    """Values used when the context lacks a table.  **INFERRED** defaults:
+    the NES/OSGP device values of the OSGP Alliance guides (reference 7.1:
+    TM_FORMAT 2 = UINT8 discrete dates, NI formats 8 = INT32, ID_FORM 0 =
+    CHAR), one load-profile data set, and a 38-byte ET21 record (the fields
+    every firmware has, [OPT p.38]).  Pass BT00 (and BT61 / ET21) in the
+    context to use the device's own values instead.
+
+    Fixed interpretations, also INFERRED (not configurable): TIME is 3 bytes
+    (h, m, s) for TM_FORMAT 3 and 4 too; FIXED_BCD NI values are read most
+    significant byte first; ET27/ET28 (PLC transaction tables) share the ET52/
+    ET53 layout (reference 4.2); ET54 offset 19 is one byte (the guide's row is
+    inconsistent).  Layout sizes that grew with firmware (ET23, ET54, ET04)
+    follow the OSGP Alliance guides' 3.x tables; bytes after a layout are
+    ignored on decode.
+    """
+
+    tm_format: int = 2
+    ni_format1: int = 8
+    ni_format2: int = 8
+    id_form: int = 0
+    lp_sets: int = 1
+    et21_record_size: int = 38
+
+
+DEFAULT_PROFILE = TableProfile()
+
+_FORMAT_DEFAULTS = {
+    TM_FORMAT_REF: "tm_format",
+    NI_FORMAT_REFS["NI_FMAT1"]: "ni_format1",
+    NI_FORMAT_REFS["NI_FMAT2"]: "ni_format2",
+    "BT00.FORMAT_CONTROL_2.ID_FORM": "id_form",
+}
+
+_SCHEMAS: dict[int, Mapping] = {}
+_PROGRAMS: dict[int, Program] = {}
+
+# Pending Event Description (reference 3.4, [OPT p.9-10]): byte 0 bits 0..3 event
+# code (0 absolute STIME_DATE, 1 relative, 2 opaque), bit 4 self read, bit 5 demand
+# reset; bytes 1..5 event storage.
+_PED = {"name": "PENDING_EVENT", "type": "RECORD", "fields": [
+    {"name": "EVENT_CONTROL", "type": "UINT8", "bits": [
+        {"name": "EVENT_CODE", "bits": [0, 3]}, {"name": "SELF_READ_FLAG", "bit": 4},
+        {"name": "DEMAND_RESET_FLAG", "bit": 5}, {"name": "FILLER", "bits": [6, 7]}]},
+    {"type": "IF", "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "eq": 0}, "then": [
+        # STIME_DATE is 5 bytes for TM_FORMAT 1/2, 4 for 3/4: (tm + 1) / 2 is 1 resp. 2
+        {"type": "IF", "when": {"ref": TM_FORMAT_REF, "add": 1, "div": 2, "eq": 1}, "then": [
+            {"name": "ACTIVATION_TIME", "type": "STIME_DATE"}]},
+        {"type": "IF", "when": {"ref": TM_FORMAT_REF, "add": 1, "div": 2, "eq": 2}, "then": [
+            {"name": "ACTIVATION_TIME", "type": "STIME_DATE"}, {"type": "FILL", "length": 1}]},
+        {"type": "IF", "when": {"ref": TM_FORMAT_REF, "eq": 0}, "then": [
+            {"name": "EVENT_STORAGE", "type": "BYTES", "length": 5}]}]},
+    {"type": "IF", "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "eq": 1}, "then": [
+        {"name": "WEEKS", "type": "UINT8"}, {"name": "DAYS", "type": "UINT8"},
+        {"name": "HOURS", "type": "UINT8"}, {"name": "MINUTES", "type": "UINT8"},
+        {"name": "SECONDS", "type": "UINT8"}]},
+    {"type": "IF", "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "div": 2}, "then": [
+        {"name": "EVENT_STORAGE", "type": "BYTES", "length": 5}]},
+]}
+
+
+def register(schema: Mapping, *, replace: bool = False) -> Program:
+    """Add a table layout (see osgp.tables.schema); returns its compiled program."""
+    prog = compile_schema(schema)
+    tid = prog.table_id
+    if tid in _SCHEMAS and not replace and _SCHEMAS[tid] is not schema:
+        if tid in _BUILTIN_IDS:
+            raise ConfigurationError(f"{prog.name} is built in; pass replace=True to override")
+    _SCHEMAS[tid] = schema
+    _PROGRAMS[tid] = prog
+    for k in [k for k in _PROGRAMS if k == tid + 4096]:
+        del _PROGRAMS[k]
+    return prog
+
+
+def register_file(path: Any, *, replace: bool = False) -> list[Program]:
+    """Register the layouts in a JSON file (one schema or a list of schemas)."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            doc = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{path}: not JSON: {exc}") from None
+    schemas = doc if isinstance(doc, list) else doc.get("tables", [doc]) \
+        if isinstance(doc, dict) and "fields" not in doc else [doc]
+    return [register(s, replace=replace) for s in schemas]
+
+
+def schema(table_id: TableId) -> Mapping:
+    tid = table_number(table_id)
+    try:
+        return _SCHEMAS[tid]
+    except KeyError:
+        raise ConfigurationError(f"no layout for {table_name(tid)} ({tid}); "
+                                 "register one with osgp.tables.register()") from None
+
+
+def program(table_id: TableId) -> Program:
+    """The compiled program of a table (pending images are built on demand)."""
+    tid = table_number(table_id)
+    prog = _PROGRAMS.get(tid)
+    if prog is not None:
+        return prog
+    if tid >= 4096 and (tid - 4096) in _SCHEMAS:
+        base = _SCHEMAS[tid - 4096]
+        prog = compile_schema({"id": tid, "name": table_name(tid),
+                               "title": f"{base.get('title', '')} (pending)",
+                               "fields": [_PED] + list(base["fields"])})
+        _PROGRAMS[tid] = prog
+        return prog
+    schema(tid)  # raises
+    raise AssertionError  # pragma: no cover
+
+
+# ---- context ------------------------------------------------------------------------------
+
+_PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+class _Context:
+    def __init__(self, context: Optional[Mapping], profile: TableProfile) -> None:
+        self.raw: dict[Any, Any] = {}
+        if context:
+            if not isinstance(context, Mapping):
+                raise ConfigurationError("context must be a mapping of tables")
+            for k, v in context.items():
+                if isinstance(k, str) and ("." in k or k.startswith("@")):
+                    self.raw[k] = v
+                else:
+                    self.raw[table_number(k)] = v
+        self.profile = profile
+        self.decoded: dict[int, Mapping] = {}
+        self.busy: set[int] = set()
+
+    def table(self, tid: int) -> Optional[Mapping]:
+        if tid in self.decoded:
+            return self.decoded[tid]
+        v = self.raw.get(tid)
+        if v is None:
+            return None
+        if not isinstance(v, (bytes, bytearray, memoryview)) and isinstance(v, Mapping):
+            m = v
+        else:
+            if tid in self.busy:
+                raise ConfigurationError(f"{table_name(tid)} depends on itself")
+            self.busy.add(tid)
+            try:
+                m = _decode(tid, v, self)
+            finally:
+                self.busy.discard(tid)
+        self.decoded[tid] = m
+        return m
+
+    def value(self, ref: str, data_len: int, spec: Optional[tuple] = None) -> int:
+        if ref in self.raw:
+            return int(self.raw[ref])
+        if ref.startswith("@"):
+            return self.derived(ref, data_len)
+        if spec is None:
+            head, _, path = ref.partition(".")
+            spec = (ref, table_number(head),
+                    tuple(int(i) if i else n for n, i in _PATH_RE.findall(path)))
+        tid = spec[1]
+        m = self.table(tid)
+        if m is None:
+            attr = _FORMAT_DEFAULTS.get(ref)
+            if attr is not None:
+                return int(getattr(self.profile, attr))
+            head = ref.partition(".")[0]
+            raise ConfigurationError(f"this layout needs {head} ({ref}); pass it in the context")
+        v: Any = m
+        try:
+            for key in spec[2]:  # field names and array indices
+                v = v[key]
+        except (KeyError, IndexError):
+            # an element or optional field the given table does not have (e.g. data
+            # set 2 of a one-set BT61): it counts as 0, so layouts sized by it are empty
+            return 0
+        except TypeError:
+            raise ConfigurationError(f"{ref} does not name a value of its table") from None
+        return int(v)
+
+    def derived(self, ref: str, data_len: int) -> int:
+        if ref == "@DATA_LEN":
+            return data_len
+        if ref == "@ET21_PAD":
+            pad = self.profile.et21_record_size - 38
+            if pad < 0:
+                raise ConfigurationError("TableProfile.et21_record_size must be >= 38")
+            return pad
+        if ref == "@LP_SETS":
+            bt00 = self.table(0)
+            if bt00 is not None:
+                used = bt00["STD_TBLS_USED"]
+                return sum(1 for t in range(64, 68) if t < len(used) and used[t])
+            return self.profile.lp_sets
+        raise ConfigurationError(f"unknown derived parameter {ref}")
+
+    def params(self, prog: Program, data_len: int) -> list[int]:
+        return [self.value(sp[0], data_len, sp) for sp in prog.param_specs]
+
+
+def _rewrap(exc: DecodeError, prog: Program) -> DecodeError:
+    pc = getattr(exc, "pc", None)
+    field = prog.field_at(pc) if pc is not None else "?"
+    layer = f"table {prog.name}"
+    if isinstance(exc, TruncatedError):
+        new: DecodeError = TruncatedError(
+            f"field {field}: truncated, need {exc.needed} byte(s), {exc.remaining} left",
+            layer=layer, offset=exc.offset, needed=exc.needed, remaining=exc.remaining)
+    elif isinstance(exc, MalformedError):
+        new = MalformedError(f"field {field}: impossible value", layer=layer, offset=exc.offset)
+    else:
+        new = type(exc)(f"field {field}: {exc.reason}", layer=layer, offset=exc.offset)
+    new.table = prog.name  # type: ignore[attr-defined]
+    new.field = field  # type: ignore[attr-defined]
+    return new
+
+
+def _decode(tid: int, data: Any, ctx: _Context) -> Mapping[str, Any]:
+    prog = program(tid)
+    try:
+        buf = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
+    except TypeError:
+        raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+    params = ctx.params(prog, len(buf)) if prog.params else []
+    try:
+        return _kernel.table_decode(prog.code, prog.shape, params, buf, prog.nregs)
+    except DecodeError as exc:
+        if getattr(exc, "pc", None) is None:  # raised while building (FLOAT_CHAR text)
+            raise MalformedError(f"{exc.reason}", layer=f"table {prog.name}",
+                                 offset=exc.offset) from None
+        raise _rewrap(exc, prog) from None
+
+
+def decode(table_id: TableId, data: Any, context: Optional[Mapping] = None, *,
+           profile: TableProfile = DEFAULT_PROFILE) -> Mapping[str, Any]:
+    """Decode a table image into a read-only mapping of field names to values.
+
+    Raises :class:`~osgp.errors.TruncatedError` / :class:`~osgp.errors.MalformedError`
+    (``layer`` = ``"table BTnn"``, the failing ``field`` and ``offset``) on bad
+    data and :class:`~osgp.errors.ConfigurationError` when the context lacks a
+    table the layout depends on.  Bytes after the layout's end are ignored
+    (newer firmware appends fields)."""
+    return _decode(table_number(table_id), data, _Context(context, profile))
+
+
+def encode(table_id: TableId, values: Mapping[str, Any], context: Optional[Mapping] = None, *,
+           profile: TableProfile = DEFAULT_PROFILE) -> bytes:
+    """Encode a mapping (as returned by :func:`decode`) into the table image."""
+    tid = table_number(table_id)
+    prog = program(tid)
+    ctx = _Context(context, profile)
+    params = {r: ctx.value(r, 0) for r in prog.params if r != "@DATA_LEN"}
+    if not isinstance(values, Mapping):  # noqa: SIM102
+        raise ConfigurationError("values must be a mapping of field names")
+    return prog.encode(values, params)
+
+
+def split_transaction_records(records: bytes) -> list[bytes]:
+    """Split the RECORDS of a transaction table (ET27/28, ET52/53) into messages:
+    each record is ``{len UINT16 LE, message[len]}`` (reference 4.2)."""
+    out, pos = [], 0
+    while pos < len(records):
+        if len(records) - pos < 2:
+            raise TruncatedError(layer="transaction records", offset=pos, needed=2,
+                                 remaining=len(records) - pos)
+        n = int.from_bytes(records[pos:pos + 2], "little")
+        if n > len(records) - pos - 2:
+            raise TruncatedError(layer="transaction records", offset=pos + 2, needed=n,
+                                 remaining=len(records) - pos - 2)
+        out.append(bytes(records[pos + 2:pos + 2 + n]))
+        pos += 2 + n
+    return out
+
+
+def firmware_version(bt01: Mapping[str, Any]) -> tuple[int, int, int]:
+    """NES firmware version x.yy.zz of a decoded BT01: offsets 14-15 form a
+    big-endian word, bits 15..12 major, 11..5 minor, 4..0 build ([OPT p.19])."""
+    w = (bt01["FW_VERSION_NUMBER"] << 8) | bt01["FW_REVISION_NUMBER"]
+    return w >> 12, (w >> 5) & 0x7F, w & 0x1F
+
+
+# ---- catalogue ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    kind: str          # "table" or "procedure"
+    id: int
+    name: str          # BTnn / ETnn / BPnn / EPnn
+    title: str
+    clause: str        # clause of CLC/TS 50586:2019 (Annex A-D)
+    page: int
+    pending_of: Optional[int] = None
+
+    @property
+    def built_in(self) -> bool:
+        """Whether osgp has a layout for this table (procedures: never)."""
+        return self.kind == "table" and (self.id in _SCHEMAS or (
+            self.pending_of is not None and self.pending_of in _SCHEMAS))
+
+
+def _load_catalogue() -> tuple[CatalogueEntry, ...]:
+    text = resources.files("osgp.tables").joinpath("catalogue.json").read_text("utf-8")
+    doc = json.loads(text)
+    out = []
+    for kind, key in (("table", "tables"), ("procedure", "procedures")):
+        for e in doc[key]:
+            out.append(CatalogueEntry(kind, e["id"], e["name"], e["title"], e["clause"],
+                                      e["page"], e.get("pending_of")))
+    return tuple(out)
+
+
+_CATALOGUE: Optional[tuple[CatalogueEntry, ...]] = None
+
+
+def catalogue(kind: Optional[str] = None) -> tuple[CatalogueEntry, ...]:
+    """Every table and procedure of CLC/TS 50586 by number and name (from the
+    standard's contents); ``kind`` = "table" or "procedure" filters."""
+    global _CATALOGUE
+    if _CATALOGUE is None:
+        _CATALOGUE = _load_catalogue()
+    return tuple(e for e in _CATALOGUE if kind is None or e.kind == kind)
+
+
+def catalogue_entry(ident: TableId, kind: str = "table") -> CatalogueEntry:
+    if isinstance(ident, str) and re.fullmatch(r"(?i)[BE]P\d+", ident.strip()):
+        kind = "procedure"
+        n = int(ident.strip()[2:])
+        num = n if ident.strip().upper().startswith("BP") else 2048 + n
+    else:
+        num = table_number(ident)
+    for e in catalogue(kind):
+        if e.id == num:
+            return e
+    raise ConfigurationError(f"{ident!r} is not in the CLC/TS 50586 contents")
+
+
+_BUILTIN_IDS = {s["id"] for s in _builtin.BUILTIN}
+for _s in _builtin.BUILTIN:
+    register(_s)
+
