@@ -34,13 +34,18 @@ def make_blocks(n, seed=1):
         arr["end"][b] = (24, 1, day, 0, 0)
     arr["simple"] = 0xFF
     arr["ints"]["ext"] = rng.integers(0, 256, size=(n, NINT, EXT), dtype=np.uint8)
-    arr["ints"]["v"] = rng.integers(-2**31, 2**31 - 1, size=(n, NINT, NCH), dtype=np.int32)
+    arr["ints"]["v"] = rng.integers(-(2**31), 2**31 - 1, size=(n, NINT, NCH), dtype=np.int32)
     return arr.tobytes()
 
 
 def block_dtype():
-    return np.dtype([("end", "u1", 5), ("simple", "u1", (NINT + 7) // 8),
-                     ("ints", [("ext", "u1", EXT), ("v", "<i4", NCH)], NINT)])
+    return np.dtype(
+        [
+            ("end", "u1", 5),
+            ("simple", "u1", (NINT + 7) // 8),
+            ("ints", [("ext", "u1", EXT), ("v", "<i4", NCH)], NINT),
+        ]
+    )
 
 
 GEOM = loadprofile.Geometry(BLOCK, NINT, NCH, 0, 2, 5, HDR, INT_SIZE, 0, EXT, 32, 8, 900, 0)
@@ -59,8 +64,9 @@ def numpy_decode(data, nblocks):
     flags = (ext[..., 0] >> 4).reshape(-1)
     valid = np.unpackbits(a["simple"], axis=1, bitorder="little")[:, :NINT].reshape(-1)
     e = a["end"].astype(np.int64)
-    days = (np.array([f"{2000 + y:04d}-{m:02d}-{d:02d}" for y, m, d in e[:, :3]],
-                     dtype="datetime64[D]").astype(np.int64))
+    days = np.array(
+        [f"{2000 + y:04d}-{m:02d}-{d:02d}" for y, m, d in e[:, :3]], dtype="datetime64[D]"
+    ).astype(np.int64)
     end = days * 86400 + e[:, 3] * 3600 + e[:, 4] * 60
     times = (end[:, None] - (NINT - 1 - np.arange(NINT)) * 900).reshape(-1)
     return values, status.reshape(-1, NCH), flags, times, valid
@@ -74,8 +80,8 @@ def kernels():
     return out
 
 
-ARCHIVE_BLOCKS = 2000   # 3.7 MB: fits the L3 cache of most servers
-BIG_BLOCKS = 20000      # 37 MB: memory bound
+ARCHIVE_BLOCKS = 2000  # 3.7 MB: fits the L3 cache of most servers
+BIG_BLOCKS = 20000  # 37 MB: memory bound
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +96,13 @@ def big_archive():
 
 def _prealloc(nblocks):
     rows = nblocks * NINT
-    return (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8),
-            np.empty(rows, np.uint8), np.empty(rows, np.int64), np.empty(rows, np.uint8))
+    return (
+        np.empty((rows, NCH), np.int64),
+        np.empty((rows, NCH), np.uint8),
+        np.empty(rows, np.uint8),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.uint8),
+    )
 
 
 @pytest.mark.benchmark(group="lp-archive-37MB")
@@ -122,9 +133,13 @@ def test_archive_native(benchmark, archive):
     if mod is None:
         pytest.skip("native extensions not built")
     rows = ARCHIVE_BLOCKS * NINT
-    out = (np.empty((rows, NCH), np.int64), np.empty((rows, NCH), np.uint8),
-           np.empty(rows, np.uint8),
-           np.empty(rows, np.int64), np.empty(rows, np.uint8))
+    out = (
+        np.empty((rows, NCH), np.int64),
+        np.empty((rows, NCH), np.uint8),
+        np.empty(rows, np.uint8),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.uint8),
+    )
     blocks = np.arange(ARCHIVE_BLOCKS, dtype=np.uint32)
     g = tuple(GEOM)
     benchmark(mod.lp_decode, g, archive, blocks, None, *out)
@@ -147,9 +162,11 @@ def test_archive_numpy_structured(benchmark, archive):
 
 # ---- one meter, one month -------------------------------------------------------------------
 
+
 def month_tables():
-    bt61 = struct.pack("<IHB", 1 << 20, (1 << 10) | (1 << 11), 0x20) + \
-        struct.pack("<HHBB", 40, NINT, NCH, 15)
+    bt61 = struct.pack("<IHB", 1 << 20, (1 << 10) | (1 << 11), 0x20) + struct.pack(
+        "<HHBB", 40, NINT, NCH, 15
+    )
     bt62 = b"".join(bytes([0, c + 1, 0]) for c in range(NCH)) + bytes([32])
     bt63 = struct.pack("<BHHIHH", 0x24, 30, 29, 100, 30, NINT)
     bt64 = make_blocks(30, seed=2) + bytes(BLOCK * 10)

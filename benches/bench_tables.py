@@ -20,7 +20,7 @@ def blk_size():
 
 
 DATA = bytes(range(256)) * ((1 + 9 * blk_size()) // 256 + 1)
-DATA = DATA[:1 + 9 * blk_size()]
+DATA = DATA[: 1 + 9 * blk_size()]
 
 
 def struct_loop(data):
@@ -32,10 +32,11 @@ def struct_loop(data):
         pos += 76
         dem = []
         for _ in range(8):
-            y, mo, d, h, mi = data[pos:pos + 5]
+            y, mo, d, h, mi = data[pos : pos + 5]
             cum, dmd = struct.unpack_from("<ii", data, pos + 5)
-            dem.append({"EVENT_TIME": ((2000 + y, mo, d, h, mi, 0),), "CUM_DEMAND": cum,
-                        "DEMAND": (dmd,)})
+            dem.append(
+                {"EVENT_TIME": ((2000 + y, mo, d, h, mi, 0),), "CUM_DEMAND": cum, "DEMAND": (dmd,)}
+            )
             pos += 13
         coin = [{"COINCIDENT_VALUES": (v,)} for v in struct.unpack_from("<16i", data, pos)]
         pos += 64
@@ -66,8 +67,10 @@ def test_bt23_osgp(benchmark, mod, monkeypatch):
     got = benchmark(tables.decode, "BT23", DATA, ctx)
     want = struct_loop(DATA)
     assert got["TOT_DATA_BLOCK"]["SUMMATIONS"] == want["TOT_DATA_BLOCK"]["SUMMATIONS"]
-    assert got["TIER_DATA_BLOCK"][7]["COINCIDENTS"][15]["COINCIDENT_VALUES"] == \
-        want["TIER_DATA_BLOCK"][7]["COINCIDENTS"][15]["COINCIDENT_VALUES"]
+    assert (
+        got["TIER_DATA_BLOCK"][7]["COINCIDENTS"][15]["COINCIDENT_VALUES"]
+        == want["TIER_DATA_BLOCK"][7]["COINCIDENTS"][15]["COINCIDENT_VALUES"]
+    )
 
 
 @pytest.mark.benchmark(group="table-decode")

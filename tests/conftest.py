@@ -70,11 +70,16 @@ def tables_backend(request, monkeypatch):
     import osgp.loadprofile as lp
     import osgp.tables as tb
 
-    mod = _backend.native_module("tables") if request.param == "native" else \
-        _backend.reference("tables")
+    mod = (
+        _backend.native_module("tables")
+        if request.param == "native"
+        else _backend.reference("tables")
+    )
     if mod is None:
         pytest.skip("native extensions disabled or not built")
     monkeypatch.setattr(tb, "_kernel", mod)
     monkeypatch.setattr(lp, "_kernel", mod)
     return request.param
+
+
 # ==== end tables / load profile fixtures ====

@@ -15,7 +15,7 @@ from osgp.errors import ConfigurationError, DecodeError, MalformedError, Truncat
 
 UTC = dt.timezone.utc
 NBLKS, NINT, NCH, MINUTES = 4, 6, 3, 15
-T0 = dt.datetime(2024, 3, 30, 22, 30, tzinfo=UTC)   # start of the oldest block
+T0 = dt.datetime(2024, 3, 30, 22, 30, tzinfo=UTC)  # start of the oldest block
 
 
 def bt00_bytes(tm_format=2, ni=0x88):
@@ -23,8 +23,11 @@ def bt00_bytes(tm_format=2, ni=0x88):
     std = bytearray(10)
     for t in (0, 1, 3, 52, 61, 62, 63, 64):
         std[t // 8] |= 1 << (t % 8)
-    head = bytes([0x02, tm_format | (1 << 3), ni]) + b"NES " + bytes([2, 0, 255, 12, 1, 0,
-                                                                        10, 13, 2, 12, 4, 2])
+    head = (
+        bytes([0x02, tm_format | (1 << 3), ni])
+        + b"NES "
+        + bytes([2, 0, 255, 12, 1, 0, 10, 13, 2, 12, 4, 2])
+    )
     return head + bytes(std) + bytes(13) + bytes(2) + bytes(12) + bytes(std) + bytes(13)
 
 
@@ -39,8 +42,12 @@ SCAL, DIVS = (1, 10, 3), (1, 100, 2)
 
 def bt62_bytes(nch=NCH, code=32):
     sel = b"".join(bytes([0, 1 + c, 0]) for c in range(nch))
-    return sel + bytes([code]) + struct.pack(f"<{nch}H", *SCAL[:nch]) + \
-        struct.pack(f"<{nch}H", *DIVS[:nch])
+    return (
+        sel
+        + bytes([code])
+        + struct.pack(f"<{nch}H", *SCAL[:nch])
+        + struct.pack(f"<{nch}H", *DIVS[:nch])
+    )
 
 
 def bt63_bytes(nvalid, last, seq, unread, nvalid_int, block_order=0):
@@ -70,18 +77,18 @@ def build_archive(block_order=0):
         blk = bytearray(stime(end))
         simple = 0
         for i in range(NINT):
-            recorded = i < nrec and not (c == 1 and i == 2)     # block 1 misses interval 2
-            if recorded or (c == 3 and i == 5):                # bit beyond NBR_VALID_INT
+            recorded = i < nrec and not (c == 1 and i == 2)  # block 1 misses interval 2
+            if recorded or (c == 3 and i == 5):  # bit beyond NBR_VALID_INT
                 simple |= 1 << i
         blk.append(simple)
         for i in range(NINT):
             common = 0
             st = [0, 0, 0]
             if c == 0:
-                common |= 1                                    # DST in effect
+                common |= 1  # DST in effect
             if c == 2 and i == 5:
-                common |= 4                                    # clock set forward
-                st[1] = 2                                      # channel 1: partial interval
+                common |= 4  # clock set forward
+                st[1] = 2  # channel 1: partial interval
             if c == 1 and i == 4:
                 common |= 2
                 st = [5, 11, 15]
@@ -92,7 +99,7 @@ def build_archive(block_order=0):
                 t_end = end - dt.timedelta(minutes=MINUTES * (nrec - 1 - i))
                 expected.append((t_end, vals, st, common, 41 - 3 + c))
         assert len(blk) == size
-        data[store[c] * size:(store[c] + 1) * size] = blk
+        data[store[c] * size : (store[c] + 1) * size] = blk
     last = store[3]
     bt63 = bt63_bytes(4, last, 41, 2, 4, block_order)
     return bt63, bytes(data), expected
@@ -134,8 +141,9 @@ def test_descending_block_order(tables_backend):
 
 def test_unread_only(tables_backend, archive):
     bt63, bt64, expected = archive
-    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(),
-                            unread_only=True)
+    lp = loadprofile.decode(
+        bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(), unread_only=True
+    )
     check(lp, [e for e in expected if e[4] >= 40])
     plan = loadprofile.read_plan(bt61_bytes(), bt63, bt62=bt62_bytes(), bt00=bt00_bytes())
     size = len(bt64) // NBLKS
@@ -152,15 +160,16 @@ def test_et21_geometry(tables_backend, archive):
     size = len(bt64) // NBLKS
     # ET21 data-set record [OPT p.38]: block size @8, header @12, simple status @22,
     # interval 0 @24, interval size @25, channel 0 @26, channels @28, interval time @29
-    rec = struct.pack("<IIIHHHHHBBBBBBBB", 0, 0, size, 6, 4, 4, 1, 3, 5, 1, 6, 14, 2, 0, NCH,
-                      MINUTES) + bytes(8)
+    rec = struct.pack(
+        "<IIIHHHHHBBBBBBBB", 0, 0, size, 6, 4, 4, 1, 3, 5, 1, 6, 14, 2, 0, NCH, MINUTES
+    ) + bytes(8)
     lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(), et21=rec)
     check(lp, expected)
     bad = rec[:28] + bytes([NCH + 1]) + rec[29:]
     with pytest.raises(MalformedError) as ei:
         loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(), et21=bad)
     assert ei.value.layer == "table ET21" and ei.value.offset == 28
-    bad = rec[:25] + bytes([10]) + rec[26:]     # interval too small for 3 INT32 channels
+    bad = rec[:25] + bytes([10]) + rec[26:]  # interval too small for 3 INT32 channels
     with pytest.raises(MalformedError, match="INTERVAL_SIZE"):
         loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(), et21=bad)
 
@@ -186,12 +195,14 @@ def test_inconsistent_tables(tables_backend, archive):
     assert ei.value.layer == "table BT62" and ei.value.offset == 9
     # LAST_BLOCK_ELEMENT outside the list
     with pytest.raises(MalformedError) as ei:
-        loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63_bytes(4, 7, 41, 0, 4), bt64,
-                           bt00=bt00_bytes())
+        loadprofile.decode(
+            bt61_bytes(), bt62_bytes(), bt63_bytes(4, 7, 41, 0, 4), bt64, bt00=bt00_bytes()
+        )
     assert ei.value.layer == "table BT63" and ei.value.offset == 3
     with pytest.raises(MalformedError) as ei:
-        loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63_bytes(4, 1, 41, 0, 9), bt64,
-                           bt00=bt00_bytes())
+        loadprofile.decode(
+            bt61_bytes(), bt62_bytes(), bt63_bytes(4, 1, 41, 0, 9), bt64, bt00=bt00_bytes()
+        )
     assert ei.value.offset == 11
     # a garbage block end time (month 0) in a valid block
     broken = bytearray(bt64)
@@ -201,8 +212,10 @@ def test_inconsistent_tables(tables_backend, archive):
     assert ei.value.layer == "table BT64" and ei.value.offset == 0
 
 
-@pytest.mark.parametrize("code,fmt,width", [(1, "B", 1), (2, "<H", 2), (4, "<I", 4),
-                                            (8, "b", 1), (16, "<h", 2), (32, "<i", 4)])
+@pytest.mark.parametrize(
+    "code,fmt,width",
+    [(1, "B", 1), (2, "<H", 2), (4, "<I", 4), (8, "b", 1), (16, "<h", 2), (32, "<i", 4)],
+)
 def test_every_int_fmt_code(tables_backend, code, fmt, width):
     nch, nint = 2, 3
     size = 5 + 1 + nint * (2 + width * nch)
@@ -216,20 +229,38 @@ def test_every_int_fmt_code(tables_backend, code, fmt, width):
         vals.append(v)
         blk += bytes(2) + b"".join(struct.pack(fmt, x) for x in v)
     assert len(blk) == size
-    lp = loadprofile.decode(bt61_bytes(1, nint, nch, 60, scalars=False),
-                            bt62_bytes(nch, code)[:3 * nch + 1],
-                            bt63_bytes(1, 0, 7, 1, nint), bytes(blk), bt00=bt00_bytes())
+    lp = loadprofile.decode(
+        bt61_bytes(1, nint, nch, 60, scalars=False),
+        bt62_bytes(nch, code)[: 3 * nch + 1],
+        bt63_bytes(1, 0, 7, 1, nint),
+        bytes(blk),
+        bt00=bt00_bytes(),
+    )
     np.testing.assert_array_equal(lp.values, np.array(vals))
     want = [int(dt.datetime(2025, 1, 1, h, 0, tzinfo=UTC).timestamp()) for h in (23, 0, 1)]
     want[0] -= 86400
     np.testing.assert_array_equal(lp.timestamps.astype(np.int64), want)
 
 
-@pytest.mark.parametrize("ni,width,pack", [(8, 4, "<i"), (7, 3, None), (9, 5, None),
-                                           (10, 6, None), (11, 8, "<q"), (0, 8, "<d"),
-                                           (1, 4, "<f"), (4, 4, "<i"), (6, 4, "bcd"),
-                                           (5, 6, "bcd"), (12, 8, "bcd"), (3, 6, "txt"),
-                                           (2, 12, "txt"), (13, 21, "txt")])
+@pytest.mark.parametrize(
+    "ni,width,pack",
+    [
+        (8, 4, "<i"),
+        (7, 3, None),
+        (9, 5, None),
+        (10, 6, None),
+        (11, 8, "<q"),
+        (0, 8, "<d"),
+        (1, 4, "<f"),
+        (4, 4, "<i"),
+        (6, 4, "bcd"),
+        (5, 6, "bcd"),
+        (12, 8, "bcd"),
+        (3, 6, "txt"),
+        (2, 12, "txt"),
+        (13, 21, "txt"),
+    ],
+)
 def test_ni_formats(tables_backend, ni, width, pack):
     nch, nint = 1, 2
     blk = bytearray(stime(dt.datetime(2025, 6, 1, 0, 30)))
@@ -246,8 +277,13 @@ def test_ni_formats(tables_backend, ni, width, pack):
             b = v.to_bytes(width, "little", signed=True)
         blk += bytes(1) + b
     bt00 = bt00_bytes(ni=ni | (ni << 4))
-    lp = loadprofile.decode(bt61_bytes(1, nint, nch, 30, scalars=False), bytes([0, 1, 0, 64]),
-                            bt63_bytes(1, 0, 1, 0, nint), bytes(blk), bt00=bt00)
+    lp = loadprofile.decode(
+        bt61_bytes(1, nint, nch, 30, scalars=False),
+        bytes([0, 1, 0, 64]),
+        bt63_bytes(1, 0, 1, 0, nint),
+        bytes(blk),
+        bt00=bt00,
+    )
     if pack in ("<d", "<f", "txt"):
         np.testing.assert_allclose(lp.values[:, 0], [v / 8 for v in raws])
     elif ni == 4:
@@ -260,10 +296,21 @@ def test_ni_formats(tables_backend, ni, width, pack):
 def test_tm_format_4_and_daily_interval(tables_backend):
     # TM_FORMAT 4: STIME_DATE = UINT32 seconds since 1970 (reference 7.1); MAX_INT_TIME 84 = 24 h
     end = int(dt.datetime(2025, 2, 3, tzinfo=UTC).timestamp())
-    blk = struct.pack("<I", end) + bytes([0b11]) + bytes(1) + struct.pack("<i", 5) + bytes(1) + \
-        struct.pack("<i", 6)
-    lp = loadprofile.decode(bt61_bytes(1, 2, 1, 84, scalars=False), bytes([0, 1, 0, 32]),
-                            bt63_bytes(1, 0, 1, 0, 2), blk, bt00=bt00_bytes(tm_format=4))
+    blk = (
+        struct.pack("<I", end)
+        + bytes([0b11])
+        + bytes(1)
+        + struct.pack("<i", 5)
+        + bytes(1)
+        + struct.pack("<i", 6)
+    )
+    lp = loadprofile.decode(
+        bt61_bytes(1, 2, 1, 84, scalars=False),
+        bytes([0, 1, 0, 32]),
+        bt63_bytes(1, 0, 1, 0, 2),
+        blk,
+        bt00=bt00_bytes(tm_format=4),
+    )
     np.testing.assert_array_equal(lp.timestamps.astype(np.int64), [end - 86400, end])
 
 
@@ -277,9 +324,9 @@ def test_batch_matches_single(tables_backend, archive):
     assert offs == [0, 18, 30, 36]
     for m, bl in enumerate(blocks):
         v1, s1, f1, t1, ok1 = loadprofile.decode_blocks(g, bt64, bl)
-        np.testing.assert_array_equal(vals[offs[m]:offs[m + 1]], v1)
-        np.testing.assert_array_equal(times[offs[m]:offs[m + 1]], t1)
-        np.testing.assert_array_equal(ok[offs[m]:offs[m + 1]], ok1)
+        np.testing.assert_array_equal(vals[offs[m] : offs[m + 1]], v1)
+        np.testing.assert_array_equal(times[offs[m] : offs[m + 1]], t1)
+        np.testing.assert_array_equal(ok[offs[m] : offs[m + 1]], ok1)
     with pytest.raises(TruncatedError) as ei:
         loadprofile.decode_many(g, [bt64, bt64[:10]], [[0], [1]])
     assert ei.value.meter == 1
@@ -289,8 +336,13 @@ def test_preallocated_out(tables_backend, archive):
     _, bt64, _ = archive
     t61 = tables.decode("BT61", bt61_bytes())
     g = loadprofile.geometry(t61, tables.decode("BT62", bt62_bytes(), {"BT61": bt61_bytes()}))
-    out = (np.empty((2 * NINT, NCH), np.int64), np.empty((2 * NINT, NCH), np.uint8),
-           np.empty(2 * NINT, np.uint8), np.empty(2 * NINT, np.int64), np.empty(2 * NINT, np.uint8))
+    out = (
+        np.empty((2 * NINT, NCH), np.int64),
+        np.empty((2 * NINT, NCH), np.uint8),
+        np.empty(2 * NINT, np.uint8),
+        np.empty(2 * NINT, np.int64),
+        np.empty(2 * NINT, np.uint8),
+    )
     res = loadprofile.decode_blocks(g, bt64, [2, 3], out=out)
     assert all(a is b for a, b in zip(res, out))
     assert out[0][0].tolist() == [raw_value(0, 0, c) for c in range(NCH)]
@@ -316,8 +368,11 @@ def test_event_log(tables_backend):
     entries = []
     for k in range(4):
         t = dt.datetime(2025, 5, 1, 12, k, 30)
-        entries.append(bytes([t.year - 2000, t.month, t.day, t.hour, t.minute, t.second]) +
-                       struct.pack("<HHH", 100 + k, 0xFFFE, (1 << 11) | (20 + k)) + bytes([k, 9]))
+        entries.append(
+            bytes([t.year - 2000, t.month, t.day, t.hour, t.minute, t.second])
+            + struct.pack("<HHH", 100 + k, 0xFFFE, (1 << 11) | (20 + k))
+            + bytes([k, 9])
+        )
     # circular, newest at element 0: stored [e3, e0, e1, e2]... 3 valid, last = 0
     stored = [entries[3], entries[0], entries[1], entries[2]]
     bt74 = struct.pack("<BHHIHH", 0b100, 3, 0, 103, 1, 0)[:11] + b"".join(stored)
@@ -346,39 +401,64 @@ def _kernels():
 
 
 @settings(max_examples=150, deadline=None)
-@given(nch=hst.integers(0, 5), nint=hst.integers(1, 9),
-       code=hst.sampled_from([1, 2, 4, 8, 16, 32, 64]),
-       ni=hst.sampled_from([0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]), tm=hst.integers(1, 4),
-       desc=hst.integers(0, 1), nblocks=hst.integers(0, 3), extra=hst.integers(-3, 3),
-       seed=hst.binary(min_size=0, max_size=600), lasts=hst.lists(hst.integers(0, 10), max_size=3))
+@given(
+    nch=hst.integers(0, 5),
+    nint=hst.integers(1, 9),
+    code=hst.sampled_from([1, 2, 4, 8, 16, 32, 64]),
+    ni=hst.sampled_from([0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    tm=hst.integers(1, 4),
+    desc=hst.integers(0, 1),
+    nblocks=hst.integers(0, 3),
+    extra=hst.integers(-3, 3),
+    seed=hst.binary(min_size=0, max_size=600),
+    lasts=hst.lists(hst.integers(0, 10), max_size=3),
+)
 def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed, lasts):
     w = {1: 1, 2: 2, 4: 4, 8: 1, 16: 2, 32: 4}.get(code) or loadprofile.tables_ni_width(ni)
     tw = (0, 5, 5, 4, 4)[tm]
     ext = nch // 2 + 1
     int_size = ext + nch * w
     int0 = tw + (nint + 7) // 8
-    g = loadprofile.Geometry(int0 + nint * int_size, nint, nch, 0, tm, tw, int0, int_size, 0, ext,
-                             code, ni, 900, desc)
-    data = (seed * (1 + g.block_size * 3 // max(len(seed), 1)))[:max(0, g.block_size * 3 + extra)]
+    g = loadprofile.Geometry(
+        int0 + nint * int_size, nint, nch, 0, tm, tw, int0, int_size, 0, ext, code, ni, 900, desc
+    )
+    data = (seed * (1 + g.block_size * 3 // max(len(seed), 1)))[: max(0, g.block_size * 3 + extra)]
     blocks = list(range(nblocks))
     ll = [x % (nint + 1) for x in lasts[:nblocks]] if len(lasts) >= nblocks else None
     outs = []
     for mod in _kernels():
         rows = nblocks * nint
-        arrs = (np.zeros((rows, nch), np.int64), np.zeros((rows, nch), np.uint8),
-                np.zeros(rows, np.uint8), np.zeros(rows, np.int64), np.zeros(rows, np.uint8))
+        arrs = (
+            np.zeros((rows, nch), np.int64),
+            np.zeros((rows, nch), np.uint8),
+            np.zeros(rows, np.uint8),
+            np.zeros(rows, np.int64),
+            np.zeros(rows, np.uint8),
+        )
         rb = np.zeros(rows, np.uint32)
         try:
-            mod.lp_decode(tuple(g), data, np.array(blocks, np.uint32),
-                          None if ll is None else np.array(ll, np.uint32), *arrs)
+            mod.lp_decode(
+                tuple(g),
+                data,
+                np.array(blocks, np.uint32),
+                None if ll is None else np.array(ll, np.uint32),
+                *arrs,
+            )
             res = [a.tobytes() for a in arrs]
-            n = mod.lp_decode(tuple(g), data, np.array(blocks, np.uint32),
-                              None if ll is None else np.array(ll, np.uint32), *arrs, rb)
+            n = mod.lp_decode(
+                tuple(g),
+                data,
+                np.array(blocks, np.uint32),
+                None if ll is None else np.array(ll, np.uint32),
+                *arrs,
+                rb,
+            )
             # compact rows = the valid dense rows, in order, with their block ordinals
             dense_valid = np.frombuffer(res[4], np.uint8).astype(bool)
             assert n == dense_valid.sum()
             np.testing.assert_array_equal(
-                arrs[0][:n], np.frombuffer(res[0], np.int64).reshape(rows, nch)[dense_valid])
+                arrs[0][:n], np.frombuffer(res[0], np.int64).reshape(rows, nch)[dense_valid]
+            )
             np.testing.assert_array_equal(rb[:n], np.flatnonzero(dense_valid) // nint)
             outs.append(("ok", res, n, arrs[0][:n].tobytes(), arrs[3][:n].tobytes()))
         except DecodeError as e:
@@ -388,7 +468,7 @@ def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed
 
 def test_zero_divisor_names_field(tables_backend, archive):
     bt63, bt64, _ = archive
-    bad62 = bt62_bytes()[:-2] + b"\x00\x00"          # DIVISOR_SET1[2] = 0
+    bad62 = bt62_bytes()[:-2] + b"\x00\x00"  # DIVISOR_SET1[2] = 0
     with pytest.raises(MalformedError) as ei:
         loadprofile.decode(bt61_bytes(), bad62, bt63, bt64, bt00=bt00_bytes())
     # 3 x 3 selection bytes, INT_FMT_CDE, 3 scalars, then divisors 0 and 1 before it
@@ -399,15 +479,13 @@ def test_zero_divisor_names_field(tables_backend, archive):
 def test_profile_alternatives(tables_backend, archive):
     bt63, bt64, expected = archive
     prof = loadprofile.LoadProfileProfile(common_flags_high_nibble=False)
-    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(),
-                            profile=prof)
+    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(), profile=prof)
     rev = {0: 0, 1: 8, 2: 4, 4: 2, 8: 1, 3: 12}
     assert lp.flags.tolist() == [rev[e[3]] for e in expected]
     # full blocks end at their highest recorded interval: in this archive every full
     # block records its last slot, so the timestamps do not move
     prof = loadprofile.LoadProfileProfile(full_block_last=False)
-    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(),
-                            profile=prof)
+    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bt64, bt00=bt00_bytes(), profile=prof)
     check(lp, expected)
 
 
@@ -415,13 +493,14 @@ def test_full_block_last_alternative(tables_backend, archive):
     bt63, bt64, expected = archive
     size = len(bt64) // NBLKS
     raw = bytearray(bt64)
-    raw[2 * size + 5] &= ~(1 << 5)      # oldest block (stored at 2): last slot not recorded
+    raw[2 * size + 5] &= ~(1 << 5)  # oldest block (stored at 2): last slot not recorded
     kept = [e for e in expected if not (e[4] == 38 and e[0] == T0 + dt.timedelta(minutes=90))]
     lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bytes(raw), bt00=bt00_bytes())
     check(lp, kept)
     prof = loadprofile.LoadProfileProfile(full_block_last=False)
-    lp = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63, bytes(raw), bt00=bt00_bytes(),
-                            profile=prof)
+    lp = loadprofile.decode(
+        bt61_bytes(), bt62_bytes(), bt63, bytes(raw), bt00=bt00_bytes(), profile=prof
+    )
     # BLK_END_TIME now marks interval 4: the oldest block's rows move 15 minutes later
     shifted = [(e[0] + dt.timedelta(minutes=MINUTES),) + e[1:] if e[4] == 38 else e for e in kept]
     check(lp, shifted)

@@ -9,7 +9,7 @@ import pytest
 
 from osgp import _backend
 
-FAMILIES = ["legacy"]
+FAMILIES = ["legacy", "tables"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -8,13 +8,14 @@ import json
 import struct
 
 import pytest
-from conftest import load_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from osgp import _backend, tables
 from osgp.errors import ConfigurationError, DecodeError, MalformedError, OSGPError, TruncatedError
 from osgp.tables import TimeDate, builtin
+
+from .conftest import load_vectors
 
 VEC = load_vectors("tables.json")
 
@@ -23,16 +24,20 @@ def bt00_bytes(tm_format=2, ni=0x88, id_form=0):
     std = bytearray(10)
     for t in (0, 1, 3, 52, 61, 62, 63, 64):
         std[t // 8] |= 1 << (t % 8)
-    head = bytes([0x02, tm_format | (1 << 3) | (id_form << 5), ni]) + b"NES " + \
-        bytes([2, 0, 255, 12, 1, 0, 10, 13, 2, 12, 4, 2])
+    head = (
+        bytes([0x02, tm_format | (1 << 3) | (id_form << 5), ni])
+        + b"NES "
+        + bytes([2, 0, 255, 12, 1, 0, 10, 13, 2, 12, 4, 2])
+    )
     return head + bytes(std) + bytes(13) + bytes(2) + bytes(12) + bytes(std) + bytes(13)
 
 
 # BT21: date/time, demand reset counter, cumulative demand on; 2 self reads, 3 summations,
 # 2 demands, 1 coincident, 1 occurrence, 2 tiers (field order [OPT p.21-23])
 BT21 = bytes([0b10111, 0b10, 2, 3, 2, 1, 1, 2, 0, 0])
-BT61 = struct.pack("<IHB", 100, (1 << 10) | (1 << 11) | (1 << 6), 0x20) + \
-    struct.pack("<HHBB", 2, 3, 2, 15)
+BT61 = struct.pack("<IHB", 100, (1 << 10) | (1 << 11) | (1 << 6), 0x20) + struct.pack(
+    "<HHBB", 2, 3, 2, 15
+)
 BT71 = struct.pack("<BBBBBHH", 0b110, 10, 20, 2, 0, 3, 0)
 # BT50 ([MEP p.220-222]): 4 seasons, 2 special schedules, 3 non-recurring and 4 recurring
 # dates, 5 tier switches
@@ -42,8 +47,11 @@ CTX = {"BT00": bt00_bytes(), "BT21": BT21, "BT50": BT50, "BT61": BT61, "BT71": B
 
 @pytest.fixture(params=["native", "reference"])
 def both(request, monkeypatch):
-    mod = _backend.native_module("tables") if request.param == "native" else \
-        _backend.reference("tables")
+    mod = (
+        _backend.native_module("tables")
+        if request.param == "native"
+        else _backend.reference("tables")
+    )
     if mod is None:
         pytest.skip("native extensions disabled or not built")
     monkeypatch.setattr(tables, "_kernel", mod)
@@ -54,8 +62,9 @@ def test_bt52_published_example(both):
     v = VEC["bt52_clock"]
     got = tables.decode("BT52", bytes.fromhex(v["hex"]) + b"\x00")
     assert tuple(got["CLOCK_CALENDAR"]) == tuple(v["expected"]["CLOCK_CALENDAR"])
-    assert got["CLOCK_CALENDAR"].to_datetime() == dt.datetime(2004, 2, 16, 15, 59, 55,
-                                                               tzinfo=dt.timezone.utc)
+    assert got["CLOCK_CALENDAR"].to_datetime() == dt.datetime(
+        2004, 2, 16, 15, 59, 55, tzinfo=dt.timezone.utc
+    )
     assert tables.encode("BT52", got) == bytes.fromhex(v["hex"]) + b"\x00"
 
 
@@ -65,8 +74,9 @@ def test_bt01_firmware_version(both):
         got = tables.decode("BT01", raw)
         assert tables.firmware_version(got) == tuple(want)
         assert got["MFG_SERIAL_NUMBER"] == "1234567890123456"
-    bcd = tables.decode("BT01", raw[:16] + bytes.fromhex("0000001234567890"),
-                        {"BT00": bt00_bytes(id_form=1)})
+    bcd = tables.decode(
+        "BT01", raw[:16] + bytes.fromhex("0000001234567890"), {"BT00": bt00_bytes(id_form=1)}
+    )
     assert bcd["MFG_SERIAL_NUMBER"] == "0000001234567890"
 
 
@@ -77,8 +87,12 @@ def test_bt61_nes_defaults(both):
     for k, want in v["fields"].items():
         assert merged[k] is want
     s = got["LP_DATA_SETS"][0]
-    assert (s["NBR_BLKS_SET"], s["NBR_BLK_INTS_SET"], s["NBR_CHNS_SET"], s["MAX_INT_TIME_SET"]) == \
-        (40, 96, 2, 15)
+    assert (s["NBR_BLKS_SET"], s["NBR_BLK_INTS_SET"], s["NBR_CHNS_SET"], s["MAX_INT_TIME_SET"]) == (
+        40,
+        96,
+        2,
+        15,
+    )
 
 
 def test_bt00_fields(both):
@@ -99,12 +113,15 @@ def _epoch(y, mo, d, h, mi, s):
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
 
 
-@pytest.mark.parametrize("tm,ltime", [
-    (1, bytes.fromhex("240229235958")),                                   # BCD YY MM DD hh mm ss
-    (2, bytes([24, 2, 29, 23, 59, 58])),
-    (3, struct.pack("<IB", _epoch(2024, 2, 29, 23, 59, 0) // 60, 58)),   # minutes + seconds
-    (4, struct.pack("<I", _epoch(2024, 2, 29, 23, 59, 58))),              # seconds
-])
+@pytest.mark.parametrize(
+    "tm,ltime",
+    [
+        (1, bytes.fromhex("240229235958")),  # BCD YY MM DD hh mm ss
+        (2, bytes([24, 2, 29, 23, 59, 58])),
+        (3, struct.pack("<IB", _epoch(2024, 2, 29, 23, 59, 0) // 60, 58)),  # minutes + seconds
+        (4, struct.pack("<I", _epoch(2024, 2, 29, 23, 59, 58))),  # seconds
+    ],
+)
 def test_ltime_every_tm_format(both, tm, ltime):
     got = tables.decode("BT52", ltime + b"\x00", {"BT00": bt00_bytes(tm)})
     assert got["CLOCK_CALENDAR"] == TimeDate(2024, 2, 29, 23, 59, 58)
@@ -130,16 +147,24 @@ def test_bcd_time_rejects_bad_digits(both):
     assert ei.value.field == "CLOCK_CALENDAR"
 
 
-@pytest.mark.parametrize("ni,raw,want", [
-    (8, struct.pack("<i", -7), -7), (7, (-5).to_bytes(3, "little", signed=True), -5),
-    (9, (2**38).to_bytes(5, "little", signed=True), 2**38), (11, struct.pack("<q", -2**60), -2**60),
-    (0, struct.pack("<d", 1.25), 1.25), (1, struct.pack("<f", -0.5), -0.5),
-    (4, struct.pack("<i", 123456), 12.3456), (5, bytes.fromhex("000000012345"), 12345),
-    (3, b"  12.5", 12.5), (2, b"-1.5E+03    ", -1500.0),
-])
+@pytest.mark.parametrize(
+    "ni,raw,want",
+    [
+        (8, struct.pack("<i", -7), -7),
+        (7, (-5).to_bytes(3, "little", signed=True), -5),
+        (9, (2**38).to_bytes(5, "little", signed=True), 2**38),
+        (11, struct.pack("<q", -(2**60)), -(2**60)),
+        (0, struct.pack("<d", 1.25), 1.25),
+        (1, struct.pack("<f", -0.5), -0.5),
+        (4, struct.pack("<i", 123456), 12.3456),
+        (5, bytes.fromhex("000000012345"), 12345),
+        (3, b"  12.5", 12.5),
+        (2, b"-1.5E+03    ", -1500.0),
+    ],
+)
 def test_ni_formats(both, ni, raw, want):
     bt00 = bt00_bytes(ni=ni | (ni << 4))
-    bt21 = bytes([0, 0, 0, 1, 0, 0, 0, 0, 0, 0])   # one summation, nothing else
+    bt21 = bytes([0, 0, 0, 1, 0, 0, 0, 0, 0, 0])  # one summation, nothing else
     ctx = {"BT00": bt00, "BT21": bt21}
     got = tables.decode("BT23", raw, ctx)
     assert got["TOT_DATA_BLOCK"]["SUMMATIONS"] == (pytest.approx(want),)
@@ -157,8 +182,13 @@ def test_pending_image(both):
     assert got["TIME_ZONE_OFFSET"] == -60
     assert tables.encode(4149, got) == ped + body
     rel = tables.decode(4149, bytes([1, 0, 1, 2, 3, 4]) + body)
-    assert [rel["PENDING_EVENT"][k] for k in ("WEEKS", "DAYS", "HOURS", "MINUTES", "SECONDS")] == \
-        [0, 1, 2, 3, 4]
+    assert [rel["PENDING_EVENT"][k] for k in ("WEEKS", "DAYS", "HOURS", "MINUTES", "SECONDS")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     opaque = tables.decode(4149, bytes([2, 9, 9, 9, 9, 9]) + body)
     assert opaque["PENDING_EVENT"]["EVENT_STORAGE"] == b"\x09" * 5
 
@@ -169,8 +199,10 @@ def test_transaction_table(both):
     raw = struct.pack("<HBH", size, 0, 0x1234) + recs + struct.pack("<H", 0x1234) + bytes(20)
     got = tables.decode("ET52", raw)
     assert got["TRANSACTION"] == got["TRANSACTION_CHECK"] == 0x1234
-    assert tables.split_transaction_records(got["RECORDS"]) == \
-        [bytes.fromhex("3f0017000000"), b"\x30"]
+    assert tables.split_transaction_records(got["RECORDS"]) == [
+        bytes.fromhex("3f0017000000"),
+        b"\x30",
+    ]
     with pytest.raises(TruncatedError):
         tables.split_transaction_records(recs[:-1])
 
@@ -224,9 +256,9 @@ def test_et04_et54_published_offsets(both):
 def test_bt54_calendar_and_pending_image(both):
     # BT54 sized by BT50 ([MEP p.223-227]); 4150 = pending BT54 (contents A.41)
     ctx = {"BT50": BT50}
-    nonrec = struct.pack("<H", 25 | (12 << 7) | (24 << 11)) + bytes([0x43])   # 2025-12-24
+    nonrec = struct.pack("<H", 25 | (12 << 7) | (24 << 11)) + bytes([0x43])  # 2025-12-24
     rec = struct.pack("<H", 3) + bytes([1])
-    tier = struct.pack("<H", 2 | (30 << 5) | (7 << 11)) + bytes([0])         # tier 2 at 07:30
+    tier = struct.pack("<H", 2 | (30 << 5) | (7 << 11)) + bytes([0])  # tier 2 at 07:30
     season = bytes([1, 2, 3, 4, 5])
     raw = nonrec * 3 + rec * 4 + tier * 5 + season * 4 + struct.pack("<I", 77)
     got = tables.decode("BT54", raw, ctx)
@@ -269,18 +301,39 @@ def test_catalogue():
 
 
 def test_register_file(both, tmp_path):
-    layout = {"id": 2048 + 38, "name": "ET38", "title": "test layout", "fields": [
-        {"name": "COUNT", "type": "UINT8"},
-        {"name": "ITEMS", "type": "ARRAY", "count": "COUNT", "of": [
-            {"name": "A", "type": "INT16"},
-            {"name": "F", "type": "UINT8",
-             "bits": [{"name": "X", "bit": 7}, {"name": "Y", "bits": [0, 3]}]}]},
-        {"name": "TAIL", "type": "CHAR", "length": {"ref": "COUNT", "mul": 2}}]}
+    layout = {
+        "id": 2048 + 38,
+        "name": "ET38",
+        "title": "test layout",
+        "fields": [
+            {"name": "COUNT", "type": "UINT8"},
+            {
+                "name": "ITEMS",
+                "type": "ARRAY",
+                "count": "COUNT",
+                "of": [
+                    {"name": "A", "type": "INT16"},
+                    {
+                        "name": "F",
+                        "type": "UINT8",
+                        "bits": [{"name": "X", "bit": 7}, {"name": "Y", "bits": [0, 3]}],
+                    },
+                ],
+            },
+            {"name": "TAIL", "type": "CHAR", "length": {"ref": "COUNT", "mul": 2}},
+        ],
+    }
     path = tmp_path / "layouts.json"
     path.write_text(json.dumps([layout]))
     tables.register_file(path, replace=True)
-    raw = bytes([2]) + struct.pack("<h", -2) + bytes([0x85]) + struct.pack("<h", 7) + \
-        bytes([3]) + b"abcd"
+    raw = (
+        bytes([2])
+        + struct.pack("<h", -2)
+        + bytes([0x85])
+        + struct.pack("<h", 7)
+        + bytes([3])
+        + b"abcd"
+    )
     got = tables.decode("ET38", raw)
     assert got["ITEMS"][0] == {"A": -2, "F": {"X": True, "Y": 5}}
     assert got["ITEMS"][1]["A"] == 7 and got["TAIL"] == "abcd"
@@ -289,13 +342,20 @@ def test_register_file(both, tmp_path):
         tables.encode("ET38", {"COUNT": 3, "ITEMS": got["ITEMS"], "TAIL": "abcdef"})
 
 
-@pytest.mark.parametrize("bad", [
-    {"id": 3000, "fields": [{"name": "A", "type": "UINT12"}]},
-    {"id": 3000, "fields": [{"name": "A", "type": "ARRAY", "count": "NOPE",
-                             "of": {"type": "UINT8"}}]},
-    {"id": 3000, "fields": [{"name": "A", "type": "UINT8",
-                             "bits": [{"name": "B", "bits": [3, 9]}]}]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"id": 3000, "fields": [{"name": "A", "type": "UINT12"}]},
+        {
+            "id": 3000,
+            "fields": [{"name": "A", "type": "ARRAY", "count": "NOPE", "of": {"type": "UINT8"}}],
+        },
+        {
+            "id": 3000,
+            "fields": [{"name": "A", "type": "UINT8", "bits": [{"name": "B", "bits": [3, 9]}]}],
+        },
+    ],
+)
 def test_bad_schemas(bad):
     with pytest.raises(ConfigurationError):
         tables.compile_schema(bad)
@@ -303,10 +363,47 @@ def test_bad_schemas(bad):
 
 def test_built_in_list_covers_issue():
     names = {s["name"] for s in builtin.BUILTIN}
-    for n in ("BT00", "BT01", "BT03", "BT04", "BT05", "BT07", "BT08", "BT20", "BT21", "BT22",
-              "BT23", "BT24", "BT25", "BT26", "BT27", "BT28", "BT50", "BT52", "BT53", "BT54",
-              "BT55", "BT60", "BT61", "BT62", "BT63", "BT64", "BT70", "BT71", "BT74", "ET03",
-              "ET04", "ET11", "ET21", "ET23", "ET27", "ET28", "ET52", "ET53", "ET54"):
+    for n in (
+        "BT00",
+        "BT01",
+        "BT03",
+        "BT04",
+        "BT05",
+        "BT07",
+        "BT08",
+        "BT20",
+        "BT21",
+        "BT22",
+        "BT23",
+        "BT24",
+        "BT25",
+        "BT26",
+        "BT27",
+        "BT28",
+        "BT50",
+        "BT52",
+        "BT53",
+        "BT54",
+        "BT55",
+        "BT60",
+        "BT61",
+        "BT62",
+        "BT63",
+        "BT64",
+        "BT70",
+        "BT71",
+        "BT74",
+        "ET03",
+        "ET04",
+        "ET11",
+        "ET21",
+        "ET23",
+        "ET27",
+        "ET28",
+        "ET52",
+        "ET53",
+        "ET54",
+    ):
         assert n in names
 
 
@@ -373,8 +470,11 @@ def _defaults(tid):
 
 
 @settings(max_examples=200, deadline=None)
-@given(words=st.lists(st.integers(0, 2**32 - 1), max_size=40), data=st.binary(max_size=64),
-       nregs=st.integers(0, 4))
+@given(
+    words=st.lists(st.integers(0, 2**32 - 1), max_size=40),
+    data=st.binary(max_size=64),
+    nregs=st.integers(0, 4),
+)
 def test_corrupt_programs_never_crash(words, data, nregs):
     prog = struct.pack(f"<{len(words)}I", *words)
     outs = []
@@ -407,11 +507,20 @@ def test_native_kernel_in_use_when_built():
 
 
 def test_huge_counts_are_malformed(both):
-    layout = {"id": 3999, "name": "ET1951", "fields": [
-        {"name": "N", "type": "UINT64"},
-        {"name": "ITEMS", "type": "ARRAY", "count": {"ref": "N", "mul": 1000, "times": "N"},
-         "of": {"type": "UINT8"}},
-        {"name": "TEXT", "type": "CHAR", "length": {"ref": "N", "mul": -7}}]}
+    layout = {
+        "id": 3999,
+        "name": "ET1951",
+        "fields": [
+            {"name": "N", "type": "UINT64"},
+            {
+                "name": "ITEMS",
+                "type": "ARRAY",
+                "count": {"ref": "N", "mul": 1000, "times": "N"},
+                "of": {"type": "UINT8"},
+            },
+            {"name": "TEXT", "type": "CHAR", "length": {"ref": "N", "mul": -7}},
+        ],
+    }
     tables.register(layout, replace=True)
     for n in (2**63 - 1, 2**64 - 1, 2**63, 2**41):
         with pytest.raises(MalformedError) as ei:
@@ -419,10 +528,16 @@ def test_huge_counts_are_malformed(both):
         assert ei.value.field == "ITEMS" and ei.value.offset == 8
     got = tables.decode(3999, struct.pack("<Q", 0))
     assert got["N"] == 0 and got["ITEMS"] == () and got["TEXT"] == ""
-    tables.register({"id": 3998, "fields": [{"name": "U", "type": "UINT64"},
-                                            {"name": "B", "type": "UINT64",
-                                             "bits": [{"name": "ALL", "bits": [0, 63]}]}]},
-                    replace=True)
+    tables.register(
+        {
+            "id": 3998,
+            "fields": [
+                {"name": "U", "type": "UINT64"},
+                {"name": "B", "type": "UINT64", "bits": [{"name": "ALL", "bits": [0, 63]}]},
+            ],
+        },
+        replace=True,
+    )
     big = tables.decode(3998, struct.pack("<QQ", 2**64 - 2, 2**63 + 5))
     assert big["U"] == 2**64 - 2 and big["B"]["ALL"] == 2**63 + 5
     # counts that fit but exceed the data are truncations

@@ -45,15 +45,33 @@ FLAG_CLOCK_BACKWARD = 8
 #: Channel status nibble codes: ANSI 0..7 and the NES additions ([OPT p.36-38],
 #: reference 7.7).
 CHANNEL_STATUS = {
-    0: "no status", 1: "overflow", 2: "partial interval", 3: "long interval",
-    4: "skipped", 5: "test mode", 6: "configuration changed", 7: "load profile stopped",
-    8: "M-Bus/MEP decryption failure", 9: "clock error", 10: "M-Bus/MEP device missing",
-    11: "not current", 12: "skipped (load profile opt-out)", 15: "M-Bus placeholder",
+    0: "no status",
+    1: "overflow",
+    2: "partial interval",
+    3: "long interval",
+    4: "skipped",
+    5: "test mode",
+    6: "configuration changed",
+    7: "load profile stopped",
+    8: "M-Bus/MEP decryption failure",
+    9: "clock error",
+    10: "M-Bus/MEP device missing",
+    11: "not current",
+    12: "skipped (load profile opt-out)",
+    15: "M-Bus placeholder",
 }
 
 #: INT_FMT_CDE (BT62, reference 7.7) -> (bytes, numpy dtype of the raw value)
-INT_FMT_CODES = {1: (1, "u1"), 2: (2, "<u2"), 4: (4, "<u4"), 8: (1, "i1"), 16: (2, "<i2"),
-                 32: (4, "<i4"), 64: (None, None), 128: (None, None)}
+INT_FMT_CODES = {
+    1: (1, "u1"),
+    2: (2, "<u2"),
+    4: (4, "<u4"),
+    8: (1, "i1"),
+    16: (2, "<i2"),
+    32: (4, "<i4"),
+    64: (None, None),
+    128: (None, None),
+}
 
 
 @dataclass(frozen=True)
@@ -113,12 +131,12 @@ class Geometry(NamedTuple):
 class LoadProfile:
     """Decoded load profile of one data set (one row per recorded interval)."""
 
-    timestamps: np.ndarray            # datetime64[s] interval end, UTC
-    values: np.ndarray                # int64 [n, nch] (float64 for FLOAT NI formats)
-    scaled: np.ndarray                # float64 [n, nch]
-    status: np.ndarray                # uint8 [n, nch]
-    flags: np.ndarray                 # uint8 [n]
-    block_seq: np.ndarray             # uint32 [n]: BT63 sequence number of the row's block
+    timestamps: np.ndarray  # datetime64[s] interval end, UTC
+    values: np.ndarray  # int64 [n, nch] (float64 for FLOAT NI formats)
+    scaled: np.ndarray  # float64 [n, nch]
+    status: np.ndarray  # uint8 [n, nch]
+    flags: np.ndarray  # uint8 [n]
+    block_seq: np.ndarray  # uint32 [n]: BT63 sequence number of the row's block
     geometry: Geometry
     sources: tuple = ()
     scalars: Optional[np.ndarray] = None
@@ -153,6 +171,7 @@ class LoadProfile:
 
 # ---- geometry ---------------------------------------------------------------------------------
 
+
 def _as_table(name: str, data: Any, context: dict) -> Mapping:
     if not isinstance(data, (bytes, bytearray, memoryview)) and isinstance(data, Mapping):
         return data
@@ -171,9 +190,17 @@ def interval_seconds(max_int_time: int, profile: LoadProfileProfile = DEFAULT_PR
     return 60 * max_int_time
 
 
-def geometry(bt61: Mapping, bt62: Mapping, *, tm_format: int = 2, ni_formats: tuple = (8, 8),
-             set_index: int = 0, interval_order: int = 0, et21: Optional[Mapping] = None,
-             profile: LoadProfileProfile = DEFAULT_PROFILE) -> Geometry:
+def geometry(
+    bt61: Mapping,
+    bt62: Mapping,
+    *,
+    tm_format: int = 2,
+    ni_formats: tuple = (8, 8),
+    set_index: int = 0,
+    interval_order: int = 0,
+    et21: Optional[Mapping] = None,
+    profile: LoadProfileProfile = DEFAULT_PROFILE,
+) -> Geometry:
     """Block geometry of data set ``set_index`` from decoded BT61/BT62 (and ET21)."""
     sets = bt61["LP_DATA_SETS"]
     if not 0 <= set_index < len(sets):
@@ -189,24 +216,36 @@ def geometry(bt61: Mapping, bt62: Mapping, *, tm_format: int = 2, ni_formats: tu
     ni = ni_formats[0] if code == 64 else ni_formats[1]
     width = INT_FMT_CODES[code][0] or tables_ni_width(ni)
     if width <= 0:
-        raise _mal("BT62", f"INT_FMT_CDE{k}", sel_off + 3 * nch,
-                   f"NI_FORMAT {ni} is unknown")
+        raise _mal("BT62", f"INT_FMT_CDE{k}", sel_off + 3 * nch, f"NI_FORMAT {ni} is unknown")
     if nint == 0:
         raise _mal("BT61", "NBR_BLK_INTS_SET", 9 + 6 * set_index, "zero intervals per block")
     if not 0 <= tm_format <= 4:
         raise ConfigurationError(f"unknown TM_FORMAT {tm_format}")
     tw = (0, 5, 5, 4, 4)[tm_format]  # STIME_DATE width (reference 7.1)
-    er = (tables_ni_width(ni_formats[0]) if flags["BLK_END_READ_FLAG"] else 0) + \
-        (4 if flags["BLK_END_PULSE_FLAG"] else 0)
+    er = (tables_ni_width(ni_formats[0]) if flags["BLK_END_READ_FLAG"] else 0) + (
+        4 if flags["BLK_END_PULSE_FLAG"] else 0
+    )
     simple = flags["SIMPLE_INT_STATUS_FLAG"]
     ext = nch // 2 + 1 if flags["EXTENDED_INT_STATUS_FLAG"] else 0
     simple_off = tw + nch * er
     int0 = simple_off + ((nint + 7) // 8 if simple else 0)
     int_size = ext + nch * width
-    g = Geometry(int0 + nint * int_size, nint, nch, 0, tm_format, simple_off if simple else NONE,
-                 int0, int_size, 0 if ext else NONE, ext, code, ni,
-                 interval_seconds(s["MAX_INT_TIME_SET"], profile),
-                 1 if (interval_order and profile.descending_newest_first) else 0)
+    g = Geometry(
+        int0 + nint * int_size,
+        nint,
+        nch,
+        0,
+        tm_format,
+        simple_off if simple else NONE,
+        int0,
+        int_size,
+        0 if ext else NONE,
+        ext,
+        code,
+        ni,
+        interval_seconds(s["MAX_INT_TIME_SET"], profile),
+        1 if (interval_order and profile.descending_newest_first) else 0,
+    )
     if et21 is not None:
         g = _apply_et21(g, et21, set_index, width, profile)
     return g
@@ -216,24 +255,35 @@ def tables_ni_width(fmt: int) -> int:
     return (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)[fmt] if 0 <= fmt < 14 else -1
 
 
-def _apply_et21(g: Geometry, et21: Mapping, set_index: int, width: int,
-                profile: LoadProfileProfile) -> Geometry:
+def _apply_et21(
+    g: Geometry, et21: Mapping, set_index: int, width: int, profile: LoadProfileProfile
+) -> Geometry:
     recs = et21["DATA_SETS"]
     if set_index >= len(recs):
         raise ConfigurationError(f"ET21 has {len(recs)} data set record(s), no set {set_index}")
     r = recs[set_index]
     base = set_index * tables.DEFAULT_PROFILE.et21_record_size
     if r["NBR_CHANNELS"] != g.nch:
-        raise _mal("ET21", "NBR_CHANNELS", base + 28,
-                   f"ET21 logs {r['NBR_CHANNELS']} channels, BT61 says {g.nch}")
-    g = g._replace(block_size=r["BLOCK_SIZE"], simple_off=r["SIMPLE_STATUS_OFFSET"]
-                   if g.simple_off != NONE else NONE,
-                   int0_off=r["INTERVAL0_OFFSET"], int_size=r["INTERVAL_SIZE"],
-                   ch0_off=r["CHANNEL0_OFFSET"])
+        raise _mal(
+            "ET21",
+            "NBR_CHANNELS",
+            base + 28,
+            f"ET21 logs {r['NBR_CHANNELS']} channels, BT61 says {g.nch}",
+        )
+    g = g._replace(
+        block_size=r["BLOCK_SIZE"],
+        simple_off=r["SIMPLE_STATUS_OFFSET"] if g.simple_off != NONE else NONE,
+        int0_off=r["INTERVAL0_OFFSET"],
+        int_size=r["INTERVAL_SIZE"],
+        ch0_off=r["CHANNEL0_OFFSET"],
+    )
     checks = (
         ("BLOCK_SIZE", 8, g.int0_off + g.nint * g.int_size <= g.block_size),
-        ("SIMPLE_STATUS_OFFSET", 22, g.simple_off == NONE or
-         g.simple_off + (g.nint + 7) // 8 <= g.block_size),
+        (
+            "SIMPLE_STATUS_OFFSET",
+            22,
+            g.simple_off == NONE or g.simple_off + (g.nint + 7) // 8 <= g.block_size,
+        ),
         ("INTERVAL_SIZE", 25, g.ch0_off + g.nch * width <= g.int_size),
         ("CHANNEL0_OFFSET", 26, g.ext_off == NONE or g.nch // 2 + 1 <= g.ch0_off),
     )
@@ -245,24 +295,35 @@ def _apply_et21(g: Geometry, et21: Mapping, set_index: int, width: int,
 
 # ---- block order ------------------------------------------------------------------------------
 
-def block_order(nbr_blks: int, status: Mapping, *, unread_only: bool = False,
-                set_index: int = 0) -> tuple[list[int], list[int]]:
+
+def block_order(
+    nbr_blks: int, status: Mapping, *, unread_only: bool = False, set_index: int = 0
+) -> tuple[list[int], list[int]]:
     """Chronological block indices and the BT63 sequence number of each (circular
     list arithmetic, [OPT p.31, 34-35])."""
     base = 13 * set_index
     nvalid, last = status["NBR_VALID_BLOCKS"], status["LAST_BLOCK_ELEMENT"]
     if nvalid > nbr_blks:
-        raise _mal("BT63", "NBR_VALID_BLOCKS", base + 1,
-                   f"{nvalid} valid blocks, BT61 allows {nbr_blks}")
+        raise _mal(
+            "BT63", "NBR_VALID_BLOCKS", base + 1, f"{nvalid} valid blocks, BT61 allows {nbr_blks}"
+        )
     if nvalid and last >= nbr_blks:
-        raise _mal("BT63", "LAST_BLOCK_ELEMENT", base + 3,
-                   f"block {last} outside the {nbr_blks}-block list")
+        raise _mal(
+            "BT63",
+            "LAST_BLOCK_ELEMENT",
+            base + 3,
+            f"block {last} outside the {nbr_blks}-block list",
+        )
     n = nvalid
     if unread_only:
         unread = status["NBR_UNREAD_BLOCKS"]
         if unread > nbr_blks:
-            raise _mal("BT63", "NBR_UNREAD_BLOCKS", base + 9,
-                       f"{unread} unread blocks, BT61 allows {nbr_blks}")
+            raise _mal(
+                "BT63",
+                "NBR_UNREAD_BLOCKS",
+                base + 9,
+                f"{unread} unread blocks, BT61 allows {nbr_blks}",
+            )
         n = min(n, unread)
     descending = status["LP_SET_STATUS_FLAGS"]["BLOCK_ORDER"]
     seq = status["LAST_BLOCK_SEQ_NBR"]
@@ -276,6 +337,7 @@ def block_order(nbr_blks: int, status: Mapping, *, unread_only: bool = False,
 
 # ---- decode -----------------------------------------------------------------------------------
 
+
 def _context(bt00: Any, bt61: Any) -> dict:
     ctx: dict = {}
     if bt00 is not None:
@@ -286,13 +348,24 @@ def _context(bt00: Any, bt61: Any) -> dict:
 
 
 def _empty(g: Geometry, rows: int) -> tuple[np.ndarray, ...]:
-    return (np.empty((rows, g.nch), np.int64), np.empty((rows, g.nch), np.uint8),
-            np.empty(rows, np.uint8), np.empty(rows, np.int64), np.empty(rows, np.uint8))
+    return (
+        np.empty((rows, g.nch), np.int64),
+        np.empty((rows, g.nch), np.uint8),
+        np.empty(rows, np.uint8),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.uint8),
+    )
 
 
-def decode_blocks(g: Geometry, data: Any, blocks: Sequence[int],
-                  lasts: Optional[Sequence[int]] = None, *, table: str = "BT64",
-                  out: Optional[tuple] = None) -> tuple[np.ndarray, ...]:
+def decode_blocks(
+    g: Geometry,
+    data: Any,
+    blocks: Sequence[int],
+    lasts: Optional[Sequence[int]] = None,
+    *,
+    table: str = "BT64",
+    out: Optional[tuple] = None,
+) -> tuple[np.ndarray, ...]:
     """Dense decode of ``blocks`` (chronological indices into ``data``):
     (values, status, flags, times, valid), ``len(blocks) * nint`` rows each.
     ``out`` = preallocated arrays of that shape (reused, no allocation)."""
@@ -311,22 +384,39 @@ def _rewrap_block(exc: DecodeError, table: str, g: Geometry) -> DecodeError:
     blk = getattr(exc, "pc", 0)
     off = exc.offset or 0
     where = off - (off // g.block_size) * g.block_size if g.block_size else off
-    field = "BLK_END_TIME" if where < g.int0_off and isinstance(exc, MalformedError) else \
-        ("LP_BLOCKS" if isinstance(exc, TruncatedError) else "INT_DATA")
+    field = (
+        "BLK_END_TIME"
+        if where < g.int0_off and isinstance(exc, MalformedError)
+        else ("LP_BLOCKS" if isinstance(exc, TruncatedError) else "INT_DATA")
+    )
     if isinstance(exc, TruncatedError):
         new: DecodeError = TruncatedError(
             f"field {field}[{blk}]: truncated, need {exc.needed} byte(s), {exc.remaining} left",
-            layer=f"table {table}", offset=off, needed=exc.needed, remaining=exc.remaining)
+            layer=f"table {table}",
+            offset=off,
+            needed=exc.needed,
+            remaining=exc.remaining,
+        )
     else:
-        new = MalformedError(f"field {field} (block {blk}): impossible value",
-                             layer=f"table {table}", offset=off)
+        new = MalformedError(
+            f"field {field} (block {blk}): impossible value", layer=f"table {table}", offset=off
+        )
     new.table, new.field = table, field  # type: ignore[attr-defined]
     return new
 
 
-def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21: Any = None,
-           set_index: int = 0, unread_only: bool = False,
-           profile: LoadProfileProfile = DEFAULT_PROFILE) -> LoadProfile:
+def decode(
+    bt61: Any,
+    bt62: Any,
+    bt63: Any,
+    bt64: Any,
+    *,
+    bt00: Any = None,
+    et21: Any = None,
+    set_index: int = 0,
+    unread_only: bool = False,
+    profile: LoadProfileProfile = DEFAULT_PROFILE,
+) -> LoadProfile:
     """Decode data set ``set_index`` (``bt64`` = the BT64+set_index image).
 
     Tables are raw bytes (or mappings from :func:`osgp.tables.decode`).  With
@@ -345,8 +435,12 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     idx, seqs = block_order(nbr_blks, st, unread_only=unread_only, set_index=set_index)
     nvi = st["NBR_VALID_INT"]
     if nvi > g.nint:
-        raise _mal("BT63", "NBR_VALID_INT", 13 * set_index + 11,
-                   f"{nvi} valid intervals, a block holds {g.nint}")
+        raise _mal(
+            "BT63",
+            "NBR_VALID_INT",
+            13 * set_index + 11,
+            f"{nvi} valid intervals, a block holds {g.nint}",
+        )
     lasts = [g.nint - 1] * len(idx)
     if idx:
         if nvi == 0:  # newest block has nothing recorded yet
@@ -367,9 +461,18 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
     # one-byte stand-in format, the text is parsed below
     kg = g._replace(fmt_code=1) if text else g
     try:
-        n = _kernel.lp_decode(tuple(kg), data, np.asarray(idx, np.uint32),
-                              np.asarray(lasts, np.uint32), values, status, flags, times, valid,
-                              None if text else row_block)
+        n = _kernel.lp_decode(
+            tuple(kg),
+            data,
+            np.asarray(idx, np.uint32),
+            np.asarray(lasts, np.uint32),
+            values,
+            status,
+            flags,
+            times,
+            valid,
+            None if text else row_block,
+        )
     except DecodeError as exc:
         raise _rewrap_block(exc, table, g) from None
     if text:
@@ -390,10 +493,19 @@ def decode(bt61: Any, bt62: Any, bt63: Any, bt64: Any, *, bt00: Any = None, et21
         scaled *= cfg.scale
     if g.fmt_code >= 64 and g.ni_format == 4:
         scaled *= 1e-4
-    return LoadProfile(times.view("datetime64[s]"), values, scaled, status, flags, seq_rows, g,
-                       cfg.sources, cfg.scalars, cfg.divisors,
-                       {"blocks": idx, "block_seq": seqs, "nbr_valid_int": nvi,
-                        "interval_s": g.interval_s})
+    return LoadProfile(
+        times.view("datetime64[s]"),
+        values,
+        scaled,
+        status,
+        flags,
+        seq_rows,
+        g,
+        cfg.sources,
+        cfg.scalars,
+        cfg.divisors,
+        {"blocks": idx, "block_seq": seqs, "nbr_valid_int": nvi, "interval_s": g.interval_s},
+    )
 
 
 class _Config(NamedTuple):
@@ -412,8 +524,9 @@ _CONFIG_CACHE: dict = {}
 _CONFIG_CACHE_SIZE = 256
 
 
-def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
-            profile: LoadProfileProfile) -> _Config:
+def _config(
+    bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int, profile: LoadProfileProfile
+) -> _Config:
     """Decode the configuration tables once per configuration: [OPT p.30] "This
     information needs to be read only once per load profile reconfiguration",
     so results are cached by the tables' bytes (ET21 changes as data is logged)."""
@@ -433,10 +546,14 @@ def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
     t21 = _as_table("ET21", et21, ctx) if et21 is not None else None
     dflt = tables.DEFAULT_PROFILE
     tm = t00["FORMAT_CONTROL_2"]["TM_FORMAT"] if t00 is not None else dflt.tm_format
-    nif = (t00["FORMAT_CONTROL_3"]["NI_FORMAT1"], t00["FORMAT_CONTROL_3"]["NI_FORMAT2"]) \
-        if t00 is not None else (dflt.ni_format1, dflt.ni_format2)
-    g = geometry(t61, t62, tm_format=tm, ni_formats=nif, set_index=set_index, et21=t21,
-                 profile=profile)
+    nif = (
+        (t00["FORMAT_CONTROL_3"]["NI_FORMAT1"], t00["FORMAT_CONTROL_3"]["NI_FORMAT2"])
+        if t00 is not None
+        else (dflt.ni_format1, dflt.ni_format2)
+    )
+    g = geometry(
+        t61, t62, tm_format=tm, ni_formats=nif, set_index=set_index, et21=t21, profile=profile
+    )
     k = set_index + 1
     scalars = divisors = scale = None
     if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{k}"]:
@@ -445,15 +562,28 @@ def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
         if np.any(divisors == 0):
             c = int(np.argmin(divisors != 0))
             sets = t61["LP_DATA_SETS"]
-            off = sum(3 * sets[j]["NBR_CHNS_SET"] + 1 +
-                      (4 * sets[j]["NBR_CHNS_SET"]
-                       if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{j + 1}"] else 0)
-                      for j in range(set_index)) + 3 * g.nch + 1 + 2 * g.nch + 2 * c
+            off = (
+                sum(
+                    3 * sets[j]["NBR_CHNS_SET"]
+                    + 1
+                    + (
+                        4 * sets[j]["NBR_CHNS_SET"]
+                        if t61["LP_FLAGS"][f"SCALAR_DIVISOR_FLAG_SET{j + 1}"]
+                        else 0
+                    )
+                    for j in range(set_index)
+                )
+                + 3 * g.nch
+                + 1
+                + 2 * g.nch
+                + 2 * c
+            )
             raise _mal("BT62", f"DIVISOR_SET{k}[{c}]", off, "divisor 0")
         scale = scalars / divisors
     sources = tuple(ch["LP_SOURCE_SELECT"] for ch in t62.get(f"LP_SEL_SET{k}", ()))
-    cfg = _Config(ctx, g, t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"], scalars, divisors,
-                  scale, sources)
+    cfg = _Config(
+        ctx, g, t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"], scalars, divisors, scale, sources
+    )
     if key is not None:
         if len(_CONFIG_CACHE) >= _CONFIG_CACHE_SIZE:
             _CONFIG_CACHE.clear()
@@ -461,8 +591,15 @@ def _config(bt00: Any, bt61: Any, bt62: Any, et21: Any, set_index: int,
     return cfg
 
 
-def _float_char_rows(data: Any, g: Geometry, idx: list[int], lasts: list[int],
-                     valid: np.ndarray, values: np.ndarray, table: str) -> tuple[np.ndarray, int]:
+def _float_char_rows(
+    data: Any,
+    g: Geometry,
+    idx: list[int],
+    lasts: list[int],
+    valid: np.ndarray,
+    values: np.ndarray,
+    table: str,
+) -> tuple[np.ndarray, int]:
     """Valid rows of FLOAT_CHAR6/12/21 interval data (NI_FORMAT 3/2/13, ASCII
     numbers, reference 7.1) as float64 bit patterns in the int64 array."""
     buf = bytes(memoryview(data).cast("B"))
@@ -477,13 +614,14 @@ def _float_char_rows(data: Any, g: Geometry, idx: list[int], lasts: list[int],
             s = last - j if (g.descending and j <= last) else j
             base = blk * g.block_size + g.int0_off + s * g.int_size + g.ch0_off
             for c in range(g.nch):
-                raw = buf[base + c * w: base + (c + 1) * w]
+                raw = buf[base + c * w : base + (c + 1) * w]
                 txt = raw.decode("latin-1").strip(" \0")
                 try:
                     out[n, c] = float(txt) if txt else 0.0
                 except ValueError:
-                    raise _mal(table, "INT_DATA", base + c * w,
-                               f"FLOAT_CHAR value {txt!r} is not a number") from None
+                    raise _mal(
+                        table, "INT_DATA", base + c * w, f"FLOAT_CHAR value {txt!r} is not a number"
+                    ) from None
             n += 1
     return out[:n].view(np.int64), n
 
@@ -501,15 +639,23 @@ def _last_recorded(data: Any, g: Geometry, idx: list[int], lasts: list[int]) -> 
         off = b * g.block_size + g.simple_off
         if off + nbytes > len(buf):
             continue  # the block decoder reports the truncation
-        bits = int.from_bytes(buf[off:off + nbytes], "little") & ((1 << g.nint) - 1)
+        bits = int.from_bytes(buf[off : off + nbytes], "little") & ((1 << g.nint) - 1)
         if bits:
             out[k] = bits.bit_length() - 1
     return out
 
 
-def read_plan(bt61: Any, bt63: Any, *, bt00: Any = None, et21: Any = None, bt62: Any = None,
-              set_index: int = 0, unread_only: bool = True,
-              profile: LoadProfileProfile = DEFAULT_PROFILE) -> list[tuple[int, int]]:
+def read_plan(
+    bt61: Any,
+    bt63: Any,
+    *,
+    bt00: Any = None,
+    et21: Any = None,
+    bt62: Any = None,
+    set_index: int = 0,
+    unread_only: bool = True,
+    profile: LoadProfileProfile = DEFAULT_PROFILE,
+) -> list[tuple[int, int]]:
     """Partial reads ``(offset, count)`` of BT64+set that fetch the unread (or
     all valid) blocks, oldest first ([OPT p.31] offset = block index x block size)."""
     ctx = _context(bt00, bt61)
@@ -521,18 +667,28 @@ def read_plan(bt61: Any, bt63: Any, *, bt00: Any = None, et21: Any = None, bt62:
     elif bt62 is not None:
         t00 = _as_table("BT00", bt00, ctx) if bt00 is not None else None
         tm = t00["FORMAT_CONTROL_2"]["TM_FORMAT"] if t00 is not None else 2
-        size = geometry(t61, _as_table("BT62", bt62, ctx), tm_format=tm,
-                        set_index=set_index, profile=profile).block_size
+        size = geometry(
+            t61, _as_table("BT62", bt62, ctx), tm_format=tm, set_index=set_index, profile=profile
+        ).block_size
     else:
         raise ConfigurationError("read_plan needs ET21 or BT62 for the block size")
-    idx, _ = block_order(t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"], st,
-                         unread_only=unread_only, set_index=set_index)
+    idx, _ = block_order(
+        t61["LP_DATA_SETS"][set_index]["NBR_BLKS_SET"],
+        st,
+        unread_only=unread_only,
+        set_index=set_index,
+    )
     return [(i * size, size) for i in idx]
 
 
-def decode_many(g: Geometry, datas: Sequence[Any], blocks: Sequence[Any],
-                lasts: Optional[Sequence[Any]] = None, *, out: Optional[tuple] = None
-                ) -> tuple[tuple[np.ndarray, ...], list[int]]:
+def decode_many(
+    g: Geometry,
+    datas: Sequence[Any],
+    blocks: Sequence[Any],
+    lasts: Optional[Sequence[Any]] = None,
+    *,
+    out: Optional[tuple] = None,
+) -> tuple[tuple[np.ndarray, ...], list[int]]:
     """Batch kernel: many meters with one geometry in one call without the GIL.
     Meter i's rows are ``offsets[i]:offsets[i+1]`` of the dense output
     (values, status, flags, times, valid)."""
@@ -550,6 +706,7 @@ def decode_many(g: Geometry, datas: Sequence[Any], blocks: Sequence[Any],
 
 
 # ---- event log --------------------------------------------------------------------------------
+
 
 def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     """BT74 history log entries as a numpy structured array in chronological
@@ -569,8 +726,17 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
         raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
     desc = t74["HIST_FLAGS"]["ORDER"]
     argn = max(t71["HIST_DATA_LENGTH"], 1)
-    dt = np.dtype([("time", "datetime64[s]"), ("event_number", "<u2"), ("seq", "<u2"),
-                   ("user_id", "<u2"), ("code", "<u2"), ("mfg", "?"), ("argument", f"S{argn}")])
+    dt = np.dtype(
+        [
+            ("time", "datetime64[s]"),
+            ("event_number", "<u2"),
+            ("seq", "<u2"),
+            ("user_id", "<u2"),
+            ("code", "<u2"),
+            ("mfg", "?"),
+            ("argument", f"S{argn}"),
+        ]
+    )
     out = np.zeros(nvalid, dtype=dt)
     entries = t74["ENTRIES"]
     for i in range(nvalid):

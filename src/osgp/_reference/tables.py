@@ -14,15 +14,28 @@ from typing import Any, Optional, Sequence
 from osgp._reference._buffers import as_bytes
 from osgp.errors import ConfigurationError, MalformedError, TruncatedError
 
-GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple_off",
-                   "int0_off", "int_size", "ext_off", "ch0_off", "fmt_code", "ni_format",
-                   "interval_s", "descending")
+GEOMETRY_FIELDS = (
+    "block_size",
+    "nint",
+    "nch",
+    "time_off",
+    "tm_format",
+    "simple_off",
+    "int0_off",
+    "int_size",
+    "ext_off",
+    "ch0_off",
+    "fmt_code",
+    "ni_format",
+    "interval_s",
+    "descending",
+)
 NONE = 0xFFFFFFFF
 
 OP_INT, OP_BITS, OP_BYTES, OP_NI, OP_TIME, OP_FLOAT, OP_ARRAY, OP_END, OP_IF, OP_SKIP = range(1, 11)
 
 _TIME_W = ((0, 6, 6, 5, 4), (0, 5, 5, 4, 4), (0, 3, 3, 3, 3))  # reference 7.1
-_NI_W = (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)           # reference 7.1
+_NI_W = (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)  # reference 7.1
 _MAX_DEPTH = 16
 _I64_MAX = (1 << 63) - 1
 _U64 = (1 << 64) - 1
@@ -90,7 +103,7 @@ def time_decode(p: bytes, kind: int, tm_format: int) -> Optional[list[int]]:
         return out
     if tm_format == 3:  # UINT32 minutes since 1970 (+ UINT8 seconds for LTIME)
         secs = int.from_bytes(p[0:4], "little") * 60 + (p[4] if kind == 0 else 0)
-    else:               # UINT32 seconds since 1970
+    else:  # UINT32 seconds since 1970
         secs = int.from_bytes(p[0:4], "little")
     days, rem = divmod(secs, 86400)
     y, m, d = civil_from_days(days)
@@ -124,7 +137,12 @@ def ni_decode(p: bytes, fmt: int) -> tuple[int, int]:
 class _Fault(Exception):
     def __init__(self, kind: str, offset: int, pc: int, needed: int = 0, remaining: int = 0):
         self.kind, self.offset, self.pc, self.needed, self.remaining = (
-            kind, offset, pc, needed, remaining)
+            kind,
+            offset,
+            pc,
+            needed,
+            remaining,
+        )
 
 
 def _error(f: _Fault, layer: str, what: str) -> Exception:
@@ -165,7 +183,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
     limit = 1 << 40  # |v| above this is no count (osgp_table.c EXPR_LIMIT)
 
     def expr(at: int) -> int:
-        reg, shift, mask, mul, add, div, reg2 = prog[at:at + 7]
+        reg, shift, mask, mul, add, div, reg2 = prog[at : at + 7]
         if not ok_reg(reg) or not ok_reg(reg2) or shift > 63:
             raise fail("program", pc)
         v = 0
@@ -196,7 +214,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                 raise fail("program", pc)
             if width > n - pos:
                 raise fail("truncated", pc, width)
-            v = int.from_bytes(data[pos:pos + width], "little", signed=bool(sgn))
+            v = int.from_bytes(data[pos : pos + width], "little", signed=bool(sgn))
             pos += width
             if store != NONE:  # registers saturate unsigned values above INT64_MAX
                 regs[store] = min(v, _I64_MAX)
@@ -210,7 +228,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                 raise fail("program", pc)
             if width > n - pos:
                 raise fail("truncated", pc, width)
-            u = int.from_bytes(data[pos:pos + width], "little")
+            u = int.from_bytes(data[pos : pos + width], "little")
             pos += width
             for i in range(nsub):
                 d, store = prog[pc + 2 + 2 * i], prog[pc + 3 + 2 * i]
@@ -245,7 +263,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                 raise fail("malformed", pc)
             if w > n - pos:
                 raise fail("truncated", pc, w)
-            kind, v = ni_decode(data[pos:pos + w], fmt)
+            kind, v = ni_decode(data[pos : pos + w], fmt)
             if kind < 0:
                 raise fail("malformed", pc)
             if kind == 2:
@@ -264,7 +282,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                 raise fail("malformed", pc)
             if w > n - pos:
                 raise fail("truncated", pc, w)
-            t = time_decode(data[pos:pos + w], kind, fmt)
+            t = time_decode(data[pos : pos + w], kind, fmt)
             if t is None:
                 raise fail("malformed", pc)
             pos += w
@@ -277,14 +295,17 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
                 raise fail("program", pc)
             if width > n - pos:
                 raise fail("truncated", pc, width)
-            slots.append(ni_decode(data[pos:pos + width], 0 if width == 8 else 1)[1])
+            slots.append(ni_decode(data[pos : pos + width], 0 if width == 8 else 1)[1])
             pos += width
             pc += 1
         elif op == OP_ARRAY:
             need(10)
             body, minsz = prog[pc + 8], prog[pc + 9]
-            if (pc + 10 + body >= plen or (prog[pc + 10 + body] & 0xFF) != OP_END
-                    or len(stack) >= _MAX_DEPTH):
+            if (
+                pc + 10 + body >= plen
+                or (prog[pc + 10 + body] & 0xFF) != OP_END
+                or len(stack) >= _MAX_DEPTH
+            ):
                 raise fail("program", pc)
             cnt = expr(pc + 1)
             if cnt < 0:
@@ -346,6 +367,7 @@ def table_run(program: Any, params: Sequence[int], data: Any, nregs: int) -> tup
 
 # ---- load profile -------------------------------------------------------------------------
 
+
 def _lp_width(code: int, ni: int) -> int:
     if code in (1, 8):
         return 1
@@ -359,17 +381,36 @@ def _lp_width(code: int, ni: int) -> int:
 
 
 def _check(g: tuple[int, ...]) -> None:
-    (block_size, nint, nch, time_off, tm_format, simple_off, int0_off, int_size, ext_off,
-     ch0_off, fmt_code, ni_format, _interval_s, _desc) = g
+    (
+        block_size,
+        nint,
+        nch,
+        time_off,
+        tm_format,
+        simple_off,
+        int0_off,
+        int_size,
+        ext_off,
+        ch0_off,
+        fmt_code,
+        ni_format,
+        _interval_s,
+        _desc,
+    ) = g
     w = _lp_width(fmt_code, ni_format)
     tw = time_width(1, tm_format)
-    bad = (w < 0 or nint == 0 or block_size == 0
-           or (fmt_code >= 64 and ni_format in (2, 3, 13))
-           or tw <= 0 or time_off + tw > block_size
-           or (simple_off != NONE and simple_off + (nint + 7) // 8 > block_size)
-           or int0_off + nint * int_size > block_size
-           or ch0_off + nch * w > int_size
-           or (ext_off != NONE and ext_off + nch // 2 + 1 > int_size))
+    bad = (
+        w < 0
+        or nint == 0
+        or block_size == 0
+        or (fmt_code >= 64 and ni_format in (2, 3, 13))
+        or tw <= 0
+        or time_off + tw > block_size
+        or (simple_off != NONE and simple_off + (nint + 7) // 8 > block_size)
+        or int0_off + nint * int_size > block_size
+        or ch0_off + nch * w > int_size
+        or (ext_off != NONE and ext_off + nch // 2 + 1 > int_size)
+    )
     if bad:
         raise ConfigurationError(f"load-profile geometry does not fit in a block: {g}")
 
@@ -392,12 +433,17 @@ def _u32(obj: Any, what: str) -> list[int]:
     return memoryview(b).cast("I").tolist() if b else []
 
 
-def _outs(rows: int, nch: int, values: Any, status: Any, flags: Any, times: Any,
-          valid: Any) -> tuple[memoryview, ...]:
+def _outs(
+    rows: int, nch: int, values: Any, status: Any, flags: Any, times: Any, valid: Any
+) -> tuple[memoryview, ...]:
     res = []
-    for obj, need, what in ((values, rows * nch * 8, "values"), (status, rows * nch, "status"),
-                            (flags, rows, "flags"), (times, rows * 8, "times"),
-                            (valid, rows, "valid")):
+    for obj, need, what in (
+        (values, rows * nch * 8, "values"),
+        (status, rows * nch, "status"),
+        (flags, rows, "flags"),
+        (times, rows * 8, "times"),
+        (valid, rows, "valid"),
+    ):
         try:
             mv = memoryview(obj)
         except TypeError:
@@ -411,10 +457,30 @@ def _outs(rows: int, nch: int, values: Any, status: Any, flags: Any, times: Any,
     return tuple(res)
 
 
-def _decode_blocks(d: bytes, g: tuple[int, ...], blocks: list[int], lasts: Optional[list[int]],
-                   row_base: int, outs: tuple[memoryview, ...]) -> None:
-    (block_size, nint, nch, time_off, tm_format, simple_off, int0_off, int_size, ext_off,
-     ch0_off, fmt_code, ni_format, step, desc) = g
+def _decode_blocks(
+    d: bytes,
+    g: tuple[int, ...],
+    blocks: list[int],
+    lasts: Optional[list[int]],
+    row_base: int,
+    outs: tuple[memoryview, ...],
+) -> None:
+    (
+        block_size,
+        nint,
+        nch,
+        time_off,
+        tm_format,
+        simple_off,
+        int0_off,
+        int_size,
+        ext_off,
+        ch0_off,
+        fmt_code,
+        ni_format,
+        step,
+        desc,
+    ) = g
     mv_v, mv_s, mv_f, mv_t, mv_ok = outs
     w = _lp_width(fmt_code, ni_format)
     signed = fmt_code in (8, 16, 32)
@@ -425,10 +491,12 @@ def _decode_blocks(d: bytes, g: tuple[int, ...], blocks: list[int], lasts: Optio
             raise _Fault("truncated", off, b, block_size, 0 if off > len(d) else len(d) - off)
         if last >= nint:
             raise _Fault("malformed", off, b)
-        blk = d[off:off + block_size]
+        blk = d[off : off + block_size]
         t = time_decode(blk[time_off:], 1, tm_format)
-        if t is None or (tm_format <= 2 and not (1 <= t[1] <= 12 and 1 <= t[2] <= 31
-                                                 and t[3] <= 24 and t[4] <= 59)):
+        if t is None or (
+            tm_format <= 2
+            and not (1 <= t[1] <= 12 and 1 <= t[2] <= 31 and t[3] <= 24 and t[4] <= 59)
+        ):
             raise _Fault("malformed", off + time_off, b)
         end = days_from_civil(t[0], t[1], t[2]) * 86400 + t[3] * 3600 + t[4] * 60 + t[5]
         for j in range(nint):
@@ -443,7 +511,7 @@ def _decode_blocks(d: bytes, g: tuple[int, ...], blocks: list[int], lasts: Optio
             st = [0] * nch
             fl = 0
             if ext_off != NONE:
-                e = blk[ip + ext_off: ip + ext_off + nch // 2 + 1]
+                e = blk[ip + ext_off : ip + ext_off + nch // 2 + 1]
                 fl = e[0] >> 4
                 for c in range(nch):
                     if c == 0:
@@ -452,10 +520,10 @@ def _decode_blocks(d: bytes, g: tuple[int, ...], blocks: list[int], lasts: Optio
                         byte = e[(c + 1) >> 1]
                         st[c] = byte >> 4 if c & 1 else byte & 15
             mv_f[row] = fl
-            mv_s[row * nch: row * nch + nch] = bytes(st)
+            mv_s[row * nch : row * nch + nch] = bytes(st)
             dp = ip + ch0_off
             for c in range(nch):
-                raw = blk[dp + w * c: dp + w * c + w]
+                raw = blk[dp + w * c : dp + w * c + w]
                 if fmt_code >= 64:
                     kind, v = ni_decode(raw, ni_format)
                     if kind not in (0, 1) and ok:
@@ -465,8 +533,18 @@ def _decode_blocks(d: bytes, g: tuple[int, ...], blocks: list[int], lasts: Optio
                 struct.pack_into("<q", mv_v, 8 * (row * nch + c), v)
 
 
-def lp_decode(geometry: Any, data: Any, blocks: Any, lasts: Any, values: Any, status: Any,
-              flags: Any, times: Any, valid: Any, row_block: Any = None) -> int:
+def lp_decode(
+    geometry: Any,
+    data: Any,
+    blocks: Any,
+    lasts: Any,
+    values: Any,
+    status: Any,
+    flags: Any,
+    times: Any,
+    valid: Any,
+    row_block: Any = None,
+) -> int:
     """Decode load-profile blocks into dense rows (or, with ``row_block``, the
     valid rows only); see the native docstring.  Returns the number of rows."""
     g = _geometry(geometry)
@@ -502,19 +580,27 @@ def lp_decode(geometry: Any, data: Any, blocks: Any, lasts: Any, values: Any, st
         if not mv_ok[j]:
             continue
         if k != j:
-            mv_v[8 * nch * k: 8 * nch * (k + 1)] = mv_v[8 * nch * j: 8 * nch * (j + 1)]
-            mv_s[nch * k: nch * (k + 1)] = mv_s[nch * j: nch * (j + 1)]
+            mv_v[8 * nch * k : 8 * nch * (k + 1)] = mv_v[8 * nch * j : 8 * nch * (j + 1)]
+            mv_s[nch * k : nch * (k + 1)] = mv_s[nch * j : nch * (j + 1)]
             mv_f[k] = mv_f[j]
-            mv_t[8 * k: 8 * k + 8] = mv_t[8 * j: 8 * j + 8]
+            mv_t[8 * k : 8 * k + 8] = mv_t[8 * j : 8 * j + 8]
             mv_ok[k] = 1
         struct.pack_into("<I", rb, 4 * k, j // nint)
         k += 1
     return k
 
 
-def lp_decode_batch(geometry: Any, datas: Sequence[Any], blocks_list: Sequence[Any],
-                    lasts_list: Any, values: Any, status: Any, flags: Any, times: Any,
-                    valid: Any) -> list[int]:
+def lp_decode_batch(
+    geometry: Any,
+    datas: Sequence[Any],
+    blocks_list: Sequence[Any],
+    lasts_list: Any,
+    values: Any,
+    status: Any,
+    flags: Any,
+    times: Any,
+    valid: Any,
+) -> list[int]:
     """Many meters with one geometry; see the native docstring."""
     g = _geometry(geometry)
     n = len(datas)
@@ -537,8 +623,9 @@ def lp_decode_batch(geometry: Any, datas: Sequence[Any], blocks_list: Sequence[A
     outs = _outs(rows, g[2], values, status, flags, times, valid)
     for i in range(n):
         try:
-            _decode_blocks(ds[i], g, bls[i], lls[i] if lasts_list is not None else None,
-                           offs[i], outs)
+            _decode_blocks(
+                ds[i], g, bls[i], lls[i] if lasts_list is not None else None, offs[i], outs
+            )
         except _Fault as f:
             e = _error(f, "load profile", f"meter {i} block {f.pc}")
             e.meter = i  # type: ignore[attr-defined]
@@ -560,8 +647,9 @@ def _hooks() -> tuple:
     return tuple(_HOOKS)
 
 
-def _build_group(children: tuple, s: list[int], i: int, data: bytes, params: list[int],
-                 d: dict) -> int:
+def _build_group(
+    children: tuple, s: list[int], i: int, data: bytes, params: list[int], d: dict
+) -> int:
     for ch in children:
         if ch[0] == S_IF:
             flag = s[i]
@@ -589,7 +677,7 @@ def _build_node(node: tuple, s: list[int], i: int, data: bytes, params: list[int
             i += 1
         return MappingProxyType(d), i
     if code == S_BYTES:
-        raw = data[s[i]:s[i] + s[i + 1]]
+        raw = data[s[i] : s[i] + s[i + 1]]
         kind = node[2]
         if kind == 1:
             return raw.decode("latin-1"), i + 2  # ISO 8859-1 (BT00 CHAR_FORMAT 2)
@@ -601,7 +689,7 @@ def _build_node(node: tuple, s: list[int], i: int, data: bytes, params: list[int
     if code == S_NI:
         return _hooks()[1](params[node[2]], s[i], data), i + 1
     if code == S_TIME:
-        return _hooks()[0](*s[i:i + 6]), i + 6
+        return _hooks()[0](*s[i : i + 6]), i + 6
     if code == S_FLOAT:
         return struct.unpack("<d", struct.pack("<q", s[i]))[0], i + 1
     if code == S_ARRAY:
@@ -625,8 +713,7 @@ def _build_node(node: tuple, s: list[int], i: int, data: bytes, params: list[int
     return None, i  # S_FILL
 
 
-def table_decode(program: Any, shape: tuple, params: Sequence[int], data: Any,
-                 nregs: int) -> Any:
+def table_decode(program: Any, shape: tuple, params: Sequence[int], data: Any, nregs: int) -> Any:
     """Run a table program and build the read-only nested mapping described by
     ``shape`` (osgp.tables.schema shape codes).  Errors as table_run."""
     from types import MappingProxyType

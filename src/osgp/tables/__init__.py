@@ -43,9 +43,24 @@ from osgp.tables.schema import (
 
 _kernel, _kernel_native = _backend.load("tables")
 
-__all__ = ["decode", "encode", "register", "register_file", "schema", "program", "catalogue",
-           "catalogue_entry", "TableProfile", "TimeDate", "table_name", "table_number",
-           "compile_schema", "Program", "DEFAULT_PROFILE", "split_transaction_records"]
+__all__ = [
+    "decode",
+    "encode",
+    "register",
+    "register_file",
+    "schema",
+    "program",
+    "catalogue",
+    "catalogue_entry",
+    "TableProfile",
+    "TimeDate",
+    "table_name",
+    "table_number",
+    "compile_schema",
+    "Program",
+    "DEFAULT_PROFILE",
+    "split_transaction_records",
+]
 
 TableId = Union[int, str]
 
@@ -91,25 +106,63 @@ _PROGRAMS: dict[int, Program] = {}
 # Pending Event Description (reference 3.4, [OPT p.9-10]): byte 0 bits 0..3 event
 # code (0 absolute STIME_DATE, 1 relative, 2 opaque), bit 4 self read, bit 5 demand
 # reset; bytes 1..5 event storage.
-_PED = {"name": "PENDING_EVENT", "type": "RECORD", "fields": [
-    {"name": "EVENT_CONTROL", "type": "UINT8", "bits": [
-        {"name": "EVENT_CODE", "bits": [0, 3]}, {"name": "SELF_READ_FLAG", "bit": 4},
-        {"name": "DEMAND_RESET_FLAG", "bit": 5}, {"name": "FILLER", "bits": [6, 7]}]},
-    {"type": "IF", "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "eq": 0}, "then": [
-        # STIME_DATE is 5 bytes for TM_FORMAT 1/2, 4 for 3/4: (tm + 1) / 2 is 1 resp. 2
-        {"type": "IF", "when": {"ref": TM_FORMAT_REF, "add": 1, "div": 2, "eq": 1}, "then": [
-            {"name": "ACTIVATION_TIME", "type": "STIME_DATE"}]},
-        {"type": "IF", "when": {"ref": TM_FORMAT_REF, "add": 1, "div": 2, "eq": 2}, "then": [
-            {"name": "ACTIVATION_TIME", "type": "STIME_DATE"}, {"type": "FILL", "length": 1}]},
-        {"type": "IF", "when": {"ref": TM_FORMAT_REF, "eq": 0}, "then": [
-            {"name": "EVENT_STORAGE", "type": "BYTES", "length": 5}]}]},
-    {"type": "IF", "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "eq": 1}, "then": [
-        {"name": "WEEKS", "type": "UINT8"}, {"name": "DAYS", "type": "UINT8"},
-        {"name": "HOURS", "type": "UINT8"}, {"name": "MINUTES", "type": "UINT8"},
-        {"name": "SECONDS", "type": "UINT8"}]},
-    {"type": "IF", "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "div": 2}, "then": [
-        {"name": "EVENT_STORAGE", "type": "BYTES", "length": 5}]},
-]}
+_PED = {
+    "name": "PENDING_EVENT",
+    "type": "RECORD",
+    "fields": [
+        {
+            "name": "EVENT_CONTROL",
+            "type": "UINT8",
+            "bits": [
+                {"name": "EVENT_CODE", "bits": [0, 3]},
+                {"name": "SELF_READ_FLAG", "bit": 4},
+                {"name": "DEMAND_RESET_FLAG", "bit": 5},
+                {"name": "FILLER", "bits": [6, 7]},
+            ],
+        },
+        {
+            "type": "IF",
+            "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "eq": 0},
+            "then": [
+                # STIME_DATE is 5 bytes for TM_FORMAT 1/2, 4 for 3/4: (tm + 1) / 2 is 1 resp. 2
+                {
+                    "type": "IF",
+                    "when": {"ref": TM_FORMAT_REF, "add": 1, "div": 2, "eq": 1},
+                    "then": [{"name": "ACTIVATION_TIME", "type": "STIME_DATE"}],
+                },
+                {
+                    "type": "IF",
+                    "when": {"ref": TM_FORMAT_REF, "add": 1, "div": 2, "eq": 2},
+                    "then": [
+                        {"name": "ACTIVATION_TIME", "type": "STIME_DATE"},
+                        {"type": "FILL", "length": 1},
+                    ],
+                },
+                {
+                    "type": "IF",
+                    "when": {"ref": TM_FORMAT_REF, "eq": 0},
+                    "then": [{"name": "EVENT_STORAGE", "type": "BYTES", "length": 5}],
+                },
+            ],
+        },
+        {
+            "type": "IF",
+            "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "eq": 1},
+            "then": [
+                {"name": "WEEKS", "type": "UINT8"},
+                {"name": "DAYS", "type": "UINT8"},
+                {"name": "HOURS", "type": "UINT8"},
+                {"name": "MINUTES", "type": "UINT8"},
+                {"name": "SECONDS", "type": "UINT8"},
+            ],
+        },
+        {
+            "type": "IF",
+            "when": {"ref": "PENDING_EVENT.EVENT_CONTROL.EVENT_CODE", "div": 2},
+            "then": [{"name": "EVENT_STORAGE", "type": "BYTES", "length": 5}],
+        },
+    ],
+}
 
 
 def register(schema: Mapping, *, replace: bool = False) -> Program:
@@ -133,8 +186,13 @@ def register_file(path: Any, *, replace: bool = False) -> list[Program]:
             doc = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"{path}: not JSON: {exc}") from None
-    schemas = doc if isinstance(doc, list) else doc.get("tables", [doc]) \
-        if isinstance(doc, dict) and "fields" not in doc else [doc]
+    schemas = (
+        doc
+        if isinstance(doc, list)
+        else doc.get("tables", [doc])
+        if isinstance(doc, dict) and "fields" not in doc
+        else [doc]
+    )
     return [register(s, replace=replace) for s in schemas]
 
 
@@ -143,8 +201,9 @@ def schema(table_id: TableId) -> Mapping:
     try:
         return _SCHEMAS[tid]
     except KeyError:
-        raise ConfigurationError(f"no layout for {table_name(tid)} ({tid}); "
-                                 "register one with osgp.tables.register()") from None
+        raise ConfigurationError(
+            f"no layout for {table_name(tid)} ({tid}); register one with osgp.tables.register()"
+        ) from None
 
 
 def program(table_id: TableId) -> Program:
@@ -155,9 +214,14 @@ def program(table_id: TableId) -> Program:
         return prog
     if tid >= 4096 and (tid - 4096) in _SCHEMAS:
         base = _SCHEMAS[tid - 4096]
-        prog = compile_schema({"id": tid, "name": table_name(tid),
-                               "title": f"{base.get('title', '')} (pending)",
-                               "fields": [_PED] + list(base["fields"])})
+        prog = compile_schema(
+            {
+                "id": tid,
+                "name": table_name(tid),
+                "title": f"{base.get('title', '')} (pending)",
+                "fields": [_PED] + list(base["fields"]),
+            }
+        )
         _PROGRAMS[tid] = prog
         return prog
     schema(tid)  # raises
@@ -210,8 +274,11 @@ class _Context:
             return self.derived(ref, data_len)
         if spec is None:
             head, _, path = ref.partition(".")
-            spec = (ref, table_number(head),
-                    tuple(int(i) if i else n for n, i in _PATH_RE.findall(path)))
+            spec = (
+                ref,
+                table_number(head),
+                tuple(int(i) if i else n for n, i in _PATH_RE.findall(path)),
+            )
         tid = spec[1]
         m = self.table(tid)
         if m is None:
@@ -259,7 +326,11 @@ def _rewrap(exc: DecodeError, prog: Program) -> DecodeError:
     if isinstance(exc, TruncatedError):
         new: DecodeError = TruncatedError(
             f"field {field}: truncated, need {exc.needed} byte(s), {exc.remaining} left",
-            layer=layer, offset=exc.offset, needed=exc.needed, remaining=exc.remaining)
+            layer=layer,
+            offset=exc.offset,
+            needed=exc.needed,
+            remaining=exc.remaining,
+        )
     elif isinstance(exc, MalformedError):
         new = MalformedError(f"field {field}: impossible value", layer=layer, offset=exc.offset)
     else:
@@ -280,13 +351,19 @@ def _decode(tid: int, data: Any, ctx: _Context) -> Mapping[str, Any]:
         return _kernel.table_decode(prog.code, prog.shape, params, buf, prog.nregs)
     except DecodeError as exc:
         if getattr(exc, "pc", None) is None:  # raised while building (FLOAT_CHAR text)
-            raise MalformedError(f"{exc.reason}", layer=f"table {prog.name}",
-                                 offset=exc.offset) from None
+            raise MalformedError(
+                f"{exc.reason}", layer=f"table {prog.name}", offset=exc.offset
+            ) from None
         raise _rewrap(exc, prog) from None
 
 
-def decode(table_id: TableId, data: Any, context: Optional[Mapping] = None, *,
-           profile: TableProfile = DEFAULT_PROFILE) -> Mapping[str, Any]:
+def decode(
+    table_id: TableId,
+    data: Any,
+    context: Optional[Mapping] = None,
+    *,
+    profile: TableProfile = DEFAULT_PROFILE,
+) -> Mapping[str, Any]:
     """Decode a table image into a read-only mapping of field names to values.
 
     Raises :class:`~osgp.errors.TruncatedError` / :class:`~osgp.errors.MalformedError`
@@ -297,8 +374,13 @@ def decode(table_id: TableId, data: Any, context: Optional[Mapping] = None, *,
     return _decode(table_number(table_id), data, _Context(context, profile))
 
 
-def encode(table_id: TableId, values: Mapping[str, Any], context: Optional[Mapping] = None, *,
-           profile: TableProfile = DEFAULT_PROFILE) -> bytes:
+def encode(
+    table_id: TableId,
+    values: Mapping[str, Any],
+    context: Optional[Mapping] = None,
+    *,
+    profile: TableProfile = DEFAULT_PROFILE,
+) -> bytes:
     """Encode a mapping (as returned by :func:`decode`) into the table image."""
     tid = table_number(table_id)
     prog = program(tid)
@@ -315,13 +397,18 @@ def split_transaction_records(records: bytes) -> list[bytes]:
     out, pos = [], 0
     while pos < len(records):
         if len(records) - pos < 2:
-            raise TruncatedError(layer="transaction records", offset=pos, needed=2,
-                                 remaining=len(records) - pos)
-        n = int.from_bytes(records[pos:pos + 2], "little")
+            raise TruncatedError(
+                layer="transaction records", offset=pos, needed=2, remaining=len(records) - pos
+            )
+        n = int.from_bytes(records[pos : pos + 2], "little")
         if n > len(records) - pos - 2:
-            raise TruncatedError(layer="transaction records", offset=pos + 2, needed=n,
-                                 remaining=len(records) - pos - 2)
-        out.append(bytes(records[pos + 2:pos + 2 + n]))
+            raise TruncatedError(
+                layer="transaction records",
+                offset=pos + 2,
+                needed=n,
+                remaining=len(records) - pos - 2,
+            )
+        out.append(bytes(records[pos + 2 : pos + 2 + n]))
         pos += 2 + n
     return out
 
@@ -335,21 +422,23 @@ def firmware_version(bt01: Mapping[str, Any]) -> tuple[int, int, int]:
 
 # ---- catalogue ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CatalogueEntry:
-    kind: str          # "table" or "procedure"
+    kind: str  # "table" or "procedure"
     id: int
-    name: str          # BTnn / ETnn / BPnn / EPnn
+    name: str  # BTnn / ETnn / BPnn / EPnn
     title: str
-    clause: str        # clause of CLC/TS 50586:2019 (Annex A-D)
+    clause: str  # clause of CLC/TS 50586:2019 (Annex A-D)
     page: int
     pending_of: Optional[int] = None
 
     @property
     def built_in(self) -> bool:
         """Whether osgp has a layout for this table (procedures: never)."""
-        return self.kind == "table" and (self.id in _SCHEMAS or (
-            self.pending_of is not None and self.pending_of in _SCHEMAS))
+        return self.kind == "table" and (
+            self.id in _SCHEMAS or (self.pending_of is not None and self.pending_of in _SCHEMAS)
+        )
 
 
 def _load_catalogue() -> tuple[CatalogueEntry, ...]:
@@ -358,8 +447,17 @@ def _load_catalogue() -> tuple[CatalogueEntry, ...]:
     out = []
     for kind, key in (("table", "tables"), ("procedure", "procedures")):
         for e in doc[key]:
-            out.append(CatalogueEntry(kind, e["id"], e["name"], e["title"], e["clause"],
-                                      e["page"], e.get("pending_of")))
+            out.append(
+                CatalogueEntry(
+                    kind,
+                    e["id"],
+                    e["name"],
+                    e["title"],
+                    e["clause"],
+                    e["page"],
+                    e.get("pending_of"),
+                )
+            )
     return tuple(out)
 
 
@@ -391,4 +489,3 @@ def catalogue_entry(ident: TableId, kind: str = "table") -> CatalogueEntry:
 _BUILTIN_IDS = {s["id"] for s in _builtin.BUILTIN}
 for _s in _builtin.BUILTIN:
     register(_s)
-

@@ -58,8 +58,10 @@ BYTE_KINDS = {"BYTES": 0, "CHAR": 1, "BCD": 2, "SET": 3}
 
 # Context references every format-dependent type uses (reference 7.1).
 TM_FORMAT_REF = "BT00.FORMAT_CONTROL_2.TM_FORMAT"
-NI_FORMAT_REFS = {"NI_FMAT1": "BT00.FORMAT_CONTROL_3.NI_FORMAT1",
-                  "NI_FMAT2": "BT00.FORMAT_CONTROL_3.NI_FORMAT2"}
+NI_FORMAT_REFS = {
+    "NI_FMAT1": "BT00.FORMAT_CONTROL_3.NI_FORMAT1",
+    "NI_FMAT2": "BT00.FORMAT_CONTROL_3.NI_FORMAT2",
+}
 _CTX_RE = re.compile(r"^(BT|ET)\d+(\.|$)")
 
 
@@ -82,15 +84,26 @@ class TimeDate(NamedTuple):
         import datetime as _dt
 
         try:
-            return _dt.datetime(self.year, self.month, self.day, self.hour, self.minute,
-                                self.second, tzinfo=_dt.timezone.utc)
+            return _dt.datetime(
+                self.year,
+                self.month,
+                self.day,
+                self.hour,
+                self.minute,
+                self.second,
+                tzinfo=_dt.timezone.utc,
+            )
         except (ValueError, OverflowError):
             return None
 
     def epoch(self) -> int:
         """Seconds since 1970-01-01 UTC (no validation)."""
-        return (_ref.days_from_civil(self.year, self.month, self.day) * 86400
-                + self.hour * 3600 + self.minute * 60 + self.second)
+        return (
+            _ref.days_from_civil(self.year, self.month, self.day) * 86400
+            + self.hour * 3600
+            + self.minute * 60
+            + self.second
+        )
 
     @classmethod
     def from_datetime(cls, dt: Any) -> TimeDate:
@@ -102,6 +115,7 @@ class TimeDate(NamedTuple):
 
 
 # ---- expressions ----------------------------------------------------------------------------
+
 
 class Expr(NamedTuple):
     ref: Optional[str]
@@ -141,9 +155,15 @@ def parse_count(spec: Any) -> Expr:
         unknown = set(spec) - {"ref", "shift", "mask", "mul", "add", "div", "times", "eq", "ne"}
         if unknown:
             raise ConfigurationError(f"unknown count keys {sorted(unknown)}")
-        return Expr(spec.get("ref"), int(spec.get("shift", 0)), int(spec.get("mask", 0)),
-                    int(spec.get("mul", 1)), int(spec.get("add", 0)), int(spec.get("div", 1)),
-                    spec.get("times"))
+        return Expr(
+            spec.get("ref"),
+            int(spec.get("shift", 0)),
+            int(spec.get("mask", 0)),
+            int(spec.get("mul", 1)),
+            int(spec.get("add", 0)),
+            int(spec.get("div", 1)),
+            spec.get("times"),
+        )
     raise ConfigurationError(f"bad count {spec!r}")
 
 
@@ -158,6 +178,7 @@ def parse_cond(spec: Any) -> tuple[Expr, int, int]:
 
 
 # ---- nodes ----------------------------------------------------------------------------------
+
 
 class Node:
     name: Optional[str]
@@ -201,7 +222,8 @@ class IntNode(Node):
         except OverflowError:
             raise ConfigurationError(
                 f"{self.path}: {v} does not fit in {'INT' if self.signed else 'UINT'}"
-                f"{8 * self.width}") from None
+                f"{8 * self.width}"
+            ) from None
         env.set(self.path, v)
 
     def default(self, env: _Env) -> Any:
@@ -209,8 +231,13 @@ class IntNode(Node):
 
 
 class BitsNode(Node):
-    def __init__(self, name: Optional[str], path: str, width: int,
-                 subs: list[tuple[Optional[str], int, int, bool]]) -> None:
+    def __init__(
+        self,
+        name: Optional[str],
+        path: str,
+        width: int,
+        subs: list[tuple[Optional[str], int, int, bool]],
+    ) -> None:
         self.name, self.path, self.width, self.subs = name, path, width, subs
         self.stores = [NONE] * len(subs)
         self.names = [s[0] for s in subs]
@@ -242,8 +269,9 @@ class BitsNode(Node):
         out += u.to_bytes(self.width, "little")
 
     def default(self, env: _Env) -> Any:
-        return MappingProxyType({n: (False if b else 0) for n, _l, _h, b in self.subs
-                                 if n is not None})
+        return MappingProxyType(
+            {n: (False if b else 0) for n, _l, _h, b in self.subs if n is not None}
+        )
 
 
 class BytesNode(Node):
@@ -300,7 +328,8 @@ class BytesNode(Node):
     def default(self, env: _Env) -> Any:
         n = 0 if self.length.ref == "@DATA_LEN" else max(self.length.evaluate(env.lookup), 0)
         return {"CHAR": " " * n, "BCD": "0" * (2 * n), "SET": (False,) * (8 * n)}.get(
-            self.kind, bytes(n))
+            self.kind, bytes(n)
+        )
 
 
 class FillNode(Node):
@@ -467,7 +496,9 @@ class IfNode(Node):
 
 
 class ArrayNode(Node):
-    def __init__(self, name: Optional[str], path: str, count: Expr, elem: Node, scalar: bool) -> None:
+    def __init__(
+        self, name: Optional[str], path: str, count: Expr, elem: Node, scalar: bool
+    ) -> None:
         self.name, self.path, self.count, self.elem, self.scalar = name, path, count, elem, scalar
 
     def min_size(self) -> int:
@@ -504,6 +535,7 @@ class ArrayNode(Node):
 
 # ---- value helpers --------------------------------------------------------------------------
 
+
 def _as_int(v: Any, path: str) -> int:
     if isinstance(v, bool):
         return int(v)
@@ -522,12 +554,13 @@ def ni_value(fmt: int, slot: int, data: bytes) -> Any:
         return _bits_to_float(slot)
     if fmt in (2, 3, 13):
         w = _ref.ni_width(fmt)
-        text = data[slot:slot + w].decode("latin-1").strip(" \0")
+        text = data[slot : slot + w].decode("latin-1").strip(" \0")
         try:
             return float(text) if text else 0.0
         except ValueError:
-            raise MalformedError(f"FLOAT_CHAR value {text!r} is not a number",
-                                 layer="table NI", offset=slot) from None
+            raise MalformedError(
+                f"FLOAT_CHAR value {text!r} is not a number", layer="table NI", offset=slot
+            ) from None
     if fmt == 4:
         return slot / 10000  # INT32 with 4 implied decimals
     return slot
@@ -580,8 +613,11 @@ def time_encode(fmt: int, kind: int, v: Any, path: str = "TIME") -> bytes:
     if fmt == 0:
         return b""
     if kind == 2 or fmt in (1, 2):
-        parts = [v.hour, v.minute, v.second] if kind == 2 else \
-            [v.year - 2000, v.month, v.day, v.hour, v.minute, v.second][:w]
+        parts = (
+            [v.hour, v.minute, v.second]
+            if kind == 2
+            else [v.year - 2000, v.month, v.day, v.hour, v.minute, v.second][:w]
+        )
         if fmt == 1:
             return bytes(_bcd(x, path) for x in parts)
         if any(not 0 <= x <= 255 for x in parts):
@@ -601,6 +637,7 @@ def time_encode(fmt: int, kind: int, v: Any, path: str = "TIME") -> bytes:
 
 
 # ---- compiler -------------------------------------------------------------------------------
+
 
 class _Env:
     """Values visible to counts and conditions while encoding."""
@@ -633,9 +670,15 @@ class _Compiler:
         return self.regs[ref]
 
     def expr(self, e: Expr) -> list[int]:
-        return [self.regs[e.ref] if e.ref is not None else NONE, e.shift, e.mask,
-                e.mul & 0xFFFFFFFF, e.add & 0xFFFFFFFF, max(e.div, 1),
-                self.regs[e.times] if e.times is not None else NONE]
+        return [
+            self.regs[e.ref] if e.ref is not None else NONE,
+            e.shift,
+            e.mask,
+            e.mul & 0xFFFFFFFF,
+            e.add & 0xFFFFFFFF,
+            max(e.div, 1),
+            self.regs[e.times] if e.times is not None else NONE,
+        ]
 
 
 def _clean(path: str) -> str:
@@ -699,8 +742,9 @@ class _Parser:
         elif t == "IF":
             cond = parse_cond(f["when"])
             self.note(cond[0])
-            node = IfNode(path, cond, GroupNode(None, prefix.rstrip("."),
-                                                self.fields(f["then"], prefix)))
+            node = IfNode(
+                path, cond, GroupNode(None, prefix.rstrip("."), self.fields(f["then"], prefix))
+            )
         elif t == "ARRAY":
             count = self.note(parse_count(f["count"]))
             of = f["of"]
@@ -708,9 +752,13 @@ class _Parser:
                 elem = self.field(of, path + "[].")
                 node = ArrayNode(name, path, count, elem, True)
             else:
-                node = ArrayNode(name, path, count,
-                                 GroupNode(None, path + "[]", self.fields(of, path + "[].")),
-                                 False)
+                node = ArrayNode(
+                    name,
+                    path,
+                    count,
+                    GroupNode(None, path + "[]", self.fields(of, path + "[].")),
+                    False,
+                )
         else:
             raise ConfigurationError(f"{self.table}: field {path!r} has unknown type {t!r}")
         if name and not isinstance(node, (GroupNode,)):
@@ -761,13 +809,17 @@ class Program:
                 self.param_specs.append((r, None, ()))
             else:
                 head, _, path = r.partition(".")
-                toks = tuple(int(i) if i else n
-                             for n, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path))
+                toks = tuple(
+                    int(i) if i else n for n, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
+                )
                 self.param_specs.append((r, table_number(head), toks))
         self.nregs = len(params) + len(local_refs)
         self.words = array("I", c.words)
-        self.code = self.words.tobytes() if self.words.itemsize == 4 else \
-            b"".join(w.to_bytes(4, "little") for w in c.words)
+        self.code = (
+            self.words.tobytes()
+            if self.words.itemsize == 4
+            else b"".join(w.to_bytes(4, "little") for w in c.words)
+        )
         self._pcs = c.pcs
 
     def field_at(self, pc: int) -> str:
@@ -778,7 +830,6 @@ class Program:
             else:
                 break
         return best
-
 
     def encode(self, values: Mapping[str, Any], params: Mapping[str, int]) -> bytes:
         out = bytearray()
