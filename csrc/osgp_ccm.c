@@ -1,0 +1,474 @@
+/*
+ * osgp_ccm.c - AES-128-CCM (NIST SP 800-38C, RFC 3610): OSGP_AE / OSGP_AD of
+ * CLC/TS 50586 Annex F.
+ *
+ * Formatting (SP 800-38C A.2): q = 15 - n (nonce n = 7..13 bytes, so q = 2..8)
+ *   B0   = flags || N || Q        flags = 64*Adata + 8*((t-2)/2) + (q-1), Q = len (q bytes BE)
+ *   then enc(a) || A zero-padded to 16 (enc: 2 bytes if a < 2^16-2^8, else
+ *        FF FE + 4 bytes if a < 2^32, else FF FF + 8 bytes), then P zero-padded.
+ *   Ctr_i = (q-1) || N || i (q bytes BE); S0 = E(Ctr_0) masks the tag,
+ *   Ctr_1.. encrypt the payload (A.3); tag = MSB_t(CBC-MAC ^ S0).
+ *
+ * Batch kernels: the serial CBC-MACs of up to 8 messages run in lock step
+ * (one block of each per AES call, so 8 independent blocks are in flight),
+ * and keystream blocks of all messages are queued 8 at a time.  Single calls
+ * on AES-NI use a fused loop: the CBC-MAC block and the counter block of the
+ * same position go through the rounds together.
+ */
+#include <string.h>
+
+#include "osgp.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define CCM_HAVE_NI 1
+#include <immintrin.h>
+#include <wmmintrin.h>
+#define CCM_NI_ATTR __attribute__((target("aes,sse2")))
+#endif
+
+#define LANES 8
+
+osgp_status osgp_ccm_check(size_t nonce_len, size_t tag_len, size_t len)
+{
+    size_t q;
+    if (nonce_len < 7 || nonce_len > 13) return OSGP_ERR_NONCE_LENGTH;
+    if (tag_len < 4 || tag_len > 16 || (tag_len & 1)) return OSGP_ERR_TAG_LENGTH;
+    q = 15 - nonce_len;
+    /* Payload length must fit in q bytes (SP 800-38C A.1). */
+    if (q < sizeof(size_t) && (uint64_t)len >> (8 * q) != 0) return OSGP_ERR_DATA_LENGTH;
+    return OSGP_OK;
+}
+
+typedef struct {
+    const osgp_aes128_key *key;
+    uint8_t b0[16];
+    uint8_t ctr0[16];
+    uint8_t hdr[10];
+    size_t hdr_len;
+    const uint8_t *aad;
+    size_t aad_len;
+    const uint8_t *msg; /* plaintext */
+    size_t len;
+    size_t n_aad, nblocks;
+    uint8_t x[16]; /* CBC-MAC value */
+} ccm_lane;
+
+static void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonce,
+                      size_t nonce_len, const uint8_t *aad, size_t aad_len,
+                      const uint8_t *msg, size_t len, size_t tag_len)
+{
+    unsigned q = (unsigned)(15 - nonce_len), j;
+    uint64_t a = (uint64_t)aad_len;
+    L->key = k;
+    /* B0 (SP 800-38C A.2.1) */
+    L->b0[0] = (uint8_t)((aad_len ? 0x40 : 0) | (((tag_len - 2) / 2) << 3) | (q - 1));
+    memcpy(L->b0 + 1, nonce, nonce_len);
+    for (j = 0; j < q && j < 8; j++) L->b0[15 - j] = (uint8_t)((uint64_t)len >> (8 * j));
+    /* Ctr_0 (A.3): flags = q - 1, counter field zero */
+    memset(L->ctr0, 0, 16);
+    L->ctr0[0] = (uint8_t)(q - 1);
+    memcpy(L->ctr0 + 1, nonce, nonce_len);
+    /* enc(a) (A.2.2) */
+    if (aad_len == 0) {
+        L->hdr_len = 0;
+    } else if (a < 0xFF00u) {
+        L->hdr[0] = (uint8_t)(a >> 8);
+        L->hdr[1] = (uint8_t)a;
+        L->hdr_len = 2;
+    } else if (a >> 32 == 0) {
+        L->hdr[0] = 0xFF;
+        L->hdr[1] = 0xFE;
+        for (j = 0; j < 4; j++) L->hdr[2 + j] = (uint8_t)(a >> (24 - 8 * j));
+        L->hdr_len = 6;
+    } else {
+        L->hdr[0] = 0xFF;
+        L->hdr[1] = 0xFF;
+        for (j = 0; j < 8; j++) L->hdr[2 + j] = (uint8_t)(a >> (56 - 8 * j));
+        L->hdr_len = 10;
+    }
+    L->aad = aad;
+    L->aad_len = aad_len;
+    L->msg = msg;
+    L->len = len;
+    L->n_aad = aad_len ? (L->hdr_len + aad_len + 15) / 16 : 0;
+    L->nblocks = 1 + L->n_aad + (len + 15) / 16;
+    memset(L->x, 0, 16);
+}
+
+/* Block t of the formatted CBC-MAC input B0 || AAD part || payload part. */
+static void lane_block(const ccm_lane *L, size_t t, uint8_t out[16])
+{
+    size_t off, n;
+    if (t == 0) {
+        memcpy(out, L->b0, 16);
+        return;
+    }
+    t--;
+    if (t < L->n_aad) {
+        /* bytes [16t, 16t+16) of enc(a) || A, zero beyond */
+        size_t pos = 0;
+        off = 16 * t;
+        memset(out, 0, 16);
+        if (off < L->hdr_len) {
+            n = L->hdr_len - off;
+            memcpy(out, L->hdr + off, n);
+            pos = n;
+            off = 0;
+        } else {
+            off -= L->hdr_len;
+        }
+        if (off < L->aad_len) {
+            n = L->aad_len - off;
+            if (n > 16 - pos) n = 16 - pos;
+            memcpy(out + pos, L->aad + off, n);
+        }
+        return;
+    }
+    t -= L->n_aad;
+    off = 16 * t;
+    n = L->len - off;
+    if (n >= 16) {
+        memcpy(out, L->msg + off, 16);
+    } else {
+        memset(out, 0, 16);
+        memcpy(out, L->msg + off, n);
+    }
+}
+
+static inline void xor16(uint8_t *d, const uint8_t *a, const uint8_t *b)
+{
+    uint64_t u[2], v[2];
+    memcpy(u, a, 16);
+    memcpy(v, b, 16);
+    u[0] ^= v[0];
+    u[1] ^= v[1];
+    memcpy(d, u, 16);
+}
+
+/* CBC-MAC of n <= LANES lanes in lock step. */
+static void lanes_mac(ccm_lane *lanes, size_t n)
+{
+    uint8_t buf[LANES * 16], blk[16];
+    const osgp_aes128_key *kp[LANES];
+    size_t idx[LANES], t, maxb = 0, i, m;
+    for (i = 0; i < n; i++)
+        if (lanes[i].nblocks > maxb) maxb = lanes[i].nblocks;
+    for (t = 0; t < maxb; t++) {
+        m = 0;
+        for (i = 0; i < n; i++) {
+            if (t >= lanes[i].nblocks) continue;
+            lane_block(&lanes[i], t, blk);
+            xor16(buf + 16 * m, blk, lanes[i].x);
+            kp[m] = lanes[i].key;
+            idx[m++] = i;
+        }
+        osgp_aes128_encrypt_lanes(kp, buf, m);
+        for (i = 0; i < m; i++) memcpy(lanes[idx[i]].x, buf + 16 * i, 16);
+    }
+    osgp_wipe(buf, sizeof(buf));
+    osgp_wipe(blk, sizeof(blk));
+}
+
+/* Keystream queue: counter blocks of any lanes, encrypted 8 at a time, each
+ * XORed into its own destination. */
+typedef struct {
+    uint8_t blk[LANES * 16];
+    const osgp_aes128_key *k[LANES];
+    const uint8_t *src[LANES];
+    uint8_t *dst[LANES];
+    size_t n[LANES];
+    size_t m;
+} ks_queue;
+
+static void ksq_flush(ks_queue *Q)
+{
+    size_t i, j;
+    if (!Q->m) return;
+    osgp_aes128_encrypt_lanes(Q->k, Q->blk, Q->m);
+    for (i = 0; i < Q->m; i++) {
+        if (Q->n[i] == 16) {
+            xor16(Q->dst[i], Q->src[i], Q->blk + 16 * i);
+        } else {
+            for (j = 0; j < Q->n[i]; j++) Q->dst[i][j] = (uint8_t)(Q->src[i][j] ^ Q->blk[16 * i + j]);
+        }
+    }
+    Q->m = 0;
+}
+
+static void ksq_push(ks_queue *Q, const ccm_lane *L, uint64_t ctr, const uint8_t *src,
+                     uint8_t *dst, size_t n)
+{
+    unsigned q = (unsigned)(L->ctr0[0] + 1), j;
+    uint8_t *b = Q->blk + 16 * Q->m;
+    memcpy(b, L->ctr0, 16);
+    for (j = 0; j < q && j < 8; j++) b[15 - j] = (uint8_t)(ctr >> (8 * j));
+    Q->k[Q->m] = L->key;
+    Q->src[Q->m] = src;
+    Q->dst[Q->m] = dst;
+    Q->n[Q->m] = n;
+    if (++Q->m == LANES) ksq_flush(Q);
+}
+
+/* Payload CTR for a lane: Ctr_1 .. Ctr_m (SP 800-38C A.3). */
+static void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8_t *out,
+                        size_t len)
+{
+    size_t off;
+    uint64_t i = 1;
+    for (off = 0; off < len; off += 16, i++)
+        ksq_push(Q, L, i, in + off, out + off, len - off < 16 ? len - off : 16);
+}
+
+#if defined(CCM_HAVE_NI)
+#define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
+#define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
+
+static inline void ctr_fill(uint8_t *b, const uint8_t ctr0[16], unsigned q, uint64_t i)
+{
+    unsigned j;
+    memcpy(b, ctr0, 16);
+    for (j = 0; j < q && j < 8; j++) b[15 - j] = (uint8_t)(i >> (8 * j));
+}
+
+/* Single message on AES-NI: CBC-MAC and CTR interleaved two blocks a step.
+ * decrypt = 0: in is plaintext; 1: in is ciphertext (the keystream of block
+ * i+1 is computed together with the MAC of block i).  Writes the 16-byte
+ * masked tag T ^ S0 to tag. */
+static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out,
+                               int decrypt, uint8_t tag[16])
+{
+    __m128i rk[11], x, s0, ks;
+    uint8_t blk[16], cb[16];
+    unsigned q = (unsigned)(L->ctr0[0] + 1);
+    size_t t, off;
+    uint64_t i;
+    int r;
+    for (r = 0; r < 11; r++) rk[r] = LDU(L->key->rk + 16 * r);
+    /* B0 together with Ctr_0 */
+    x = _mm_xor_si128(LDU(L->b0), rk[0]);
+    s0 = _mm_xor_si128(LDU(L->ctr0), rk[0]);
+    for (r = 1; r < 10; r++) {
+        x = _mm_aesenc_si128(x, rk[r]);
+        s0 = _mm_aesenc_si128(s0, rk[r]);
+    }
+    x = _mm_aesenclast_si128(x, rk[10]);
+    s0 = _mm_aesenclast_si128(s0, rk[10]);
+    for (t = 1; t <= L->n_aad; t++) {
+        lane_block(L, t, blk);
+        x = _mm_xor_si128(x, LDU(blk));
+        x = _mm_xor_si128(x, rk[0]);
+        for (r = 1; r < 10; r++) x = _mm_aesenc_si128(x, rk[r]);
+        x = _mm_aesenclast_si128(x, rk[10]);
+    }
+    if (!decrypt) {
+        for (off = 0, i = 1; off < len; off += 16, i++) {
+            size_t n = len - off;
+            __m128i p, c;
+            if (n >= 16) {
+                p = LDU(in + off);
+            } else {
+                memset(blk, 0, 16);
+                memcpy(blk, in + off, n);
+                p = LDU(blk);
+            }
+            ctr_fill(cb, L->ctr0, q, i);
+            x = _mm_xor_si128(_mm_xor_si128(x, p), rk[0]);
+            c = _mm_xor_si128(LDU(cb), rk[0]);
+            for (r = 1; r < 10; r++) {
+                x = _mm_aesenc_si128(x, rk[r]);
+                c = _mm_aesenc_si128(c, rk[r]);
+            }
+            x = _mm_aesenclast_si128(x, rk[10]);
+            c = _mm_xor_si128(_mm_aesenclast_si128(c, rk[10]), p);
+            if (n >= 16) {
+                STU(out + off, c);
+            } else {
+                STU(blk, c);
+                memcpy(out + off, blk, n);
+            }
+        }
+    } else if (len) {
+        /* keystream of block 1 first */
+        ctr_fill(cb, L->ctr0, q, 1);
+        ks = _mm_xor_si128(LDU(cb), rk[0]);
+        for (r = 1; r < 10; r++) ks = _mm_aesenc_si128(ks, rk[r]);
+        ks = _mm_aesenclast_si128(ks, rk[10]);
+        for (off = 0, i = 2; off < len; off += 16, i++) {
+            size_t n = len - off;
+            __m128i p, nk;
+            if (n >= 16) {
+                p = _mm_xor_si128(LDU(in + off), ks);
+                STU(out + off, p);
+            } else {
+                memset(blk, 0, 16);
+                memcpy(blk, in + off, n);
+                STU(blk, _mm_xor_si128(LDU(blk), ks));
+                memcpy(out + off, blk, n);
+                memset(blk + n, 0, 16 - n);
+                p = LDU(blk);
+            }
+            ctr_fill(cb, L->ctr0, q, i);
+            x = _mm_xor_si128(_mm_xor_si128(x, p), rk[0]);
+            nk = _mm_xor_si128(LDU(cb), rk[0]);
+            for (r = 1; r < 10; r++) {
+                x = _mm_aesenc_si128(x, rk[r]);
+                nk = _mm_aesenc_si128(nk, rk[r]);
+            }
+            x = _mm_aesenclast_si128(x, rk[10]);
+            ks = _mm_aesenclast_si128(nk, rk[10]);
+        }
+    }
+    STU(tag, _mm_xor_si128(x, s0));
+    osgp_wipe(blk, sizeof(blk));
+}
+#endif
+
+/* Generic single-message path: MAC lane + keystream queue. */
+static void generic_ccm(ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out, int decrypt,
+                        uint8_t tag[16])
+{
+    ks_queue Q;
+    Q.m = 0;
+    if (decrypt) {
+        ksq_payload(&Q, L, in, out, len);
+        ksq_flush(&Q);
+        L->msg = out;
+    }
+    lanes_mac(L, 1);
+    if (!decrypt) ksq_payload(&Q, L, in, out, len);
+    ksq_push(&Q, L, 0, L->x, tag, 16);
+    ksq_flush(&Q);
+    osgp_wipe(&Q, sizeof(Q));
+}
+
+static void one_ccm(ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out, int decrypt,
+                    uint8_t tag[16])
+{
+#if defined(CCM_HAVE_NI)
+    if (osgp_cpu_features() & OSGP_CPU_AESNI) {
+        ni_ccm(L, in, len, out, decrypt, tag);
+        return;
+    }
+#endif
+    generic_ccm(L, in, len, out, decrypt, tag);
+}
+
+osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                          size_t tag_len, uint8_t *out)
+{
+    ccm_lane L;
+    uint8_t tag[16];
+    osgp_status st = osgp_ccm_check(nonce_len, tag_len, len);
+    if (st != OSGP_OK) return st;
+    lane_init(&L, k, nonce, nonce_len, aad, aad_len, in, len, tag_len);
+    one_ccm(&L, in, len, out, 0, tag);
+    memcpy(out + len, tag, tag_len);
+    osgp_wipe(&L, sizeof(L));
+    osgp_wipe(tag, sizeof(tag));
+    return OSGP_OK;
+}
+
+osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                          size_t tag_len, uint8_t *out)
+{
+    ccm_lane L;
+    uint8_t tag[16];
+    size_t plen;
+    int bad;
+    osgp_status st = osgp_ccm_check(nonce_len, tag_len, 0);
+    if (st != OSGP_OK) return st;
+    if (len < tag_len) return OSGP_ERR_AUTH;
+    plen = len - tag_len;
+    st = osgp_ccm_check(nonce_len, tag_len, plen);
+    if (st != OSGP_OK) return st;
+    lane_init(&L, k, nonce, nonce_len, aad, aad_len, out, plen, tag_len);
+    one_ccm(&L, in, plen, out, 1, tag);
+    bad = osgp_ct_compare(tag, in + plen, tag_len);
+    osgp_wipe(&L, sizeof(L));
+    osgp_wipe(tag, sizeof(tag));
+    if (bad) {
+        osgp_wipe(out, plen); /* never release unauthenticated plaintext */
+        return OSGP_ERR_AUTH;
+    }
+    return OSGP_OK;
+}
+
+osgp_status osgp_ccm_seal_batch(const osgp_aes128_key *const *keys,
+                                const uint8_t *const *nonces, size_t nonce_len,
+                                const uint8_t *const *aads, const size_t *aad_lens,
+                                const uint8_t *const *ins, const size_t *lens, size_t n,
+                                size_t tag_len, uint8_t *const *outs)
+{
+    ccm_lane L[LANES];
+    ks_queue Q;
+    size_t g, i, m;
+    osgp_status st = osgp_ccm_check(nonce_len, tag_len, 0);
+    if (st != OSGP_OK) return st;
+    for (i = 0; i < n; i++) {
+        st = osgp_ccm_check(nonce_len, tag_len, lens[i]);
+        if (st != OSGP_OK) return st;
+    }
+    Q.m = 0;
+    for (g = 0; g < n; g += LANES) {
+        m = n - g < LANES ? n - g : LANES;
+        for (i = 0; i < m; i++)
+            lane_init(&L[i], keys[g + i], nonces[g + i], nonce_len, aads ? aads[g + i] : NULL,
+                      aads ? aad_lens[g + i] : 0, ins[g + i], lens[g + i], tag_len);
+        lanes_mac(L, m);
+        for (i = 0; i < m; i++) {
+            ksq_push(&Q, &L[i], 0, L[i].x, outs[g + i] + lens[g + i], tag_len);
+            ksq_payload(&Q, &L[i], ins[g + i], outs[g + i], lens[g + i]);
+        }
+        /* The queue holds pointers to L[i].x: drain it before L is reused. */
+        ksq_flush(&Q);
+    }
+    osgp_wipe(L, sizeof(L));
+    osgp_wipe(&Q, sizeof(Q));
+    return OSGP_OK;
+}
+
+osgp_status osgp_ccm_open_batch(const osgp_aes128_key *const *keys,
+                                const uint8_t *const *nonces, size_t nonce_len,
+                                const uint8_t *const *aads, const size_t *aad_lens,
+                                const uint8_t *const *ins, const size_t *lens, size_t n,
+                                size_t tag_len, uint8_t *const *outs, uint8_t *ok)
+{
+    ccm_lane L[LANES];
+    uint8_t tags[LANES][16];
+    size_t gidx[LANES];
+    ks_queue Q;
+    size_t g, i, m, j;
+    osgp_status st = osgp_ccm_check(nonce_len, tag_len, 0);
+    if (st != OSGP_OK) return st;
+    Q.m = 0;
+    for (g = 0; g < n; g += LANES) {
+        size_t end = n - g < LANES ? n : g + LANES;
+        m = 0;
+        for (j = g; j < end; j++) {
+            /* A frame shorter than its tag or too long for q fails alone. */
+            if (lens[j] < tag_len || osgp_ccm_check(nonce_len, tag_len, lens[j] - tag_len)) {
+                ok[j] = 0;
+                continue;
+            }
+            lane_init(&L[m], keys[j], nonces[j], nonce_len, aads ? aads[j] : NULL,
+                      aads ? aad_lens[j] : 0, outs[j], lens[j] - tag_len, tag_len);
+            gidx[m++] = j;
+        }
+        for (i = 0; i < m; i++) ksq_payload(&Q, &L[i], ins[gidx[i]], outs[gidx[i]], L[i].len);
+        ksq_flush(&Q);
+        lanes_mac(L, m);
+        for (i = 0; i < m; i++) ksq_push(&Q, &L[i], 0, L[i].x, tags[i], 16);
+        ksq_flush(&Q);
+        for (i = 0; i < m; i++) {
+            j = gidx[i];
+            ok[j] = (uint8_t)(osgp_ct_compare(tags[i], ins[j] + L[i].len, tag_len) == 0);
+            if (!ok[j]) osgp_wipe(outs[j], L[i].len);
+        }
+    }
+    osgp_wipe(L, sizeof(L));
+    osgp_wipe(tags, sizeof(tags));
+    osgp_wipe(&Q, sizeof(Q));
+    return OSGP_OK;
+}

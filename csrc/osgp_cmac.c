@@ -1,0 +1,158 @@
+/*
+ * osgp_cmac.c - AES-128-CMAC (NIST SP 800-38B, RFC 4493) = OSGP_MAC of
+ * CLC/TS 50586 Annex F, and the counter-mode CMAC KDF in the GKDF shape of
+ * RFC 5433 section 4 (the KDF of EAP-GPSK, which the standard cites).
+ *
+ * SP 800-38B 6.2: M split into n = max(1, ceil(len/16)) blocks; a complete
+ * last block is XORed with K1, an incomplete (or empty) one is padded with
+ * 10* and XORed with K2; T = MSB_Tlen(C_n).  K1/K2 live in the expanded key.
+ */
+#include <string.h>
+
+#include "osgp.h"
+
+#define LANES 8
+
+void osgp_cmac_init(osgp_cmac_ctx *ctx, const osgp_aes128_key *k)
+{
+    ctx->key = k;
+    memset(ctx->x, 0, 16);
+    ctx->used = 0;
+}
+
+static void absorb(osgp_cmac_ctx *ctx, const uint8_t *blk)
+{
+    int i;
+    for (i = 0; i < 16; i++) ctx->x[i] ^= blk[i];
+    osgp_aes128_encrypt_blocks(ctx->key, ctx->x, 1, ctx->x);
+}
+
+void osgp_cmac_update(osgp_cmac_ctx *ctx, const uint8_t *in, size_t len)
+{
+    size_t n;
+    if (!len) return;
+    /* A full pending block is only absorbed once more data arrives: it may be
+     * the last block, which takes K1. */
+    if (ctx->used < 16) {
+        n = 16 - ctx->used;
+        if (n > len) n = len;
+        memcpy(ctx->buf + ctx->used, in, n);
+        ctx->used += n;
+        in += n;
+        len -= n;
+        if (!len) return;
+    }
+    absorb(ctx, ctx->buf);
+    while (len > 16) {
+        absorb(ctx, in);
+        in += 16;
+        len -= 16;
+    }
+    memcpy(ctx->buf, in, len);
+    ctx->used = len;
+}
+
+osgp_status osgp_cmac_final(osgp_cmac_ctx *ctx, uint8_t *out, size_t tag_len)
+{
+    size_t i;
+    if (tag_len < 1 || tag_len > 16) return OSGP_ERR_TAG_LENGTH;
+    if (ctx->used == 16) {
+        for (i = 0; i < 16; i++) ctx->buf[i] ^= ctx->key->k1[i];
+    } else {
+        ctx->buf[ctx->used] = 0x80;
+        for (i = ctx->used + 1; i < 16; i++) ctx->buf[i] = 0;
+        for (i = 0; i < 16; i++) ctx->buf[i] ^= ctx->key->k2[i];
+    }
+    absorb(ctx, ctx->buf);
+    memcpy(out, ctx->x, tag_len);
+    osgp_wipe(ctx, sizeof(*ctx));
+    return OSGP_OK;
+}
+
+osgp_status osgp_cmac(const osgp_aes128_key *k, const uint8_t *in, size_t len, uint8_t *out,
+                      size_t tag_len)
+{
+    osgp_cmac_ctx ctx;
+    if (tag_len < 1 || tag_len > 16) return OSGP_ERR_TAG_LENGTH;
+    osgp_cmac_init(&ctx, k);
+    osgp_cmac_update(&ctx, in, len);
+    return osgp_cmac_final(&ctx, out, tag_len);
+}
+
+/* Block t of message lane i (with the K1/K2 last-block rule) XORed into x. */
+static void cmac_block_xor(const osgp_aes128_key *k, const uint8_t *in, size_t len, size_t t,
+                           size_t nblocks, uint8_t *x)
+{
+    size_t off = 16 * t, i, n;
+    if (t + 1 < nblocks) {
+        for (i = 0; i < 16; i++) x[i] ^= in[off + i];
+        return;
+    }
+    n = len - off;
+    if (n == 16) {
+        for (i = 0; i < 16; i++) x[i] ^= (uint8_t)(in[off + i] ^ k->k1[i]);
+    } else {
+        for (i = 0; i < 16; i++) {
+            uint8_t b = i < n ? in[off + i] : (i == n ? 0x80 : 0);
+            x[i] ^= (uint8_t)(b ^ k->k2[i]);
+        }
+    }
+}
+
+osgp_status osgp_cmac_batch(const osgp_aes128_key *const *keys, const uint8_t *const *ins,
+                            const size_t *lens, size_t n, size_t tag_len, uint8_t *out)
+{
+    uint8_t x[LANES * 16], buf[LANES * 16];
+    const osgp_aes128_key *kp[LANES];
+    size_t nb[LANES], idx[LANES];
+    size_t g, i, m, a, t, maxb;
+    if (tag_len < 1 || tag_len > 16) return OSGP_ERR_TAG_LENGTH;
+    /* CBC chains of up to 8 messages in lock step. */
+    for (g = 0; g < n; g += LANES) {
+        m = n - g < LANES ? n - g : LANES;
+        maxb = 0;
+        for (i = 0; i < m; i++) {
+            nb[i] = lens[g + i] ? (lens[g + i] + 15) / 16 : 1;
+            if (nb[i] > maxb) maxb = nb[i];
+        }
+        memset(x, 0, sizeof(x));
+        for (t = 0; t < maxb; t++) {
+            a = 0;
+            for (i = 0; i < m; i++) {
+                if (t >= nb[i]) continue;
+                memcpy(buf + 16 * a, x + 16 * i, 16);
+                cmac_block_xor(keys[g + i], ins[g + i], lens[g + i], t, nb[i], buf + 16 * a);
+                kp[a] = keys[g + i];
+                idx[a++] = i;
+            }
+            osgp_aes128_encrypt_lanes(kp, buf, a);
+            for (i = 0; i < a; i++) memcpy(x + 16 * idx[i], buf + 16 * i, 16);
+        }
+        for (i = 0; i < m; i++) memcpy(out + (g + i) * tag_len, x + 16 * i, tag_len);
+    }
+    osgp_wipe(x, sizeof(x));
+    osgp_wipe(buf, sizeof(buf));
+    return OSGP_OK;
+}
+
+osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *in, size_t len, uint8_t *out,
+                          size_t out_len)
+{
+    osgp_cmac_ctx ctx;
+    uint8_t blk[16], ctr[2];
+    size_t i, nblocks = (out_len + 15) / 16;
+    if (nblocks > 0xFFFF) return OSGP_ERR_ARGUMENT; /* counter is 16 bits (RFC 5433 4) */
+    for (i = 1; i <= nblocks; i++) {
+        size_t take = out_len - 16 * (i - 1);
+        if (take > 16) take = 16;
+        ctr[0] = (uint8_t)(i >> 8);
+        ctr[1] = (uint8_t)i;
+        osgp_cmac_init(&ctx, k);
+        osgp_cmac_update(&ctx, ctr, 2);
+        osgp_cmac_update(&ctx, in, len);
+        osgp_cmac_final(&ctx, blk, 16);
+        memcpy(out + 16 * (i - 1), blk, take);
+    }
+    osgp_wipe(blk, sizeof(blk));
+    return OSGP_OK;
+}
