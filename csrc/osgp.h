@@ -120,12 +120,16 @@ void osgp_wipe(void *p, size_t len);
  * paths, so a key expanded once stays valid when the dispatch changes). */
 typedef struct {
     uint8_t rk[16 * (OSGP_AES128_ROUNDS + 1)];
-    uint8_t k1[16]; /* CMAC subkeys (SP 800-38B 6.1), filled by osgp_aes128_expand */
+    uint8_t k1[16]; /* CMAC subkeys (SP 800-38B 6.1), see osgp_cmac_subkeys */
     uint8_t k2[16];
+    uint8_t has_subkeys;
 } osgp_aes128_key;
 
-/* key_len must be 16; anything else gives OSGP_ERR_KEY_LENGTH. */
+/* Round keys only; key_len must be 16 (else OSGP_ERR_KEY_LENGTH). */
 osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t key_len);
+/* Fills k1/k2 (idempotent); every CMAC function needs them: call it once
+ * after osgp_aes128_expand for a key used with CMAC or the KDF. */
+void osgp_cmac_subkeys(osgp_aes128_key *k);
 void osgp_aes128_wipe(osgp_aes128_key *k);
 /* ECB over nblocks independent 16-byte blocks (in may equal out). */
 void osgp_aes128_encrypt_blocks(const osgp_aes128_key *k, const uint8_t *in, size_t nblocks,

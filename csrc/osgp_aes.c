@@ -434,8 +434,6 @@ const char *osgp_aes_path(void)
 
 osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t key_len)
 {
-    uint8_t l[16];
-    int i;
     if (key_len != OSGP_AES128_KEY_SIZE) return OSGP_ERR_KEY_LENGTH;
     switch (aes_path()) {
 #if defined(AES_HAVE_NI)
@@ -446,8 +444,19 @@ osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t ke
 #endif
     default: portable_expand(k, key); break;
     }
-    /* CMAC subkeys, SP 800-38B 6.1: L = E(0^128); K1 = L<<1 ^ (R if msb(L)),
+    memset(k->k1, 0, 16);
+    memset(k->k2, 0, 16);
+    k->has_subkeys = 0;
+    return OSGP_OK;
+}
+
+void osgp_cmac_subkeys(osgp_aes128_key *k)
+{
+    /* SP 800-38B 6.1: L = E(0^128); K1 = L<<1 ^ (R if msb(L)),
      * K2 = K1<<1 ^ (R if msb(K1)), R = 0^120 || 10000111. Constant time. */
+    uint8_t l[16];
+    int i;
+    if (k->has_subkeys) return;
     memset(l, 0, 16);
     osgp_aes128_encrypt_blocks(k, l, 1, l);
     for (i = 0; i < 16; i++)
@@ -456,8 +465,8 @@ osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t ke
     for (i = 0; i < 16; i++)
         k->k2[i] = (uint8_t)((k->k1[i] << 1) | (i < 15 ? k->k1[i + 1] >> 7 : 0));
     k->k2[15] ^= (uint8_t)(0x87 & (0u - (k->k1[0] >> 7)));
+    k->has_subkeys = 1;
     osgp_wipe(l, sizeof(l));
-    return OSGP_OK;
 }
 
 void osgp_aes128_wipe(osgp_aes128_key *k) { osgp_wipe(k, sizeof(*k)); }

@@ -223,12 +223,12 @@ static void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8
 #define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
 
-static inline void ctr_fill(uint8_t *b, const uint8_t ctr0[16], unsigned q, uint64_t i)
-{
-    unsigned j;
-    memcpy(b, ctr0, 16);
-    for (j = 0; j < q && j < 8; j++) b[15 - j] = (uint8_t)(i >> (8 * j));
-}
+/* Counter block i: Ctr_0 (counter field zero) OR i as a 64-bit big-endian
+ * number in bytes 8..15.  i < 2^(8q) (osgp_ccm_check), so the bytes above the
+ * q-byte counter field stay zero and the nonce is untouched.  Built in a
+ * register: no byte stores followed by a wide load. */
+#define NI_CTR(tmpl, i) \
+    _mm_or_si128((tmpl), _mm_set_epi64x((long long)__builtin_bswap64((uint64_t)(i)), 0))
 
 /* Single message on AES-NI: CBC-MAC and CTR interleaved two blocks a step.
  * decrypt = 0: in is plaintext; 1: in is ciphertext (the keystream of block
@@ -237,13 +237,13 @@ static inline void ctr_fill(uint8_t *b, const uint8_t ctr0[16], unsigned q, uint
 static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out,
                                int decrypt, uint8_t tag[16])
 {
-    __m128i rk[11], x, s0, ks;
-    uint8_t blk[16], cb[16];
-    unsigned q = (unsigned)(L->ctr0[0] + 1);
+    __m128i rk[11], x, s0, ks, tmpl;
+    uint8_t blk[16];
     size_t t, off;
     uint64_t i;
     int r;
     for (r = 0; r < 11; r++) rk[r] = LDU(L->key->rk + 16 * r);
+    tmpl = LDU(L->ctr0);
     /* B0 together with Ctr_0 */
     x = _mm_xor_si128(LDU(L->b0), rk[0]);
     s0 = _mm_xor_si128(LDU(L->ctr0), rk[0]);
@@ -271,9 +271,8 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
                 memcpy(blk, in + off, n);
                 p = LDU(blk);
             }
-            ctr_fill(cb, L->ctr0, q, i);
             x = _mm_xor_si128(_mm_xor_si128(x, p), rk[0]);
-            c = _mm_xor_si128(LDU(cb), rk[0]);
+            c = _mm_xor_si128(NI_CTR(tmpl, i), rk[0]);
             for (r = 1; r < 10; r++) {
                 x = _mm_aesenc_si128(x, rk[r]);
                 c = _mm_aesenc_si128(c, rk[r]);
@@ -289,8 +288,7 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
         }
     } else if (len) {
         /* keystream of block 1 first */
-        ctr_fill(cb, L->ctr0, q, 1);
-        ks = _mm_xor_si128(LDU(cb), rk[0]);
+        ks = _mm_xor_si128(NI_CTR(tmpl, 1), rk[0]);
         for (r = 1; r < 10; r++) ks = _mm_aesenc_si128(ks, rk[r]);
         ks = _mm_aesenclast_si128(ks, rk[10]);
         for (off = 0, i = 2; off < len; off += 16, i++) {
@@ -307,9 +305,8 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
                 memset(blk + n, 0, 16 - n);
                 p = LDU(blk);
             }
-            ctr_fill(cb, L->ctr0, q, i);
             x = _mm_xor_si128(_mm_xor_si128(x, p), rk[0]);
-            nk = _mm_xor_si128(LDU(cb), rk[0]);
+            nk = _mm_xor_si128(NI_CTR(tmpl, i), rk[0]);
             for (r = 1; r < 10; r++) {
                 x = _mm_aesenc_si128(x, rk[r]);
                 nk = _mm_aesenc_si128(nk, rk[r]);
@@ -319,6 +316,141 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
         }
     }
     STU(tag, _mm_xor_si128(x, s0));
+    osgp_wipe(blk, sizeof(blk));
+}
+/* A group of m <= LANES messages on AES-NI, fused lock step: at step t every
+ * lane contributes its CBC-MAC block t and the counter blocks that go with it
+ * (seal: Ctr_0 at t = 0 and the counter of payload block t; open: Ctr_0 at
+ * t = 0 and the keystream of block t+1, which the next step decrypts before
+ * MACing it).  Up to 3 blocks a lane, all in flight together. */
+enum { K_MAC, K_S0, K_OUT, K_KS };
+
+/* Fixed-width bodies (constant trip counts) so every state stays in a
+ * register and the rounds of the N blocks interleave. */
+#define NI_PTRS_BODY(N)                                                            \
+    do {                                                                           \
+        __m128i v[N];                                                              \
+        int r_, i_;                                                                \
+        for (i_ = 0; i_ < (N); i_++) v[i_] = _mm_xor_si128(s[i_], LDU(kp[i_]));    \
+        for (r_ = 1; r_ < 10; r_++)                                                \
+            for (i_ = 0; i_ < (N); i_++)                                           \
+                v[i_] = _mm_aesenc_si128(v[i_], LDU(kp[i_] + 16 * r_));            \
+        for (i_ = 0; i_ < (N); i_++) s[i_] = _mm_aesenclast_si128(v[i_], LDU(kp[i_] + 160)); \
+    } while (0)
+
+static CCM_NI_ATTR void ni_enc_ptrs(const uint8_t *const *kp, __m128i *s, size_t c)
+{
+    while (c >= 8) {
+        NI_PTRS_BODY(8);
+        kp += 8;
+        s += 8;
+        c -= 8;
+    }
+    if (c >= 4) {
+        NI_PTRS_BODY(4);
+        kp += 4;
+        s += 4;
+        c -= 4;
+    }
+    if (c >= 2) {
+        NI_PTRS_BODY(2);
+        kp += 2;
+        s += 2;
+        c -= 2;
+    }
+    if (c) NI_PTRS_BODY(1);
+}
+
+static CCM_NI_ATTR void ni_ccm_group(ccm_lane *L, size_t m, const uint8_t *const *ins,
+                                     uint8_t *const *outs, int decrypt, uint8_t (*tags)[16])
+{
+    __m128i xs[LANES], s0v[LANES], ksv[LANES], pv[LANES], s[3 * LANES];
+    const uint8_t *kp[3 * LANES];
+    uint8_t lane_of[3 * LANES], kind[3 * LANES];
+    uint8_t blk[16];
+    size_t t, maxb = 0, l, i, c;
+    for (l = 0; l < m; l++) {
+        xs[l] = _mm_setzero_si128();
+        ksv[l] = s0v[l] = pv[l] = xs[l];
+        if (L[l].nblocks > maxb) maxb = L[l].nblocks;
+    }
+    for (t = 0; t < maxb; t++) {
+        c = 0;
+        for (l = 0; l < m; l++) {
+            const ccm_lane *A = &L[l];
+            __m128i mi;
+            if (t >= A->nblocks) continue;
+            if (t == 0) {
+                mi = LDU(A->b0);
+            } else if (t <= A->n_aad) {
+                lane_block(A, t, blk);
+                mi = LDU(blk);
+            } else {
+                size_t j = t - A->n_aad, off = 16 * (j - 1), n = A->len - off;
+                __m128i v;
+                if (n >= 16) {
+                    v = LDU(ins[l] + off);
+                } else {
+                    memset(blk, 0, 16);
+                    memcpy(blk, ins[l] + off, n);
+                    v = LDU(blk);
+                }
+                if (!decrypt) {
+                    mi = pv[l] = v;
+                    s[c] = NI_CTR(LDU(A->ctr0), j);
+                    kp[c] = A->key->rk;
+                    lane_of[c] = (uint8_t)l;
+                    kind[c++] = K_OUT;
+                } else {
+                    mi = _mm_xor_si128(v, ksv[l]);
+                    if (n >= 16) {
+                        STU(outs[l] + off, mi);
+                    } else {
+                        STU(blk, mi);
+                        memcpy(outs[l] + off, blk, n);
+                        memset(blk + n, 0, 16 - n); /* MAC the zero-padded plaintext */
+                        mi = LDU(blk);
+                    }
+                }
+            }
+            s[c] = _mm_xor_si128(xs[l], mi);
+            kp[c] = A->key->rk;
+            lane_of[c] = (uint8_t)l;
+            kind[c++] = K_MAC;
+            if (t == 0) {
+                s[c] = LDU(A->ctr0);
+                kp[c] = A->key->rk;
+                lane_of[c] = (uint8_t)l;
+                kind[c++] = K_S0;
+            }
+            if (decrypt && t + 1 < A->nblocks && t + 1 > A->n_aad) {
+                s[c] = NI_CTR(LDU(A->ctr0), t + 1 - A->n_aad);
+                kp[c] = A->key->rk;
+                lane_of[c] = (uint8_t)l;
+                kind[c++] = K_KS;
+            }
+        }
+        ni_enc_ptrs(kp, s, c);
+        for (i = 0; i < c; i++) {
+            l = lane_of[i];
+            switch (kind[i]) {
+            case K_MAC: xs[l] = s[i]; break;
+            case K_S0: s0v[l] = s[i]; break;
+            case K_KS: ksv[l] = s[i]; break;
+            default: {
+                size_t off = 16 * (t - L[l].n_aad - 1), n = L[l].len - off;
+                __m128i o = _mm_xor_si128(s[i], pv[l]);
+                if (n >= 16) {
+                    STU(outs[l] + off, o);
+                } else {
+                    STU(blk, o);
+                    memcpy(outs[l] + off, blk, n);
+                }
+            }
+            }
+        }
+    }
+    for (l = 0; l < m; l++) STU(tags[l], _mm_xor_si128(xs[l], s0v[l]));
     osgp_wipe(blk, sizeof(blk));
 }
 #endif
@@ -416,6 +548,15 @@ osgp_status osgp_ccm_seal_batch(const osgp_aes128_key *const *keys,
         for (i = 0; i < m; i++)
             lane_init(&L[i], keys[g + i], nonces[g + i], nonce_len, aads ? aads[g + i] : NULL,
                       aads ? aad_lens[g + i] : 0, ins[g + i], lens[g + i], tag_len);
+#if defined(CCM_HAVE_NI)
+        if (osgp_cpu_features() & OSGP_CPU_AESNI) {
+            uint8_t tags[LANES][16];
+            ni_ccm_group(L, m, ins + g, outs + g, 0, tags);
+            for (i = 0; i < m; i++) memcpy(outs[g + i] + lens[g + i], tags[i], tag_len);
+            osgp_wipe(tags, sizeof(tags));
+            continue;
+        }
+#endif
         lanes_mac(L, m);
         for (i = 0; i < m; i++) {
             ksq_push(&Q, &L[i], 0, L[i].x, outs[g + i] + lens[g + i], tag_len);
@@ -456,11 +597,25 @@ osgp_status osgp_ccm_open_batch(const osgp_aes128_key *const *keys,
                       aads ? aad_lens[j] : 0, outs[j], lens[j] - tag_len, tag_len);
             gidx[m++] = j;
         }
-        for (i = 0; i < m; i++) ksq_payload(&Q, &L[i], ins[gidx[i]], outs[gidx[i]], L[i].len);
-        ksq_flush(&Q);
-        lanes_mac(L, m);
-        for (i = 0; i < m; i++) ksq_push(&Q, &L[i], 0, L[i].x, tags[i], 16);
-        ksq_flush(&Q);
+#if defined(CCM_HAVE_NI)
+        if (osgp_cpu_features() & OSGP_CPU_AESNI) {
+            const uint8_t *gi[LANES];
+            uint8_t *go[LANES];
+            for (i = 0; i < m; i++) {
+                gi[i] = ins[gidx[i]];
+                go[i] = outs[gidx[i]];
+            }
+            ni_ccm_group(L, m, gi, go, 1, tags);
+        } else
+#endif
+        {
+            for (i = 0; i < m; i++)
+                ksq_payload(&Q, &L[i], ins[gidx[i]], outs[gidx[i]], L[i].len);
+            ksq_flush(&Q);
+            lanes_mac(L, m);
+            for (i = 0; i < m; i++) ksq_push(&Q, &L[i], 0, L[i].x, tags[i], 16);
+            ksq_flush(&Q);
+        }
         for (i = 0; i < m; i++) {
             j = gidx[i];
             ok[j] = (uint8_t)(osgp_ct_compare(tags[i], ins[j] + L[i].len, tag_len) == 0);

@@ -13,6 +13,45 @@
 
 #define LANES 8
 
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define CMAC_HAVE_NI 1
+#include <immintrin.h>
+#include <wmmintrin.h>
+#define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
+#define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
+
+/* One-shot CMAC on AES-NI: the chaining value stays in a register. */
+static __attribute__((target("aes,sse2"))) void ni_cmac(const osgp_aes128_key *k,
+                                                         const uint8_t *in, size_t len,
+                                                         uint8_t tag[16])
+{
+    __m128i rk[11], x = _mm_setzero_si128(), last;
+    uint8_t blk[16];
+    size_t n = len ? (len + 15) / 16 : 1, i, rest;
+    int r;
+    for (r = 0; r < 11; r++) rk[r] = LDU(k->rk + 16 * r);
+    for (i = 0; i + 1 < n; i++) {
+        x = _mm_xor_si128(_mm_xor_si128(x, LDU(in + 16 * i)), rk[0]);
+        for (r = 1; r < 10; r++) x = _mm_aesenc_si128(x, rk[r]);
+        x = _mm_aesenclast_si128(x, rk[10]);
+    }
+    rest = len - 16 * (n - 1);
+    if (rest == 16) {
+        last = _mm_xor_si128(LDU(in + 16 * (n - 1)), LDU(k->k1));
+    } else {
+        memset(blk, 0, 16);
+        memcpy(blk, in + 16 * (n - 1), rest);
+        blk[rest] = 0x80;
+        last = _mm_xor_si128(LDU(blk), LDU(k->k2));
+    }
+    x = _mm_xor_si128(_mm_xor_si128(x, last), rk[0]);
+    for (r = 1; r < 10; r++) x = _mm_aesenc_si128(x, rk[r]);
+    STU(tag, _mm_aesenclast_si128(x, rk[10]));
+    osgp_wipe(blk, sizeof(blk));
+}
+#endif
+
+/* ctx->key must carry its subkeys (osgp_cmac_subkeys). */
 void osgp_cmac_init(osgp_cmac_ctx *ctx, const osgp_aes128_key *k)
 {
     ctx->key = k;
@@ -74,6 +113,23 @@ osgp_status osgp_cmac(const osgp_aes128_key *k, const uint8_t *in, size_t len, u
 {
     osgp_cmac_ctx ctx;
     if (tag_len < 1 || tag_len > 16) return OSGP_ERR_TAG_LENGTH;
+    if (!k->has_subkeys) { /* caller skipped osgp_cmac_subkeys: work on a copy */
+        osgp_aes128_key tmp = *k;
+        osgp_status st;
+        osgp_cmac_subkeys(&tmp);
+        st = osgp_cmac(&tmp, in, len, out, tag_len);
+        osgp_aes128_wipe(&tmp);
+        return st;
+    }
+#if defined(CMAC_HAVE_NI)
+    if (osgp_cpu_features() & OSGP_CPU_AESNI) {
+        uint8_t t[16];
+        ni_cmac(k, in, len, t);
+        memcpy(out, t, tag_len);
+        osgp_wipe(t, sizeof(t));
+        return OSGP_OK;
+    }
+#endif
     osgp_cmac_init(&ctx, k);
     osgp_cmac_update(&ctx, in, len);
     return osgp_cmac_final(&ctx, out, tag_len);
@@ -107,6 +163,8 @@ osgp_status osgp_cmac_batch(const osgp_aes128_key *const *keys, const uint8_t *c
     size_t nb[LANES], idx[LANES];
     size_t g, i, m, a, t, maxb;
     if (tag_len < 1 || tag_len > 16) return OSGP_ERR_TAG_LENGTH;
+    for (i = 0; i < n; i++)
+        if (!keys[i]->has_subkeys) return OSGP_ERR_ARGUMENT; /* see osgp_cmac_subkeys */
     /* CBC chains of up to 8 messages in lock step. */
     for (g = 0; g < n; g += LANES) {
         m = n - g < LANES ? n - g : LANES;
@@ -142,6 +200,7 @@ osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *in, size_t le
     uint8_t blk[16], ctr[2];
     size_t i, nblocks = (out_len + 15) / 16;
     if (nblocks > 0xFFFF) return OSGP_ERR_ARGUMENT; /* counter is 16 bits (RFC 5433 4) */
+    if (!k->has_subkeys) return OSGP_ERR_ARGUMENT;
     for (i = 1; i <= nblocks; i++) {
         size_t take = out_len - 16 * (i - 1);
         if (take > 16) take = 16;

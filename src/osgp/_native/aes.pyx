@@ -82,6 +82,7 @@ cdef class AesKey:
         in_acquire(key, &kb, "key")
         try:
             _raise(osgp_aes128_expand(&self.k, kb.ptr, kb.len), kb.len)
+            osgp_cmac_subkeys(&self.k)
         finally:
             in_release(&kb)
 
@@ -97,16 +98,16 @@ cdef class AesKey:
     key_size = 16
 
     def encrypt_block(self, block):
-        return encrypt_block(self, block)
+        return _encrypt_block(&self.k, block)
 
     def aes_cmac(self, data, Py_ssize_t tag_len=16):
-        return aes_cmac(self, data, tag_len)
+        return _cmac(&self.k, data, tag_len)
 
     def ccm_seal(self, nonce, plaintext, aad=b"", Py_ssize_t tag_len=8, *, out=None):
-        return ccm_seal(self, nonce, plaintext, aad, tag_len, out=out)
+        return _seal(&self.k, nonce, plaintext, aad, tag_len, out)
 
     def ccm_open(self, nonce, data, aad=b"", Py_ssize_t tag_len=8, *, out=None):
-        return ccm_open(self, nonce, data, aad, tag_len, out=out)
+        return _open(&self.k, nonce, data, aad, tag_len, out)
 
     def ccm_seal_many(self, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
         return ccm_seal_many(self, nonces, plaintexts, aads, tag_len)
@@ -118,11 +119,13 @@ cdef class AesKey:
         return cmac_many(self, messages, tag_len)
 
     def cmac_kdf(self, data, Py_ssize_t length):
-        return cmac_kdf(self, data, length)
+        return _kdf(&self.k, data, length)
 
 
-cdef inline const osgp_aes128_key *_key(object key, osgp_aes128_key *tmp) except NULL:
-    """The expanded key of an AesKey, or ``key`` (16 bytes) expanded into tmp."""
+cdef inline const osgp_aes128_key *_key(object key, osgp_aes128_key *tmp,
+                                        bint subkeys) except NULL:
+    """The expanded key of an AesKey, or ``key`` (16 bytes) expanded into tmp
+    (with the CMAC subkeys when ``subkeys``)."""
     cdef InBuf kb
     cdef osgp_status st
     if isinstance(key, AesKey):
@@ -131,24 +134,147 @@ cdef inline const osgp_aes128_key *_key(object key, osgp_aes128_key *tmp) except
     st = osgp_aes128_expand(tmp, kb.ptr, kb.len)
     in_release(&kb)
     _raise(st, kb.len)
+    if subkeys:
+        osgp_cmac_subkeys(tmp)
     return tmp
+
+
+cdef object _encrypt_block(const osgp_aes128_key *kp, block):
+    cdef InBuf b
+    in_acquire(block, &b, "block")
+    try:
+        if b.len != 16:
+            raise ConfigurationError(f"block must be 16 bytes, got {b.len}")
+        out = PyBytes_FromStringAndSize(NULL, 16)
+        osgp_aes128_encrypt_blocks(kp, b.ptr, 1, <uint8_t *>PyBytes_AS_STRING(out))
+        return out
+    finally:
+        in_release(&b)
+
+
+cdef object _cmac(const osgp_aes128_key *kp, data, Py_ssize_t tag_len):
+    cdef InBuf d
+    cdef uint8_t *op
+    _check_cmac_tag(tag_len)
+    in_acquire(data, &d, "data")
+    try:
+        out = PyBytes_FromStringAndSize(NULL, tag_len)
+        op = <uint8_t *>PyBytes_AS_STRING(out)
+        if d.len < _NOGIL_THRESHOLD:
+            osgp_cmac(kp, d.ptr, d.len, op, tag_len)
+        else:
+            with nogil:
+                osgp_cmac(kp, d.ptr, d.len, op, tag_len)
+        return out
+    finally:
+        in_release(&d)
+
+
+cdef object _kdf(const osgp_aes128_key *kp, data, Py_ssize_t length):
+    cdef InBuf d
+    if length < 0 or length > 0xFFFF * 16:
+        raise ConfigurationError(f"KDF output length must be 0 to {0xFFFF * 16}, got {length}")
+    in_acquire(data, &d, "data")
+    try:
+        out = PyBytes_FromStringAndSize(NULL, length)
+        osgp_cmac_kdf(kp, d.ptr, d.len, <uint8_t *>PyBytes_AS_STRING(out), length)
+        return out
+    finally:
+        in_release(&d)
+
+
+cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t tag_len, out):
+    cdef InBuf n, p, a
+    cdef Py_buffer ov
+    cdef uint8_t *op
+    cdef osgp_status st
+    in_acquire(nonce, &n, "nonce")
+    try:
+        in_acquire(plaintext, &p, "plaintext")
+        try:
+            in_acquire(aad, &a, "aad")
+            try:
+                _check_ccm(n.len, tag_len, p.len)
+                if out is None:
+                    res = PyBytes_FromStringAndSize(NULL, p.len + tag_len)
+                    op = <uint8_t *>PyBytes_AS_STRING(res)
+                else:
+                    out_acquire(out, &ov, p.len + tag_len, "out")
+                    op = <uint8_t *>ov.buf
+                    res = out
+                try:
+                    if p.len + a.len < _NOGIL_THRESHOLD:
+                        st = osgp_ccm_seal(kp, n.ptr, n.len, a.ptr, a.len, p.ptr, p.len,
+                                           tag_len, op)
+                    else:
+                        with nogil:
+                            st = osgp_ccm_seal(kp, n.ptr, n.len, a.ptr, a.len, p.ptr, p.len,
+                                               tag_len, op)
+                finally:
+                    if out is not None:
+                        PyBuffer_Release(&ov)
+                _raise(st, p.len, n.len)
+                return res
+            finally:
+                in_release(&a)
+        finally:
+            in_release(&p)
+    finally:
+        in_release(&n)
+
+
+cdef object _open(const osgp_aes128_key *kp, nonce, data, aad, Py_ssize_t tag_len, out):
+    cdef InBuf n, d, a
+    cdef Py_buffer ov
+    cdef uint8_t *op
+    cdef Py_ssize_t plen
+    cdef osgp_status st
+    in_acquire(nonce, &n, "nonce")
+    try:
+        in_acquire(data, &d, "data")
+        try:
+            in_acquire(aad, &a, "aad")
+            try:
+                _check_ccm(n.len, tag_len, -1)
+                if d.len < tag_len:
+                    raise AuthenticationError(
+                        f"CCM data of {d.len} bytes is shorter than the {tag_len}-byte tag")
+                plen = d.len - tag_len
+                _check_ccm(n.len, tag_len, plen)
+                if out is None:
+                    res = PyBytes_FromStringAndSize(NULL, plen)
+                    op = <uint8_t *>PyBytes_AS_STRING(res)
+                else:
+                    out_acquire(out, &ov, plen, "out")
+                    op = <uint8_t *>ov.buf
+                    res = out
+                try:
+                    if d.len + a.len < _NOGIL_THRESHOLD:
+                        st = osgp_ccm_open(kp, n.ptr, n.len, a.ptr, a.len, d.ptr, d.len,
+                                           tag_len, op)
+                    else:
+                        with nogil:
+                            st = osgp_ccm_open(kp, n.ptr, n.len, a.ptr, a.len, d.ptr, d.len,
+                                               tag_len, op)
+                finally:
+                    if out is not None:
+                        PyBuffer_Release(&ov)
+                _raise(st, plen, n.len)
+                return res
+            finally:
+                in_release(&a)
+        finally:
+            in_release(&d)
+    finally:
+        in_release(&n)
 
 
 def encrypt_block(key, block):
     """AES-128 encryption of one 16-byte block (FIPS-197)."""
     cdef osgp_aes128_key tmp
-    cdef const osgp_aes128_key *kp = _key(key, &tmp)
-    cdef InBuf b
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, False)
     try:
-        in_acquire(block, &b, "block")
-        try:
-            if b.len != 16:
-                raise ConfigurationError(f"block must be 16 bytes, got {b.len}")
-            out = PyBytes_FromStringAndSize(NULL, 16)
-            osgp_aes128_encrypt_blocks(kp, b.ptr, 1, <uint8_t *>PyBytes_AS_STRING(out))
-            return out
-        finally:
-            in_release(&b)
+        return _encrypt_block(kp, block)
     finally:
         if kp == &tmp:
             osgp_aes128_wipe(&tmp)
@@ -158,23 +284,9 @@ def aes_cmac(key, data, Py_ssize_t tag_len=16):
     """AES-CMAC (SP 800-38B, RFC 4493) of ``data``, truncated to ``tag_len``
     (1..16) bytes."""
     cdef osgp_aes128_key tmp
-    cdef const osgp_aes128_key *kp = _key(key, &tmp)
-    cdef InBuf d
-    cdef uint8_t *op
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, True)
     try:
-        _check_cmac_tag(tag_len)
-        in_acquire(data, &d, "data")
-        try:
-            out = PyBytes_FromStringAndSize(NULL, tag_len)
-            op = <uint8_t *>PyBytes_AS_STRING(out)
-            if d.len < _NOGIL_THRESHOLD:
-                osgp_cmac(kp, d.ptr, d.len, op, tag_len)
-            else:
-                with nogil:
-                    osgp_cmac(kp, d.ptr, d.len, op, tag_len)
-            return out
-        finally:
-            in_release(&d)
+        return _cmac(kp, data, tag_len)
     finally:
         if kp == &tmp:
             osgp_aes128_wipe(&tmp)
@@ -184,18 +296,9 @@ def cmac_kdf(key, data, Py_ssize_t length):
     """GKDF-length(key, data) of RFC 5433 s.4: CMAC(key, i (2 bytes BE) || data)
     for i = 1, 2, ... concatenated and truncated to ``length`` bytes."""
     cdef osgp_aes128_key tmp
-    cdef const osgp_aes128_key *kp = _key(key, &tmp)
-    cdef InBuf d
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, True)
     try:
-        if length < 0 or length > 0xFFFF * 16:
-            raise ConfigurationError(f"KDF output length must be 0 to {0xFFFF * 16}, got {length}")
-        in_acquire(data, &d, "data")
-        try:
-            out = PyBytes_FromStringAndSize(NULL, length)
-            osgp_cmac_kdf(kp, d.ptr, d.len, <uint8_t *>PyBytes_AS_STRING(out), length)
-            return out
-        finally:
-            in_release(&d)
+        return _kdf(kp, data, length)
     finally:
         if kp == &tmp:
             osgp_aes128_wipe(&tmp)
@@ -207,45 +310,9 @@ def ccm_seal(key, nonce, plaintext, aad=b"", Py_ssize_t tag_len=8, *, out=None):
     of exactly len(plaintext) + tag_len bytes) the result is written there and
     ``out`` is returned."""
     cdef osgp_aes128_key tmp
-    cdef const osgp_aes128_key *kp = _key(key, &tmp)
-    cdef InBuf n, p, a
-    cdef Py_buffer ov
-    cdef uint8_t *op
-    cdef osgp_status st
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, False)
     try:
-        in_acquire(nonce, &n, "nonce")
-        try:
-            in_acquire(plaintext, &p, "plaintext")
-            try:
-                in_acquire(aad, &a, "aad")
-                try:
-                    _check_ccm(n.len, tag_len, p.len)
-                    if out is None:
-                        res = PyBytes_FromStringAndSize(NULL, p.len + tag_len)
-                        op = <uint8_t *>PyBytes_AS_STRING(res)
-                    else:
-                        out_acquire(out, &ov, p.len + tag_len, "out")
-                        op = <uint8_t *>ov.buf
-                        res = out
-                    try:
-                        if p.len + a.len < _NOGIL_THRESHOLD:
-                            st = osgp_ccm_seal(kp, n.ptr, n.len, a.ptr, a.len, p.ptr, p.len,
-                                               tag_len, op)
-                        else:
-                            with nogil:
-                                st = osgp_ccm_seal(kp, n.ptr, n.len, a.ptr, a.len, p.ptr, p.len,
-                                                   tag_len, op)
-                    finally:
-                        if out is not None:
-                            PyBuffer_Release(&ov)
-                    _raise(st, p.len, n.len)
-                    return res
-                finally:
-                    in_release(&a)
-            finally:
-                in_release(&p)
-        finally:
-            in_release(&n)
+        return _seal(kp, nonce, plaintext, aad, tag_len, out)
     finally:
         if kp == &tmp:
             osgp_aes128_wipe(&tmp)
@@ -257,51 +324,9 @@ def ccm_open(key, nonce, data, aad=b"", Py_ssize_t tag_len=8, *, out=None):
     ``out`` (exactly len(data) - tag_len bytes) the plaintext is written there
     (and zeroed again when the tag is bad)."""
     cdef osgp_aes128_key tmp
-    cdef const osgp_aes128_key *kp = _key(key, &tmp)
-    cdef InBuf n, d, a
-    cdef Py_buffer ov
-    cdef uint8_t *op
-    cdef Py_ssize_t plen
-    cdef osgp_status st
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, False)
     try:
-        in_acquire(nonce, &n, "nonce")
-        try:
-            in_acquire(data, &d, "data")
-            try:
-                in_acquire(aad, &a, "aad")
-                try:
-                    _check_ccm(n.len, tag_len, -1)
-                    if d.len < tag_len:
-                        raise AuthenticationError(
-                            f"CCM data of {d.len} bytes is shorter than the {tag_len}-byte tag")
-                    plen = d.len - tag_len
-                    _check_ccm(n.len, tag_len, plen)
-                    if out is None:
-                        res = PyBytes_FromStringAndSize(NULL, plen)
-                        op = <uint8_t *>PyBytes_AS_STRING(res)
-                    else:
-                        out_acquire(out, &ov, plen, "out")
-                        op = <uint8_t *>ov.buf
-                        res = out
-                    try:
-                        if d.len + a.len < _NOGIL_THRESHOLD:
-                            st = osgp_ccm_open(kp, n.ptr, n.len, a.ptr, a.len, d.ptr, d.len,
-                                               tag_len, op)
-                        else:
-                            with nogil:
-                                st = osgp_ccm_open(kp, n.ptr, n.len, a.ptr, a.len, d.ptr, d.len,
-                                                   tag_len, op)
-                    finally:
-                        if out is not None:
-                            PyBuffer_Release(&ov)
-                    _raise(st, plen, n.len)
-                    return res
-                finally:
-                    in_release(&a)
-            finally:
-                in_release(&d)
-        finally:
-            in_release(&n)
+        return _open(kp, nonce, data, aad, tag_len, out)
     finally:
         if kp == &tmp:
             osgp_aes128_wipe(&tmp)
@@ -334,6 +359,7 @@ cdef class _Batch:
     cdef size_t *ilen
     cdef uint8_t **op
     cdef object keep             # keeps AesKey objects alive
+    cdef bint subkeys            # expand CMAC subkeys too
 
     def __cinit__(self, Py_ssize_t n):
         self.n = n
@@ -389,6 +415,8 @@ cdef class _Batch:
         k = &self.own[self.nown]
         _raise(osgp_aes128_expand(k, b.ptr, b.len), b.len)
         self.nown += 1
+        if self.subkeys:
+            osgp_cmac_subkeys(k)
         return k
 
     cdef int keys(self, object keys) except -1:
@@ -527,6 +555,7 @@ def cmac_many(keys, messages, Py_ssize_t tag_len=16):
     cdef _Batch B = _Batch(n)
     cdef uint8_t *op
     _check_cmac_tag(tag_len)
+    B.subkeys = True
     B.keys(keys)
     B.inputs(msgs)
     out = PyBytes_FromStringAndSize(NULL, n * tag_len)
@@ -592,6 +621,8 @@ cdef int _packed_common(_Batch B, key, Py_ssize_t n, key_size, nonces, Py_ssize_
         for i in range(n):
             _raise(osgp_aes128_expand(&B.own[i], kb.ptr + 16 * i, 16), 16)
             B.nown += 1
+            if B.subkeys:
+                osgp_cmac_subkeys(&B.own[i])
             B.kp[i] = &B.own[i]
     nb = B.acquire(nonces, "nonces")
     if n == 0:
@@ -729,6 +760,7 @@ def cmac_packed(key, data, offsets, *, Py_ssize_t tag_len=16, key_size=None, out
     mo = _Offsets(offsets, db.len, "offsets")
     n = mo.n
     B = _Batch(n)
+    B.subkeys = True
     _packed_common(B, key, n, key_size, b"", &nl, None, None)
     if out is None:
         out = bytearray(n * tag_len)

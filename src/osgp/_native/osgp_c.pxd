@@ -58,7 +58,9 @@ cdef extern from "osgp.h" nogil:
         uint8_t rk[176]
         uint8_t k1[16]
         uint8_t k2[16]
+        uint8_t has_subkeys
     osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t key_len)
+    void osgp_cmac_subkeys(osgp_aes128_key *k)
     void osgp_aes128_wipe(osgp_aes128_key *k)
     void osgp_aes128_encrypt_blocks(const osgp_aes128_key *k, const uint8_t *data,
                                     size_t nblocks, uint8_t *out)
