@@ -244,15 +244,18 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
     int r;
     for (r = 0; r < 11; r++) rk[r] = LDU(L->key->rk + 16 * r);
     tmpl = LDU(L->ctr0);
-    /* B0 together with Ctr_0 */
+    /* B0 together with Ctr_0 (and, when opening, the keystream of block 1) */
     x = _mm_xor_si128(LDU(L->b0), rk[0]);
-    s0 = _mm_xor_si128(LDU(L->ctr0), rk[0]);
+    s0 = _mm_xor_si128(tmpl, rk[0]);
+    ks = _mm_xor_si128(NI_CTR(tmpl, 1), rk[0]);
     for (r = 1; r < 10; r++) {
         x = _mm_aesenc_si128(x, rk[r]);
         s0 = _mm_aesenc_si128(s0, rk[r]);
+        ks = _mm_aesenc_si128(ks, rk[r]);
     }
     x = _mm_aesenclast_si128(x, rk[10]);
     s0 = _mm_aesenclast_si128(s0, rk[10]);
+    ks = _mm_aesenclast_si128(ks, rk[10]);
     for (t = 1; t <= L->n_aad; t++) {
         lane_block(L, t, blk);
         x = _mm_xor_si128(x, LDU(blk));
@@ -287,10 +290,6 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
             }
         }
     } else if (len) {
-        /* keystream of block 1 first */
-        ks = _mm_xor_si128(NI_CTR(tmpl, 1), rk[0]);
-        for (r = 1; r < 10; r++) ks = _mm_aesenc_si128(ks, rk[r]);
-        ks = _mm_aesenclast_si128(ks, rk[10]);
         for (off = 0, i = 2; off < len; off += 16, i++) {
             size_t n = len - off;
             __m128i p, nk;

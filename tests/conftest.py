@@ -53,3 +53,23 @@ def pytest_report_header(config):
 
     mode = "native" if osgp.native else "reference (pure Python)"
     return f"osgp kernels: {mode}; OSGP_NO_EXTENSIONS={os.environ.get('OSGP_NO_EXTENSIONS', '')!r}"
+
+
+# ==== AES family (osgp._native.aes / osgp._reference.aes) ====
+@pytest.fixture(params=implementations("aes"))
+def aes(request):
+    return request.param
+
+
+@pytest.fixture
+def aes_native():
+    mod = _backend.native_module("aes")
+    if mod is None:
+        pytest.skip("native extensions disabled or not built")
+    return mod
+
+
+@pytest.fixture
+def aes_ref():
+    return _backend.reference("aes")
+# ==== end AES ====
