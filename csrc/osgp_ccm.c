@@ -60,14 +60,14 @@ static void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonc
     unsigned q = (unsigned)(15 - nonce_len), j;
     uint64_t a = (uint64_t)aad_len;
     L->key = k;
-    /* B0 (SP 800-38C A.2.1) */
-    L->b0[0] = (uint8_t)((aad_len ? 0x40 : 0) | (((tag_len - 2) / 2) << 3) | (q - 1));
-    memcpy(L->b0 + 1, nonce, nonce_len);
-    for (j = 0; j < q && j < 8; j++) L->b0[15 - j] = (uint8_t)((uint64_t)len >> (8 * j));
-    /* Ctr_0 (A.3): flags = q - 1, counter field zero */
-    memset(L->ctr0, 0, 16);
+    /* Ctr_0 (A.3): flags = q - 1, nonce, counter field zero.  Byte loops
+     * rather than variable-length memcpy calls: this runs once a message. */
     L->ctr0[0] = (uint8_t)(q - 1);
-    memcpy(L->ctr0 + 1, nonce, nonce_len);
+    for (j = 0; j < 15; j++) L->ctr0[1 + j] = j < nonce_len ? nonce[j] : 0;
+    /* B0 (A.2.1): flags = 64*Adata + 8*((t-2)/2) + (q-1), nonce, Q = len (q bytes BE) */
+    memcpy(L->b0, L->ctr0, 16);
+    L->b0[0] = (uint8_t)((aad_len ? 0x40 : 0) | (((tag_len - 2) / 2) << 3) | (q - 1));
+    for (j = 0; j < q && j < 8; j++) L->b0[15 - j] = (uint8_t)((uint64_t)len >> (8 * j));
     /* enc(a) (A.2.2) */
     if (aad_len == 0) {
         L->hdr_len = 0;

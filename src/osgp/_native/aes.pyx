@@ -558,11 +558,14 @@ def cmac_many(keys, messages, Py_ssize_t tag_len=16):
     B.subkeys = True
     B.keys(keys)
     B.inputs(msgs)
-    out = PyBytes_FromStringAndSize(NULL, n * tag_len)
-    op = <uint8_t *>PyBytes_AS_STRING(out)
+    buf = PyBytes_FromStringAndSize(NULL, n * tag_len)
+    op = <uint8_t *>PyBytes_AS_STRING(buf)
     with nogil:
         osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, op)
-    return [out[i * tag_len:(i + 1) * tag_len] for i in range(n)]
+    outs = []
+    for i in range(n):
+        outs.append(PyBytes_FromStringAndSize(<char *>op + i * tag_len, tag_len))
+    return outs
 
 
 # ---- packed-buffer forms ---------------------------------------------------------
