@@ -60,12 +60,29 @@ static void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonc
     unsigned q = (unsigned)(15 - nonce_len), j;
     uint64_t a = (uint64_t)aad_len;
     L->key = k;
-    /* Ctr_0 (A.3): flags = q - 1, nonce, counter field zero.  Byte loops
-     * rather than variable-length memcpy calls: this runs once a message. */
+    /* Ctr_0 (A.3): flags = q - 1, nonce, counter field zero. */
+    memset(L->ctr0, 0, 16);
     L->ctr0[0] = (uint8_t)(q - 1);
-    for (j = 0; j < 15; j++) L->ctr0[1 + j] = j < nonce_len ? nonce[j] : 0;
+    switch (nonce_len) { /* constant sizes: inlined copies */
+    case 7: memcpy(L->ctr0 + 1, nonce, 7); break;
+    case 8: memcpy(L->ctr0 + 1, nonce, 8); break;
+    case 9: memcpy(L->ctr0 + 1, nonce, 9); break;
+    case 10: memcpy(L->ctr0 + 1, nonce, 10); break;
+    case 11: memcpy(L->ctr0 + 1, nonce, 11); break;
+    case 12: memcpy(L->ctr0 + 1, nonce, 12); break;
+    default: memcpy(L->ctr0 + 1, nonce, 13); break; /* 13 (checked by the callers) */
+    }
     /* B0 (A.2.1): flags = 64*Adata + 8*((t-2)/2) + (q-1), nonce, Q = len (q bytes BE) */
-    memcpy(L->b0, L->ctr0, 16);
+    memset(L->b0, 0, 16);
+    switch (nonce_len) {
+    case 7: memcpy(L->b0 + 1, nonce, 7); break;
+    case 8: memcpy(L->b0 + 1, nonce, 8); break;
+    case 9: memcpy(L->b0 + 1, nonce, 9); break;
+    case 10: memcpy(L->b0 + 1, nonce, 10); break;
+    case 11: memcpy(L->b0 + 1, nonce, 11); break;
+    case 12: memcpy(L->b0 + 1, nonce, 12); break;
+    default: memcpy(L->b0 + 1, nonce, 13); break;
+    }
     L->b0[0] = (uint8_t)((aad_len ? 0x40 : 0) | (((tag_len - 2) / 2) << 3) | (q - 1));
     for (j = 0; j < q && j < 8; j++) L->b0[15 - j] = (uint8_t)((uint64_t)len >> (8 * j));
     /* enc(a) (A.2.2) */
@@ -317,6 +334,100 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
     STU(tag, _mm_xor_si128(x, s0));
     osgp_wipe(blk, sizeof(blk));
 }
+/* Uniform group on AES-NI: exactly LANES messages, no AAD, one payload length
+ * (>= 1 byte), keys may differ.  Every step runs 2 blocks a lane (16 in
+ * flight) with constant trip counts and no per-block bookkeeping:
+ *   step 0:  MAC(B0)  and  E(Ctr_0) (seal) / E(Ctr_1) (open)
+ *   step j:  MAC(P_j) and  E(Ctr_j) -> C_j = P_j ^ E (seal)
+ *                           E(Ctr_j+1) -> next keystream, or E(Ctr_0) at the end (open)
+ * where on open P_j = C_j ^ keystream of the previous step. */
+static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *ins,
+                                       uint8_t *const *outs, int decrypt, uint8_t (*tags)[16])
+{
+    const uint8_t *k[LANES];
+    __m128i x[LANES], e[LANES], s0[LANES], tm[LANES], p[LANES];
+    uint8_t blk[16];
+    size_t len = L[0].len, nb = (len + 15) / 16, j, l, n;
+    int r;
+    for (l = 0; l < LANES; l++) {
+        k[l] = L[l].key->rk;
+        tm[l] = LDU(L[l].ctr0);
+        x[l] = _mm_xor_si128(LDU(L[l].b0), LDU(k[l]));
+        e[l] = _mm_xor_si128(decrypt ? NI_CTR(tm[l], 1) : tm[l], LDU(k[l]));
+    }
+    for (r = 1; r < 10; r++)
+        for (l = 0; l < LANES; l++) {
+            x[l] = _mm_aesenc_si128(x[l], LDU(k[l] + 16 * r));
+            e[l] = _mm_aesenc_si128(e[l], LDU(k[l] + 16 * r));
+        }
+    for (l = 0; l < LANES; l++) {
+        x[l] = _mm_aesenclast_si128(x[l], LDU(k[l] + 160));
+        e[l] = _mm_aesenclast_si128(e[l], LDU(k[l] + 160));
+        s0[l] = e[l]; /* seal: S0; open: keystream of block 1 (S0 comes last) */
+    }
+    for (j = 1; j <= nb; j++) {
+        size_t off = 16 * (j - 1);
+        n = len - off < 16 ? len - off : 16;
+        for (l = 0; l < LANES; l++) {
+            __m128i v;
+            if (n == 16) {
+                v = LDU(ins[l] + off);
+            } else {
+                memset(blk, 0, 16);
+                memcpy(blk, ins[l] + off, n);
+                v = LDU(blk);
+            }
+            if (decrypt) {
+                v = _mm_xor_si128(v, e[l]); /* plaintext block */
+                if (n == 16) {
+                    STU(outs[l] + off, v);
+                } else {
+                    STU(blk, v);
+                    memcpy(outs[l] + off, blk, n);
+                    memset(blk + n, 0, 16 - n);
+                    v = LDU(blk);
+                }
+                e[l] = j < nb ? NI_CTR(tm[l], j + 1) : tm[l];
+            } else {
+                e[l] = NI_CTR(tm[l], j);
+            }
+            p[l] = v;
+            x[l] = _mm_xor_si128(_mm_xor_si128(x[l], v), LDU(k[l]));
+            e[l] = _mm_xor_si128(e[l], LDU(k[l]));
+        }
+        for (r = 1; r < 10; r++)
+            for (l = 0; l < LANES; l++) {
+                x[l] = _mm_aesenc_si128(x[l], LDU(k[l] + 16 * r));
+                e[l] = _mm_aesenc_si128(e[l], LDU(k[l] + 16 * r));
+            }
+        for (l = 0; l < LANES; l++) {
+            x[l] = _mm_aesenclast_si128(x[l], LDU(k[l] + 160));
+            e[l] = _mm_aesenclast_si128(e[l], LDU(k[l] + 160));
+            if (!decrypt) {
+                __m128i c = _mm_xor_si128(e[l], p[l]);
+                if (n == 16) {
+                    STU(outs[l] + off, c);
+                } else {
+                    STU(blk, c);
+                    memcpy(outs[l] + off, blk, n);
+                }
+            }
+        }
+    }
+    for (l = 0; l < LANES; l++)
+        STU(tags[l], _mm_xor_si128(x[l], decrypt ? e[l] : s0[l]));
+    osgp_wipe(blk, sizeof(blk));
+}
+
+static int group_is_uniform(const ccm_lane *L, size_t m)
+{
+    size_t l;
+    if (m != LANES || L[0].len == 0) return 0;
+    for (l = 0; l < m; l++)
+        if (L[l].n_aad || L[l].len != L[0].len) return 0;
+    return 1;
+}
+
 /* A group of m <= LANES messages on AES-NI, fused lock step: at step t every
  * lane contributes its CBC-MAC block t and the counter blocks that go with it
  * (seal: Ctr_0 at t = 0 and the counter of payload block t; open: Ctr_0 at
@@ -550,7 +661,10 @@ osgp_status osgp_ccm_seal_batch(const osgp_aes128_key *const *keys,
 #if defined(CCM_HAVE_NI)
         if (osgp_cpu_features() & OSGP_CPU_AESNI) {
             uint8_t tags[LANES][16];
-            ni_ccm_group(L, m, ins + g, outs + g, 0, tags);
+            if (group_is_uniform(L, m))
+                ni_ccm_uniform(L, ins + g, outs + g, 0, tags);
+            else
+                ni_ccm_group(L, m, ins + g, outs + g, 0, tags);
             for (i = 0; i < m; i++) memcpy(outs[g + i] + lens[g + i], tags[i], tag_len);
             osgp_wipe(tags, sizeof(tags));
             continue;
@@ -604,7 +718,10 @@ osgp_status osgp_ccm_open_batch(const osgp_aes128_key *const *keys,
                 gi[i] = ins[gidx[i]];
                 go[i] = outs[gidx[i]];
             }
-            ni_ccm_group(L, m, gi, go, 1, tags);
+            if (group_is_uniform(L, m))
+                ni_ccm_uniform(L, gi, go, 1, tags);
+            else
+                ni_ccm_group(L, m, gi, go, 1, tags);
         } else
 #endif
         {
