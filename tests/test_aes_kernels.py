@@ -643,3 +643,28 @@ def test_implementations_fixture_lists_twin():
     ids = [p.id for p in implementations("aes")]
     assert "reference" in ids
     assert ("native" in ids) == (not NO_EXTENSIONS and _backend.native_module("aes") is not None)
+
+
+@pytest.mark.parametrize("size", [1, 15, 16, 17, 32, 33, 100, 255])
+def test_batch_uniform_groups(path, size):
+    """Groups of 8 same-length messages without AAD take the uniform 8-lane
+    kernel on AES-NI: check it (seal, open, a bad frame inside a group,
+    per-message keys, trailing partial group) against `cryptography`."""
+    n = 8 * 3 + 5
+    msgs = [bytes([(i * 31 + j) & 0xFF for j in range(size)]) for i in range(n)]
+    for nonce_len in (7, 13):
+        nonces = [bytes([i]) * nonce_len for i in range(n)]
+        for ks in (bytes(range(16)), [bytes([i]) * 16 for i in range(n)]):
+            key_list = ks if isinstance(ks, list) else [ks] * n
+            for tag in (4, 16):
+                expect = [ref_ccm_seal(k, x, m, b"", tag) for k, x, m in zip(key_list, nonces, msgs)]
+                assert path.ccm_seal_many(ks, nonces, msgs, None, tag) == expect
+                assert path.ccm_open_many(ks, nonces, expect, None, tag) == msgs
+                bad = list(expect)
+                bad[9] = bad[9][:-1] + bytes([bad[9][-1] ^ 1])
+                bad[10] = bytes([bad[10][0] ^ 1]) + bad[10][1:]
+                got = path.ccm_open_many(ks, nonces, bad, None, tag)
+                assert got[9] is None and got[10] is None
+                assert [g for i, g in enumerate(got) if i not in (9, 10)] == [
+                    m for i, m in enumerate(msgs) if i not in (9, 10)
+                ]
