@@ -98,6 +98,7 @@ static void sub_bytes(uint8_t s[16])
     w[0] = sbox8(w[0]);
     w[1] = sbox8(w[1]);
     memcpy(s, w, 16);
+    osgp_wipe(w, sizeof(w));
 }
 
 /* State byte (row r, column c) is s[r + 4c] (FIPS-197 3.4). */
@@ -108,6 +109,7 @@ static void shift_rows(uint8_t s[16])
     for (c = 0; c < 4; c++)
         for (r = 0; r < 4; r++) t[r + 4 * c] = s[r + 4 * ((c + r) & 3)];
     memcpy(s, t, 16);
+    osgp_wipe(t, sizeof(t));
 }
 
 /* FIPS-197 5.1.3, written as a ^ t ^ xtime(a_i ^ a_i+1), t = a0^a1^a2^a3. */
@@ -175,6 +177,7 @@ static void portable_expand(osgp_aes128_key *k, const uint8_t key[16])
         w[4 * i + 1] = (uint8_t)(w[4 * (i - 4) + 1] ^ t[1]);
         w[4 * i + 2] = (uint8_t)(w[4 * (i - 4) + 2] ^ t[2]);
         w[4 * i + 3] = (uint8_t)(w[4 * (i - 4) + 3] ^ t[3]);
+        osgp_wipe(t, sizeof(t));
     }
 }
 
@@ -375,6 +378,7 @@ static ARMCE_ATTR void ce_expand(osgp_aes128_key *k, const uint8_t key[16])
         t[0] ^= rcon[i - 1];
         for (j = 0; j < 4; j++) w[16 * i + j] = (uint8_t)(prev[j] ^ t[j]);
         for (j = 4; j < 16; j++) w[16 * i + j] = (uint8_t)(prev[j] ^ w[16 * i + j - 4]);
+        osgp_wipe(t, sizeof(t));
     }
 }
 

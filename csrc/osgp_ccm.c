@@ -416,7 +416,12 @@ static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *
     }
     for (l = 0; l < LANES; l++)
         STU(tags[l], _mm_xor_si128(x[l], decrypt ? e[l] : s0[l]));
+    /* MAC states, keystream and plaintext blocks must not linger on the stack */
     osgp_wipe(blk, sizeof(blk));
+    osgp_wipe(x, sizeof(x));
+    osgp_wipe(e, sizeof(e));
+    osgp_wipe(s0, sizeof(s0));
+    osgp_wipe(p, sizeof(p));
 }
 
 static int group_is_uniform(const ccm_lane *L, size_t m)
@@ -562,6 +567,11 @@ static CCM_NI_ATTR void ni_ccm_group(ccm_lane *L, size_t m, const uint8_t *const
     }
     for (l = 0; l < m; l++) STU(tags[l], _mm_xor_si128(xs[l], s0v[l]));
     osgp_wipe(blk, sizeof(blk));
+    osgp_wipe(xs, sizeof(xs));
+    osgp_wipe(s0v, sizeof(s0v));
+    osgp_wipe(ksv, sizeof(ksv));
+    osgp_wipe(pv, sizeof(pv));
+    osgp_wipe(s, sizeof(s));
 }
 #endif
 

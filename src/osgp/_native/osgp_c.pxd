@@ -65,6 +65,9 @@ cdef extern from "osgp.h" nogil:
     void osgp_aes128_encrypt_blocks(const osgp_aes128_key *k, const uint8_t *data,
                                     size_t nblocks, uint8_t *out)
     void osgp_aes128_encrypt_lanes(const osgp_aes128_key *const *keys, uint8_t *blocks, size_t n)
+    void osgp_aes128_ctr_xor(const osgp_aes128_key *k, const uint8_t *ctr0, unsigned q,
+                             unsigned long long first, const uint8_t *data, size_t len,
+                             uint8_t *out)
     const char *osgp_aes_path()
     osgp_status osgp_ccm_check(size_t nonce_len, size_t tag_len, size_t len)
     osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
@@ -83,6 +86,14 @@ cdef extern from "osgp.h" nogil:
                                     const uint8_t *const *aads, const size_t *aad_lens,
                                     const uint8_t *const *ins, const size_t *lens, size_t n,
                                     size_t tag_len, uint8_t *const *outs, uint8_t *ok)
+    ctypedef struct osgp_cmac_ctx:
+        const osgp_aes128_key *key
+        uint8_t x[16]
+        uint8_t buf[16]
+        size_t used
+    void osgp_cmac_init(osgp_cmac_ctx *ctx, const osgp_aes128_key *k)
+    void osgp_cmac_update(osgp_cmac_ctx *ctx, const uint8_t *data, size_t len)
+    osgp_status osgp_cmac_final(osgp_cmac_ctx *ctx, uint8_t *out, size_t tag_len)
     osgp_status osgp_cmac(const osgp_aes128_key *k, const uint8_t *data, size_t len,
                           uint8_t *out, size_t tag_len)
     osgp_status osgp_cmac_batch(const osgp_aes128_key *const *keys, const uint8_t *const *ins,
