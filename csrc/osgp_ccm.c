@@ -334,6 +334,51 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
     STU(tag, _mm_xor_si128(x, s0));
     osgp_wipe(blk, sizeof(blk));
 }
+/* Rounds 1..10 on the 2*LANES states of the uniform kernel (the xor with
+ * round key 0 is done by the caller).  With one key for the whole group the
+ * round key is loaded once a round and shared by all 16 blocks. */
+#define HALF (LANES / 2)
+static inline __attribute__((always_inline, target("aes,sse2"))) void
+uni_half(__m128i *x, __m128i *e, const uint8_t *const *k, int same)
+{
+    int r, l;
+    if (same) {
+        for (r = 1; r < 10; r++) {
+            __m128i kr = LDU(k[0] + 16 * r);
+            for (l = 0; l < HALF; l++) {
+                x[l] = _mm_aesenc_si128(x[l], kr);
+                e[l] = _mm_aesenc_si128(e[l], kr);
+            }
+        }
+        {
+            __m128i kr = LDU(k[0] + 160);
+            for (l = 0; l < HALF; l++) {
+                x[l] = _mm_aesenclast_si128(x[l], kr);
+                e[l] = _mm_aesenclast_si128(e[l], kr);
+            }
+        }
+        return;
+    }
+    for (r = 1; r < 10; r++)
+        for (l = 0; l < HALF; l++) {
+            x[l] = _mm_aesenc_si128(x[l], LDU(k[l] + 16 * r));
+            e[l] = _mm_aesenc_si128(e[l], LDU(k[l] + 16 * r));
+        }
+    for (l = 0; l < HALF; l++) {
+        x[l] = _mm_aesenclast_si128(x[l], LDU(k[l] + 160));
+        e[l] = _mm_aesenclast_si128(e[l], LDU(k[l] + 160));
+    }
+}
+
+/* Two halves of 4 lanes: 8 blocks in flight (enough to fill the AES units)
+ * and 8 states + 1 round key fit the 16 xmm registers without spilling. */
+static inline __attribute__((always_inline, target("aes,sse2"))) void
+uni_rounds(__m128i *x, __m128i *e, const uint8_t *const *k, int same)
+{
+    uni_half(x, e, k, same);
+    uni_half(x + HALF, e + HALF, k + HALF, same);
+}
+
 /* Uniform group on AES-NI: exactly LANES messages, no AAD, one payload length
  * (>= 1 byte), keys may differ.  Every step runs 2 blocks a lane (16 in
  * flight) with constant trip counts and no per-block bookkeeping:
@@ -348,23 +393,19 @@ static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *
     __m128i x[LANES], e[LANES], s0[LANES], tm[LANES], p[LANES];
     uint8_t blk[16];
     size_t len = L[0].len, nb = (len + 15) / 16, j, l, n;
-    int r;
+    int same = 1;
     for (l = 0; l < LANES; l++) {
         k[l] = L[l].key->rk;
+        same &= k[l] == k[0];
         tm[l] = LDU(L[l].ctr0);
         x[l] = _mm_xor_si128(LDU(L[l].b0), LDU(k[l]));
         e[l] = _mm_xor_si128(decrypt ? NI_CTR(tm[l], 1) : tm[l], LDU(k[l]));
     }
-    for (r = 1; r < 10; r++)
-        for (l = 0; l < LANES; l++) {
-            x[l] = _mm_aesenc_si128(x[l], LDU(k[l] + 16 * r));
-            e[l] = _mm_aesenc_si128(e[l], LDU(k[l] + 16 * r));
-        }
-    for (l = 0; l < LANES; l++) {
-        x[l] = _mm_aesenclast_si128(x[l], LDU(k[l] + 160));
-        e[l] = _mm_aesenclast_si128(e[l], LDU(k[l] + 160));
-        s0[l] = e[l]; /* seal: S0; open: keystream of block 1 (S0 comes last) */
-    }
+    if (same)
+        uni_rounds(x, e, k, 1);
+    else
+        uni_rounds(x, e, k, 0);
+    for (l = 0; l < LANES; l++) s0[l] = e[l]; /* seal: S0; open: keystream of block 1 */
     for (j = 1; j <= nb; j++) {
         size_t off = 16 * (j - 1);
         n = len - off < 16 ? len - off : 16;
@@ -395,14 +436,11 @@ static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *
             x[l] = _mm_xor_si128(_mm_xor_si128(x[l], v), LDU(k[l]));
             e[l] = _mm_xor_si128(e[l], LDU(k[l]));
         }
-        for (r = 1; r < 10; r++)
-            for (l = 0; l < LANES; l++) {
-                x[l] = _mm_aesenc_si128(x[l], LDU(k[l] + 16 * r));
-                e[l] = _mm_aesenc_si128(e[l], LDU(k[l] + 16 * r));
-            }
+        if (same)
+            uni_rounds(x, e, k, 1);
+        else
+            uni_rounds(x, e, k, 0);
         for (l = 0; l < LANES; l++) {
-            x[l] = _mm_aesenclast_si128(x[l], LDU(k[l] + 160));
-            e[l] = _mm_aesenclast_si128(e[l], LDU(k[l] + 160));
             if (!decrypt) {
                 __m128i c = _mm_xor_si128(e[l], p[l]);
                 if (n == 16) {
