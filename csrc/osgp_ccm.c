@@ -254,31 +254,33 @@ static void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8
 static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out,
                                int decrypt, uint8_t tag[16])
 {
-    __m128i rk[11], x, s0, ks, tmpl;
+    /* The CBC-MAC chain is latency bound.  y holds the MAC state after rounds
+     * 1..9; the next block's input is folded into the last round key:
+     * aesenclast(y, rk10 ^ rk0 ^ P) = E(previous) ^ P ^ rk0, so only the
+     * ten AES rounds sit on the critical path (no XOR between blocks). */
+    __m128i rk[11], y, s0, ks, tmpl, fold;
     uint8_t blk[16];
     size_t t, off;
     uint64_t i;
     int r;
     for (r = 0; r < 11; r++) rk[r] = LDU(L->key->rk + 16 * r);
+    fold = _mm_xor_si128(rk[10], rk[0]);
     tmpl = LDU(L->ctr0);
     /* B0 together with Ctr_0 (and, when opening, the keystream of block 1) */
-    x = _mm_xor_si128(LDU(L->b0), rk[0]);
+    y = _mm_xor_si128(LDU(L->b0), rk[0]);
     s0 = _mm_xor_si128(tmpl, rk[0]);
     ks = _mm_xor_si128(NI_CTR(tmpl, 1), rk[0]);
     for (r = 1; r < 10; r++) {
-        x = _mm_aesenc_si128(x, rk[r]);
+        y = _mm_aesenc_si128(y, rk[r]);
         s0 = _mm_aesenc_si128(s0, rk[r]);
         ks = _mm_aesenc_si128(ks, rk[r]);
     }
-    x = _mm_aesenclast_si128(x, rk[10]);
     s0 = _mm_aesenclast_si128(s0, rk[10]);
     ks = _mm_aesenclast_si128(ks, rk[10]);
     for (t = 1; t <= L->n_aad; t++) {
         lane_block(L, t, blk);
-        x = _mm_xor_si128(x, LDU(blk));
-        x = _mm_xor_si128(x, rk[0]);
-        for (r = 1; r < 10; r++) x = _mm_aesenc_si128(x, rk[r]);
-        x = _mm_aesenclast_si128(x, rk[10]);
+        y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, LDU(blk)));
+        for (r = 1; r < 10; r++) y = _mm_aesenc_si128(y, rk[r]);
     }
     if (!decrypt) {
         for (off = 0, i = 1; off < len; off += 16, i++) {
@@ -291,13 +293,12 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
                 memcpy(blk, in + off, n);
                 p = LDU(blk);
             }
-            x = _mm_xor_si128(_mm_xor_si128(x, p), rk[0]);
+            y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, p));
             c = _mm_xor_si128(NI_CTR(tmpl, i), rk[0]);
             for (r = 1; r < 10; r++) {
-                x = _mm_aesenc_si128(x, rk[r]);
+                y = _mm_aesenc_si128(y, rk[r]);
                 c = _mm_aesenc_si128(c, rk[r]);
             }
-            x = _mm_aesenclast_si128(x, rk[10]);
             c = _mm_xor_si128(_mm_aesenclast_si128(c, rk[10]), p);
             if (n >= 16) {
                 STU(out + off, c);
@@ -321,17 +322,16 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
                 memset(blk + n, 0, 16 - n);
                 p = LDU(blk);
             }
-            x = _mm_xor_si128(_mm_xor_si128(x, p), rk[0]);
+            y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, p));
             nk = _mm_xor_si128(NI_CTR(tmpl, i), rk[0]);
             for (r = 1; r < 10; r++) {
-                x = _mm_aesenc_si128(x, rk[r]);
+                y = _mm_aesenc_si128(y, rk[r]);
                 nk = _mm_aesenc_si128(nk, rk[r]);
             }
-            x = _mm_aesenclast_si128(x, rk[10]);
             ks = _mm_aesenclast_si128(nk, rk[10]);
         }
     }
-    STU(tag, _mm_xor_si128(x, s0));
+    STU(tag, _mm_xor_si128(_mm_aesenclast_si128(y, rk[10]), s0));
     osgp_wipe(blk, sizeof(blk));
 }
 /* Rounds 1..10 on the 2*LANES states of the uniform kernel (the xor with

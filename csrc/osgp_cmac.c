@@ -20,21 +20,20 @@
 #define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
 
-/* One-shot CMAC on AES-NI: the chaining value stays in a register. */
+/* One-shot CMAC on AES-NI: the chaining value stays in a register, and each
+ * block is folded into the previous block's last round key
+ * (aesenclast(y, rk10 ^ rk0 ^ M) = E(previous) ^ M ^ rk0), so only the AES
+ * rounds are on the latency-bound chain. */
 static __attribute__((target("aes,sse2"))) void ni_cmac(const osgp_aes128_key *k,
                                                          const uint8_t *in, size_t len,
                                                          uint8_t tag[16])
 {
-    __m128i rk[11], x = _mm_setzero_si128(), last;
+    __m128i rk[11], y, last, fold;
     uint8_t blk[16];
     size_t n = len ? (len + 15) / 16 : 1, i, rest;
     int r;
     for (r = 0; r < 11; r++) rk[r] = LDU(k->rk + 16 * r);
-    for (i = 0; i + 1 < n; i++) {
-        x = _mm_xor_si128(_mm_xor_si128(x, LDU(in + 16 * i)), rk[0]);
-        for (r = 1; r < 10; r++) x = _mm_aesenc_si128(x, rk[r]);
-        x = _mm_aesenclast_si128(x, rk[10]);
-    }
+    fold = _mm_xor_si128(rk[10], rk[0]);
     rest = len - 16 * (n - 1);
     if (rest == 16) {
         last = _mm_xor_si128(LDU(in + 16 * (n - 1)), LDU(k->k1));
@@ -44,9 +43,14 @@ static __attribute__((target("aes,sse2"))) void ni_cmac(const osgp_aes128_key *k
         blk[rest] = 0x80;
         last = _mm_xor_si128(LDU(blk), LDU(k->k2));
     }
-    x = _mm_xor_si128(_mm_xor_si128(x, last), rk[0]);
-    for (r = 1; r < 10; r++) x = _mm_aesenc_si128(x, rk[r]);
-    STU(tag, _mm_aesenclast_si128(x, rk[10]));
+    y = _mm_xor_si128(n == 1 ? last : LDU(in), rk[0]);
+    for (r = 1; r < 10; r++) y = _mm_aesenc_si128(y, rk[r]);
+    for (i = 1; i < n; i++) {
+        __m128i m = i + 1 < n ? LDU(in + 16 * i) : last;
+        y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, m));
+        for (r = 1; r < 10; r++) y = _mm_aesenc_si128(y, rk[r]);
+    }
+    STU(tag, _mm_aesenclast_si128(y, rk[10]));
     osgp_wipe(blk, sizeof(blk));
 }
 #endif
