@@ -668,3 +668,33 @@ def test_batch_uniform_groups(path, size):
                 assert [g for i, g in enumerate(got) if i not in (9, 10)] == [
                     m for i, m in enumerate(msgs) if i not in (9, 10)
                 ]
+
+
+def test_stub_and_twin_list_the_same_public_names():
+    """aes.pyi (hand-written) and the twin expose exactly the native module's names."""
+    import ast
+
+    stub = Path(__file__).resolve().parent.parent / "src" / "osgp" / "_native" / "aes.pyi"
+    tree = ast.parse(stub.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    names = {n for n in names if not n.startswith("_")}
+    ref = _backend.reference("aes")
+    wanted = {"AesKey", "aes_cmac", "ccm_seal", "ccm_open", "ccm_seal_many", "ccm_open_many",
+              "cmac_many", "ccm_seal_packed", "ccm_open_packed", "cmac_packed", "cmac_kdf",
+              "encrypt_block", "aes_path", "cpu_features", "set_cpu_features",
+              "BLOCK_SIZE", "KEY_SIZE"}
+    assert wanted <= names
+    for n in names:
+        assert hasattr(ref, n), n
+    nat = _backend.native_module("aes")
+    if nat is not None:
+        imported = {"AuthenticationError", "ConfigurationError"}  # from osgp.errors
+        assert {n for n in dir(nat) if not n.startswith("_")} - imported == names
+        for meth in ("encrypt_block", "aes_cmac", "ccm_seal", "ccm_open", "ccm_seal_many",
+                     "ccm_open_many", "cmac_many", "cmac_kdf"):
+            assert hasattr(nat.AesKey, meth) and hasattr(ref.AesKey, meth)

@@ -353,3 +353,19 @@ def test_replay_window_unit():
         w.check(12)  # 20 - 12 = 8: outside an 8-entry window
     w.check(13)
     assert w.expected == 21
+
+
+def test_protected_fail():
+    srv, dev, _ = handshake()
+    # a fresh device that has sent GPSK-2 and receives a Protected-Fail instead of GPSK-3
+    srv2 = A.ConcentratorHandshake({b"meter-1": PSK}, b"dc-01")
+    dev2 = A.DeviceHandshake(PSK, b"meter-1")
+    srv2.receive_2(dev2.receive_1(srv2.start()))
+    pf = A.encode_protected_fail(srv2.keys.sk, A.FAIL_AUTHORIZATION)
+    assert pf == b"\x06\x00\x00\x00\x03" + cmac(srv2.keys.sk, b"\x00\x00\x00\x03")
+    with pytest.raises(A.GpskFailure) as ei:
+        dev2.receive_3(pf)
+    assert ei.value.code == 3 and ei.value.protected
+    forged = pf[:-1] + bytes([pf[-1] ^ 1])
+    with pytest.raises(AuthenticationError):
+        dev2.receive_3(forged)

@@ -55,6 +55,8 @@ __all__ = [
     "ConcentratorHandshake",
     "DeviceHandshake",
     "GpskFailure",
+    "encode_fail",
+    "encode_protected_fail",
     "ReplayWindow",
     "KeyUsage",
     "CryptoContext",
@@ -249,6 +251,13 @@ class GpskFailure(ProtocolError):
 def encode_fail(code: int) -> bytes:
     """GPSK-Fail: op 5 || Failure-Code (4 bytes BE)."""
     return bytes([OP_FAIL]) + struct.pack(">I", code)
+
+
+def encode_protected_fail(sk: bytes, code: int, profile: AesPskProfile = DEFAULT_PROFILE) -> bytes:
+    """GPSK-Protected-Fail: op 6 || Failure-Code (4 BE) || MIC(SK, Failure-Code)
+    (RFC 5433 s.12.6; sent once SK exists, e.g. an authorization failure)."""
+    body = struct.pack(">I", code)
+    return bytes([OP_PROTECTED_FAIL]) + body + osgp_mac(sk, body, profile.mic_len)
 
 
 def _check_fail(msg: bytes, sk: Optional[bytes], profile: AesPskProfile) -> None:
