@@ -16,13 +16,13 @@ from array import array
 from pathlib import Path
 
 import pytest
+from conftest import NO_EXTENSIONS, VECTORS, implementations, load_vectors
+from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.cmac import CMAC
-from cryptography.hazmat.primitives.ciphers import algorithms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import NO_EXTENSIONS, VECTORS, implementations, load_vectors
 from osgp import _backend
 from osgp.errors import AuthenticationError, ConfigurationError
 
@@ -175,7 +175,9 @@ def _parse_rsp(name):
     """CAVP CCM .rsp: section headers [A = x, ...], file-level and section-level
     fields, then Count records.  Yields one dict per record with the lengths
     in force."""
-    with cryptography_vectors.open_vector_file(os.path.join("ciphers", "AES", "CCM", name), "r") as f:
+    with cryptography_vectors.open_vector_file(
+        os.path.join("ciphers", "AES", "CCM", name), "r"
+    ) as f:
         lines = f.read().splitlines()
     ctx: dict[str, str] = {}
     rec: dict[str, str] | None = None
@@ -295,9 +297,17 @@ payloads = st.binary(max_size=300)
 aads = st.binary(max_size=80)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=keys, nonce_len=st.sampled_from(NONCES), tag=st.sampled_from(TAGS), pt=payloads,
-       aad=aads, seed=st.binary(min_size=13, max_size=13))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=keys,
+    nonce_len=st.sampled_from(NONCES),
+    tag=st.sampled_from(TAGS),
+    pt=payloads,
+    aad=aads,
+    seed=st.binary(min_size=13, max_size=13),
+)
 def test_ccm_equals_cryptography(path, key, nonce_len, tag, pt, aad, seed):
     nonce = seed[:nonce_len]
     sealed = path.ccm_seal(key, nonce, pt, aad, tag)
@@ -308,15 +318,24 @@ def test_ccm_equals_cryptography(path, key, nonce_len, tag, pt, aad, seed):
     assert k.ccm_open(nonce, sealed, aad, tag) == pt
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(key=keys, msg=st.binary(max_size=400), tag=st.integers(1, 16))
 def test_cmac_equals_cryptography(path, key, msg, tag):
     assert path.aes_cmac(key, msg, tag) == ref_cmac(key, msg)[:tag]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=keys, pt=st.binary(max_size=48), aad=st.binary(max_size=20),
-       tag=st.sampled_from(TAGS), data=st.data())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=keys,
+    pt=st.binary(max_size=48),
+    aad=st.binary(max_size=20),
+    tag=st.sampled_from(TAGS),
+    data=st.data(),
+)
 def test_every_bit_flip_rejected(path, key, pt, aad, tag, data):
     nonce = bytes(range(12))
     sealed = path.ccm_seal(key, nonce, pt, aad, tag)
@@ -346,9 +365,17 @@ def test_every_bit_flip_exhaustive_small(path):
             path.ccm_open(key, nonce, sealed[:cut], aad, 8)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(0, 21), per_key=st.booleans(), aad_mode=st.sampled_from(["none", "one", "each"]),
-       tag=st.sampled_from(TAGS), nonce_len=st.sampled_from(NONCES), data=st.data())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(0, 21),
+    per_key=st.booleans(),
+    aad_mode=st.sampled_from(["none", "one", "each"]),
+    tag=st.sampled_from(TAGS),
+    nonce_len=st.sampled_from(NONCES),
+    data=st.data(),
+)
 def test_batch_equals_loop(path, n, per_key, aad_mode, tag, nonce_len, data):
     msgs = [data.draw(st.binary(max_size=70)) for _ in range(n)]
     nonces = [data.draw(st.binary(min_size=nonce_len, max_size=nonce_len)) for _ in range(n)]
@@ -388,12 +415,21 @@ def test_open_many_short_and_mixed(path):
     sealed[7] = sealed[7][:-1] + bytes([sealed[7][-1] ^ 1])
     got = path.ccm_open_many(key, nonces, sealed)
     assert [g is None for g in got] == [i in (2, 5, 7) for i in range(10)]
-    assert [g for g in got if g is not None] == [m for i, m in enumerate(msgs) if i not in (2, 5, 7)]
+    assert [g for g in got if g is not None] == [
+        m for i, m in enumerate(msgs) if i not in (2, 5, 7)
+    ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lens=st.lists(st.integers(0, 60), max_size=12), per_key=st.booleans(), with_aad=st.booleans(),
-       tag=st.sampled_from(TAGS), data=st.data())
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lens=st.lists(st.integers(0, 60), max_size=12),
+    per_key=st.booleans(),
+    with_aad=st.booleans(),
+    tag=st.sampled_from(TAGS),
+    data=st.data(),
+)
 def test_packed_equals_loop(path, lens, per_key, with_aad, tag, data):
     n = len(lens)
     msgs = [data.draw(st.binary(min_size=x, max_size=x)) for x in lens]
@@ -427,7 +463,7 @@ def test_packed_equals_loop(path, lens, per_key, with_aad, tag, data):
         plain, ok = path.ccm_open_packed(key_arg, b"".join(nonces), bytes(broken), soff, **kw)
         assert ok[0] == 0 and ok[1:] == b"\x01" * (n - 1)
         assert bytes(plain[: lens[0]]) == bytes(lens[0])  # failed plaintext zeroed
-        assert bytes(plain[lens[0]:]) == buf[lens[0]:]
+        assert bytes(plain[lens[0] :]) == buf[lens[0] :]
     ckw = {"key_size": 16} if per_key else {}
     tags = path.cmac_packed(key_arg, buf, off, tag_len=12, **ckw)
     assert bytes(tags) == b"".join(ref_cmac(k, m)[:12] for k, m in zip(ks, msgs))
@@ -563,7 +599,7 @@ def test_out_parameter(aes):
     with pytest.raises(TypeError):
         aes.ccm_seal(key, nonce, pt, out=bytes(len(expect)))  # read-only
     # a bad tag leaves zeros, not unauthenticated plaintext
-    plain = bytearray(b"\xAA" * len(pt))
+    plain = bytearray(b"\xaa" * len(pt))
     with pytest.raises(AuthenticationError):
         aes.ccm_open(key, nonce, expect[:-1] + bytes([expect[-1] ^ 1]), out=plain)
     assert plain == bytes(len(pt))
@@ -591,8 +627,9 @@ def test_packed_argument_checks(aes):
     with pytest.raises(ConfigurationError):
         aes.ccm_seal_packed(key, bytes(26), data, array("q", []))
     with pytest.raises(ConfigurationError):
-        aes.ccm_seal_packed(key, bytes(26), data, array("q", [0, 4, 10]), aad=b"ab",
-                            aad_offsets=array("q", [0, 2]))
+        aes.ccm_seal_packed(
+            key, bytes(26), data, array("q", [0, 4, 10]), aad=b"ab", aad_offsets=array("q", [0, 2])
+        )
 
 
 def test_kdf_length_bounds(aes):
@@ -657,7 +694,9 @@ def test_batch_uniform_groups(path, size):
         for ks in (bytes(range(16)), [bytes([i]) * 16 for i in range(n)]):
             key_list = ks if isinstance(ks, list) else [ks] * n
             for tag in (4, 16):
-                expect = [ref_ccm_seal(k, x, m, b"", tag) for k, x, m in zip(key_list, nonces, msgs)]
+                expect = [
+                    ref_ccm_seal(k, x, m, b"", tag) for k, x, m in zip(key_list, nonces, msgs)
+                ]
                 assert path.ccm_seal_many(ks, nonces, msgs, None, tag) == expect
                 assert path.ccm_open_many(ks, nonces, expect, None, tag) == msgs
                 bad = list(expect)
@@ -684,10 +723,25 @@ def test_stub_and_twin_list_the_same_public_names():
             names.add(node.target.id)
     names = {n for n in names if not n.startswith("_")}
     ref = _backend.reference("aes")
-    wanted = {"AesKey", "aes_cmac", "ccm_seal", "ccm_open", "ccm_seal_many", "ccm_open_many",
-              "cmac_many", "ccm_seal_packed", "ccm_open_packed", "cmac_packed", "cmac_kdf",
-              "encrypt_block", "aes_path", "cpu_features", "set_cpu_features",
-              "BLOCK_SIZE", "KEY_SIZE"}
+    wanted = {
+        "AesKey",
+        "aes_cmac",
+        "ccm_seal",
+        "ccm_open",
+        "ccm_seal_many",
+        "ccm_open_many",
+        "cmac_many",
+        "ccm_seal_packed",
+        "ccm_open_packed",
+        "cmac_packed",
+        "cmac_kdf",
+        "encrypt_block",
+        "aes_path",
+        "cpu_features",
+        "set_cpu_features",
+        "BLOCK_SIZE",
+        "KEY_SIZE",
+    }
     assert wanted <= names
     for n in names:
         assert hasattr(ref, n), n
@@ -695,6 +749,14 @@ def test_stub_and_twin_list_the_same_public_names():
     if nat is not None:
         imported = {"AuthenticationError", "ConfigurationError"}  # from osgp.errors
         assert {n for n in dir(nat) if not n.startswith("_")} - imported == names
-        for meth in ("encrypt_block", "aes_cmac", "ccm_seal", "ccm_open", "ccm_seal_many",
-                     "ccm_open_many", "cmac_many", "cmac_kdf"):
+        for meth in (
+            "encrypt_block",
+            "aes_cmac",
+            "ccm_seal",
+            "ccm_open",
+            "ccm_seal_many",
+            "ccm_open_many",
+            "cmac_many",
+            "cmac_kdf",
+        ):
             assert hasattr(nat.AesKey, meth) and hasattr(ref.AesKey, meth)

@@ -52,8 +52,9 @@ def counter_rng(start: int = 0):
 
 
 def handshake(psk_server=PSK, psk_device=PSK, profile=A.DEFAULT_PROFILE):
-    srv = A.ConcentratorHandshake({b"meter-1": psk_server}, b"dc-01", profile=profile,
-                                  rng=counter_rng(0))
+    srv = A.ConcentratorHandshake(
+        {b"meter-1": psk_server}, b"dc-01", profile=profile, rng=counter_rng(0)
+    )
     dev = A.DeviceHandshake(psk_device, b"meter-1", profile=profile, rng=counter_rng(100))
     m1 = srv.start()
     m2 = dev.receive_1(m1)
@@ -299,8 +300,12 @@ def test_batch_helpers_for_many_devices():
     for i in range(12):
         addr = bytes([0, 0, 0, 0, 0, i])
         key = bytes([i]) * 16
-        devices.append((A.CryptoContext(key, addr, role="concentrator"),
-                        A.CryptoContext(key, addr, role="device")))
+        devices.append(
+            (
+                A.CryptoContext(key, addr, role="concentrator"),
+                A.CryptoContext(key, addr, role="device"),
+            )
+        )
     conc = [c for c, _ in devices]
     frames = A.seal_for_devices(conc, [bytes([i]) * i for i in range(12)], header=b"H")
     for i, (_, dev) in enumerate(devices):

@@ -135,7 +135,9 @@ def cmac_kdf(key: Any, data: Any, length: int) -> bytes:
     if not 0 <= length <= 0xFFFF * 16:
         raise ConfigurationError(f"KDF output length must be 0 to {0xFFFF * 16}, got {length}")
     z = as_bytes(data, "data")
-    out = b"".join(_cmac_raw(k, i.to_bytes(2, "big") + z) for i in range(1, (length + 15) // 16 + 1))
+    out = b"".join(
+        _cmac_raw(k, i.to_bytes(2, "big") + z) for i in range(1, (length + 15) // 16 + 1)
+    )
     return out[:length]
 
 
@@ -338,7 +340,9 @@ def _packed_common(
         else:
             ao = _offsets(aad_offsets, len(ab), "aad_offsets")
             if len(ao) - 1 != n:
-                raise ConfigurationError(f"aad_offsets describe {len(ao) - 1} AADs for {n} messages")
+                raise ConfigurationError(
+                    f"aad_offsets describe {len(ao) - 1} AADs for {n} messages"
+                )
             al = [ab[ao[i] : ao[i + 1]] for i in range(n)]
     return ks, ns, nl, al
 
@@ -429,7 +433,9 @@ def cmac_packed(
         out = bytearray(n * tag_len)
     target = writable_out(out, n * tag_len, "out")
     for i in range(n):
-        target[i * tag_len : (i + 1) * tag_len] = _cmac_raw(ks[i], buf[off[i] : off[i + 1]])[:tag_len]
+        target[i * tag_len : (i + 1) * tag_len] = _cmac_raw(ks[i], buf[off[i] : off[i + 1]])[
+            :tag_len
+        ]
     return out
 
 

@@ -125,7 +125,9 @@ class AesPskProfile:
     renewal_label: bytes = b"OSGP key renewal"
     wrap_tag_len: int = 16
 
-    def nonce(self, direction: int, broadcast: bool, address: bytes, key_id: int, seq: int) -> bytes:
+    def nonce(
+        self, direction: int, broadcast: bool, address: bytes, key_id: int, seq: int
+    ) -> bytes:
         """CCM nonce (INFERRED layout, see the class docstring)."""
         if len(address) != self.address_len:
             raise ConfigurationError(
@@ -161,7 +163,9 @@ def osgp_mac(key: bytes, data: bytes, tag_len: int = 16) -> bytes:
     return crypto.aes_cmac(key, data, tag_len)
 
 
-def osgp_ae(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"", tag_len: int = 8) -> bytes:
+def osgp_ae(
+    key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"", tag_len: int = 8
+) -> bytes:
     """OSGP_AE: AES-CCM authenticated encryption (SP 800-38C)."""
     return crypto.ccm_seal(key, nonce, plaintext, aad, tag_len)
 
@@ -311,9 +315,7 @@ class ConcentratorHandshake:
     def start(self) -> bytes:
         """GPSK-1: op || len ID_Server || ID_Server || RAND_Server || len CSuite_List || list."""
         self.rand_server = self.rng(self.profile.rand_len)
-        return (
-            bytes([OP_GPSK1]) + _lv(self.id_server) + self.rand_server + _lv(self.profile.csuite)
-        )
+        return bytes([OP_GPSK1]) + _lv(self.id_server) + self.rand_server + _lv(self.profile.csuite)
 
     def receive_2(self, m2: bytes) -> bytes:
         """Verify GPSK-2 (echoed values, MIC) and answer GPSK-3.  On failure the
@@ -589,7 +591,9 @@ class CryptoContext:
         seq = self.next_seq()
         sb = struct.pack(">I", seq)
         p = self.profile
-        return sb + self._key.ccm_seal(self._nonce(self.tx_dir, seq), payload, header + sb, p.tag_len)
+        return sb + self._key.ccm_seal(
+            self._nonce(self.tx_dir, seq), payload, header + sb, p.tag_len
+        )
 
     def parse(self, frame: bytes) -> tuple[int, bytes]:
         """(sequence number, ciphertext || tag) of a frame."""
@@ -608,7 +612,9 @@ class CryptoContext:
         self.window.check(seq)
         self.usage.use("unicast")
         p = self.profile
-        plain = self._key.ccm_open(self._nonce(self.rx_dir, seq), body, header + frame[:4], p.tag_len)
+        plain = self._key.ccm_open(
+            self._nonce(self.rx_dir, seq), body, header + frame[:4], p.tag_len
+        )
         self.window.commit(seq)
         return plain
 
@@ -622,7 +628,9 @@ class CryptoContext:
         """The SequenceError response: 0x0C || next acceptable seq (4 BE), sealed."""
         return self.seal(bytes([SEQUENCE_ERROR]) + struct.pack(">I", self.window.expected))
 
-    def respond(self, frame: bytes, handler: Callable[[bytes], bytes], header: bytes = b"") -> bytes:
+    def respond(
+        self, frame: bytes, handler: Callable[[bytes], bytes], header: bytes = b""
+    ) -> bytes:
         """Device-side helper: open ``frame``, answer with ``handler(payload)`` sealed,
         or with the AuthenticationFailure / SequenceError response."""
         try:
@@ -811,8 +819,11 @@ def unwrap_key(ctx: CryptoContext, frame: bytes) -> tuple[int, int, bytes]:
     """(kind, key id, key) from a key-transport frame (see :func:`wrap_key`)."""
     p = ctx.open(frame)
     if len(p) != 19:
-        raise MalformedError(f"key transport payload of {len(p)} bytes, expected 19",
-                             layer="aes_psk.key-transport", offset=0)
+        raise MalformedError(
+            f"key transport payload of {len(p)} bytes, expected 19",
+            layer="aes_psk.key-transport",
+            offset=0,
+        )
     return p[0], int.from_bytes(p[1:3], "big"), p[3:]
 
 
@@ -825,7 +836,9 @@ def firmware_image_mac(key: bytes, image: bytes) -> bytes:
     return crypto.aes_cmac(key, image, 16)
 
 
-def verify_firmware_image(key: bytes, image: bytes, mac: bytes, length: Optional[int] = None) -> None:
+def verify_firmware_image(
+    key: bytes, image: bytes, mac: bytes, length: Optional[int] = None
+) -> None:
     """Raise AuthenticationError unless ``mac`` is the image MAC (and ``length``,
     when given, the image length field)."""
     if length is not None and length != len(image):
