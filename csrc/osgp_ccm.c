@@ -23,6 +23,7 @@
 #define CCM_HAVE_NI 1
 #include <immintrin.h>
 #include <wmmintrin.h>
+#include <cpuid.h>
 #define CCM_NI_ATTR __attribute__((target("aes,sse2")))
 #endif
 
@@ -379,6 +380,48 @@ uni_rounds(__m128i *x, __m128i *e, const uint8_t *const *k, int same)
     uni_half(x + HALF, e + HALF, k + HALF, same);
 }
 
+/* VAES (256-bit AES instructions: two blocks an instruction) for the
+ * one-key uniform group.  osgp_cpu.c does not track VAES, so it is read here
+ * (CPUID leaf 7, ECX bit 9) and only used when the dispatch also allows
+ * AES-NI and AVX2 (so OSGP_CPU / set_cpu_features still control it). */
+static int vaes_cpu = -1;
+
+static int have_vaes(void)
+{
+    unsigned f = osgp_cpu_features();
+    if ((f & (OSGP_CPU_AESNI | OSGP_CPU_AVX2)) != (OSGP_CPU_AESNI | OSGP_CPU_AVX2)) return 0;
+    if (vaes_cpu < 0) { /* benign race: every thread computes the same value */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        vaes_cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 9)) ? 1 : 0;
+    }
+    return vaes_cpu;
+}
+
+/* Rounds 1..10 of the 16 states with one key: pairs of lanes in ymm registers. */
+static __attribute__((target("vaes,avx2,aes"))) void uni_rounds_vaes(__m128i *x, __m128i *e,
+                                                                     const uint8_t *rk)
+{
+    __m256i v[LANES], kr;
+    int i, r;
+    for (i = 0; i < HALF; i++) {
+        v[i] = _mm256_set_m128i(x[2 * i + 1], x[2 * i]);
+        v[HALF + i] = _mm256_set_m128i(e[2 * i + 1], e[2 * i]);
+    }
+    for (r = 1; r < 10; r++) {
+        kr = _mm256_broadcastsi128_si256(LDU(rk + 16 * r));
+        for (i = 0; i < LANES; i++) v[i] = _mm256_aesenc_epi128(v[i], kr);
+    }
+    kr = _mm256_broadcastsi128_si256(LDU(rk + 160));
+    for (i = 0; i < LANES; i++) v[i] = _mm256_aesenclast_epi128(v[i], kr);
+    for (i = 0; i < HALF; i++) {
+        x[2 * i] = _mm256_castsi256_si128(v[i]);
+        x[2 * i + 1] = _mm256_extracti128_si256(v[i], 1);
+        e[2 * i] = _mm256_castsi256_si128(v[HALF + i]);
+        e[2 * i + 1] = _mm256_extracti128_si256(v[HALF + i], 1);
+    }
+    osgp_wipe(v, sizeof(v));
+}
+
 /* Uniform group on AES-NI: exactly LANES messages, no AAD, one payload length
  * (>= 1 byte), keys may differ.  Every step runs 2 blocks a lane (16 in
  * flight) with constant trip counts and no per-block bookkeeping:
@@ -393,7 +436,7 @@ static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *
     __m128i x[LANES], e[LANES], s0[LANES], tm[LANES], p[LANES];
     uint8_t blk[16];
     size_t len = L[0].len, nb = (len + 15) / 16, j, l, n;
-    int same = 1;
+    int same = 1, wide;
     for (l = 0; l < LANES; l++) {
         k[l] = L[l].key->rk;
         same &= k[l] == k[0];
@@ -401,7 +444,10 @@ static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *
         x[l] = _mm_xor_si128(LDU(L[l].b0), LDU(k[l]));
         e[l] = _mm_xor_si128(decrypt ? NI_CTR(tm[l], 1) : tm[l], LDU(k[l]));
     }
-    if (same)
+    wide = same && have_vaes();
+    if (wide)
+        uni_rounds_vaes(x, e, k[0]);
+    else if (same)
         uni_rounds(x, e, k, 1);
     else
         uni_rounds(x, e, k, 0);
@@ -436,7 +482,9 @@ static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *
             x[l] = _mm_xor_si128(_mm_xor_si128(x[l], v), LDU(k[l]));
             e[l] = _mm_xor_si128(e[l], LDU(k[l]));
         }
-        if (same)
+        if (wide)
+            uni_rounds_vaes(x, e, k[0]);
+        else if (same)
             uni_rounds(x, e, k, 1);
         else
             uni_rounds(x, e, k, 0);

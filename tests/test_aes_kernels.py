@@ -52,6 +52,9 @@ def _paths():
     if nat is not None:
         out.append(pytest.param((nat, "default"), id="native-default"))
         out.append(pytest.param((nat, "portable"), id="native-portable"))
+        if {"aesni", "avx2"} <= nat.cpu_features():
+            # AES-NI without AVX2: the 128-bit kernels instead of the VAES one
+            out.append(pytest.param((nat, "aesni-only"), id="native-aesni-only"))
     return out
 
 
@@ -61,6 +64,9 @@ def path(request):
     if name == "portable":
         mod.set_cpu_features(())
         assert mod.aes_path() == "portable"
+    elif name == "aesni-only":
+        mod.set_cpu_features(("aesni", "sse2", "ssse3", "sse41", "pclmul"))
+        assert mod.aes_path() == "aesni"
     yield mod
     if name is not None:
         mod.set_cpu_features(None)
