@@ -11,13 +11,16 @@
  *     8 bytes processed in a 64-bit word, so no table is indexed by secret
  *     data and no branch depends on it.  Slow (a few microseconds a block) but
  *     only the fallback.
- * No -march flags anywhere (conventions 13).
+ * No -march flags anywhere (conventions 13).  Defining OSGP_AES_NO_INTRINSICS
+ * at compile time builds the portable path alone (osgp_aes.c, osgp_ccm.c,
+ * osgp_cmac.c), e.g. to check a compiler without the intrinsics headers.
  */
 #include <string.h>
 
 #include "osgp.h"
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(OSGP_AES_NO_INTRINSICS)
 #define AES_HAVE_NI 1
 #include <immintrin.h>
 #include <wmmintrin.h>
@@ -25,7 +28,7 @@
 #define AESNI_INLINE static inline __attribute__((always_inline, target("aes,sse2")))
 #endif
 
-#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(OSGP_AES_NO_INTRINSICS)
 #define AES_HAVE_CE 1
 #include <arm_neon.h>
 #if defined(__clang__)

@@ -19,7 +19,8 @@
 
 #include "osgp.h"
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(OSGP_AES_NO_INTRINSICS)
 #define CCM_HAVE_NI 1
 #include <immintrin.h>
 #include <wmmintrin.h>
