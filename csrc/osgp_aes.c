@@ -457,21 +457,43 @@ osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t ke
     return OSGP_OK;
 }
 
+static inline uint64_t load_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+static inline void store_be64(uint8_t *p, uint64_t v)
+{
+    int i;
+    for (i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* Doubling in GF(2^128) as SP 800-38B 6.1 uses it: the 128-bit big-endian
+ * string shifted left by one, XOR R = 0^120 || 10000111 when the bit shifted
+ * out was 1 (mask arithmetic: constant time). */
+static void dbl128(const uint8_t in[16], uint8_t out[16])
+{
+    uint64_t hi = load_be64(in), lo = load_be64(in + 8);
+    uint64_t carry = 0u - (hi >> 63);
+    store_be64(out, (hi << 1) | (lo >> 63));
+    store_be64(out + 8, (lo << 1) ^ (carry & 0x87));
+}
+
 void osgp_cmac_subkeys(osgp_aes128_key *k)
 {
-    /* SP 800-38B 6.1: L = E(0^128); K1 = L<<1 ^ (R if msb(L)),
-     * K2 = K1<<1 ^ (R if msb(K1)), R = 0^120 || 10000111. Constant time. */
+    /* SP 800-38B 6.1: L = E(0^128); K1 = dbl(L), K2 = dbl(K1). */
     uint8_t l[16];
-    int i;
     if (k->has_subkeys) return;
     memset(l, 0, 16);
     osgp_aes128_encrypt_blocks(k, l, 1, l);
-    for (i = 0; i < 16; i++)
-        k->k1[i] = (uint8_t)((l[i] << 1) | (i < 15 ? l[i + 1] >> 7 : 0));
-    k->k1[15] ^= (uint8_t)(0x87 & (0u - (l[0] >> 7)));
-    for (i = 0; i < 16; i++)
-        k->k2[i] = (uint8_t)((k->k1[i] << 1) | (i < 15 ? k->k1[i + 1] >> 7 : 0));
-    k->k2[15] ^= (uint8_t)(0x87 & (0u - (k->k1[0] >> 7)));
+    dbl128(l, k->k1);
+    dbl128(k->k1, k->k2);
     k->has_subkeys = 1;
     osgp_wipe(l, sizeof(l));
 }
