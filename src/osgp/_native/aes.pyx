@@ -13,7 +13,9 @@ re-exported by osgp.crypto.
 
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
@@ -422,16 +424,17 @@ cdef class _Batch:
     cdef int keys(self, object keys) except -1:
         cdef Py_ssize_t i
         cdef const osgp_aes128_key *one
+        cdef list klist
         if _is_single_key(keys):
             one = self.key(keys)
             for i in range(self.n):
                 self.kp[i] = one
         else:
-            keys = keys if isinstance(keys, (list, tuple)) else list(keys)
-            if len(keys) != self.n:
-                raise ConfigurationError(f"got {len(keys)} keys for {self.n} messages")
+            klist = keys if type(keys) is list else list(keys)
+            if len(klist) != self.n:
+                raise ConfigurationError(f"got {len(klist)} keys for {self.n} messages")
             for i in range(self.n):
-                self.kp[i] = self.key(keys[i])
+                self.kp[i] = self.key(klist[i])
         return 0
 
     cdef int aads(self, object aads) except -1:
@@ -463,10 +466,10 @@ cdef class _Batch:
             self.alen[i] = b.len
         return 0
 
-    cdef Py_ssize_t nonces(self, object nonces) except -1:
+    cdef Py_ssize_t nonces(self, object nonces_in) except -1:
         cdef Py_ssize_t i, nl = -1
         cdef InBuf *b
-        nonces = nonces if isinstance(nonces, (list, tuple)) else list(nonces)
+        cdef list nonces = nonces_in if type(nonces_in) is list else list(nonces_in)
         if len(nonces) != self.n:
             raise ConfigurationError(f"got {len(nonces)} nonces for {self.n} messages")
         for i in range(self.n):
@@ -504,12 +507,13 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
     B.aads(aads)
     B.inputs(msgs)
     _check_ccm(nl, tag_len, -1)
-    outs = []
+    cdef list outs = PyList_New(n)
     for i in range(n):
         _check_ccm(nl, tag_len, B.ilen[i])
         o = PyBytes_FromStringAndSize(NULL, B.ilen[i] + tag_len)
         B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        outs.append(o)
+        Py_INCREF(o)
+        PyList_SET_ITEM(outs, i, o)
     with nogil:
         st = osgp_ccm_seal_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op)
     _raise(st)
