@@ -531,6 +531,10 @@ def test_payload_too_long_for_length_field(aes):
     with pytest.raises(ConfigurationError):
         aes.ccm_open(key, bytes(13), bytes(65536 + 8))
     assert aes.ccm_open_many(key, [bytes(13)], [bytes(65536 + 8)]) == [None]
+    with pytest.raises(ConfigurationError):
+        aes.ccm_seal_many(key, [bytes(13)] * 2, [b"", bytes(65536)])
+    with pytest.raises(ConfigurationError):
+        aes.ccm_seal_packed(key, bytes(26), bytes(65537), array("q", [0, 1, 65537]))
     assert len(aes.ccm_seal(key, bytes(12), bytes(65536))) == 65544
 
 

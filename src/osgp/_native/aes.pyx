@@ -66,6 +66,14 @@ cdef inline int _check_ccm(Py_ssize_t nonce_len, Py_ssize_t tag_len, Py_ssize_t 
     return 0
 
 
+cdef inline unsigned long long _ccm_max_len(Py_ssize_t nonce_len):
+    """Longest payload a q = 15 - nonce_len byte length field holds (SP 800-38C A.1)."""
+    cdef Py_ssize_t q = 15 - nonce_len
+    if q >= 8:
+        return ~(<unsigned long long>0)
+    return (<unsigned long long>1 << (8 * q)) - 1
+
+
 cdef inline int _check_cmac_tag(Py_ssize_t tag_len) except -1:
     if tag_len < 1 or tag_len > 16:
         raise ConfigurationError(f"CMAC tag length must be 1 to 16, got {tag_len}")
@@ -507,9 +515,11 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
     B.aads(aads)
     B.inputs(msgs)
     _check_ccm(nl, tag_len, -1)
+    cdef unsigned long long maxlen = _ccm_max_len(nl)
     cdef list outs = PyList_New(n)
     for i in range(n):
-        _check_ccm(nl, tag_len, B.ilen[i])
+        if <unsigned long long>B.ilen[i] > maxlen:
+            _check_ccm(nl, tag_len, B.ilen[i])
         o = PyBytes_FromStringAndSize(NULL, B.ilen[i] + tag_len)
         B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
         Py_INCREF(o)
@@ -683,8 +693,10 @@ def ccm_seal_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
     B = _Batch(n)
     _packed_common(B, key, n, key_size, nonces, &nl, aad, aad_offsets)
     _check_ccm(nl, tag_len, -1)
+    cdef unsigned long long maxlen = _ccm_max_len(nl)
     for i in range(n):
-        _check_ccm(nl, tag_len, mo.off[i + 1] - mo.off[i])
+        if <unsigned long long>(mo.off[i + 1] - mo.off[i]) > maxlen:
+            _check_ccm(nl, tag_len, mo.off[i + 1] - mo.off[i])
     if out is None:
         out = bytearray(db.len + n * tag_len)
     out_acquire(out, &ov, db.len + n * tag_len, "out")
