@@ -143,7 +143,8 @@ cdef inline const osgp_aes128_key *_key(object key, osgp_aes128_key *tmp,
     in_acquire(key, &kb, "key")
     st = osgp_aes128_expand(tmp, kb.ptr, kb.len)
     in_release(&kb)
-    _raise(st, kb.len)
+    if st != OSGP_OK:
+        _raise(st, kb.len)
     if subkeys:
         osgp_cmac_subkeys(tmp)
     return tmp
@@ -223,7 +224,8 @@ cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t t
                 finally:
                     if out is not None:
                         PyBuffer_Release(&ov)
-                _raise(st, p.len, n.len)
+                if st != OSGP_OK:
+                    _raise(st, p.len, n.len)
                 return res
             finally:
                 in_release(&a)
@@ -269,7 +271,8 @@ cdef object _open(const osgp_aes128_key *kp, nonce, data, aad, Py_ssize_t tag_le
                 finally:
                     if out is not None:
                         PyBuffer_Release(&ov)
-                _raise(st, plen, n.len)
+                if st != OSGP_OK:
+                    _raise(st, plen, n.len)
                 return res
             finally:
                 in_release(&a)
@@ -526,7 +529,8 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
         PyList_SET_ITEM(outs, i, o)
     with nogil:
         st = osgp_ccm_seal_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op)
-    _raise(st)
+    if st != OSGP_OK:
+        _raise(st)
     return outs
 
 
@@ -554,7 +558,8 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
         outs.append(o)
     with nogil:
         st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
-    _raise(st)
+    if st != OSGP_OK:
+        _raise(st)
     for i in range(n):
         if not ok[i]:
             outs[i] = None
@@ -711,7 +716,8 @@ def ccm_seal_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
                                      B.op)
     finally:
         PyBuffer_Release(&ov)
-    _raise(st)
+    if st != OSGP_OK:
+        _raise(st)
     return out
 
 
@@ -761,7 +767,8 @@ def ccm_open_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
                                      B.op, okp)
     finally:
         PyBuffer_Release(&ov)
-    _raise(st)
+    if st != OSGP_OK:
+        _raise(st)
     return out, okb
 
 
