@@ -770,3 +770,16 @@ def test_stub_and_twin_list_the_same_public_names():
             "cmac_kdf",
         ):
             assert hasattr(nat.AesKey, meth) and hasattr(ref.AesKey, meth)
+
+
+def test_packed_out_must_not_overlap_data(aes):
+    key, tag = bytes(16), 8
+    buf = bytearray(2 * 10 + 2 * tag)
+    data = memoryview(buf)[: 2 * 10]
+    off = array("q", [0, 10, 20])
+    with pytest.raises(ConfigurationError):
+        aes.ccm_seal_packed(key, bytes(26), data, off, out=buf)
+    sealed = bytearray(aes.ccm_seal_packed(key, bytes(26), bytes(20), off))
+    soff = array("q", [0, 18, 36])
+    with pytest.raises(ConfigurationError):
+        aes.ccm_open_packed(key, bytes(26), sealed, soff, out=memoryview(sealed)[:20])

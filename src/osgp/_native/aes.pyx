@@ -675,6 +675,15 @@ cdef int _packed_common(_Batch B, key, Py_ssize_t n, key_size, nonces, Py_ssize_
     return 0
 
 
+cdef inline int _check_no_overlap(const uint8_t *a, Py_ssize_t alen, const uint8_t *b,
+                                  Py_ssize_t blen) except -1:
+    """Packed outputs move messages by a tag a message: ``out`` must not share
+    memory with ``data`` (the twin refuses the same underlying object)."""
+    if alen and blen and a < b + blen and b < a + alen:
+        raise ConfigurationError("out must not overlap data in the packed forms")
+    return 0
+
+
 def ccm_seal_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
                     Py_ssize_t tag_len=8, key_size=None, out=None):
     """Zero-copy batch seal: message i is ``data[offsets[i]:offsets[i+1]]``
@@ -707,6 +716,7 @@ def ccm_seal_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
     out_acquire(out, &ov, db.len + n * tag_len, "out")
     o = <uint8_t *>ov.buf
     try:
+        _check_no_overlap(o, ov.len, db.ptr, db.len)
         for i in range(n):
             B.ip[i] = db.ptr + mo.off[i]
             B.ilen[i] = <size_t>(mo.off[i + 1] - mo.off[i])
@@ -755,6 +765,7 @@ def ccm_open_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
     okb = PyBytes_FromStringAndSize(NULL, n)
     okp = <uint8_t *>PyBytes_AS_STRING(okb)
     try:
+        _check_no_overlap(o, ov.len, db.ptr, db.len)
         pos = 0
         for i in range(n):
             B.ip[i] = db.ptr + mo.off[i]

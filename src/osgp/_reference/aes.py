@@ -286,6 +286,22 @@ def cmac_many(keys: Any, messages: Iterable[Any], tag_len: int = 16) -> list[byt
 # ---- packed-buffer forms ----------------------------------------------------------
 
 
+def _base(obj: Any) -> Any:
+    try:
+        b = memoryview(obj).obj
+    except TypeError:
+        return obj
+    while isinstance(b, memoryview):
+        b = b.obj
+    return b
+
+
+def _check_no_overlap(out: Any, data: Any) -> None:
+    """Packed outputs move messages: ``out`` must not be ``data``'s memory."""
+    if out is not None and _base(out) is _base(data) and len(memoryview(data)):
+        raise ConfigurationError("out must not overlap data in the packed forms")
+
+
 def _offsets(offsets: Any, data_len: int, what: str) -> list[int]:
     try:
         mv = memoryview(offsets)
@@ -370,6 +386,7 @@ def ccm_seal_packed(
     if out is None:
         out = bytearray(len(buf) + n * tag_len)
     target = writable_out(out, len(buf) + n * tag_len, "out")
+    _check_no_overlap(out, data)
     for i in range(n):
         sealed = AESCCM(ks[i], tag_length=tag_len).encrypt(ns[i], buf[off[i] : off[i + 1]], al[i])
         start = off[i] + i * tag_len
@@ -399,6 +416,7 @@ def ccm_open_packed(
     if out is None:
         out = bytearray(total)
     target = writable_out(out, total, "out")
+    _check_no_overlap(out, data)
     ok = bytearray(n)
     pos = 0
     for i in range(n):
