@@ -54,6 +54,57 @@ static __attribute__((target("aes,sse2"))) void ni_cmac(const osgp_aes128_key *k
     STU(tag, _mm_aesenclast_si128(y, rk[10]));
     osgp_wipe(blk, sizeof(blk));
 }
+
+/* LANES messages of one length (>= 1 byte) in lock step on AES-NI: the
+ * chains stay in registers, two halves of 4 so that 4 states and their round
+ * keys fit the 16 xmm registers. */
+#define CMAC_HALF_ROUNDS(X, K)                                                  \
+    do {                                                                        \
+        int r_, l_;                                                             \
+        for (r_ = 1; r_ < 10; r_++)                                             \
+            for (l_ = 0; l_ < 4; l_++)                                          \
+                (X)[l_] = _mm_aesenc_si128((X)[l_], LDU((K)[l_] + 16 * r_));    \
+        for (l_ = 0; l_ < 4; l_++)                                              \
+            (X)[l_] = _mm_aesenclast_si128((X)[l_], LDU((K)[l_] + 160));        \
+    } while (0)
+
+static __attribute__((target("aes,sse2"))) void ni_cmac_uniform(
+    const osgp_aes128_key *const *keys, const uint8_t *const *ins, size_t len, uint8_t *out,
+    size_t tag_len)
+{
+    __m128i x[LANES];
+    const uint8_t *k[LANES];
+    uint8_t blk[16];
+    size_t nb = (len + 15) / 16, rest = len - 16 * (nb - 1), t, l;
+    for (l = 0; l < LANES; l++) {
+        k[l] = keys[l]->rk;
+        x[l] = _mm_setzero_si128();
+    }
+    for (t = 0; t < nb; t++) {
+        for (l = 0; l < LANES; l++) {
+            __m128i m;
+            if (t + 1 < nb) {
+                m = LDU(ins[l] + 16 * t);
+            } else if (rest == 16) { /* complete last block: K1 */
+                m = _mm_xor_si128(LDU(ins[l] + 16 * t), LDU(keys[l]->k1));
+            } else { /* padded last block: K2 */
+                memset(blk, 0, 16);
+                memcpy(blk, ins[l] + 16 * t, rest);
+                blk[rest] = 0x80;
+                m = _mm_xor_si128(LDU(blk), LDU(keys[l]->k2));
+            }
+            x[l] = _mm_xor_si128(_mm_xor_si128(x[l], m), LDU(k[l]));
+        }
+        CMAC_HALF_ROUNDS(x, k);
+        CMAC_HALF_ROUNDS(x + 4, k + 4);
+    }
+    for (l = 0; l < LANES; l++) {
+        STU(blk, x[l]);
+        memcpy(out + l * tag_len, blk, tag_len);
+    }
+    osgp_wipe(blk, sizeof(blk));
+    osgp_wipe(x, sizeof(x));
+}
 #endif
 
 /* ctx->key must carry its subkeys (osgp_cmac_subkeys). */
@@ -173,6 +224,16 @@ osgp_status osgp_cmac_batch(const osgp_aes128_key *const *keys, const uint8_t *c
     /* CBC chains of up to 8 messages in lock step. */
     for (g = 0; g < n; g += LANES) {
         m = n - g < LANES ? n - g : LANES;
+#if defined(CMAC_HAVE_NI)
+        if (m == LANES && (osgp_cpu_features() & OSGP_CPU_AESNI) && lens[g] > 0) {
+            int uniform = 1;
+            for (i = 1; i < m; i++) uniform &= lens[g + i] == lens[g];
+            if (uniform) {
+                ni_cmac_uniform(keys + g, ins + g, lens[g], out + g * tag_len, tag_len);
+                continue;
+            }
+        }
+#endif
         maxb = 0;
         for (i = 0; i < m; i++) {
             nb[i] = lens[g + i] ? (lens[g + i] + 15) / 16 : 1;
