@@ -703,8 +703,9 @@ osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t
     lane_init(&L, k, nonce, nonce_len, aad, aad_len, in, len, tag_len);
     one_ccm(&L, in, len, out, 0, tag);
     memcpy(out + len, tag, tag_len);
-    osgp_wipe(&L, sizeof(L));
-    osgp_wipe(tag, sizeof(tag));
+    /* L holds public values (B0, Ctr_0, AAD length) and, on the generic path
+     * only, the CBC-MAC state; tag is the (public) output. */
+    osgp_wipe(L.x, sizeof(L.x));
     return OSGP_OK;
 }
 
@@ -725,8 +726,8 @@ osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t
     lane_init(&L, k, nonce, nonce_len, aad, aad_len, out, plen, tag_len);
     one_ccm(&L, in, plen, out, 1, tag);
     bad = osgp_ct_compare(tag, in + plen, tag_len);
-    osgp_wipe(&L, sizeof(L));
-    osgp_wipe(tag, sizeof(tag));
+    osgp_wipe(L.x, sizeof(L.x)); /* the rest of L is public (B0, Ctr_0) */
+    osgp_wipe(tag, sizeof(tag)); /* the expected tag of a forged frame */
     if (bad) {
         osgp_wipe(out, plen); /* never release unauthenticated plaintext */
         return OSGP_ERR_AUTH;
