@@ -206,6 +206,92 @@ osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, 
                                  size_t *failed, osgp_table_fault *fault);
 /* ==== end tables / load profile ========================================== */
 
+/* ==== AES: AES-128 block, CCM, CMAC, CMAC KDF (osgp_aes.c, osgp_ccm.c, osgp_cmac.c) ====
+ * CLC/TS 50586 Annex F (OSGP-AES-128-PSK) names OSGP_MAC = AES-CMAC (NIST SP 800-38B,
+ * RFC 4493) and OSGP_AE/OSGP_AD = AES-CCM (NIST SP 800-38C, RFC 3610); the KDF is
+ * the counter-mode CMAC construction GKDF of RFC 5433 section 4.
+ */
+#define OSGP_AES_BLOCK 16
+#define OSGP_AES128_KEY_SIZE 16
+#define OSGP_AES128_ROUNDS 10
+
+/* Expanded AES-128 key: the 11 round keys of FIPS-197 section 5.2 as bytes in
+ * memory order (the same layout serves the AES-NI, ARMv8-CE and portable
+ * paths, so a key expanded once stays valid when the dispatch changes). */
+typedef struct {
+    uint8_t rk[16 * (OSGP_AES128_ROUNDS + 1)];
+    uint8_t k1[16]; /* CMAC subkeys (SP 800-38B 6.1), see osgp_cmac_subkeys */
+    uint8_t k2[16];
+    uint8_t has_subkeys;
+} osgp_aes128_key;
+
+/* Round keys only; key_len must be 16 (else OSGP_ERR_KEY_LENGTH). */
+osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t key_len);
+/* Fills k1/k2 (idempotent); every CMAC function needs them: call it once
+ * after osgp_aes128_expand for a key used with CMAC or the KDF. */
+void osgp_cmac_subkeys(osgp_aes128_key *k);
+void osgp_aes128_wipe(osgp_aes128_key *k);
+/* ECB over nblocks independent 16-byte blocks (in may equal out). */
+void osgp_aes128_encrypt_blocks(const osgp_aes128_key *k, const uint8_t *in, size_t nblocks,
+                                uint8_t *out);
+/* n <= 8 blocks, block i under keys[i], in place (the lock-step engine of the
+ * batch kernels: independent blocks in flight for instruction-level parallelism). */
+void osgp_aes128_encrypt_lanes(const osgp_aes128_key *const *keys, uint8_t *blocks, size_t n);
+/* CTR keystream XOR: block j uses counter block ctr0 with its last q bytes
+ * replaced by (first + j) big-endian (SP 800-38C A.3 counter formatting). */
+void osgp_aes128_ctr_xor(const osgp_aes128_key *k, const uint8_t ctr0[16], unsigned q,
+                         uint64_t first, const uint8_t *in, size_t len, uint8_t *out);
+/* Which AES path runs now: "aesni", "armce" or "portable". */
+const char *osgp_aes_path(void);
+
+/* CCM (SP 800-38C): nonce 7..13 bytes, tag 4..16 even, any AAD length.
+ * seal: out = ciphertext (len) || tag (tag_len).
+ * open: in = ciphertext || tag (len includes the tag); out gets len - tag_len
+ *       bytes; on a bad tag returns OSGP_ERR_AUTH and out is zeroed. */
+osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                          size_t tag_len, uint8_t *out);
+osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                          size_t tag_len, uint8_t *out);
+/* n messages; keys[i], nonces[i] (all nonce_len), aads[i]/aad_lens[i] (aads may
+ * be NULL: no AAD), ins[i]/lens[i], outs[i].  CBC-MACs of up to 8 messages run
+ * in lock step.  open: ok[i] = 1 when message i verified, else 0 and outs[i]
+ * zeroed; a message shorter than its tag is just ok[i] = 0. */
+osgp_status osgp_ccm_seal_batch(const osgp_aes128_key *const *keys,
+                                const uint8_t *const *nonces, size_t nonce_len,
+                                const uint8_t *const *aads, const size_t *aad_lens,
+                                const uint8_t *const *ins, const size_t *lens, size_t n,
+                                size_t tag_len, uint8_t *const *outs);
+osgp_status osgp_ccm_open_batch(const osgp_aes128_key *const *keys,
+                                const uint8_t *const *nonces, size_t nonce_len,
+                                const uint8_t *const *aads, const size_t *aad_lens,
+                                const uint8_t *const *ins, const size_t *lens, size_t n,
+                                size_t tag_len, uint8_t *const *outs, uint8_t *ok);
+/* Parameter checks shared with the wrappers. */
+osgp_status osgp_ccm_check(size_t nonce_len, size_t tag_len, size_t len);
+
+/* CMAC (SP 800-38B, RFC 4493), tag_len 1..16 (MSB-first truncation, 38B 6.2). */
+typedef struct {
+    const osgp_aes128_key *key;
+    uint8_t x[16];    /* chaining value */
+    uint8_t buf[16];  /* pending block (may be the last one) */
+    size_t used;      /* bytes in buf, 0..16 */
+} osgp_cmac_ctx;
+void osgp_cmac_init(osgp_cmac_ctx *ctx, const osgp_aes128_key *k);
+void osgp_cmac_update(osgp_cmac_ctx *ctx, const uint8_t *in, size_t len);
+/* Writes tag_len bytes and wipes ctx. */
+osgp_status osgp_cmac_final(osgp_cmac_ctx *ctx, uint8_t *out, size_t tag_len);
+osgp_status osgp_cmac(const osgp_aes128_key *k, const uint8_t *in, size_t len, uint8_t *out,
+                      size_t tag_len);
+osgp_status osgp_cmac_batch(const osgp_aes128_key *const *keys, const uint8_t *const *ins,
+                            const size_t *lens, size_t n, size_t tag_len, uint8_t *out);
+/* RFC 5433 section 4 GKDF-X(Y, Z): block i (1-based) = CMAC(Y, i as 16-bit
+ * big-endian || Z), concatenated and truncated to out_len (<= 65535 * 16). */
+osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *in, size_t len,
+                          uint8_t *out, size_t out_len);
+/* ==== end AES ==== */
+
 #ifdef __cplusplus
 }
 #endif

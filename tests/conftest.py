@@ -83,3 +83,22 @@ def tables_backend(request, monkeypatch):
 
 
 # ==== end tables / load profile fixtures ====
+
+# ==== AES family (osgp._native.aes / osgp._reference.aes) ====
+@pytest.fixture(params=implementations("aes"))
+def aes(request):
+    return request.param
+
+
+@pytest.fixture
+def aes_native():
+    mod = _backend.native_module("aes")
+    if mod is None:
+        pytest.skip("native extensions disabled or not built")
+    return mod
+
+
+@pytest.fixture
+def aes_ref():
+    return _backend.reference("aes")
+# ==== end AES ====

@@ -39,3 +39,39 @@ __all__ = [
     "crc16_lon",
     "compare_digest",
 ]
+
+# ==== AES: OSGP-AES-128-PSK primitives (CLC/TS 50586 Annex F) ====================
+# OSGP_MAC = AES-CMAC (NIST SP 800-38B, RFC 4493); OSGP_AE / OSGP_AD = AES-CCM
+# (NIST SP 800-38C, RFC 3610); cmac_kdf = GKDF of RFC 5433 s.4.
+#   aes_cmac, ccm_seal, ccm_open, AesKey, ccm_seal_many, ccm_open_many, cmac_many,
+#   ccm_seal_packed, ccm_open_packed, cmac_packed, cmac_kdf, aes_encrypt_block
+_aes, _aes_native = _backend.load("aes")
+
+AesKey = _aes.AesKey
+aes_cmac = _aes.aes_cmac
+ccm_seal = _aes.ccm_seal
+ccm_open = _aes.ccm_open
+ccm_seal_many = _aes.ccm_seal_many
+ccm_open_many = _aes.ccm_open_many
+cmac_many = _aes.cmac_many
+ccm_seal_packed = _aes.ccm_seal_packed
+ccm_open_packed = _aes.ccm_open_packed
+cmac_packed = _aes.cmac_packed
+cmac_kdf = _aes.cmac_kdf
+aes_encrypt_block = _aes.encrypt_block
+
+__all__ += [
+    "AesKey",
+    "aes_cmac",
+    "ccm_seal",
+    "ccm_open",
+    "ccm_seal_many",
+    "ccm_open_many",
+    "cmac_many",
+    "ccm_seal_packed",
+    "ccm_open_packed",
+    "cmac_packed",
+    "cmac_kdf",
+    "aes_encrypt_block",
+]
+# ==== end AES ====

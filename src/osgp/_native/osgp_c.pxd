@@ -110,3 +110,52 @@ cdef extern from "osgp.h" nogil:
                                      uint8_t *status, uint8_t *flags, int64_t *times,
                                      uint8_t *valid, size_t *failed, osgp_table_fault *fault)
 # ==== end tables / load profile ====
+
+    # ==== AES: AES-128, CCM, CMAC, CMAC KDF (osgp_aes.c, osgp_ccm.c, osgp_cmac.c) ====
+    ctypedef struct osgp_aes128_key:
+        uint8_t rk[176]
+        uint8_t k1[16]
+        uint8_t k2[16]
+        uint8_t has_subkeys
+    osgp_status osgp_aes128_expand(osgp_aes128_key *k, const uint8_t *key, size_t key_len)
+    void osgp_cmac_subkeys(osgp_aes128_key *k)
+    void osgp_aes128_wipe(osgp_aes128_key *k)
+    void osgp_aes128_encrypt_blocks(const osgp_aes128_key *k, const uint8_t *data,
+                                    size_t nblocks, uint8_t *out)
+    void osgp_aes128_encrypt_lanes(const osgp_aes128_key *const *keys, uint8_t *blocks, size_t n)
+    void osgp_aes128_ctr_xor(const osgp_aes128_key *k, const uint8_t *ctr0, unsigned q,
+                             unsigned long long first, const uint8_t *data, size_t len,
+                             uint8_t *out)
+    const char *osgp_aes_path()
+    osgp_status osgp_ccm_check(size_t nonce_len, size_t tag_len, size_t len)
+    osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                              const uint8_t *aad, size_t aad_len, const uint8_t *data,
+                              size_t len, size_t tag_len, uint8_t *out)
+    osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                              const uint8_t *aad, size_t aad_len, const uint8_t *data,
+                              size_t len, size_t tag_len, uint8_t *out)
+    osgp_status osgp_ccm_seal_batch(const osgp_aes128_key *const *keys,
+                                    const uint8_t *const *nonces, size_t nonce_len,
+                                    const uint8_t *const *aads, const size_t *aad_lens,
+                                    const uint8_t *const *ins, const size_t *lens, size_t n,
+                                    size_t tag_len, uint8_t *const *outs)
+    osgp_status osgp_ccm_open_batch(const osgp_aes128_key *const *keys,
+                                    const uint8_t *const *nonces, size_t nonce_len,
+                                    const uint8_t *const *aads, const size_t *aad_lens,
+                                    const uint8_t *const *ins, const size_t *lens, size_t n,
+                                    size_t tag_len, uint8_t *const *outs, uint8_t *ok)
+    ctypedef struct osgp_cmac_ctx:
+        const osgp_aes128_key *key
+        uint8_t x[16]
+        uint8_t buf[16]
+        size_t used
+    void osgp_cmac_init(osgp_cmac_ctx *ctx, const osgp_aes128_key *k)
+    void osgp_cmac_update(osgp_cmac_ctx *ctx, const uint8_t *data, size_t len)
+    osgp_status osgp_cmac_final(osgp_cmac_ctx *ctx, uint8_t *out, size_t tag_len)
+    osgp_status osgp_cmac(const osgp_aes128_key *k, const uint8_t *data, size_t len,
+                          uint8_t *out, size_t tag_len)
+    osgp_status osgp_cmac_batch(const osgp_aes128_key *const *keys, const uint8_t *const *ins,
+                                const size_t *lens, size_t n, size_t tag_len, uint8_t *out)
+    osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *data, size_t len,
+                              uint8_t *out, size_t out_len)
+    # ==== end AES ====

@@ -1,0 +1,853 @@
+# distutils: sources = csrc/osgp_cpu.c csrc/osgp_aes.c csrc/osgp_ccm.c csrc/osgp_cmac.c
+# cython: freethreading_compatible = False
+"""Native AES-128 kernels of the OSGP-AES-128-PSK suite (CLC/TS 50586 Annex F):
+AES-CMAC (OSGP_MAC, NIST SP 800-38B / RFC 4493), AES-CCM (OSGP_AE / OSGP_AD,
+NIST SP 800-38C / RFC 3610) and the counter-mode CMAC KDF (GKDF, RFC 5433 s.4).
+
+AES-NI or the ARMv8 crypto extensions are chosen at run time, with a
+constant-time portable fallback (``OSGP_CPU=portable`` or
+``set_cpu_features(())`` forces it).  Twin: osgp._reference.aes (same names,
+same errors), built on the ``cryptography`` package.  Public names are
+re-exported by osgp.crypto.
+"""
+
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport Py_INCREF
+from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport memset
+
+from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
+from osgp._native.osgp_c cimport *
+
+from osgp.errors import AuthenticationError, ConfigurationError
+
+BLOCK_SIZE = 16
+KEY_SIZE = 16
+_CPU_NAMES = {
+    "sse2": OSGP_CPU_SSE2, "ssse3": OSGP_CPU_SSSE3, "sse41": OSGP_CPU_SSE41,
+    "avx2": OSGP_CPU_AVX2, "aesni": OSGP_CPU_AESNI, "pclmul": OSGP_CPU_PCLMUL,
+    "neon": OSGP_CPU_NEON, "armaes": OSGP_CPU_ARM_AES,
+}
+
+# Above this many bytes a single call releases the GIL.
+cdef Py_ssize_t _NOGIL_THRESHOLD = 1 << 16
+
+
+cdef int _raise(osgp_status st, Py_ssize_t n=0, Py_ssize_t tag_len=0) except -1:
+    """Turn a status into the exception the twin raises too."""
+    if st == OSGP_OK:
+        return 0
+    if st == OSGP_ERR_KEY_LENGTH:
+        raise ConfigurationError(f"AES-128 key must be 16 bytes, got {n}")
+    if st == OSGP_ERR_NONCE_LENGTH:
+        raise ConfigurationError(f"CCM nonce must be 7 to 13 bytes, got {n}")
+    if st == OSGP_ERR_TAG_LENGTH:
+        raise ConfigurationError(f"CCM tag length must be 4, 6, 8, 10, 12, 14 or 16, got {n}")
+    if st == OSGP_ERR_DATA_LENGTH:
+        raise ConfigurationError(f"payload of {n} bytes is too long for a {15 - tag_len}-byte "
+                                 "CCM length field (use a shorter nonce)")
+    if st == OSGP_ERR_AUTH:
+        raise AuthenticationError("CCM tag mismatch")
+    if st == OSGP_ERR_NOMEM:
+        raise MemoryError()
+    raise ConfigurationError("inconsistent arguments")
+
+
+cdef inline int _in(object obj, InBuf *b, str what) except -1:
+    """in_acquire with the bytes case inline (the hot single-call path)."""
+    if PyBytes_CheckExact(obj):
+        b.ptr = <const uint8_t *>PyBytes_AS_STRING(obj)
+        b.len = PyBytes_GET_SIZE(obj)
+        b.held = False
+        return 0
+    return in_acquire(obj, b, what)
+
+
+cdef inline int _check_ccm(Py_ssize_t nonce_len, Py_ssize_t tag_len, Py_ssize_t plen) except -1:
+    if nonce_len < 7 or nonce_len > 13:
+        _raise(OSGP_ERR_NONCE_LENGTH, nonce_len)
+    if tag_len < 4 or tag_len > 16 or tag_len & 1:
+        _raise(OSGP_ERR_TAG_LENGTH, tag_len)
+    if plen >= 0 and osgp_ccm_check(nonce_len, tag_len, plen) == OSGP_ERR_DATA_LENGTH:
+        _raise(OSGP_ERR_DATA_LENGTH, plen, nonce_len)
+    return 0
+
+
+cdef inline unsigned long long _ccm_max_len(Py_ssize_t nonce_len):
+    """Longest payload a q = 15 - nonce_len byte length field holds (SP 800-38C A.1)."""
+    cdef Py_ssize_t q = 15 - nonce_len
+    if q >= 8:
+        return ~(<unsigned long long>0)
+    return (<unsigned long long>1 << (8 * q)) - 1
+
+
+cdef inline int _check_cmac_tag(Py_ssize_t tag_len) except -1:
+    if tag_len < 1 or tag_len > 16:
+        raise ConfigurationError(f"CMAC tag length must be 1 to 16, got {tag_len}")
+    return 0
+
+
+cdef class AesKey:
+    """An AES-128 key expanded once (round keys and CMAC subkeys), with the
+    module's operations as methods.  The expanded key is wiped when the object
+    is freed; it is never exposed."""
+
+    cdef osgp_aes128_key k
+
+    def __cinit__(self, key):
+        cdef InBuf kb
+        in_acquire(key, &kb, "key")
+        try:
+            _raise(osgp_aes128_expand(&self.k, kb.ptr, kb.len), kb.len)
+            osgp_cmac_subkeys(&self.k)
+        finally:
+            in_release(&kb)
+
+    def __dealloc__(self):
+        osgp_aes128_wipe(&self.k)
+
+    def __repr__(self):
+        return "<AesKey AES-128>"
+
+    def __reduce__(self):
+        raise TypeError("AesKey cannot be pickled (it holds key material)")
+
+    key_size = 16
+
+    def encrypt_block(self, block):
+        return _encrypt_block(&self.k, block)
+
+    def aes_cmac(self, data, Py_ssize_t tag_len=16):
+        return _cmac(&self.k, data, tag_len)
+
+    def ccm_seal(self, nonce, plaintext, aad=b"", Py_ssize_t tag_len=8, *, out=None):
+        return _seal(&self.k, nonce, plaintext, aad, tag_len, out)
+
+    def ccm_open(self, nonce, data, aad=b"", Py_ssize_t tag_len=8, *, out=None):
+        return _open(&self.k, nonce, data, aad, tag_len, out)
+
+    def ccm_seal_many(self, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
+        return ccm_seal_many(self, nonces, plaintexts, aads, tag_len)
+
+    def ccm_open_many(self, nonces, datas, aads=None, Py_ssize_t tag_len=8):
+        return ccm_open_many(self, nonces, datas, aads, tag_len)
+
+    def cmac_many(self, messages, Py_ssize_t tag_len=16):
+        return cmac_many(self, messages, tag_len)
+
+    def cmac_kdf(self, data, Py_ssize_t length):
+        return _kdf(&self.k, data, length)
+
+
+cdef inline const osgp_aes128_key *_key(object key, osgp_aes128_key *tmp,
+                                        bint subkeys) except NULL:
+    """The expanded key of an AesKey, or ``key`` (16 bytes) expanded into tmp
+    (with the CMAC subkeys when ``subkeys``)."""
+    cdef InBuf kb
+    cdef osgp_status st
+    if isinstance(key, AesKey):
+        return &(<AesKey>key).k
+    in_acquire(key, &kb, "key")
+    st = osgp_aes128_expand(tmp, kb.ptr, kb.len)
+    in_release(&kb)
+    if st != OSGP_OK:
+        _raise(st, kb.len)
+    if subkeys:
+        osgp_cmac_subkeys(tmp)
+    return tmp
+
+
+cdef object _encrypt_block(const osgp_aes128_key *kp, block):
+    cdef InBuf b
+    in_acquire(block, &b, "block")
+    try:
+        if b.len != 16:
+            raise ConfigurationError(f"block must be 16 bytes, got {b.len}")
+        out = PyBytes_FromStringAndSize(NULL, 16)
+        osgp_aes128_encrypt_blocks(kp, b.ptr, 1, <uint8_t *>PyBytes_AS_STRING(out))
+        return out
+    finally:
+        in_release(&b)
+
+
+cdef object _cmac(const osgp_aes128_key *kp, data, Py_ssize_t tag_len):
+    cdef InBuf d
+    cdef uint8_t *op
+    _check_cmac_tag(tag_len)
+    in_acquire(data, &d, "data")
+    try:
+        out = PyBytes_FromStringAndSize(NULL, tag_len)
+        op = <uint8_t *>PyBytes_AS_STRING(out)
+        if d.len < _NOGIL_THRESHOLD:
+            osgp_cmac(kp, d.ptr, d.len, op, tag_len)
+        else:
+            with nogil:
+                osgp_cmac(kp, d.ptr, d.len, op, tag_len)
+        return out
+    finally:
+        in_release(&d)
+
+
+cdef object _kdf(const osgp_aes128_key *kp, data, Py_ssize_t length):
+    cdef InBuf d
+    if length < 0 or length > 0xFFFF * 16:
+        raise ConfigurationError(f"KDF output length must be 0 to {0xFFFF * 16}, got {length}")
+    in_acquire(data, &d, "data")
+    try:
+        out = PyBytes_FromStringAndSize(NULL, length)
+        osgp_cmac_kdf(kp, d.ptr, d.len, <uint8_t *>PyBytes_AS_STRING(out), length)
+        return out
+    finally:
+        in_release(&d)
+
+
+cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t tag_len, out):
+    cdef InBuf n, p, a
+    cdef Py_buffer ov
+    cdef uint8_t *op
+    cdef osgp_status st
+    _in(nonce, &n, "nonce")
+    try:
+        _in(plaintext, &p, "plaintext")
+        try:
+            _in(aad, &a, "aad")
+            try:
+                _check_ccm(n.len, tag_len, p.len)
+                if out is None:
+                    res = PyBytes_FromStringAndSize(NULL, p.len + tag_len)
+                    op = <uint8_t *>PyBytes_AS_STRING(res)
+                else:
+                    out_acquire(out, &ov, p.len + tag_len, "out")
+                    op = <uint8_t *>ov.buf
+                    res = out
+                try:
+                    if p.len + a.len < _NOGIL_THRESHOLD:
+                        st = osgp_ccm_seal(kp, n.ptr, n.len, a.ptr, a.len, p.ptr, p.len,
+                                           tag_len, op)
+                    else:
+                        with nogil:
+                            st = osgp_ccm_seal(kp, n.ptr, n.len, a.ptr, a.len, p.ptr, p.len,
+                                               tag_len, op)
+                finally:
+                    if out is not None:
+                        PyBuffer_Release(&ov)
+                if st != OSGP_OK:
+                    _raise(st, p.len, n.len)
+                return res
+            finally:
+                in_release(&a)
+        finally:
+            in_release(&p)
+    finally:
+        in_release(&n)
+
+
+cdef object _open(const osgp_aes128_key *kp, nonce, data, aad, Py_ssize_t tag_len, out):
+    cdef InBuf n, d, a
+    cdef Py_buffer ov
+    cdef uint8_t *op
+    cdef Py_ssize_t plen
+    cdef osgp_status st
+    _in(nonce, &n, "nonce")
+    try:
+        _in(data, &d, "data")
+        try:
+            _in(aad, &a, "aad")
+            try:
+                _check_ccm(n.len, tag_len, -1)
+                if d.len < tag_len:
+                    raise AuthenticationError(
+                        f"CCM data of {d.len} bytes is shorter than the {tag_len}-byte tag")
+                plen = d.len - tag_len
+                _check_ccm(n.len, tag_len, plen)
+                if out is None:
+                    res = PyBytes_FromStringAndSize(NULL, plen)
+                    op = <uint8_t *>PyBytes_AS_STRING(res)
+                else:
+                    out_acquire(out, &ov, plen, "out")
+                    op = <uint8_t *>ov.buf
+                    res = out
+                try:
+                    if d.len + a.len < _NOGIL_THRESHOLD:
+                        st = osgp_ccm_open(kp, n.ptr, n.len, a.ptr, a.len, d.ptr, d.len,
+                                           tag_len, op)
+                    else:
+                        with nogil:
+                            st = osgp_ccm_open(kp, n.ptr, n.len, a.ptr, a.len, d.ptr, d.len,
+                                               tag_len, op)
+                finally:
+                    if out is not None:
+                        PyBuffer_Release(&ov)
+                if st != OSGP_OK:
+                    _raise(st, plen, n.len)
+                return res
+            finally:
+                in_release(&a)
+        finally:
+            in_release(&d)
+    finally:
+        in_release(&n)
+
+
+def encrypt_block(key, block):
+    """AES-128 encryption of one 16-byte block (FIPS-197)."""
+    cdef osgp_aes128_key tmp
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, False)
+    try:
+        return _encrypt_block(kp, block)
+    finally:
+        if kp == &tmp:
+            osgp_aes128_wipe(&tmp)
+
+
+def aes_cmac(key, data, Py_ssize_t tag_len=16):
+    """AES-CMAC (SP 800-38B, RFC 4493) of ``data``, truncated to ``tag_len``
+    (1..16) bytes."""
+    cdef osgp_aes128_key tmp
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, True)
+    try:
+        return _cmac(kp, data, tag_len)
+    finally:
+        if kp == &tmp:
+            osgp_aes128_wipe(&tmp)
+
+
+def cmac_kdf(key, data, Py_ssize_t length):
+    """GKDF-length(key, data) of RFC 5433 s.4: CMAC(key, i (2 bytes BE) || data)
+    for i = 1, 2, ... concatenated and truncated to ``length`` bytes."""
+    cdef osgp_aes128_key tmp
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, True)
+    try:
+        return _kdf(kp, data, length)
+    finally:
+        if kp == &tmp:
+            osgp_aes128_wipe(&tmp)
+
+
+def ccm_seal(key, nonce, plaintext, aad=b"", Py_ssize_t tag_len=8, *, out=None):
+    """AES-CCM encryption (SP 800-38C): ciphertext || tag.  Nonce 7..13 bytes,
+    tag 4..16 bytes (even), AAD of any length.  With ``out`` (a writable buffer
+    of exactly len(plaintext) + tag_len bytes) the result is written there and
+    ``out`` is returned."""
+    cdef osgp_aes128_key tmp
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, False)
+    try:
+        return _seal(kp, nonce, plaintext, aad, tag_len, out)
+    finally:
+        if kp == &tmp:
+            osgp_aes128_wipe(&tmp)
+
+
+def ccm_open(key, nonce, data, aad=b"", Py_ssize_t tag_len=8, *, out=None):
+    """AES-CCM decryption and verification of ciphertext || tag; raises
+    AuthenticationError on a bad tag (or data shorter than the tag).  With
+    ``out`` (exactly len(data) - tag_len bytes) the plaintext is written there
+    (and zeroed again when the tag is bad)."""
+    cdef osgp_aes128_key tmp
+    cdef const osgp_aes128_key *kp = _key(key, &tmp, False)
+    try:
+        return _open(kp, nonce, data, aad, tag_len, out)
+    finally:
+        if kp == &tmp:
+            osgp_aes128_wipe(&tmp)
+
+
+# ---- batch forms ---------------------------------------------------------------
+
+cdef bint _is_single_key(object keys):
+    if isinstance(keys, AesKey):
+        return True
+    try:
+        memoryview(keys)
+    except TypeError:
+        return False
+    return True
+
+
+cdef class _Batch:
+    """Buffers and pointer arrays of one batch call, released in __dealloc__."""
+    cdef Py_ssize_t n
+    cdef InBuf *bufs            # acquired buffers (4n + 4 at most)
+    cdef Py_ssize_t nbufs, cap
+    cdef osgp_aes128_key *own    # keys expanded here (wiped on release)
+    cdef Py_ssize_t nown
+    cdef const osgp_aes128_key **kp
+    cdef const uint8_t **np
+    cdef const uint8_t **ap
+    cdef size_t *alen
+    cdef const uint8_t **ip
+    cdef size_t *ilen
+    cdef uint8_t **op
+    cdef object keep             # keeps AesKey objects alive
+    cdef bint subkeys            # expand CMAC subkeys too
+
+    def __cinit__(self, Py_ssize_t n):
+        self.n = n
+        self.cap = 4 * n + 4  # keys, nonces, AADs, messages
+        self.bufs = <InBuf *>PyMem_Malloc(self.cap * sizeof(InBuf))
+        self.own = <osgp_aes128_key *>PyMem_Malloc((n + 1) * sizeof(osgp_aes128_key))
+        self.kp = <const osgp_aes128_key **>PyMem_Malloc((n + 1) * sizeof(void *))
+        self.np = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+        self.ap = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+        self.alen = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+        self.ip = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+        self.ilen = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
+        self.op = <uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
+        if (self.bufs == NULL or self.own == NULL or self.kp == NULL or self.np == NULL or
+                self.ap == NULL or self.alen == NULL or self.ip == NULL or self.ilen == NULL or
+                self.op == NULL):
+            raise MemoryError()
+        self.keep = []
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.nbufs):
+            in_release(&self.bufs[i])
+        if self.own != NULL:
+            for i in range(self.nown):
+                osgp_aes128_wipe(&self.own[i])
+        PyMem_Free(self.bufs)
+        PyMem_Free(self.own)
+        PyMem_Free(<void *>self.kp)
+        PyMem_Free(<void *>self.np)
+        PyMem_Free(<void *>self.ap)
+        PyMem_Free(self.alen)
+        PyMem_Free(<void *>self.ip)
+        PyMem_Free(self.ilen)
+        PyMem_Free(self.op)
+
+    cdef InBuf *acquire(self, object obj, str what) except NULL:
+        cdef InBuf *b
+        if self.nbufs >= self.cap:
+            raise ConfigurationError("internal: batch buffer table full")
+        b = &self.bufs[self.nbufs]
+        in_acquire(obj, b, what)
+        self.nbufs += 1
+        return b
+
+    cdef const osgp_aes128_key *key(self, object key) except NULL:
+        cdef InBuf *b
+        cdef osgp_aes128_key *k
+        if isinstance(key, AesKey):
+            self.keep.append(key)
+            return &(<AesKey>key).k
+        b = self.acquire(key, "key")
+        k = &self.own[self.nown]
+        _raise(osgp_aes128_expand(k, b.ptr, b.len), b.len)
+        self.nown += 1
+        if self.subkeys:
+            osgp_cmac_subkeys(k)
+        return k
+
+    cdef int keys(self, object keys) except -1:
+        cdef Py_ssize_t i
+        cdef const osgp_aes128_key *one
+        cdef list klist
+        if _is_single_key(keys):
+            one = self.key(keys)
+            for i in range(self.n):
+                self.kp[i] = one
+        else:
+            klist = keys if type(keys) is list else list(keys)
+            if len(klist) != self.n:
+                raise ConfigurationError(f"got {len(klist)} keys for {self.n} messages")
+            for i in range(self.n):
+                self.kp[i] = self.key(klist[i])
+        return 0
+
+    cdef int aads(self, object aads) except -1:
+        """None: no AAD; one buffer: shared; else one per message."""
+        cdef Py_ssize_t i
+        cdef InBuf *b
+        if aads is None:
+            for i in range(self.n):
+                self.ap[i] = NULL
+                self.alen[i] = 0
+            return 0
+        try:
+            memoryview(aads)
+            shared = True
+        except TypeError:
+            shared = False
+        if shared:
+            b = self.acquire(aads, "aad")
+            for i in range(self.n):
+                self.ap[i] = b.ptr
+                self.alen[i] = b.len
+            return 0
+        aads = aads if isinstance(aads, (list, tuple)) else list(aads)
+        if len(aads) != self.n:
+            raise ConfigurationError(f"got {len(aads)} AADs for {self.n} messages")
+        for i in range(self.n):
+            b = self.acquire(aads[i], "aad")
+            self.ap[i] = b.ptr
+            self.alen[i] = b.len
+        return 0
+
+    cdef Py_ssize_t nonces(self, object nonces_in) except -1:
+        cdef Py_ssize_t i, nl = -1
+        cdef InBuf *b
+        cdef list nonces = nonces_in if type(nonces_in) is list else list(nonces_in)
+        if len(nonces) != self.n:
+            raise ConfigurationError(f"got {len(nonces)} nonces for {self.n} messages")
+        for i in range(self.n):
+            b = self.acquire(nonces[i], "nonce")
+            if nl < 0:
+                nl = b.len
+            elif b.len != nl:
+                raise ConfigurationError(
+                    f"all nonces of a batch must have one length: nonce {i} has {b.len} bytes, "
+                    f"nonce 0 has {nl}")
+            self.np[i] = b.ptr
+        return nl if nl >= 0 else 13
+
+    cdef int inputs(self, list msgs) except -1:
+        cdef Py_ssize_t i
+        cdef InBuf *b
+        for i in range(self.n):
+            b = self.acquire(msgs[i], "message")
+            self.ip[i] = b.ptr
+            self.ilen[i] = b.len
+        return 0
+
+
+def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
+    """CCM-seal many messages in one call, without the GIL, the CBC-MACs of 8
+    messages in lock step.  ``keys``: one key (bytes or AesKey) or one per
+    message; ``aads``: None, one AAD for all, or one per message.  Returns a
+    list of ciphertext || tag."""
+    cdef list msgs = plaintexts if isinstance(plaintexts, list) else list(plaintexts)
+    cdef Py_ssize_t n = len(msgs), i, nl
+    cdef _Batch B = _Batch(n)
+    cdef osgp_status st
+    B.keys(keys)
+    nl = B.nonces(nonces)
+    B.aads(aads)
+    B.inputs(msgs)
+    _check_ccm(nl, tag_len, -1)
+    cdef unsigned long long maxlen = _ccm_max_len(nl)
+    cdef list outs = PyList_New(n)
+    for i in range(n):
+        if <unsigned long long>B.ilen[i] > maxlen:
+            _check_ccm(nl, tag_len, B.ilen[i])
+        o = PyBytes_FromStringAndSize(NULL, B.ilen[i] + tag_len)
+        B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
+        Py_INCREF(o)
+        PyList_SET_ITEM(outs, i, o)
+    with nogil:
+        st = osgp_ccm_seal_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op)
+    if st != OSGP_OK:
+        _raise(st)
+    return outs
+
+
+def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
+    """CCM-open many messages in one call (no GIL, lock-step CBC-MACs).
+    Returns a list with the plaintext of each message that verified and None
+    for each that did not: one bad frame never spoils the batch."""
+    cdef list msgs = datas if isinstance(datas, list) else list(datas)
+    cdef Py_ssize_t n = len(msgs), i, nl, plen
+    cdef _Batch B = _Batch(n)
+    cdef osgp_status st
+    cdef uint8_t *ok
+    B.keys(keys)
+    nl = B.nonces(nonces)
+    B.aads(aads)
+    B.inputs(msgs)
+    _check_ccm(nl, tag_len, -1)
+    okb = PyBytes_FromStringAndSize(NULL, n)
+    ok = <uint8_t *>PyBytes_AS_STRING(okb)
+    outs = []
+    for i in range(n):
+        plen = <Py_ssize_t>B.ilen[i] - tag_len
+        o = PyBytes_FromStringAndSize(NULL, plen if plen > 0 else 0)
+        B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
+        outs.append(o)
+    with nogil:
+        st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
+    if st != OSGP_OK:
+        _raise(st)
+    for i in range(n):
+        if not ok[i]:
+            outs[i] = None
+    return outs
+
+
+def cmac_many(keys, messages, Py_ssize_t tag_len=16):
+    """AES-CMAC of many messages in one call (no GIL, 8 chains in lock step).
+    ``keys``: one key or one per message."""
+    cdef list msgs = messages if isinstance(messages, list) else list(messages)
+    cdef Py_ssize_t n = len(msgs), i
+    cdef _Batch B = _Batch(n)
+    cdef uint8_t *op
+    _check_cmac_tag(tag_len)
+    B.subkeys = True
+    B.keys(keys)
+    B.inputs(msgs)
+    buf = PyBytes_FromStringAndSize(NULL, n * tag_len)
+    op = <uint8_t *>PyBytes_AS_STRING(buf)
+    with nogil:
+        osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, op)
+    outs = []
+    for i in range(n):
+        outs.append(PyBytes_FromStringAndSize(<char *>op + i * tag_len, tag_len))
+    return outs
+
+
+# ---- packed-buffer forms ---------------------------------------------------------
+
+cdef class _Offsets:
+    cdef Py_buffer view
+    cdef bint held
+    cdef const int64_t *off
+    cdef Py_ssize_t n
+
+    def __cinit__(self, offsets, Py_ssize_t data_len, str what):
+        cdef Py_ssize_t i
+        try:
+            PyObject_GetBuffer(offsets, &self.view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except (TypeError, BufferError):
+            raise TypeError(f"{what} must be a contiguous buffer of int64") from None
+        self.held = True
+        fmt = (self.view.format or b"B").decode()
+        if self.view.itemsize != 8 or not fmt.endswith(("q", "l", "Q", "L")) or self.view.ndim != 1:
+            raise TypeError(f"{what} must be a 1-d buffer of int64, got format {fmt!r}")
+        self.n = self.view.len // 8 - 1
+        if self.n < 0:
+            raise ConfigurationError(f"{what} needs at least one entry (n+1 for n messages)")
+        self.off = <const int64_t *>self.view.buf
+        for i in range(self.n):
+            if self.off[i] < 0 or self.off[i + 1] < self.off[i] or self.off[i + 1] > data_len:
+                raise ConfigurationError(
+                    f"{what}[{i}:{i + 2}] = {self.off[i]}, {self.off[i + 1]} do not lie in the "
+                    f"{data_len}-byte data buffer in order")
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+
+cdef int _packed_common(_Batch B, key, Py_ssize_t n, key_size, nonces, Py_ssize_t *nl,
+                        aad, aad_offsets) except -1:
+    cdef InBuf *kb
+    cdef InBuf *nb
+    cdef InBuf *ab
+    cdef Py_ssize_t i
+    cdef _Offsets ao
+    cdef const osgp_aes128_key *one
+    if key_size is None:
+        one = B.key(key)
+        for i in range(n):
+            B.kp[i] = one
+    else:
+        if isinstance(key, AesKey):
+            raise ConfigurationError("key_size needs the n keys packed in one buffer")
+        kb = B.acquire(key, "key")
+        if key_size != 16 or kb.len != 16 * n:
+            raise ConfigurationError(
+                f"packed keys: expected {n} x 16 = {16 * n} bytes, got {kb.len} "
+                f"(key_size={key_size})")
+        for i in range(n):
+            _raise(osgp_aes128_expand(&B.own[i], kb.ptr + 16 * i, 16), 16)
+            B.nown += 1
+            if B.subkeys:
+                osgp_cmac_subkeys(&B.own[i])
+            B.kp[i] = &B.own[i]
+    nb = B.acquire(nonces, "nonces")
+    if n == 0:
+        nl[0] = 13
+    elif nb.len % n:
+        raise ConfigurationError(f"{nb.len} nonce bytes do not split into {n} nonces")
+    else:
+        nl[0] = nb.len // n
+    for i in range(n):
+        B.np[i] = nb.ptr + i * nl[0]
+    if aad is None:
+        for i in range(n):
+            B.ap[i] = NULL
+            B.alen[i] = 0
+    else:
+        ab = B.acquire(aad, "aad")
+        if aad_offsets is None:
+            for i in range(n):
+                B.ap[i] = ab.ptr
+                B.alen[i] = ab.len
+        else:
+            ao = _Offsets(aad_offsets, ab.len, "aad_offsets")
+            if ao.n != n:
+                raise ConfigurationError(f"aad_offsets describe {ao.n} AADs for {n} messages")
+            for i in range(n):
+                B.ap[i] = ab.ptr + ao.off[i]
+                B.alen[i] = <size_t>(ao.off[i + 1] - ao.off[i])
+    return 0
+
+
+cdef inline int _check_no_overlap(const uint8_t *a, Py_ssize_t alen, const uint8_t *b,
+                                  Py_ssize_t blen) except -1:
+    """Packed outputs move messages by a tag a message: ``out`` must not share
+    memory with ``data`` (the twin refuses the same underlying object)."""
+    if alen and blen and a < b + blen and b < a + alen:
+        raise ConfigurationError("out must not overlap data in the packed forms")
+    return 0
+
+
+def ccm_seal_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
+                    Py_ssize_t tag_len=8, key_size=None, out=None):
+    """Zero-copy batch seal: message i is ``data[offsets[i]:offsets[i+1]]``
+    (offsets: n+1 int64), its nonce ``nonces[i*L:(i+1)*L]`` (L = len(nonces)/n).
+    ``key``: one key, or with ``key_size=16`` n keys packed back to back.
+    ``aad``: None, one AAD for all, or packed with ``aad_offsets``.  Sealed
+    message i lands at ``offsets[i] + i*tag_len`` in ``out`` (len(data) +
+    n*tag_len bytes; a new bytearray when None), which is returned."""
+    cdef InBuf *db
+    cdef _Offsets mo
+    cdef Py_ssize_t n, i, nl
+    cdef Py_buffer ov
+    cdef _Batch B
+    cdef osgp_status st
+    cdef uint8_t *o
+    # data first (its length bounds the offsets)
+    tmp = _Batch(0)
+    db = tmp.acquire(data, "data")
+    mo = _Offsets(offsets, db.len, "offsets")
+    n = mo.n
+    B = _Batch(n)
+    _packed_common(B, key, n, key_size, nonces, &nl, aad, aad_offsets)
+    _check_ccm(nl, tag_len, -1)
+    cdef unsigned long long maxlen = _ccm_max_len(nl)
+    for i in range(n):
+        if <unsigned long long>(mo.off[i + 1] - mo.off[i]) > maxlen:
+            _check_ccm(nl, tag_len, mo.off[i + 1] - mo.off[i])
+    if out is None:
+        out = bytearray(db.len + n * tag_len)
+    out_acquire(out, &ov, db.len + n * tag_len, "out")
+    o = <uint8_t *>ov.buf
+    try:
+        _check_no_overlap(o, ov.len, db.ptr, db.len)
+        for i in range(n):
+            B.ip[i] = db.ptr + mo.off[i]
+            B.ilen[i] = <size_t>(mo.off[i + 1] - mo.off[i])
+            B.op[i] = o + mo.off[i] + i * tag_len
+        with nogil:
+            st = osgp_ccm_seal_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len,
+                                     B.op)
+    finally:
+        PyBuffer_Release(&ov)
+    if st != OSGP_OK:
+        _raise(st)
+    return out
+
+
+def ccm_open_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
+                    Py_ssize_t tag_len=8, key_size=None, out=None):
+    """Zero-copy batch open of sealed messages ``data[offsets[i]:offsets[i+1]]``
+    (each ciphertext || tag).  Plaintext i lands at ``offsets[i] - i*tag_len``
+    in ``out`` (len(data) - n*tag_len bytes).  Returns ``(out, ok)`` where
+    ``ok`` is a bytes of n flags (1 = verified; a failed message's plaintext is
+    zeroed, a message shorter than the tag just fails)."""
+    cdef InBuf *db
+    cdef _Offsets mo
+    cdef Py_ssize_t n, i, nl, total, pos
+    cdef Py_buffer ov
+    cdef _Batch B
+    cdef osgp_status st
+    cdef uint8_t *o
+    cdef uint8_t *okp
+    tmp = _Batch(0)
+    db = tmp.acquire(data, "data")
+    mo = _Offsets(offsets, db.len, "offsets")
+    n = mo.n
+    B = _Batch(n)
+    _packed_common(B, key, n, key_size, nonces, &nl, aad, aad_offsets)
+    _check_ccm(nl, tag_len, -1)
+    # Output: each message contributes max(0, len - tag_len) bytes, in order.
+    total = 0
+    for i in range(n):
+        if mo.off[i + 1] - mo.off[i] > tag_len:
+            total += mo.off[i + 1] - mo.off[i] - tag_len
+    if out is None:
+        out = bytearray(total)
+    out_acquire(out, &ov, total, "out")
+    o = <uint8_t *>ov.buf
+    okb = PyBytes_FromStringAndSize(NULL, n)
+    okp = <uint8_t *>PyBytes_AS_STRING(okb)
+    try:
+        _check_no_overlap(o, ov.len, db.ptr, db.len)
+        pos = 0
+        for i in range(n):
+            B.ip[i] = db.ptr + mo.off[i]
+            B.ilen[i] = <size_t>(mo.off[i + 1] - mo.off[i])
+            B.op[i] = o + pos
+            if <Py_ssize_t>B.ilen[i] > tag_len:
+                pos += B.ilen[i] - tag_len
+        with nogil:
+            st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len,
+                                     B.op, okp)
+    finally:
+        PyBuffer_Release(&ov)
+    if st != OSGP_OK:
+        _raise(st)
+    return out, okb
+
+
+def cmac_packed(key, data, offsets, *, Py_ssize_t tag_len=16, key_size=None, out=None):
+    """Zero-copy batch CMAC of ``data[offsets[i]:offsets[i+1]]``; tags packed
+    in ``out`` (n*tag_len bytes; a new bytearray when None), which is returned."""
+    cdef InBuf *db
+    cdef _Offsets mo
+    cdef Py_ssize_t n, i, nl
+    cdef Py_buffer ov
+    cdef _Batch B
+    _check_cmac_tag(tag_len)
+    tmp = _Batch(0)
+    db = tmp.acquire(data, "data")
+    mo = _Offsets(offsets, db.len, "offsets")
+    n = mo.n
+    B = _Batch(n)
+    B.subkeys = True
+    _packed_common(B, key, n, key_size, b"", &nl, None, None)
+    if out is None:
+        out = bytearray(n * tag_len)
+    out_acquire(out, &ov, n * tag_len, "out")
+    try:
+        for i in range(n):
+            B.ip[i] = db.ptr + mo.off[i]
+            B.ilen[i] = <size_t>(mo.off[i + 1] - mo.off[i])
+        with nogil:
+            osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, <uint8_t *>ov.buf)
+    finally:
+        PyBuffer_Release(&ov)
+    return out
+
+
+def aes_path():
+    """Which AES path runs now: "aesni", "armce" or "portable"."""
+    return osgp_aes_path().decode()
+
+
+def cpu_features():
+    """CPU features the kernels may use (after OSGP_CPU and set_cpu_features)."""
+    cdef unsigned f = osgp_cpu_features()
+    return frozenset(name for name, bit in _CPU_NAMES.items() if f & bit)
+
+
+def set_cpu_features(names=None):
+    """Limit this module's kernels to ``names`` (None: everything detected;
+    ``()``: the portable path).  For tests."""
+    cdef unsigned mask = 0
+    if names is None:
+        mask = ~0u
+    else:
+        for name in names:
+            if name not in _CPU_NAMES:
+                raise ConfigurationError(f"unknown CPU feature {name!r}")
+            mask |= _CPU_NAMES[name]
+    osgp_cpu_set_mask(mask)
