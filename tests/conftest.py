@@ -84,6 +84,7 @@ def tables_backend(request, monkeypatch):
 
 # ==== end tables / load profile fixtures ====
 
+
 # ==== AES family (osgp._native.aes / osgp._reference.aes) ====
 @pytest.fixture(params=implementations("aes"))
 def aes(request):
@@ -101,4 +102,6 @@ def aes_native():
 @pytest.fixture
 def aes_ref():
     return _backend.reference("aes")
+
+
 # ==== end AES ====

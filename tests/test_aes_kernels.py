@@ -16,7 +16,6 @@ from array import array
 from pathlib import Path
 
 import pytest
-from conftest import NO_EXTENSIONS, VECTORS, implementations, load_vectors
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -25,6 +24,8 @@ from hypothesis import strategies as st
 
 from osgp import _backend
 from osgp.errors import AuthenticationError, ConfigurationError
+
+from .conftest import NO_EXTENSIONS, VECTORS, implementations, load_vectors
 
 cryptography_vectors = pytest.importorskip("cryptography_vectors")
 

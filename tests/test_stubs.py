@@ -9,7 +9,7 @@ import pytest
 
 from osgp import _backend
 
-FAMILIES = ["legacy", "tables"]
+FAMILIES = ["legacy", "tables", "aes"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -95,10 +95,19 @@ class SequenceError(OSGPError):
     the first value it will accept.
     """
 
-    def __init__(self, message: str, *, received: int, current: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        received: int,
+        current: Optional[int] = None,
+        expected: Optional[int] = None,
+    ) -> None:
+        if (current is None) == (expected is None):
+            raise TypeError("SequenceError needs exactly one of current= or expected=")
         super().__init__(message)
         self.received = received
-        self.current = current
+        self.current = current if current is not None else ((expected or 0) - 1) & 0xFFFFFFFF
 
     @property
     def expected(self) -> int:
