@@ -203,9 +203,13 @@ class LegacySuite:
         seq = int.from_bytes(plain[n - p.seq_size :], "big")
         return plain[: n - p.seq_size], seq, ctx
 
-    def seal_response(self, ctx: LegacyContext, apdu: bytes) -> bytes:
+    def seal_response(self, ctx: Optional[LegacyContext], apdu: bytes) -> bytes:
         p = self.profile
         body = bytes(apdu)
+        if ctx is None:
+            # No request could be authenticated (0x0B): there is nothing to
+            # chain over and no key to choose; the trailer is zero (INFERRED).
+            return body + bytes(p.digest_size)
         covered = ctx.request_plain + body if p.chain_response else body
         digest = crypto.oma_digest(p.crypto.digest_key(ctx.key), covered)
         if ctx.encrypted and not (p.auth_failure_in_clear and body[:1] == bytes([AUTH_FAILURE])):
