@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Tuple, Union
 
-from osgp.errors import MalformedError, TruncatedError
+from osgp import _backend, crypto
+from osgp.errors import AuthenticationError, ConfigurationError, MalformedError, TruncatedError
 from osgp.link._cursor import as_bytes
 from osgp.security.suite import MEP_ENVELOPE, LegacyContext, LegacySuite
 from osgp.services.messages import MEP_SERVICES, ServiceProfile
@@ -44,6 +45,14 @@ __all__ = [
 
 LAYER = "mep"
 ALERT = b"\x00\x00"
+
+# Per-frame parse + digest check on the throughput path is native
+# (csrc/osgp_frame.c; twin osgp._reference.frames).
+_frames, _frames_native = _backend.load("frames")
+mep_request_check = _frames.mep_request_check
+mep_response_check = _frames.mep_response_check
+mep_request_check_batch = _frames.mep_request_check_batch
+mep_split = _frames.mep_split
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,13 @@ def _suite(key: Any, encrypt: bool = False) -> LegacySuite:
 def encode_request(key: Any, apdu: Any, seq: int, *, encrypt: bool = False) -> bytes:
     """Whole request frame (length included) for ``apdu`` (code + arguments)
     under the MEP access key ``key`` (16..20 bytes; the first 16 are used)."""
+    if not encrypt:
+        # fast path (the same bytes LegacySuite.seal_request produces)
+        k = as_bytes(key)
+        if not 16 <= len(k) <= 20:
+            raise ConfigurationError(f"MEP key must be 16 to 20 bytes, got {len(k)}")
+        plain = as_bytes(apdu) + (seq & 0xFFFFFFFF).to_bytes(4, "big")
+        return frame(plain + crypto.oma_digest(k[:16], plain))
     wire, _ = _suite(key, encrypt).seal_request(as_bytes(apdu), seq)
     return frame(wire)
 
@@ -135,6 +151,11 @@ def decode_response(key: Any, request_frame: Any, response_frame: Any) -> bytes:
     """Verify the chained response digest (decrypting first when the request
     was encrypted) and return the response APDU.  Raises AuthenticationError
     on a bad digest, DecodeError subclasses on malformed frames."""
+    try:
+        # plaintext exchange: one native call parses both frames and checks the chain
+        return mep_response_check(key, request_frame, response_frame)
+    except AuthenticationError:
+        pass  # encrypted exchange, 0x0B, or a real mismatch: the suite decides
     suite = _suite(key)
     body = unframe(response_frame)
     return suite.open_response(_request_context(suite, request_frame), body)
