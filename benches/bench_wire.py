@@ -17,7 +17,7 @@ import pytest
 
 from osgp import _backend
 from osgp.link import lon, mep
-from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
+from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.services import messages as m
 
 KEY = bytes([1]) * 16
@@ -79,8 +79,8 @@ PLC_RESP = _plc_response()
 def transaction_plc():
     wire, ctx = PLC_SUITE.seal_request(READ.encode(), SEQ)
     frame = lon.encode_lpdu(lon.Lpdu(lon.Npdu(1, 1, ME, lon.Spdu(0, 1, wire))))
-    l = lon.decode_lpdu(PLC_RESP)
-    apdu = PLC_SUITE.open_response(ctx, l.npdu.pdu.apdu)
+    lp = lon.decode_lpdu(PLC_RESP)
+    apdu = PLC_SUITE.open_response(ctx, lp.npdu.pdu.apdu)
     return m.check_response(m.decode_response(apdu, READ)), frame
 
 
@@ -90,7 +90,9 @@ def test_transaction_plc(benchmark):
 
 
 def _archive(n: int):
-    frames = [mep.encode_request(KEY, m.PartialRead(0x17, i % 200, 44).encode(), i) for i in range(n)]
+    frames = [
+        mep.encode_request(KEY, m.PartialRead(0x17, i % 200, 44).encode(), i) for i in range(n)
+    ]
     data = b"".join(frames)
     offs = np.cumsum([0] + [len(f) for f in frames]).astype(np.int64)
     return data, offs
@@ -118,9 +120,14 @@ def test_batch_mep_twin(benchmark):
 
 
 def _lon_archive(n: int):
-    frames = [lon.encode_lpdu(lon.Lpdu(lon.Npdu(1, 1, lon.NeuronId(bytes(6), 0),
-                                                lon.Spdu(0, i & 15, bytes(30)), b"\x4f")))
-              for i in range(n)]
+    frames = [
+        lon.encode_lpdu(
+            lon.Lpdu(
+                lon.Npdu(1, 1, lon.NeuronId(bytes(6), 0), lon.Spdu(0, i & 15, bytes(30)), b"\x4f")
+            )
+        )
+        for i in range(n)
+    ]
     return b"".join(frames), np.cumsum([0] + [len(f) for f in frames]).astype(np.int64)
 
 

@@ -1,6 +1,6 @@
 """atheris harness: transactions, procedures, PED, device session input."""
 
-from _common import KEY, expect_decode_errors, main
+from _common import expect_decode_errors, main
 
 from osgp.services import messages as m
 from osgp.services import procedures as P

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import implementations, load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import implementations, load_vectors
 from osgp import _backend
-from osgp.errors import AuthenticationError, ChecksumError, DecodeError, MalformedError, TruncatedError
+from osgp.errors import (
+    AuthenticationError,
+    ChecksumError,
+    DecodeError,
+    MalformedError,
+    TruncatedError,
+)
 from osgp.link import lon
 
 V = load_vectors("mep_frames.json")
@@ -109,7 +115,9 @@ def test_lon_parse_matches_python_codec(frames, f):
 
 
 def test_lon_batch(frames):
-    wires = [lon.encode_lpdu(lon.Lpdu(lon.decode_npdu(bytes.fromhex(f["hex"])))) for f in LV["npdu"]]
+    wires = [
+        lon.encode_lpdu(lon.Lpdu(lon.decode_npdu(bytes.fromhex(f["hex"])))) for f in LV["npdu"]
+    ]
     wires.append(wires[0][:-1] + b"\x00")
     data = b"".join(wires)
     offs = np.cumsum([0] + [len(w) for w in wires]).astype(np.int64)
@@ -137,8 +145,11 @@ def test_native_equals_twin_on_garbage(data, lpdu, crc):
     results = []
     for mod in mods:
         out = []
-        for fn in (lambda: mod.mep_request_check(KEY, data), lambda: mod.lon_parse(data, lpdu, crc),
-                   lambda: mod.mep_split(data)[1].tolist()):
+        for fn in (
+            lambda mod=mod: mod.mep_request_check(KEY, data),
+            lambda mod=mod: mod.lon_parse(data, lpdu, crc),
+            lambda mod=mod: mod.mep_split(data)[1].tolist(),
+        ):
             try:
                 out.append(fn())
             except (DecodeError, AuthenticationError) as e:

@@ -16,7 +16,7 @@ SEEDS = [
     bytes.fromhex("00143f0017000000002c77635b9113db85a135a0575e"),
     bytes.fromhex("000d0c77635b9035863c1df5b91482"),
     bytes.fromhex("ee00200000083f0017000000000803f2"),
-    bytes.fromhex("1902851103" "4f0330"),
+    bytes.fromhex("19028511034f0330"),
     bytes.fromhex("4d82290a234c573004a1b2c3d4e5300034"),
     bytes.fromhex("110000020008003f0017000000002c0200"),
 ]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vectors
 from osgp.errors import ChecksumError, ConfigurationError, DecodeError, MalformedError
 from osgp.link import lon
 from osgp.link import lon_proxy as px
@@ -28,7 +28,9 @@ def crc_lon_independent(data: bytes) -> int:
 
 
 def test_crc_check_value():
-    assert crc_lon_independent(bytes.fromhex(V["crc_check"]["data"])) == int(V["crc_check"]["crc"], 16)
+    assert crc_lon_independent(bytes.fromhex(V["crc_check"]["data"])) == int(
+        V["crc_check"]["crc"], 16
+    )
 
 
 def _dest(spec):
@@ -47,7 +49,9 @@ def _pdu(spec):
 
 @pytest.mark.parametrize("f", V["npdu"], ids=[f["name"] for f in V["npdu"]])
 def test_hand_npdu_frames(f):
-    n = lon.Npdu(f["src"][0], f["src"][1], _dest(f["dest"]), _pdu(f["pdu"]), bytes.fromhex(f["domain"]))
+    n = lon.Npdu(
+        f["src"][0], f["src"][1], _dest(f["dest"]), _pdu(f["pdu"]), bytes.fromhex(f["domain"])
+    )
     assert lon.encode_npdu(n).hex() == f["hex"]
     assert lon.decode_npdu(bytes.fromhex(f["hex"])) == n
 
@@ -55,11 +59,11 @@ def test_hand_npdu_frames(f):
 @pytest.mark.parametrize("f", V["npdu"], ids=[f["name"] for f in V["npdu"]])
 def test_lpdu_crc_matches_independent(f):
     n = lon.decode_npdu(bytes.fromhex(f["hex"]))
-    l = lon.Lpdu(n, priority=True, backlog=3)
-    wire = lon.encode_lpdu(l)
+    lp = lon.Lpdu(n, priority=True, backlog=3)
+    wire = lon.encode_lpdu(lp)
     assert wire[0] == 0x83
     assert int.from_bytes(wire[-2:], "big") == crc_lon_independent(wire[:-2])
-    assert lon.decode_lpdu(wire) == l
+    assert lon.decode_lpdu(wire) == lp
     bad = bytearray(wire)
     bad[2] ^= 1
     with pytest.raises(ChecksumError) as ei:
@@ -88,12 +92,16 @@ def test_reserved_types_and_version_rejected():
 
 
 def test_cnip_round_trip():
-    payload = lon.encode_lpdu(lon.Lpdu(lon.decode_npdu(bytes.fromhex(V["npdu"][0]["hex"]))), crc=False)
+    payload = lon.encode_lpdu(
+        lon.Lpdu(lon.decode_npdu(bytes.fromhex(V["npdu"][0]["hex"]))), crc=False
+    )
     h = lon.CnipHeader(session=0x11223344, sequence=7, timestamp=99, extension=b"\x00" * 4)
     pkt = lon.encode_cnip(h, payload)
     assert pkt[:2] == (20 + 4 + len(payload)).to_bytes(2, "big") and pkt[3] == 0x01 and pkt[4] == 1
     h2, p2 = lon.decode_cnip(pkt)
-    assert h2 == h and lon.decode_lpdu(p2, crc=False).npdu == lon.decode_npdu(bytes.fromhex(V["npdu"][0]["hex"]))
+    assert h2 == h and lon.decode_lpdu(p2, crc=False).npdu == lon.decode_npdu(
+        bytes.fromhex(V["npdu"][0]["hex"])
+    )
     with pytest.raises(MalformedError):
         lon.decode_cnip(pkt[:-1])
 
@@ -111,8 +119,9 @@ def test_proxy_hand_frame():
 
 def _full_chain(n, **kw):
     reps = tuple(px.Repeater(i + 1, 4, bool(i & 1)) for i in range(n))
-    return px.ProxyRequest(reps, px.Sicb(1), px.ProxyTarget(1, b"\x04\x63"), b"\x30\x00\x34",
-                           px.TxCtrl(9, 3), **kw)
+    return px.ProxyRequest(
+        reps, px.Sicb(1), px.ProxyTarget(1, b"\x04\x63"), b"\x30\x00\x34", px.TxCtrl(9, 3), **kw
+    )
 
 
 def test_fifteen_repeaters_relay_to_agent():
@@ -134,17 +143,29 @@ def test_fifteen_repeaters_relay_to_agent():
 
 def test_uniform_lists_take_the_implied_subnet():
     reps = (px.Repeater(7), px.Repeater(8))
-    p = px.ProxyRequest(reps, px.Sicb(5), px.ProxyTarget(5, b"\x09"), b"\x30\x00\x01",
-                        uniform_by_src=True)
+    p = px.ProxyRequest(
+        reps, px.Sicb(5), px.ProxyTarget(5, b"\x09"), b"\x30\x00\x01", uniform_by_src=True
+    )
     assert px.relay(p, own_subnet=4, src_subnet=2)[0] == (2, 7, False)
-    p2 = px.ProxyRequest(reps, px.Sicb(7), px.ProxyTarget(7, b"\x09"), b"\x30\x00\x01",
-                         uniform_by_dest=True)
+    p2 = px.ProxyRequest(
+        reps, px.Sicb(7), px.ProxyTarget(7, b"\x09"), b"\x30\x00\x01", uniform_by_dest=True
+    )
     assert px.relay(p2, own_subnet=4, src_subnet=2)[0] == (4, 7, False)
 
 
-@pytest.mark.parametrize("ttype,fields", [(0, b"\x01\x02"), (1, b"\x01\x02"), (2, b"\x01" * 7),
-                                          (3, b"\x00\x01"), (4, b"\x05"), (5, b"\x06"),
-                                          (6, b"\x02" * 6), (7, b"\x07")])
+@pytest.mark.parametrize(
+    "ttype,fields",
+    [
+        (0, b"\x01\x02"),
+        (1, b"\x01\x02"),
+        (2, b"\x01" * 7),
+        (3, b"\x00\x01"),
+        (4, b"\x05"),
+        (5, b"\x06"),
+        (6, b"\x02" * 6),
+        (7, b"\x07"),
+    ],
+)
 def test_every_target_type(ttype, fields):
     p = px.ProxyRequest((), px.Sicb(ttype, service=1), px.ProxyTarget(ttype, fields), b"\x00")
     raw = px.encode_proxy(p)
@@ -154,8 +175,14 @@ def test_every_target_type(ttype, fields):
 
 def test_alt_key_modes():
     for kt, klen in ((0, 6), (1, 12)):
-        p = px.ProxyRequest((), px.Sicb(4, mode=px.MODE_ALT_KEY), px.ProxyTarget(4, b"\x01"), b"\x00",
-                            alt_key_type=kt, alt_key=bytes(range(klen)))
+        p = px.ProxyRequest(
+            (),
+            px.Sicb(4, mode=px.MODE_ALT_KEY),
+            px.ProxyTarget(4, b"\x01"),
+            b"\x00",
+            alt_key_type=kt,
+            alt_key=bytes(range(klen)),
+        )
         assert px.decode_proxy(px.encode_proxy(p)) == p
 
 
@@ -181,13 +208,28 @@ def test_npdu_garbage_only_decode_errors(data):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 255), st.integers(0, 127), st.sampled_from([b"", b"\x01", b"abc", b"abcdef"]),
-       st.integers(0, 15), st.binary(min_size=1, max_size=30), st.integers(0, 3))
+@given(
+    st.integers(0, 255),
+    st.integers(0, 127),
+    st.sampled_from([b"", b"\x01", b"abc", b"abcdef"]),
+    st.integers(0, 15),
+    st.binary(min_size=1, max_size=30),
+    st.integers(0, 3),
+)
 def test_npdu_round_trip(subnet, node, domain, trans, apdu, kind):
-    pdu = [lon.Tpdu(0, trans, apdu), lon.Spdu(2, trans, apdu), lon.Apdu(apdu),
-           lon.Tpdu(1, trans, apdu, auth=True)][kind]
-    for dest in (lon.SubnetNode(subnet, node), lon.NeuronId(bytes(range(6)), subnet), lon.Group(node),
-                 lon.Broadcast(subnet), lon.GroupAck(subnet, node, 1, 2)):
+    pdu = [
+        lon.Tpdu(0, trans, apdu),
+        lon.Spdu(2, trans, apdu),
+        lon.Apdu(apdu),
+        lon.Tpdu(1, trans, apdu, auth=True),
+    ][kind]
+    for dest in (
+        lon.SubnetNode(subnet, node),
+        lon.NeuronId(bytes(range(6)), subnet),
+        lon.Group(node),
+        lon.Broadcast(subnet),
+        lon.GroupAck(subnet, node, 1, 2),
+    ):
         n = lon.Npdu(subnet, node, dest, pdu, domain)
         assert lon.decode_lpdu(lon.encode_lpdu(lon.Lpdu(n))).npdu == n
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vectors
 from osgp.errors import AuthenticationError, DecodeError, MalformedError, TruncatedError
 from osgp.link import mep
 from osgp.security.suite import MEP_ENVELOPE, LegacySuite
@@ -43,8 +43,11 @@ def test_device_side_reproduces_published_response(ex):
 
 def test_resync_example_p15():
     # 0x0C carries 77635B90; the client retries with 77635B91 (p.15).
-    r = m.decode_response(mep.decode_response(KEY, bytes.fromhex(EXCHANGES[0]["request"]),
-                                              bytes.fromhex(EXCHANGES[0]["response"])))
+    r = m.decode_response(
+        mep.decode_response(
+            KEY, bytes.fromhex(EXCHANGES[0]["request"]), bytes.fromhex(EXCHANGES[0]["response"])
+        )
+    )
     assert r.code == 0x0C and r.seq == 0x77635B90
     with pytest.raises(Exception) as ei:
         m.check_response(r)
@@ -130,8 +133,12 @@ def test_segments_117():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.binary(min_size=1, max_size=100), st.integers(0, 2**32 - 1), st.booleans(),
-       st.binary(min_size=1, max_size=100))
+@given(
+    st.binary(min_size=1, max_size=100),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+    st.binary(min_size=1, max_size=100),
+)
 def test_round_trip_property(apdu, seq, enc, resp):
     req = mep.encode_request(KEY, apdu, seq, encrypt=enc)
     got, s, ctx = mep.decode_request(KEY, req)
@@ -145,7 +152,10 @@ def test_round_trip_property(apdu, seq, enc, resp):
 @given(st.binary(max_size=64))
 def test_garbage_only_raises_hierarchy(data):
     req = bytes.fromhex(EXCHANGES[1]["request"])
-    for call in (lambda: mep.decode_response(KEY, req, data), lambda: mep.decode_request(KEY, data)):
+    for call in (
+        lambda: mep.decode_response(KEY, req, data),
+        lambda: mep.decode_request(KEY, data),
+    ):
         try:
             call()
         except (DecodeError, AuthenticationError):

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vectors
-from osgp.errors import ChecksumError, DecodeError, MalformedError, ResponseTimeout
+from osgp.errors import (
+    ChecksumError,
+    ConfigurationError,
+    DecodeError,
+    MalformedError,
+    ResponseTimeout,
+)
 from osgp.link import optical as o
 from osgp.services import messages as m
 
@@ -103,7 +109,7 @@ def test_retry_limit():
 
 
 def test_too_large_for_negotiated_packets():
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigurationError):
         o.PacketLayer().send(bytes(100))
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vectors
 from osgp.errors import ChecksumError, DecodeError, DeviceError, MalformedError, SequenceError
 from osgp.services import codes as C
 from osgp.services import messages as m
@@ -19,15 +19,24 @@ EX = {e["name"]: e for e in V["exchanges"]}
 
 def test_published_request_apdus_decode():
     assert m.decode_request(bytes.fromhex("3f0017000000002c")) == m.PartialRead(0x17, 0, 44)
-    assert m.decode_request(bytes.fromhex("4f083200001e000101")) == m.PartialWrite(0x832, 30, b"\x01")
+    assert m.decode_request(bytes.fromhex("4f083200001e000101")) == m.PartialWrite(
+        0x832, 30, b"\x01"
+    )
     w = m.decode_request(bytes.fromhex("400007000611080700f803"))
     assert w == m.FullWrite(7, bytes.fromhex("11080700f803"))
 
 
 def test_ep17_procedure_call_p52():
-    # MEP p.52: BT07 data 11 08 07 00 F8 03 = EP17 (0x811), selector 0, PSN 7, action 0, handle 0x03F8
+    # MEP p.52: BT07 data 11 08 07 00 F8 03 = EP17 (0x811), selector 0, PSN 7,
+    # action 0, handle 0x03F8
     call = P.ProcedureCall.decode(bytes.fromhex("11080700f803"))
-    assert (call.number, call.mfg, call.selector, call.psn, call.params) == (17, True, 0, 7, b"\x00\xf8\x03")
+    assert (call.number, call.mfg, call.selector, call.psn, call.params) == (
+        17,
+        True,
+        0,
+        7,
+        b"\x00\xf8\x03",
+    )
     assert P.ProcedureCall(17, 7, b"\x00\xf8\x03", mfg=True).encode().hex() == "11080700f803"
     assert P.ProcedureCall(10, 5, selector=P.SELECT_NONE).encode() == bytes([10, 0x20, 5])
 
@@ -58,12 +67,21 @@ def test_published_transaction_images():
     req = m.decode_request(bytes.fromhex(EX["ET52 transaction write, six reads"]["request_apdu"]))
     t6 = T.Transaction.decode(req.data)
     assert t6.txn == 1 and [m.decode_request(r).table for r in t6.records] == [
-        0x80B, 0x14, 0x15, 0x804, 0x80E, 0x80F]
+        0x80B,
+        0x14,
+        0x15,
+        0x804,
+        0x80E,
+        0x80F,
+    ]
     # p.48: the ET53 response read back
     resp = bytes.fromhex(EX["ET53 read of the whole transaction response"]["response"])[5:-8]
     rt = T.Transaction.decode(resp)
     assert rt.type == T.RESPONSES and rt.txn == 1 and len(rt.records) == 6
-    rs = [m.decode_response(r, q) for r, q in zip(rt.records, [m.decode_request(x) for x in t6.records])]
+    rs = [
+        m.decode_response(r, q)
+        for r, q in zip(rt.records, [m.decode_request(x) for x in t6.records])
+    ]
     assert [len(r.data) for r in rs] == [10, 10, 10, 1, 12, 31]
 
 
@@ -113,11 +131,17 @@ def test_ped_and_pending_write():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 0xFFFF), st.integers(0, (1 << 24) - 1), st.binary(max_size=120), st.booleans())
+@given(
+    st.integers(0, 0xFFFF), st.integers(0, (1 << 24) - 1), st.binary(max_size=120), st.booleans()
+)
 def test_message_round_trips(table, offset, data, ck):
     prof = m.OPTICAL_SERVICES if ck else m.MEP_SERVICES
-    for msg in (m.FullRead(table), m.PartialRead(table, offset, len(data)), m.FullWrite(table, data),
-                m.PartialWrite(table, offset, data)):
+    for msg in (
+        m.FullRead(table),
+        m.PartialRead(table, offset, len(data)),
+        m.FullWrite(table, data),
+        m.PartialWrite(table, offset, data),
+    ):
         assert m.decode_request(msg.encode(prof), prof) == msg
     r = m.Response(0, data)
     assert m.decode_response(r.encode(prof), m.FullRead(table), prof) == r
@@ -126,8 +150,13 @@ def test_message_round_trips(table, offset, data, ck):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=40))
 def test_garbage_only_decode_errors(data):
-    for fn in (m.decode_request, lambda d: m.decode_response(d, m.FullRead(1)), T.Transaction.decode,
-               P.ProcedureResult.decode, m.PED.decode):
+    for fn in (
+        m.decode_request,
+        lambda d: m.decode_response(d, m.FullRead(1)),
+        T.Transaction.decode,
+        P.ProcedureResult.decode,
+        m.PED.decode,
+    ):
         try:
             fn(data)
         except DecodeError as e:

@@ -4,9 +4,9 @@ over every link (MEP, optical C12.18, PLC/LonTalk)."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_pair, pump
-from osgp.errors import AuthenticationError, DeviceError, ResponseTimeout, SequenceError
+
+from osgp.errors import AuthenticationError, DeviceError, ResponseTimeout
 from osgp.services import procedures as P
 from osgp.services.messages import ET, PED, FullRead, PartialRead
 from osgp.services.session import AlertReceived, Completed, Failed, Transmit
@@ -92,8 +92,11 @@ def test_procedure(link_name):
 
 
 def test_slow_procedure_is_polled(link_name):
-    c, d = make_pair(link_name, tables=tables(),
-                     procedures={10: lambda p: iter([(1, b""), (1, b""), (0, b"done")])})
+    c, d = make_pair(
+        link_name,
+        tables=tables(),
+        procedures={10: lambda p: iter([(1, b""), (1, b""), (0, b"done")])},
+    )
     op = c.call(10)
     run(c, d, op)
     assert op.result == b"done"
@@ -232,9 +235,15 @@ def test_optical_session_services():
     from osgp.link import optical as o
 
     c, d = make_pair("optical", tables=tables())
-    ops = [c.exchange(o.Identify()), c.exchange(o.Negotiate()), c.exchange(o.Logon(2, "osgp")),
-           c.exchange(o.Security(b"secret")), c.read(52), c.exchange(o.Logoff()),
-           c.exchange(o.Terminate())]
+    ops = [
+        c.exchange(o.Identify()),
+        c.exchange(o.Negotiate()),
+        c.exchange(o.Logon(2, "osgp")),
+        c.exchange(o.Security(b"secret")),
+        c.read(52),
+        c.exchange(o.Logoff()),
+        c.exchange(o.Terminate()),
+    ]
     pump(c, d, c.start())
     assert all(op.done and op.error is None for op in ops)
     assert o.IdentifyResponse.decode(ops[0].result).version == 1
@@ -264,11 +273,11 @@ def test_plc_proxy_chain_session():
 
     def relay_net(frame):
         # hop by hop through the repeaters until the agent forwards to the target
-        l = lon.decode_lpdu(frame)
-        p = lon_proxy.decode_proxy(l.npdu.pdu.apdu)
-        hops = [l.npdu.dest]
+        lp = lon.decode_lpdu(frame)
+        p = lon_proxy.decode_proxy(lp.npdu.pdu.apdu)
+        hops = [lp.npdu.dest]
         while True:
-            nxt, fwd = lon_proxy.relay(p, own_subnet=3, src_subnet=l.npdu.src_subnet)
+            nxt, fwd = lon_proxy.relay(p, own_subnet=3, src_subnet=lp.npdu.src_subnet)
             if fwd is None:
                 break
             hops.append(lon.SubnetNode(nxt[0], nxt[1]))
@@ -279,11 +288,15 @@ def test_plc_proxy_chain_session():
     first = c.start()[0].data
     relay_net(first)
     # the device accepts the agent-delivered proxy frame addressed to it
-    l = lon.decode_lpdu(first)
-    delivered = lon.encode_lpdu(lon.Lpdu(lon.Npdu(3, 42, lon.SubnetNode(3, 17), l.npdu.pdu, l.npdu.domain)))
+    lp = lon.decode_lpdu(first)
+    delivered = lon.encode_lpdu(
+        lon.Lpdu(lon.Npdu(3, 42, lon.SubnetNode(3, 17), lp.npdu.pdu, lp.npdu.domain))
+    )
     resp = [e for e in d.receive_data(delivered) if isinstance(e, Transmit)][0].data
     rl = lon.decode_lpdu(resp)
-    back = lon.encode_lpdu(lon.Lpdu(lon.Npdu(3, 40, lon.SubnetNode(1, 1), rl.npdu.pdu, rl.npdu.domain)))
+    back = lon.encode_lpdu(
+        lon.Lpdu(lon.Npdu(3, 40, lon.SubnetNode(1, 1), rl.npdu.pdu, rl.npdu.domain))
+    )
     ev = c.receive_data(back)
     assert op.result == bytes(d.tables[52]) and any(isinstance(e, Completed) for e in ev)
 
@@ -295,7 +308,15 @@ def test_plc_proxy_failure_reports_stage():
     c, d = make_pair("plc", tables=tables(), path=path)
     op = c.read(52)
     first = lon.decode_lpdu(c.start()[0].data)
-    fail = lon.encode_lpdu(lon.Lpdu(lon.Npdu(3, 40, lon.SubnetNode(1, 1),
-                                              lon.Spdu(2, first.npdu.pdu.trans, lon_proxy.encode_failure(1)))))
+    fail = lon.encode_lpdu(
+        lon.Lpdu(
+            lon.Npdu(
+                3,
+                40,
+                lon.SubnetNode(1, 1),
+                lon.Spdu(2, first.npdu.pdu.trans, lon_proxy.encode_failure(1)),
+            )
+        )
+    )
     c.receive_data(fail)
     assert op.done and "hop 1" in str(op.error)

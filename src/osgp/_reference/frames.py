@@ -19,12 +19,29 @@ from osgp.errors import (
 )
 
 MAX_MESSAGE = 476  # MEP guide p.8
-LON_FIELDS = ("lpdu_hdr", "pdu_fmt", "addr_fmt", "domain_len", "src_subnet", "src_node",
-              "selfield", "dest_subnet", "dest_node", "group", "member", "pdu_hdr", "nid",
-              "domain", "pdu_offset", "pdu_end")
-LON_DTYPE = np.dtype([(f, "u1") for f in LON_FIELDS[:12]]
-                     + [("nid", "u1", (6,)), ("domain", "u1", (6,)),
-                        ("pdu_offset", "=u2"), ("pdu_end", "=u2")], align=True)
+LON_FIELDS = (
+    "lpdu_hdr",
+    "pdu_fmt",
+    "addr_fmt",
+    "domain_len",
+    "src_subnet",
+    "src_node",
+    "selfield",
+    "dest_subnet",
+    "dest_node",
+    "group",
+    "member",
+    "pdu_hdr",
+    "nid",
+    "domain",
+    "pdu_offset",
+    "pdu_end",
+)
+LON_DTYPE = np.dtype(
+    [(f, "u1") for f in LON_FIELDS[:12]]
+    + [("nid", "u1", (6,)), ("domain", "u1", (6,)), ("pdu_offset", "=u2"), ("pdu_end", "=u2")],
+    align=True,
+)
 
 OK, AUTH, TRUNCATED, MALFORMED, CHECKSUM = 0, 3, 32, 33, 34
 _DOMAIN = (0, 1, 3, 6)
@@ -85,8 +102,9 @@ def mep_request_check(key: Any, frame: Any, max_message: int = MAX_MESSAGE) -> T
         raise  # pragma: no cover
 
 
-def mep_response_check(key: Any, request_frame: Any, response_frame: Any,
-                       max_message: int = MAX_MESSAGE) -> bytes:
+def mep_response_check(
+    key: Any, request_frame: Any, response_frame: Any, max_message: int = MAX_MESSAGE
+) -> bytes:
     k = _mep_key(key)
     q, r = as_bytes(request_frame, "request_frame"), as_bytes(response_frame, "response_frame")
     try:
@@ -209,8 +227,24 @@ def _lon(f: bytes, lpdu: bool, crc: bool) -> tuple:
         t = (pdu_hdr >> 4) & 7
         if (pdu_fmt == 0 and (t == 3 or t > 5)) or (pdu_fmt == 1 and t in (1, 3, 6, 7)):
             raise _Fail(MALFORMED, pdu_offset)
-    return (hdr, pdu_fmt, addr_fmt, dlen, src_subnet, src_node, sel, dsub, dnode, group, member,
-            pdu_hdr, bytes(nid), bytes(domain), pdu_offset, end)
+    return (
+        hdr,
+        pdu_fmt,
+        addr_fmt,
+        dlen,
+        src_subnet,
+        src_node,
+        sel,
+        dsub,
+        dnode,
+        group,
+        member,
+        pdu_hdr,
+        bytes(nid),
+        bytes(domain),
+        pdu_offset,
+        end,
+    )
 
 
 def lon_parse(frame: Any, lpdu: bool = True, crc: bool = True) -> tuple:

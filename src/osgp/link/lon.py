@@ -22,8 +22,8 @@ carried in the APDU according to :data:`PLC_PROFILE`, which is INFERRED.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple, Union
 
 from osgp import crypto
 from osgp.errors import ChecksumError, ConfigurationError, MalformedError, TruncatedError
@@ -31,13 +31,37 @@ from osgp.link._cursor import Cursor, as_bytes
 from osgp.services.messages import PLC_SERVICES, ServiceProfile
 
 __all__ = [
-    "Broadcast", "Group", "SubnetNode", "GroupAck", "NeuronId", "Address",
-    "Tpdu", "Spdu", "AuthPdu", "Apdu", "Npdu", "Lpdu",
-    "encode_npdu", "decode_npdu", "encode_lpdu", "decode_lpdu",
-    "CnipHeader", "encode_cnip", "decode_cnip",
-    "PlcProfile", "PLC_PROFILE", "DOMAIN_LENGTHS",
-    "TPDU_ACKD", "TPDU_UNACKD_RPT", "TPDU_ACK", "TPDU_REMINDER", "TPDU_REM_MSG",
-    "SPDU_REQUEST", "SPDU_RESPONSE", "SPDU_REMINDER", "SPDU_REM_MSG",
+    "Broadcast",
+    "Group",
+    "SubnetNode",
+    "GroupAck",
+    "NeuronId",
+    "Address",
+    "Tpdu",
+    "Spdu",
+    "AuthPdu",
+    "Apdu",
+    "Npdu",
+    "Lpdu",
+    "encode_npdu",
+    "decode_npdu",
+    "encode_lpdu",
+    "decode_lpdu",
+    "CnipHeader",
+    "encode_cnip",
+    "decode_cnip",
+    "PlcProfile",
+    "PLC_PROFILE",
+    "DOMAIN_LENGTHS",
+    "TPDU_ACKD",
+    "TPDU_UNACKD_RPT",
+    "TPDU_ACK",
+    "TPDU_REMINDER",
+    "TPDU_REM_MSG",
+    "SPDU_REQUEST",
+    "SPDU_RESPONSE",
+    "SPDU_REMINDER",
+    "SPDU_REM_MSG",
 ]
 
 DOMAIN_LENGTHS = (0, 1, 3, 6)  # domain length code -> bytes (reference 6.1)
@@ -103,8 +127,14 @@ def _encode_dest(d: Address) -> bytes:
     if isinstance(d, SubnetNode):
         return bytes([_u(d.subnet, 8, "subnet"), _u(d.node, 7, "node")])
     if isinstance(d, GroupAck):
-        return bytes([_u(d.subnet, 8, "subnet"), _u(d.node, 7, "node"), _u(d.group, 8, "group"),
-                      _u(d.member, 8, "member")])
+        return bytes(
+            [
+                _u(d.subnet, 8, "subnet"),
+                _u(d.node, 7, "node"),
+                _u(d.group, 8, "group"),
+                _u(d.member, 8, "member"),
+            ]
+        )
     if isinstance(d, NeuronId):
         if len(d.nid) != 6:
             raise ConfigurationError("a Neuron ID is 6 bytes")
@@ -180,7 +210,9 @@ def _encode_pdu(p: Pdu) -> bytes:
     if isinstance(p, AuthPdu):
         if len(p.value) != 8:
             raise ConfigurationError("AuthPDU value is 8 bytes")
-        b = bytes([(_u(p.fmt, 2, "fmt") << 6) | (_u(p.type, 2, "type") << 4) | _u(p.trans, 4, "trans")])
+        b = bytes(
+            [(_u(p.fmt, 2, "fmt") << 6) | (_u(p.type, 2, "type") << 4) | _u(p.trans, 4, "trans")]
+        )
         b += bytes(p.value)
         if p.fmt == 1:
             b += bytes([_u(p.group or 0, 8, "group")])
@@ -204,8 +236,12 @@ def encode_npdu(n: Npdu) -> bytes:
     sel = 0 if isinstance(d, GroupAck) else 1 if isinstance(d, SubnetNode) else 1
     b0 = (_u(n.version, 2, "version") << 6) | (n.pdu.kind << 4) | (d.fmt << 2) | dcode
     src_node = _u(n.src_node, 7, "node") | (sel << 7 if d.fmt == 2 else 0x80)
-    return (bytes([b0, _u(n.src_subnet, 8, "subnet"), src_node]) + _encode_dest(d)
-            + bytes(n.domain) + _encode_pdu(n.pdu))
+    return (
+        bytes([b0, _u(n.src_subnet, 8, "subnet"), src_node])
+        + _encode_dest(d)
+        + bytes(n.domain)
+        + _encode_pdu(n.pdu)
+    )
 
 
 def _decode_pdu(c: Cursor, kind: int, fmt: int) -> Pdu:
@@ -259,9 +295,9 @@ def decode_npdu(data: Any, *, base: int = 0) -> Npdu:
     return Npdu(src_subnet, src_node, dest, pdu, domain, version)
 
 
-def encode_lpdu(l: Lpdu, *, crc: bool = True) -> bytes:
-    hdr = (0x80 if l.priority else 0) | (0x40 if l.alt_path else 0) | _u(l.backlog, 6, "backlog")
-    body = bytes([hdr]) + encode_npdu(l.npdu)
+def encode_lpdu(lp: Lpdu, *, crc: bool = True) -> bytes:
+    hdr = (0x80 if lp.priority else 0) | (0x40 if lp.alt_path else 0) | _u(lp.backlog, 6, "backlog")
+    body = bytes([hdr]) + encode_npdu(lp.npdu)
     return body + crypto.crc16_lon(body).to_bytes(2, "big") if crc else body
 
 
@@ -275,8 +311,9 @@ def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
         got = int.from_bytes(b[-2:], "big")
         want = crypto.crc16_lon(b[:-2])
         if got != want:
-            raise ChecksumError(f"link CRC 0x{got:04X} != 0x{want:04X}", layer="lon.lpdu",
-                                offset=len(b) - 2)
+            raise ChecksumError(
+                f"link CRC 0x{got:04X} != 0x{want:04X}", layer="lon.lpdu", offset=len(b) - 2
+            )
         b = b[:-2]
     h = b[0]
     return Lpdu(decode_npdu(b[1:], base=1), bool(h & 0x80), bool(h & 0x40), h & 0x3F)
@@ -308,10 +345,16 @@ def encode_cnip(h: CnipHeader, payload: bytes) -> bytes:
     total = CNIP_HEADER + len(h.extension) + len(payload)
     if total > 0xFFFF:
         raise ConfigurationError("CN/IP packet longer than 65535 bytes")
-    return (total.to_bytes(2, "big") + bytes([h.version, h.packet_type, len(h.extension) // 4,
-                                              h.flags]) + h.vendor.to_bytes(2, "big")
-            + h.session.to_bytes(4, "big") + h.sequence.to_bytes(4, "big")
-            + h.timestamp.to_bytes(4, "big") + h.extension + payload)
+    return (
+        total.to_bytes(2, "big")
+        + bytes([h.version, h.packet_type, len(h.extension) // 4, h.flags])
+        + h.vendor.to_bytes(2, "big")
+        + h.session.to_bytes(4, "big")
+        + h.sequence.to_bytes(4, "big")
+        + h.timestamp.to_bytes(4, "big")
+        + h.extension
+        + payload
+    )
 
 
 def decode_cnip(data: Any) -> Tuple[CnipHeader, bytes]:
@@ -365,7 +408,9 @@ class PlcProfile:
         if not apdu or apdu[0] != self.message_code:
             raise MalformedError(
                 f"APDU code 0x{apdu[0] if apdu else 0:02X} is not the OSGP message code",
-                layer="lon.apdu", offset=0)
+                layer="lon.apdu",
+                offset=0,
+            )
         return apdu[1:]
 
 

@@ -17,17 +17,34 @@ count at the failing stage)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, List, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Any, Optional, Tuple
 
-from osgp.errors import ConfigurationError, MalformedError
-from osgp.link._cursor import Cursor, as_bytes
+from osgp.errors import ConfigurationError
+from osgp.link._cursor import Cursor
 
 __all__ = [
-    "PROXY", "PROXY_FAIL", "MAX_REPEATERS", "MAX_PROXY_DATA",
-    "Repeater", "TxCtrl", "Sicb", "ProxyTarget", "ProxyRequest", "ProxyFailure",
-    "encode_proxy", "decode_proxy", "encode_failure", "decode_proxy_response", "relay",
-    "hop_timeout_ms", "tx_timer_ms", "MODE_NORMAL", "MODE_ZERO_SYNC", "MODE_ALT_KEY", "MODE_ATTENUATE",
+    "PROXY",
+    "PROXY_FAIL",
+    "MAX_REPEATERS",
+    "MAX_PROXY_DATA",
+    "Repeater",
+    "TxCtrl",
+    "Sicb",
+    "ProxyTarget",
+    "ProxyRequest",
+    "ProxyFailure",
+    "encode_proxy",
+    "decode_proxy",
+    "encode_failure",
+    "decode_proxy_response",
+    "relay",
+    "hop_timeout_ms",
+    "tx_timer_ms",
+    "MODE_NORMAL",
+    "MODE_ZERO_SYNC",
+    "MODE_ALT_KEY",
+    "MODE_ATTENUATE",
 ]
 
 PROXY = 0x4D
@@ -112,8 +129,13 @@ def encode_proxy(p: ProxyRequest) -> bytes:
         raise ConfigurationError(f"target APDU must be 1..{MAX_PROXY_DATA} bytes")
     if p.target.type not in _TARGET_LEN or len(p.target.fields) != _TARGET_LEN[p.target.type]:
         raise ConfigurationError("target address does not match its type")
-    h = (n | (0x10 if p.uniform_by_src else 0) | (0x20 if p.all_agents else 0)
-         | (0x40 if p.long_timer else 0) | (0x80 if p.uniform_by_dest else 0))
+    h = (
+        n
+        | (0x10 if p.uniform_by_src else 0)
+        | (0x20 if p.all_agents else 0)
+        | (0x40 if p.long_timer else 0)
+        | (0x80 if p.uniform_by_dest else 0)
+    )
     out = bytearray([PROXY, h])
     for r in p.repeaters:
         if not 0 <= r.node < 128:
@@ -128,8 +150,12 @@ def encode_proxy(p: ProxyRequest) -> bytes:
     s = p.sicb
     if not (0 <= s.mode < 4 and 0 <= s.service < 4 and s.target_type == p.target.type):
         raise ConfigurationError("bad SICB")
-    out += bytes([s.mode | (s.service << 2) | (0x10 if s.alt_path else 0) | (s.target_type << 5),
-                  s.txctrl.encode()])
+    out += bytes(
+        [
+            s.mode | (s.service << 2) | (0x10 if s.alt_path else 0) | (s.target_type << 5),
+            s.txctrl.encode(),
+        ]
+    )
     if s.mode == MODE_ALT_KEY:
         klen = 6 if p.alt_key_type == 0 else 12
         if p.alt_key_type not in (0, 1) or len(p.alt_key) != klen:

@@ -20,7 +20,7 @@ OPTICAL_SERVICES).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, List, Optional, Tuple
 
 from osgp import crypto
@@ -58,8 +58,19 @@ CTRL_TOGGLE = 0x20
 CTRL_FIRST = 0x40
 CTRL_MULTI = 0x80
 HEADER = 6  # EE ident ctrl seq len:2
-BAUD_CODES = {0: None, 1: 300, 2: 600, 3: 1200, 4: 2400, 5: 4800, 6: 9600, 7: 14400,
-              8: 19200, 9: 28800, 10: 57600}
+BAUD_CODES = {
+    0: None,
+    1: 300,
+    2: 600,
+    3: 1200,
+    4: 2400,
+    5: 4800,
+    6: 9600,
+    7: 14400,
+    8: 19200,
+    9: 28800,
+    10: 57600,
+}
 
 
 @dataclass(frozen=True)
@@ -121,7 +132,9 @@ def decode_packet(data: Any, *, base: int = 0) -> Packet:
     c.done()
     want = crypto.crc16_x25(c.buf[: HEADER + n])
     if crc != want:
-        raise ChecksumError(f"CRC 0x{crc:04X} != 0x{want:04X}", layer=LAYER, offset=base + HEADER + n)
+        raise ChecksumError(
+            f"CRC 0x{crc:04X} != 0x{want:04X}", layer=LAYER, offset=base + HEADER + n
+        )
     return Packet(payload, ctrl, seq, ident)
 
 
@@ -160,7 +173,9 @@ class PacketLayer:
             ctrl = self._toggle
             if multi:
                 ctrl |= CTRL_MULTI | (CTRL_FIRST if i == 0 else 0)
-            self._out.append(encode_packet(Packet(ch, ctrl, len(chunks) - 1 - i, self.profile.identity)))
+            self._out.append(
+                encode_packet(Packet(ch, ctrl, len(chunks) - 1 - i, self.profile.identity))
+            )
         self._tries = 0
         self.done = False
         return self._out[0]
@@ -176,7 +191,9 @@ class PacketLayer:
         if self._tries > self.profile.retries:
             self.done = True
             self._out = []
-            raise ResponseTimeout(f"C12.18 packet not acknowledged after {self.profile.retries} retries")
+            raise ResponseTimeout(
+                f"C12.18 packet not acknowledged after {self.profile.retries} retries"
+            )
         return self._out[0]
 
     def receive(self, data: Any) -> Tuple[bytes, List[bytes]]:
@@ -309,8 +326,9 @@ class IdentifyResponse:
         std, ver, rev = c.u8(), c.u8(), c.u8()
         feats = c.rest()
         if not feats or feats[-1] != 0:
-            raise MalformedError("feature list not terminated by 00", layer="optical.ident",
-                                 offset=len(apdu))
+            raise MalformedError(
+                "feature list not terminated by 00", layer="optical.ident", offset=len(apdu)
+            )
         return cls(std, ver, rev, feats[:-1])
 
 

@@ -21,7 +21,8 @@ so size limits can be checked per profile.
 Envelope of the legacy suite (MEP guide p.9-11, App. A/B; reference 3.2)::
 
     request  wire = E(code args seq:4 BE) || digest:8     digest = D(key, code..seq)
-    response wire = E(code data)          || digest:8     digest = D(key, request(code..seq) || response)
+    response wire = E(code data)          || digest:8
+                                             digest = D(key, request(code..seq) || response)
 
 E is RC4 when the request was encrypted (mirrored in the response), else the
 identity.  Which of these choices holds on power line is INFERRED (reference
@@ -163,7 +164,9 @@ class LegacySuite:
         n = len(wire) - p.digest_size
         if n < 1:
             raise TruncatedError(
-                layer=f"{p.name.lower()}.envelope", offset=0, needed=p.digest_size + 1,
+                layer=f"{p.name.lower()}.envelope",
+                offset=0,
+                needed=p.digest_size + 1,
                 remaining=len(wire),
             )
         body, digest = wire[:n], wire[n:]
@@ -182,8 +185,10 @@ class LegacySuite:
         n = len(wire) - p.digest_size
         if n < 1 + p.seq_size:
             raise TruncatedError(
-                layer=f"{p.name.lower()}.envelope", offset=0,
-                needed=1 + p.seq_size + p.digest_size, remaining=len(wire),
+                layer=f"{p.name.lower()}.envelope",
+                offset=0,
+                needed=1 + p.seq_size + p.digest_size,
+                remaining=len(wire),
             )
         body, digest = wire[:n], wire[n:]
         # MEP p.11: the server finds out whether a request is encrypted by an

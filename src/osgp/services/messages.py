@@ -17,7 +17,7 @@ Table ids: BTnn = nn, ETnn = 2048 + nn, pending image = + 4096 (reference 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Union
 
 from osgp.errors import ChecksumError, ConfigurationError, SequenceError
@@ -204,7 +204,9 @@ def _data(c: Cursor, count: int, profile: ServiceProfile) -> bytes:
     return d
 
 
-def decode_request(apdu: bytes, profile: ServiceProfile = MEP_SERVICES, *, base: int = 0) -> Request:
+def decode_request(
+    apdu: bytes, profile: ServiceProfile = MEP_SERVICES, *, base: int = 0
+) -> Request:
     """Parse a bare request (code + arguments, no sequence number or digest)."""
     c = Cursor(apdu, _LAYER, base=base)
     code = c.u8()
@@ -229,8 +231,11 @@ def _is_read(request: Optional[object]) -> bool:
 
 
 def decode_response(
-    apdu: bytes, request: Optional[object] = None, profile: ServiceProfile = MEP_SERVICES,
-    *, base: int = 0,
+    apdu: bytes,
+    request: Optional[object] = None,
+    profile: ServiceProfile = MEP_SERVICES,
+    *,
+    base: int = 0,
 ) -> Response:
     """Parse a bare response.  ``request`` tells whether a successful response
     carries ``<count><data>`` (reads) or nothing (writes); without it the

@@ -18,9 +18,19 @@ from osgp.errors import ConfigurationError, ProtocolError
 from osgp.link._cursor import Cursor, as_bytes
 
 __all__ = [
-    "BT07", "BT08", "SELECT_ON_COMPLETION", "SELECT_ON_EXCEPTION", "SELECT_NONE",
-    "SELECT_IMMEDIATE_AND_COMPLETION", "RESULT_CODES", "RESULT_COMPLETED", "RESULT_ACCEPTED",
-    "ProcedureCall", "ProcedureResult", "ProcedureError", "PsnAllocator",
+    "BT07",
+    "BT08",
+    "SELECT_ON_COMPLETION",
+    "SELECT_ON_EXCEPTION",
+    "SELECT_NONE",
+    "SELECT_IMMEDIATE_AND_COMPLETION",
+    "RESULT_CODES",
+    "RESULT_COMPLETED",
+    "RESULT_ACCEPTED",
+    "ProcedureCall",
+    "ProcedureResult",
+    "ProcedureError",
+    "PsnAllocator",
 ]
 
 BT07, BT08 = 7, 8

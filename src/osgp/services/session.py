@@ -25,13 +25,12 @@ the sequence counter and re-sends the request once with the next number.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
 
 from osgp.errors import (
     AuthenticationError,
     DecodeError,
-    DeviceError,
     OSGPError,
     ProtocolError,
     ResponseTimeout,
@@ -44,9 +43,8 @@ from osgp.services import procedures as P
 from osgp.services import transactions as T
 from osgp.services.codes import ResponseCode
 from osgp.services.messages import (
-    FULL_READ,
-    PENDING,
     PED,
+    PENDING,
     FullRead,
     FullWrite,
     PartialRead,
@@ -61,10 +59,20 @@ from osgp.services.messages import (
 log = logging.getLogger("osgp.session")
 
 __all__ = [
-    "Transmit", "Completed", "Failed", "AlertReceived", "Served", "Operation",
-    "MepCarrier", "OpticalCarrier", "PlcCarrier",
-    "MepDeviceCarrier", "OpticalDeviceCarrier", "PlcDeviceCarrier",
-    "ClientSession", "DeviceSession",
+    "Transmit",
+    "Completed",
+    "Failed",
+    "AlertReceived",
+    "Served",
+    "Operation",
+    "MepCarrier",
+    "OpticalCarrier",
+    "PlcCarrier",
+    "MepDeviceCarrier",
+    "OpticalDeviceCarrier",
+    "PlcDeviceCarrier",
+    "ClientSession",
+    "DeviceSession",
 ]
 
 
@@ -76,13 +84,13 @@ class Transmit:
 
 @dataclass(frozen=True)
 class Completed:
-    op: "Operation"
+    op: Operation
     result: Any
 
 
 @dataclass(frozen=True)
 class Failed:
-    op: "Operation"
+    op: Operation
     error: OSGPError
 
 
@@ -132,7 +140,9 @@ class MepCarrier:
         return last
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Any]]:
-        return b"", [x if isinstance(x, bytes) else AlertReceived() for x in self._reader.feed(data)]
+        return b"", [
+            x if isinstance(x, bytes) else AlertReceived() for x in self._reader.feed(data)
+        ]
 
     def reset(self) -> None:
         self._reader.reset()
@@ -177,7 +187,13 @@ class PlcCarrier:
     ) -> None:
         if len(path) > lon_proxy.MAX_REPEATERS + 1:
             raise ProtocolError("at most 15 repeaters plus the agent")
-        self.dest, self.src, self.profile, self.path, self.crc = dest, src, profile, tuple(path), crc
+        self.dest, self.src, self.profile, self.path, self.crc = (
+            dest,
+            src,
+            profile,
+            tuple(path),
+            crc,
+        )
         self.services = profile.services
         self._trans = 0
         self._buf: List[bytes] = []
@@ -198,23 +214,33 @@ class PlcCarrier:
         if self.path:
             t = self._target()
             reps = tuple(lon_proxy.Repeater(r.node, r.subnet) for r in self.path[1:])
-            apdu = lon_proxy.encode_proxy(lon_proxy.ProxyRequest(
-                reps, lon_proxy.Sicb(t.type), t, apdu, lon_proxy.TxCtrl(4, 3)))
+            apdu = lon_proxy.encode_proxy(
+                lon_proxy.ProxyRequest(
+                    reps, lon_proxy.Sicb(t.type), t, apdu, lon_proxy.TxCtrl(4, 3)
+                )
+            )
             dest = self.path[0]
         self._trans = (self._trans + 1) & 0x0F
-        npdu = lon.Npdu(self.src[0], self.src[1], dest,
-                        lon.Spdu(self.profile.service_request, self._trans, apdu),
-                        self.profile.domain)
+        npdu = lon.Npdu(
+            self.src[0],
+            self.src[1],
+            dest,
+            lon.Spdu(self.profile.service_request, self._trans, apdu),
+            self.profile.domain,
+        )
         return lon.encode_lpdu(lon.Lpdu(npdu), crc=self.crc)
 
     def retransmit(self, last: bytes) -> bytes:
         return last  # identical frame, same transaction number
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Any]]:
-        l = lon.decode_lpdu(data, crc=self.crc)
-        pdu = l.npdu.pdu
-        if not isinstance(pdu, lon.Spdu) or pdu.type != self.profile.service_response \
-                or pdu.trans != self._trans:
+        lp = lon.decode_lpdu(data, crc=self.crc)
+        pdu = lp.npdu.pdu
+        if (
+            not isinstance(pdu, lon.Spdu)
+            or pdu.type != self.profile.service_response
+            or pdu.trans != self._trans
+        ):
             return b"", []  # not our response (stale transaction or other traffic)
         apdu = pdu.apdu
         if self.path:
@@ -264,18 +290,27 @@ class ClientSession:
         self._txn = 0
 
     # -- public operations
-    def read(self, table: int, offset: Optional[int] = None, count: Optional[int] = None) -> Operation:
+    def read(
+        self, table: int, offset: Optional[int] = None, count: Optional[int] = None
+    ) -> Operation:
         return self._submit(f"read {table}", self._read(table, offset, count))
 
     def write(self, table: int, data: bytes, offset: Optional[int] = None) -> Operation:
         return self._submit(f"write {table}", self._write(table, bytes(data), offset))
 
-    def call(self, number: int, params: bytes = b"", *, mfg: bool = False,
-             selector: int = P.SELECT_ON_COMPLETION) -> Operation:
+    def call(
+        self,
+        number: int,
+        params: bytes = b"",
+        *,
+        mfg: bool = False,
+        selector: int = P.SELECT_ON_COMPLETION,
+    ) -> Operation:
         return self._submit(f"procedure {number}", self._call(number, bytes(params), mfg, selector))
 
-    def transact(self, requests: Sequence[Any], *, txn: Optional[int] = None,
-                 groups: Sequence[int] = ()) -> Operation:
+    def transact(
+        self, requests: Sequence[Any], *, txn: Optional[int] = None, groups: Sequence[int] = ()
+    ) -> Operation:
         return self._submit("transaction", self._transact(list(requests), txn, tuple(groups)))
 
     def exchange(self, message: Any) -> Operation:
@@ -342,7 +377,9 @@ class ClientSession:
             return []
         self.carrier.reset()
         if op.retries >= self.retries:
-            return self._advance(None, ResponseTimeout(f"{op.name}: no response after {op.retries} retries"))
+            return self._advance(
+                None, ResponseTimeout(f"{op.name}: no response after {op.retries} retries")
+            )
         op.retries += 1
         try:
             return [Transmit(self.carrier.retransmit(self._last))]
@@ -375,8 +412,12 @@ class ClientSession:
             except DecodeError as exc:
                 events += self._advance(None, exc)
                 continue
-            if (self.suite.request_overhead and len(apdu) == 5 and apdu[0] == INVALID_SEQUENCE
-                    and not self._resynced):
+            if (
+                self.suite.request_overhead
+                and len(apdu) == 5
+                and apdu[0] == INVALID_SEQUENCE
+                and not self._resynced
+            ):
                 # MEP p.11/p.15: adopt the device's number, resend with +1.
                 self.counter.resync(int.from_bytes(apdu[1:5], "big"))
                 self._resynced = True
@@ -395,7 +436,9 @@ class ClientSession:
             raise AuthenticationError("device reported authentication failure (0x0B)")
         return check_response(decode_response(apdu, request, self.services))
 
-    def _read(self, table: int, offset: Optional[int], count: Optional[int]) -> Generator[Any, bytes, bytes]:
+    def _read(
+        self, table: int, offset: Optional[int], count: Optional[int]
+    ) -> Generator[Any, bytes, bytes]:
         if offset is None and count is None:
             req = FullRead(table)
             return (self._response((yield req), req)) or b""
@@ -427,7 +470,9 @@ class ClientSession:
             self._response((yield req2), req2)
         return None
 
-    def _call(self, number: int, params: bytes, mfg: bool, selector: int) -> Generator[Any, bytes, bytes]:
+    def _call(
+        self, number: int, params: bytes, mfg: bool, selector: int
+    ) -> Generator[Any, bytes, bytes]:
         call = P.ProcedureCall(number, self.psn.next(), params, mfg, selector)
         yield from self._write(P.BT07, call.encode(), None)
         if selector in (P.SELECT_NONE,):
@@ -435,19 +480,27 @@ class ClientSession:
         for _ in range(self.max_polls):
             res = P.ProcedureResult.decode((yield from self._read(P.BT08, None, None)))
             if not res.matches(call):
-                raise ProtocolError(f"BT08 holds procedure {res.proc_id}/PSN {res.psn}, "
-                                    f"expected {call.proc_id}/PSN {call.psn}")
+                raise ProtocolError(
+                    f"BT08 holds procedure {res.proc_id}/PSN {res.psn}, "
+                    f"expected {call.proc_id}/PSN {call.psn}"
+                )
             if res.result != P.RESULT_ACCEPTED:
                 return res.check()
         raise ResponseTimeout(f"procedure {number} still not complete after {self.max_polls} polls")
 
-    def _transact(self, requests: List[Any], txn: Optional[int], groups: Tuple[int, ...]) -> Generator[Any, bytes, List[Response]]:
+    def _transact(
+        self, requests: List[Any], txn: Optional[int], groups: Tuple[int, ...]
+    ) -> Generator[Any, bytes, List[Response]]:
         if txn is None:
             self._txn = (self._txn + 1) & 0xFFFF or 1
             txn = self._txn
         bare = ServiceProfile("bare", 0, 0, False, "transaction records")
-        t = T.Transaction(txn, tuple(r.encode(bare) for r in requests),
-                          T.GROUP_REQUEST if groups else T.REQUESTS, groups)
+        t = T.Transaction(
+            txn,
+            tuple(r.encode(bare) for r in requests),
+            T.GROUP_REQUEST if groups else T.REQUESTS,
+            groups,
+        )
         image = t.encode()
         if len(image) > self.tables.request_size:
             raise ProtocolError(f"transaction of {len(image)} bytes exceeds the request table")
@@ -493,8 +546,14 @@ class PlcDeviceCarrier:
     to the sender.  ``address``: what this device accepts (its SubnetNode
     and/or NeuronId)."""
 
-    def __init__(self, addresses: Sequence[lon.Address], *, profile: lon.PlcProfile = lon.PLC_PROFILE,
-                 crc: bool = True, groups: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        addresses: Sequence[lon.Address],
+        *,
+        profile: lon.PlcProfile = lon.PLC_PROFILE,
+        crc: bool = True,
+        groups: Sequence[int] = (),
+    ) -> None:
         self.addresses, self.profile, self.crc = tuple(addresses), profile, crc
         self.services = profile.services
         self.groups = tuple(groups)
@@ -508,10 +567,13 @@ class PlcDeviceCarrier:
         return isinstance(d, lon.Broadcast)
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Any]]:
-        l = lon.decode_lpdu(data, crc=self.crc)
-        n = l.npdu
-        if not isinstance(n.pdu, lon.Spdu) or n.pdu.type != self.profile.service_request \
-                or not self._mine(n.dest):
+        lp = lon.decode_lpdu(data, crc=self.crc)
+        n = lp.npdu
+        if (
+            not isinstance(n.pdu, lon.Spdu)
+            or n.pdu.type != self.profile.service_request
+            or not self._mine(n.dest)
+        ):
             return b"", []
         apdu = n.pdu.apdu
         proxied = apdu[:1] == bytes([lon_proxy.PROXY])
@@ -527,14 +589,22 @@ class PlcDeviceCarrier:
         apdu = self.profile.wrap(wire)
         if proxied:
             apdu = bytes([lon_proxy.PROXY]) + apdu
-        me = next((a for a in self.addresses if isinstance(a, lon.SubnetNode)), lon.SubnetNode(0, 0))
-        out = lon.Npdu(me.subnet, me.node, lon.SubnetNode(n.src_subnet, n.src_node),
-                       lon.Spdu(self.profile.service_response, n.pdu.trans, apdu), n.domain)
+        me = next(
+            (a for a in self.addresses if isinstance(a, lon.SubnetNode)), lon.SubnetNode(0, 0)
+        )
+        out = lon.Npdu(
+            me.subnet,
+            me.node,
+            lon.SubnetNode(n.src_subnet, n.src_node),
+            lon.Spdu(self.profile.service_response, n.pdu.trans, apdu),
+            n.domain,
+        )
         return lon.encode_lpdu(lon.Lpdu(out), crc=self.crc)
 
 
 # -- device session -----------------------------------------------------------------------
 ProcedureHandler = Callable[[bytes], Any]
+_DEFAULT_IDENT = optical.IdentifyResponse()
 
 
 class DeviceSession:
@@ -555,7 +625,7 @@ class DeviceSession:
         seq: int = 0,
         transaction_tables: T.TransactionTables = T.MEP_TABLES,
         groups: Sequence[int] = (),
-        ident: optical.IdentifyResponse = optical.IdentifyResponse(),
+        ident: optical.IdentifyResponse = _DEFAULT_IDENT,
     ) -> None:
         self.carrier = carrier
         self.suite: SecuritySuite = suite if suite is not None else NullSuite()
@@ -601,8 +671,14 @@ class DeviceSession:
             try:
                 self.window.accept(seq)
             except SequenceError:
-                return self._reply(ctx, None, Response(ResponseCode.SEQ, seq=self.window.current).encode())
-        session = optical.decode_session_request(apdu) if isinstance(self.carrier, OpticalDeviceCarrier) else None
+                return self._reply(
+                    ctx, None, Response(ResponseCode.SEQ, seq=self.window.current).encode()
+                )
+        session = (
+            optical.decode_session_request(apdu)
+            if isinstance(self.carrier, OpticalDeviceCarrier)
+            else None
+        )
         if session is not None:
             return self._reply(ctx, session, self._session_service(session))
         try:

@@ -16,7 +16,7 @@ Duplicates (same txn and the same CRC over the data) are not re-executed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from osgp import crypto
@@ -25,9 +25,21 @@ from osgp.link._cursor import Cursor, as_bytes
 from osgp.services.messages import ET
 
 __all__ = [
-    "REQUESTS", "RESPONSES", "PARTIAL_RESPONSES", "GROUP_REQUEST", "GROUP_DENIED",
-    "ET27", "ET28", "ET52", "ET53", "TransactionTables", "PLC_TABLES", "MEP_TABLES",
-    "Transaction", "group_matches", "DuplicateFilter",
+    "REQUESTS",
+    "RESPONSES",
+    "PARTIAL_RESPONSES",
+    "GROUP_REQUEST",
+    "GROUP_DENIED",
+    "ET27",
+    "ET28",
+    "ET52",
+    "ET53",
+    "TransactionTables",
+    "PLC_TABLES",
+    "MEP_TABLES",
+    "Transaction",
+    "group_matches",
+    "DuplicateFilter",
 ]
 
 REQUESTS, RESPONSES, PARTIAL_RESPONSES, GROUP_REQUEST, GROUP_DENIED = 0, 1, 2, 3, 4
