@@ -130,7 +130,9 @@ def _offsets(offsets: Any, size: int) -> np.ndarray:
     return o
 
 
-def mep_request_check_batch(key: Any, data: Any, offsets: Any, max_message: int = MAX_MESSAGE):
+def mep_request_check_batch(
+    key: Any, data: Any, offsets: Any, max_message: int = MAX_MESSAGE
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     k = _mep_key(key)
     buf = as_bytes(data, "data")
     o = _offsets(offsets, len(buf))
@@ -151,7 +153,7 @@ def mep_request_check_batch(key: Any, data: Any, offsets: Any, max_message: int 
     return status, code, seq
 
 
-def mep_split(data: Any, max_message: int = MAX_MESSAGE):
+def mep_split(data: Any, max_message: int = MAX_MESSAGE) -> Tuple[np.ndarray, np.ndarray, int]:
     buf = as_bytes(data, "data")
     starts, lengths = [], []
     pos = 0
@@ -255,7 +257,9 @@ def lon_parse(frame: Any, lpdu: bool = True, crc: bool = True) -> tuple:
         raise  # pragma: no cover
 
 
-def lon_parse_batch(data: Any, offsets: Any, lpdu: bool = True, crc: bool = True):
+def lon_parse_batch(
+    data: Any, offsets: Any, lpdu: bool = True, crc: bool = True
+) -> Tuple[np.ndarray, np.ndarray]:
     buf = as_bytes(data, "data")
     o = _offsets(offsets, len(buf))
     n = o.shape[0] - 1

@@ -111,7 +111,7 @@ Event = Union[Transmit, Completed, Failed, AlertReceived, Served]
 class Operation:
     """Handle of one client operation; ``done``, ``result``, ``error``."""
 
-    def __init__(self, name: str, gen: Generator[Any, bytes, Any]) -> None:
+    def __init__(self, name: str, gen: Generator[Any, Any, Any]) -> None:
         self.name = name
         self._gen = gen
         self.done = False
@@ -596,7 +596,7 @@ class PlcDeviceCarrier:
             me.subnet,
             me.node,
             lon.SubnetNode(n.src_subnet, n.src_node),
-            lon.Spdu(self.profile.service_response, n.pdu.trans, apdu),
+            lon.Spdu(self.profile.service_response, getattr(n.pdu, "trans", 0), apdu),
             n.domain,
         )
         return lon.encode_lpdu(lon.Lpdu(out), crc=self.crc)
