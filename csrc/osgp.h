@@ -295,4 +295,84 @@ osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *in, size_t le
 #ifdef __cplusplus
 }
 #endif
+
 #endif /* OSGP_H */
+
+/* ---- BEGIN wire (issue #4): frame kernels (osgp_frame.c) ----------------- */
+#ifndef OSGP_WIRE_H
+#define OSGP_WIRE_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Extra statuses of the frame parsers (outside the range of osgp_status so
+ * they never collide with kernel statuses added elsewhere). */
+#define OSGP_FRAME_TRUNCATED 32  /* *err_off = where more bytes were needed */
+#define OSGP_FRAME_MALFORMED 33  /* *err_off = the offending field */
+#define OSGP_FRAME_CHECKSUM 34   /* link CRC mismatch; *err_off = CRC offset */
+
+#define OSGP_MEP_DIGEST 8
+#define OSGP_MEP_SEQ 4
+
+/* MEP request frame <len:2 BE> <code..args> <seq:4 BE> <digest:8> (MEP guide
+ * p.9-11): checks the length field against len and max_message, verifies the
+ * digest over code..seq (plaintext requests), writes the sequence number and
+ * request code.  Returns OSGP_OK, OSGP_ERR_AUTH, OSGP_ERR_KEY_LENGTH or a
+ * frame status. */
+int osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
+                           size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off);
+
+/* MEP response frame: verifies the digest chained over request(code..seq) ||
+ * response(code..data) (plaintext exchange; MEP App. A, p.15-17). */
+int osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req, size_t req_len,
+                            const uint8_t *resp, size_t resp_len, size_t max_message,
+                            size_t *err_off);
+
+/* Batch over n request frames packed in buf, frame i = buf[offsets[i] ..
+ * offsets[i+1]): status[i] (0 ok, 3 auth, 32/33 frame), code[i], seq[i].
+ * No Python objects: call without the GIL. */
+int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
+                                 const int64_t *offsets, size_t n, size_t max_message,
+                                 uint8_t *status, uint8_t *code, uint32_t *seq);
+
+/* Split a byte stream of consecutive MEP frames: starts[i] / lengths[i] of the
+ * bodies (length 0 = alert), at most cap frames; *count frames found,
+ * *consumed bytes used (a trailing partial frame is left).  Returns
+ * OSGP_FRAME_MALFORMED (err_off) on a length above max_message. */
+int osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
+                   uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
+                   size_t *err_off);
+
+/* ISO/IEC 14908-1 LPDU/NPDU header (reference 6.1). */
+typedef struct {
+    uint8_t lpdu_hdr;     /* b7 priority, b6 alt path, b5..0 backlog */
+    uint8_t pdu_fmt;      /* 0 TPDU, 1 SPDU, 2 AuthPDU, 3 APDU */
+    uint8_t addr_fmt;     /* 0 broadcast, 1 group, 2 subnet/node (or group ack), 3 Neuron ID */
+    uint8_t domain_len;   /* 0, 1, 3, 6 */
+    uint8_t src_subnet;
+    uint8_t src_node;     /* b6..0 */
+    uint8_t selfield;     /* b7 of the source node byte */
+    uint8_t dest_subnet;  /* fmt 0, 2, 3 */
+    uint8_t dest_node;    /* fmt 2 */
+    uint8_t group;        /* fmt 1, 2b */
+    uint8_t member;       /* fmt 2b */
+    uint8_t pdu_hdr;      /* TPDU/SPDU/AuthPDU header byte (0 for APDU) */
+    uint8_t nid[6];       /* fmt 3 */
+    uint8_t domain[6];
+    uint16_t pdu_offset;  /* offset of the enclosed PDU in the frame */
+    uint16_t pdu_end;     /* end of the enclosed PDU (before the CRC) */
+} osgp_lon_header;
+
+/* Parse an LPDU (with_crc: trailing CRC-16 checked) or, with lpdu = 0, a bare
+ * NPDU (CN/IP payloads start with the LPDU header byte: pass lpdu = 1,
+ * with_crc = 0). */
+int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_lon_header *out,
+                   size_t *err_off);
+int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
+                         int with_crc, osgp_lon_header *out, uint8_t *status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OSGP_WIRE_H */
+/* ---- END wire (issue #4) -------------------------------------------------- */

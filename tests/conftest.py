@@ -105,3 +105,72 @@ def aes_ref():
 
 
 # ==== end AES ====
+
+# ---- BEGIN wire (issue #4): link/session fixtures ---------------------------------------
+MEP_KEY = bytes([1]) * 16  # default MAK of the MEP guide examples (p.15)
+PLC_OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")  # Annex E test-vector key
+
+
+def pump(client, device, events, *, drop=None, max_rounds=10_000):
+    """Shuttle Transmit events between a client and a device session until
+    quiet.  ``drop(direction, data)`` may return True to lose a frame.
+    Returns the non-Transmit client events."""
+    from osgp.services.session import Transmit
+
+    out = []
+    queue = [("c", e) for e in events]
+    rounds = 0
+    while queue:
+        rounds += 1
+        if rounds > max_rounds:
+            raise AssertionError("sessions did not settle")
+        side, ev = queue.pop(0)
+        if not isinstance(ev, Transmit):
+            if side == "c":
+                out.append(ev)
+            continue
+        if drop is not None and drop(side, ev.data):
+            continue
+        if side == "c":
+            queue += [("d", e) for e in device.receive_data(ev.data)]
+        else:
+            queue += [("c", e) for e in client.receive_data(ev.data)]
+    return out
+
+
+def make_pair(link, *, encrypt=False, tables=None, procedures=None, seq_client=0, seq_device=0,
+              groups=(), path=()):
+    """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc."""
+    from osgp.link import lon
+    from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
+    from osgp.services import session as S
+    from osgp.services import transactions as T
+
+    tables = tables if tables is not None else {}
+    if link == "mep":
+        c = S.ClientSession(S.MepCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE, encrypt=encrypt),
+                            seq=seq_client)
+        d = S.DeviceSession(S.MepDeviceCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE), tables=tables,
+                            procedures=procedures, seq=seq_device, groups=groups)
+    elif link == "optical":
+        c = S.ClientSession(S.OpticalCarrier())
+        d = S.DeviceSession(S.OpticalDeviceCarrier(), tables=tables, procedures=procedures,
+                            groups=groups)
+    elif link == "plc":
+        me = lon.SubnetNode(3, 17)
+        nid = lon.NeuronId(bytes.fromhex("04a1b2c3d4e5"))
+        c = S.ClientSession(S.PlcCarrier(me, path=path),
+                            LegacySuite(PLC_OMAK, PLC_ENVELOPE, encrypt=encrypt),
+                            seq=seq_client, tables=T.PLC_TABLES)
+        d = S.DeviceSession(S.PlcDeviceCarrier([me, nid]), LegacySuite(PLC_OMAK, PLC_ENVELOPE),
+                            tables=tables, procedures=procedures, seq=seq_device,
+                            transaction_tables=T.PLC_TABLES, groups=groups)
+    else:
+        raise ValueError(link)
+    return c, d
+
+
+@pytest.fixture(params=["mep", "optical", "plc"])
+def link_name(request):
+    return request.param
+# ---- END wire (issue #4) ----------------------------------------------------------------

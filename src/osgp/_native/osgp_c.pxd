@@ -159,3 +159,44 @@ cdef extern from "osgp.h" nogil:
     osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *data, size_t len,
                               uint8_t *out, size_t out_len)
     # ==== end AES ====
+
+# ---- BEGIN wire (issue #4): frame kernels (csrc/osgp_frame.c) ----
+from libc.stdint cimport int64_t, uint32_t
+
+cdef extern from "osgp.h" nogil:
+    int OSGP_FRAME_TRUNCATED
+    int OSGP_FRAME_MALFORMED
+    int OSGP_FRAME_CHECKSUM
+    int osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
+                               size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off)
+    int osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
+                                size_t req_len, const uint8_t *resp, size_t resp_len,
+                                size_t max_message, size_t *err_off)
+    int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
+                                     const int64_t *offsets, size_t n, size_t max_message,
+                                     uint8_t *status, uint8_t *code, uint32_t *seq)
+    int osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
+                       uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
+                       size_t *err_off)
+    ctypedef struct osgp_lon_header:
+        uint8_t lpdu_hdr
+        uint8_t pdu_fmt
+        uint8_t addr_fmt
+        uint8_t domain_len
+        uint8_t src_subnet
+        uint8_t src_node
+        uint8_t selfield
+        uint8_t dest_subnet
+        uint8_t dest_node
+        uint8_t group
+        uint8_t member
+        uint8_t pdu_hdr
+        uint8_t nid[6]
+        uint8_t domain[6]
+        uint16_t pdu_offset
+        uint16_t pdu_end
+    int osgp_lon_parse(const uint8_t *data, size_t len, int lpdu, int with_crc,
+                       osgp_lon_header *out, size_t *err_off)
+    int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
+                             int with_crc, osgp_lon_header *out, uint8_t *status)
+# ---- END wire (issue #4) ----

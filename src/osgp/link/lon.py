@@ -1,0 +1,417 @@
+"""Power line: ISO/IEC 14908-1 (LonTalk) frames, CN/IP tunnelling, and the
+OSGP envelope inside the APDU (reference 6.1, 6.2; Wireshark packet-lon.c,
+lon-stack-dx lcs_network.c).
+
+Layout (reference 6.1)::
+
+    LPDU  hdr:1 (b7 priority, b6 alternate path, b5..0 delta backlog) | NPDU | CRC16 BE
+    NPDU  b7..6 version, b5..4 PDU format (0 TPDU, 1 SPDU, 2 AuthPDU, 3 APDU),
+          b3..2 address format, b1..0 domain length code (0,1,3,6 bytes)
+          src subnet:1 | src node:1 (b7 selfield, b6..0 node) | destination | domain | PDU
+    dest  fmt 0 broadcast  subnet:1 (0 = domain wide)
+          fmt 1 multicast  group:1
+          fmt 2 selfield 1: subnet:1 node:1 (b6..0);  selfield 0: subnet node group member (ack)
+          fmt 3 Neuron ID  subnet:1 NID:6
+    TPDU / SPDU  b7 auth, b6..4 type, b3..0 transaction number; REMINDER/REM-MSG: M_List len + list
+    AuthPDU      b7..6 fmt, b5..4 type, b3..0 transaction; 8 bytes (+1 group byte if fmt = 1)
+    CRC   poly 0x1021 MSB first, init FFFF, complemented, big-endian (CRC-16/GENIBUS)
+
+The OSGP application message (request code .. sequence number .. digest) is
+carried in the APDU according to :data:`PLC_PROFILE`, which is INFERRED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple, Union
+
+from osgp import crypto
+from osgp.errors import ChecksumError, ConfigurationError, MalformedError, TruncatedError
+from osgp.link._cursor import Cursor, as_bytes
+from osgp.services.messages import PLC_SERVICES, ServiceProfile
+
+__all__ = [
+    "Broadcast",
+    "Group",
+    "SubnetNode",
+    "GroupAck",
+    "NeuronId",
+    "Address",
+    "Tpdu",
+    "Spdu",
+    "AuthPdu",
+    "Apdu",
+    "Npdu",
+    "Lpdu",
+    "encode_npdu",
+    "decode_npdu",
+    "encode_lpdu",
+    "decode_lpdu",
+    "CnipHeader",
+    "encode_cnip",
+    "decode_cnip",
+    "PlcProfile",
+    "PLC_PROFILE",
+    "DOMAIN_LENGTHS",
+    "TPDU_ACKD",
+    "TPDU_UNACKD_RPT",
+    "TPDU_ACK",
+    "TPDU_REMINDER",
+    "TPDU_REM_MSG",
+    "SPDU_REQUEST",
+    "SPDU_RESPONSE",
+    "SPDU_REMINDER",
+    "SPDU_REM_MSG",
+]
+
+DOMAIN_LENGTHS = (0, 1, 3, 6)  # domain length code -> bytes (reference 6.1)
+PDU_TPDU, PDU_SPDU, PDU_AUTH, PDU_APDU = 0, 1, 2, 3
+TPDU_ACKD, TPDU_UNACKD_RPT, TPDU_ACK, TPDU_REMINDER, TPDU_REM_MSG = 0, 1, 2, 4, 5
+SPDU_REQUEST, SPDU_RESPONSE, SPDU_REMINDER, SPDU_REM_MSG = 0, 2, 4, 5
+_TPDU_TYPES = {0, 1, 2, 4, 5}
+_SPDU_TYPES = {0, 2, 4, 5}
+
+
+# -- addresses ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Broadcast:
+    subnet: int = 0  # 0 = domain-wide
+    fmt = 0
+
+
+@dataclass(frozen=True)
+class Group:
+    group: int
+    fmt = 1
+
+
+@dataclass(frozen=True)
+class SubnetNode:
+    subnet: int
+    node: int
+    fmt = 2
+
+
+@dataclass(frozen=True)
+class GroupAck:
+    """Format 2b: acknowledgement/response to a multicast (source selfield 0)."""
+
+    subnet: int
+    node: int
+    group: int
+    member: int
+    fmt = 2
+
+
+@dataclass(frozen=True)
+class NeuronId:
+    nid: bytes
+    subnet: int = 0  # routing subnet
+    fmt = 3
+
+
+Address = Union[Broadcast, Group, SubnetNode, GroupAck, NeuronId]
+
+
+def _u(v: int, bits: int, what: str) -> int:
+    if not 0 <= v < 1 << bits:
+        raise ConfigurationError(f"{what} must fit in {bits} bits, got {v}")
+    return v
+
+
+def _encode_dest(d: Address) -> bytes:
+    if isinstance(d, Broadcast):
+        return bytes([_u(d.subnet, 8, "subnet")])
+    if isinstance(d, Group):
+        return bytes([_u(d.group, 8, "group")])
+    if isinstance(d, SubnetNode):
+        return bytes([_u(d.subnet, 8, "subnet"), _u(d.node, 7, "node")])
+    if isinstance(d, GroupAck):
+        return bytes(
+            [
+                _u(d.subnet, 8, "subnet"),
+                _u(d.node, 7, "node"),
+                _u(d.group, 8, "group"),
+                _u(d.member, 8, "member"),
+            ]
+        )
+    if isinstance(d, NeuronId):
+        if len(d.nid) != 6:
+            raise ConfigurationError("a Neuron ID is 6 bytes")
+        return bytes([_u(d.subnet, 8, "subnet")]) + bytes(d.nid)
+    raise ConfigurationError(f"not a LonTalk address: {d!r}")
+
+
+# -- PDUs ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tpdu:
+    type: int
+    trans: int
+    apdu: bytes = b""
+    auth: bool = False
+    mlist: Optional[bytes] = None  # REMINDER / REM-MSG member list
+    kind = PDU_TPDU
+
+
+@dataclass(frozen=True)
+class Spdu:
+    type: int
+    trans: int
+    apdu: bytes = b""
+    auth: bool = False
+    mlist: Optional[bytes] = None
+    kind = PDU_SPDU
+
+
+@dataclass(frozen=True)
+class AuthPdu:
+    fmt: int  # address format of the original message
+    type: int  # 0 challenge, 1 challenge-OMA, 2 reply, 3 reply-OMA
+    trans: int
+    value: bytes  # 8 bytes
+    group: Optional[int] = None  # present when fmt = 1 (multicast)
+    kind = PDU_AUTH
+
+
+@dataclass(frozen=True)
+class Apdu:
+    data: bytes
+    kind = PDU_APDU
+
+    @property
+    def code(self) -> int:
+        return self.data[0] if self.data else -1
+
+
+Pdu = Union[Tpdu, Spdu, AuthPdu, Apdu]
+
+
+@dataclass(frozen=True)
+class Npdu:
+    src_subnet: int
+    src_node: int
+    dest: Address
+    pdu: Pdu
+    domain: bytes = b""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Lpdu:
+    npdu: Npdu
+    priority: bool = False
+    alt_path: bool = False
+    backlog: int = 0
+
+
+def _encode_pdu(p: Pdu) -> bytes:
+    if isinstance(p, Apdu):
+        return bytes(p.data)
+    if isinstance(p, AuthPdu):
+        if len(p.value) != 8:
+            raise ConfigurationError("AuthPDU value is 8 bytes")
+        b = bytes(
+            [(_u(p.fmt, 2, "fmt") << 6) | (_u(p.type, 2, "type") << 4) | _u(p.trans, 4, "trans")]
+        )
+        b += bytes(p.value)
+        if p.fmt == 1:
+            b += bytes([_u(p.group or 0, 8, "group")])
+        return b
+    ok = _TPDU_TYPES if isinstance(p, Tpdu) else _SPDU_TYPES
+    if p.type not in ok:
+        raise ConfigurationError(f"invalid {type(p).__name__} type {p.type}")
+    b = bytes([(0x80 if p.auth else 0) | (p.type << 4) | _u(p.trans, 4, "trans")])
+    if p.type in (4, 5):
+        ml = bytes(p.mlist or b"")
+        b += bytes([_u(len(ml), 8, "M_List length")]) + ml
+    return b + bytes(p.apdu)
+
+
+def encode_npdu(n: Npdu) -> bytes:
+    d = n.dest
+    try:
+        dcode = DOMAIN_LENGTHS.index(len(n.domain))
+    except ValueError:
+        raise ConfigurationError("domain id must be 0, 1, 3 or 6 bytes") from None
+    sel = 0 if isinstance(d, GroupAck) else 1 if isinstance(d, SubnetNode) else 1
+    b0 = (_u(n.version, 2, "version") << 6) | (n.pdu.kind << 4) | (d.fmt << 2) | dcode
+    src_node = _u(n.src_node, 7, "node") | (sel << 7 if d.fmt == 2 else 0x80)
+    return (
+        bytes([b0, _u(n.src_subnet, 8, "subnet"), src_node])
+        + _encode_dest(d)
+        + bytes(n.domain)
+        + _encode_pdu(n.pdu)
+    )
+
+
+def _decode_pdu(c: Cursor, kind: int, fmt: int) -> Pdu:
+    if kind == PDU_APDU:
+        if c.remaining == 0:
+            raise TruncatedError(layer="lon.apdu", offset=c.offset, needed=1, remaining=0)
+        return Apdu(c.rest())
+    b = c.u8()
+    if kind == PDU_AUTH:
+        t = (b >> 4) & 3
+        value = c.take(8)
+        grp = c.u8() if (b >> 6) == 1 else None
+        c.done()
+        return AuthPdu(b >> 6, t, b & 0x0F, value, grp)
+    typ = (b >> 4) & 7
+    if typ not in (_TPDU_TYPES if kind == PDU_TPDU else _SPDU_TYPES):
+        raise c.malformed(f"reserved {'TPDU' if kind == PDU_TPDU else 'SPDU'} type {typ}", 1)
+    ml = None
+    if typ in (4, 5):
+        ml = c.take(c.u8())
+    cls = Tpdu if kind == PDU_TPDU else Spdu
+    return cls(typ, b & 0x0F, c.rest(), bool(b & 0x80), ml)
+
+
+def decode_npdu(data: Any, *, base: int = 0) -> Npdu:
+    c = Cursor(data, "lon.npdu", base=base)
+    b0 = c.u8()
+    version, kind, fmt, dcode = b0 >> 6, (b0 >> 4) & 3, (b0 >> 2) & 3, b0 & 3
+    if version != 0:
+        raise c.malformed(f"unsupported protocol version {version}", 1)
+    src_subnet = c.u8()
+    sn = c.u8()
+    sel, src_node = sn >> 7, sn & 0x7F
+    dest: Address
+    if fmt == 0:
+        dest = Broadcast(c.u8())
+    elif fmt == 1:
+        dest = Group(c.u8())
+    elif fmt == 2:
+        s, nb = c.u8(), c.u8()
+        if sel:
+            dest = SubnetNode(s, nb & 0x7F)
+        else:
+            dest = GroupAck(s, nb & 0x7F, c.u8(), c.u8())
+    else:
+        s = c.u8()
+        dest = NeuronId(c.take(6), s)
+    domain = c.take(DOMAIN_LENGTHS[dcode])
+    c.layer = "lon.pdu"
+    pdu = _decode_pdu(c, kind, fmt)
+    return Npdu(src_subnet, src_node, dest, pdu, domain, version)
+
+
+def encode_lpdu(lp: Lpdu, *, crc: bool = True) -> bytes:
+    hdr = (0x80 if lp.priority else 0) | (0x40 if lp.alt_path else 0) | _u(lp.backlog, 6, "backlog")
+    body = bytes([hdr]) + encode_npdu(lp.npdu)
+    return body + crypto.crc16_lon(body).to_bytes(2, "big") if crc else body
+
+
+def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
+    """``crc=False`` for CN/IP payloads, which carry no link CRC (reference 6.2, INFERRED)."""
+    b = as_bytes(data)
+    need = 4 + (2 if crc else 0)
+    if len(b) < need:
+        raise TruncatedError(layer="lon.lpdu", offset=0, needed=need, remaining=len(b))
+    if crc:
+        got = int.from_bytes(b[-2:], "big")
+        want = crypto.crc16_lon(b[:-2])
+        if got != want:
+            raise ChecksumError(
+                f"link CRC 0x{got:04X} != 0x{want:04X}", layer="lon.lpdu", offset=len(b) - 2
+            )
+        b = b[:-2]
+    h = b[0]
+    return Lpdu(decode_npdu(b[1:], base=1), bool(h & 0x80), bool(h & 0x40), h & 0x3F)
+
+
+# -- CN/IP (EIA-852 / ISO/IEC 14908-4) ------------------------------------------
+CNIP_HEADER = 20
+CNIP_DATA = 0x01
+
+
+@dataclass(frozen=True)
+class CnipHeader:
+    """CN/IP common header (reference 6.2, [WS-CNIP]); ``length`` is the whole
+    packet (header + extension + payload)."""
+
+    packet_type: int = CNIP_DATA
+    version: int = 1
+    session: int = 0
+    sequence: int = 0
+    timestamp: int = 0
+    vendor: int = 0
+    flags: int = 0  # b5 security, b4..0 protocol (0 = LonTalk)
+    extension: bytes = b""
+
+
+def encode_cnip(h: CnipHeader, payload: bytes) -> bytes:
+    if len(h.extension) % 4:
+        raise ConfigurationError("CN/IP extension header is whole 32-bit words")
+    total = CNIP_HEADER + len(h.extension) + len(payload)
+    if total > 0xFFFF:
+        raise ConfigurationError("CN/IP packet longer than 65535 bytes")
+    return (
+        total.to_bytes(2, "big")
+        + bytes([h.version, h.packet_type, len(h.extension) // 4, h.flags])
+        + h.vendor.to_bytes(2, "big")
+        + h.session.to_bytes(4, "big")
+        + h.sequence.to_bytes(4, "big")
+        + h.timestamp.to_bytes(4, "big")
+        + h.extension
+        + payload
+    )
+
+
+def decode_cnip(data: Any) -> Tuple[CnipHeader, bytes]:
+    c = Cursor(data, "cnip")
+    total = c.be(2)
+    if total < CNIP_HEADER or total != len(c.buf):
+        raise c.malformed(f"length field {total} does not match the {len(c.buf)}-byte packet", 2)
+    version, ptype, ext, flags = c.u8(), c.u8(), c.u8(), c.u8()
+    vendor, session, seq, ts = c.be(2), c.be(4), c.be(4), c.be(4)
+    extension = c.take(4 * ext)
+    return CnipHeader(ptype, version, session, seq, ts, vendor, flags, extension), c.rest()
+
+
+# -- OSGP over PLC: the wire profile ----------------------------------------------
+@dataclass(frozen=True)
+class PlcProfile:
+    """OSGP application messages on power line.  INFERRED throughout: the
+    standard's PLC header is not public (reference 3.1, 10 Gaps 1).
+
+    * ``message_code``: None = the OSGP message is the APDU itself (its
+      request code 0x30/0x3F/0x40/0x4F and response codes 0x00-0x0C take the
+      APDU code position); a number = one extra leading code byte.
+    * requests travel as SPDU REQUEST, responses as SPDU RESPONSE with the
+      request's transaction number (ISO/IEC 14908-1 request/response service).
+    * envelope: the MEP trailer (seq:4 + digest:8, response digest chained),
+      osgp.security.suite.PLC_ENVELOPE.
+    * ``max_apdu``: 95 envelope bytes (84-byte read / 75-byte write, reference
+      3.1) plus ``message_code``; ``max_proxy_apdu``: 102 (MAX_PROXY_DATA).
+    * ``domain``: default domain id of the network.
+    """
+
+    name: str = "PLC"
+    status: str = "INFERRED (reference 3.1, 6.1; Gaps 1)"
+    message_code: Optional[int] = None
+    max_apdu: int = 95
+    max_proxy_apdu: int = 102
+    domain: bytes = b""
+    service_request: int = SPDU_REQUEST
+    service_response: int = SPDU_RESPONSE
+    services: ServiceProfile = PLC_SERVICES
+
+    def wrap(self, envelope: bytes) -> bytes:
+        out = envelope if self.message_code is None else bytes([self.message_code]) + envelope
+        if len(out) > self.max_apdu:
+            raise ConfigurationError(f"APDU of {len(out)} bytes exceeds {self.max_apdu}")
+        return out
+
+    def unwrap(self, apdu: bytes) -> bytes:
+        if self.message_code is None:
+            return apdu
+        if not apdu or apdu[0] != self.message_code:
+            raise MalformedError(
+                f"APDU code 0x{apdu[0] if apdu else 0:02X} is not the OSGP message code",
+                layer="lon.apdu",
+                offset=0,
+            )
+        return apdu[1:]
+
+
+PLC_PROFILE = PlcProfile()

@@ -1,0 +1,381 @@
+"""Optical port: ANSI C12.18 PSEM as used by OSGP meters (Optical Port
+Programmer's Guide v1.1 p.8-14; reference 3.3).
+
+Packet (C12.18 layer 2)::
+
+    EE <identity:1 = 00> <ctrl:1> <seq-nbr:1> <length:2 BE> <data> <crc:2, LSB first>
+
+ctrl bit 5 = toggle (alternates per new packet; a repeat carries the same
+value and is acknowledged but dropped), bit 6 = first packet of a
+multi-packet message, bit 7 = multi-packet; seq-nbr counts the packets still
+to come (0 on the last).  CRC-16/X-25 over EE..data.  Every packet is answered
+by ACK (06) or NAK (15); the sender retries on NAK or on the caller's timeout
+event, up to ``PROFILE.retries`` times.
+
+Services (application layer, data = APDU): identify 20, terminate 21,
+negotiate 60-6B, logon 50, security 51, logoff 52, read 30/3F, write 40/4F
+(reads and writes carry the C12.18 data checksum: osgp.services.messages with
+OPTICAL_SERVICES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, List, Optional, Tuple
+
+from osgp import crypto
+from osgp.errors import ChecksumError, ConfigurationError, MalformedError, ResponseTimeout
+from osgp.link._cursor import Cursor, as_bytes
+from osgp.services.messages import OPTICAL_SERVICES, ServiceProfile
+
+__all__ = [
+    "OpticalProfile",
+    "PROFILE",
+    "STP",
+    "ACK",
+    "NAK",
+    "Packet",
+    "encode_packet",
+    "decode_packet",
+    "PacketLayer",
+    "Identify",
+    "Negotiate",
+    "Logon",
+    "Security",
+    "Logoff",
+    "Terminate",
+    "IdentifyResponse",
+    "NegotiateResponse",
+    "decode_session_request",
+    "BAUD_CODES",
+]
+
+LAYER = "optical"
+STP = 0xEE  # start of packet
+ACK = 0x06
+NAK = 0x15
+CTRL_TOGGLE = 0x20
+CTRL_FIRST = 0x40
+CTRL_MULTI = 0x80
+HEADER = 6  # EE ident ctrl seq len:2
+BAUD_CODES = {
+    0: None,
+    1: 300,
+    2: 600,
+    3: 1200,
+    4: 2400,
+    5: 4800,
+    6: 9600,
+    7: 14400,
+    8: 19200,
+    9: 28800,
+    10: 57600,
+}
+
+
+@dataclass(frozen=True)
+class OpticalProfile:
+    """C12.18 parameters (CONFIRMED: reference 3.3, Optical guide p.13-14).
+    ``packet_size`` / ``max_packets``: defaults before negotiation are 64 bytes
+    and 1 packet (C12.18); the NES negotiation asks for 64 x 2 at 9600 Bd.
+    ``retries``: packet retries; timeouts are the caller's events."""
+
+    name: str = "optical"
+    status: str = "CONFIRMED (ANSI C12.18; OSGP Alliance Optical guide)"
+    identity: int = 0x00
+    packet_size: int = 64
+    max_packets: int = 1
+    retries: int = 3
+    response_timeout_ms: int = 2000
+    channel_traffic_timeout_ms: int = 6000
+    inter_char_timeout_ms: int = 500
+    services: ServiceProfile = OPTICAL_SERVICES
+
+    @property
+    def max_apdu(self) -> int:
+        return (self.packet_size - HEADER - 2) * self.max_packets
+
+
+PROFILE = OpticalProfile()
+NEGOTIATED = replace(PROFILE, max_packets=2)
+
+
+@dataclass(frozen=True)
+class Packet:
+    data: bytes
+    ctrl: int = 0
+    seq: int = 0
+    identity: int = 0
+
+    @property
+    def toggle(self) -> bool:
+        return bool(self.ctrl & CTRL_TOGGLE)
+
+
+def encode_packet(p: Packet) -> bytes:
+    if len(p.data) > 0xFFFF:
+        raise ConfigurationError("packet data longer than 65535 bytes")
+    body = bytes([STP, p.identity, p.ctrl, p.seq]) + len(p.data).to_bytes(2, "big") + p.data
+    return body + crypto.crc16_x25(body).to_bytes(2, "little")  # CRC LSB first
+
+
+def decode_packet(data: Any, *, base: int = 0) -> Packet:
+    """One whole packet; raises MalformedError / TruncatedError / ChecksumError."""
+    c = Cursor(data, LAYER, base=base)
+    if c.u8() != STP:
+        raise c.malformed("packet does not start with 0xEE", 1)
+    ident, ctrl, seq, n = c.u8(), c.u8(), c.u8(), c.be(2)
+    if ctrl & 0x1F:
+        raise c.malformed(f"reserved ctrl bits set (0x{ctrl:02X})", 4)
+    payload = c.take(n)
+    crc = c.le(2)
+    c.done()
+    want = crypto.crc16_x25(c.buf[: HEADER + n])
+    if crc != want:
+        raise ChecksumError(
+            f"CRC 0x{crc:04X} != 0x{want:04X}", layer=LAYER, offset=base + HEADER + n
+        )
+    return Packet(payload, ctrl, seq, ident)
+
+
+class PacketLayer:
+    """Sans-IO C12.18 layer 2 for one side of the link.
+
+    ``send(apdu)`` returns the bytes to transmit (the first packet); then feed
+    received bytes to ``receive`` and timer expiries to ``timeout``.  Both
+    return ``(transmit, apdus)``: bytes to write to the port (ACK/NAK, next
+    packet, retry) and complete incoming APDUs.  ``done`` is True when the
+    last sent APDU was fully acknowledged.
+    """
+
+    def __init__(self, profile: OpticalProfile = PROFILE) -> None:
+        self.profile = profile
+        self._toggle = 0
+        self._rx_toggle: Optional[int] = None
+        self._out: List[bytes] = []
+        self._tries = 0
+        self._buf = bytearray()
+        self._parts: List[bytes] = []
+        self.done = True
+
+    def send(self, apdu: bytes) -> bytes:
+        room = self.profile.packet_size - HEADER - 2
+        chunks = [apdu[i : i + room] for i in range(0, len(apdu), room)] or [b""]
+        if len(chunks) > self.profile.max_packets:
+            raise ConfigurationError(
+                f"APDU of {len(apdu)} bytes needs {len(chunks)} packets, "
+                f"{self.profile.max_packets} negotiated"
+            )
+        multi = len(chunks) > 1
+        self._out = []
+        for i, ch in enumerate(chunks):
+            self._toggle ^= CTRL_TOGGLE
+            ctrl = self._toggle
+            if multi:
+                ctrl |= CTRL_MULTI | (CTRL_FIRST if i == 0 else 0)
+            self._out.append(
+                encode_packet(Packet(ch, ctrl, len(chunks) - 1 - i, self.profile.identity))
+            )
+        self._tries = 0
+        self.done = False
+        return self._out[0]
+
+    def timeout(self) -> bytes:
+        """Response timeout: retransmit the current packet (or raise)."""
+        if self.done:
+            return b""
+        return self._retry()
+
+    def _retry(self) -> bytes:
+        self._tries += 1
+        if self._tries > self.profile.retries:
+            self.done = True
+            self._out = []
+            raise ResponseTimeout(
+                f"C12.18 packet not acknowledged after {self.profile.retries} retries"
+            )
+        return self._out[0]
+
+    def receive(self, data: Any) -> Tuple[bytes, List[bytes]]:
+        self._buf += as_bytes(data)
+        tx = bytearray()
+        apdus: List[bytes] = []
+        buf = self._buf
+        while buf:
+            b0 = buf[0]
+            if b0 in (ACK, NAK):
+                del buf[:1]
+                if self.done:
+                    continue
+                if b0 == NAK:
+                    tx += self._retry()
+                else:
+                    self._out.pop(0)
+                    self._tries = 0
+                    if self._out:
+                        tx += self._out[0]
+                    else:
+                        self.done = True
+                continue
+            if b0 != STP:
+                del buf[:1]  # line noise between packets
+                continue
+            if len(buf) < HEADER:
+                break
+            total = HEADER + ((buf[4] << 8) | buf[5]) + 2
+            if len(buf) < total:
+                break
+            raw = bytes(buf[:total])
+            del buf[:total]
+            try:
+                p = decode_packet(raw)
+            except (ChecksumError, MalformedError):
+                tx.append(NAK)
+                continue
+            tx.append(ACK)
+            t = p.ctrl & CTRL_TOGGLE
+            if t == self._rx_toggle:
+                continue  # duplicate of the previous packet: acknowledged, dropped
+            self._rx_toggle = t
+            if p.ctrl & CTRL_MULTI and p.ctrl & CTRL_FIRST:
+                self._parts = []
+            self._parts.append(p.data)
+            if p.seq == 0:
+                apdus.append(b"".join(self._parts))
+                self._parts = []
+        return bytes(tx), apdus
+
+
+# -- session services (C12.18 clause 5.3; reference 3.3) -------------------
+
+
+@dataclass(frozen=True)
+class Identify:
+    def encode(self, profile: Any = None) -> bytes:
+        return b"\x20"
+
+
+@dataclass(frozen=True)
+class Terminate:
+    def encode(self, profile: Any = None) -> bytes:
+        return b"\x21"
+
+
+@dataclass(frozen=True)
+class Logoff:
+    def encode(self, profile: Any = None) -> bytes:
+        return b"\x52"
+
+
+@dataclass(frozen=True)
+class Negotiate:
+    """0x61: packet size, number of packets, one baud-rate code (reference 3.3:
+    NES uses ``61 00 40 02 06``, 64-byte packets, 2 packets, 9600 Bd)."""
+
+    packet_size: int = 64
+    max_packets: int = 2
+    baud: int = 6
+
+    def encode(self, profile: Any = None) -> bytes:
+        return b"\x61" + self.packet_size.to_bytes(2, "big") + bytes([self.max_packets, self.baud])
+
+
+@dataclass(frozen=True)
+class Logon:
+    """0x50: user id (2 bytes BE) and user name (10 bytes, space padded)."""
+
+    user_id: int = 0
+    user: str = ""
+
+    def encode(self, profile: Any = None) -> bytes:
+        name = self.user.encode("latin-1")[:10].ljust(10, b" ")
+        return b"\x50" + self.user_id.to_bytes(2, "big") + name
+
+
+@dataclass(frozen=True)
+class Security:
+    """0x51: password (20 bytes, zero padded)."""
+
+    password: bytes = b""
+
+    def encode(self, profile: Any = None) -> bytes:
+        pw = as_bytes(self.password)
+        if len(pw) > 20:
+            raise ConfigurationError("C12.18 password is at most 20 bytes")
+        return b"\x51" + pw.ljust(20, b"\x00")
+
+
+@dataclass(frozen=True)
+class IdentifyResponse:
+    std: int = 0
+    version: int = 1
+    revision: int = 0
+    features: bytes = b""
+
+    def encode(self) -> bytes:
+        return bytes([0, self.std, self.version, self.revision]) + self.features + b"\x00"
+
+    @classmethod
+    def decode(cls, apdu: bytes) -> IdentifyResponse:
+        c = Cursor(apdu, "optical.ident")
+        code = c.u8()
+        if code != 0:
+            from osgp.services.codes import device_error
+
+            raise device_error(code)
+        std, ver, rev = c.u8(), c.u8(), c.u8()
+        feats = c.rest()
+        if not feats or feats[-1] != 0:
+            raise MalformedError(
+                "feature list not terminated by 00", layer="optical.ident", offset=len(apdu)
+            )
+        return cls(std, ver, rev, feats[:-1])
+
+
+@dataclass(frozen=True)
+class NegotiateResponse:
+    packet_size: int = 64
+    max_packets: int = 2
+    baud: int = 6
+
+    def encode(self) -> bytes:
+        return b"\x00" + self.packet_size.to_bytes(2, "big") + bytes([self.max_packets, self.baud])
+
+    @classmethod
+    def decode(cls, apdu: bytes) -> NegotiateResponse:
+        c = Cursor(apdu, "optical.negotiate")
+        code = c.u8()
+        if code != 0:
+            from osgp.services.codes import device_error
+
+            raise device_error(code)
+        r = cls(c.be(2), c.u8(), c.u8())
+        c.done()
+        return r
+
+
+def decode_session_request(apdu: bytes) -> Any:
+    """Parse a session-service request (identify .. terminate); None for reads/writes."""
+    c = Cursor(apdu, "optical.service")
+    code = c.u8()
+    if code == 0x20:
+        r: Any = Identify()
+    elif code == 0x21:
+        r = Terminate()
+    elif code == 0x52:
+        r = Logoff()
+    elif 0x60 <= code <= 0x6B:
+        size, n = c.be(2), c.u8()
+        bauds = c.rest()
+        if len(bauds) != code - 0x60:
+            raise c.malformed(f"negotiate 0x{code:02X} needs {code - 0x60} baud code(s)")
+        r = Negotiate(size, n, bauds[0] if bauds else 0)
+    elif code == 0x50:
+        uid = c.be(2)
+        r = Logon(uid, c.take(10).decode("latin-1").rstrip(" "))
+    elif code == 0x51:
+        r = Security(c.take(20).rstrip(b"\x00"))
+    else:
+        return None
+    c.done()
+    return r

@@ -1,0 +1,244 @@
+"""LonTalk (ISO/IEC 14908-1) frames, CN/IP, Annex G proxy frames."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import load_vectors
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from osgp.errors import ChecksumError, ConfigurationError, DecodeError, MalformedError
+from osgp.link import lon
+from osgp.link import lon_proxy as px
+
+V = load_vectors("lon_frames.json")
+
+
+def crc_lon_independent(data: bytes) -> int:
+    """CRC-16/GENIBUS written out from reference 6.1 (poly 0x1021 MSB first,
+    init FFFF, complemented), independent of osgp.crypto."""
+    reg = 0xFFFF
+    for byte in data:
+        for bit in range(7, -1, -1):
+            top = (reg >> 15) ^ ((byte >> bit) & 1)
+            reg = (reg << 1) & 0xFFFF
+            if top:
+                reg ^= 0x1021
+    return reg ^ 0xFFFF
+
+
+def test_crc_check_value():
+    assert crc_lon_independent(bytes.fromhex(V["crc_check"]["data"])) == int(
+        V["crc_check"]["crc"], 16
+    )
+
+
+def _dest(spec):
+    kind, *args = spec
+    if kind == "NeuronId":
+        return lon.NeuronId(bytes.fromhex(args[0]), args[1])
+    return getattr(lon, kind)(*args)
+
+
+def _pdu(spec):
+    kind, *args = spec
+    if kind == "Apdu":
+        return lon.Apdu(bytes.fromhex(args[0]))
+    return getattr(lon, kind)(args[0], args[1], bytes.fromhex(args[2]))
+
+
+@pytest.mark.parametrize("f", V["npdu"], ids=[f["name"] for f in V["npdu"]])
+def test_hand_npdu_frames(f):
+    n = lon.Npdu(
+        f["src"][0], f["src"][1], _dest(f["dest"]), _pdu(f["pdu"]), bytes.fromhex(f["domain"])
+    )
+    assert lon.encode_npdu(n).hex() == f["hex"]
+    assert lon.decode_npdu(bytes.fromhex(f["hex"])) == n
+
+
+@pytest.mark.parametrize("f", V["npdu"], ids=[f["name"] for f in V["npdu"]])
+def test_lpdu_crc_matches_independent(f):
+    n = lon.decode_npdu(bytes.fromhex(f["hex"]))
+    lp = lon.Lpdu(n, priority=True, backlog=3)
+    wire = lon.encode_lpdu(lp)
+    assert wire[0] == 0x83
+    assert int.from_bytes(wire[-2:], "big") == crc_lon_independent(wire[:-2])
+    assert lon.decode_lpdu(wire) == lp
+    bad = bytearray(wire)
+    bad[2] ^= 1
+    with pytest.raises(ChecksumError) as ei:
+        lon.decode_lpdu(bytes(bad))
+    assert ei.value.layer == "lon.lpdu"
+
+
+def test_reminder_mlist_and_authpdu():
+    t = lon.Tpdu(lon.TPDU_REM_MSG, 4, b"\x33", mlist=b"\x0f\x01")
+    n = lon.Npdu(1, 2, lon.Group(9), t)
+    assert lon.decode_npdu(lon.encode_npdu(n)).pdu == t
+    a = lon.AuthPdu(1, 1, 5, bytes(range(8)), group=9)
+    raw = lon.encode_npdu(lon.Npdu(1, 2, lon.Group(9), a))
+    # AuthPDU header: fmt 1 <<6 | type 1 <<4 | trans 5 = 0x55 (reference 2.2)
+    assert raw[4] == 0x55 and raw[-1] == 9
+    assert lon.decode_npdu(raw).pdu == a
+
+
+def test_reserved_types_and_version_rejected():
+    with pytest.raises(MalformedError):
+        lon.decode_npdu(bytes.fromhex("0001800033"))  # TPDU type 3 (0x30) reserved
+    with pytest.raises(MalformedError):
+        lon.decode_npdu(bytes.fromhex("7001800033"))  # version 1
+    with pytest.raises(ConfigurationError):
+        lon.encode_npdu(lon.Npdu(1, 1, lon.Broadcast(), lon.Apdu(b"\x00"), b"\x01\x02"))
+
+
+def test_cnip_round_trip():
+    payload = lon.encode_lpdu(
+        lon.Lpdu(lon.decode_npdu(bytes.fromhex(V["npdu"][0]["hex"]))), crc=False
+    )
+    h = lon.CnipHeader(session=0x11223344, sequence=7, timestamp=99, extension=b"\x00" * 4)
+    pkt = lon.encode_cnip(h, payload)
+    assert pkt[:2] == (20 + 4 + len(payload)).to_bytes(2, "big") and pkt[3] == 0x01 and pkt[4] == 1
+    h2, p2 = lon.decode_cnip(pkt)
+    assert h2 == h and lon.decode_lpdu(p2, crc=False).npdu == lon.decode_npdu(
+        bytes.fromhex(V["npdu"][0]["hex"])
+    )
+    with pytest.raises(MalformedError):
+        lon.decode_cnip(pkt[:-1])
+
+
+def test_proxy_hand_frame():
+    f = V["proxy"][0]
+    p = px.decode_proxy(bytes.fromhex(f["hex"]))
+    assert len(p.repeaters) == f["count"] and p.uniform_by_dest
+    assert [r.node for r in p.repeaters] == f["repeaters"]
+    assert (p.txctrl.timer, p.txctrl.retries) == tuple(f["txctrl"])
+    assert p.sicb.target_type == f["target_type"] and p.sicb.service == f["service"]
+    assert p.apdu.hex() == f["apdu"]
+    assert px.encode_proxy(p).hex() == f["hex"]
+
+
+def _full_chain(n, **kw):
+    reps = tuple(px.Repeater(i + 1, 4, bool(i & 1)) for i in range(n))
+    return px.ProxyRequest(
+        reps, px.Sicb(1), px.ProxyTarget(1, b"\x04\x63"), b"\x30\x00\x34", px.TxCtrl(9, 3), **kw
+    )
+
+
+def test_fifteen_repeaters_relay_to_agent():
+    p = _full_chain(15)
+    raw = px.encode_proxy(p)
+    assert raw[1] & 0x0F == 15
+    hops = []
+    while True:
+        nxt, fwd = px.relay(px.decode_proxy(raw), own_subnet=4, src_subnet=1)
+        if fwd is None:
+            assert nxt == p.target
+            break
+        hops.append(nxt)
+        raw = px.encode_proxy(fwd)
+    assert [h[1] for h in hops] == list(range(1, 16))
+    with pytest.raises(ConfigurationError):
+        px.encode_proxy(_full_chain(16))
+
+
+def test_uniform_lists_take_the_implied_subnet():
+    reps = (px.Repeater(7), px.Repeater(8))
+    p = px.ProxyRequest(
+        reps, px.Sicb(5), px.ProxyTarget(5, b"\x09"), b"\x30\x00\x01", uniform_by_src=True
+    )
+    assert px.relay(p, own_subnet=4, src_subnet=2)[0] == (2, 7, False)
+    p2 = px.ProxyRequest(
+        reps, px.Sicb(7), px.ProxyTarget(7, b"\x09"), b"\x30\x00\x01", uniform_by_dest=True
+    )
+    assert px.relay(p2, own_subnet=4, src_subnet=2)[0] == (4, 7, False)
+
+
+@pytest.mark.parametrize(
+    "ttype,fields",
+    [
+        (0, b"\x01\x02"),
+        (1, b"\x01\x02"),
+        (2, b"\x01" * 7),
+        (3, b"\x00\x01"),
+        (4, b"\x05"),
+        (5, b"\x06"),
+        (6, b"\x02" * 6),
+        (7, b"\x07"),
+    ],
+)
+def test_every_target_type(ttype, fields):
+    p = px.ProxyRequest((), px.Sicb(ttype, service=1), px.ProxyTarget(ttype, fields), b"\x00")
+    raw = px.encode_proxy(p)
+    assert px.decode_proxy(raw) == p
+    assert raw[2] >> 5 == ttype  # no repeaters: no list, no txctrl; SICB follows the header
+
+
+def test_alt_key_modes():
+    for kt, klen in ((0, 6), (1, 12)):
+        p = px.ProxyRequest(
+            (),
+            px.Sicb(4, mode=px.MODE_ALT_KEY),
+            px.ProxyTarget(4, b"\x01"),
+            b"\x00",
+            alt_key_type=kt,
+            alt_key=bytes(range(klen)),
+        )
+        assert px.decode_proxy(px.encode_proxy(p)) == p
+
+
+def test_failure_and_timers():
+    assert px.decode_proxy_response(px.encode_failure(3)) == px.ProxyFailure(3)
+    assert px.decode_proxy_response(b"\x4d\x00\x01") == b"\x00\x01"
+    assert [px.tx_timer_ms(c) for c in range(6)] == [16, 24, 32, 48, 64, 96]
+    assert px.tx_timer_ms(15) == 3072
+    assert px.hop_timeout_ms(100, 3, 4, False) == 356
+    assert px.hop_timeout_ms(100, 3, 8, False) == 100 + 768
+    assert px.hop_timeout_ms(100, 3, 4, True) == 100 + 1536
+    assert px.hop_timeout_ms(100, 3, 10, False) == 100 + 1536
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_npdu_garbage_only_decode_errors(data):
+    for fn in (lon.decode_npdu, lon.decode_lpdu, px.decode_proxy, lon.decode_cnip):
+        try:
+            fn(data)
+        except DecodeError as e:
+            assert e.layer and e.offset is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 255),
+    st.integers(0, 127),
+    st.sampled_from([b"", b"\x01", b"abc", b"abcdef"]),
+    st.integers(0, 15),
+    st.binary(min_size=1, max_size=30),
+    st.integers(0, 3),
+)
+def test_npdu_round_trip(subnet, node, domain, trans, apdu, kind):
+    pdu = [
+        lon.Tpdu(0, trans, apdu),
+        lon.Spdu(2, trans, apdu),
+        lon.Apdu(apdu),
+        lon.Tpdu(1, trans, apdu, auth=True),
+    ][kind]
+    for dest in (
+        lon.SubnetNode(subnet, node),
+        lon.NeuronId(bytes(range(6)), subnet),
+        lon.Group(node),
+        lon.Broadcast(subnet),
+        lon.GroupAck(subnet, node, 1, 2),
+    ):
+        n = lon.Npdu(subnet, node, dest, pdu, domain)
+        assert lon.decode_lpdu(lon.encode_lpdu(lon.Lpdu(n))).npdu == n
+
+
+def test_plc_profile_message_code():
+    prof = lon.PlcProfile(message_code=0x3D)
+    assert prof.unwrap(prof.wrap(b"\x30\x00\x01")) == b"\x30\x00\x01"
+    with pytest.raises(MalformedError):
+        prof.unwrap(b"\x30")
+    with pytest.raises(ConfigurationError):
+        lon.PLC_PROFILE.wrap(bytes(96))
+    assert "INFERRED" in lon.PLC_PROFILE.status
