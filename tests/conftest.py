@@ -138,8 +138,17 @@ def pump(client, device, events, *, drop=None, max_rounds=10_000):
     return out
 
 
-def make_pair(link, *, encrypt=False, tables=None, procedures=None, seq_client=0, seq_device=0,
-              groups=(), path=()):
+def make_pair(
+    link,
+    *,
+    encrypt=False,
+    tables=None,
+    procedures=None,
+    seq_client=0,
+    seq_device=0,
+    groups=(),
+    path=(),
+):
     """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc."""
     from osgp.link import lon
     from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
@@ -148,23 +157,40 @@ def make_pair(link, *, encrypt=False, tables=None, procedures=None, seq_client=0
 
     tables = tables if tables is not None else {}
     if link == "mep":
-        c = S.ClientSession(S.MepCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE, encrypt=encrypt),
-                            seq=seq_client)
-        d = S.DeviceSession(S.MepDeviceCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE), tables=tables,
-                            procedures=procedures, seq=seq_device, groups=groups)
+        c = S.ClientSession(
+            S.MepCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE, encrypt=encrypt), seq=seq_client
+        )
+        d = S.DeviceSession(
+            S.MepDeviceCarrier(),
+            LegacySuite(MEP_KEY, MEP_ENVELOPE),
+            tables=tables,
+            procedures=procedures,
+            seq=seq_device,
+            groups=groups,
+        )
     elif link == "optical":
         c = S.ClientSession(S.OpticalCarrier())
-        d = S.DeviceSession(S.OpticalDeviceCarrier(), tables=tables, procedures=procedures,
-                            groups=groups)
+        d = S.DeviceSession(
+            S.OpticalDeviceCarrier(), tables=tables, procedures=procedures, groups=groups
+        )
     elif link == "plc":
         me = lon.SubnetNode(3, 17)
         nid = lon.NeuronId(bytes.fromhex("04a1b2c3d4e5"))
-        c = S.ClientSession(S.PlcCarrier(me, path=path),
-                            LegacySuite(PLC_OMAK, PLC_ENVELOPE, encrypt=encrypt),
-                            seq=seq_client, tables=T.PLC_TABLES)
-        d = S.DeviceSession(S.PlcDeviceCarrier([me, nid]), LegacySuite(PLC_OMAK, PLC_ENVELOPE),
-                            tables=tables, procedures=procedures, seq=seq_device,
-                            transaction_tables=T.PLC_TABLES, groups=groups)
+        c = S.ClientSession(
+            S.PlcCarrier(me, path=path),
+            LegacySuite(PLC_OMAK, PLC_ENVELOPE, encrypt=encrypt),
+            seq=seq_client,
+            tables=T.PLC_TABLES,
+        )
+        d = S.DeviceSession(
+            S.PlcDeviceCarrier([me, nid]),
+            LegacySuite(PLC_OMAK, PLC_ENVELOPE),
+            tables=tables,
+            procedures=procedures,
+            seq=seq_device,
+            transaction_tables=T.PLC_TABLES,
+            groups=groups,
+        )
     else:
         raise ValueError(link)
     return c, d
@@ -173,4 +199,6 @@ def make_pair(link, *, encrypt=False, tables=None, procedures=None, seq_client=0
 @pytest.fixture(params=["mep", "optical", "plc"])
 def link_name(request):
     return request.param
+
+
 # ---- END wire (issue #4) ----------------------------------------------------------------

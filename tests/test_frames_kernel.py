@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import implementations, load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,8 @@ from osgp.errors import (
     TruncatedError,
 )
 from osgp.link import lon
+
+from .conftest import implementations, load_vectors
 
 V = load_vectors("mep_frames.json")
 KEY = bytes.fromhex(V["key"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osgp.errors import ChecksumError, ConfigurationError, DecodeError, MalformedError
 from osgp.link import lon
 from osgp.link import lon_proxy as px
+
+from .conftest import load_vectors
 
 V = load_vectors("lon_frames.json")
 

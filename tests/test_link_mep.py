@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +10,8 @@ from osgp.errors import AuthenticationError, DecodeError, MalformedError, Trunca
 from osgp.link import mep
 from osgp.security.suite import MEP_ENVELOPE, LegacySuite
 from osgp.services import messages as m
+
+from .conftest import load_vectors
 
 V = load_vectors("mep_frames.json")
 KEY = bytes.fromhex(V["key"])

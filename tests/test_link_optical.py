@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +15,8 @@ from osgp.errors import (
 )
 from osgp.link import optical as o
 from osgp.services import messages as m
+
+from .conftest import load_vectors
 
 V = load_vectors("c1218_frames.json")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +11,8 @@ from osgp.services import codes as C
 from osgp.services import messages as m
 from osgp.services import procedures as P
 from osgp.services import transactions as T
+
+from .conftest import load_vectors
 
 V = load_vectors("mep_frames.json")
 EX = {e["name"]: e for e in V["exchanges"]}

@@ -4,12 +4,13 @@ over every link (MEP, optical C12.18, PLC/LonTalk)."""
 from __future__ import annotations
 
 import pytest
-from conftest import make_pair, pump
 
 from osgp.errors import AuthenticationError, DeviceError, ResponseTimeout
 from osgp.services import procedures as P
 from osgp.services.messages import ET, PED, FullRead, PartialRead
 from osgp.services.session import AlertReceived, Completed, Failed, Transmit
+
+from .conftest import make_pair, pump
 
 
 def run(client, device, op, **kw):

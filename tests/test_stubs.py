@@ -9,7 +9,7 @@ import pytest
 
 from osgp import _backend
 
-FAMILIES = ["legacy", "tables", "aes"]
+FAMILIES = ["legacy", "tables", "aes", "frames"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
