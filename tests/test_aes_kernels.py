@@ -110,8 +110,11 @@ def test_osgp_cpu_portable_environment(aes_native):
         "print(aes.encrypt_block(k, bytes.fromhex('00112233445566778899aabbccddeeff')).hex())"
     )
     env = dict(os.environ, OSGP_CPU="portable")
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    # Import osgp from wherever this run imports it (source tree or installed wheel).
+    import osgp
+
+    where = str(Path(osgp.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = where + os.pathsep + env.get("PYTHONPATH", "")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "69c4e0d86a7b0430d8cdb78070b4c55a"
