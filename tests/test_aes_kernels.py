@@ -729,7 +729,6 @@ def test_batch_uniform_groups(path, size):
 def test_stub_and_twin_list_the_same_public_names():
     """aes.pyi (hand-written) and the twin expose exactly the native module's names."""
     import ast
-
     from importlib import resources
 
     stub = resources.files("osgp._native").joinpath("aes.pyi")  # shipped in the wheel too
