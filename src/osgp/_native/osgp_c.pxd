@@ -110,3 +110,11 @@ cdef extern from "osgp.h" nogil:
                                      uint8_t *status, uint8_t *flags, int64_t *times,
                                      uint8_t *valid, size_t *failed, osgp_table_fault *fault)
 # ==== end tables / load profile ====
+
+# ==== lpperf: int32 load-profile values (appended) ====
+cdef extern from "osgp.h" nogil:
+    osgp_status osgp_lp_decode_i32(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
+                                   const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                   int32_t *values, uint8_t *status, uint8_t *flags,
+                                   int64_t *times, uint8_t *valid, osgp_table_fault *fault)
+# ==== end lpperf ====

@@ -124,10 +124,27 @@ cdef int _out(object obj, Py_buffer *view, Py_ssize_t need, str what) except -1:
     return 0
 
 
+_I32_FORMATS = ("i", "<i", "=i", "@i", "l", "<l", "=l", "@l")
+
+
+cdef int _value_width(object values, uint32_t fmt_code) except -1:
+    """8 (int64 values) or 4 for an int32 buffer (INT_FMT_CDE 1, 2, 8, 16, 32 only)."""
+    try:
+        mv = memoryview(values)
+    except TypeError:
+        return 8  # reported by _out
+    if mv.itemsize != 4 or mv.format not in _I32_FORMATS:
+        return 8
+    if fmt_code not in (1, 2, 8, 16, 32):
+        raise ConfigurationError(
+            f"int32 values need INT_FMT_CDE 1, 2, 8, 16 or 32, not {fmt_code}; use int64")
+    return 4
+
+
 cdef int _acquire_outs(OutBufs *o, size_t rows, size_t nch, values, status, flags, times,
-                       valid) except -1:
+                       valid, size_t vw=8) except -1:
     o.held = 0
-    _out(values, &o.v, rows * nch * 8, "values"); o.held = 1
+    _out(values, &o.v, rows * nch * vw, "values"); o.held = 1
     _out(status, &o.s, rows * nch, "status"); o.held = 2
     _out(flags, &o.f, rows, "flags"); o.held = 3
     _out(times, &o.t, rows * 8, "times"); o.held = 4
@@ -148,7 +165,8 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
               row_block=None):
     """Decode load-profile blocks ``blocks`` (uint32 buffer of block indices,
     chronological) of ``data`` into dense rows (nint per block); ``lasts``
-    (uint32 buffer or None) = last recorded interval per block.  With
+    (uint32 buffer or None) = last recorded interval per block.  ``values`` is
+    int64, or int32 (format "i") for INT_FMT_CDE 1, 2, 8, 16, 32.  With
     ``row_block`` (writable uint32 buffer, nblocks*nint entries) only the valid
     rows are kept, each with its block ordinal.  Returns the number of rows."""
     cdef osgp_lp_geometry g
@@ -159,7 +177,11 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
     cdef osgp_status st
     cdef size_t nb, nrows = 0
     cdef int compact = row_block is not None
+    cdef int vw
     _geometry(geometry, &g)
+    vw = _value_width(values, g.fmt_code)
+    if vw == 4 and compact:
+        raise ConfigurationError("row_block needs int64 values")
     in_acquire(blocks, &bb, "blocks")
     lb.held = False
     lb.ptr = NULL
@@ -173,7 +195,7 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
                 raise ConfigurationError("lasts must have one uint32 per block")
         in_acquire(data, &d, "data")
         try:
-            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid)
+            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid, vw)
             try:
                 if compact:
                     _out(row_block, &rbv, nb * g.nint * 4, "row_block")
@@ -187,6 +209,13 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
                                                      &nrows, &f)
                     finally:
                         PyBuffer_Release(&rbv)
+                elif vw == 4:
+                    nrows = nb * g.nint
+                    with nogil:
+                        st = osgp_lp_decode_i32(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                                <const uint32_t *>lb.ptr, nb, <int32_t *>o.v.buf,
+                                                <uint8_t *>o.s.buf, <uint8_t *>o.f.buf,
+                                                <int64_t *>o.t.buf, <uint8_t *>o.ok.buf, &f)
                 else:
                     nrows = nb * g.nint
                     with nogil:
@@ -254,6 +283,8 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
                     raise ConfigurationError("lasts must have one uint32 per block")
                 ll[i] = <const uint32_t *>bufs[acq - 1].ptr
         offs[n] = rows
+        if _value_width(values, g.fmt_code) != 8:
+            raise ConfigurationError("lp_decode_batch needs int64 values")
         _acquire_outs(&o, rows, g.nch, values, status, flags, times, valid)
         try:
             with nogil:
