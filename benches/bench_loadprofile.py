@@ -116,6 +116,17 @@ def test_big_archive_native(benchmark, big_archive):
 
 
 @pytest.mark.benchmark(group="lp-archive-37MB")
+def test_big_archive_native_int32(benchmark, big_archive):
+    """Caller-chosen int32 values (INT_FMT_CDE 32: every value fits)."""
+    mod = _backend.native_module("tables")
+    if mod is None:
+        pytest.skip("native extensions not built")
+    out = (np.empty((BIG_BLOCKS * NINT, NCH), np.int32),) + _prealloc(BIG_BLOCKS)[1:]
+    blocks = np.arange(BIG_BLOCKS, dtype=np.uint32)
+    benchmark(mod.lp_decode, tuple(GEOM), big_archive, blocks, None, *out)
+
+
+@pytest.mark.benchmark(group="lp-archive-37MB")
 def test_big_archive_memcpy(benchmark, big_archive):
     src = np.frombuffer(big_archive, np.uint8)
     dst = np.empty_like(src)
@@ -143,6 +154,20 @@ def test_archive_native(benchmark, archive):
     blocks = np.arange(ARCHIVE_BLOCKS, dtype=np.uint32)
     g = tuple(GEOM)
     benchmark(mod.lp_decode, g, archive, blocks, None, *out)
+    ref = numpy_decode(archive, ARCHIVE_BLOCKS)
+    for a, b in zip(out, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.benchmark(group="lp-archive")
+def test_archive_native_int32(benchmark, archive):
+    """Caller-chosen int32 values (INT_FMT_CDE 32: every value fits)."""
+    mod = _backend.native_module("tables")
+    if mod is None:
+        pytest.skip("native extensions not built")
+    out = (np.empty((ARCHIVE_BLOCKS * NINT, NCH), np.int32),) + _prealloc(ARCHIVE_BLOCKS)[1:]
+    blocks = np.arange(ARCHIVE_BLOCKS, dtype=np.uint32)
+    benchmark(mod.lp_decode, tuple(GEOM), archive, blocks, None, *out)
     ref = numpy_decode(archive, ARCHIVE_BLOCKS)
     for a, b in zip(out, ref):
         np.testing.assert_array_equal(a, b)
