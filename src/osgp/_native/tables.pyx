@@ -20,6 +20,26 @@ from libc.string cimport memcpy
 
 cdef extern from "Python.h":
     object PyDictProxy_New(object mapping)
+    tuple PyTuple_New(Py_ssize_t n)
+    void PyTuple_SET_ITEM(object t, Py_ssize_t i, object v)
+    void Py_INCREF(object o)
+
+
+cdef extern from *:
+    """
+    /* A tuple-subclass instance of n items, as tuple's own subtype __new__
+     * allocates it (items are set by the caller before it escapes). */
+    static PyObject *osgp_pyx_tuple_subtype_alloc(PyObject *type, Py_ssize_t n)
+    {
+        return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, n);
+    }
+    """
+    object _tuple_subtype_alloc "osgp_pyx_tuple_subtype_alloc"(object type, Py_ssize_t n)
+
+
+cdef inline void _tuple_set(object t, Py_ssize_t i, object v):
+    Py_INCREF(v)  # PyTuple_SET_ITEM steals a reference
+    PyTuple_SET_ITEM(t, i, v)
 
 from osgp.errors import ConfigurationError, MalformedError, TruncatedError
 
@@ -409,32 +429,43 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
             return _ni_value(k, v, data)
         return PyLong_FromLongLong(v)
     if code == S_TIME:
-        t = (c.s[c.i], c.s[c.i + 1], c.s[c.i + 2], c.s[c.i + 3], c.s[c.i + 4], c.s[c.i + 5])
+        # TimeDate is a NamedTuple (a tuple subclass without extra storage):
+        # allocated at its final size and filled, no temporary tuple
+        tdo = _tuple_subtype_alloc(_TimeDate, 6)
+        for k in range(6):
+            _tuple_set(tdo, k, PyLong_FromLongLong(c.s[c.i + k]))
         c.i += 6
-        return _TupleNew(_TimeDate, t)
+        return tdo
     if code == S_FLOAT:
         c.i += 1
         return _bits_to_double(c.s[c.i - 1])
     if code == S_ARRAY:
         n = c.s[c.i]
         c.i += 1
-        items = []
+        # elements go straight into a tuple of the final size (no list)
+        t = PyTuple_New(n)
+        elem_t = <tuple>node[2]
         if node[3]:
-            elem_t = <tuple>node[2]
-            if <int>elem_t[0] == S_INT and not elem_t[2]:
+            kind = elem_t[0]
+            if kind == S_INT and not elem_t[2]:
                 for k in range(n):
-                    items.append(PyLong_FromLongLong(c.s[c.i + k]))
+                    _tuple_set(t, k, PyLong_FromLongLong(c.s[c.i + k]))
+                c.i += n
+            elif kind == S_NI and (<Py_ssize_t>params[<Py_ssize_t>elem_t[2]]) not in (
+                    0, 1, 2, 3, 4, 13):
+                # integer NI formats: the slot is the value
+                for k in range(n):
+                    _tuple_set(t, k, PyLong_FromLongLong(c.s[c.i + k]))
                 c.i += n
             else:
                 for k in range(n):
-                    items.append(_build_node(elem_t, c, data, params))
+                    _tuple_set(t, k, _build_node(elem_t, c, data, params))
         else:
-            elem_t = <tuple>node[2]
             for k in range(n):
                 d = {}
                 _build_group(elem_t, c, data, params, d)
-                items.append(PyDictProxy_New(d))
-        return tuple(items)
+                _tuple_set(t, k, PyDictProxy_New(d))
+        return t
     if code == S_RECORD:
         d = {}
         _build_group(<tuple>node[2], c, data, params, d)
