@@ -6,6 +6,7 @@ Twin: osgp._reference.tables (same names, signatures and errors).  Used by
 osgp.tables (schemas compile to a program run here) and osgp.loadprofile.
 """
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
@@ -367,6 +368,15 @@ cdef inline double _bits_to_double(int64_t v) noexcept:
     return x
 
 
+cdef Py_ssize_t _param(list params, object idx) except? -1:
+    """NI_FORMAT parameter of a shape node (bounds-checked: the shape indexes params)."""
+    return params[<Py_ssize_t>idx]
+
+
+# Shape tuples come from osgp.tables.schema (fixed arity per code): their
+# indexing needs no bounds checks.
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
                       dict d) except -1:
     cdef tuple ch
@@ -383,6 +393,8 @@ cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
     return 0
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
     cdef int code = node[0]
     cdef Py_ssize_t n, k, off, ln, b
@@ -422,7 +434,7 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
     if code == S_NI:
         v = c.s[c.i]
         c.i += 1
-        k = params[<Py_ssize_t>node[2]]
+        k = _param(params, node[2])
         if k == 0 or k == 1:
             return _bits_to_double(v)
         if k == 2 or k == 3 or k == 4 or k == 13:
@@ -451,7 +463,7 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
                 for k in range(n):
                     _tuple_set(t, k, PyLong_FromLongLong(c.s[c.i + k]))
                 c.i += n
-            elif kind == S_NI and (<Py_ssize_t>params[<Py_ssize_t>elem_t[2]]) not in (
+            elif kind == S_NI and _param(params, elem_t[2]) not in (
                     0, 1, 2, 3, 4, 13):
                 # integer NI formats: the slot is the value
                 for k in range(n):
