@@ -328,8 +328,12 @@ class _Context:
             m = decoded.get(sp[1])
             if m is None:
                 m = self.table(sp[1])  # decoded once per context
-                if m is None:  # absent table: defaults or the error, as value()
-                    out.append(self.value(ref, data_len, sp))
+                if m is None:  # absent table: the profile default, else value()'s error
+                    attr = _FORMAT_DEFAULTS.get(ref)
+                    if attr is not None:
+                        out.append(int(getattr(self.profile, attr)))
+                    else:
+                        out.append(self.value(ref, data_len, sp))
                     continue
             v: Any = m
             try:
