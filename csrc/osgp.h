@@ -204,6 +204,13 @@ osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, 
                                  const size_t *row_offsets, int64_t *values, uint8_t *status,
                                  uint8_t *flags, int64_t *times, uint8_t *valid,
                                  size_t *failed, osgp_table_fault *fault);
+/* ---- lpperf: int32 values (appended) ----
+ * As osgp_lp_decode with int32 values, for INT_FMT_CDE 1, 2, 8, 16, 32 only
+ * (every value fits); OSGP_ERR_ARGUMENT for any other format. */
+osgp_status osgp_lp_decode_i32(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                               const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                               int32_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                               uint8_t *valid, osgp_table_fault *fault);
 /* ==== end tables / load profile ========================================== */
 
 /* ==== AES: AES-128 block, CCM, CMAC, CMAC KDF (osgp_aes.c, osgp_ccm.c, osgp_cmac.c) ====

@@ -86,51 +86,102 @@ static inline int32_t ld_i32(const uint8_t *p)
 
 /* Fast path: ascending intervals, extended status present, INT32/UINT32 data.
  * Geometry fields are copied to locals so the compiler knows the output
- * stores cannot change them. */
-static inline void block_fast(const uint8_t *restrict blk, size_t nint, size_t nch, size_t last,
-                       size_t simple_off, int has_simple, size_t int0, size_t isz, size_t ext_off,
-                       size_t ch0, int is_unsigned, int64_t end, int64_t step,
-                       int64_t *restrict vr, uint8_t *restrict sr, uint8_t *restrict fl,
-                       int64_t *restrict tm, uint8_t *restrict ok)
+ * stores cannot change them.  The per-row columns (valid, times) are filled
+ * by their own branch-free loops, which the compiler vectorises; the
+ * interval loop then has no data-dependent branch.  vw = bytes per output
+ * value: 8 (int64) or 4 (int32, INT32 data only: a copy of the LE words). */
+static inline void block_fast(const uint8_t *restrict blk, const size_t nint, const size_t nch,
+                              size_t last, size_t simple_off, int has_simple, size_t int0,
+                              size_t isz, size_t ext_off, size_t ch0, int is_unsigned,
+                              const int vw, int64_t end, int64_t step, void *restrict vout,
+                              uint8_t *restrict sr, uint8_t *restrict fl, int64_t *restrict tm,
+                              uint8_t *restrict ok)
 {
     size_t j, c;
     const uint8_t *ip = blk + int0;
-    int64_t t = end - (int64_t)last * step;
-    for (j = 0; j < nint; j++, ip += isz, vr += nch, sr += nch, t += step) {
-        const uint8_t *ep = ip + ext_off, *dp = ip + ch0;
-        int v = j <= last;
-        if (has_simple)
-            v &= (blk[simple_off + (j >> 3)] >> (j & 7)) & 1;
-        ok[j] = (uint8_t)v;
-        tm[j] = t;
-        fl[j] = ep[0] >> 4;
-        if (nch) {
-            sr[0] = ep[0] & 15;
-            for (c = 1; c + 1 < nch; c += 2) {
-                uint8_t b = ep[(c + 1) >> 1];
-                sr[c] = b >> 4;
-                sr[c + 1] = b & 15;
-            }
-            if (c < nch)
-                sr[c] = ep[(c + 1) >> 1] >> 4;
+    int64_t t0 = end - (int64_t)last * step;
+    const int wide = nch <= 8 && ext_off + 8 <= isz;
+    if (has_simple) {
+        /* SIMPLE_INT_STATUS: bit j%8 of byte j/8 ([OPT p.36]).  Eight valid
+         * bytes per status byte: replicate the byte to every lane, keep bit k
+         * in lane k, turn each nonzero lane into 1 (lane k = byte k, LE host) */
+        const uint8_t *sp = blk + simple_off;
+        for (j = 0; j + 8 <= nint; j += 8) {
+            uint64_t x = (sp[j >> 3] * 0x0101010101010101ull) & 0x8040201008040201ull;
+            x = ((x + 0x7F7F7F7F7F7F7F7Full) >> 7) & 0x0101010101010101ull;
+            memcpy(ok + j, &x, 8);
         }
-        if (is_unsigned)
+        for (; j < nint; j++)
+            ok[j] = (uint8_t)((sp[j >> 3] >> (j & 7)) & 1);
+    } else {
+        memset(ok, 1, nint);
+    }
+    if (last + 1 < nint)
+        memset(ok + last + 1, 0, nint - last - 1);
+    {
+        int64_t t = t0;
+        for (j = 0; j < nint; j++, t += step)
+            tm[j] = t;
+    }
+    for (j = 0; j < nint; j++, ip += isz, sr += nch) {
+        const uint8_t *ep = ip + ext_off, *dp = ip + ch0;
+        if (wide) {
+            /* one 8-byte load of the status bytes (wide: they are followed by
+             * at least 8 bytes of this interval record); nibble of channel c
+             * at bit pos(c): 0 for c = 0, else byte (c+1)/2, high nibble when
+             * c is odd (header comment) */
+            uint64_t x, w = 0;
+            memcpy(&x, ep, 8);
+            fl[j] = (uint8_t)((x >> 4) & 15);
             for (c = 0; c < nch; c++)
-                vr[c] = (int64_t)(uint32_t)ld_i32(dp + 4 * c);
-        else
-            for (c = 0; c < nch; c++)
-                vr[c] = ld_i32(dp + 4 * c);
+                w |= ((x >> (c ? 8 * ((c + 1) >> 1) + ((c & 1) ? 4 : 0) : 0)) & 15) << (8 * c);
+            memcpy(sr, &w, nch);        /* little-endian host byte order of w */
+        } else if (nch <= 8) {
+            /* status nibbles gathered into one word, stored once */
+            uint64_t w = nch ? (uint64_t)(ep[0] & 15) : 0;
+            fl[j] = ep[0] >> 4;
+            for (c = 1; c < nch; c++)
+                w |= (uint64_t)((ep[(c + 1) >> 1] >> ((c & 1) ? 4 : 0)) & 15) << (8 * c);
+            memcpy(sr, &w, nch);
+        } else {
+            fl[j] = ep[0] >> 4;
+            sr[0] = ep[0] & 15;
+            for (c = 1; c < nch; c++)
+                sr[c] = (ep[(c + 1) >> 1] >> ((c & 1) ? 4 : 0)) & 15;
+        }
+        if (vw == 4) {
+            /* INT32 LSB first (reference 3.4) on a little-endian host: a copy */
+            memcpy((int32_t *)vout + j * nch, dp, 4 * nch);
+        } else {
+            int64_t *vr = (int64_t *)vout + j * nch;
+            if (is_unsigned)
+                for (c = 0; c < nch; c++)
+                    vr[c] = (int64_t)(uint32_t)ld_i32(dp + 4 * c);
+            else
+                for (c = 0; c < nch; c++)
+                    vr[c] = ld_i32(dp + 4 * c);
+        }
     }
 }
 
-osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
-                           const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
-                           int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
-                           uint8_t *valid, osgp_table_fault *fault)
+static inline int host_le(void)
+{
+    const uint16_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* Shared body of osgp_lp_decode (vw 8) and osgp_lp_decode_i32 (vw 4). */
+static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                               const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                               void *values, const int vw, uint8_t *status, uint8_t *flags,
+                               int64_t *times, uint8_t *valid, osgp_table_fault *fault)
 {
     size_t b, nint = g->nint, nch = g->nch, bsz = g->block_size;
     int w = lp_width(g->fmt_code, g->ni_format);
-    int fast = !g->descending && g->ext_off != NONE && (g->fmt_code == 32 || g->fmt_code == 4);
+    int fast = !g->descending && g->ext_off != NONE &&
+               (g->fmt_code == 32 || (g->fmt_code == 4 && vw == 8)) && host_le();
     osgp_status st = osgp_lp_check(g);
     memset(fault, 0, sizeof(*fault));
     if (st != OSGP_OK)
@@ -162,20 +213,29 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
         end = osgp_days_from_civil(t[0], (unsigned)t[1], (unsigned)t[2]) * 86400 +
               t[3] * 3600 + t[4] * 60 + t[5];
         if (fast) {
-            /* constant channel counts let the compiler unroll the channel loops */
-#define FAST(N) block_fast(blk, nint, (N), last, g->simple_off, g->simple_off != NONE,        \
-                           g->int0_off, g->int_size, g->ext_off, g->ch0_off, g->fmt_code == 4, \
-                           end, step, values + row0 * nch, status + row0 * nch, flags + row0,  \
-                           times + row0, valid + row0)
-            switch (nch) {
-            case 1: FAST(1); break;
-            case 2: FAST(2); break;
-            case 3: FAST(3); break;
-            case 4: FAST(4); break;
-            case 6: FAST(6); break;
-            case 8: FAST(8); break;
-            default: FAST(nch); break;
+            /* constant channel counts and value widths let the compiler unroll
+             * the channel loops */
+#define FAST(N, W) block_fast(blk, nint, (N), last, g->simple_off, g->simple_off != NONE,      \
+                              g->int0_off, g->int_size, g->ext_off, g->ch0_off,                \
+                              g->fmt_code == 4, (W), end, step,                                \
+                              (uint8_t *)values + row0 * nch * (W), status + row0 * nch,       \
+                              flags + row0, times + row0, valid + row0)
+#define FAST_W(W)                                                                              \
+            switch (nch) {                                                                     \
+            case 1: FAST(1, W); break;                                                         \
+            case 2: FAST(2, W); break;                                                         \
+            case 3: FAST(3, W); break;                                                         \
+            case 4: FAST(4, W); break;                                                         \
+            case 6: FAST(6, W); break;                                                         \
+            case 8: FAST(8, W); break;                                                         \
+            default: FAST(nch, W); break;                                                      \
             }
+            if (vw == 4) {
+                FAST_W(4)
+            } else {
+                FAST_W(8)
+            }
+#undef FAST_W
 #undef FAST
             continue;
         }
@@ -186,7 +246,6 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
             size_t s = (g->descending && j <= last) ? last - j : j;
             const uint8_t *ip = blk + g->int0_off + s * g->int_size;
             const uint8_t *dp = ip + g->ch0_off;
-            int64_t *vr = values + row * nch;
             uint8_t *sr = status + row * nch;
             int ok = j <= last, bad = 0;
             if (ok && g->simple_off != NONE)
@@ -204,8 +263,13 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
                 flags[row] = 0;
                 memset(sr, 0, nch);
             }
-            for (c = 0; c < nch; c++)
-                vr[c] = rd_val(dp + (size_t)w * c, g->fmt_code, g->ni_format, &bad);
+            for (c = 0; c < nch; c++) {
+                int64_t v = rd_val(dp + (size_t)w * c, g->fmt_code, g->ni_format, &bad);
+                if (vw == 4)
+                    ((int32_t *)values)[row * nch + c] = (int32_t)v;
+                else
+                    ((int64_t *)values)[row * nch + c] = v;
+            }
             if (bad && ok) {
                 fault->offset = (size_t)(dp - in);
                 return OSGP_ERR_MALFORMED;
@@ -213,6 +277,31 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
         }
     }
     return OSGP_OK;
+}
+
+osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                           const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                           int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                           uint8_t *valid, osgp_table_fault *fault)
+{
+    return lp_decode_w(in, len, g, blocks, lasts, nblocks, values, 8, status, flags, times,
+                       valid, fault);
+}
+
+osgp_status osgp_lp_decode_i32(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
+                               const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                               int32_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                               uint8_t *valid, osgp_table_fault *fault)
+{
+    /* int32 values only for formats whose every value fits: UINT8, INT8,
+     * UINT16, INT16, INT32 (BT62 INT_FMT_CDE 1, 8, 2, 16, 32) */
+    uint32_t code = g->fmt_code;
+    if (code != 1 && code != 2 && code != 8 && code != 16 && code != 32) {
+        memset(fault, 0, sizeof(*fault));
+        return OSGP_ERR_ARGUMENT;
+    }
+    return lp_decode_w(in, len, g, blocks, lasts, nblocks, values, 4, status, flags, times,
+                       valid, fault);
 }
 
 osgp_status osgp_lp_decode_rows(const uint8_t *in, size_t len, const osgp_lp_geometry *g,

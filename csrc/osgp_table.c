@@ -350,6 +350,14 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
             if (prog[pc + 1] == NONE || !reg_ok(&r, prog[pc + 1]))
                 return fail(&r, OSGP_ERR_PROGRAM, pc, 0);
             fmt = regs[prog[pc + 1]];
+            if (fmt == 8) {             /* INT32, the NES NI format: inline, as below */
+                HAVE(4, pc);
+                v = (int32_t)(uint32_t)rd_le(in + r.pos, 4);
+                r.pos += 4;
+                EMIT(v, pc);
+                pc += 2;
+                break;
+            }
             w = (fmt < 0 || fmt > 13) ? -1 : osgp_ni_width((unsigned)fmt);
             if (w < 0)
                 return fail(&r, OSGP_ERR_MALFORMED, pc, 0);

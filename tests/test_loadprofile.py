@@ -392,6 +392,35 @@ from hypothesis import strategies as hst  # noqa: E402
 from osgp import _backend  # noqa: E402
 
 
+def test_int32_values(tables_backend, archive):
+    """Caller-chosen int32 values (INT_FMT_CDE 32 fits): the raw values built
+    above, and every other column as with int64 values."""
+    _, bt64, _ = archive
+    t61 = tables.decode("BT61", bt61_bytes())
+    g = loadprofile.geometry(t61, tables.decode("BT62", bt62_bytes(), {"BT61": bt61_bytes()}))
+    rows = 2 * NINT
+    out32 = (
+        np.empty((rows, NCH), np.int32),
+        np.empty((rows, NCH), np.uint8),
+        np.empty(rows, np.uint8),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.uint8),
+    )
+    loadprofile.decode_blocks(g, bt64, [2, 3], out=out32)  # chronological blocks c = 0, 1
+    want = [[raw_value(c, i, ch) for ch in range(NCH)] for c in (0, 1) for i in range(NINT)]
+    np.testing.assert_array_equal(out32[0], np.array(want, np.int32))
+    ref = loadprofile.decode_blocks(g, bt64, [2, 3])
+    for a, b in zip(out32[1:], ref[1:]):
+        np.testing.assert_array_equal(a, b)
+    assert out32[4].tolist() == [1] * NINT + [1, 1, 0, 1, 1, 1]  # c = 1 misses interval 2
+    # UINT32 (code 4) does not fit in int32: refused, not wrapped
+    with pytest.raises(ConfigurationError):
+        loadprofile.decode_blocks(g._replace(fmt_code=4), bt64, [2, 3], out=out32)
+    # int32 values are for the dense decoder only
+    with pytest.raises(ConfigurationError):
+        loadprofile.decode_many(g, [bt64], [[2, 3]], out=out32)
+
+
 def _kernels():
     mods = [_backend.reference("tables")]
     nat = _backend.native_module("tables")
@@ -403,7 +432,7 @@ def _kernels():
 @settings(max_examples=150, deadline=None)
 @given(
     nch=hst.integers(0, 5),
-    nint=hst.integers(1, 9),
+    nint=hst.integers(1, 20),
     code=hst.sampled_from([1, 2, 4, 8, 16, 32, 64]),
     ni=hst.sampled_from([0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
     tm=hst.integers(1, 4),
@@ -445,6 +474,17 @@ def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed
                 *arrs,
             )
             res = [a.tobytes() for a in arrs]
+            if code in (1, 2, 8, 16, 32):  # int32 values: the same rows, narrower
+                a32 = (np.zeros((rows, nch), np.int32),) + tuple(np.zeros_like(a) for a in arrs[1:])
+                mod.lp_decode(
+                    tuple(g),
+                    data,
+                    np.array(blocks, np.uint32),
+                    None if ll is None else np.array(ll, np.uint32),
+                    *a32,
+                )
+                np.testing.assert_array_equal(a32[0], arrs[0])
+                assert [a.tobytes() for a in a32[1:]] == res[1:]
             n = mod.lp_decode(
                 tuple(g),
                 data,

@@ -368,7 +368,9 @@ def decode_blocks(
 ) -> tuple[np.ndarray, ...]:
     """Dense decode of ``blocks`` (chronological indices into ``data``):
     (values, status, flags, times, valid), ``len(blocks) * nint`` rows each.
-    ``out`` = preallocated arrays of that shape (reused, no allocation)."""
+    ``out`` = preallocated arrays of that shape (reused, no allocation); its
+    values array may be int32 instead of int64 when INT_FMT_CDE is 1, 2, 8, 16
+    or 32 (every value fits; the NES INT32 case), which halves the bytes written."""
     bl = np.ascontiguousarray(blocks, dtype=np.uint32)
     ll = None if lasts is None else np.ascontiguousarray(lasts, dtype=np.uint32)
     rows = len(bl) * g.nint

@@ -200,3 +200,11 @@ cdef extern from "osgp.h" nogil:
     int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
                              int with_crc, osgp_lon_header *out, uint8_t *status)
 # ---- END wire (issue #4) ----
+
+# ==== lpperf: int32 load-profile values (appended) ====
+cdef extern from "osgp.h" nogil:
+    osgp_status osgp_lp_decode_i32(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
+                                   const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
+                                   int32_t *values, uint8_t *status, uint8_t *flags,
+                                   int64_t *times, uint8_t *valid, osgp_table_fault *fault)
+# ==== end lpperf ====

@@ -6,6 +6,7 @@ Twin: osgp._reference.tables (same names, signatures and errors).  Used by
 osgp.tables (schemas compile to a program run here) and osgp.loadprofile.
 """
 
+cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
@@ -20,6 +21,26 @@ from libc.string cimport memcpy
 
 cdef extern from "Python.h":
     object PyDictProxy_New(object mapping)
+    tuple PyTuple_New(Py_ssize_t n)
+    void PyTuple_SET_ITEM(object t, Py_ssize_t i, object v)
+    void Py_INCREF(object o)
+
+
+cdef extern from *:
+    """
+    /* A tuple-subclass instance of n items, as tuple's own subtype __new__
+     * allocates it (items are set by the caller before it escapes). */
+    static PyObject *osgp_pyx_tuple_subtype_alloc(PyObject *type, Py_ssize_t n)
+    {
+        return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, n);
+    }
+    """
+    object _tuple_subtype_alloc "osgp_pyx_tuple_subtype_alloc"(object type, Py_ssize_t n)
+
+
+cdef inline void _tuple_set(object t, Py_ssize_t i, object v):
+    Py_INCREF(v)  # PyTuple_SET_ITEM steals a reference
+    PyTuple_SET_ITEM(t, i, v)
 
 from osgp.errors import ConfigurationError, MalformedError, TruncatedError
 
@@ -124,10 +145,27 @@ cdef int _out(object obj, Py_buffer *view, Py_ssize_t need, str what) except -1:
     return 0
 
 
+_I32_FORMATS = ("i", "<i", "=i", "@i", "l", "<l", "=l", "@l")
+
+
+cdef int _value_width(object values, uint32_t fmt_code) except -1:
+    """8 (int64 values) or 4 for an int32 buffer (INT_FMT_CDE 1, 2, 8, 16, 32 only)."""
+    try:
+        mv = memoryview(values)
+    except TypeError:
+        return 8  # reported by _out
+    if mv.itemsize != 4 or mv.format not in _I32_FORMATS:
+        return 8
+    if fmt_code not in (1, 2, 8, 16, 32):
+        raise ConfigurationError(
+            f"int32 values need INT_FMT_CDE 1, 2, 8, 16 or 32, not {fmt_code}; use int64")
+    return 4
+
+
 cdef int _acquire_outs(OutBufs *o, size_t rows, size_t nch, values, status, flags, times,
-                       valid) except -1:
+                       valid, size_t vw=8) except -1:
     o.held = 0
-    _out(values, &o.v, rows * nch * 8, "values"); o.held = 1
+    _out(values, &o.v, rows * nch * vw, "values"); o.held = 1
     _out(status, &o.s, rows * nch, "status"); o.held = 2
     _out(flags, &o.f, rows, "flags"); o.held = 3
     _out(times, &o.t, rows * 8, "times"); o.held = 4
@@ -148,7 +186,8 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
               row_block=None):
     """Decode load-profile blocks ``blocks`` (uint32 buffer of block indices,
     chronological) of ``data`` into dense rows (nint per block); ``lasts``
-    (uint32 buffer or None) = last recorded interval per block.  With
+    (uint32 buffer or None) = last recorded interval per block.  ``values`` is
+    int64, or int32 (format "i") for INT_FMT_CDE 1, 2, 8, 16, 32.  With
     ``row_block`` (writable uint32 buffer, nblocks*nint entries) only the valid
     rows are kept, each with its block ordinal.  Returns the number of rows."""
     cdef osgp_lp_geometry g
@@ -159,7 +198,11 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
     cdef osgp_status st
     cdef size_t nb, nrows = 0
     cdef int compact = row_block is not None
+    cdef int vw
     _geometry(geometry, &g)
+    vw = _value_width(values, g.fmt_code)
+    if vw == 4 and compact:
+        raise ConfigurationError("row_block needs int64 values")
     in_acquire(blocks, &bb, "blocks")
     lb.held = False
     lb.ptr = NULL
@@ -173,7 +216,7 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
                 raise ConfigurationError("lasts must have one uint32 per block")
         in_acquire(data, &d, "data")
         try:
-            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid)
+            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid, vw)
             try:
                 if compact:
                     _out(row_block, &rbv, nb * g.nint * 4, "row_block")
@@ -187,6 +230,13 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
                                                      &nrows, &f)
                     finally:
                         PyBuffer_Release(&rbv)
+                elif vw == 4:
+                    nrows = nb * g.nint
+                    with nogil:
+                        st = osgp_lp_decode_i32(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
+                                                <const uint32_t *>lb.ptr, nb, <int32_t *>o.v.buf,
+                                                <uint8_t *>o.s.buf, <uint8_t *>o.f.buf,
+                                                <int64_t *>o.t.buf, <uint8_t *>o.ok.buf, &f)
                 else:
                     nrows = nb * g.nint
                     with nogil:
@@ -254,6 +304,8 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
                     raise ConfigurationError("lasts must have one uint32 per block")
                 ll[i] = <const uint32_t *>bufs[acq - 1].ptr
         offs[n] = rows
+        if _value_width(values, g.fmt_code) != 8:
+            raise ConfigurationError("lp_decode_batch needs int64 values")
         _acquire_outs(&o, rows, g.nch, values, status, flags, times, valid)
         try:
             with nogil:
@@ -316,6 +368,15 @@ cdef inline double _bits_to_double(int64_t v) noexcept:
     return x
 
 
+cdef Py_ssize_t _param(list params, object idx) except? -1:
+    """NI_FORMAT parameter of a shape node (bounds-checked: the shape indexes params)."""
+    return params[<Py_ssize_t>idx]
+
+
+# Shape tuples come from osgp.tables.schema (fixed arity per code): their
+# indexing needs no bounds checks.
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
                       dict d) except -1:
     cdef tuple ch
@@ -332,6 +393,8 @@ cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
     return 0
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
     cdef int code = node[0]
     cdef Py_ssize_t n, k, off, ln, b
@@ -371,39 +434,50 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
     if code == S_NI:
         v = c.s[c.i]
         c.i += 1
-        k = params[<Py_ssize_t>node[2]]
+        k = _param(params, node[2])
         if k == 0 or k == 1:
             return _bits_to_double(v)
         if k == 2 or k == 3 or k == 4 or k == 13:
             return _ni_value(k, v, data)
         return PyLong_FromLongLong(v)
     if code == S_TIME:
-        t = (c.s[c.i], c.s[c.i + 1], c.s[c.i + 2], c.s[c.i + 3], c.s[c.i + 4], c.s[c.i + 5])
+        # TimeDate is a NamedTuple (a tuple subclass without extra storage):
+        # allocated at its final size and filled, no temporary tuple
+        tdo = _tuple_subtype_alloc(_TimeDate, 6)
+        for k in range(6):
+            _tuple_set(tdo, k, PyLong_FromLongLong(c.s[c.i + k]))
         c.i += 6
-        return _TupleNew(_TimeDate, t)
+        return tdo
     if code == S_FLOAT:
         c.i += 1
         return _bits_to_double(c.s[c.i - 1])
     if code == S_ARRAY:
         n = c.s[c.i]
         c.i += 1
-        items = []
+        # elements go straight into a tuple of the final size (no list)
+        t = PyTuple_New(n)
+        elem_t = <tuple>node[2]
         if node[3]:
-            elem_t = <tuple>node[2]
-            if <int>elem_t[0] == S_INT and not elem_t[2]:
+            kind = elem_t[0]
+            if kind == S_INT and not elem_t[2]:
                 for k in range(n):
-                    items.append(PyLong_FromLongLong(c.s[c.i + k]))
+                    _tuple_set(t, k, PyLong_FromLongLong(c.s[c.i + k]))
+                c.i += n
+            elif kind == S_NI and _param(params, elem_t[2]) not in (
+                    0, 1, 2, 3, 4, 13):
+                # integer NI formats: the slot is the value
+                for k in range(n):
+                    _tuple_set(t, k, PyLong_FromLongLong(c.s[c.i + k]))
                 c.i += n
             else:
                 for k in range(n):
-                    items.append(_build_node(elem_t, c, data, params))
+                    _tuple_set(t, k, _build_node(elem_t, c, data, params))
         else:
-            elem_t = <tuple>node[2]
             for k in range(n):
                 d = {}
                 _build_group(elem_t, c, data, params, d)
-                items.append(PyDictProxy_New(d))
-        return tuple(items)
+                _tuple_set(t, k, PyDictProxy_New(d))
+        return t
     if code == S_RECORD:
         d = {}
         _build_group(<tuple>node[2], c, data, params, d)

@@ -433,12 +433,39 @@ def _u32(obj: Any, what: str) -> list[int]:
     return memoryview(b).cast("I").tolist() if b else []
 
 
+_I32_FORMATS = ("i", "<i", "=i", "@i", "l", "<l", "=l", "@l")
+_I32_CODES = (1, 2, 8, 16, 32)
+
+
+def _value_width(values: Any, fmt_code: int) -> int:
+    """8 (int64 values) or 4 when ``values`` is an int32 buffer, allowed only for
+    INT_FMT_CDE 1, 2, 8, 16, 32 (every value fits in 32 bits)."""
+    try:
+        mv = memoryview(values)
+    except TypeError:
+        return 8  # reported by _outs
+    if mv.itemsize != 4 or mv.format not in _I32_FORMATS:
+        return 8
+    if fmt_code not in _I32_CODES:
+        raise ConfigurationError(
+            f"int32 values need INT_FMT_CDE 1, 2, 8, 16 or 32, not {fmt_code}; use int64"
+        )
+    return 4
+
+
 def _outs(
-    rows: int, nch: int, values: Any, status: Any, flags: Any, times: Any, valid: Any
+    rows: int,
+    nch: int,
+    values: Any,
+    status: Any,
+    flags: Any,
+    times: Any,
+    valid: Any,
+    vw: int = 8,
 ) -> tuple[memoryview, ...]:
     res = []
     for obj, need, what in (
-        (values, rows * nch * 8, "values"),
+        (values, rows * nch * vw, "values"),
         (status, rows * nch, "status"),
         (flags, rows, "flags"),
         (times, rows * 8, "times"),
@@ -464,6 +491,7 @@ def _decode_blocks(
     lasts: Optional[list[int]],
     row_base: int,
     outs: tuple[memoryview, ...],
+    vw: int = 8,
 ) -> None:
     (
         block_size,
@@ -530,7 +558,10 @@ def _decode_blocks(
                         raise _Fault("malformed", off + dp, b)
                 else:
                     v = int.from_bytes(raw, "little", signed=signed)
-                struct.pack_into("<q", mv_v, 8 * (row * nch + c), v)
+                if vw == 4:
+                    struct.pack_into("<i", mv_v, 4 * (row * nch + c), v)
+                else:
+                    struct.pack_into("<q", mv_v, 8 * (row * nch + c), v)
 
 
 def lp_decode(
@@ -556,7 +587,10 @@ def lp_decode(
             raise ConfigurationError("lasts must have one uint32 per block")
     d = as_bytes(data, "data")
     rows = len(bl) * g[1]
-    outs = _outs(rows, g[2], values, status, flags, times, valid)
+    vw = _value_width(values, g[10])
+    if vw == 4 and row_block is not None:
+        raise ConfigurationError("row_block needs int64 values")
+    outs = _outs(rows, g[2], values, status, flags, times, valid, vw)
     rb = None
     if row_block is not None:
         try:
@@ -569,7 +603,7 @@ def lp_decode(
         if rb.nbytes < 4 * rows:
             raise ConfigurationError(f"row_block needs at least {4 * rows} bytes, got {rb.nbytes}")
     try:
-        _decode_blocks(d, g, bl, ll, 0, outs)
+        _decode_blocks(d, g, bl, ll, 0, outs, vw)
     except _Fault as f:
         raise _error(f, "load profile", f"block {f.pc}") from None
     if rb is None:
@@ -620,6 +654,8 @@ def lp_decode_batch(
                 raise ConfigurationError("lasts must have one uint32 per block")
             lls.append(ll)
     offs.append(rows)
+    if _value_width(values, g[10]) != 8:
+        raise ConfigurationError("lp_decode_batch needs int64 values")
     outs = _outs(rows, g[2], values, status, flags, times, valid)
     for i in range(n):
         try:

@@ -316,7 +316,33 @@ class _Context:
         raise ConfigurationError(f"unknown derived parameter {ref}")
 
     def params(self, prog: Program, data_len: int) -> list[int]:
-        return [self.value(sp[0], data_len, sp) for sp in prog.param_specs]
+        # Fast path for a field of an already decoded table (the common case);
+        # everything else, including every error, goes through value().
+        out = []
+        raw, decoded = self.raw, self.decoded
+        for sp in prog.param_specs:
+            ref = sp[0]
+            if ref in raw or ref[:1] == "@":
+                out.append(self.value(ref, data_len, sp))
+                continue
+            m = decoded.get(sp[1])
+            if m is None:
+                m = self.table(sp[1])  # decoded once per context
+                if m is None:  # absent table: the profile default, else value()'s error
+                    attr = _FORMAT_DEFAULTS.get(ref)
+                    if attr is not None:
+                        out.append(int(getattr(self.profile, attr)))
+                    else:
+                        out.append(self.value(ref, data_len, sp))
+                    continue
+            v: Any = m
+            try:
+                for key in sp[2]:
+                    v = v[key]
+                out.append(int(v))
+            except (KeyError, IndexError, TypeError, ValueError):
+                out.append(self.value(ref, data_len, sp))
+        return out
 
 
 def _rewrap(exc: DecodeError, prog: Program) -> DecodeError:
