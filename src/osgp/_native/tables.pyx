@@ -373,9 +373,10 @@ cdef Py_ssize_t _param(list params, object idx) except? -1:
     return params[<Py_ssize_t>idx]
 
 
-# Shape tuples come from osgp.tables.schema (fixed arity per code): their
-# indexing needs no bounds checks.
-@cython.boundscheck(False)
+# Shape tuples come from osgp.tables.schema, but table_decode is callable with
+# any tuple, so their indexing stays bounds-checked: a malformed shape raises
+# IndexError inside osgp, never reads past a tuple.
+@cython.boundscheck(True)
 @cython.wraparound(False)
 cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
                       dict d) except -1:
@@ -393,7 +394,7 @@ cdef int _build_group(tuple children, BuildCtx *c, object data, list params,
     return 0
 
 
-@cython.boundscheck(False)
+@cython.boundscheck(True)
 @cython.wraparound(False)
 cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
     cdef int code = node[0]

@@ -217,7 +217,7 @@ class LegacySuite:
             return body + bytes(p.digest_size)
         covered = ctx.request_plain + body if p.chain_response else body
         digest = crypto.oma_digest(p.crypto.digest_key(ctx.key), covered)
-        if ctx.encrypted and not (p.auth_failure_in_clear and body[:1] == bytes([AUTH_FAILURE])):
+        if ctx.encrypted and not (p.auth_failure_in_clear and body == bytes([AUTH_FAILURE])):
             body = self._response_cipher(ctx, digest).process(body)
         return body + digest
 

@@ -325,9 +325,13 @@ class _Context:
             if ref in raw or ref[:1] == "@":
                 out.append(self.value(ref, data_len, sp))
                 continue
-            m = decoded.get(sp[1])
+            tid = sp[1]
+            if tid is None:  # not a table field: value() resolves or raises
+                out.append(self.value(ref, data_len, sp))
+                continue
+            m = decoded.get(tid)
             if m is None:
-                m = self.table(sp[1])  # decoded once per context
+                m = self.table(tid)  # decoded once per context
                 if m is None:  # absent table: the profile default, else value()'s error
                     attr = _FORMAT_DEFAULTS.get(ref)
                     if attr is not None:
