@@ -11,10 +11,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import osgp
-from osgp import crypto
+from osgp import crypto, tables
+from osgp.link import mep
 from osgp.security import legacy
 
 H = bytes.fromhex
@@ -34,6 +35,12 @@ def _chained(key: bytes, request: bytes, response: bytes) -> bytes:
     h.digest()  # the request digest, sent with the request
     h.update(response)
     return h.digest()
+
+
+def _clock_text(t: Any) -> bytes:
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    ).encode()
 
 
 KNOWN_ANSWERS: list[KnownAnswer] = [
@@ -78,6 +85,38 @@ KNOWN_ANSWERS: list[KnownAnswer] = [
         H("3e8381b22e887cacbe9c8058d44cbc1a"),
     ),
     KnownAnswer(
+        "AES-CMAC (RFC 4493 example 2)",
+        "RFC 4493 section 4",
+        lambda: crypto.aes_cmac(
+            H("2b7e151628aed2a6abf7158809cf4f3c"), H("6bc1bee22e409f96e93d7e117393172a")
+        ),
+        H("070a16b46b4d4144f79bdd9dd04a287c"),
+    ),
+    KnownAnswer(
+        "AES-CCM (SP 800-38C example 1)",
+        "NIST SP 800-38C Appendix C.1",
+        lambda: crypto.ccm_seal(
+            H("404142434445464748494a4b4c4d4e4f"),
+            H("10111213141516"),
+            H("20212223"),
+            H("0001020304050607"),
+            tag_len=4,
+        ),
+        H("7162015b4dac255d"),
+    ),
+    KnownAnswer(
+        "MEP request frame (digest, sequence number)",
+        "OSGP Alliance MEP guide v1.1 p.15",
+        lambda: mep.encode_request(H("01" * 16), H("3f0017000000002c"), 0x77635B91),
+        H("00143f0017000000002c77635b9113db85a135a0575e"),
+    ),
+    KnownAnswer(
+        "BT52 clock, TM_FORMAT 2",
+        "OSGP Alliance MEP guide v1.1 App. B p.256",
+        lambda: _clock_text(tables.decode(52, H("0402100f3b3700"))["CLOCK_CALENDAR"]),
+        b"2004-02-16 15:59:55",
+    ),
+    KnownAnswer(
         "CRC-16/X-25 of a C12.18 read request",
         "openHAB smartmeterosgp test frame",
         lambda: crypto.crc16_x25(H("ee00200000083f00170000000008")).to_bytes(2, "big"),
@@ -115,12 +154,46 @@ def _crc() -> tuple[Callable[[], object], int, str]:
     return (lambda: crypto.crc16_x25(frame)), 1, "frames"
 
 
+def _ccm() -> tuple[Callable[[], object], int, str]:
+    key, nonce, msg = crypto.AesKey(os.urandom(16)), os.urandom(13), os.urandom(32)
+    return (lambda: key.ccm_seal(nonce, msg)), 1, "messages"
+
+
+def _ccm_batch() -> tuple[Callable[[], object], int, str]:
+    key = os.urandom(16)
+    nonces = [os.urandom(13) for _ in range(4096)]
+    msgs = [os.urandom(32) for _ in range(4096)]
+    return (lambda: crypto.ccm_seal_many(key, nonces, msgs)), len(msgs), "messages"
+
+
+def _mep_frames() -> tuple[Callable[[], object], int, str]:
+    import numpy as np
+
+    from osgp._native import frames
+
+    key = H("01" * 16)
+    frame = mep.encode_request(key, H("3f0017000000002c"), 0x77635B91)
+    data = frame * 4096
+    offsets = np.arange(0, len(frame) * 4097, len(frame), dtype=np.int64)
+    return (lambda: frames.mep_request_check_batch(key, data, offsets)), 4096, "frames"
+
+
+def _table() -> tuple[Callable[[], object], int, str]:
+    data = H("0402100f3b3700")
+    return (lambda: tables.decode(52, data)), 1, "tables"
+
+
 THROUGHPUT += [
     ("oma_digest, 28 B, one call each", _oma_single),
     ("oma_digest_many, 4096 x 28 B", _oma_batch),
     ("rc4, 32 B incl. key schedule", _rc4),
     ("crc16_x25, 64 B frame", _crc),
+    ("ccm_seal, 32 B, pre-expanded key", _ccm),
+    ("ccm_seal_many, 4096 x 32 B", _ccm_batch),
+    ("tables.decode(BT52)", _table),
 ]
+if osgp.native:
+    THROUGHPUT.append(("MEP request check batch (parse+digest)", _mep_frames))
 
 
 def _rate(fn: Callable[[], object], items: int, budget: float) -> float:
