@@ -317,6 +317,11 @@ class ClientSession:
         """One raw exchange: returns the response APDU undecoded."""
         return self._submit("exchange", self._single(message))
 
+    @property
+    def _own_seq(self) -> bool:
+        # a suite that numbers its own frames (AES) replaces the legacy counter
+        return bool(getattr(self.suite, "owns_sequence", False))
+
     # -- engine
     def _submit(self, name: str, gen: Generator[Any, bytes, Any]) -> Operation:
         op = Operation(name, gen)
@@ -362,7 +367,7 @@ class ClientSession:
 
     def _seal(self) -> bytes:
         apdu = self._msg.encode(self.services)
-        seq = self.counter.next() if self.suite.request_overhead else 0
+        seq = self.counter.next() if self.suite.request_overhead and not self._own_seq else 0
         wire, self._ctx = self.suite.seal_request(apdu, seq)
         self._last = self.carrier.frame(wire)
         assert self._op is not None  # noqa: S101
@@ -409,6 +414,11 @@ class ClientSession:
             except AuthenticationError as exc:
                 events += self._advance(None, exc)
                 continue
+            except SequenceError as exc:
+                # a replayed or stale response (suites that number their own
+                # frames): drop it and wait for the retry timer
+                log.debug("dropped response: %s", exc)
+                continue
             except DecodeError as exc:
                 events += self._advance(None, exc)
                 continue
@@ -419,7 +429,11 @@ class ClientSession:
                 and not self._resynced
             ):
                 # MEP p.11/p.15: adopt the device's number, resend with +1.
-                self.counter.resync(int.from_bytes(apdu[1:5], "big"))
+                current = int.from_bytes(apdu[1:5], "big")
+                if self._own_seq:
+                    self.suite.resync(current)  # type: ignore[attr-defined]
+                else:
+                    self.counter.resync(current)
                 self._resynced = True
                 events.append(Transmit(self._seal()))
                 continue
@@ -665,9 +679,14 @@ class DeviceSession:
             apdu, seq, ctx = self.suite.open_request(wire)
         except AuthenticationError:
             return self._reply(None, None, bytes([AUTH_FAILURE]))
+        except SequenceError as exc:
+            # raised by suites that number their own frames (AES): answer
+            # 0x0C + current, protected like any response (MEP p.11, p.15)
+            ctx = getattr(exc, "context", None)
+            return self._reply(ctx, None, Response(ResponseCode.SEQ, seq=exc.current).encode())
         except DecodeError:
             return []
-        if self.suite.request_overhead:
+        if self.suite.request_overhead and not getattr(self.suite, "owns_sequence", False):
             try:
                 self.window.accept(seq)
             except SequenceError:
