@@ -22,6 +22,8 @@ from osgp import _backend
 from osgp.link import lon, mep
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.services import messages as m
+from osgp.services import session as S
+from osgp.services.messages import PLC_SERVICES
 
 KEY = bytes([1]) * 16
 OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")
@@ -90,6 +92,27 @@ def transaction_plc():
 @pytest.mark.benchmark(group="wire-transaction-plc")
 def test_transaction_plc(benchmark):
     assert benchmark(transaction_plc)[0] == DATA
+
+
+# The same transaction through the session's PLC carrier (PlcCarrier.frame /
+# receive: precomputed header template, native header parse), the path a
+# ClientSession takes.  The carrier's transaction number is pinned to 0 so
+# the prepared response (trans 1) matches every round.
+PLC_CARRIER = S.PlcCarrier(ME)
+
+
+def transaction_plc_carrier():
+    PLC_CARRIER._trans = 0
+    wire, ctx = PLC_SUITE.seal_request(READ.encode(PLC_SERVICES), SEQ)
+    frame = PLC_CARRIER.frame(wire)
+    _, items = PLC_CARRIER.receive(PLC_RESP)
+    apdu = PLC_SUITE.open_response(ctx, items[0])
+    return m.check_response(m.decode_response(apdu, READ, PLC_SERVICES)), frame
+
+
+@pytest.mark.benchmark(group="wire-transaction-plc")
+def test_transaction_plc_carrier(benchmark):
+    assert benchmark(transaction_plc_carrier)[0] == DATA
 
 
 def _archive(n: int):
@@ -166,6 +189,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM  # noqa: E402
 from osgp.security.aes_suite import (  # noqa: E402
     MEP_AES_ENVELOPE,
     PLC_AES_ENVELOPE,
+    PLC_AES_LINK,
+    PLC_AES_SERVICES,
     AesPskSuite,
 )
 
@@ -244,3 +269,21 @@ def transaction_plc_aes():
 @pytest.mark.benchmark(group="wire-transaction-plc")
 def test_transaction_plc_aes(benchmark):
     assert benchmark(transaction_plc_aes)[0] == DATA
+
+
+AES_PLC_CARRIER = S.PlcCarrier(ME, profile=PLC_AES_LINK)
+
+
+def transaction_plc_aes_carrier():
+    _rewind(AES_PLC)
+    AES_PLC_CARRIER._trans = 0
+    wire, ctx = AES_PLC.seal_request(READ.encode(PLC_AES_SERVICES))
+    frame = AES_PLC_CARRIER.frame(wire)
+    _, items = AES_PLC_CARRIER.receive(AES_PLC_RESP)
+    apdu = AES_PLC.open_response(ctx, items[0])
+    return m.check_response(m.decode_response(apdu, READ, PLC_AES_SERVICES)), frame
+
+
+@pytest.mark.benchmark(group="wire-transaction-plc")
+def test_transaction_plc_aes_carrier(benchmark):
+    assert benchmark(transaction_plc_aes_carrier)[0] == DATA

@@ -36,6 +36,7 @@ from osgp.errors import (
     ResponseTimeout,
     SequenceError,
 )
+from osgp import _backend, crypto
 from osgp.link import lon, lon_proxy, mep, optical
 from osgp.security.legacy import SequenceCounter, SequenceWindow
 from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, NullSuite, SecuritySuite
@@ -57,6 +58,7 @@ from osgp.services.messages import (
 )
 
 log = logging.getLogger("osgp.session")
+_frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
 
 __all__ = [
     "Transmit",
@@ -197,6 +199,26 @@ class PlcCarrier:
         self.services = profile.services
         self._trans = 0
         self._buf: List[bytes] = []
+        self._templates: Dict[Any, Tuple[bytes, int]] = {}
+
+    def _template(self, dest: lon.Address) -> Tuple[bytes, int]:
+        """(LPDU header + NPDU up to the SPDU byte, SPDU byte with trans 0):
+        encode_lpdu's own output for an empty SPDU, computed once per
+        destination (the header of every frame to it is the same but for the
+        4-bit transaction number, ISO/IEC 14908-1; reference 6.1)."""
+        key = (dest, self.src, self.profile.domain, self.profile.service_request)
+        t = self._templates.get(key)
+        if t is None:
+            n = lon.Npdu(
+                self.src[0],
+                self.src[1],
+                dest,
+                lon.Spdu(self.profile.service_request, 0, b""),
+                self.profile.domain,
+            )
+            body = lon.encode_lpdu(lon.Lpdu(n), crc=False)
+            t = self._templates[key] = (body[:-1], body[-1])
+        return t
 
     def _target(self) -> lon_proxy.ProxyTarget:
         d = self.dest
@@ -221,6 +243,11 @@ class PlcCarrier:
             )
             dest = self.path[0]
         self._trans = (self._trans + 1) & 0x0F
+        if self.profile.service_request in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
+            # no member list: template header || SPDU byte (trans in b3..0) || APDU
+            head, spdu = self._template(dest)
+            body = head + bytes((spdu | self._trans,)) + apdu
+            return body + crypto.crc16_lon(body).to_bytes(2, "big") if self.crc else body
         npdu = lon.Npdu(
             self.src[0],
             self.src[1],
@@ -234,15 +261,30 @@ class PlcCarrier:
         return last  # identical frame, same transaction number
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Any]]:
-        lp = lon.decode_lpdu(data, crc=self.crc)
-        pdu = lp.npdu.pdu
-        if (
-            not isinstance(pdu, lon.Spdu)
-            or pdu.type != self.profile.service_response
-            or pdu.trans != self._trans
-        ):
-            return b"", []  # not our response (stale transaction or other traffic)
-        apdu = pdu.apdu
+        if self.profile.service_response in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
+            # header parse by the frames kernel (CRC, version, address and
+            # domain lengths, PDU type checked as decode_lpdu does)
+            if type(data) is not bytes:
+                data = bytes(data)
+            h = _frames.lon_parse(data, True, self.crc)
+            hdr = h[11]  # SPDU byte: b7 auth, b6..4 type, b3..0 transaction
+            if (
+                h[1] != lon.PDU_SPDU
+                or (hdr >> 4) & 7 != self.profile.service_response
+                or hdr & 0x0F != self._trans
+            ):
+                return b"", []  # not our response (stale transaction or other traffic)
+            apdu = data[h[14] + 1 : h[15]]
+        else:
+            lp = lon.decode_lpdu(data, crc=self.crc)
+            pdu = lp.npdu.pdu
+            if (
+                not isinstance(pdu, lon.Spdu)
+                or pdu.type != self.profile.service_response
+                or pdu.trans != self._trans
+            ):
+                return b"", []  # not our response (stale transaction or other traffic)
+            apdu = pdu.apdu
         if self.path:
             r = lon_proxy.decode_proxy_response(apdu)
             if isinstance(r, lon_proxy.ProxyFailure):
