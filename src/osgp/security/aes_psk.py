@@ -567,7 +567,8 @@ class CryptoContext:
         self.send_seq = send_seq
         self.window = ReplayWindow(profile.replay_window, profile.max_ahead, recv_start)
         self.usage = KeyUsage(profile.max_key_usage, profile.usage_warning)
-        self._prefix: Optional[tuple[int, bytes, bytes]] = None
+        self._prefix: Optional[tuple[bytes, bytes]] = None
+        self._prefix_key_id = -1
         self._cache_prefix()
 
     def __repr__(self) -> str:
@@ -580,9 +581,9 @@ class CryptoContext:
 
     def _nonce(self, direction: int, seq: int) -> bytes:
         c = self._prefix
-        if c is not None and c[0] == self.key_id:
+        if c is not None and self._prefix_key_id == self.key_id:
             # the profile's layout with the fixed part precomputed: prefix || seq (4 BE)
-            return c[1 + direction] + _U32.pack(seq & 0xFFFFFFFF)
+            return c[direction] + _U32.pack(seq & 0xFFFFFFFF)
         return self.profile.nonce(direction, False, self.address, self.key_id, seq)
 
     def _cache_prefix(self) -> None:
@@ -594,7 +595,8 @@ class CryptoContext:
             p.nonce(d, False, a, k, 0xA0B0C0D0) == probe[d][:-4] + b"\xa0\xb0\xc0\xd0"
             for d in (DOWN, UP)
         ):
-            self._prefix = (k, probe[DOWN][:-4], probe[UP][:-4])
+            self._prefix_key_id = k
+            self._prefix = (probe[DOWN][:-4], probe[UP][:-4])
         else:
             self._prefix = None
 

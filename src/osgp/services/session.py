@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
 
+from osgp import _backend, crypto
 from osgp.errors import (
     AuthenticationError,
     DecodeError,
@@ -36,7 +37,6 @@ from osgp.errors import (
     ResponseTimeout,
     SequenceError,
 )
-from osgp import _backend, crypto
 from osgp.link import lon, lon_proxy, mep, optical
 from osgp.security.legacy import SequenceCounter, SequenceWindow
 from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, NullSuite, SecuritySuite
