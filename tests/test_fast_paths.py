@@ -13,6 +13,8 @@ Runs on the native frames kernel and, with OSGP_NO_EXTENSIONS=1, on the twin.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,3 +219,77 @@ def test_carrier_delivers_matching_responses(dest, domain, apdu, trans, crc):
     pdu = lon.Spdu(lon.SPDU_RESPONSE, trans, apdu)
     frame = lon.encode_lpdu(lon.Lpdu(lon.Npdu(3, 17, dest, pdu, domain)), crc=crc)
     assert c.receive(frame) == (b"", [apdu]) == slow_receive(c, frame)
+
+
+def lpdu_outcome(fn, *args):
+    try:
+        return fn(*args)
+    except DecodeError as e:
+        return (type(e).__name__, e.layer, e.offset)
+
+
+all_pdus = st.one_of(
+    pdus,
+    st.builds(
+        lon.Spdu,
+        st.sampled_from([4, 5]),
+        st.integers(0, 15),
+        st.binary(max_size=20),
+        st.booleans(),
+        st.binary(max_size=4),
+    ),
+    st.builds(
+        lon.Tpdu,
+        st.sampled_from([0, 1, 2, 4]),
+        st.integers(0, 15),
+        st.binary(max_size=20),
+        st.booleans(),
+        st.binary(max_size=4),
+    ),
+    st.builds(
+        lon.AuthPdu,
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.integers(0, 15),
+        st.binary(min_size=8, max_size=8),
+        st.integers(0, 255),
+    ),
+)
+all_addresses = st.one_of(
+    addresses,
+    st.builds(
+        lon.GroupAck,
+        st.integers(0, 255),
+        st.integers(0, 127),
+        st.integers(0, 255),
+        st.integers(0, 255),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    dest=all_addresses,
+    domain=domains,
+    pdu=all_pdus,
+    lp=st.tuples(st.booleans(), st.booleans(), st.integers(0, 63)),
+    flip=st.one_of(st.none(), st.none(), st.integers(0, 1000)),
+    cut=st.one_of(st.none(), st.none(), st.integers(0, 60)),
+    crc=st.booleans(),
+)
+def test_decode_lpdu_fast_path_equals_general_path(dest, domain, pdu, lp, flip, cut, crc):
+    if isinstance(pdu, lon.AuthPdu) and pdu.fmt != 1:
+        pdu = lon.AuthPdu(pdu.fmt, pdu.type, pdu.trans, pdu.value, None)
+    if isinstance(pdu, (lon.Spdu, lon.Tpdu)) and pdu.type not in (4, 5):
+        pdu = dataclasses.replace(pdu, mlist=None)  # only reminders carry a member list
+    n = lon.Npdu(7, 9, dest, pdu, domain)
+    frame = bytearray(lon.encode_lpdu(lon.Lpdu(n, *lp), crc=crc))
+    if flip is not None:
+        frame[flip % len(frame)] ^= 1 << (flip % 8)
+    if cut is not None:
+        frame = frame[: cut % (len(frame) + 1)]
+    frame = bytes(frame)
+    got = lpdu_outcome(lambda f: lon.decode_lpdu(f, crc=crc), frame)
+    assert got == lpdu_outcome(lon._decode_lpdu, frame, crc)
+    if flip is None and cut is None:
+        assert got == lon.Lpdu(n, *lp)  # round trip
