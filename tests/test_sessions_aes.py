@@ -188,8 +188,8 @@ def test_wire_frames_match_independent_ccm():
 
 
 # -- replay, reorder, tamper, wrong key -----------------------------------------------------
-def test_replayed_request_gets_sealed_0x0c_and_client_resyncs():
-    c, d = make_aes_pair("mep", tables=tables())
+def test_replayed_request_gets_sealed_0x0c_and_client_resyncs(aes_link):
+    c, d = make_aes_pair(aes_link, tables=tables())
     op = c.read(52)
     lost = []
 
@@ -399,3 +399,16 @@ def test_suite_from_handshake_contexts():
     apdu, seq, dctx = d.open_request(wire)
     assert apdu == PartialWrite(1000, 0, b"\x01").encode() and seq == 0
     assert c.open_response(ctx, d.seal_response(dctx, b"\x00")) == b"\x00"
+
+
+def test_restarted_client_resyncs_from_0x0c(aes_link):
+    # a client that lost its counter (restart) starts below the device's window
+    c, d = make_aes_pair(aes_link, tables=tables())
+    for _ in range(70):
+        c.suite.seal_request(b"\x30\x00\x34")
+    d.suite.open_request(c.suite.seal_request(b"\x30\x00\x34")[0])  # device highest = 70
+    c.suite.ctx.send_seq = 0
+    op = c.read(52)
+    run(c, d, op)
+    assert op.result == bytes(d.tables[52]) and op.exchanges == 2
+    assert d.suite.ctx.window.highest == 71 and c.suite.ctx.send_seq == 72
