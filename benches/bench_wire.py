@@ -4,6 +4,9 @@
   (build the request, secure it, verify and parse the response), legacy
   suite; against the same steps on the pure-Python twins.  Goal <= 10 us.
 * wire-transaction-plc: the same over PLC (LonTalk LPDU + PLC envelope).
+* wire-transaction (AES) and wire-transaction-plc (AES): the same with the
+  OSGP-AES-128-PSK suite (osgp.security.aes_suite); AES against the same
+  envelope built on the `cryptography` package's AES-CCM.
 * wire-batch: batch frame decoding (parse + digest check) per core, native
   against the twin.  Goal >= 1 million frames/s.
 
@@ -19,6 +22,8 @@ from osgp import _backend
 from osgp.link import lon, mep
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.services import messages as m
+from osgp.services import session as S
+from osgp.services.messages import PLC_SERVICES
 
 KEY = bytes([1]) * 16
 OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")
@@ -89,6 +94,27 @@ def test_transaction_plc(benchmark):
     assert benchmark(transaction_plc)[0] == DATA
 
 
+# The same transaction through the session's PLC carrier (PlcCarrier.frame /
+# receive: precomputed header template, native header parse), the path a
+# ClientSession takes.  The carrier's transaction number is pinned to 0 so
+# the prepared response (trans 1) matches every round.
+PLC_CARRIER = S.PlcCarrier(ME)
+
+
+def transaction_plc_carrier():
+    PLC_CARRIER._trans = 0
+    wire, ctx = PLC_SUITE.seal_request(READ.encode(PLC_SERVICES), SEQ)
+    frame = PLC_CARRIER.frame(wire)
+    _, items = PLC_CARRIER.receive(PLC_RESP)
+    apdu = PLC_SUITE.open_response(ctx, items[0])
+    return m.check_response(m.decode_response(apdu, READ, PLC_SERVICES)), frame
+
+
+@pytest.mark.benchmark(group="wire-transaction-plc")
+def test_transaction_plc_carrier(benchmark):
+    assert benchmark(transaction_plc_carrier)[0] == DATA
+
+
 def _archive(n: int):
     frames = [
         mep.encode_request(KEY, m.PartialRead(0x17, i % 200, 44).encode(), i) for i in range(n)
@@ -150,3 +176,114 @@ def test_batch_lon_twin(benchmark):
     status, hdr = benchmark(REF.lon_parse_batch, sub, offs[: n + 1])
     assert not status.any()
     benchmark.extra_info["frames"] = n
+
+
+# ---- OSGP-AES-128-PSK transactions (osgp.security.aes_suite) --------------------------
+# One client transaction: build the request, seal it (CryptoContext: counter,
+# nonce, CCM), frame it; unframe the response, check its sequence number against
+# the replay window, open it (CCM), parse it.  The responses are prepared once,
+# so every round rewinds the client's counter, window and key usage count
+# (_rewind: four attribute stores) to make the same response fresh again.
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM  # noqa: E402
+
+from osgp.security.aes_suite import (  # noqa: E402
+    MEP_AES_ENVELOPE,
+    PLC_AES_ENVELOPE,
+    PLC_AES_LINK,
+    PLC_AES_SERVICES,
+    AesPskSuite,
+)
+
+PK = bytes(range(0x40, 0x50))
+NID = bytes.fromhex("04a1b2c3d4e5")
+
+
+def _aes_pair(envelope):
+    c = AesPskSuite(PK, NID, role="concentrator", envelope=envelope, send_seq=SEQ)
+    d = AesPskSuite(PK, NID, role="device", envelope=envelope, recv_start=SEQ)
+    wire, _ = c.seal_request(READ.encode())
+    _, _, dctx = d.open_request(wire)
+    return c, d.seal_response(dctx, m.Response(0, DATA).encode())
+
+
+AES_MEP, AES_MEP_RESP = _aes_pair(MEP_AES_ENVELOPE)
+AES_MEP_RESP_FRAME = mep.frame(AES_MEP_RESP)
+
+
+def _rewind(suite):
+    ctx = suite.ctx
+    ctx.send_seq = SEQ
+    ctx.window.highest = -1
+    ctx.window.bits = 0
+    ctx.usage.count = 0
+
+
+def transaction_aes():
+    _rewind(AES_MEP)
+    wire, ctx = AES_MEP.seal_request(READ.encode())
+    req = mep.frame(wire)
+    apdu = AES_MEP.open_response(ctx, mep.unframe(AES_MEP_RESP_FRAME))
+    return m.check_response(m.decode_response(apdu, READ)), req
+
+
+_CCM = AESCCM(PK, tag_length=8)
+
+
+def transaction_aes_cryptography():
+    # the same envelope with the `cryptography` package's AES-CCM (the obvious
+    # alternative) and the counter/window kept by hand
+    seq = SEQ
+    sb = seq.to_bytes(4, "big")
+    req = mep.frame(sb + _CCM.encrypt(b"\x00" + NID + b"\x00\x00" + sb, READ.encode(), sb))
+    body = mep.unframe(AES_MEP_RESP_FRAME)
+    rs = body[:4]  # (no replay window here: the alternative does less work)
+    apdu = _CCM.decrypt(b"\x01" + NID + b"\x00\x00" + rs, body[4:], sb + rs)
+    return m.check_response(m.decode_response(apdu, READ)), req
+
+
+@pytest.mark.benchmark(group="wire-transaction")
+def test_transaction_aes_public_api(benchmark):
+    assert benchmark(transaction_aes)[0] == DATA
+
+
+@pytest.mark.benchmark(group="wire-transaction")
+def test_transaction_aes_cryptography(benchmark):
+    assert benchmark(transaction_aes_cryptography)[0] == DATA
+
+
+AES_PLC, AES_PLC_APDU = _aes_pair(PLC_AES_ENVELOPE)
+AES_PLC_RESP = lon.encode_lpdu(
+    lon.Lpdu(lon.Npdu(3, 17, lon.SubnetNode(1, 1), lon.Spdu(2, 1, AES_PLC_APDU)))
+)
+
+
+def transaction_plc_aes():
+    _rewind(AES_PLC)
+    wire, ctx = AES_PLC.seal_request(READ.encode())
+    frame = lon.encode_lpdu(lon.Lpdu(lon.Npdu(1, 1, ME, lon.Spdu(0, 1, wire))))
+    lp = lon.decode_lpdu(AES_PLC_RESP)
+    apdu = AES_PLC.open_response(ctx, lp.npdu.pdu.apdu)
+    return m.check_response(m.decode_response(apdu, READ)), frame
+
+
+@pytest.mark.benchmark(group="wire-transaction-plc")
+def test_transaction_plc_aes(benchmark):
+    assert benchmark(transaction_plc_aes)[0] == DATA
+
+
+AES_PLC_CARRIER = S.PlcCarrier(ME, profile=PLC_AES_LINK)
+
+
+def transaction_plc_aes_carrier():
+    _rewind(AES_PLC)
+    AES_PLC_CARRIER._trans = 0
+    wire, ctx = AES_PLC.seal_request(READ.encode(PLC_AES_SERVICES))
+    frame = AES_PLC_CARRIER.frame(wire)
+    _, items = AES_PLC_CARRIER.receive(AES_PLC_RESP)
+    apdu = AES_PLC.open_response(ctx, items[0])
+    return m.check_response(m.decode_response(apdu, READ, PLC_AES_SERVICES)), frame
+
+
+@pytest.mark.benchmark(group="wire-transaction-plc")
+def test_transaction_plc_aes_carrier(benchmark):
+    assert benchmark(transaction_plc_aes_carrier)[0] == DATA

@@ -25,8 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple, Union
 
-from osgp import crypto
-from osgp.errors import ChecksumError, ConfigurationError, MalformedError, TruncatedError
+from osgp import _backend, crypto
+from osgp.errors import (
+    ChecksumError,
+    ConfigurationError,
+    DecodeError,
+    MalformedError,
+    TruncatedError,
+)
 from osgp.link._cursor import Cursor, as_bytes
 from osgp.services.messages import PLC_SERVICES, ServiceProfile
 
@@ -69,6 +75,7 @@ PDU_TPDU, PDU_SPDU, PDU_AUTH, PDU_APDU = 0, 1, 2, 3
 TPDU_ACKD, TPDU_UNACKD_RPT, TPDU_ACK, TPDU_REMINDER, TPDU_REM_MSG = 0, 1, 2, 4, 5
 SPDU_REQUEST, SPDU_RESPONSE, SPDU_REMINDER, SPDU_REM_MSG = 0, 2, 4, 5
 _TPDU_TYPES = {0, 1, 2, 4, 5}
+_frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
 _SPDU_TYPES = {0, 2, 4, 5}
 
 
@@ -304,6 +311,37 @@ def encode_lpdu(lp: Lpdu, *, crc: bool = True) -> bytes:
 def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
     """``crc=False`` for CN/IP payloads, which carry no link CRC (reference 6.2, INFERRED)."""
     b = as_bytes(data)
+    # Fast path: the frames kernel parses the header (CRC, version, address,
+    # domain, PDU type: the checks below); a TPDU/SPDU of type 0-2 carries no
+    # member list, so the rest of the frame is its APDU.  Anything else, and
+    # every error, takes the general path (same result, same error).
+    try:
+        h = _frames.lon_parse(b, True, crc)
+    except DecodeError:
+        h = None
+    if h is not None and h[1] <= PDU_SPDU and (h[11] >> 4) & 7 <= 2:
+        fmt, sub = h[2], h[7]
+        dest: Address
+        if fmt == 2:
+            dest = SubnetNode(sub, h[8]) if h[6] else GroupAck(sub, h[8], h[9], h[10])
+        elif fmt == 3:
+            dest = NeuronId(h[12], sub)
+        elif fmt == 1:
+            dest = Group(h[9])
+        else:
+            dest = Broadcast(sub)
+        ph = h[11]
+        pdu = (Spdu if h[1] == PDU_SPDU else Tpdu)(
+            (ph >> 4) & 7, ph & 0x0F, b[h[14] + 1 : h[15]], bool(ph & 0x80), None
+        )
+        hdr = h[0]
+        return Lpdu(
+            Npdu(h[4], h[5], dest, pdu, h[13], 0), bool(hdr & 0x80), bool(hdr & 0x40), hdr & 0x3F
+        )
+    return _decode_lpdu(b, crc)
+
+
+def _decode_lpdu(b: bytes, crc: bool) -> Lpdu:
     need = 4 + (2 if crc else 0)
     if len(b) < need:
         raise TruncatedError(layer="lon.lpdu", offset=0, needed=need, remaining=len(b))

@@ -83,6 +83,7 @@ OP_GPSK1, OP_GPSK2, OP_GPSK3, OP_GPSK4, OP_FAIL, OP_PROTECTED_FAIL = 1, 2, 3, 4,
 FAIL_PSK_NOT_FOUND, FAIL_AUTHENTICATION, FAIL_AUTHORIZATION = 1, 2, 3
 
 DOWN, UP = 0, 1  # direction: concentrator -> device, device -> concentrator
+_U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
@@ -566,6 +567,9 @@ class CryptoContext:
         self.send_seq = send_seq
         self.window = ReplayWindow(profile.replay_window, profile.max_ahead, recv_start)
         self.usage = KeyUsage(profile.max_key_usage, profile.usage_warning)
+        self._prefix: Optional[tuple[bytes, bytes]] = None
+        self._prefix_key_id = -1
+        self._cache_prefix()
 
     def __repr__(self) -> str:
         return f"<CryptoContext {self.role} {self.address.hex()} key_id={self.key_id}>"
@@ -576,7 +580,25 @@ class CryptoContext:
         return self._key
 
     def _nonce(self, direction: int, seq: int) -> bytes:
+        c = self._prefix
+        if c is not None and self._prefix_key_id == self.key_id:
+            # the profile's layout with the fixed part precomputed: prefix || seq (4 BE)
+            return c[direction] + _U32.pack(seq & 0xFFFFFFFF)
         return self.profile.nonce(direction, False, self.address, self.key_id, seq)
+
+    def _cache_prefix(self) -> None:
+        """Precompute the nonce bytes before the sequence number when the
+        profile's layout ends in seq (4 BE), as the default one does."""
+        p, a, k = self.profile, self.address, self.key_id
+        probe = [p.nonce(d, False, a, k, 0x01020304) for d in (DOWN, UP)]
+        if all(n[-4:] == b"\x01\x02\x03\x04" for n in probe) and all(
+            p.nonce(d, False, a, k, 0xA0B0C0D0) == probe[d][:-4] + b"\xa0\xb0\xc0\xd0"
+            for d in (DOWN, UP)
+        ):
+            self._prefix_key_id = k
+            self._prefix = (probe[DOWN][:-4], probe[UP][:-4])
+        else:
+            self._prefix = None
 
     def next_seq(self) -> int:
         seq = self.send_seq
@@ -661,6 +683,7 @@ class CryptoContext:
         """Install a renewed unicast key: new key id, counters and window restart."""
         self._key = crypto.AesKey(key)
         self.key_id = (self.key_id + 1) & 0xFFFF if key_id is None else key_id
+        self._cache_prefix()
         self.send_seq = 0
         self.window = ReplayWindow(self.profile.replay_window, self.profile.max_ahead)
         self.usage.reset()

@@ -13,9 +13,10 @@ device side           ``open_request(wire) -> (apdu, seq, ctx)``
 
 ``ctx`` is an opaque per-exchange object (for the legacy suite: the request
 plaintext the response digest chains over, and the RC4 stream a MEP response
-continues).  The legacy suite (:class:`LegacySuite`) is the only one today;
-OSGP-AES-128-PSK (``osgp.security.aes_psk``) plugs in through the same four
-calls.  ``request_overhead`` / ``response_overhead`` give the bytes a suite adds,
+continues).  OSGP-AES-128-PSK plugs in through the same four calls:
+:class:`osgp.security.aes_suite.AesPskSuite` (its envelope in
+``aes_suite.AesEnvelope``, INFERRED); a suite with ``owns_sequence = True``
+numbers its own frames and the sessions then leave sequence numbers to it.  ``request_overhead`` / ``response_overhead`` give the bytes a suite adds,
 so size limits can be checked per profile.
 
 Envelope of the legacy suite (MEP guide p.9-11, App. A/B; reference 3.2)::

@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
 
+from osgp import _backend, crypto
 from osgp.errors import (
     AuthenticationError,
     DecodeError,
@@ -57,6 +58,7 @@ from osgp.services.messages import (
 )
 
 log = logging.getLogger("osgp.session")
+_frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
 
 __all__ = [
     "Transmit",
@@ -197,6 +199,26 @@ class PlcCarrier:
         self.services = profile.services
         self._trans = 0
         self._buf: List[bytes] = []
+        self._templates: Dict[Any, Tuple[bytes, int]] = {}
+
+    def _template(self, dest: lon.Address) -> Tuple[bytes, int]:
+        """(LPDU header + NPDU up to the SPDU byte, SPDU byte with trans 0):
+        encode_lpdu's own output for an empty SPDU, computed once per
+        destination (the header of every frame to it is the same but for the
+        4-bit transaction number, ISO/IEC 14908-1; reference 6.1)."""
+        key = (dest, self.src, self.profile.domain, self.profile.service_request)
+        t = self._templates.get(key)
+        if t is None:
+            n = lon.Npdu(
+                self.src[0],
+                self.src[1],
+                dest,
+                lon.Spdu(self.profile.service_request, 0, b""),
+                self.profile.domain,
+            )
+            body = lon.encode_lpdu(lon.Lpdu(n), crc=False)
+            t = self._templates[key] = (body[:-1], body[-1])
+        return t
 
     def _target(self) -> lon_proxy.ProxyTarget:
         d = self.dest
@@ -221,6 +243,11 @@ class PlcCarrier:
             )
             dest = self.path[0]
         self._trans = (self._trans + 1) & 0x0F
+        if self.profile.service_request in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
+            # no member list: template header || SPDU byte (trans in b3..0) || APDU
+            head, spdu = self._template(dest)
+            body = head + bytes((spdu | self._trans,)) + apdu
+            return body + crypto.crc16_lon(body).to_bytes(2, "big") if self.crc else body
         npdu = lon.Npdu(
             self.src[0],
             self.src[1],
@@ -234,15 +261,30 @@ class PlcCarrier:
         return last  # identical frame, same transaction number
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Any]]:
-        lp = lon.decode_lpdu(data, crc=self.crc)
-        pdu = lp.npdu.pdu
-        if (
-            not isinstance(pdu, lon.Spdu)
-            or pdu.type != self.profile.service_response
-            or pdu.trans != self._trans
-        ):
-            return b"", []  # not our response (stale transaction or other traffic)
-        apdu = pdu.apdu
+        if self.profile.service_response in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
+            # header parse by the frames kernel (CRC, version, address and
+            # domain lengths, PDU type checked as decode_lpdu does)
+            if type(data) is not bytes:
+                data = bytes(data)
+            h = _frames.lon_parse(data, True, self.crc)
+            hdr = h[11]  # SPDU byte: b7 auth, b6..4 type, b3..0 transaction
+            if (
+                h[1] != lon.PDU_SPDU
+                or (hdr >> 4) & 7 != self.profile.service_response
+                or hdr & 0x0F != self._trans
+            ):
+                return b"", []  # not our response (stale transaction or other traffic)
+            apdu = data[h[14] + 1 : h[15]]
+        else:
+            lp = lon.decode_lpdu(data, crc=self.crc)
+            pdu = lp.npdu.pdu
+            if (
+                not isinstance(pdu, lon.Spdu)
+                or pdu.type != self.profile.service_response
+                or pdu.trans != self._trans
+            ):
+                return b"", []  # not our response (stale transaction or other traffic)
+            apdu = pdu.apdu
         if self.path:
             r = lon_proxy.decode_proxy_response(apdu)
             if isinstance(r, lon_proxy.ProxyFailure):
@@ -317,6 +359,11 @@ class ClientSession:
         """One raw exchange: returns the response APDU undecoded."""
         return self._submit("exchange", self._single(message))
 
+    @property
+    def _own_seq(self) -> bool:
+        # a suite that numbers its own frames (AES) replaces the legacy counter
+        return bool(getattr(self.suite, "owns_sequence", False))
+
     # -- engine
     def _submit(self, name: str, gen: Generator[Any, bytes, Any]) -> Operation:
         op = Operation(name, gen)
@@ -362,7 +409,7 @@ class ClientSession:
 
     def _seal(self) -> bytes:
         apdu = self._msg.encode(self.services)
-        seq = self.counter.next() if self.suite.request_overhead else 0
+        seq = self.counter.next() if self.suite.request_overhead and not self._own_seq else 0
         wire, self._ctx = self.suite.seal_request(apdu, seq)
         self._last = self.carrier.frame(wire)
         assert self._op is not None  # noqa: S101
@@ -409,6 +456,11 @@ class ClientSession:
             except AuthenticationError as exc:
                 events += self._advance(None, exc)
                 continue
+            except SequenceError as exc:
+                # a replayed or stale response (suites that number their own
+                # frames): drop it and wait for the retry timer
+                log.debug("dropped response: %s", exc)
+                continue
             except DecodeError as exc:
                 events += self._advance(None, exc)
                 continue
@@ -419,7 +471,11 @@ class ClientSession:
                 and not self._resynced
             ):
                 # MEP p.11/p.15: adopt the device's number, resend with +1.
-                self.counter.resync(int.from_bytes(apdu[1:5], "big"))
+                current = int.from_bytes(apdu[1:5], "big")
+                if self._own_seq:
+                    self.suite.resync(current)  # type: ignore[attr-defined]
+                else:
+                    self.counter.resync(current)
                 self._resynced = True
                 events.append(Transmit(self._seal()))
                 continue
@@ -665,9 +721,14 @@ class DeviceSession:
             apdu, seq, ctx = self.suite.open_request(wire)
         except AuthenticationError:
             return self._reply(None, None, bytes([AUTH_FAILURE]))
+        except SequenceError as exc:
+            # raised by suites that number their own frames (AES): answer
+            # 0x0C + current, protected like any response (MEP p.11, p.15)
+            ctx = getattr(exc, "context", None)
+            return self._reply(ctx, None, Response(ResponseCode.SEQ, seq=exc.current).encode())
         except DecodeError:
             return []
-        if self.suite.request_overhead:
+        if self.suite.request_overhead and not getattr(self.suite, "owns_sequence", False):
             try:
                 self.window.accept(seq)
             except SequenceError:
