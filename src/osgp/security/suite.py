@@ -16,8 +16,9 @@ plaintext the response digest chains over, and the RC4 stream a MEP response
 continues).  OSGP-AES-128-PSK plugs in through the same four calls:
 :class:`osgp.security.aes_suite.AesPskSuite` (its envelope in
 ``aes_suite.AesEnvelope``, INFERRED); a suite with ``owns_sequence = True``
-numbers its own frames and the sessions then leave sequence numbers to it.  ``request_overhead`` / ``response_overhead`` give the bytes a suite adds,
-so size limits can be checked per profile.
+numbers its own frames and the sessions then leave sequence numbers to it.
+``request_overhead`` / ``response_overhead`` give the bytes a suite adds, so
+size limits can be checked per profile.
 
 Envelope of the legacy suite (MEP guide p.9-11, App. A/B; reference 3.2)::
 
