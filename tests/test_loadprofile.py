@@ -9,9 +9,17 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 from osgp import loadprofile, tables
-from osgp.errors import ConfigurationError, DecodeError, MalformedError, TruncatedError
+from osgp.errors import (
+    ConfigurationError,
+    DecodeError,
+    MalformedError,
+    OSGPError,
+    TruncatedError,
+)
 
 UTC = dt.timezone.utc
 NBLKS, NINT, NCH, MINUTES = 4, 6, 3, 15
@@ -386,8 +394,6 @@ def test_event_log(tables_backend):
 
 # ---- native == twin on random block data ---------------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as hst  # noqa: E402
 
 from osgp import _backend  # noqa: E402
 
@@ -544,3 +550,26 @@ def test_full_block_last_alternative(tables_backend, archive):
     # BLK_END_TIME now marks interval 4: the oldest block's rows move 15 minutes later
     shifted = [(e[0] + dt.timedelta(minutes=MINUTES),) + e[1:] if e[4] == 38 else e for e in kept]
     check(lp, shifted)
+
+
+# ---- garbage in: only osgp errors out ------------------------------------------------------
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bt61=hst.one_of(hst.binary(max_size=20), hst.just(bt61_bytes())),
+    bt62=hst.one_of(hst.binary(max_size=24), hst.just(bt62_bytes())),
+    bt63=hst.binary(max_size=16),
+    bt64=hst.binary(max_size=400),
+    use_bt00=hst.booleans(),
+)
+def test_garbage_tables_raise_only_osgp_errors(tables_backend, bt61, bt62, bt63, bt64, use_bt00):
+    """Random or mismatched BT61-BT64 bytes either decode or raise an OSGPError
+    (never IndexError, struct.error, ZeroDivisionError, a hang or a crash)."""
+    try:
+        lp = loadprofile.decode(bt61, bt62, bt63, bt64, bt00=bt00_bytes() if use_bt00 else None)
+    except OSGPError:
+        return
+    assert len(lp.timestamps) == len(lp.values) == len(lp.status) == len(lp.flags)
