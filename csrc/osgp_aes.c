@@ -190,13 +190,16 @@ static void portable_expand(osgp_aes128_key *k, const uint8_t key[16])
 #define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
 
+/* One FIPS-197 5.2 step on four words: w'[j] = w[0] ^ .. ^ w[j] ^ t, where
+ * t = SubWord(RotWord(w[3])) ^ Rcon (word 3 of AESKEYGENASSIST, broadcast).
+ * The prefix XOR is a tree of independent shifts (not a chain of three
+ * shift-xor pairs), so it runs beside AESKEYGENASSIST and only that
+ * instruction, the broadcast and one XOR sit on the step's critical path. */
 AESNI_INLINE __m128i ni_expand_step(__m128i k, __m128i kg)
 {
-    kg = _mm_shuffle_epi32(kg, 0xFF);
-    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-    return _mm_xor_si128(k, kg);
+    __m128i a = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+    __m128i b = _mm_xor_si128(_mm_slli_si128(k, 8), _mm_slli_si128(k, 12));
+    return _mm_xor_si128(_mm_xor_si128(a, b), _mm_shuffle_epi32(kg, 0xFF));
 }
 
 /* The same round keys as portable_expand, via AESKEYGENASSIST (Rcon must be

@@ -209,8 +209,63 @@ cdef object _kdf(const osgp_aes128_key *kp, data, Py_ssize_t length):
         in_release(&d)
 
 
+cdef object _seal_bytes(const osgp_aes128_key *kp, bytes nonce, bytes plaintext, bytes aad,
+                        Py_ssize_t tag_len):
+    """_seal for the common call (all bytes, no ``out``): read in place, no
+    buffer exports, no cleanup, the result allocated once at its final size."""
+    cdef Py_ssize_t nl = PyBytes_GET_SIZE(nonce), pl = PyBytes_GET_SIZE(plaintext)
+    cdef Py_ssize_t al = PyBytes_GET_SIZE(aad)
+    cdef const uint8_t *np = <const uint8_t *>PyBytes_AS_STRING(nonce)
+    cdef const uint8_t *pp = <const uint8_t *>PyBytes_AS_STRING(plaintext)
+    cdef const uint8_t *ap = <const uint8_t *>PyBytes_AS_STRING(aad)
+    cdef uint8_t *op
+    cdef osgp_status st
+    _check_ccm(nl, tag_len, pl)
+    res = PyBytes_FromStringAndSize(NULL, pl + tag_len)
+    op = <uint8_t *>PyBytes_AS_STRING(res)
+    if pl + al < _NOGIL_THRESHOLD:
+        st = osgp_ccm_seal(kp, np, nl, ap, al, pp, pl, tag_len, op)
+    else:
+        with nogil:
+            st = osgp_ccm_seal(kp, np, nl, ap, al, pp, pl, tag_len, op)
+    if st != OSGP_OK:
+        _raise(st, pl, nl)
+    return res
+
+
+cdef object _open_bytes(const osgp_aes128_key *kp, bytes nonce, bytes data, bytes aad,
+                        Py_ssize_t tag_len):
+    """_open for the common call (all bytes, no ``out``), as _seal_bytes."""
+    cdef Py_ssize_t nl = PyBytes_GET_SIZE(nonce), dl = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t al = PyBytes_GET_SIZE(aad), plen
+    cdef const uint8_t *np = <const uint8_t *>PyBytes_AS_STRING(nonce)
+    cdef const uint8_t *dp = <const uint8_t *>PyBytes_AS_STRING(data)
+    cdef const uint8_t *ap = <const uint8_t *>PyBytes_AS_STRING(aad)
+    cdef uint8_t *op
+    cdef osgp_status st
+    _check_ccm(nl, tag_len, -1)
+    if dl < tag_len:
+        raise AuthenticationError(
+            f"CCM data of {dl} bytes is shorter than the {tag_len}-byte tag")
+    plen = dl - tag_len
+    _check_ccm(nl, tag_len, plen)
+    res = PyBytes_FromStringAndSize(NULL, plen)
+    op = <uint8_t *>PyBytes_AS_STRING(res)
+    if dl + al < _NOGIL_THRESHOLD:
+        st = osgp_ccm_open(kp, np, nl, ap, al, dp, dl, tag_len, op)
+    else:
+        with nogil:
+            st = osgp_ccm_open(kp, np, nl, ap, al, dp, dl, tag_len, op)
+    if st != OSGP_OK:
+        _raise(st, plen, nl)
+    return res
+
+
 cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t tag_len, out):
     cdef InBuf n, p, a
+    if (out is None and PyBytes_CheckExact(nonce) and PyBytes_CheckExact(plaintext)
+            and PyBytes_CheckExact(aad)):
+        return _seal_bytes(kp, <bytes>nonce, <bytes>plaintext, <bytes>aad, tag_len)
     cdef Py_buffer ov
     cdef uint8_t *op
     cdef osgp_status st
@@ -252,6 +307,9 @@ cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t t
 
 cdef object _open(const osgp_aes128_key *kp, nonce, data, aad, Py_ssize_t tag_len, out):
     cdef InBuf n, d, a
+    if (out is None and PyBytes_CheckExact(nonce) and PyBytes_CheckExact(data)
+            and PyBytes_CheckExact(aad)):
+        return _open_bytes(kp, <bytes>nonce, <bytes>data, <bytes>aad, tag_len)
     cdef Py_buffer ov
     cdef uint8_t *op
     cdef Py_ssize_t plen
