@@ -541,7 +541,9 @@ cdef class _Batch:
                 self.ap[i] = b.ptr
                 self.alen[i] = b.len
             return 0
-        aads = aads if isinstance(aads, (list, tuple)) else list(aads)
+        if not isinstance(aads, (list, tuple)):
+            aads = list(aads)
+            self.keep.append(aads)  # bytes are read in place: keep them alive
         if len(aads) != self.n:
             raise ConfigurationError(f"got {len(aads)} AADs for {self.n} messages")
         for i in range(self.n):
@@ -556,24 +558,40 @@ cdef class _Batch:
         cdef list nonces = nonces_in if type(nonces_in) is list else list(nonces_in)
         if len(nonces) != self.n:
             raise ConfigurationError(f"got {len(nonces)} nonces for {self.n} messages")
+        if nonces is not nonces_in:
+            self.keep.append(nonces)  # the pointers below must outlive this method
+        cdef object o
+        cdef Py_ssize_t ln
         for i in range(self.n):
-            b = self.acquire(nonces[i], "nonce")
+            o = nonces[i]
+            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
+                self.np[i] = <const uint8_t *>PyBytes_AS_STRING(o)
+                ln = PyBytes_GET_SIZE(o)
+            else:
+                b = self.acquire(o, "nonce")
+                self.np[i] = b.ptr
+                ln = b.len
             if nl < 0:
-                nl = b.len
-            elif b.len != nl:
+                nl = ln
+            elif ln != nl:
                 raise ConfigurationError(
-                    f"all nonces of a batch must have one length: nonce {i} has {b.len} bytes, "
+                    f"all nonces of a batch must have one length: nonce {i} has {ln} bytes, "
                     f"nonce 0 has {nl}")
-            self.np[i] = b.ptr
         return nl if nl >= 0 else 13
 
     cdef int inputs(self, list msgs) except -1:
         cdef Py_ssize_t i
         cdef InBuf *b
+        cdef object o
         for i in range(self.n):
-            b = self.acquire(msgs[i], "message")
-            self.ip[i] = b.ptr
-            self.ilen[i] = b.len
+            o = msgs[i]
+            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
+                self.ip[i] = <const uint8_t *>PyBytes_AS_STRING(o)
+                self.ilen[i] = PyBytes_GET_SIZE(o)
+            else:
+                b = self.acquire(o, "message")
+                self.ip[i] = b.ptr
+                self.ilen[i] = b.len
         return 0
 
 
@@ -623,12 +641,13 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     _check_ccm(nl, tag_len, -1)
     okb = PyBytes_FromStringAndSize(NULL, n)
     ok = <uint8_t *>PyBytes_AS_STRING(okb)
-    outs = []
+    cdef list outs = PyList_New(n)
     for i in range(n):
         plen = <Py_ssize_t>B.ilen[i] - tag_len
         o = PyBytes_FromStringAndSize(NULL, plen if plen > 0 else 0)
         B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        outs.append(o)
+        Py_INCREF(o)
+        PyList_SET_ITEM(outs, i, o)
     with nogil:
         st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
     if st != OSGP_OK:
@@ -654,9 +673,11 @@ def cmac_many(keys, messages, Py_ssize_t tag_len=16):
     op = <uint8_t *>PyBytes_AS_STRING(buf)
     with nogil:
         osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, op)
-    outs = []
+    cdef list outs = PyList_New(n)
     for i in range(n):
-        outs.append(PyBytes_FromStringAndSize(<char *>op + i * tag_len, tag_len))
+        o = PyBytes_FromStringAndSize(<char *>op + i * tag_len, tag_len)
+        Py_INCREF(o)
+        PyList_SET_ITEM(outs, i, o)
     return outs
 
 
