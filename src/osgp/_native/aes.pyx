@@ -182,6 +182,12 @@ cdef object _cmac(const osgp_aes128_key *kp, data, Py_ssize_t tag_len):
     cdef InBuf d
     cdef uint8_t *op
     _check_cmac_tag(tag_len)
+    if PyBytes_CheckExact(data) and PyBytes_GET_SIZE(data) < _NOGIL_THRESHOLD:
+        # common call: read in place, nothing to release
+        out = PyBytes_FromStringAndSize(NULL, tag_len)
+        osgp_cmac(kp, <const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                  <uint8_t *>PyBytes_AS_STRING(out), tag_len)
+        return out
     in_acquire(data, &d, "data")
     try:
         out = PyBytes_FromStringAndSize(NULL, tag_len)
