@@ -190,35 +190,35 @@ static void portable_expand(osgp_aes128_key *k, const uint8_t key[16])
 #define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
 
-AESNI_INLINE __m128i ni_expand_step(__m128i k, __m128i kg)
+/* One FIPS-197 5.2 step on four words: w'[j] = w[0] ^ .. ^ w[j] ^ t with
+ * t = SubWord(RotWord(w[3])) ^ Rcon.  SubWord comes from AESENCLAST (zero
+ * round key) on a state whose four columns all hold w[3]: ShiftRows then
+ * changes nothing.  SubWord is byte-wise, so RotWord is applied after it (a
+ * 32-bit rotate; words are little-endian in the register).  This is shorter
+ * on the critical path than AESKEYGENASSIST (slow on some cores), and the
+ * prefix XOR (a tree of independent shifts) and Rcon run beside it. */
+AESNI_INLINE __m128i ni_expand_step(__m128i k, int rcon)
 {
-    kg = _mm_shuffle_epi32(kg, 0xFF);
-    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-    return _mm_xor_si128(k, kg);
+    __m128i s = _mm_aesenclast_si128(_mm_shuffle_epi32(k, 0xFF), _mm_setzero_si128());
+    __m128i t = _mm_or_si128(_mm_srli_epi32(s, 8), _mm_slli_epi32(s, 24));
+    __m128i a = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+    __m128i b = _mm_xor_si128(_mm_slli_si128(k, 8), _mm_slli_si128(k, 12));
+    b = _mm_xor_si128(b, _mm_set1_epi32(rcon));
+    return _mm_xor_si128(_mm_xor_si128(a, b), t);
 }
 
-/* The same round keys as portable_expand, via AESKEYGENASSIST (Rcon must be
- * an immediate, hence the unrolled sequence). */
+/* The same round keys as portable_expand (FIPS-197 5.2, Rcon = 01 02 04 ..
+ * 80 1B 36). */
 static AESNI_ATTR void ni_expand(osgp_aes128_key *k, const uint8_t key[16])
 {
+    static const int rcon[10] = {0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1B, 0x36};
     __m128i t = LDU(key);
+    int i;
     STU(k->rk, t);
-#define NI_STEP(i, rc)                                                   \
-    t = ni_expand_step(t, _mm_aeskeygenassist_si128(t, rc));             \
-    STU(k->rk + 16 * (i), t)
-    NI_STEP(1, 0x01);
-    NI_STEP(2, 0x02);
-    NI_STEP(3, 0x04);
-    NI_STEP(4, 0x08);
-    NI_STEP(5, 0x10);
-    NI_STEP(6, 0x20);
-    NI_STEP(7, 0x40);
-    NI_STEP(8, 0x80);
-    NI_STEP(9, 0x1B);
-    NI_STEP(10, 0x36);
-#undef NI_STEP
+    for (i = 1; i <= 10; i++) {
+        t = ni_expand_step(t, rcon[i - 1]);
+        STU(k->rk + 16 * i, t);
+    }
 }
 
 AESNI_INLINE __m128i ni_enc1(const uint8_t *rk, __m128i s)

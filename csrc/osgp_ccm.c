@@ -264,7 +264,7 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
     uint8_t blk[16];
     size_t t, off;
     uint64_t i;
-    int r;
+    int r, used_blk = L->n_aad != 0 || (len & 15) != 0; /* blk held data */
     for (r = 0; r < 11; r++) rk[r] = LDU(L->key->rk + 16 * r);
     fold = _mm_xor_si128(rk[10], rk[0]);
     tmpl = LDU(L->ctr0);
@@ -334,7 +334,7 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
         }
     }
     STU(tag, _mm_xor_si128(_mm_aesenclast_si128(y, rk[10]), s0));
-    osgp_wipe(blk, sizeof(blk));
+    if (used_blk) osgp_wipe(blk, sizeof(blk));
 }
 /* Rounds 1..10 on the 2*LANES states of the uniform kernel (the xor with
  * round key 0 is done by the caller).  With one key for the whole group the
@@ -709,6 +709,22 @@ osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t
     return OSGP_OK;
 }
 
+/* Constant-time tag check: the first tag_len (4..16) bytes of the computed
+ * 16-byte tag against the received tag, as two 64-bit words (the received,
+ * public tag is copied zero-padded; the computed one is masked in place, so
+ * no copy of it is left behind).  No branch on either tag's contents. */
+static int tag_differs(const uint8_t calc[16], const uint8_t *recv, size_t tag_len)
+{
+    uint64_t x[2], y[2] = {0, 0}, m0, m1, d;
+    memcpy(x, calc, 16);
+    memcpy(y, recv, tag_len);
+    m0 = tag_len >= 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * tag_len)) - 1);
+    m1 = tag_len >= 16 ? ~(uint64_t)0
+                       : tag_len > 8 ? (((uint64_t)1 << (8 * (tag_len - 8))) - 1) : 0;
+    d = ((x[0] ^ y[0]) & m0) | ((x[1] ^ y[1]) & m1);
+    return (int)((d | (0u - d)) >> 63); /* 1 iff d != 0, without a branch */
+}
+
 osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
                           size_t tag_len, uint8_t *out)
@@ -725,7 +741,7 @@ osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t
     if (st != OSGP_OK) return st;
     lane_init(&L, k, nonce, nonce_len, aad, aad_len, out, plen, tag_len);
     one_ccm(&L, in, plen, out, 1, tag);
-    bad = osgp_ct_compare(tag, in + plen, tag_len);
+    bad = tag_differs(tag, in + plen, tag_len);
     osgp_wipe(L.x, sizeof(L.x)); /* the rest of L is public (B0, Ctr_0) */
     osgp_wipe(tag, sizeof(tag)); /* the expected tag of a forged frame */
     if (bad) {

@@ -182,6 +182,12 @@ cdef object _cmac(const osgp_aes128_key *kp, data, Py_ssize_t tag_len):
     cdef InBuf d
     cdef uint8_t *op
     _check_cmac_tag(tag_len)
+    if PyBytes_CheckExact(data) and PyBytes_GET_SIZE(data) < _NOGIL_THRESHOLD:
+        # common call: read in place, nothing to release
+        out = PyBytes_FromStringAndSize(NULL, tag_len)
+        osgp_cmac(kp, <const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                  <uint8_t *>PyBytes_AS_STRING(out), tag_len)
+        return out
     in_acquire(data, &d, "data")
     try:
         out = PyBytes_FromStringAndSize(NULL, tag_len)
@@ -209,8 +215,63 @@ cdef object _kdf(const osgp_aes128_key *kp, data, Py_ssize_t length):
         in_release(&d)
 
 
+cdef object _seal_bytes(const osgp_aes128_key *kp, bytes nonce, bytes plaintext, bytes aad,
+                        Py_ssize_t tag_len):
+    """_seal for the common call (all bytes, no ``out``): read in place, no
+    buffer exports, no cleanup, the result allocated once at its final size."""
+    cdef Py_ssize_t nl = PyBytes_GET_SIZE(nonce), pl = PyBytes_GET_SIZE(plaintext)
+    cdef Py_ssize_t al = PyBytes_GET_SIZE(aad)
+    cdef const uint8_t *np = <const uint8_t *>PyBytes_AS_STRING(nonce)
+    cdef const uint8_t *pp = <const uint8_t *>PyBytes_AS_STRING(plaintext)
+    cdef const uint8_t *ap = <const uint8_t *>PyBytes_AS_STRING(aad)
+    cdef uint8_t *op
+    cdef osgp_status st
+    _check_ccm(nl, tag_len, pl)
+    res = PyBytes_FromStringAndSize(NULL, pl + tag_len)
+    op = <uint8_t *>PyBytes_AS_STRING(res)
+    if pl + al < _NOGIL_THRESHOLD:
+        st = osgp_ccm_seal(kp, np, nl, ap, al, pp, pl, tag_len, op)
+    else:
+        with nogil:
+            st = osgp_ccm_seal(kp, np, nl, ap, al, pp, pl, tag_len, op)
+    if st != OSGP_OK:
+        _raise(st, pl, nl)
+    return res
+
+
+cdef object _open_bytes(const osgp_aes128_key *kp, bytes nonce, bytes data, bytes aad,
+                        Py_ssize_t tag_len):
+    """_open for the common call (all bytes, no ``out``), as _seal_bytes."""
+    cdef Py_ssize_t nl = PyBytes_GET_SIZE(nonce), dl = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t al = PyBytes_GET_SIZE(aad), plen
+    cdef const uint8_t *np = <const uint8_t *>PyBytes_AS_STRING(nonce)
+    cdef const uint8_t *dp = <const uint8_t *>PyBytes_AS_STRING(data)
+    cdef const uint8_t *ap = <const uint8_t *>PyBytes_AS_STRING(aad)
+    cdef uint8_t *op
+    cdef osgp_status st
+    _check_ccm(nl, tag_len, -1)
+    if dl < tag_len:
+        raise AuthenticationError(
+            f"CCM data of {dl} bytes is shorter than the {tag_len}-byte tag")
+    plen = dl - tag_len
+    _check_ccm(nl, tag_len, plen)
+    res = PyBytes_FromStringAndSize(NULL, plen)
+    op = <uint8_t *>PyBytes_AS_STRING(res)
+    if dl + al < _NOGIL_THRESHOLD:
+        st = osgp_ccm_open(kp, np, nl, ap, al, dp, dl, tag_len, op)
+    else:
+        with nogil:
+            st = osgp_ccm_open(kp, np, nl, ap, al, dp, dl, tag_len, op)
+    if st != OSGP_OK:
+        _raise(st, plen, nl)
+    return res
+
+
 cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t tag_len, out):
     cdef InBuf n, p, a
+    if (out is None and PyBytes_CheckExact(nonce) and PyBytes_CheckExact(plaintext)
+            and PyBytes_CheckExact(aad)):
+        return _seal_bytes(kp, <bytes>nonce, <bytes>plaintext, <bytes>aad, tag_len)
     cdef Py_buffer ov
     cdef uint8_t *op
     cdef osgp_status st
@@ -252,6 +313,9 @@ cdef object _seal(const osgp_aes128_key *kp, nonce, plaintext, aad, Py_ssize_t t
 
 cdef object _open(const osgp_aes128_key *kp, nonce, data, aad, Py_ssize_t tag_len, out):
     cdef InBuf n, d, a
+    if (out is None and PyBytes_CheckExact(nonce) and PyBytes_CheckExact(data)
+            and PyBytes_CheckExact(aad)):
+        return _open_bytes(kp, <bytes>nonce, <bytes>data, <bytes>aad, tag_len)
     cdef Py_buffer ov
     cdef uint8_t *op
     cdef Py_ssize_t plen
@@ -483,7 +547,9 @@ cdef class _Batch:
                 self.ap[i] = b.ptr
                 self.alen[i] = b.len
             return 0
-        aads = aads if isinstance(aads, (list, tuple)) else list(aads)
+        if not isinstance(aads, (list, tuple)):
+            aads = list(aads)
+            self.keep.append(aads)  # bytes are read in place: keep them alive
         if len(aads) != self.n:
             raise ConfigurationError(f"got {len(aads)} AADs for {self.n} messages")
         for i in range(self.n):
@@ -498,24 +564,40 @@ cdef class _Batch:
         cdef list nonces = nonces_in if type(nonces_in) is list else list(nonces_in)
         if len(nonces) != self.n:
             raise ConfigurationError(f"got {len(nonces)} nonces for {self.n} messages")
+        if nonces is not nonces_in:
+            self.keep.append(nonces)  # the pointers below must outlive this method
+        cdef object o
+        cdef Py_ssize_t ln
         for i in range(self.n):
-            b = self.acquire(nonces[i], "nonce")
+            o = nonces[i]
+            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
+                self.np[i] = <const uint8_t *>PyBytes_AS_STRING(o)
+                ln = PyBytes_GET_SIZE(o)
+            else:
+                b = self.acquire(o, "nonce")
+                self.np[i] = b.ptr
+                ln = b.len
             if nl < 0:
-                nl = b.len
-            elif b.len != nl:
+                nl = ln
+            elif ln != nl:
                 raise ConfigurationError(
-                    f"all nonces of a batch must have one length: nonce {i} has {b.len} bytes, "
+                    f"all nonces of a batch must have one length: nonce {i} has {ln} bytes, "
                     f"nonce 0 has {nl}")
-            self.np[i] = b.ptr
         return nl if nl >= 0 else 13
 
     cdef int inputs(self, list msgs) except -1:
         cdef Py_ssize_t i
         cdef InBuf *b
+        cdef object o
         for i in range(self.n):
-            b = self.acquire(msgs[i], "message")
-            self.ip[i] = b.ptr
-            self.ilen[i] = b.len
+            o = msgs[i]
+            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
+                self.ip[i] = <const uint8_t *>PyBytes_AS_STRING(o)
+                self.ilen[i] = PyBytes_GET_SIZE(o)
+            else:
+                b = self.acquire(o, "message")
+                self.ip[i] = b.ptr
+                self.ilen[i] = b.len
         return 0
 
 
@@ -565,12 +647,13 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     _check_ccm(nl, tag_len, -1)
     okb = PyBytes_FromStringAndSize(NULL, n)
     ok = <uint8_t *>PyBytes_AS_STRING(okb)
-    outs = []
+    cdef list outs = PyList_New(n)
     for i in range(n):
         plen = <Py_ssize_t>B.ilen[i] - tag_len
         o = PyBytes_FromStringAndSize(NULL, plen if plen > 0 else 0)
         B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        outs.append(o)
+        Py_INCREF(o)
+        PyList_SET_ITEM(outs, i, o)
     with nogil:
         st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
     if st != OSGP_OK:
@@ -596,9 +679,11 @@ def cmac_many(keys, messages, Py_ssize_t tag_len=16):
     op = <uint8_t *>PyBytes_AS_STRING(buf)
     with nogil:
         osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, op)
-    outs = []
+    cdef list outs = PyList_New(n)
     for i in range(n):
-        outs.append(PyBytes_FromStringAndSize(<char *>op + i * tag_len, tag_len))
+        o = PyBytes_FromStringAndSize(<char *>op + i * tag_len, tag_len)
+        Py_INCREF(o)
+        PyList_SET_ITEM(outs, i, o)
     return outs
 
 
