@@ -25,17 +25,13 @@ from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
+from osgp._native.cpu cimport features_in_use, limit_features
 from osgp._native.osgp_c cimport *
 
 from osgp.errors import AuthenticationError, ConfigurationError
 
 BLOCK_SIZE = 16
 KEY_SIZE = 16
-_CPU_NAMES = {
-    "sse2": OSGP_CPU_SSE2, "ssse3": OSGP_CPU_SSSE3, "sse41": OSGP_CPU_SSE41,
-    "avx2": OSGP_CPU_AVX2, "aesni": OSGP_CPU_AESNI, "pclmul": OSGP_CPU_PCLMUL,
-    "neon": OSGP_CPU_NEON, "armaes": OSGP_CPU_ARM_AES,
-}
 
 # Above this many bytes a single call releases the GIL.
 cdef Py_ssize_t _NOGIL_THRESHOLD = 1 << 16
@@ -920,19 +916,10 @@ def aes_path():
 
 def cpu_features():
     """CPU features the kernels may use (after OSGP_CPU and set_cpu_features)."""
-    cdef unsigned f = osgp_cpu_features()
-    return frozenset(name for name, bit in _CPU_NAMES.items() if f & bit)
+    return features_in_use()
 
 
 def set_cpu_features(names=None):
     """Limit this module's kernels to ``names`` (None: everything detected;
     ``()``: the portable path).  For tests."""
-    cdef unsigned mask = 0
-    if names is None:
-        mask = ~0u
-    else:
-        for name in names:
-            if name not in _CPU_NAMES:
-                raise ConfigurationError(f"unknown CPU feature {name!r}")
-            mask |= _CPU_NAMES[name]
-    osgp_cpu_set_mask(mask)
+    limit_features(names)
