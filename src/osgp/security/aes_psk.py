@@ -647,8 +647,11 @@ class CryptoContext:
         return bytes([AUTHENTICATION_FAILURE])
 
     def sequence_error(self) -> bytes:
-        """The SequenceError response: 0x0C || next acceptable seq (4 BE), sealed."""
-        return self.seal(bytes([SEQUENCE_ERROR]) + struct.pack(">I", self.window.expected))
+        """The SequenceError response: 0x0C || the device's current (highest
+        accepted) number, 4 BE, sealed; the peer resumes at current + 1, as
+        after a MEP 0x0C (MEP guide p.11, p.15) and as AesPskSuite answers."""
+        current = (self.window.expected - 1) & 0xFFFFFFFF
+        return self.seal(bytes([SEQUENCE_ERROR]) + struct.pack(">I", current))
 
     def respond(
         self, frame: bytes, handler: Callable[[bytes], bytes], header: bytes = b""
@@ -671,11 +674,11 @@ class CryptoContext:
             raise AuthenticationError("device reported AuthenticationFailure (0x0B)")
         payload = self.open(frame, header)
         if len(payload) == 5 and payload[0] == SEQUENCE_ERROR:
-            expected = int.from_bytes(payload[1:5], "big")
+            current = int.from_bytes(payload[1:5], "big")
             received = self.send_seq - 1
-            self.send_seq = max(self.send_seq, expected)
+            self.send_seq = max(self.send_seq, (current + 1) & 0xFFFFFFFF)
             raise SequenceError(
-                "device reported SequenceError (0x0C)", received=received, expected=expected
+                "device reported SequenceError (0x0C)", received=received, current=current
             )
         return payload
 
