@@ -37,6 +37,7 @@ typedef enum {
 #define OSGP_CPU_PCLMUL 0x20u
 #define OSGP_CPU_NEON 0x40u
 #define OSGP_CPU_ARM_AES 0x80u
+#define OSGP_CPU_VAES 0x100u /* 256-bit AES instructions (with AVX2) */
 
 /* What the hardware (and OS) supports. */
 unsigned osgp_cpu_detect(void);

@@ -24,7 +24,6 @@
 #define CCM_HAVE_NI 1
 #include <immintrin.h>
 #include <wmmintrin.h>
-#include <cpuid.h>
 #define CCM_NI_ATTR __attribute__((target("aes,sse2")))
 #endif
 
@@ -382,20 +381,13 @@ uni_rounds(__m128i *x, __m128i *e, const uint8_t *const *k, int same)
 }
 
 /* VAES (256-bit AES instructions: two blocks an instruction) for the
- * one-key uniform group.  osgp_cpu.c does not track VAES, so it is read here
- * (CPUID leaf 7, ECX bit 9) and only used when the dispatch also allows
- * AES-NI and AVX2 (so OSGP_CPU / set_cpu_features still control it). */
-static int vaes_cpu = -1;
-
+ * one-key uniform group, when the dispatch allows it together with AES-NI and
+ * AVX2 (osgp_cpu.c: CPUID leaf 7 ECX bit 9; OSGP_CPU / set_cpu_features
+ * control it like every other feature). */
 static int have_vaes(void)
 {
-    unsigned f = osgp_cpu_features();
-    if ((f & (OSGP_CPU_AESNI | OSGP_CPU_AVX2)) != (OSGP_CPU_AESNI | OSGP_CPU_AVX2)) return 0;
-    if (vaes_cpu < 0) { /* benign race: every thread computes the same value */
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        vaes_cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 9)) ? 1 : 0;
-    }
-    return vaes_cpu;
+    const unsigned need = OSGP_CPU_AESNI | OSGP_CPU_AVX2 | OSGP_CPU_VAES;
+    return (osgp_cpu_features() & need) == need;
 }
 
 /* Rounds 1..10 of the 16 states with one key: pairs of lanes in ymm registers. */

@@ -63,6 +63,7 @@ unsigned osgp_cpu_detect(void)
         if (osxsave && avx && (xgetbv0() & 6) == 6 && max_leaf >= 7) {
             cpuid(7, 0, r);
             if (r[1] & (1u << 5)) f |= OSGP_CPU_AVX2;
+            if ((r[1] & (1u << 5)) && (r[2] & (1u << 9))) f |= OSGP_CPU_VAES; /* ECX bit 9 */
         }
     }
 #elif defined(OSGP_ARM64)
@@ -82,7 +83,7 @@ static const struct {
 } feature_names[] = {
     {"sse2", OSGP_CPU_SSE2},   {"ssse3", OSGP_CPU_SSSE3},   {"sse41", OSGP_CPU_SSE41},
     {"avx2", OSGP_CPU_AVX2},   {"aesni", OSGP_CPU_AESNI},   {"pclmul", OSGP_CPU_PCLMUL},
-    {"neon", OSGP_CPU_NEON},   {"armaes", OSGP_CPU_ARM_AES},
+    {"neon", OSGP_CPU_NEON},   {"armaes", OSGP_CPU_ARM_AES}, {"vaes", OSGP_CPU_VAES},
 };
 
 static unsigned env_mask(void)

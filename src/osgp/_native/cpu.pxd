@@ -3,7 +3,8 @@
 # module exposes its own cpu_features() / set_cpu_features() over these.
 from osgp._native.osgp_c cimport (OSGP_CPU_AESNI, OSGP_CPU_ARM_AES, OSGP_CPU_AVX2,
                                   OSGP_CPU_NEON, OSGP_CPU_PCLMUL, OSGP_CPU_SSE2,
-                                  OSGP_CPU_SSE41, OSGP_CPU_SSSE3, osgp_cpu_features,
+                                  OSGP_CPU_SSE41, OSGP_CPU_SSSE3, OSGP_CPU_VAES,
+                                  osgp_cpu_features,
                                   osgp_cpu_set_mask)
 
 
@@ -11,7 +12,7 @@ cdef inline dict cpu_name_bits():
     return {
         "sse2": OSGP_CPU_SSE2, "ssse3": OSGP_CPU_SSSE3, "sse41": OSGP_CPU_SSE41,
         "avx2": OSGP_CPU_AVX2, "aesni": OSGP_CPU_AESNI, "pclmul": OSGP_CPU_PCLMUL,
-        "neon": OSGP_CPU_NEON, "armaes": OSGP_CPU_ARM_AES,
+        "neon": OSGP_CPU_NEON, "armaes": OSGP_CPU_ARM_AES, "vaes": OSGP_CPU_VAES,
     }
 
 

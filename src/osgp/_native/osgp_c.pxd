@@ -15,7 +15,7 @@ cdef extern from "osgp.h" nogil:
 
     # CPU features / dispatch
     unsigned OSGP_CPU_SSE2, OSGP_CPU_SSSE3, OSGP_CPU_SSE41, OSGP_CPU_AVX2
-    unsigned OSGP_CPU_AESNI, OSGP_CPU_PCLMUL, OSGP_CPU_NEON, OSGP_CPU_ARM_AES
+    unsigned OSGP_CPU_AESNI, OSGP_CPU_PCLMUL, OSGP_CPU_NEON, OSGP_CPU_ARM_AES, OSGP_CPU_VAES
     unsigned osgp_cpu_detect()
     unsigned osgp_cpu_features()
     void osgp_cpu_set_mask(unsigned mask)
