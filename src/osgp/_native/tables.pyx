@@ -63,53 +63,68 @@ cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str wha
     return e
 
 
+cdef int _run_growing(InBuf *p, InBuf *d, list plist, Py_ssize_t nregs, int64_t **slots_out,
+                      size_t *nslots, size_t *consumed) except -1:
+    """Run the program, growing the slot buffer until the values fit.  Every try
+    starts from the same registers (params, then zeros).  On success
+    ``*slots_out`` holds ``*nslots`` values; the caller frees it."""
+    cdef int64_t *regs = NULL
+    cdef int64_t *slots = NULL
+    cdef size_t cap = 64 + <size_t>d.len * 2, i
+    cdef Py_ssize_t np_ = len(plist)
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    if p.len % 4:
+        raise ConfigurationError("program length must be a multiple of 4")
+    regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
+    if regs == NULL:
+        raise MemoryError()
+    try:
+        while True:
+            slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
+            if slots == NULL:
+                raise MemoryError()
+            for i in range(<size_t>nregs):
+                regs[i] = plist[i] if <Py_ssize_t>i < np_ else 0
+            st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, d.ptr, d.len,
+                                regs, nregs, slots, cap, nslots, consumed, &f)
+            if st != OSGP_ERR_CAPACITY:
+                break
+            PyMem_Free(slots)
+            slots = NULL
+            if cap > (<size_t>1 << 34):
+                raise MalformedError("table expands to too many values", layer="table",
+                                     offset=f.offset)
+            cap *= 4
+        if st != OSGP_OK:
+            raise _fault_error(st, &f, "table", "table field")
+        slots_out[0] = slots
+        slots = NULL
+        return 0
+    finally:
+        PyMem_Free(regs)
+        PyMem_Free(slots)
+
+
 def table_run(program, params, data, Py_ssize_t nregs):
     """Run a compiled table program (uint32 LE words) over ``data``.
 
     ``params`` initialise registers 0..len-1 (the rest start at 0).  Returns
     (slots, consumed).  Errors carry ``.pc``, the failing instruction."""
     cdef InBuf p, d
-    cdef int64_t *regs = NULL
     cdef int64_t *slots = NULL
-    cdef size_t cap, nslots = 0, consumed = 0, i
+    cdef size_t nslots = 0, consumed = 0, i
     cdef Py_ssize_t np_ = len(params)
-    cdef osgp_table_fault f
-    cdef osgp_status st
     if nregs < np_:
         raise ConfigurationError(f"{np_} parameters for {nregs} registers")
+    plist = [int(x) for x in params]
     in_acquire(program, &p, "program")
     try:
-        if p.len % 4:
-            raise ConfigurationError("program length must be a multiple of 4")
         in_acquire(data, &d, "data")
         try:
-            regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
-            if regs == NULL:
-                raise MemoryError()
-            for i in range(<size_t>nregs):
-                regs[i] = params[i] if <Py_ssize_t>i < np_ else 0
-            cap = 64 + <size_t>d.len * 2
-            while True:
-                slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
-                if slots == NULL:
-                    raise MemoryError()
-                for i in range(<size_t>np_):
-                    regs[i] = params[i]
-                st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, d.ptr, d.len,
-                                    regs, nregs, slots, cap, &nslots, &consumed, &f)
-                if st != OSGP_ERR_CAPACITY:
-                    break
-                PyMem_Free(slots)
-                slots = NULL
-                if cap > (<size_t>1 << 34):
-                    raise MalformedError("table expands to too many values", layer="table",
-                                         offset=f.offset)
-                cap *= 4
-            if st != OSGP_OK:
-                raise _fault_error(st, &f, "table", "table field")
+            _run_growing(&p, &d, plist, nregs, &slots, &nslots, &consumed)
             return [slots[i] for i in range(nslots)], consumed
         finally:
-            PyMem_Free(regs)
             PyMem_Free(slots)
             in_release(&d)
     finally:
@@ -498,12 +513,9 @@ def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
     """Run a table program and build the read-only nested mapping described by
     ``shape`` (osgp.tables.schema shape codes).  Errors as table_run."""
     cdef InBuf p, dd
-    cdef int64_t *regs = NULL
     cdef int64_t *slots = NULL
-    cdef size_t cap, nslots = 0, consumed = 0, i
+    cdef size_t nslots = 0, consumed = 0
     cdef Py_ssize_t np_ = len(params)
-    cdef osgp_table_fault f
-    cdef osgp_status st
     cdef BuildCtx c
     cdef dict out
     _load_hooks()
@@ -514,32 +526,9 @@ def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
         data = bytes(data)
     in_acquire(program, &p, "program")
     try:
-        if p.len % 4:
-            raise ConfigurationError("program length must be a multiple of 4")
         in_acquire(data, &dd, "data")
         try:
-            regs = <int64_t *>PyMem_Malloc((nregs + 1) * sizeof(int64_t))
-            if regs == NULL:
-                raise MemoryError()
-            cap = 64 + <size_t>dd.len * 2
-            while True:
-                slots = <int64_t *>PyMem_Malloc(cap * sizeof(int64_t))
-                if slots == NULL:
-                    raise MemoryError()
-                for i in range(<size_t>nregs):
-                    regs[i] = plist[i] if <Py_ssize_t>i < np_ else 0
-                st = osgp_table_run(<const uint32_t *>p.ptr, <size_t>p.len // 4, dd.ptr, dd.len,
-                                    regs, nregs, slots, cap, &nslots, &consumed, &f)
-                if st != OSGP_ERR_CAPACITY:
-                    break
-                PyMem_Free(slots)
-                slots = NULL
-                if cap > (<size_t>1 << 34):
-                    raise MalformedError("table expands to too many values", layer="table",
-                                         offset=f.offset)
-                cap *= 4
-            if st != OSGP_OK:
-                raise _fault_error(st, &f, "table", "table field")
+            _run_growing(&p, &dd, plist, nregs, &slots, &nslots, &consumed)
             c.s = slots
             c.i = 0
             c.n = nslots
@@ -548,7 +537,6 @@ def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
             _build_group(shape, &c, data, plist, out)
             return PyDictProxy_New(out)
         finally:
-            PyMem_Free(regs)
             PyMem_Free(slots)
             in_release(&dd)
     finally:
