@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from osgp import crypto
 from osgp.errors import (
@@ -747,10 +747,9 @@ def open_from_devices(
 # ---- broadcast -----------------------------------------------------------------------
 
 
-class BroadcastSender:
-    """Concentrator side of broadcast under a group (domain) key.  Sequence
-    numbers come from the range [first, stop) allotted to this key (INFERRED:
-    a broadcast key covers one sequence range; past it the key must be renewed)."""
+class _BroadcastKey:
+    """What both ends of a broadcast group hold: the group key, its address and
+    key id, and the sequence range [first, stop) allotted to the key."""
 
     def __init__(
         self,
@@ -762,13 +761,22 @@ class BroadcastSender:
         profile: AesPskProfile = DEFAULT_PROFILE,
     ) -> None:
         self.profile, self.address, self.key_id = profile, bytes(group_address), key_id
-        profile.nonce(DOWN, True, self.address, key_id, 0)
+        profile.nonce(DOWN, True, self.address, key_id, 0)  # validates the address
         self._key = crypto.AesKey(key)
         self.first, self.stop = seq_range
         if not 0 <= self.first < self.stop <= 1 << 32:
             raise ConfigurationError(f"bad broadcast sequence range {seq_range}")
-        self.next = self.first
         self.usage = KeyUsage(profile.max_key_usage, profile.usage_warning)
+
+
+class BroadcastSender(_BroadcastKey):
+    """Concentrator side of broadcast under a group (domain) key.  Sequence
+    numbers come from the range [first, stop) allotted to this key (INFERRED:
+    a broadcast key covers one sequence range; past it the key must be renewed)."""
+
+    def __init__(self, key: bytes, group_address: bytes, **kw: Any) -> None:
+        super().__init__(key, group_address, **kw)
+        self.next = self.first
 
     def seal(self, payload: bytes, header: bytes = b"") -> bytes:
         if self.next >= self.stop:
@@ -781,25 +789,13 @@ class BroadcastSender:
         return sb + self._key.ccm_seal(nonce, payload, header + sb, self.profile.tag_len)
 
 
-class BroadcastReceiver:
+class BroadcastReceiver(_BroadcastKey):
     """Device side of a broadcast group: only numbers inside the key's sequence
     range, each at most once (replay window)."""
 
-    def __init__(
-        self,
-        key: bytes,
-        group_address: bytes,
-        *,
-        key_id: int = 0,
-        seq_range: tuple[int, int] = (0, 1 << 32),
-        profile: AesPskProfile = DEFAULT_PROFILE,
-    ) -> None:
-        self.profile, self.address, self.key_id = profile, bytes(group_address), key_id
-        profile.nonce(DOWN, True, self.address, key_id, 0)
-        self._key = crypto.AesKey(key)
-        self.first, self.stop = seq_range
-        self.window = ReplayWindow(profile.replay_window, profile.max_ahead, self.first)
-        self.usage = KeyUsage(profile.max_key_usage, profile.usage_warning)
+    def __init__(self, key: bytes, group_address: bytes, **kw: Any) -> None:
+        super().__init__(key, group_address, **kw)
+        self.window = ReplayWindow(self.profile.replay_window, self.profile.max_ahead, self.first)
 
     def open(self, frame: bytes, header: bytes = b"") -> bytes:
         need = 4 + self.profile.tag_len
