@@ -240,6 +240,10 @@ static void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8
 #if defined(CCM_HAVE_NI)
 #define LDU(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define STU(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
+/* The nine middle rounds unrolled: a rolled loop keeps a counter and a
+ * branch beside every serial AES round and makes GCC copy the round keys to
+ * the stack for memory operands. */
+#define OSGP_UNROLL9 _Pragma("GCC unroll 9")
 
 /* Counter block i: Ctr_0 (counter field zero) OR i as a 64-bit big-endian
  * number in bytes 8..15.  i < 2^(8q) (osgp_ccm_check), so the bytes above the
@@ -248,29 +252,93 @@ static void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8
 #define NI_CTR(tmpl, i) \
     _mm_or_si128((tmpl), _mm_set_epi64x((long long)__builtin_bswap64((uint64_t)(i)), 0))
 
-/* Single message on AES-NI: CBC-MAC and CTR interleaved two blocks a step.
- * decrypt = 0: in is plaintext; 1: in is ciphertext (the keystream of block
- * i+1 is computed together with the MAC of block i).  Writes the 16-byte
- * masked tag T ^ S0 to tag. */
-static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out,
-                               int decrypt, uint8_t tag[16])
+/* Ctr_0 (SP 800-38C A.3) in a register: byte 0 = q - 1 = 14 - n, bytes 1..n
+ * = nonce, counter field zero.  Two loads that stay inside the nonce and
+ * overlap, each shifted into place (the overlapping bytes agree, so OR joins
+ * them): no byte stores are read back by a wide load (a store-forwarding
+ * stall at the head of the serial CBC-MAC chain). */
+static CCM_NI_ATTR __m128i ni_ctr0(const uint8_t *nonce, size_t nonce_len)
+{
+    __m128i lo, hi;
+    if (nonce_len == 7) {
+        uint32_t a, b;
+        memcpy(&a, nonce, 4);
+        memcpy(&b, nonce + 3, 4);
+        lo = _mm_slli_si128(_mm_cvtsi32_si128((int)a), 1); /* N0..N3 -> bytes 1..4 */
+        hi = _mm_slli_si128(_mm_cvtsi32_si128((int)b), 4); /* N3..N6 -> bytes 4..7 */
+    } else {
+        uint64_t a, b;
+        memcpy(&a, nonce, 8);
+        memcpy(&b, nonce + nonce_len - 8, 8);
+        lo = _mm_slli_si128(_mm_cvtsi64_si128((long long)a), 1); /* N0..N7 -> bytes 1..8 */
+        hi = _mm_cvtsi64_si128((long long)b); /* N(n-8)..N(n-1) -> bytes n-7..n */
+        switch (nonce_len) {                  /* byte shifts take constants */
+        case 8: hi = _mm_slli_si128(hi, 1); break;
+        case 9: hi = _mm_slli_si128(hi, 2); break;
+        case 10: hi = _mm_slli_si128(hi, 3); break;
+        case 11: hi = _mm_slli_si128(hi, 4); break;
+        case 12: hi = _mm_slli_si128(hi, 5); break;
+        default: hi = _mm_slli_si128(hi, 6); break; /* 13 (checked by the callers) */
+        }
+    }
+    return _mm_or_si128(_mm_or_si128(lo, hi), _mm_cvtsi32_si128((int)(14 - nonce_len)));
+}
+
+/* B0 (A.2.1) from Ctr_0: the flags byte gains Adata (bit 6) and (t-2)/2
+ * (bits 3..5) over q - 1, and Q = len fills the last q bytes big-endian.
+ * len < 2^(8q) (osgp_ccm_check), so the 64-bit big-endian len is zero over
+ * the nonce bytes it overlaps. */
+static CCM_NI_ATTR __m128i ni_b0(__m128i ctr0, size_t aad_len, size_t tag_len, size_t len)
+{
+    long long flags = (aad_len ? 0x40 : 0) | (long long)(((tag_len - 2) / 2) << 3);
+    return _mm_or_si128(ctr0, _mm_set_epi64x((long long)__builtin_bswap64((uint64_t)len), flags));
+}
+
+/* enc(a) (A.2.2) into hdr; returns its length (2, 6 or 10; a > 0). */
+static size_t aad_header(uint64_t a, uint8_t hdr[10])
+{
+    size_t j;
+    if (a < 0xFF00u) {
+        hdr[0] = (uint8_t)(a >> 8);
+        hdr[1] = (uint8_t)a;
+        return 2;
+    }
+    hdr[0] = 0xFF;
+    if (a >> 32 == 0) {
+        hdr[1] = 0xFE;
+        for (j = 0; j < 4; j++) hdr[2 + j] = (uint8_t)(a >> (24 - 8 * j));
+        return 6;
+    }
+    hdr[1] = 0xFF;
+    for (j = 0; j < 8; j++) hdr[2 + j] = (uint8_t)(a >> (56 - 8 * j));
+    return 10;
+}
+
+/* Single message on AES-NI: CBC-MAC and CTR interleaved.  decrypt = 0: in is
+ * plaintext; 1: in is ciphertext (the keystream of block i+1 is computed
+ * together with the MAC of block i).  Writes the 16-byte masked tag T ^ S0
+ * to tag.  The public blocks B0 and Ctr_0 come in registers (ni_ctr0,
+ * ni_b0); the AAD part (enc(a) || A, zero-padded, A.2.2) is read here. */
+static CCM_NI_ATTR void ni_ccm(const osgp_aes128_key *key, __m128i b0, __m128i tmpl,
+                               const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                               size_t len, uint8_t *out, int decrypt, uint8_t tag[16])
 {
     /* The CBC-MAC chain is latency bound.  y holds the MAC state after rounds
      * 1..9; the next block's input is folded into the last round key:
      * aesenclast(y, rk10 ^ rk0 ^ P) = E(previous) ^ P ^ rk0, so only the
      * ten AES rounds sit on the critical path (no XOR between blocks). */
-    __m128i rk[11], y, s0, ks, tmpl, fold;
+    __m128i rk[11], y, s0, ks, fold;
     uint8_t blk[16];
-    size_t t, off;
+    size_t off;
     uint64_t i;
-    int r, used_blk = L->n_aad != 0 || (len & 15) != 0; /* blk held data */
-    for (r = 0; r < 11; r++) rk[r] = LDU(L->key->rk + 16 * r);
+    int r, used_blk = (len & 15) != 0; /* blk held plaintext */
+    for (r = 0; r < 11; r++) rk[r] = LDU(key->rk + 16 * r);
     fold = _mm_xor_si128(rk[10], rk[0]);
-    tmpl = LDU(L->ctr0);
     /* B0 together with Ctr_0 (and, when opening, the keystream of block 1) */
-    y = _mm_xor_si128(LDU(L->b0), rk[0]);
+    y = _mm_xor_si128(b0, rk[0]);
     s0 = _mm_xor_si128(tmpl, rk[0]);
     ks = _mm_xor_si128(NI_CTR(tmpl, 1), rk[0]);
+    OSGP_UNROLL9
     for (r = 1; r < 10; r++) {
         y = _mm_aesenc_si128(y, rk[r]);
         s0 = _mm_aesenc_si128(s0, rk[r]);
@@ -278,10 +346,31 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
     }
     s0 = _mm_aesenclast_si128(s0, rk[10]);
     ks = _mm_aesenclast_si128(ks, rk[10]);
-    for (t = 1; t <= L->n_aad; t++) {
-        lane_block(L, t, blk);
+    if (aad_len) {
+        /* first block: enc(a) || A[0 .. 16 - |enc(a)|), then 16-byte slices of
+         * A read in place, the last one zero-padded (A.2.2) */
+        uint8_t hdr[10];
+        size_t hl = aad_header((uint64_t)aad_len, hdr), n = 16 - hl;
+        if (n > aad_len) n = aad_len;
+        memset(blk, 0, 16);
+        memcpy(blk, hdr, hl);
+        memcpy(blk + hl, aad, n);
         y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, LDU(blk)));
+        OSGP_UNROLL9
         for (r = 1; r < 10; r++) y = _mm_aesenc_si128(y, rk[r]);
+        for (off = n; off < aad_len; off += 16) {
+            __m128i a;
+            if (aad_len - off >= 16) {
+                a = LDU(aad + off);
+            } else {
+                memset(blk, 0, 16);
+                memcpy(blk, aad + off, aad_len - off);
+                a = LDU(blk);
+            }
+            y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, a));
+            OSGP_UNROLL9
+            for (r = 1; r < 10; r++) y = _mm_aesenc_si128(y, rk[r]);
+        }
     }
     if (!decrypt) {
         for (off = 0, i = 1; off < len; off += 16, i++) {
@@ -296,6 +385,7 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
             }
             y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, p));
             c = _mm_xor_si128(NI_CTR(tmpl, i), rk[0]);
+            OSGP_UNROLL9
             for (r = 1; r < 10; r++) {
                 y = _mm_aesenc_si128(y, rk[r]);
                 c = _mm_aesenc_si128(c, rk[r]);
@@ -325,6 +415,7 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
             }
             y = _mm_aesenclast_si128(y, _mm_xor_si128(fold, p));
             nk = _mm_xor_si128(NI_CTR(tmpl, i), rk[0]);
+            OSGP_UNROLL9
             for (r = 1; r < 10; r++) {
                 y = _mm_aesenc_si128(y, rk[r]);
                 nk = _mm_aesenc_si128(nk, rk[r]);
@@ -334,6 +425,17 @@ static CCM_NI_ATTR void ni_ccm(const ccm_lane *L, const uint8_t *in, size_t len,
     }
     STU(tag, _mm_xor_si128(_mm_aesenclast_si128(y, rk[10]), s0));
     if (used_blk) osgp_wipe(blk, sizeof(blk));
+}
+
+/* The single-call entry on AES-NI (the caller checked the lengths). */
+static CCM_NI_ATTR void ni_ccm_one(const osgp_aes128_key *k, const uint8_t *nonce,
+                                   size_t nonce_len, const uint8_t *aad, size_t aad_len,
+                                   const uint8_t *in, size_t len, size_t tag_len, uint8_t *out,
+                                   int decrypt, uint8_t tag[16])
+{
+    __m128i ctr0 = ni_ctr0(nonce, nonce_len);
+    ni_ccm(k, ni_b0(ctr0, aad_len, tag_len, len), ctr0, aad, aad_len, in, len, out, decrypt,
+           tag);
 }
 /* Rounds 1..10 on the 2*LANES states of the uniform kernel (the xor with
  * round key 0 is done by the caller).  With one key for the whole group the
@@ -672,32 +774,44 @@ static void generic_ccm(ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out
     osgp_wipe(&Q, sizeof(Q));
 }
 
-static void one_ccm(ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out, int decrypt,
-                    uint8_t tag[16])
+/* One message on the generic lane path (portable AES or no AES-NI). */
+static void generic_one(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                        size_t tag_len, uint8_t *out, int decrypt, uint8_t tag[16])
+{
+    ccm_lane L;
+    lane_init(&L, k, nonce, nonce_len, aad, aad_len, decrypt ? out : in, len, tag_len);
+    generic_ccm(&L, in, len, out, decrypt, tag);
+    /* L holds public values (B0, Ctr_0, AAD length) and the CBC-MAC state */
+    osgp_wipe(L.x, sizeof(L.x));
+}
+
+/* One message: AES-NI when present, else the generic lane path. */
+static inline void one_ccm(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                           size_t tag_len, uint8_t *out, int decrypt, uint8_t tag[16])
 {
 #if defined(CCM_HAVE_NI)
     if (osgp_cpu_features() & OSGP_CPU_AESNI) {
-        ni_ccm(L, in, len, out, decrypt, tag);
+        ni_ccm_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, decrypt, tag);
         return;
     }
 #endif
-    generic_ccm(L, in, len, out, decrypt, tag);
+    generic_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, decrypt, tag);
 }
 
 osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
                           size_t tag_len, uint8_t *out)
 {
-    ccm_lane L;
-    uint8_t tag[16];
+    uint8_t tag[16]; /* the (public) output */
     osgp_status st = osgp_ccm_check(nonce_len, tag_len, len);
     if (st != OSGP_OK) return st;
-    lane_init(&L, k, nonce, nonce_len, aad, aad_len, in, len, tag_len);
-    one_ccm(&L, in, len, out, 0, tag);
-    memcpy(out + len, tag, tag_len);
-    /* L holds public values (B0, Ctr_0, AAD length) and, on the generic path
-     * only, the CBC-MAC state; tag is the (public) output. */
-    osgp_wipe(L.x, sizeof(L.x));
+    one_ccm(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, 0, tag);
+    if (tag_len == 8)
+        memcpy(out + len, tag, 8); /* the usual OSGP tag: one move, no libc call */
+    else
+        memcpy(out + len, tag, tag_len);
     return OSGP_OK;
 }
 
@@ -709,7 +823,10 @@ static int tag_differs(const uint8_t calc[16], const uint8_t *recv, size_t tag_l
 {
     uint64_t x[2], y[2] = {0, 0}, m0, m1, d;
     memcpy(x, calc, 16);
-    memcpy(y, recv, tag_len);
+    if (tag_len == 8)
+        memcpy(y, recv, 8); /* the usual OSGP tag: one move, no libc call */
+    else
+        memcpy(y, recv, tag_len);
     m0 = tag_len >= 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * tag_len)) - 1);
     m1 = tag_len >= 16 ? ~(uint64_t)0
                        : tag_len > 8 ? (((uint64_t)1 << (8 * (tag_len - 8))) - 1) : 0;
@@ -721,20 +838,19 @@ osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t
                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
                           size_t tag_len, uint8_t *out)
 {
-    ccm_lane L;
     uint8_t tag[16];
     size_t plen;
     int bad;
-    osgp_status st = osgp_ccm_check(nonce_len, tag_len, 0);
-    if (st != OSGP_OK) return st;
-    if (len < tag_len) return OSGP_ERR_AUTH;
+    osgp_status st;
+    if (len < tag_len) { /* no room for the tag: a bad argument first, else a bad frame */
+        st = osgp_ccm_check(nonce_len, tag_len, 0);
+        return st != OSGP_OK ? st : OSGP_ERR_AUTH;
+    }
     plen = len - tag_len;
     st = osgp_ccm_check(nonce_len, tag_len, plen);
     if (st != OSGP_OK) return st;
-    lane_init(&L, k, nonce, nonce_len, aad, aad_len, out, plen, tag_len);
-    one_ccm(&L, in, plen, out, 1, tag);
+    one_ccm(k, nonce, nonce_len, aad, aad_len, in, plen, tag_len, out, 1, tag);
     bad = tag_differs(tag, in + plen, tag_len);
-    osgp_wipe(L.x, sizeof(L.x)); /* the rest of L is public (B0, Ctr_0) */
     osgp_wipe(tag, sizeof(tag)); /* the expected tag of a forged frame */
     if (bad) {
         osgp_wipe(out, plen); /* never release unauthenticated plaintext */

@@ -125,9 +125,15 @@ cdef class AesKey:
         return _cmac(&self.k, data, tag_len)
 
     def ccm_seal(self, nonce, plaintext, aad=b"", Py_ssize_t tag_len=8, *, out=None):
+        if (out is None and PyBytes_CheckExact(nonce) and PyBytes_CheckExact(plaintext)
+                and PyBytes_CheckExact(aad)):
+            return _seal_bytes(&self.k, <bytes>nonce, <bytes>plaintext, <bytes>aad, tag_len)
         return _seal(&self.k, nonce, plaintext, aad, tag_len, out)
 
     def ccm_open(self, nonce, data, aad=b"", Py_ssize_t tag_len=8, *, out=None):
+        if (out is None and PyBytes_CheckExact(nonce) and PyBytes_CheckExact(data)
+                and PyBytes_CheckExact(aad)):
+            return _open_bytes(&self.k, <bytes>nonce, <bytes>data, <bytes>aad, tag_len)
         return _open(&self.k, nonce, data, aad, tag_len, out)
 
     def ccm_seal_many(self, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
@@ -214,7 +220,8 @@ cdef object _kdf(const osgp_aes128_key *kp, data, Py_ssize_t length):
 cdef object _seal_bytes(const osgp_aes128_key *kp, bytes nonce, bytes plaintext, bytes aad,
                         Py_ssize_t tag_len):
     """_seal for the common call (all bytes, no ``out``): read in place, no
-    buffer exports, no cleanup, the result allocated once at its final size."""
+    buffer exports, no cleanup, the result allocated once at its final size.
+    The kernel checks the lengths; _check_ccm only runs to word an error."""
     cdef Py_ssize_t nl = PyBytes_GET_SIZE(nonce), pl = PyBytes_GET_SIZE(plaintext)
     cdef Py_ssize_t al = PyBytes_GET_SIZE(aad)
     cdef const uint8_t *np = <const uint8_t *>PyBytes_AS_STRING(nonce)
@@ -222,7 +229,8 @@ cdef object _seal_bytes(const osgp_aes128_key *kp, bytes nonce, bytes plaintext,
     cdef const uint8_t *ap = <const uint8_t *>PyBytes_AS_STRING(aad)
     cdef uint8_t *op
     cdef osgp_status st
-    _check_ccm(nl, tag_len, pl)
+    if tag_len < 4 or tag_len > 16:  # before it sizes the result
+        _check_ccm(nl, tag_len, pl)
     res = PyBytes_FromStringAndSize(NULL, pl + tag_len)
     op = <uint8_t *>PyBytes_AS_STRING(res)
     if pl + al < _NOGIL_THRESHOLD:
@@ -231,6 +239,7 @@ cdef object _seal_bytes(const osgp_aes128_key *kp, bytes nonce, bytes plaintext,
         with nogil:
             st = osgp_ccm_seal(kp, np, nl, ap, al, pp, pl, tag_len, op)
     if st != OSGP_OK:
+        _check_ccm(nl, tag_len, pl)
         _raise(st, pl, nl)
     return res
 
@@ -245,12 +254,11 @@ cdef object _open_bytes(const osgp_aes128_key *kp, bytes nonce, bytes data, byte
     cdef const uint8_t *ap = <const uint8_t *>PyBytes_AS_STRING(aad)
     cdef uint8_t *op
     cdef osgp_status st
-    _check_ccm(nl, tag_len, -1)
-    if dl < tag_len:
+    if tag_len < 4 or tag_len > 16 or dl < tag_len:  # before it sizes the result
+        _check_ccm(nl, tag_len, -1)
         raise AuthenticationError(
             f"CCM data of {dl} bytes is shorter than the {tag_len}-byte tag")
     plen = dl - tag_len
-    _check_ccm(nl, tag_len, plen)
     res = PyBytes_FromStringAndSize(NULL, plen)
     op = <uint8_t *>PyBytes_AS_STRING(res)
     if dl + al < _NOGIL_THRESHOLD:
@@ -259,6 +267,8 @@ cdef object _open_bytes(const osgp_aes128_key *kp, bytes nonce, bytes data, byte
         with nogil:
             st = osgp_ccm_open(kp, np, nl, ap, al, dp, dl, tag_len, op)
     if st != OSGP_OK:
+        if st != OSGP_ERR_AUTH:
+            _check_ccm(nl, tag_len, plen)
         _raise(st, plen, nl)
     return res
 
