@@ -46,6 +46,9 @@ def extensions():
         macros.append(("NDEBUG", "1"))
     if not msvc:
         compile_args += ["-std=c99", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
+        # Only PyInit_* is exported (PyMODINIT_FUNC marks it visible): calls between
+        # csrc/ files and their globals are then direct, not through the PLT/GOT.
+        compile_args += ["-fvisibility=hidden"]
 
     exts = []
     for pyx in sorted(glob.glob(os.path.join("src", "osgp", "_native", "*.pyx"))):

@@ -106,6 +106,17 @@ uint16_t osgp_crc16_lon(uint16_t crc, const uint8_t *in, size_t len);
 int osgp_ct_compare(const uint8_t *a, const uint8_t *b, size_t len);
 /* Wipe that the compiler may not elide. */
 void osgp_wipe(void *p, size_t len);
+/* The same for a few bytes on a hot path, inline: the empty asm that may read
+ * p's memory keeps the memset alive (GCC/Clang); elsewhere osgp_wipe. */
+#if defined(__GNUC__) || defined(__clang__)
+#define OSGP_WIPE_INLINE(p, n)                             \
+    do {                                                   \
+        memset((p), 0, (n));                               \
+        __asm__ __volatile__("" : : "r"(p) : "memory");    \
+    } while (0)
+#else
+#define OSGP_WIPE_INLINE(p, n) osgp_wipe((p), (n))
+#endif
 
 /* ==== tables / load profile (osgp.tables, osgp.loadprofile) ============== */
 /* Extra status values of the table kernels (kept in this section so the

@@ -316,12 +316,12 @@ static size_t aad_header(uint64_t a, uint8_t hdr[10])
 
 /* Single message on AES-NI: CBC-MAC and CTR interleaved.  decrypt = 0: in is
  * plaintext; 1: in is ciphertext (the keystream of block i+1 is computed
- * together with the MAC of block i).  Writes the 16-byte masked tag T ^ S0
- * to tag.  The public blocks B0 and Ctr_0 come in registers (ni_ctr0,
+ * together with the MAC of block i).  Returns the 16-byte masked tag
+ * T ^ S0 (in a register: a computed tag never touches memory).  The public blocks B0 and Ctr_0 come in registers (ni_ctr0,
  * ni_b0); the AAD part (enc(a) || A, zero-padded, A.2.2) is read here. */
-static CCM_NI_ATTR void ni_ccm(const osgp_aes128_key *key, __m128i b0, __m128i tmpl,
-                               const uint8_t *aad, size_t aad_len, const uint8_t *in,
-                               size_t len, uint8_t *out, int decrypt, uint8_t tag[16])
+static inline __attribute__((always_inline)) CCM_NI_ATTR __m128i
+ni_ccm(const osgp_aes128_key *key, __m128i b0, __m128i tmpl, const uint8_t *aad,
+       size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, const int decrypt)
 {
     /* The CBC-MAC chain is latency bound.  y holds the MAC state after rounds
      * 1..9; the next block's input is folded into the last round key:
@@ -423,20 +423,58 @@ static CCM_NI_ATTR void ni_ccm(const osgp_aes128_key *key, __m128i b0, __m128i t
             ks = _mm_aesenclast_si128(nk, rk[10]);
         }
     }
-    STU(tag, _mm_xor_si128(_mm_aesenclast_si128(y, rk[10]), s0));
-    if (used_blk) osgp_wipe(blk, sizeof(blk));
+    if (used_blk) OSGP_WIPE_INLINE(blk, sizeof(blk));
+    return _mm_xor_si128(_mm_aesenclast_si128(y, rk[10]), s0);
 }
 
-/* The single-call entry on AES-NI (the caller checked the lengths). */
-static CCM_NI_ATTR void ni_ccm_one(const osgp_aes128_key *k, const uint8_t *nonce,
-                                   size_t nonce_len, const uint8_t *aad, size_t aad_len,
-                                   const uint8_t *in, size_t len, size_t tag_len, uint8_t *out,
-                                   int decrypt, uint8_t tag[16])
+/* First tag_len bytes 0xFF: a 16-byte load at tag_mask + 16 - tag_len. */
+static const uint8_t tag_mask[32] = {
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+
+/* The single-call entries on AES-NI (the caller checked the lengths), each
+ * with its own copy of ni_ccm.  Seal: writes the tag after the ciphertext.
+ * Open: in + len holds the received tag; returns 1 iff it differs, compared
+ * in registers without a branch on either tag. */
+static CCM_NI_ATTR void ni_ccm_seal_one(const osgp_aes128_key *k, const uint8_t *nonce,
+                                        size_t nonce_len, const uint8_t *aad, size_t aad_len,
+                                        const uint8_t *in, size_t len, size_t tag_len,
+                                        uint8_t *out)
 {
-    __m128i ctr0 = ni_ctr0(nonce, nonce_len);
-    ni_ccm(k, ni_b0(ctr0, aad_len, tag_len, len), ctr0, aad, aad_len, in, len, out, decrypt,
-           tag);
+    __m128i ctr0 = ni_ctr0(nonce, nonce_len), tag;
+    uint8_t buf[16];
+    tag = ni_ccm(k, ni_b0(ctr0, aad_len, tag_len, len), ctr0, aad, aad_len, in, len, out, 0);
+    if (tag_len == 16) {
+        STU(out + len, tag);
+    } else if (tag_len == 8) { /* the usual OSGP tag */
+        _mm_storel_epi64((__m128i *)(void *)(out + len), tag);
+    } else {
+        STU(buf, tag);
+        memcpy(out + len, buf, tag_len);
+        OSGP_WIPE_INLINE(buf, sizeof(buf)); /* the truncated-away tag bytes */
+    }
 }
+
+static CCM_NI_ATTR int ni_ccm_open_one(const osgp_aes128_key *k, const uint8_t *nonce,
+                                       size_t nonce_len, const uint8_t *aad, size_t aad_len,
+                                       const uint8_t *in, size_t len, size_t tag_len,
+                                       uint8_t *out)
+{
+    __m128i ctr0 = ni_ctr0(nonce, nonce_len), tag, recv, d;
+    uint8_t buf[16];
+    tag = ni_ccm(k, ni_b0(ctr0, aad_len, tag_len, len), ctr0, aad, aad_len, in, len, out, 1);
+    if (tag_len == 16) {
+        recv = LDU(in + len);
+    } else if (tag_len == 8) {
+        recv = _mm_loadl_epi64((const __m128i *)(const void *)(in + len));
+    } else { /* the received tag is public: a plain copy */
+        memset(buf, 0, 16);
+        memcpy(buf, in + len, tag_len);
+        recv = LDU(buf);
+    }
+    d = _mm_and_si128(_mm_xor_si128(tag, recv), LDU(tag_mask + 16 - tag_len));
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_setzero_si128())) != 0xFFFF;
+}
+
 /* Rounds 1..10 on the 2*LANES states of the uniform kernel (the xor with
  * round key 0 is done by the caller).  With one key for the whole group the
  * round key is loaded once a round and shared by all 16 blocks. */
@@ -774,47 +812,6 @@ static void generic_ccm(ccm_lane *L, const uint8_t *in, size_t len, uint8_t *out
     osgp_wipe(&Q, sizeof(Q));
 }
 
-/* One message on the generic lane path (portable AES or no AES-NI). */
-static void generic_one(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
-                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
-                        size_t tag_len, uint8_t *out, int decrypt, uint8_t tag[16])
-{
-    ccm_lane L;
-    lane_init(&L, k, nonce, nonce_len, aad, aad_len, decrypt ? out : in, len, tag_len);
-    generic_ccm(&L, in, len, out, decrypt, tag);
-    /* L holds public values (B0, Ctr_0, AAD length) and the CBC-MAC state */
-    osgp_wipe(L.x, sizeof(L.x));
-}
-
-/* One message: AES-NI when present, else the generic lane path. */
-static inline void one_ccm(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
-                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
-                           size_t tag_len, uint8_t *out, int decrypt, uint8_t tag[16])
-{
-#if defined(CCM_HAVE_NI)
-    if (osgp_cpu_features() & OSGP_CPU_AESNI) {
-        ni_ccm_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, decrypt, tag);
-        return;
-    }
-#endif
-    generic_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, decrypt, tag);
-}
-
-osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
-                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
-                          size_t tag_len, uint8_t *out)
-{
-    uint8_t tag[16]; /* the (public) output */
-    osgp_status st = osgp_ccm_check(nonce_len, tag_len, len);
-    if (st != OSGP_OK) return st;
-    one_ccm(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, 0, tag);
-    if (tag_len == 8)
-        memcpy(out + len, tag, 8); /* the usual OSGP tag: one move, no libc call */
-    else
-        memcpy(out + len, tag, tag_len);
-    return OSGP_OK;
-}
-
 /* Constant-time tag check: the first tag_len (4..16) bytes of the computed
  * 16-byte tag against the received tag, as two 64-bit words (the received,
  * public tag is copied zero-padded; the computed one is masked in place, so
@@ -823,10 +820,7 @@ static int tag_differs(const uint8_t calc[16], const uint8_t *recv, size_t tag_l
 {
     uint64_t x[2], y[2] = {0, 0}, m0, m1, d;
     memcpy(x, calc, 16);
-    if (tag_len == 8)
-        memcpy(y, recv, 8); /* the usual OSGP tag: one move, no libc call */
-    else
-        memcpy(y, recv, tag_len);
+    memcpy(y, recv, tag_len);
     m0 = tag_len >= 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * tag_len)) - 1);
     m1 = tag_len >= 16 ? ~(uint64_t)0
                        : tag_len > 8 ? (((uint64_t)1 << (8 * (tag_len - 8))) - 1) : 0;
@@ -834,13 +828,60 @@ static int tag_differs(const uint8_t calc[16], const uint8_t *recv, size_t tag_l
     return (int)((d | (0u - d)) >> 63); /* 1 iff d != 0, without a branch */
 }
 
+/* One message on the generic lane path (portable AES or no AES-NI), the
+ * contract of ni_ccm_one. */
+static int generic_one(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                       size_t tag_len, uint8_t *out, int decrypt)
+{
+    ccm_lane L;
+    uint8_t tag[16];
+    int bad = 0;
+    lane_init(&L, k, nonce, nonce_len, aad, aad_len, decrypt ? out : in, len, tag_len);
+    generic_ccm(&L, in, len, out, decrypt, tag);
+    if (decrypt)
+        bad = tag_differs(tag, in + len, tag_len);
+    else
+        memcpy(out + len, tag, tag_len);
+    /* L holds public values (B0, Ctr_0, AAD length) and the CBC-MAC state;
+     * tag, when opening, the expected tag of a possibly forged frame */
+    osgp_wipe(L.x, sizeof(L.x));
+    osgp_wipe(tag, sizeof(tag));
+    return bad;
+}
+
+/* One message: AES-NI when present, else the generic lane path. */
+static inline int one_ccm(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                          size_t tag_len, uint8_t *out, int decrypt)
+{
+#if defined(CCM_HAVE_NI)
+    if (osgp_cpu_features() & OSGP_CPU_AESNI) {
+        if (!decrypt) {
+            ni_ccm_seal_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out);
+            return 0;
+        }
+        return ni_ccm_open_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out);
+    }
+#endif
+    return generic_one(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, decrypt);
+}
+
+osgp_status osgp_ccm_seal(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+                          const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                          size_t tag_len, uint8_t *out)
+{
+    osgp_status st = osgp_ccm_check(nonce_len, tag_len, len);
+    if (st != OSGP_OK) return st;
+    one_ccm(k, nonce, nonce_len, aad, aad_len, in, len, tag_len, out, 0);
+    return OSGP_OK;
+}
+
 osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
                           size_t tag_len, uint8_t *out)
 {
-    uint8_t tag[16];
     size_t plen;
-    int bad;
     osgp_status st;
     if (len < tag_len) { /* no room for the tag: a bad argument first, else a bad frame */
         st = osgp_ccm_check(nonce_len, tag_len, 0);
@@ -849,10 +890,7 @@ osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t
     plen = len - tag_len;
     st = osgp_ccm_check(nonce_len, tag_len, plen);
     if (st != OSGP_OK) return st;
-    one_ccm(k, nonce, nonce_len, aad, aad_len, in, plen, tag_len, out, 1, tag);
-    bad = tag_differs(tag, in + plen, tag_len);
-    osgp_wipe(tag, sizeof(tag)); /* the expected tag of a forged frame */
-    if (bad) {
+    if (one_ccm(k, nonce, nonce_len, aad, aad_len, in, plen, tag_len, out, 1)) {
         osgp_wipe(out, plen); /* never release unauthenticated plaintext */
         return OSGP_ERR_AUTH;
     }

@@ -57,7 +57,7 @@ static __attribute__((target("aes,sse2"))) void ni_cmac(const osgp_aes128_key *k
         for (r = 1; r < 10; r++) y = _mm_aesenc_si128(y, rk[r]);
     }
     STU(tag, _mm_aesenclast_si128(y, rk[10]));
-    if (rest != 16) osgp_wipe(blk, sizeof(blk)); /* blk held the last message bytes */
+    if (rest != 16) OSGP_WIPE_INLINE(blk, sizeof(blk)); /* blk held the last message bytes */
 }
 
 /* LANES messages of one length (>= 1 byte) in lock step on AES-NI: the
@@ -191,7 +191,7 @@ osgp_status osgp_cmac(const osgp_aes128_key *k, const uint8_t *in, size_t len, u
         }
         ni_cmac(k, in, len, t);
         memcpy(out, t, tag_len);
-        osgp_wipe(t, sizeof(t)); /* the truncated-away tag bits */
+        OSGP_WIPE_INLINE(t, sizeof(t)); /* the truncated-away tag bits */
         return OSGP_OK;
     }
 #endif
