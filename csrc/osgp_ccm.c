@@ -317,8 +317,9 @@ static size_t aad_header(uint64_t a, uint8_t hdr[10])
 /* Single message on AES-NI: CBC-MAC and CTR interleaved.  decrypt = 0: in is
  * plaintext; 1: in is ciphertext (the keystream of block i+1 is computed
  * together with the MAC of block i).  Returns the 16-byte masked tag
- * T ^ S0 (in a register: a computed tag never touches memory).  The public blocks B0 and Ctr_0 come in registers (ni_ctr0,
- * ni_b0); the AAD part (enc(a) || A, zero-padded, A.2.2) is read here. */
+ * T ^ S0 in a register (a computed tag never touches memory).  The public
+ * blocks B0 and Ctr_0 come in registers (ni_ctr0, ni_b0); the AAD part
+ * (enc(a) || A, zero-padded, A.2.2) is read here. */
 static inline __attribute__((always_inline)) CCM_NI_ATTR __m128i
 ni_ccm(const osgp_aes128_key *key, __m128i b0, __m128i tmpl, const uint8_t *aad,
        size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, const int decrypt)
