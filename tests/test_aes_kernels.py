@@ -328,6 +328,30 @@ def test_ccm_equals_cryptography(path, key, nonce_len, tag, pt, aad, seed):
     assert k.ccm_open(nonce, sealed, aad, tag) == pt
 
 
+def test_ccm_grid_equals_cryptography(path):
+    """Every nonce and tag length against `cryptography`, with lengths around the
+    block edges and AAD that fits in, fills and spills B1 (enc(a) takes 2 bytes):
+    the single-call kernels build B0, Ctr_0 and the tag from registers, so each
+    byte position is checked; a flipped tag or ciphertext byte must fail."""
+    key = bytes(range(100, 116))
+    k = path.AesKey(key)
+    nonce13 = bytes(range(0xA1, 0xAE))  # distinct bytes: a misplaced one shows
+    for nonce_len in NONCES:
+        nonce = nonce13[:nonce_len]
+        for tag in TAGS:
+            for n in (*range(34), 47, 48, 49, 64):
+                pt = bytes((7 * j + n) & 0xFF for j in range(n))
+                for aad in (b"", b"\x01", bytes(range(14)), bytes(range(15)), bytes(range(31))):
+                    want = ref_ccm_seal(key, nonce, pt, aad, tag)
+                    assert k.ccm_seal(nonce, pt, aad, tag) == want, (nonce_len, tag, n, aad)
+                    assert k.ccm_open(nonce, want, aad, tag) == pt
+                    for pos in {0, n - 1, n, n + tag - 1} - {-1}:
+                        bad = bytearray(want)
+                        bad[pos] ^= 0x80
+                        with pytest.raises(AuthenticationError):
+                            k.ccm_open(nonce, bytes(bad), aad, tag)
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
