@@ -1,4 +1,4 @@
-# distutils: sources = csrc/osgp_cpu.c csrc/osgp_aes.c csrc/osgp_ccm.c csrc/osgp_cmac.c
+# distutils: sources = csrc/osgp_cpu.c csrc/osgp_aes.c csrc/osgp_ccm.c csrc/osgp_ccm_batch.c csrc/osgp_cmac.c
 # cython: freethreading_compatible = False
 """Native AES-128 kernels of the OSGP-AES-128-PSK suite (CLC/TS 50586 Annex F):
 AES-CMAC (OSGP_MAC, NIST SP 800-38B / RFC 4493), AES-CCM (OSGP_AE / OSGP_AD,
