@@ -797,7 +797,8 @@ def test_packed_out_must_not_overlap_data(aes):
 # ---- batch kernel shapes (aesbatch: fast 8-lane path and its fallbacks) -------------
 # The AES-NI batch kernel takes a fast path for groups of 8 messages whose payloads
 # have one 16-byte block count and whose AADs are all empty or all 1..14 bytes (one
-# formatted AAD block); every other group falls back to the general lane kernel.
+# formatted AAD block) (with VAES and one key: 16 such messages at once); every other
+# group falls back to the general lane kernel.
 # These cases put both kinds of group (and partial trailing groups) in one batch and
 # compare every result with the `cryptography` package.
 
@@ -840,7 +841,7 @@ def test_batch_shapes_fast_and_fallback_groups(path, nonce_len):
     rng = random.Random(1000 + nonce_len)
     for tag in (4, 8, 14, 16):
         for aad_mode in ("none", "short", "shared", "mixed"):
-            lens = []
+            lens = _shape_lens(rng, 3) + _shape_lens(rng, 3)  # 16 alike: one VAES group
             for blocks in (2, 0, 1, 3, 4, 5):
                 lens += _shape_lens(rng, blocks)
             lens += [rng.randint(0, 70) for _ in range(8)]  # a mixed (fallback) group
