@@ -298,52 +298,9 @@ NI_INLINE void fast_half(__m128i *xm, __m128i *em, const uint8_t *const *k, int 
     }
 }
 
-/* VAES (two blocks an instruction) for groups of WLANES = 16 messages: lanes
- * 2i and 2i+1 share a ymm register, 16 registers of MAC and counter blocks per
- * step.  Measured on the reference EPYC (Zen class): 128-bit aesenc runs ~1
- * block a cycle, vaesenc ~2 blocks a cycle but only with 12+ independent ymm
- * chains in flight, hence 16 lanes rather than 8.  One key: the round keys
- * are broadcast once a step into memory and used as memory operands (16
- * states fill the 16 ymm registers); per-lane keys: each pair's round key is
- * assembled from two loads. */
+/* VAES groups (see fast16 below): WLANES = 16 messages with one key. */
 #define WLANES 16
 #define WHALF (WLANES / 2)
-static __attribute__((noinline, target("vaes,avx2,aes"))) void
-fast_rounds_vaes(__m128i *xm, __m128i *em, const uint8_t *const *k, int same)
-{
-    __m256i v[WLANES], kb[11], kr;
-    int i, r;
-    for (i = 0; i < WHALF; i++) {
-        v[i] = _mm256_set_m128i(xm[2 * i + 1], xm[2 * i]);
-        v[WHALF + i] = _mm256_set_m128i(em[2 * i + 1], em[2 * i]);
-    }
-    if (same) {
-        for (r = 1; r < 11; r++) kb[r] = _mm256_broadcastsi128_si256(LDU(k[0] + 16 * r));
-        for (r = 1; r < 10; r++)
-            for (i = 0; i < WLANES; i++) v[i] = _mm256_aesenc_epi128(v[i], kb[r]);
-        for (i = 0; i < WLANES; i++) v[i] = _mm256_aesenclast_epi128(v[i], kb[10]);
-    } else {
-        for (r = 1; r < 10; r++)
-            for (i = 0; i < WHALF; i++) {
-                kr = _mm256_loadu2_m128i((const __m128i *)(const void *)(k[2 * i + 1] + 16 * r),
-                                         (const __m128i *)(const void *)(k[2 * i] + 16 * r));
-                v[i] = _mm256_aesenc_epi128(v[i], kr);
-                v[WHALF + i] = _mm256_aesenc_epi128(v[WHALF + i], kr);
-            }
-        for (i = 0; i < WHALF; i++) {
-            kr = _mm256_loadu2_m128i((const __m128i *)(const void *)(k[2 * i + 1] + 160),
-                                     (const __m128i *)(const void *)(k[2 * i] + 160));
-            v[i] = _mm256_aesenclast_epi128(v[i], kr);
-            v[WHALF + i] = _mm256_aesenclast_epi128(v[WHALF + i], kr);
-        }
-    }
-    for (i = 0; i < WHALF; i++) {
-        xm[2 * i] = _mm256_castsi256_si128(v[i]);
-        xm[2 * i + 1] = _mm256_extracti128_si256(v[i], 1);
-        em[2 * i] = _mm256_castsi256_si128(v[WHALF + i]);
-        em[2 * i + 1] = _mm256_extracti128_si256(v[WHALF + i], 1);
-    }
-}
 
 /* Batch-wide constants of the fast path. */
 typedef struct {
@@ -420,8 +377,7 @@ typedef struct {
  *   seal: E(Ctr_c) encrypts plaintext block c, loaded now and MACed next step;
  *   open: E(Ctr_c) is kept and decrypts block c = j + 1 next step, just before
  *         its plaintext is MACed.
- * G = LANES (128-bit rounds) or WLANES (VAES rounds) lanes; dummy lanes m..G-1
- * compute on zeros and touch no memory.  Writes the 16-byte
+ * G = LANES lanes; dummy lanes m..G-1 compute on zeros and touch no memory.  Writes the 16-byte
  * tags T ^ S0 (A.2, 38C 6.1 step 8) to tag[]. */
 FAST_INLINE void fast_group(const fast_consts *C, fast_state *S, const uint8_t *const *k,
                             int same, const uint8_t *const *np, const uint8_t *const *ap,
@@ -481,12 +437,8 @@ FAST_INLINE void fast_group(const fast_consts *C, fast_state *S, const uint8_t *
         }
         FAST_UNROLL
         for (l = 0; l < G; l++) S->e[l] = _mm_xor_si128(_mm_or_si128(S->tm[l], cv), K0(l));
-        if (G == WLANES) {
-            fast_rounds_vaes(S->x, S->e, k, same);
-        } else {
-            fast_half(S->x, S->e, k, same);
-            fast_half(S->x + HALF, S->e + HALF, k + HALF, same);
-        }
+        fast_half(S->x, S->e, k, same);
+        fast_half(S->x + HALF, S->e + HALF, k + HALF, same);
         if (c == 0) {
             for (l = 0; l < m; l++) S->s0[l] = S->e[l];
         } else if (!decrypt) {
@@ -508,26 +460,142 @@ FAST_INLINE void fast_group(const fast_consts *C, fast_state *S, const uint8_t *
     for (l = 0; l < m; l++) tag[l] = _mm_xor_si128(S->x[l], S->s0[l]);
 }
 
-/* fast_group with constant same / decrypt / width (specialised bodies). */
-#define FAST_CALL(same_, dec_, G_) \
-    fast_group(C, S, k, same_, np, ap, alen, na, in, out, plen, nb, m, dec_, G_, tag)
+/* The same schedule on VAES (two blocks an instruction) for WLANES = 16
+ * messages under one key.  Measured on the reference EPYC (Zen class):
+ * 128-bit aesenc runs ~1 block a cycle, vaesenc ~2 blocks a cycle but only
+ * with 12+ independent ymm chains in flight, hence 16 lanes: lanes 2i and
+ * 2i+1 share ymm register i, the 8 MAC and 8 counter registers stay in
+ * registers through the rounds and the round keys are broadcast once into
+ * memory operands.  Per-lane formatting is 128-bit, lane pairs meet through
+ * 256-bit loads of adjacent fast_state entries. */
+#define VAES_INLINE static inline __attribute__((always_inline, target("vaes,avx2,aes,sse2,ssse3")))
+#define LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define ST256(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
+VAES_INLINE void fast16(const fast_consts *C, fast_state *S, const uint8_t *rk,
+                        const uint8_t *const *np, const uint8_t *const *ap, const size_t *alen,
+                        int na, const uint8_t *const *in, uint8_t *const *out,
+                        const size_t *plen, size_t nb, size_t m, int decrypt, __m128i *tag)
+{
+    __m256i X[WHALF], E[WHALF], kb[11];
+    size_t t, l, i, r, steps = (size_t)na + nb + 1;
+    for (r = 0; r < 11; r++) kb[r] = _mm256_broadcastsi128_si256(LDU(rk + 16 * r));
+    FAST_UNROLL
+    for (l = 0; l < WLANES; l++) {
+        __m128i b0 = _mm_setzero_si128();
+        S->tm[l] = b0;
+        S->p[l] = b0; /* dummy lanes MAC zeros */
+        if (l < m) {
+            __m128i nv = fast_nonce(C, np[l]);
+            S->tm[l] = _mm_or_si128(nv, C->cflag);
+            b0 = _mm_or_si128(_mm_or_si128(nv, C->bflag[na]),
+                              _mm_set_epi64x((long long)__builtin_bswap64((uint64_t)plen[l]), 0));
+        }
+        S->x[l] = b0;
+    }
+    for (i = 0; i < WHALF; i++) X[i] = _mm256_xor_si256(LD256(&S->x[2 * i]), kb[0]);
+    for (t = 0; t < steps; t++) {
+        size_t c = t + 1 - (size_t)na;
+        __m256i cv;
+        if (c == nb + 1) c = 0;
+        cv = _mm256_broadcastsi128_si256(
+            _mm_set_epi64x((long long)__builtin_bswap64((uint64_t)c), 0));
+        if (t > 0) {
+            if ((size_t)na == t) {
+                FAST_UNROLL
+                for (l = 0; l < WLANES; l++) {
+                    /* A1 = a (2 bytes BE, a <= 14) || A || zeros (A.2.2) */
+                    __m128i mi = _mm_setzero_si128();
+                    if (l < m)
+                        mi = _mm_or_si128(_mm_slli_si128(load_part(ap[l], alen[l]), 2),
+                                          _mm_cvtsi32_si128((int)(alen[l] << 8)));
+                    S->p[l] = mi;
+                }
+            } else if (decrypt) {
+                size_t off = 16 * (t - (size_t)na - 1);
+                FAST_UNROLL
+                for (l = 0; l < WLANES; l++) {
+                    __m128i mi = _mm_setzero_si128();
+                    if (l < m) {
+                        size_t n = plen[l] - off;
+                        __m128i v;
+                        if (n > 16) n = 16;
+                        v = _mm_xor_si128(load_part(in[l] + off, n), S->ks[l]);
+                        store_part(out[l] + off, v, n);
+                        mi = _mm_and_si128(v, LDU(ONES_ZEROS + 16 - n)); /* zero padding */
+                    }
+                    S->p[l] = mi;
+                }
+            }
+            /* seal: S->p holds the plaintext block loaded last step */
+            for (i = 0; i < WHALF; i++)
+                X[i] = _mm256_xor_si256(X[i], _mm256_xor_si256(LD256(&S->p[2 * i]), kb[0]));
+        }
+        for (i = 0; i < WHALF; i++)
+            E[i] = _mm256_xor_si256(_mm256_or_si256(LD256(&S->tm[2 * i]), cv), kb[0]);
+        for (r = 1; r < 10; r++)
+            for (i = 0; i < WHALF; i++) {
+                X[i] = _mm256_aesenc_epi128(X[i], kb[r]);
+                E[i] = _mm256_aesenc_epi128(E[i], kb[r]);
+            }
+        for (i = 0; i < WHALF; i++) {
+            X[i] = _mm256_aesenclast_epi128(X[i], kb[10]);
+            E[i] = _mm256_aesenclast_epi128(E[i], kb[10]);
+        }
+        if (c == 0) {
+            for (i = 0; i < WHALF; i++) ST256(&S->s0[2 * i], E[i]);
+        } else if (!decrypt) {
+            size_t off = 16 * (c - 1);
+            for (i = 0; i < WHALF; i++) ST256(&S->e[2 * i], E[i]);
+            FAST_UNROLL
+            for (l = 0; l < WLANES; l++) {
+                if (l < m) {
+                    size_t n = plen[l] - off;
+                    if (n > 16) n = 16;
+                    S->p[l] = load_part(in[l] + off, n);
+                    store_part(out[l] + off, _mm_xor_si128(S->p[l], S->e[l]), n);
+                }
+            }
+        } else {
+            for (i = 0; i < WHALF; i++) ST256(&S->ks[2 * i], E[i]);
+        }
+    }
+    for (i = 0; i < WHALF; i++) ST256(&S->x[2 * i], X[i]);
+    for (l = 0; l < m; l++) tag[l] = _mm_xor_si128(S->x[l], S->s0[l]);
+}
+
+static __attribute__((noinline, target("vaes,avx2,aes,sse2,ssse3"))) void
+fast16_run(const fast_consts *C, fast_state *S, const uint8_t *rk, const uint8_t *const *np,
+           const uint8_t *const *ap, const size_t *alen, int na, const uint8_t *const *in,
+           uint8_t *const *out, const size_t *plen, size_t nb, size_t m, int decrypt,
+           __m128i *tag)
+{
+    if (decrypt)
+        fast16(C, S, rk, np, ap, alen, na, in, out, plen, nb, m, 1, tag);
+    else
+        fast16(C, S, rk, np, ap, alen, na, in, out, plen, nb, m, 0, tag);
+}
+
+/* fast_group with constant same / decrypt flags (specialised bodies). */
+#define FAST_CALL(same_, dec_) \
+    fast_group(C, S, k, same_, np, ap, alen, na, in, out, plen, nb, m, dec_, LANES, tag)
 static FAST_ATTR void fast_run(const fast_consts *C, fast_state *S, const uint8_t *const *k,
                                int same, const uint8_t *const *np, const uint8_t *const *ap,
                                const size_t *alen, int na, const uint8_t *const *in,
                                uint8_t *const *out, const size_t *plen, size_t nb, size_t m,
                                int decrypt, int wide, __m128i *tag)
 {
-    switch ((wide ? 4 : 0) | (decrypt ? 2 : 0) | (same ? 1 : 0)) {
-    case 0: FAST_CALL(0, 0, LANES); break;
-    case 1: FAST_CALL(1, 0, LANES); break;
-    case 2: FAST_CALL(0, 1, LANES); break;
-    case 3: FAST_CALL(1, 1, LANES); break;
-    case 4: FAST_CALL(0, 0, WLANES); break;
-    case 5: FAST_CALL(1, 0, WLANES); break;
-    case 6: FAST_CALL(0, 1, WLANES); break;
-    default: FAST_CALL(1, 1, WLANES); break;
+    if (wide) {
+        fast16_run(C, S, k[0], np, ap, alen, na, in, out, plen, nb, m, decrypt, tag);
+        return;
+    }
+    switch ((decrypt ? 2 : 0) | (same ? 1 : 0)) {
+    case 0: FAST_CALL(0, 0); break;
+    case 1: FAST_CALL(1, 0); break;
+    case 2: FAST_CALL(0, 1); break;
+    default: FAST_CALL(1, 1); break;
     }
 }
+#undef FAST_CALL
 
 /* Seal (ok == NULL) or open a whole batch on AES-NI.  lens are payload
  * lengths on seal and frame lengths (payload || tag) on open. */

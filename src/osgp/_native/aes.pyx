@@ -452,8 +452,9 @@ cdef class _Batch:
     def __cinit__(self, Py_ssize_t n):
         self.n = n
         self.cap = 4 * n + 4  # keys, nonces, AADs, messages
-        self.bufs = <InBuf *>PyMem_Malloc(self.cap * sizeof(InBuf))
-        self.own = <osgp_aes128_key *>PyMem_Malloc((n + 1) * sizeof(osgp_aes128_key))
+        # bufs and own are allocated on first use (acquire / key): exact bytes
+        # arguments and AesKey objects need neither, and for large n they are
+        # hundreds of KB.
         self.kp = <const osgp_aes128_key **>PyMem_Malloc((n + 1) * sizeof(void *))
         self.np = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
         self.ap = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
@@ -461,7 +462,7 @@ cdef class _Batch:
         self.ip = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
         self.ilen = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
         self.op = <uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
-        if (self.bufs == NULL or self.own == NULL or self.kp == NULL or self.np == NULL or
+        if (self.kp == NULL or self.np == NULL or
                 self.ap == NULL or self.alen == NULL or self.ip == NULL or self.ilen == NULL or
                 self.op == NULL):
             raise MemoryError()
@@ -488,10 +489,22 @@ cdef class _Batch:
         cdef InBuf *b
         if self.nbufs >= self.cap:
             raise ConfigurationError("internal: batch buffer table full")
+        if self.bufs == NULL:
+            self.bufs = <InBuf *>PyMem_Malloc(self.cap * sizeof(InBuf))
+            if self.bufs == NULL:
+                raise MemoryError()
         b = &self.bufs[self.nbufs]
         in_acquire(obj, b, what)
         self.nbufs += 1
         return b
+
+    cdef int own_ready(self) except -1:
+        """Allocate the table of keys expanded here (n + 1 entries) once."""
+        if self.own == NULL:
+            self.own = <osgp_aes128_key *>PyMem_Malloc((self.n + 1) * sizeof(osgp_aes128_key))
+            if self.own == NULL:
+                raise MemoryError()
+        return 0
 
     cdef const osgp_aes128_key *key(self, object key) except NULL:
         cdef InBuf *b
@@ -500,6 +513,7 @@ cdef class _Batch:
             self.keep.append(key)
             return &(<AesKey>key).k
         b = self.acquire(key, "key")
+        self.own_ready()
         k = &self.own[self.nown]
         _raise(osgp_aes128_expand(k, b.ptr, b.len), b.len)
         self.nown += 1
@@ -510,17 +524,25 @@ cdef class _Batch:
     cdef int keys(self, object keys) except -1:
         cdef Py_ssize_t i
         cdef const osgp_aes128_key *one
-        cdef list klist
+        cdef tuple ktup
+        cdef object o
         if _is_single_key(keys):
             one = self.key(keys)
             for i in range(self.n):
                 self.kp[i] = one
         else:
-            klist = keys if type(keys) is list else list(keys)
-            if len(klist) != self.n:
-                raise ConfigurationError(f"got {len(klist)} keys for {self.n} messages")
+            # One tuple copy keeps every key object alive until the call ends
+            # (a list could be changed by another thread while the GIL is off).
+            ktup = tuple(keys)
+            if len(ktup) != self.n:
+                raise ConfigurationError(f"got {len(ktup)} keys for {self.n} messages")
+            self.keep.append(ktup)
             for i in range(self.n):
-                self.kp[i] = self.key(klist[i])
+                o = ktup[i]
+                if type(o) is AesKey:  # the common case: no per-key bookkeeping
+                    self.kp[i] = &(<AesKey>o).k
+                else:
+                    self.kp[i] = self.key(o)
         return 0
 
     cdef int aads(self, object aads) except -1:
@@ -736,6 +758,7 @@ cdef int _packed_common(_Batch B, key, Py_ssize_t n, key_size, nonces, Py_ssize_
             raise ConfigurationError(
                 f"packed keys: expected {n} x 16 = {16 * n} bytes, got {kb.len} "
                 f"(key_size={key_size})")
+        B.own_ready()
         for i in range(n):
             _raise(osgp_aes128_expand(&B.own[i], kb.ptr + 16 * i, 16), 16)
             B.nown += 1
