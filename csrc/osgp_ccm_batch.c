@@ -368,6 +368,10 @@ typedef struct {
     __m128i ks[WLANES]; /* open: keystream of the next payload block */
     __m128i p[WLANES];  /* seal: next plaintext block, zero-padded */
     __m128i tm[WLANES]; /* Ctr_0 */
+    /* VAES round keys: kb[i][r] = round key r of lanes 2i (low) and 2i+1
+     * (high); with one key only kb[0] is filled (a broadcast).  Key
+     * material: in this struct so that the one wipe at the end covers it. */
+    __m128i kb[WHALF][11][2];
 } fast_state;
 
 /* One group of m <= LANES messages of the fast shape (na AAD blocks, nb
@@ -465,20 +469,27 @@ FAST_INLINE void fast_group(const fast_consts *C, fast_state *S, const uint8_t *
  * 128-bit aesenc runs ~1 block a cycle, vaesenc ~2 blocks a cycle but only
  * with 12+ independent ymm chains in flight, hence 16 lanes: lanes 2i and
  * 2i+1 share ymm register i, the 8 MAC and 8 counter registers stay in
- * registers through the rounds and the round keys are broadcast once into
- * memory operands.  Per-lane formatting is 128-bit, lane pairs meet through
+ * registers through the rounds and the round keys come from memory operands
+ * (S->kb: one broadcast key, or each pair's two keys side by side, built
+ * once a group).  Per-lane formatting is 128-bit, lane pairs meet through
  * 256-bit loads of adjacent fast_state entries. */
 #define VAES_INLINE static inline __attribute__((always_inline, target("vaes,avx2,aes,sse2,ssse3")))
 #define LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define ST256(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
-VAES_INLINE void fast16(const fast_consts *C, fast_state *S, const uint8_t *rk,
+VAES_INLINE void fast16(const fast_consts *C, fast_state *S, const uint8_t *const *k, int same,
                         const uint8_t *const *np, const uint8_t *const *ap, const size_t *alen,
                         int na, const uint8_t *const *in, uint8_t *const *out,
                         const size_t *plen, size_t nb, size_t m, int decrypt, __m128i *tag)
 {
-    __m256i X[WHALF], E[WHALF], kb[11];
+    __m256i X[WHALF], E[WHALF];
     size_t t, l, i, r, steps = (size_t)na + nb + 1;
-    for (r = 0; r < 11; r++) kb[r] = _mm256_broadcastsi128_si256(LDU(rk + 16 * r));
+    /* round key r of pair i, a 256-bit memory operand */
+#define KB(i, r) LD256(S->kb[same ? 0 : (i)][r])
+    for (i = 0; i < (same ? 1u : WHALF); i++)
+        for (r = 0; r < 11; r++) {
+            S->kb[i][r][0] = LDU(k[2 * i] + 16 * r);
+            S->kb[i][r][1] = LDU(k[2 * i + 1] + 16 * r);
+        }
     FAST_UNROLL
     for (l = 0; l < WLANES; l++) {
         __m128i b0 = _mm_setzero_si128();
@@ -492,7 +503,7 @@ VAES_INLINE void fast16(const fast_consts *C, fast_state *S, const uint8_t *rk,
         }
         S->x[l] = b0;
     }
-    for (i = 0; i < WHALF; i++) X[i] = _mm256_xor_si256(LD256(&S->x[2 * i]), kb[0]);
+    for (i = 0; i < WHALF; i++) X[i] = _mm256_xor_si256(LD256(&S->x[2 * i]), KB(i, 0));
     for (t = 0; t < steps; t++) {
         size_t c = t + 1 - (size_t)na;
         __m256i cv;
@@ -528,18 +539,18 @@ VAES_INLINE void fast16(const fast_consts *C, fast_state *S, const uint8_t *rk,
             }
             /* seal: S->p holds the plaintext block loaded last step */
             for (i = 0; i < WHALF; i++)
-                X[i] = _mm256_xor_si256(X[i], _mm256_xor_si256(LD256(&S->p[2 * i]), kb[0]));
+                X[i] = _mm256_xor_si256(X[i], _mm256_xor_si256(LD256(&S->p[2 * i]), KB(i, 0)));
         }
         for (i = 0; i < WHALF; i++)
-            E[i] = _mm256_xor_si256(_mm256_or_si256(LD256(&S->tm[2 * i]), cv), kb[0]);
+            E[i] = _mm256_xor_si256(_mm256_or_si256(LD256(&S->tm[2 * i]), cv), KB(i, 0));
         for (r = 1; r < 10; r++)
             for (i = 0; i < WHALF; i++) {
-                X[i] = _mm256_aesenc_epi128(X[i], kb[r]);
-                E[i] = _mm256_aesenc_epi128(E[i], kb[r]);
+                X[i] = _mm256_aesenc_epi128(X[i], KB(i, r));
+                E[i] = _mm256_aesenc_epi128(E[i], KB(i, r));
             }
         for (i = 0; i < WHALF; i++) {
-            X[i] = _mm256_aesenclast_epi128(X[i], kb[10]);
-            E[i] = _mm256_aesenclast_epi128(E[i], kb[10]);
+            X[i] = _mm256_aesenclast_epi128(X[i], KB(i, 10));
+            E[i] = _mm256_aesenclast_epi128(E[i], KB(i, 10));
         }
         if (c == 0) {
             for (i = 0; i < WHALF; i++) ST256(&S->s0[2 * i], E[i]);
@@ -561,18 +572,23 @@ VAES_INLINE void fast16(const fast_consts *C, fast_state *S, const uint8_t *rk,
     }
     for (i = 0; i < WHALF; i++) ST256(&S->x[2 * i], X[i]);
     for (l = 0; l < m; l++) tag[l] = _mm_xor_si128(S->x[l], S->s0[l]);
+#undef KB
 }
 
 static __attribute__((noinline, target("vaes,avx2,aes,sse2,ssse3"))) void
-fast16_run(const fast_consts *C, fast_state *S, const uint8_t *rk, const uint8_t *const *np,
-           const uint8_t *const *ap, const size_t *alen, int na, const uint8_t *const *in,
-           uint8_t *const *out, const size_t *plen, size_t nb, size_t m, int decrypt,
-           __m128i *tag)
+fast16_run(const fast_consts *C, fast_state *S, const uint8_t *const *k, int same,
+           const uint8_t *const *np, const uint8_t *const *ap, const size_t *alen, int na,
+           const uint8_t *const *in, uint8_t *const *out, const size_t *plen, size_t nb,
+           size_t m, int decrypt, __m128i *tag)
 {
-    if (decrypt)
-        fast16(C, S, rk, np, ap, alen, na, in, out, plen, nb, m, 1, tag);
-    else
-        fast16(C, S, rk, np, ap, alen, na, in, out, plen, nb, m, 0, tag);
+#define F16(same_, dec_) fast16(C, S, k, same_, np, ap, alen, na, in, out, plen, nb, m, dec_, tag)
+    switch ((decrypt ? 2 : 0) | (same ? 1 : 0)) {
+    case 0: F16(0, 0); break;
+    case 1: F16(1, 0); break;
+    case 2: F16(0, 1); break;
+    default: F16(1, 1); break;
+    }
+#undef F16
 }
 
 /* fast_group with constant same / decrypt flags (specialised bodies). */
@@ -585,7 +601,7 @@ static FAST_ATTR void fast_run(const fast_consts *C, fast_state *S, const uint8_
                                int decrypt, int wide, __m128i *tag)
 {
     if (wide) {
-        fast16_run(C, S, k[0], np, ap, alen, na, in, out, plen, nb, m, decrypt, tag);
+        fast16_run(C, S, k, same, np, ap, alen, na, in, out, plen, nb, m, decrypt, tag);
         return;
     }
     switch ((decrypt ? 2 : 0) | (same ? 1 : 0)) {
@@ -646,10 +662,7 @@ static CCM_NI_ATTR void ni_batch(const osgp_aes128_key *const *keys,
             size_t sm = m - sub, G = LANES;
             int na = -1, same = 1;
             if (wide && sub == 0 && m > LANES && fast) {
-                /* per-lane keys cost two loads a pair a round: 128-bit rounds
-                 * are faster then (measured), so VAES only for one key */
-                for (l = 1; l < WLANES; l++) same &= k[l] == k[0];
-                na = same ? fast_shape(plen, alen, m, &nb) : -1;
+                na = fast_shape(plen, alen, m, &nb);
                 if (na >= 0) {
                     sm = m;
                     G = WLANES;
