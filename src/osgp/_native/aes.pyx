@@ -448,6 +448,7 @@ cdef class _Batch:
     cdef uint8_t **op
     cdef object keep             # keeps AesKey objects alive
     cdef bint subkeys            # expand CMAC subkeys too
+    cdef bint no_aad             # aads(None): no AAD for any message
 
     def __cinit__(self, Py_ssize_t n):
         self.n = n
@@ -550,9 +551,7 @@ cdef class _Batch:
         cdef Py_ssize_t i
         cdef InBuf *b
         if aads is None:
-            for i in range(self.n):
-                self.ap[i] = NULL
-                self.alen[i] = 0
+            self.no_aad = True  # the callers pass NULL tables (C: no AAD at all)
             return 0
         try:
             memoryview(aads)
@@ -643,7 +642,8 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
         Py_INCREF(o)
         PyList_SET_ITEM(outs, i, o)
     with nogil:
-        st = osgp_ccm_seal_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op)
+        st = osgp_ccm_seal_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
+                                 NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op)
     if st != OSGP_OK:
         _raise(st)
     return outs
@@ -673,7 +673,9 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
         Py_INCREF(o)
         PyList_SET_ITEM(outs, i, o)
     with nogil:
-        st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
+        st = osgp_ccm_open_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
+                                 NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op,
+                                 ok)
     if st != OSGP_OK:
         _raise(st)
     for i in range(n):
