@@ -797,7 +797,7 @@ def test_packed_out_must_not_overlap_data(aes):
 # ---- batch kernel shapes (aesbatch: fast 8-lane path and its fallbacks) -------------
 # The AES-NI batch kernel takes a fast path for groups of 8 messages whose payloads
 # have one 16-byte block count and whose AADs are all empty or all 1..14 bytes (one
-# formatted AAD block) (with VAES and one key: 16 such messages at once); every other
+# formatted AAD block) (with VAES: 16 such messages at once); every other
 # group falls back to the general lane kernel.
 # These cases put both kinds of group (and partial trailing groups) in one batch and
 # compare every result with the `cryptography` package.
