@@ -25,6 +25,18 @@ from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
+
+# Raw-pointer forms for the per-message loops of the list forms: borrowed list
+# items and new bytes handed straight to the result list, with no reference
+# count traffic per message.
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    PyObject *_list_item "PyList_GET_ITEM"(object lst, Py_ssize_t i)
+    bint _bytes_exact "PyBytes_CheckExact"(PyObject *o)
+    char *_bytes_str "PyBytes_AS_STRING"(PyObject *o)
+    Py_ssize_t _bytes_len "PyBytes_GET_SIZE"(PyObject *o)
+    PyObject *_bytes_new "PyBytes_FromStringAndSize"(const char *s, Py_ssize_t n)
+    void _list_set "PyList_SET_ITEM"(object lst, Py_ssize_t i, PyObject *o)
 from osgp._native.cpu cimport features_in_use, limit_features
 from osgp._native.osgp_c cimport *
 
@@ -583,15 +595,15 @@ cdef class _Batch:
             raise ConfigurationError(f"got {len(nonces)} nonces for {self.n} messages")
         if nonces is not nonces_in:
             self.keep.append(nonces)  # the pointers below must outlive this method
-        cdef object o
+        cdef PyObject *o
         cdef Py_ssize_t ln
         for i in range(self.n):
-            o = nonces[i]
-            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
-                self.np[i] = <const uint8_t *>PyBytes_AS_STRING(o)
-                ln = PyBytes_GET_SIZE(o)
+            o = _list_item(nonces, i)  # borrowed: the list holds it
+            if _bytes_exact(o):  # read in place: no InBuf, no export
+                self.np[i] = <const uint8_t *>_bytes_str(o)
+                ln = _bytes_len(o)
             else:
-                b = self.acquire(o, "nonce")
+                b = self.acquire(<object>o, "nonce")
                 self.np[i] = b.ptr
                 ln = b.len
             if nl < 0:
@@ -605,14 +617,14 @@ cdef class _Batch:
     cdef int inputs(self, list msgs) except -1:
         cdef Py_ssize_t i
         cdef InBuf *b
-        cdef object o
+        cdef PyObject *o
         for i in range(self.n):
-            o = msgs[i]
-            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
-                self.ip[i] = <const uint8_t *>PyBytes_AS_STRING(o)
-                self.ilen[i] = PyBytes_GET_SIZE(o)
+            o = _list_item(msgs, i)  # borrowed: the list holds it
+            if _bytes_exact(o):  # read in place: no InBuf, no export
+                self.ip[i] = <const uint8_t *>_bytes_str(o)
+                self.ilen[i] = _bytes_len(o)
             else:
-                b = self.acquire(o, "message")
+                b = self.acquire(<object>o, "message")
                 self.ip[i] = b.ptr
                 self.ilen[i] = b.len
         return 0
@@ -634,13 +646,15 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
     _check_ccm(nl, tag_len, -1)
     cdef unsigned long long maxlen = _ccm_max_len(nl)
     cdef list outs = PyList_New(n)
+    cdef PyObject *o
     for i in range(n):
         if <unsigned long long>B.ilen[i] > maxlen:
             _check_ccm(nl, tag_len, B.ilen[i])
-        o = PyBytes_FromStringAndSize(NULL, B.ilen[i] + tag_len)
-        B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        Py_INCREF(o)
-        PyList_SET_ITEM(outs, i, o)
+        o = _bytes_new(NULL, B.ilen[i] + tag_len)
+        if o == NULL:
+            raise MemoryError()
+        B.op[i] = <uint8_t *>_bytes_str(o)
+        _list_set(outs, i, o)  # the list takes the new reference
     with nogil:
         st = osgp_ccm_seal_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
                                  NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op)
@@ -666,12 +680,14 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     okb = PyBytes_FromStringAndSize(NULL, n)
     ok = <uint8_t *>PyBytes_AS_STRING(okb)
     cdef list outs = PyList_New(n)
+    cdef PyObject *o
     for i in range(n):
         plen = <Py_ssize_t>B.ilen[i] - tag_len
-        o = PyBytes_FromStringAndSize(NULL, plen if plen > 0 else 0)
-        B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        Py_INCREF(o)
-        PyList_SET_ITEM(outs, i, o)
+        o = _bytes_new(NULL, plen if plen > 0 else 0)
+        if o == NULL:
+            raise MemoryError()
+        B.op[i] = <uint8_t *>_bytes_str(o)
+        _list_set(outs, i, o)  # the list takes the new reference
     with nogil:
         st = osgp_ccm_open_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
                                  NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op,
