@@ -650,6 +650,10 @@ static CCM_NI_ATTR void ni_batch(const osgp_aes128_key *const *keys,
     size_t plen[WLANES], alen[WLANES], gidx[WLANES], g, j, l, m, nb, sub;
     size_t gw = wide ? WLANES : LANES; /* messages gathered a round */
     int decrypt = ok != NULL, used_group = 0, used_fast = 0;
+    /* Longest payload q = 15 - n bytes can count (SP 800-38C A.1); as in
+     * osgp_ccm_check, without a call a message. */
+    size_t maxlen = 15 - nonce_len < sizeof(size_t) ? ((size_t)1 << (8 * (15 - nonce_len))) - 1
+                                                    : ~(size_t)0;
     fast_setup(&C, nonce_len, tag_len);
     for (g = 0; g < n; g += gw) {
         size_t end = n - g < gw ? n : g + gw;
@@ -658,7 +662,7 @@ static CCM_NI_ATTR void ni_batch(const osgp_aes128_key *const *keys,
             size_t pl = lens[j];
             if (decrypt) {
                 /* A frame shorter than its tag or too long for q fails alone. */
-                if (pl < tag_len || osgp_ccm_check(nonce_len, tag_len, pl - tag_len)) {
+                if (pl < tag_len || pl - tag_len > maxlen) {
                     ok[j] = 0;
                     continue;
                 }
