@@ -32,6 +32,7 @@ from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
 cdef extern from "Python.h":
     ctypedef struct PyObject
     PyObject *_list_item "PyList_GET_ITEM"(object lst, Py_ssize_t i)
+    PyObject *_tuple_item "PyTuple_GET_ITEM"(object tup, Py_ssize_t i)
     bint _bytes_exact "PyBytes_CheckExact"(PyObject *o)
     char *_bytes_str "PyBytes_AS_STRING"(PyObject *o)
     Py_ssize_t _bytes_len "PyBytes_GET_SIZE"(PyObject *o)
@@ -538,7 +539,7 @@ cdef class _Batch:
         cdef Py_ssize_t i
         cdef const osgp_aes128_key *one
         cdef tuple ktup
-        cdef object o
+        cdef PyObject *o
         if _is_single_key(keys):
             one = self.key(keys)
             for i in range(self.n):
@@ -551,11 +552,11 @@ cdef class _Batch:
                 raise ConfigurationError(f"got {len(ktup)} keys for {self.n} messages")
             self.keep.append(ktup)
             for i in range(self.n):
-                o = ktup[i]
-                if type(o) is AesKey:  # the common case: no per-key bookkeeping
+                o = _tuple_item(ktup, i)  # borrowed: the tuple holds it
+                if type(<object>o) is AesKey:  # the common case: no per-key bookkeeping
                     self.kp[i] = &(<AesKey>o).k
                 else:
-                    self.kp[i] = self.key(o)
+                    self.kp[i] = self.key(<object>o)
         return 0
 
     cdef int aads(self, object aads) except -1:
