@@ -9,9 +9,9 @@
  *   Ctr_i = (q-1) || N || i (q bytes BE); S0 = E(Ctr_0) masks the tag,
  *   Ctr_1.. encrypt the payload (A.3); tag = MSB_t(CBC-MAC ^ S0).
  *
- * Batch kernels: the serial CBC-MACs of up to 8 messages run in lock step
- * (one block of each per AES call, so 8 independent blocks are in flight),
- * and keystream blocks of all messages are queued 8 at a time.  Single calls
+ * The generic lane (lane_init, lanes_mac: CBC-MACs of up to 8 messages in
+ * lock step) and the keystream queue (8 counter blocks at a time) also serve
+ * the batch kernels in osgp_ccm_batch.c (osgp_ccm_internal.h).  Single calls
  * on AES-NI use a fused loop: the CBC-MAC block and the counter block of the
  * same position go through the rounds together.
  */

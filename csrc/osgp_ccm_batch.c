@@ -8,7 +8,9 @@
  *   A1..  = enc(a) || A zero-padded (enc(a) = 2 bytes BE when a < 2^16 - 2^8)
  *   Ctr_i = (q-1) || N || i (q bytes BE); S0 = E(Ctr_0) masks the tag.
  *
- * Three paths:
+ * Four paths:
+ *   - fast16 (VAES + AVX2): the fast shape below for 16 messages at once,
+ *     lane pairs in ymm registers (two blocks a vaesenc).
  *   - fast (AES-NI + SSSE3): groups of 8 messages whose payloads have the same
  *     number of 16-byte blocks and whose AADs are all empty or all 1..14 bytes
  *     (one formatted AAD block).  Keys, nonces, exact lengths and AAD lengths
@@ -19,6 +21,10 @@
  *     the rounds together (16 independent blocks: the AES units stay busy).
  *   - group (AES-NI): any other group, via the generic lane formatting.
  *   - portable: lock-step CBC-MAC lanes and the keystream queue of osgp_ccm.c.
+ * A 32-byte seal without AAD is 6 AES blocks (3 serial CBC-MAC, 3 CTR).  On
+ * the reference EPYC (measured: aesenc ~1 block a cycle, vaesenc ~2 blocks a
+ * cycle with 12+ independent chains) that bounds fast at ~60 cycles and
+ * fast16 at ~30 cycles a message; lock step makes the chains independent.
  */
 #include <string.h>
 
