@@ -471,13 +471,13 @@ FAST_INLINE void fast_group(const fast_consts *C, fast_state *S, const uint8_t *
 }
 
 /* The same schedule on VAES (two blocks an instruction) for WLANES = 16
- * messages under one key.  Measured on the reference EPYC (Zen class):
- * 128-bit aesenc runs ~1 block a cycle, vaesenc ~2 blocks a cycle but only
- * with 12+ independent ymm chains in flight, hence 16 lanes: lanes 2i and
- * 2i+1 share ymm register i, the 8 MAC and 8 counter registers stay in
- * registers through the rounds and the round keys come from memory operands
- * (S->kb: one broadcast key, or each pair's two keys side by side, built
- * once a group).  Per-lane formatting is 128-bit, lane pairs meet through
+ * messages.  Measured on the reference EPYC (Zen class): 128-bit aesenc runs
+ * ~1 block a cycle, vaesenc ~2 blocks a cycle but only with 12+ independent
+ * ymm chains in flight, hence 16 lanes: lanes 2i and 2i+1 share ymm register
+ * i, the 8 MAC and 8 counter registers stay in registers through the rounds
+ * and the round keys are memory operands, built once a group (one key: 11
+ * broadcasts in a local array; per-lane keys: each pair's two keys side by
+ * side in S->kb).  Per-lane formatting is 128-bit; lane pairs meet through
  * 256-bit loads of adjacent fast_state entries. */
 #define VAES_INLINE static inline __attribute__((always_inline, target("vaes,avx2,aes,sse2,ssse3")))
 #define LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
