@@ -9,15 +9,16 @@
  *   Ctr_i = (q-1) || N || i (q bytes BE); S0 = E(Ctr_0) masks the tag,
  *   Ctr_1.. encrypt the payload (A.3); tag = MSB_t(CBC-MAC ^ S0).
  *
- * Batch kernels: the serial CBC-MACs of up to 8 messages run in lock step
- * (one block of each per AES call, so 8 independent blocks are in flight),
- * and keystream blocks of all messages are queued 8 at a time.  Single calls
+ * The generic lane (lane_init, lanes_mac: CBC-MACs of up to 8 messages in
+ * lock step) and the keystream queue (8 counter blocks at a time) also serve
+ * the batch kernels in osgp_ccm_batch.c (osgp_ccm_internal.h).  Single calls
  * on AES-NI use a fused loop: the CBC-MAC block and the counter block of the
  * same position go through the rounds together.
  */
 #include <string.h>
 
 #include "osgp.h"
+#include "osgp_ccm_internal.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(OSGP_AES_NO_INTRINSICS)
@@ -27,7 +28,6 @@
 #define CCM_NI_ATTR __attribute__((target("aes,sse2")))
 #endif
 
-#define LANES 8
 
 osgp_status osgp_ccm_check(size_t nonce_len, size_t tag_len, size_t len)
 {
@@ -40,26 +40,31 @@ osgp_status osgp_ccm_check(size_t nonce_len, size_t tag_len, size_t len)
     return OSGP_OK;
 }
 
-typedef struct {
-    const osgp_aes128_key *key;
-    uint8_t b0[16];
-    uint8_t ctr0[16];
-    uint8_t hdr[10];
-    size_t hdr_len;
-    const uint8_t *aad;
-    size_t aad_len;
-    const uint8_t *msg; /* plaintext */
-    size_t len;
-    size_t n_aad, nblocks;
-    uint8_t x[16]; /* CBC-MAC value */
-} ccm_lane;
+/* enc(a) (A.2.2) into hdr; returns its length (2, 6 or 10; a > 0). */
+static size_t aad_header(uint64_t a, uint8_t hdr[10])
+{
+    size_t j;
+    if (a < 0xFF00u) {
+        hdr[0] = (uint8_t)(a >> 8);
+        hdr[1] = (uint8_t)a;
+        return 2;
+    }
+    hdr[0] = 0xFF;
+    if (a >> 32 == 0) {
+        hdr[1] = 0xFE;
+        for (j = 0; j < 4; j++) hdr[2 + j] = (uint8_t)(a >> (24 - 8 * j));
+        return 6;
+    }
+    hdr[1] = 0xFF;
+    for (j = 0; j < 8; j++) hdr[2 + j] = (uint8_t)(a >> (56 - 8 * j));
+    return 10;
+}
 
-static void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonce,
-                      size_t nonce_len, const uint8_t *aad, size_t aad_len,
-                      const uint8_t *msg, size_t len, size_t tag_len)
+void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonce, size_t nonce_len,
+               const uint8_t *aad, size_t aad_len, const uint8_t *msg, size_t len,
+               size_t tag_len)
 {
     unsigned q = (unsigned)(15 - nonce_len), j;
-    uint64_t a = (uint64_t)aad_len;
     L->key = k;
     /* Ctr_0 (A.3): flags = q - 1, nonce, counter field zero. */
     memset(L->ctr0, 0, 16);
@@ -86,24 +91,7 @@ static void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonc
     }
     L->b0[0] = (uint8_t)((aad_len ? 0x40 : 0) | (((tag_len - 2) / 2) << 3) | (q - 1));
     for (j = 0; j < q && j < 8; j++) L->b0[15 - j] = (uint8_t)((uint64_t)len >> (8 * j));
-    /* enc(a) (A.2.2) */
-    if (aad_len == 0) {
-        L->hdr_len = 0;
-    } else if (a < 0xFF00u) {
-        L->hdr[0] = (uint8_t)(a >> 8);
-        L->hdr[1] = (uint8_t)a;
-        L->hdr_len = 2;
-    } else if (a >> 32 == 0) {
-        L->hdr[0] = 0xFF;
-        L->hdr[1] = 0xFE;
-        for (j = 0; j < 4; j++) L->hdr[2 + j] = (uint8_t)(a >> (24 - 8 * j));
-        L->hdr_len = 6;
-    } else {
-        L->hdr[0] = 0xFF;
-        L->hdr[1] = 0xFF;
-        for (j = 0; j < 8; j++) L->hdr[2 + j] = (uint8_t)(a >> (56 - 8 * j));
-        L->hdr_len = 10;
-    }
+    L->hdr_len = aad_len ? aad_header((uint64_t)aad_len, L->hdr) : 0; /* enc(a) (A.2.2) */
     L->aad = aad;
     L->aad_len = aad_len;
     L->msg = msg;
@@ -114,7 +102,7 @@ static void lane_init(ccm_lane *L, const osgp_aes128_key *k, const uint8_t *nonc
 }
 
 /* Block t of the formatted CBC-MAC input B0 || AAD part || payload part. */
-static void lane_block(const ccm_lane *L, size_t t, uint8_t out[16])
+void lane_block(const ccm_lane *L, size_t t, uint8_t out[16])
 {
     size_t off, n;
     if (t == 0) {
@@ -164,7 +152,7 @@ static inline void xor16(uint8_t *d, const uint8_t *a, const uint8_t *b)
 }
 
 /* CBC-MAC of n <= LANES lanes in lock step. */
-static void lanes_mac(ccm_lane *lanes, size_t n)
+void lanes_mac(ccm_lane *lanes, size_t n)
 {
     uint8_t buf[LANES * 16], blk[16];
     const osgp_aes128_key *kp[LANES];
@@ -187,18 +175,8 @@ static void lanes_mac(ccm_lane *lanes, size_t n)
     osgp_wipe(blk, sizeof(blk));
 }
 
-/* Keystream queue: counter blocks of any lanes, encrypted 8 at a time, each
- * XORed into its own destination. */
-typedef struct {
-    uint8_t blk[LANES * 16];
-    const osgp_aes128_key *k[LANES];
-    const uint8_t *src[LANES];
-    uint8_t *dst[LANES];
-    size_t n[LANES];
-    size_t m;
-} ks_queue;
 
-static void ksq_flush(ks_queue *Q)
+void ksq_flush(ks_queue *Q)
 {
     size_t i, j;
     if (!Q->m) return;
@@ -213,7 +191,7 @@ static void ksq_flush(ks_queue *Q)
     Q->m = 0;
 }
 
-static void ksq_push(ks_queue *Q, const ccm_lane *L, uint64_t ctr, const uint8_t *src,
+void ksq_push(ks_queue *Q, const ccm_lane *L, uint64_t ctr, const uint8_t *src,
                      uint8_t *dst, size_t n)
 {
     unsigned q = (unsigned)(L->ctr0[0] + 1), j;
@@ -228,7 +206,7 @@ static void ksq_push(ks_queue *Q, const ccm_lane *L, uint64_t ctr, const uint8_t
 }
 
 /* Payload CTR for a lane: Ctr_1 .. Ctr_m (SP 800-38C A.3). */
-static void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8_t *out,
+void ksq_payload(ks_queue *Q, const ccm_lane *L, const uint8_t *in, uint8_t *out,
                         size_t len)
 {
     size_t off;
@@ -292,26 +270,6 @@ static CCM_NI_ATTR __m128i ni_b0(__m128i ctr0, size_t aad_len, size_t tag_len, s
 {
     long long flags = (aad_len ? 0x40 : 0) | (long long)(((tag_len - 2) / 2) << 3);
     return _mm_or_si128(ctr0, _mm_set_epi64x((long long)__builtin_bswap64((uint64_t)len), flags));
-}
-
-/* enc(a) (A.2.2) into hdr; returns its length (2, 6 or 10; a > 0). */
-static size_t aad_header(uint64_t a, uint8_t hdr[10])
-{
-    size_t j;
-    if (a < 0xFF00u) {
-        hdr[0] = (uint8_t)(a >> 8);
-        hdr[1] = (uint8_t)a;
-        return 2;
-    }
-    hdr[0] = 0xFF;
-    if (a >> 32 == 0) {
-        hdr[1] = 0xFE;
-        for (j = 0; j < 4; j++) hdr[2 + j] = (uint8_t)(a >> (24 - 8 * j));
-        return 6;
-    }
-    hdr[1] = 0xFF;
-    for (j = 0; j < 8; j++) hdr[2 + j] = (uint8_t)(a >> (56 - 8 * j));
-    return 10;
 }
 
 /* Single message on AES-NI: CBC-MAC and CTR interleaved.  decrypt = 0: in is
@@ -476,323 +434,6 @@ static CCM_NI_ATTR int ni_ccm_open_one(const osgp_aes128_key *k, const uint8_t *
     return _mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_setzero_si128())) != 0xFFFF;
 }
 
-/* Rounds 1..10 on the 2*LANES states of the uniform kernel (the xor with
- * round key 0 is done by the caller).  With one key for the whole group the
- * round key is loaded once a round and shared by all 16 blocks. */
-#define HALF (LANES / 2)
-static inline __attribute__((always_inline, target("aes,sse2"))) void
-uni_half(__m128i *x, __m128i *e, const uint8_t *const *k, int same)
-{
-    int r, l;
-    if (same) {
-        for (r = 1; r < 10; r++) {
-            __m128i kr = LDU(k[0] + 16 * r);
-            for (l = 0; l < HALF; l++) {
-                x[l] = _mm_aesenc_si128(x[l], kr);
-                e[l] = _mm_aesenc_si128(e[l], kr);
-            }
-        }
-        {
-            __m128i kr = LDU(k[0] + 160);
-            for (l = 0; l < HALF; l++) {
-                x[l] = _mm_aesenclast_si128(x[l], kr);
-                e[l] = _mm_aesenclast_si128(e[l], kr);
-            }
-        }
-        return;
-    }
-    for (r = 1; r < 10; r++)
-        for (l = 0; l < HALF; l++) {
-            x[l] = _mm_aesenc_si128(x[l], LDU(k[l] + 16 * r));
-            e[l] = _mm_aesenc_si128(e[l], LDU(k[l] + 16 * r));
-        }
-    for (l = 0; l < HALF; l++) {
-        x[l] = _mm_aesenclast_si128(x[l], LDU(k[l] + 160));
-        e[l] = _mm_aesenclast_si128(e[l], LDU(k[l] + 160));
-    }
-}
-
-/* Two halves of 4 lanes: 8 blocks in flight (enough to fill the AES units)
- * and 8 states + 1 round key fit the 16 xmm registers without spilling. */
-static inline __attribute__((always_inline, target("aes,sse2"))) void
-uni_rounds(__m128i *x, __m128i *e, const uint8_t *const *k, int same)
-{
-    uni_half(x, e, k, same);
-    uni_half(x + HALF, e + HALF, k + HALF, same);
-}
-
-/* VAES (256-bit AES instructions: two blocks an instruction) for the
- * one-key uniform group, when the dispatch allows it together with AES-NI and
- * AVX2 (osgp_cpu.c: CPUID leaf 7 ECX bit 9; OSGP_CPU / set_cpu_features
- * control it like every other feature). */
-static int have_vaes(void)
-{
-    const unsigned need = OSGP_CPU_AESNI | OSGP_CPU_AVX2 | OSGP_CPU_VAES;
-    return (osgp_cpu_features() & need) == need;
-}
-
-/* Rounds 1..10 of the 16 states with one key: pairs of lanes in ymm registers. */
-static __attribute__((target("vaes,avx2,aes"))) void uni_rounds_vaes(__m128i *x, __m128i *e,
-                                                                     const uint8_t *rk)
-{
-    __m256i v[LANES], kr;
-    int i, r;
-    for (i = 0; i < HALF; i++) {
-        v[i] = _mm256_set_m128i(x[2 * i + 1], x[2 * i]);
-        v[HALF + i] = _mm256_set_m128i(e[2 * i + 1], e[2 * i]);
-    }
-    for (r = 1; r < 10; r++) {
-        kr = _mm256_broadcastsi128_si256(LDU(rk + 16 * r));
-        for (i = 0; i < LANES; i++) v[i] = _mm256_aesenc_epi128(v[i], kr);
-    }
-    kr = _mm256_broadcastsi128_si256(LDU(rk + 160));
-    for (i = 0; i < LANES; i++) v[i] = _mm256_aesenclast_epi128(v[i], kr);
-    for (i = 0; i < HALF; i++) {
-        x[2 * i] = _mm256_castsi256_si128(v[i]);
-        x[2 * i + 1] = _mm256_extracti128_si256(v[i], 1);
-        e[2 * i] = _mm256_castsi256_si128(v[HALF + i]);
-        e[2 * i + 1] = _mm256_extracti128_si256(v[HALF + i], 1);
-    }
-    osgp_wipe(v, sizeof(v));
-}
-
-/* Uniform group on AES-NI: exactly LANES messages, no AAD, one payload length
- * (>= 1 byte), keys may differ.  Every step runs 2 blocks a lane (16 in
- * flight) with constant trip counts and no per-block bookkeeping:
- *   step 0:  MAC(B0)  and  E(Ctr_0) (seal) / E(Ctr_1) (open)
- *   step j:  MAC(P_j) and  E(Ctr_j) -> C_j = P_j ^ E (seal)
- *                           E(Ctr_j+1) -> next keystream, or E(Ctr_0) at the end (open)
- * where on open P_j = C_j ^ keystream of the previous step. */
-static CCM_NI_ATTR void ni_ccm_uniform(const ccm_lane *L, const uint8_t *const *ins,
-                                       uint8_t *const *outs, int decrypt, uint8_t (*tags)[16])
-{
-    const uint8_t *k[LANES];
-    __m128i x[LANES], e[LANES], s0[LANES], tm[LANES], p[LANES];
-    uint8_t blk[16];
-    size_t len = L[0].len, nb = (len + 15) / 16, j, l, n;
-    int same = 1, wide;
-    for (l = 0; l < LANES; l++) {
-        k[l] = L[l].key->rk;
-        same &= k[l] == k[0];
-        tm[l] = LDU(L[l].ctr0);
-        x[l] = _mm_xor_si128(LDU(L[l].b0), LDU(k[l]));
-        e[l] = _mm_xor_si128(decrypt ? NI_CTR(tm[l], 1) : tm[l], LDU(k[l]));
-    }
-    wide = same && have_vaes();
-    if (wide)
-        uni_rounds_vaes(x, e, k[0]);
-    else if (same)
-        uni_rounds(x, e, k, 1);
-    else
-        uni_rounds(x, e, k, 0);
-    for (l = 0; l < LANES; l++) s0[l] = e[l]; /* seal: S0; open: keystream of block 1 */
-    for (j = 1; j <= nb; j++) {
-        size_t off = 16 * (j - 1);
-        n = len - off < 16 ? len - off : 16;
-        for (l = 0; l < LANES; l++) {
-            __m128i v;
-            if (n == 16) {
-                v = LDU(ins[l] + off);
-            } else {
-                memset(blk, 0, 16);
-                memcpy(blk, ins[l] + off, n);
-                v = LDU(blk);
-            }
-            if (decrypt) {
-                v = _mm_xor_si128(v, e[l]); /* plaintext block */
-                if (n == 16) {
-                    STU(outs[l] + off, v);
-                } else {
-                    STU(blk, v);
-                    memcpy(outs[l] + off, blk, n);
-                    memset(blk + n, 0, 16 - n);
-                    v = LDU(blk);
-                }
-                e[l] = j < nb ? NI_CTR(tm[l], j + 1) : tm[l];
-            } else {
-                e[l] = NI_CTR(tm[l], j);
-            }
-            p[l] = v;
-            x[l] = _mm_xor_si128(_mm_xor_si128(x[l], v), LDU(k[l]));
-            e[l] = _mm_xor_si128(e[l], LDU(k[l]));
-        }
-        if (wide)
-            uni_rounds_vaes(x, e, k[0]);
-        else if (same)
-            uni_rounds(x, e, k, 1);
-        else
-            uni_rounds(x, e, k, 0);
-        for (l = 0; l < LANES; l++) {
-            if (!decrypt) {
-                __m128i c = _mm_xor_si128(e[l], p[l]);
-                if (n == 16) {
-                    STU(outs[l] + off, c);
-                } else {
-                    STU(blk, c);
-                    memcpy(outs[l] + off, blk, n);
-                }
-            }
-        }
-    }
-    for (l = 0; l < LANES; l++)
-        STU(tags[l], _mm_xor_si128(x[l], decrypt ? e[l] : s0[l]));
-    /* MAC states, keystream and plaintext blocks must not linger on the stack */
-    osgp_wipe(blk, sizeof(blk));
-    osgp_wipe(x, sizeof(x));
-    osgp_wipe(e, sizeof(e));
-    osgp_wipe(s0, sizeof(s0));
-    osgp_wipe(p, sizeof(p));
-}
-
-static int group_is_uniform(const ccm_lane *L, size_t m)
-{
-    size_t l;
-    if (m != LANES || L[0].len == 0) return 0;
-    for (l = 0; l < m; l++)
-        if (L[l].n_aad || L[l].len != L[0].len) return 0;
-    return 1;
-}
-
-/* A group of m <= LANES messages on AES-NI, fused lock step: at step t every
- * lane contributes its CBC-MAC block t and the counter blocks that go with it
- * (seal: Ctr_0 at t = 0 and the counter of payload block t; open: Ctr_0 at
- * t = 0 and the keystream of block t+1, which the next step decrypts before
- * MACing it).  Up to 3 blocks a lane, all in flight together. */
-enum { K_MAC, K_S0, K_OUT, K_KS };
-
-/* Fixed-width bodies (constant trip counts) so every state stays in a
- * register and the rounds of the N blocks interleave. */
-#define NI_PTRS_BODY(N)                                                            \
-    do {                                                                           \
-        __m128i v[N];                                                              \
-        int r_, i_;                                                                \
-        for (i_ = 0; i_ < (N); i_++) v[i_] = _mm_xor_si128(s[i_], LDU(kp[i_]));    \
-        for (r_ = 1; r_ < 10; r_++)                                                \
-            for (i_ = 0; i_ < (N); i_++)                                           \
-                v[i_] = _mm_aesenc_si128(v[i_], LDU(kp[i_] + 16 * r_));            \
-        for (i_ = 0; i_ < (N); i_++) s[i_] = _mm_aesenclast_si128(v[i_], LDU(kp[i_] + 160)); \
-    } while (0)
-
-static CCM_NI_ATTR void ni_enc_ptrs(const uint8_t *const *kp, __m128i *s, size_t c)
-{
-    while (c >= 8) {
-        NI_PTRS_BODY(8);
-        kp += 8;
-        s += 8;
-        c -= 8;
-    }
-    if (c >= 4) {
-        NI_PTRS_BODY(4);
-        kp += 4;
-        s += 4;
-        c -= 4;
-    }
-    if (c >= 2) {
-        NI_PTRS_BODY(2);
-        kp += 2;
-        s += 2;
-        c -= 2;
-    }
-    if (c) NI_PTRS_BODY(1);
-}
-
-static CCM_NI_ATTR void ni_ccm_group(ccm_lane *L, size_t m, const uint8_t *const *ins,
-                                     uint8_t *const *outs, int decrypt, uint8_t (*tags)[16])
-{
-    __m128i xs[LANES], s0v[LANES], ksv[LANES], pv[LANES], s[3 * LANES];
-    const uint8_t *kp[3 * LANES];
-    uint8_t lane_of[3 * LANES], kind[3 * LANES];
-    uint8_t blk[16];
-    size_t t, maxb = 0, l, i, c;
-    for (l = 0; l < m; l++) {
-        xs[l] = _mm_setzero_si128();
-        ksv[l] = s0v[l] = pv[l] = xs[l];
-        if (L[l].nblocks > maxb) maxb = L[l].nblocks;
-    }
-    for (t = 0; t < maxb; t++) {
-        c = 0;
-        for (l = 0; l < m; l++) {
-            const ccm_lane *A = &L[l];
-            __m128i mi;
-            if (t >= A->nblocks) continue;
-            if (t == 0) {
-                mi = LDU(A->b0);
-            } else if (t <= A->n_aad) {
-                lane_block(A, t, blk);
-                mi = LDU(blk);
-            } else {
-                size_t j = t - A->n_aad, off = 16 * (j - 1), n = A->len - off;
-                __m128i v;
-                if (n >= 16) {
-                    v = LDU(ins[l] + off);
-                } else {
-                    memset(blk, 0, 16);
-                    memcpy(blk, ins[l] + off, n);
-                    v = LDU(blk);
-                }
-                if (!decrypt) {
-                    mi = pv[l] = v;
-                    s[c] = NI_CTR(LDU(A->ctr0), j);
-                    kp[c] = A->key->rk;
-                    lane_of[c] = (uint8_t)l;
-                    kind[c++] = K_OUT;
-                } else {
-                    mi = _mm_xor_si128(v, ksv[l]);
-                    if (n >= 16) {
-                        STU(outs[l] + off, mi);
-                    } else {
-                        STU(blk, mi);
-                        memcpy(outs[l] + off, blk, n);
-                        memset(blk + n, 0, 16 - n); /* MAC the zero-padded plaintext */
-                        mi = LDU(blk);
-                    }
-                }
-            }
-            s[c] = _mm_xor_si128(xs[l], mi);
-            kp[c] = A->key->rk;
-            lane_of[c] = (uint8_t)l;
-            kind[c++] = K_MAC;
-            if (t == 0) {
-                s[c] = LDU(A->ctr0);
-                kp[c] = A->key->rk;
-                lane_of[c] = (uint8_t)l;
-                kind[c++] = K_S0;
-            }
-            if (decrypt && t + 1 < A->nblocks && t + 1 > A->n_aad) {
-                s[c] = NI_CTR(LDU(A->ctr0), t + 1 - A->n_aad);
-                kp[c] = A->key->rk;
-                lane_of[c] = (uint8_t)l;
-                kind[c++] = K_KS;
-            }
-        }
-        ni_enc_ptrs(kp, s, c);
-        for (i = 0; i < c; i++) {
-            l = lane_of[i];
-            switch (kind[i]) {
-            case K_MAC: xs[l] = s[i]; break;
-            case K_S0: s0v[l] = s[i]; break;
-            case K_KS: ksv[l] = s[i]; break;
-            default: {
-                size_t off = 16 * (t - L[l].n_aad - 1), n = L[l].len - off;
-                __m128i o = _mm_xor_si128(s[i], pv[l]);
-                if (n >= 16) {
-                    STU(outs[l] + off, o);
-                } else {
-                    STU(blk, o);
-                    memcpy(outs[l] + off, blk, n);
-                }
-            }
-            }
-        }
-    }
-    for (l = 0; l < m; l++) STU(tags[l], _mm_xor_si128(xs[l], s0v[l]));
-    osgp_wipe(blk, sizeof(blk));
-    osgp_wipe(xs, sizeof(xs));
-    osgp_wipe(s0v, sizeof(s0v));
-    osgp_wipe(ksv, sizeof(ksv));
-    osgp_wipe(pv, sizeof(pv));
-    osgp_wipe(s, sizeof(s));
-}
 #endif
 
 /* Generic single-message path: MAC lane + keystream queue. */
@@ -895,112 +536,5 @@ osgp_status osgp_ccm_open(const osgp_aes128_key *k, const uint8_t *nonce, size_t
         osgp_wipe(out, plen); /* never release unauthenticated plaintext */
         return OSGP_ERR_AUTH;
     }
-    return OSGP_OK;
-}
-
-osgp_status osgp_ccm_seal_batch(const osgp_aes128_key *const *keys,
-                                const uint8_t *const *nonces, size_t nonce_len,
-                                const uint8_t *const *aads, const size_t *aad_lens,
-                                const uint8_t *const *ins, const size_t *lens, size_t n,
-                                size_t tag_len, uint8_t *const *outs)
-{
-    ccm_lane L[LANES];
-    ks_queue Q;
-    size_t g, i, m;
-    osgp_status st = osgp_ccm_check(nonce_len, tag_len, 0);
-    if (st != OSGP_OK) return st;
-    for (i = 0; i < n; i++) {
-        st = osgp_ccm_check(nonce_len, tag_len, lens[i]);
-        if (st != OSGP_OK) return st;
-    }
-    Q.m = 0;
-    for (g = 0; g < n; g += LANES) {
-        m = n - g < LANES ? n - g : LANES;
-        for (i = 0; i < m; i++)
-            lane_init(&L[i], keys[g + i], nonces[g + i], nonce_len, aads ? aads[g + i] : NULL,
-                      aads ? aad_lens[g + i] : 0, ins[g + i], lens[g + i], tag_len);
-#if defined(CCM_HAVE_NI)
-        if (osgp_cpu_features() & OSGP_CPU_AESNI) {
-            uint8_t tags[LANES][16];
-            if (group_is_uniform(L, m))
-                ni_ccm_uniform(L, ins + g, outs + g, 0, tags);
-            else
-                ni_ccm_group(L, m, ins + g, outs + g, 0, tags);
-            for (i = 0; i < m; i++) memcpy(outs[g + i] + lens[g + i], tags[i], tag_len);
-            osgp_wipe(tags, sizeof(tags));
-            continue;
-        }
-#endif
-        lanes_mac(L, m);
-        for (i = 0; i < m; i++) {
-            ksq_push(&Q, &L[i], 0, L[i].x, outs[g + i] + lens[g + i], tag_len);
-            ksq_payload(&Q, &L[i], ins[g + i], outs[g + i], lens[g + i]);
-        }
-        /* The queue holds pointers to L[i].x: drain it before L is reused. */
-        ksq_flush(&Q);
-    }
-    osgp_wipe(L, sizeof(L));
-    osgp_wipe(&Q, sizeof(Q));
-    return OSGP_OK;
-}
-
-osgp_status osgp_ccm_open_batch(const osgp_aes128_key *const *keys,
-                                const uint8_t *const *nonces, size_t nonce_len,
-                                const uint8_t *const *aads, const size_t *aad_lens,
-                                const uint8_t *const *ins, const size_t *lens, size_t n,
-                                size_t tag_len, uint8_t *const *outs, uint8_t *ok)
-{
-    ccm_lane L[LANES];
-    uint8_t tags[LANES][16];
-    size_t gidx[LANES];
-    ks_queue Q;
-    size_t g, i, m, j;
-    osgp_status st = osgp_ccm_check(nonce_len, tag_len, 0);
-    if (st != OSGP_OK) return st;
-    Q.m = 0;
-    for (g = 0; g < n; g += LANES) {
-        size_t end = n - g < LANES ? n : g + LANES;
-        m = 0;
-        for (j = g; j < end; j++) {
-            /* A frame shorter than its tag or too long for q fails alone. */
-            if (lens[j] < tag_len || osgp_ccm_check(nonce_len, tag_len, lens[j] - tag_len)) {
-                ok[j] = 0;
-                continue;
-            }
-            lane_init(&L[m], keys[j], nonces[j], nonce_len, aads ? aads[j] : NULL,
-                      aads ? aad_lens[j] : 0, outs[j], lens[j] - tag_len, tag_len);
-            gidx[m++] = j;
-        }
-#if defined(CCM_HAVE_NI)
-        if (osgp_cpu_features() & OSGP_CPU_AESNI) {
-            const uint8_t *gi[LANES];
-            uint8_t *go[LANES];
-            for (i = 0; i < m; i++) {
-                gi[i] = ins[gidx[i]];
-                go[i] = outs[gidx[i]];
-            }
-            if (group_is_uniform(L, m))
-                ni_ccm_uniform(L, gi, go, 1, tags);
-            else
-                ni_ccm_group(L, m, gi, go, 1, tags);
-        } else
-#endif
-        {
-            for (i = 0; i < m; i++)
-                ksq_payload(&Q, &L[i], ins[gidx[i]], outs[gidx[i]], L[i].len);
-            ksq_flush(&Q);
-            lanes_mac(L, m);
-            for (i = 0; i < m; i++) ksq_push(&Q, &L[i], 0, L[i].x, tags[i], 16);
-            ksq_flush(&Q);
-        }
-        for (i = 0; i < m; i++) {
-            j = gidx[i];
-            ok[j] = (uint8_t)(osgp_ct_compare(tags[i], ins[j] + L[i].len, tag_len) == 0);
-            if (!ok[j]) osgp_wipe(outs[j], L[i].len);
-        }
-    }
-    osgp_wipe(L, sizeof(L));
-    osgp_wipe(tags, sizeof(tags));
-    osgp_wipe(&Q, sizeof(Q));
     return OSGP_OK;
 }

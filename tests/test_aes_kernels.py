@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 from array import array
@@ -714,6 +715,56 @@ def test_batch_threads(path):
     assert all(r == expect for r in results)
 
 
+def test_batch_survives_list_changes_by_another_thread(path):
+    """Another thread keeps replacing the items of the argument lists (with equal
+    copies, so the old objects are freed) while large batches (past the 64 KiB
+    GIL-release size) and small ones run: the results stay those of the values,
+    never of freed memory."""
+    import threading
+
+    key = bytes(range(16))
+    n = 1500  # 1500 x 64 B: above the GIL-release size
+    nonces = [i.to_bytes(13, "big") for i in range(n)]
+    msgs = [bytes([i % 251]) * 64 for i in range(n)]
+    expect = [ref_ccm_seal(key, x, m, b"", 8) for x, m in zip(nonces, msgs)]
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            for i in range(0, n, 7):
+                msgs[i] = bytes(bytearray(msgs[i]))  # equal value, new object
+                nonces[i] = bytes(bytearray(nonces[i]))
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(20):
+            assert path.ccm_seal_many(key, nonces, msgs) == expect
+            assert path.ccm_seal_many(key, nonces[:100], msgs[:100]) == expect[:100]
+            assert path.ccm_open_many(key, nonces, expect) == msgs
+            assert path.cmac_many(key, msgs)[3] == ref_cmac(key, msgs[3])
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_batch_arguments_changed_by_their_own_iterators(path):
+    """An AAD iterator that replaces the message list's items while the batch
+    converts its arguments: the batch reads its own copies."""
+    key = bytes(range(16))
+    nonces = [i.to_bytes(13, "big") for i in range(40)]
+    msgs = [bytes([i]) * 20 for i in range(40)]
+    want = [ref_ccm_seal(key, x, m, b"a", 8) for x, m in zip(nonces, msgs)]
+
+    def aads():
+        for i in range(40):
+            msgs[i] = bytes(bytearray(msgs[i]))
+            nonces[i] = bytearray(nonces[i])  # not bytes any more
+            yield b"a"
+
+    assert path.ccm_seal_many(key, nonces, msgs, aads()) == want
+
+
 def test_implementations_fixture_lists_twin():
     ids = [p.id for p in implementations("aes")]
     assert "reference" in ids
@@ -815,3 +866,111 @@ def test_packed_out_must_not_overlap_data(aes):
     soff = array("q", [0, 18, 36])
     with pytest.raises(ConfigurationError):
         aes.ccm_open_packed(key, bytes(26), sealed, soff, out=memoryview(sealed)[:20])
+
+
+# ---- batch kernel shapes (aesbatch: fast 8-lane path and its fallbacks) -------------
+# The AES-NI batch kernel takes a fast path for groups of 8 messages whose payloads
+# have one 16-byte block count and whose AADs are all empty or all 1..14 bytes (one
+# formatted AAD block) (with VAES: 16 such messages at once); every other
+# group falls back to the general lane kernel.
+# These cases put both kinds of group (and partial trailing groups) in one batch and
+# compare every result with the `cryptography` package.
+
+
+def _shape_lens(rng, blocks):
+    """8 payload lengths with `blocks` 16-byte blocks each (exact lengths differ)."""
+    if blocks == 0:
+        return [0] * 8
+    return [rng.randint(16 * blocks - 15, 16 * blocks) for _ in range(8)]
+
+
+def _shape_check(path, msgs, nonces, aad_list, aad_arg, ks, tag, rng):
+    n = len(msgs)
+    key_list = ks if isinstance(ks, list) else [ks] * n
+    expect = [ref_ccm_seal(k, x, m, a, tag) for k, x, m, a in zip(key_list, nonces, msgs, aad_list)]
+    assert path.ccm_seal_many(ks, nonces, msgs, aad_arg, tag) == expect
+    assert path.ccm_open_many(ks, nonces, expect, aad_arg, tag) == msgs
+    # failures in the middle of groups: a flipped tag bit, a flipped ciphertext bit, a
+    # frame shorter than its tag; everything else still opens
+    bad = list(expect)
+    fails = set()
+    if n:
+        for i in rng.sample(range(n), min(3, n)):
+            f = bytearray(bad[i])
+            kind = rng.randrange(3)
+            if kind == 0:
+                f[-1] ^= 0x01
+            elif kind == 1:
+                f[rng.randrange(len(f))] ^= 0x80
+            else:
+                f = f[: tag - 1]
+            bad[i] = bytes(f)
+            fails.add(i)
+    got = path.ccm_open_many(ks, nonces, bad, aad_arg, tag)
+    assert got == [None if i in fails else m for i, m in enumerate(msgs)]
+
+
+@pytest.mark.parametrize("nonce_len", NONCES)
+def test_batch_shapes_fast_and_fallback_groups(path, nonce_len):
+    rng = random.Random(1000 + nonce_len)
+    for tag in (4, 8, 14, 16):
+        for aad_mode in ("none", "short", "shared", "mixed"):
+            lens = _shape_lens(rng, 3) + _shape_lens(rng, 3)  # 16 alike: one VAES group
+            for blocks in (2, 0, 1, 3, 4, 5):
+                lens += _shape_lens(rng, blocks)
+            lens += [rng.randint(0, 70) for _ in range(8)]  # a mixed (fallback) group
+            lens += _shape_lens(rng, 2)[:5]  # trailing partial group of 5
+            n = len(lens)
+            msgs = [rng.randbytes(x) for x in lens]
+            nonces = [rng.randbytes(nonce_len) for _ in range(n)]
+            if aad_mode == "none":
+                aad_list, aad_arg = [b""] * n, None
+            elif aad_mode == "short":  # 1..14 bytes: one AAD block, fast path
+                aad_list = [rng.randbytes(rng.randint(1, 14)) for _ in range(n)]
+                aad_arg = aad_list
+            elif aad_mode == "shared":
+                aad_arg = rng.randbytes(rng.choice((1, 14, 15, 40)))
+                aad_list = [aad_arg] * n
+            else:  # empty, short and 15..300 bytes mixed inside groups
+                aad_list = [rng.randbytes(rng.choice((0, 1, 7, 14, 15, 16, 300))) for _ in range(n)]
+                aad_arg = aad_list
+            per_key = rng.random() < 0.5
+            ks = [rng.randbytes(16) for _ in range(n)] if per_key else rng.randbytes(16)
+            _shape_check(path, msgs, nonces, aad_list, aad_arg, ks, tag, rng)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 15, 16, 17])
+def test_batch_shapes_every_length(path, n):
+    """Every payload length 0..70 (every tail size), batches of n same-length
+    messages (fast path when n >= 8, dummy lanes otherwise) and one mixed batch."""
+    rng = random.Random(n)
+    for size in range(71):
+        msgs = [rng.randbytes(size) for _ in range(n)]
+        nl = 7 + size % 7
+        nonces = [rng.randbytes(nl) for _ in range(n)]
+        aad = rng.randbytes(size % 16) if size % 3 else None
+        aad_list = [aad or b""] * n
+        tag = 4 + 2 * (size % 7)
+        _shape_check(path, msgs, nonces, aad_list, aad, rng.randbytes(16), tag, rng)
+    msgs = [rng.randbytes(x % 71) for x in range(n * 9)]
+    nonces = [rng.randbytes(13) for _ in msgs]
+    _shape_check(path, msgs, nonces, [b""] * len(msgs), None, bytes(16), 8, rng)
+
+
+def test_batch_without_ssse3_uses_group_kernel(aes_native):
+    """AES-NI allowed but SSSE3 masked off: the fast path (it needs pshufb) steps
+    aside and the general group kernel must give the same results."""
+    if "aesni" not in aes_native.cpu_features():
+        pytest.skip("no AES-NI")
+    rng = random.Random(7)
+    try:
+        aes_native.set_cpu_features(("aesni", "sse2"))
+        assert aes_native.aes_path() == "aesni"
+        for nl in (7, 8, 13):
+            lens = _shape_lens(rng, 2) + _shape_lens(rng, 1)[:3]
+            msgs = [rng.randbytes(x) for x in lens]
+            nonces = [rng.randbytes(nl) for _ in msgs]
+            aads = [rng.randbytes(5) for _ in msgs]
+            _shape_check(aes_native, msgs, nonces, aads, aads, bytes(16), 10, rng)
+    finally:
+        aes_native.set_cpu_features(None)

@@ -1,4 +1,4 @@
-# distutils: sources = csrc/osgp_cpu.c csrc/osgp_aes.c csrc/osgp_ccm.c csrc/osgp_cmac.c
+# distutils: sources = csrc/osgp_cpu.c csrc/osgp_aes.c csrc/osgp_ccm.c csrc/osgp_ccm_batch.c csrc/osgp_cmac.c
 # cython: freethreading_compatible = False
 """Native AES-128 kernels of the OSGP-AES-128-PSK suite (CLC/TS 50586 Annex F):
 AES-CMAC (OSGP_MAC, NIST SP 800-38B / RFC 4493), AES-CCM (OSGP_AE / OSGP_AD,
@@ -25,6 +25,20 @@ from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
+
+# Raw-pointer forms for the per-message loops of the list forms: borrowed list
+# items and new bytes handed straight to the result list, with no reference
+# count traffic per message.
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    PyObject *_list_item "PyList_GET_ITEM"(object lst, Py_ssize_t i)
+    PyObject *_tuple_item "PyTuple_GET_ITEM"(object tup, Py_ssize_t i)
+    PyObject *_seq_item "PySequence_Fast_GET_ITEM"(object seq, Py_ssize_t i)  # list or tuple
+    bint _bytes_exact "PyBytes_CheckExact"(PyObject *o)
+    char *_bytes_str "PyBytes_AS_STRING"(PyObject *o)
+    Py_ssize_t _bytes_len "PyBytes_GET_SIZE"(PyObject *o)
+    PyObject *_bytes_new "PyBytes_FromStringAndSize"(const char *s, Py_ssize_t n)
+    void _list_set "PyList_SET_ITEM"(object lst, Py_ssize_t i, PyObject *o)
 from osgp._native.cpu cimport features_in_use, limit_features
 from osgp._native.osgp_c cimport *
 
@@ -442,6 +456,32 @@ cdef bint _is_single_key(object keys):
     return True
 
 
+cdef bint _plain(object seq):
+    """A list or tuple of exact bytes (checking it runs no Python code)."""
+    cdef Py_ssize_t i
+    if type(seq) is not list and type(seq) is not tuple:
+        return False
+    for i in range(len(seq)):
+        if not _bytes_exact(_seq_item(seq, i)):
+            return False
+    return True
+
+
+cdef bint _plain_keys(object keys):
+    """One AesKey or bytes key, or a list or tuple of them."""
+    cdef Py_ssize_t i
+    cdef PyObject *o
+    if type(keys) is AesKey or type(keys) is bytes:
+        return True
+    if type(keys) is not list and type(keys) is not tuple:
+        return False
+    for i in range(len(keys)):
+        o = _seq_item(keys, i)
+        if type(<object>o) is not AesKey and not _bytes_exact(o):
+            return False
+    return True
+
+
 cdef class _Batch:
     """Buffers and pointer arrays of one batch call, released in __dealloc__."""
     cdef Py_ssize_t n
@@ -458,12 +498,16 @@ cdef class _Batch:
     cdef uint8_t **op
     cdef object keep             # keeps AesKey objects alive
     cdef bint subkeys            # expand CMAC subkeys too
+    cdef bint no_aad             # aads(None): no AAD for any message
+    cdef object lists            # the caller's lists whose items are read in place
+    cdef size_t total            # payload and AAD bytes (release_gil)
 
     def __cinit__(self, Py_ssize_t n):
         self.n = n
         self.cap = 4 * n + 4  # keys, nonces, AADs, messages
-        self.bufs = <InBuf *>PyMem_Malloc(self.cap * sizeof(InBuf))
-        self.own = <osgp_aes128_key *>PyMem_Malloc((n + 1) * sizeof(osgp_aes128_key))
+        # bufs and own are allocated on first use (acquire / key): exact bytes
+        # arguments and AesKey objects need neither, and for large n they are
+        # hundreds of KB.
         self.kp = <const osgp_aes128_key **>PyMem_Malloc((n + 1) * sizeof(void *))
         self.np = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
         self.ap = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
@@ -471,11 +515,12 @@ cdef class _Batch:
         self.ip = <const uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
         self.ilen = <size_t *>PyMem_Malloc((n + 1) * sizeof(size_t))
         self.op = <uint8_t **>PyMem_Malloc((n + 1) * sizeof(void *))
-        if (self.bufs == NULL or self.own == NULL or self.kp == NULL or self.np == NULL or
+        if (self.kp == NULL or self.np == NULL or
                 self.ap == NULL or self.alen == NULL or self.ip == NULL or self.ilen == NULL or
                 self.op == NULL):
             raise MemoryError()
         self.keep = []
+        self.lists = []
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -498,10 +543,59 @@ cdef class _Batch:
         cdef InBuf *b
         if self.nbufs >= self.cap:
             raise ConfigurationError("internal: batch buffer table full")
+        if self.bufs == NULL:
+            self.bufs = <InBuf *>PyMem_Malloc(self.cap * sizeof(InBuf))
+            if self.bufs == NULL:
+                raise MemoryError()
         b = &self.bufs[self.nbufs]
         in_acquire(obj, b, what)
         self.nbufs += 1
         return b
+
+    cdef tuple prepare(self, object keys, object nonces, object msgs, object aads):
+        """The arguments as the batch reads them.  Common case: lists or tuples of
+        exact bytes (keys: AesKey or bytes, one or a sequence; aads: None, one
+        bytes or a sequence): their items are read in place, and no Python code
+        runs from the check to the kernel (nothing can change a list under the
+        borrowed pointers; release_gil pins the lists before the GIL goes).
+        Anything else (iterators, buffer objects) is first copied into tuples,
+        which hold their items whatever Python code runs afterwards."""
+        if _plain(nonces) and _plain(msgs) and _plain_keys(keys) and (
+                aads is None or type(aads) is bytes or _plain(aads)):
+            for seq in (nonces, msgs, aads):
+                if type(seq) is list:
+                    self.lists.append(seq)
+            return keys, nonces, msgs, aads
+        nonces, msgs = tuple(nonces), tuple(msgs)
+        if not _is_single_key(keys):
+            keys = tuple(keys)
+        if aads is not None and not isinstance(aads, (bytes, bytearray, memoryview)):
+            try:
+                memoryview(aads)
+            except TypeError:
+                aads = tuple(aads)
+        self.keep.append((keys, nonces, msgs, aads))
+        return keys, nonces, msgs, aads
+
+    cdef bint release_gil(self) except -1:
+        """Whether the kernel runs without the GIL: for batches of
+        _NOGIL_THRESHOLD (64 KiB) of payload and AAD or more.  Smaller ones take
+        tens of microseconds, less than handing the GIL over costs.  Before the
+        GIL goes, tuple copies pin the items of the caller's lists, which
+        another thread could change meanwhile."""
+        if self.total < <size_t>_NOGIL_THRESHOLD:
+            return False
+        for lst in self.lists:
+            self.keep.append(tuple(lst))
+        return True
+
+    cdef int own_ready(self) except -1:
+        """Allocate the table of keys expanded here (n + 1 entries) once."""
+        if self.own == NULL:
+            self.own = <osgp_aes128_key *>PyMem_Malloc((self.n + 1) * sizeof(osgp_aes128_key))
+            if self.own == NULL:
+                raise MemoryError()
+        return 0
 
     cdef const osgp_aes128_key *key(self, object key) except NULL:
         cdef InBuf *b
@@ -510,6 +604,7 @@ cdef class _Batch:
             self.keep.append(key)
             return &(<AesKey>key).k
         b = self.acquire(key, "key")
+        self.own_ready()
         k = &self.own[self.nown]
         _raise(osgp_aes128_expand(k, b.ptr, b.len), b.len)
         self.nown += 1
@@ -520,17 +615,25 @@ cdef class _Batch:
     cdef int keys(self, object keys) except -1:
         cdef Py_ssize_t i
         cdef const osgp_aes128_key *one
-        cdef list klist
+        cdef tuple ktup
+        cdef PyObject *o
         if _is_single_key(keys):
             one = self.key(keys)
             for i in range(self.n):
                 self.kp[i] = one
         else:
-            klist = keys if type(keys) is list else list(keys)
-            if len(klist) != self.n:
-                raise ConfigurationError(f"got {len(klist)} keys for {self.n} messages")
+            # One tuple copy keeps every key object alive until the call ends
+            # (a list could be changed by another thread while the GIL is off).
+            ktup = tuple(keys)
+            if len(ktup) != self.n:
+                raise ConfigurationError(f"got {len(ktup)} keys for {self.n} messages")
+            self.keep.append(ktup)
             for i in range(self.n):
-                self.kp[i] = self.key(klist[i])
+                o = _tuple_item(ktup, i)  # borrowed: the tuple holds it
+                if type(<object>o) is AesKey:  # the common case: no per-key bookkeeping
+                    self.kp[i] = &(<AesKey>o).k
+                else:
+                    self.kp[i] = self.key(<object>o)
         return 0
 
     cdef int aads(self, object aads) except -1:
@@ -538,9 +641,7 @@ cdef class _Batch:
         cdef Py_ssize_t i
         cdef InBuf *b
         if aads is None:
-            for i in range(self.n):
-                self.ap[i] = NULL
-                self.alen[i] = 0
+            self.no_aad = True  # the callers pass NULL tables (C: no AAD at all)
             return 0
         try:
             memoryview(aads)
@@ -552,35 +653,32 @@ cdef class _Batch:
             for i in range(self.n):
                 self.ap[i] = b.ptr
                 self.alen[i] = b.len
+            self.total += <size_t>self.n * b.len
             return 0
-        if not isinstance(aads, (list, tuple)):
-            aads = list(aads)
-            self.keep.append(aads)  # bytes are read in place: keep them alive
         if len(aads) != self.n:
             raise ConfigurationError(f"got {len(aads)} AADs for {self.n} messages")
         for i in range(self.n):
-            b = self.acquire(aads[i], "aad")
+            b = self.acquire(<object>_seq_item(aads, i), "aad")
             self.ap[i] = b.ptr
             self.alen[i] = b.len
+            self.total += b.len
         return 0
 
     cdef Py_ssize_t nonces(self, object nonces_in) except -1:
         cdef Py_ssize_t i, nl = -1
         cdef InBuf *b
-        cdef list nonces = nonces_in if type(nonces_in) is list else list(nonces_in)
+        nonces = nonces_in  # a list or tuple (prepare)
         if len(nonces) != self.n:
             raise ConfigurationError(f"got {len(nonces)} nonces for {self.n} messages")
-        if nonces is not nonces_in:
-            self.keep.append(nonces)  # the pointers below must outlive this method
-        cdef object o
+        cdef PyObject *o
         cdef Py_ssize_t ln
         for i in range(self.n):
-            o = nonces[i]
-            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
-                self.np[i] = <const uint8_t *>PyBytes_AS_STRING(o)
-                ln = PyBytes_GET_SIZE(o)
+            o = _seq_item(nonces, i)  # borrowed (prepare)
+            if _bytes_exact(o):  # read in place: no InBuf, no export
+                self.np[i] = <const uint8_t *>_bytes_str(o)
+                ln = _bytes_len(o)
             else:
-                b = self.acquire(o, "nonce")
+                b = self.acquire(<object>o, "nonce")
                 self.np[i] = b.ptr
                 ln = b.len
             if nl < 0:
@@ -591,61 +689,76 @@ cdef class _Batch:
                     f"nonce 0 has {nl}")
         return nl if nl >= 0 else 13
 
-    cdef int inputs(self, list msgs) except -1:
+    cdef int inputs(self, object msgs) except -1:
+        """The messages: a list or tuple of n (prepare)."""
         cdef Py_ssize_t i
         cdef InBuf *b
-        cdef object o
+        cdef PyObject *o
         for i in range(self.n):
-            o = msgs[i]
-            if PyBytes_CheckExact(o):  # read in place: no InBuf, no export
-                self.ip[i] = <const uint8_t *>PyBytes_AS_STRING(o)
-                self.ilen[i] = PyBytes_GET_SIZE(o)
+            o = _seq_item(msgs, i)  # borrowed (prepare)
+            if _bytes_exact(o):  # read in place: no InBuf, no export
+                self.ip[i] = <const uint8_t *>_bytes_str(o)
+                self.ilen[i] = _bytes_len(o)
             else:
-                b = self.acquire(o, "message")
+                b = self.acquire(<object>o, "message")
                 self.ip[i] = b.ptr
                 self.ilen[i] = b.len
+            self.total += self.ilen[i]
         return 0
 
 
 def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
-    """CCM-seal many messages in one call, without the GIL, the CBC-MACs of 8
-    messages in lock step.  ``keys``: one key (bytes or AesKey) or one per
+    """CCM-seal many messages in one call, the CBC-MACs of 8 (16 with VAES)
+    messages in lock step, without the GIL from 64 KiB of payload and AAD.  ``keys``: one key (bytes or AesKey) or one per
     message; ``aads``: None, one AAD for all, or one per message.  Returns a
     list of ciphertext || tag."""
-    cdef list msgs = plaintexts if isinstance(plaintexts, list) else list(plaintexts)
+    msgs = plaintexts if type(plaintexts) in (list, tuple) else tuple(plaintexts)
     cdef Py_ssize_t n = len(msgs), i, nl
     cdef _Batch B = _Batch(n)
     cdef osgp_status st
+    # the one GC-tracked allocation comes first: a collection (which can run
+    # Python code) never falls between taking the input pointers and the kernel
+    cdef list outs = PyList_New(n)
+    keys, nonces, msgs, aads = B.prepare(keys, nonces, msgs, aads)
     B.keys(keys)
     nl = B.nonces(nonces)
     B.aads(aads)
     B.inputs(msgs)
     _check_ccm(nl, tag_len, -1)
     cdef unsigned long long maxlen = _ccm_max_len(nl)
-    cdef list outs = PyList_New(n)
+    cdef PyObject *o
     for i in range(n):
         if <unsigned long long>B.ilen[i] > maxlen:
             _check_ccm(nl, tag_len, B.ilen[i])
-        o = PyBytes_FromStringAndSize(NULL, B.ilen[i] + tag_len)
-        B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        Py_INCREF(o)
-        PyList_SET_ITEM(outs, i, o)
-    with nogil:
-        st = osgp_ccm_seal_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op)
+        o = _bytes_new(NULL, B.ilen[i] + tag_len)
+        if o == NULL:
+            raise MemoryError()
+        B.op[i] = <uint8_t *>_bytes_str(o)
+        _list_set(outs, i, o)  # the list takes the new reference
+    if B.release_gil():
+        with nogil:
+            st = osgp_ccm_seal_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
+                                     NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op)
+    else:
+        st = osgp_ccm_seal_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
+                                 NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op)
     if st != OSGP_OK:
         _raise(st)
     return outs
 
 
 def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
-    """CCM-open many messages in one call (no GIL, lock-step CBC-MACs).
+    """CCM-open many messages in one call (lock-step CBC-MACs, without the
+    GIL from 64 KiB).
     Returns a list with the plaintext of each message that verified and None
     for each that did not: one bad frame never spoils the batch."""
-    cdef list msgs = datas if isinstance(datas, list) else list(datas)
+    msgs = datas if type(datas) in (list, tuple) else tuple(datas)
     cdef Py_ssize_t n = len(msgs), i, nl, plen
     cdef _Batch B = _Batch(n)
     cdef osgp_status st
     cdef uint8_t *ok
+    cdef list outs = PyList_New(n)  # first: as in ccm_seal_many
+    keys, nonces, msgs, aads = B.prepare(keys, nonces, msgs, aads)
     B.keys(keys)
     nl = B.nonces(nonces)
     B.aads(aads)
@@ -653,15 +766,22 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     _check_ccm(nl, tag_len, -1)
     okb = PyBytes_FromStringAndSize(NULL, n)
     ok = <uint8_t *>PyBytes_AS_STRING(okb)
-    cdef list outs = PyList_New(n)
+    cdef PyObject *o
     for i in range(n):
         plen = <Py_ssize_t>B.ilen[i] - tag_len
-        o = PyBytes_FromStringAndSize(NULL, plen if plen > 0 else 0)
-        B.op[i] = <uint8_t *>PyBytes_AS_STRING(o)
-        Py_INCREF(o)
-        PyList_SET_ITEM(outs, i, o)
-    with nogil:
-        st = osgp_ccm_open_batch(B.kp, B.np, nl, B.ap, B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
+        o = _bytes_new(NULL, plen if plen > 0 else 0)
+        if o == NULL:
+            raise MemoryError()
+        B.op[i] = <uint8_t *>_bytes_str(o)
+        _list_set(outs, i, o)  # the list takes the new reference
+    if B.release_gil():
+        with nogil:
+            st = osgp_ccm_open_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
+                                     NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len,
+                                     B.op, ok)
+    else:
+        st = osgp_ccm_open_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
+                                 NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
     if st != OSGP_OK:
         _raise(st)
     for i in range(n):
@@ -671,19 +791,24 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
 
 
 def cmac_many(keys, messages, Py_ssize_t tag_len=16):
-    """AES-CMAC of many messages in one call (no GIL, 8 chains in lock step).
+    """AES-CMAC of many messages in one call (8 chains in lock step, without
+    the GIL from 64 KiB).
     ``keys``: one key or one per message."""
-    cdef list msgs = messages if isinstance(messages, list) else list(messages)
+    msgs = messages if type(messages) in (list, tuple) else tuple(messages)
     cdef Py_ssize_t n = len(msgs), i
     cdef _Batch B = _Batch(n)
     cdef uint8_t *op
     _check_cmac_tag(tag_len)
     B.subkeys = True
+    keys, _, msgs, _ = B.prepare(keys, (), msgs, None)
     B.keys(keys)
     B.inputs(msgs)
     buf = PyBytes_FromStringAndSize(NULL, n * tag_len)
     op = <uint8_t *>PyBytes_AS_STRING(buf)
-    with nogil:
+    if B.release_gil():
+        with nogil:
+            osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, op)
+    else:
         osgp_cmac_batch(B.kp, B.ip, B.ilen, n, tag_len, op)
     cdef list outs = PyList_New(n)
     for i in range(n):
@@ -746,6 +871,7 @@ cdef int _packed_common(_Batch B, key, Py_ssize_t n, key_size, nonces, Py_ssize_
             raise ConfigurationError(
                 f"packed keys: expected {n} x 16 = {16 * n} bytes, got {kb.len} "
                 f"(key_size={key_size})")
+        B.own_ready()
         for i in range(n):
             _raise(osgp_aes128_expand(&B.own[i], kb.ptr + 16 * i, 16), 16)
             B.nown += 1
