@@ -151,11 +151,13 @@ def oma_digest_many(keys, messages):
     cdef uint8_t *outp = NULL
     cdef osgp_status st
     cdef object item
-    msgs = messages if type(messages) is list or type(messages) is tuple else list(messages)
+    # tuples hold the items whose bytes are read in place while the GIL is off
+    # (another thread could change a caller's list meanwhile)
+    msgs = messages if type(messages) is tuple else tuple(messages)
     n = len(msgs)
     per_message = not _is_buffer(keys)
     if per_message:
-        keys = keys if type(keys) is list or type(keys) is tuple else list(keys)
+        keys = keys if type(keys) is tuple else tuple(keys)
         nkeys = len(keys)
         if nkeys != n:
             raise ConfigurationError(f"got {nkeys} keys for {n} messages")

@@ -277,6 +277,11 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
     rows follow meter i-1's (len(blocks_list[i]) * nint rows each).  Returns
     the row offset of every meter (n+1 entries)."""
     cdef osgp_lp_geometry g
+    # tuples hold the items whose bytes are read in place while the GIL is off
+    # (another thread could change a caller's list meanwhile)
+    datas, blocks_list = tuple(datas), tuple(blocks_list)
+    if lasts_list is not None:
+        lasts_list = tuple(lasts_list)
     cdef Py_ssize_t n = len(datas), i, acq = 0
     cdef InBuf *bufs = NULL
     cdef const uint8_t **ins = NULL
