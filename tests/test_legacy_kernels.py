@@ -235,6 +235,31 @@ def test_batch_equals_loop_per_message_keys(legacy, n, data):
     ]
 
 
+def test_batch_survives_list_changes_by_another_thread(legacy):
+    """Another thread keeps replacing the message list's items (with equal copies,
+    so the old objects are freed) while batches run without the GIL."""
+    import threading
+
+    key = bytes(range(16))
+    msgs = [bytes([i % 251]) * 40 for i in range(4000)]
+    expect = [legacy.oma_digest(key, m) for m in msgs]
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            for i in range(0, len(msgs), 5):
+                msgs[i] = bytes(bytearray(msgs[i]))
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(10):
+            assert legacy.oma_digest_many(key, msgs) == expect
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_batch_every_simd_path(legacy_native, legacy_ref):
     """Force each batch path this CPU has (AVX2, SSE2/NEON, scalar); all agree with the twin."""
     msgs = [os.urandom(n % 420) for n in range(0, 420 * 3, 7)]
