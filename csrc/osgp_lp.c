@@ -215,9 +215,9 @@ LP_AVX2_INLINE void ivals_avx2(const uint8_t *ip, size_t nint, const size_t N, s
     }
 }
 
-/* One instance of ivals_avx2 per channel count (1..8) and value width, and
- * with streaming value stores (nt) for the row sizes that keep 16-byte
- * alignment: int64 with even N, int32 with N = 4, 8. */
+/* One instance of ivals_avx2 per channel count (1..8: the caller checks) and
+ * value width, and with streaming value stores (nt) for the row sizes that
+ * keep 16-byte alignment: int64 with even N, int32 with N = 4, 8. */
 static __attribute__((target("avx2"))) void block_ivals_avx2(
     const uint8_t *ip, size_t nint, size_t nch, size_t isz, size_t ext_off, size_t ch0,
     int is_unsigned, int vw, int nt, void *restrict vout, uint8_t *restrict sr,
@@ -302,7 +302,7 @@ static inline void block_fast(const uint8_t *restrict blk, const size_t nint, co
             tm[j] = t;
     }
 #if LP_HAVE_X86
-    if (simd && wide) {
+    if (simd && wide && nch > 0) {
         block_ivals_avx2(ip, nint, nch, isz, ext_off, ch0, is_unsigned, vw, nt, vout, sr, fl);
         return;
     }
@@ -381,7 +381,7 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
         return st;
     /* streaming stores: see OSGP_LP_STREAM_MIN (the conditions of the AVX2
      * interval loop, block_fast "wide", plus 16-byte aligned value rows) */
-    if (fast && simd && nch <= 8 && g->ext_off + 8 <= g->int_size &&
+    if (fast && simd && nch > 0 && nch <= 8 && g->ext_off + 8 <= g->int_size &&
         (nch * (size_t)vw) % 16 == 0 && (uintptr_t)values % 16 == 0 &&
         nblocks * nint * (nch * (size_t)vw + nch + 1 + 8 + 1) >= lp_stream_min)
         nt = 1;

@@ -242,3 +242,29 @@ def test_twin_matches_layout(nch):
     )
     for got, want in zip(out, expected(nint, nch, 32, ends, simple, ext, words, lasts)):
         np.testing.assert_array_equal(got, want.astype(got.dtype))
+
+
+@pytest.mark.parametrize("stream", [0, -1])
+def test_no_channels_with_padding(tables_kernel, stream):
+    """nch = 0 with 11 padding bytes after the one EXTENDED_INT_STATUS byte
+    (long enough for the 8-byte status load): only flags, times, valid."""
+    nint, pad = 9, 11
+    int_size = 1 + pad
+    int0 = 5 + (nint + 7) // 8
+    g = loadprofile.Geometry(
+        int0 + nint * int_size, nint, 0, 0, 2, 5, int0, int_size, 0, 1, 32, 8, STEP, 0
+    )
+    ext0 = bytes(range(0x13, 0x13 + 16 * nint, 16))  # high nibbles 1, 2, ... (flags)
+    blk = bytes([24, 3, 31, 23, 45]) + b"\xff\x01"
+    blk += b"".join(bytes([e]) + b"\xa5" * pad for e in ext0)
+    out = outputs(nint, 0, np.int64, 0, 0)
+    old = tables_kernel._lp_stream_min(stream)
+    try:
+        tables_kernel.lp_decode(tuple(g), blk, np.zeros(1, np.uint32), None, *out)
+    finally:
+        tables_kernel._lp_stream_min(old)
+    np.testing.assert_array_equal(out[2], [e >> 4 for e in ext0])
+    end = int((dt.datetime(2024, 3, 31, 23, 45, tzinfo=dt.timezone.utc) - EPOCH).total_seconds())
+    np.testing.assert_array_equal(out[3], [end - (nint - 1 - j) * STEP for j in range(nint)])
+    np.testing.assert_array_equal(out[4], [1] * nint)
+    assert out[0].shape == (nint, 0) and out[1].shape == (nint, 0)
