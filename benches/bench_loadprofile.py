@@ -6,10 +6,20 @@ Groups:
                structured-dtype conversion producing the same arrays.
                *_int32: the same decode into an int32 values array (caller's choice,
                INT_FMT_CDE 32), i.e. about 1.6x the input bytes written instead of 2.4x.
-               The 2000-block case is compute bound (input and outputs stay in the
-               cache, where the memcpy runs at cache speed, and the decoder spends
-               ~7 cycles per interval); the 20000-block case is memory bound.  The
-               per-call fixed cost is ~1 us (one-block call), not a factor.
+               The 2000-block case is bound by the decoder's stores (input and
+               outputs stay in the L3, where the memcpy runs at cache speed; the
+               AVX2 interval loop is ~17 instructions and stalls on its output
+               stores); the 20000-block case is memory bound.  The per-call fixed
+               cost is ~1 us (one-block call), not a factor.
+  lp-archive-37MB : the same at 20000 blocks (88 MB of int64 output): above
+               OSGP_LP_STREAM_MIN (csrc/osgp_lp.c) the values and times columns go
+               out with streaming stores.  Bytes moved per 19-byte interval record:
+               memcpy 19 read + 19 written (+19 read for ownership with normal
+               stores); decode 19 read + 46 written (int64; 30 with int32), of which
+               the 40 (24) bytes of values and times stream and the 6 bytes of
+               status/flags/valid are read for ownership: 19+46+6 = 71 B (55 B)
+               against memcpy's 38-57 B, i.e. a bound of 0.54-0.80x memcpy for int64
+               and 0.69-1.04x for int32 at equal bandwidth.
   lp-month   : one meter, 30 blocks, full osgp.loadprofile.decode() from table bytes
                vs the same decode written with numpy.
 Run: PYTHONPATH=src python -m pytest benches/bench_loadprofile.py --benchmark-only
@@ -119,6 +129,7 @@ def test_big_archive_native(benchmark, big_archive):
     out = _prealloc(BIG_BLOCKS)
     blocks = np.arange(BIG_BLOCKS, dtype=np.uint32)
     benchmark(mod.lp_decode, tuple(GEOM), big_archive, blocks, None, *out)
+    _check_big(out, big_archive)
 
 
 @pytest.mark.benchmark(group="lp-archive-37MB")
@@ -130,6 +141,13 @@ def test_big_archive_native_int32(benchmark, big_archive):
     out = (np.empty((BIG_BLOCKS * NINT, NCH), np.int32),) + _prealloc(BIG_BLOCKS)[1:]
     blocks = np.arange(BIG_BLOCKS, dtype=np.uint32)
     benchmark(mod.lp_decode, tuple(GEOM), big_archive, blocks, None, *out)
+    _check_big(out, big_archive)
+
+
+def _check_big(out, data):
+    """The streamed outputs equal the numpy decode."""
+    for a, b in zip(out, numpy_decode(data, BIG_BLOCKS)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.benchmark(group="lp-archive-37MB")

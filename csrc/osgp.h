@@ -395,3 +395,20 @@ int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, i
 #endif
 #endif /* OSGP_WIRE_H */
 /* ---- END wire (issue #4) -------------------------------------------------- */
+/* ---- lpsimd: load-profile streaming-store threshold (issue #5) ----------- */
+#ifndef OSGP_LPSIMD_H
+#define OSGP_LPSIMD_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Total output bytes (all five columns) of one osgp_lp_decode(_i32) call
+ * from which the fast path writes its outputs with non-temporal stores.
+ * 0 = always, SIZE_MAX = never; returns the previous value.  Process-wide
+ * internal knob for tests and benches; default OSGP_LP_STREAM_MIN in
+ * osgp_lp.c. */
+size_t osgp_lp_set_stream_min(size_t bytes);
+#ifdef __cplusplus
+}
+#endif
+#endif /* OSGP_LPSIMD_H */
+/* ---- END lpsimd ----------------------------------------------------------- */

@@ -16,7 +16,18 @@
  */
 #include "osgp.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* x86-64 with GCC/Clang: SSE2/AVX2 paths behind osgp_cpu_features() and
+ * target attributes (conventions 13: no -m flags); everything else, and
+ * OSGP_CPU=portable, takes the portable C. */
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(OSGP_LP_NO_INTRINSICS)
+#define LP_HAVE_X86 1
+#include <immintrin.h>
+#endif
 
 #define NONE 0xFFFFFFFFu
 
@@ -84,6 +95,168 @@ static inline int32_t ld_i32(const uint8_t *p)
     return x;
 }
 
+/* ---- streaming stores (issue #5) -------------------------------------------
+ * A large decode writes ~2.4x its input bytes (46 B of output per 19 B
+ * interval record in the bench geometry).  Through normal stores every
+ * output line is first read for ownership, so the memory traffic is
+ * in + 2 x out.  From OSGP_LP_STREAM_MIN output bytes on, the AVX2 fast path
+ * writes the values and times columns (40 of the 46 B) with 16-byte
+ * non-temporal stores straight from the interval loop, which need 16-byte
+ * aligned rows: int64 values with an even channel count or int32 values
+ * with 4 or 8 channels, and a 16-byte aligned values array.  Below the
+ * threshold the outputs stay in the cache, which is what a caller about to
+ * read them wants.  24 MiB (about 3/4 of a 32 MiB L3) is a tuning choice,
+ * not from any spec.  (Staging a whole block in L1 and streaming every column
+ * from there was measured slower: decode and drain then alternate.) */
+#define OSGP_LP_STREAM_MIN ((size_t)24 << 20)
+
+static size_t lp_stream_min = OSGP_LP_STREAM_MIN;
+
+size_t osgp_lp_set_stream_min(size_t bytes)
+{
+    size_t old = lp_stream_min;
+    lp_stream_min = bytes;
+    return old;
+}
+
+#if LP_HAVE_X86
+/* SSE2 time column for streaming: interval end times t, t+step, ... (the
+ * rows' times, reference 7.7), two per 16-byte streaming store; a
+ * misaligned first row and an odd last row take normal stores. */
+static __attribute__((target("sse2"))) void times_stream(int64_t *tm, size_t n, int64_t t,
+                                                         int64_t step)
+{
+    size_t j = 0;
+    __m128i v, d;
+    if (n && ((uintptr_t)tm & 15)) {
+        tm[0] = t;
+        t += step;
+        j = 1;
+    }
+    v = _mm_set_epi64x(t + step, t);
+    d = _mm_set1_epi64x(2 * step);
+    for (; j + 2 <= n; j += 2, t += 2 * step) {
+        _mm_stream_si128((__m128i *)(tm + j), v);
+        v = _mm_add_epi64(v, d);
+    }
+    if (j < n)
+        tm[j] = t;
+}
+
+static __attribute__((target("sse2"))) void stream_fence(void)
+{
+    _mm_sfence();   /* streaming stores are weakly ordered: publish them */
+}
+#endif
+
+#if LP_HAVE_X86
+#define LP_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+
+/* AVX2 interval loop of block_fast for nch <= 8 channels, when at least 8
+ * bytes follow EXTENDED_INT_STATUS in the interval record (one 8-byte load).
+ * Per interval: status bytes [OPT p.36-37] e0..e7 are split into low
+ * nibbles L and high nibbles H and interleaved as L0 H0 L1 H1 ..., so lane
+ * 2k = low nibble of byte k, lane 2k+1 = its high nibble.  Channel 0 = L0
+ * (lane 0), flags = H0 (lane 1), odd channel c = high nibble of byte
+ * (c+1)/2 (lane c+2), even channel c >= 2 = low nibble of byte c/2
+ * (lane c); one pshufb puts channels 0..7 in bytes 0..7 and the flags in
+ * byte 8.  INT32/UINT32 values (LSB first, reference 3.4) widen four at a
+ * time with vpmovsxdq / vpmovzxdq.  N and VW are constants at each call. */
+LP_AVX2_INLINE void ivals_avx2(const uint8_t *ip, size_t nint, const size_t N, size_t isz,
+                               size_t ext_off, size_t ch0, int is_unsigned, const int VW,
+                               const int NT, void *restrict vout, uint8_t *restrict sr,
+                               uint8_t *restrict fl)
+{
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m128i pick = _mm_setr_epi8(0, 3, 2, 5, 4, 7, 6, 9, 1, -1, -1, -1, -1, -1, -1, -1);
+    size_t j, c;
+    for (j = 0; j < nint; j++, ip += isz, sr += N) {
+        const uint8_t *dp = ip + ch0;
+        __m128i x = _mm_loadl_epi64((const __m128i *)(ip + ext_off));
+        __m128i u = _mm_unpacklo_epi8(_mm_and_si128(x, m4),
+                                      _mm_and_si128(_mm_srli_epi16(x, 4), m4));
+        __m128i st = _mm_shuffle_epi8(u, pick);
+        uint64_t w = (uint64_t)_mm_cvtsi128_si64(st);
+        memcpy(sr, &w, N);              /* little-endian host: byte c = channel c */
+        fl[j] = (uint8_t)_mm_extract_epi16(st, 4);
+        if (VW == 4 && NT) {
+            /* streaming: N % 4 == 0 and 16-byte aligned rows (caller) */
+            for (c = 0; c < N; c += 4)
+                _mm_stream_si128((__m128i *)((int32_t *)vout + j * N + c),
+                                 _mm_loadu_si128((const __m128i *)(dp + 4 * c)));
+            continue;
+        }
+        if (VW == 4) {
+            memcpy((int32_t *)vout + j * N, dp, 4 * N);
+            continue;
+        }
+        {
+            int64_t *vr = (int64_t *)vout + j * N;
+            for (c = 0; c + 4 <= N; c += 4) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(dp + 4 * c));
+                __m256i y = is_unsigned ? _mm256_cvtepu32_epi64(v) : _mm256_cvtepi32_epi64(v);
+                if (NT) {
+                    /* streaming: N even and 16-byte aligned rows (caller) */
+                    _mm_stream_si128((__m128i *)(vr + c), _mm256_castsi256_si128(y));
+                    _mm_stream_si128((__m128i *)(vr + c + 2), _mm256_extracti128_si256(y, 1));
+                } else {
+                    _mm256_storeu_si256((__m256i *)(vr + c), y);
+                }
+            }
+            if (NT && c + 2 <= N) {
+                __m128i v = _mm_loadl_epi64((const __m128i *)(dp + 4 * c));
+                _mm_stream_si128((__m128i *)(vr + c),
+                                 is_unsigned ? _mm_cvtepu32_epi64(v) : _mm_cvtepi32_epi64(v));
+                c += 2;
+            }
+            for (; c < N; c++)
+                vr[c] = is_unsigned ? (int64_t)(uint32_t)ld_i32(dp + 4 * c) : ld_i32(dp + 4 * c);
+        }
+    }
+}
+
+/* One instance of ivals_avx2 per channel count (1..8: the caller checks) and
+ * value width, and with streaming value stores (nt) for the row sizes that
+ * keep 16-byte alignment: int64 with even N, int32 with N = 4, 8. */
+static __attribute__((target("avx2"))) void block_ivals_avx2(
+    const uint8_t *ip, size_t nint, size_t nch, size_t isz, size_t ext_off, size_t ch0,
+    int is_unsigned, int vw, int nt, void *restrict vout, uint8_t *restrict sr,
+    uint8_t *restrict fl)
+{
+#define IV(N, W, T) ivals_avx2(ip, nint, (N), isz, ext_off, ch0, is_unsigned, (W), (T), vout, sr, fl)
+#define IV_N(W)                                                                                \
+    switch (nch) {                                                                             \
+    case 1: IV(1, W, 0); break;                                                                \
+    case 2: IV(2, W, 0); break;                                                                \
+    case 3: IV(3, W, 0); break;                                                                \
+    case 4: IV(4, W, 0); break;                                                                \
+    case 5: IV(5, W, 0); break;                                                                \
+    case 6: IV(6, W, 0); break;                                                                \
+    case 7: IV(7, W, 0); break;                                                                \
+    default: IV(8, W, 0); break;                                                               \
+    }
+    if (nt && vw == 8) {
+        switch (nch) {
+        case 2: IV(2, 8, 1); break;
+        case 4: IV(4, 8, 1); break;
+        case 6: IV(6, 8, 1); break;
+        default: IV(8, 8, 1); break;
+        }
+    } else if (nt) {
+        if (nch == 4)
+            IV(4, 4, 1);
+        else
+            IV(8, 4, 1);
+    } else if (vw == 4) {
+        IV_N(4)
+    } else {
+        IV_N(8)
+    }
+#undef IV_N
+#undef IV
+}
+#endif
+
 /* Fast path: ascending intervals, extended status present, INT32/UINT32 data.
  * Geometry fields are copied to locals so the compiler knows the output
  * stores cannot change them.  The per-row columns (valid, times) are filled
@@ -93,9 +266,9 @@ static inline int32_t ld_i32(const uint8_t *p)
 static inline void block_fast(const uint8_t *restrict blk, const size_t nint, const size_t nch,
                               size_t last, size_t simple_off, int has_simple, size_t int0,
                               size_t isz, size_t ext_off, size_t ch0, int is_unsigned,
-                              const int vw, int64_t end, int64_t step, void *restrict vout,
-                              uint8_t *restrict sr, uint8_t *restrict fl, int64_t *restrict tm,
-                              uint8_t *restrict ok)
+                              const int vw, int64_t end, int64_t step, int simd, int nt,
+                              void *restrict vout, uint8_t *restrict sr, uint8_t *restrict fl,
+                              int64_t *restrict tm, uint8_t *restrict ok)
 {
     size_t j, c;
     const uint8_t *ip = blk + int0;
@@ -118,11 +291,25 @@ static inline void block_fast(const uint8_t *restrict blk, const size_t nint, co
     }
     if (last + 1 < nint)
         memset(ok + last + 1, 0, nint - last - 1);
+#if LP_HAVE_X86
+    if (nt)
+        times_stream(tm, nint, t0, step);
+    else
+#endif
     {
         int64_t t = t0;
         for (j = 0; j < nint; j++, t += step)
             tm[j] = t;
     }
+#if LP_HAVE_X86
+    if (simd && wide && nch > 0) {
+        block_ivals_avx2(ip, nint, nch, isz, ext_off, ch0, is_unsigned, vw, nt, vout, sr, fl);
+        return;
+    }
+#else
+    (void)simd;
+    (void)nt;
+#endif
     for (j = 0; j < nint; j++, ip += isz, sr += nch) {
         const uint8_t *ep = ip + ext_off, *dp = ip + ch0;
         if (wide) {
@@ -183,9 +370,21 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
     int fast = !g->descending && g->ext_off != NONE &&
                (g->fmt_code == 32 || (g->fmt_code == 4 && vw == 8)) && host_le();
     osgp_status st = osgp_lp_check(g);
+    int nt = 0;
+#if LP_HAVE_X86
+    const int simd = (osgp_cpu_features() & OSGP_CPU_AVX2) != 0;
+#else
+    const int simd = 0;
+#endif
     memset(fault, 0, sizeof(*fault));
     if (st != OSGP_OK)
         return st;
+    /* streaming stores: see OSGP_LP_STREAM_MIN (the conditions of the AVX2
+     * interval loop, block_fast "wide", plus 16-byte aligned value rows) */
+    if (fast && simd && nch > 0 && nch <= 8 && g->ext_off + 8 <= g->int_size &&
+        (nch * (size_t)vw) % 16 == 0 && (uintptr_t)values % 16 == 0 &&
+        nblocks * nint * (nch * (size_t)vw + nch + 1 + 8 + 1) >= lp_stream_min)
+        nt = 1;
     for (b = 0; b < nblocks; b++) {
         size_t off = (size_t)blocks[b] * bsz, j, c;
         const uint8_t *blk;
@@ -197,18 +396,21 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
             fault->offset = off;
             fault->needed = bsz;
             fault->remaining = off > len ? 0 : len - off;
-            return OSGP_ERR_TRUNCATED;
+            st = OSGP_ERR_TRUNCATED;
+            break;
         }
         if (last >= nint) {
             fault->offset = off;
-            return OSGP_ERR_MALFORMED;
+            st = OSGP_ERR_MALFORMED;
+            break;
         }
         blk = in + off;
         if (osgp_time_decode(blk + g->time_off, 1, g->tm_format, t) ||
             (g->tm_format <= 2 && (t[1] < 1 || t[1] > 12 || t[2] < 1 || t[2] > 31 ||
                                    t[3] > 24 || t[4] > 59))) {
             fault->offset = off + g->time_off;
-            return OSGP_ERR_MALFORMED;
+            st = OSGP_ERR_MALFORMED;
+            break;
         }
         end = osgp_days_from_civil(t[0], (unsigned)t[1], (unsigned)t[2]) * 86400 +
               t[3] * 3600 + t[4] * 60 + t[5];
@@ -217,9 +419,9 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
              * the channel loops */
 #define FAST(N, W) block_fast(blk, nint, (N), last, g->simple_off, g->simple_off != NONE,      \
                               g->int0_off, g->int_size, g->ext_off, g->ch0_off,                \
-                              g->fmt_code == 4, (W), end, step,                                \
-                              (uint8_t *)values + row0 * nch * (W), status + row0 * nch,       \
-                              flags + row0, times + row0, valid + row0)
+                              g->fmt_code == 4, (W), end, step, simd, nt,                      \
+                              (uint8_t *)values + row0 * nch * (W),                            \
+                              status + row0 * nch, flags + row0, times + row0, valid + row0)
 #define FAST_W(W)                                                                              \
             switch (nch) {                                                                     \
             case 1: FAST(1, W); break;                                                         \
@@ -272,11 +474,15 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
             }
             if (bad && ok) {
                 fault->offset = (size_t)(dp - in);
-                return OSGP_ERR_MALFORMED;
+                return OSGP_ERR_MALFORMED;  /* generic path: never streaming */
             }
         }
     }
-    return OSGP_OK;
+#if LP_HAVE_X86
+    if (nt)
+        stream_fence();         /* also after a fault: earlier blocks are written */
+#endif
+    return st;
 }
 
 osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry *g,

@@ -208,3 +208,8 @@ cdef extern from "osgp.h" nogil:
                                    int32_t *values, uint8_t *status, uint8_t *flags,
                                    int64_t *times, uint8_t *valid, osgp_table_fault *fault)
 # ==== end lpperf ====
+
+# ==== lpsimd: load-profile streaming-store threshold (issue #5) ====
+cdef extern from "osgp.h" nogil:
+    size_t osgp_lp_set_stream_min(size_t nbytes)
+# ==== end lpsimd ====

@@ -1,4 +1,4 @@
-# distutils: sources = csrc/osgp_table.c csrc/osgp_lp.c
+# distutils: sources = csrc/osgp_table.c csrc/osgp_lp.c csrc/osgp_cpu.c
 # cython: freethreading_compatible = False
 """Native table-program interpreter and load-profile block decoder.
 
@@ -12,6 +12,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release
 from osgp._native.osgp_c cimport *
+from osgp._native.cpu cimport features_in_use, limit_features
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -347,6 +348,32 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
         PyMem_Free(bufs); PyMem_Free(ins); PyMem_Free(lens); PyMem_Free(bl); PyMem_Free(ll)
         PyMem_Free(nbs); PyMem_Free(offs)
 
+
+
+# ---- lpsimd: dispatch knobs for tests and benches (issue #5) ----
+
+def _lp_stream_min(nbytes=None):
+    """Internal knob: total output bytes of one lp_decode call from which the
+    fast path writes with streaming stores (0: always, -1: never; None: only
+    query).  Returns the previous value (-1 for never).  Process-wide; for
+    tests and benches only."""
+    cdef size_t old
+    if nbytes is None:
+        old = osgp_lp_set_stream_min(0)
+        osgp_lp_set_stream_min(old)
+    else:
+        old = osgp_lp_set_stream_min(<size_t>-1 if nbytes < 0 else <size_t>nbytes)
+    return -1 if old == <size_t>-1 else old
+
+
+def cpu_features():
+    """CPU features the kernels may use (after OSGP_CPU and set_cpu_features)."""
+    return features_in_use()
+
+
+def set_cpu_features(names=None):
+    """Limit the kernels to ``names`` (None: everything detected).  For tests."""
+    limit_features(names)
 
 
 # ---- slots -> nested mapping (osgp.tables.schema shape codes) -------------------------------

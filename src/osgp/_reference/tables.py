@@ -759,3 +759,26 @@ def table_decode(program: Any, shape: tuple, params: Sequence[int], data: Any, n
     out: dict = {}
     _build_group(shape, slots, 0, d, [int(p) for p in params], out)
     return MappingProxyType(out)
+
+
+# ---- lpsimd: dispatch knobs, signature parity with the native module (issue #5) ----
+
+_stream_min = 24 << 20
+
+
+def _lp_stream_min(nbytes: Optional[int] = None) -> int:
+    """Internal knob (native: streaming-store threshold of lp_decode).  The twin
+    has no streaming path: it only records the value."""
+    global _stream_min
+    old = _stream_min
+    if nbytes is not None:
+        _stream_min = -1 if nbytes < 0 else int(nbytes)
+    return old
+
+
+def cpu_features() -> frozenset[str]:
+    return frozenset()
+
+
+def set_cpu_features(names: Optional[Sequence[str]] = None) -> None:
+    """No-op in the twin (kept for signature parity)."""
