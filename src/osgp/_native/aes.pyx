@@ -577,6 +577,17 @@ cdef class _Batch:
         self.keep.append((keys, nonces, msgs, aads))
         return keys, nonces, msgs, aads
 
+    cdef Py_ssize_t ccm_inputs(self, keys, nonces, msgs, aads, Py_ssize_t tag_len) except -1:
+        """Keys, nonces, AADs and messages of a CCM batch; returns the nonce length."""
+        cdef Py_ssize_t nl
+        keys, nonces, msgs, aads = self.prepare(keys, nonces, msgs, aads)
+        self.keys(keys)
+        nl = self.nonces(nonces)
+        self.aads(aads)
+        self.inputs(msgs)
+        _check_ccm(nl, tag_len, -1)
+        return nl
+
     cdef bint release_gil(self) except -1:
         """Whether the kernel runs without the GIL: for batches of
         _NOGIL_THRESHOLD (64 KiB) of payload and AAD or more.  Smaller ones take
@@ -719,12 +730,7 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
     # the one GC-tracked allocation comes first: a collection (which can run
     # Python code) never falls between taking the input pointers and the kernel
     cdef list outs = PyList_New(n)
-    keys, nonces, msgs, aads = B.prepare(keys, nonces, msgs, aads)
-    B.keys(keys)
-    nl = B.nonces(nonces)
-    B.aads(aads)
-    B.inputs(msgs)
-    _check_ccm(nl, tag_len, -1)
+    nl = B.ccm_inputs(keys, nonces, msgs, aads, tag_len)
     cdef unsigned long long maxlen = _ccm_max_len(nl)
     cdef PyObject *o
     for i in range(n):
@@ -735,13 +741,13 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
             raise MemoryError()
         B.op[i] = <uint8_t *>_bytes_str(o)
         _list_set(outs, i, o)  # the list takes the new reference
+    cdef const uint8_t **ap = NULL if B.no_aad else B.ap
+    cdef size_t *alen = NULL if B.no_aad else B.alen
     if B.release_gil():
         with nogil:
-            st = osgp_ccm_seal_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
-                                     NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op)
+            st = osgp_ccm_seal_batch(B.kp, B.np, nl, ap, alen, B.ip, B.ilen, n, tag_len, B.op)
     else:
-        st = osgp_ccm_seal_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
-                                 NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op)
+        st = osgp_ccm_seal_batch(B.kp, B.np, nl, ap, alen, B.ip, B.ilen, n, tag_len, B.op)
     if st != OSGP_OK:
         _raise(st)
     return outs
@@ -758,12 +764,7 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     cdef osgp_status st
     cdef uint8_t *ok
     cdef list outs = PyList_New(n)  # first: as in ccm_seal_many
-    keys, nonces, msgs, aads = B.prepare(keys, nonces, msgs, aads)
-    B.keys(keys)
-    nl = B.nonces(nonces)
-    B.aads(aads)
-    B.inputs(msgs)
-    _check_ccm(nl, tag_len, -1)
+    nl = B.ccm_inputs(keys, nonces, msgs, aads, tag_len)
     okb = PyBytes_FromStringAndSize(NULL, n)
     ok = <uint8_t *>PyBytes_AS_STRING(okb)
     cdef PyObject *o
@@ -774,14 +775,13 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
             raise MemoryError()
         B.op[i] = <uint8_t *>_bytes_str(o)
         _list_set(outs, i, o)  # the list takes the new reference
+    cdef const uint8_t **ap = NULL if B.no_aad else B.ap
+    cdef size_t *alen = NULL if B.no_aad else B.alen
     if B.release_gil():
         with nogil:
-            st = osgp_ccm_open_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
-                                     NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len,
-                                     B.op, ok)
+            st = osgp_ccm_open_batch(B.kp, B.np, nl, ap, alen, B.ip, B.ilen, n, tag_len, B.op, ok)
     else:
-        st = osgp_ccm_open_batch(B.kp, B.np, nl, NULL if B.no_aad else B.ap,
-                                 NULL if B.no_aad else B.alen, B.ip, B.ilen, n, tag_len, B.op, ok)
+        st = osgp_ccm_open_batch(B.kp, B.np, nl, ap, alen, B.ip, B.ilen, n, tag_len, B.op, ok)
     if st != OSGP_OK:
         _raise(st)
     for i in range(n):
