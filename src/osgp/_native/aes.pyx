@@ -456,15 +456,19 @@ cdef bint _is_single_key(object keys):
     return True
 
 
-cdef bint _plain(object seq):
-    """A list or tuple of exact bytes (checking it runs no Python code)."""
-    cdef Py_ssize_t i
+cdef Py_ssize_t _plain(object seq):
+    """The total size of a list or tuple of exact bytes, else -1 (checking it
+    runs no Python code)."""
+    cdef Py_ssize_t i, total = 0
+    cdef PyObject *o
     if type(seq) is not list and type(seq) is not tuple:
-        return False
+        return -1
     for i in range(len(seq)):
-        if not _bytes_exact(_seq_item(seq, i)):
-            return False
-    return True
+        o = _seq_item(seq, i)
+        if not _bytes_exact(o):
+            return -1
+        total += _bytes_len(o)
+    return total
 
 
 cdef bint _plain_keys(object keys):
@@ -499,7 +503,6 @@ cdef class _Batch:
     cdef object keep             # keeps AesKey objects alive
     cdef bint subkeys            # expand CMAC subkeys too
     cdef bint no_aad             # aads(None): no AAD for any message
-    cdef object lists            # the caller's lists whose items are read in place
     cdef size_t total            # payload and AAD bytes (release_gil)
 
     def __cinit__(self, Py_ssize_t n):
@@ -520,7 +523,6 @@ cdef class _Batch:
                 self.op == NULL):
             raise MemoryError()
         self.keep = []
-        self.lists = []
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -555,16 +557,19 @@ cdef class _Batch:
     cdef tuple prepare(self, object keys, object nonces, object msgs, object aads):
         """The arguments as the batch reads them.  Common case: lists or tuples of
         exact bytes (keys: AesKey or bytes, one or a sequence; aads: None, one
-        bytes or a sequence): their items are read in place, and no Python code
-        runs from the check to the kernel (nothing can change a list under the
-        borrowed pointers; release_gil pins the lists before the GIL goes).
-        Anything else (iterators, buffer objects) is first copied into tuples,
-        which hold their items whatever Python code runs afterwards."""
-        if _plain(nonces) and _plain(msgs) and _plain_keys(keys) and (
-                aads is None or type(aads) is bytes or _plain(aads)):
-            for seq in (nonces, msgs, aads):
-                if type(seq) is list:
-                    self.lists.append(seq)
+        bytes or a sequence) under 64 KiB, when the GIL stays: their items are
+        read in place, and no Python code runs from this check to the kernel,
+        so nothing can change a list under the borrowed pointers.  Anything
+        else (a batch that releases the GIL, iterators, buffer objects) is
+        first copied into tuples, which hold their items whatever another
+        thread or Python code run afterwards does to the caller's lists."""
+        cdef Py_ssize_t pm = _plain(msgs), pa = 0
+        if pm >= 0 and type(aads) is bytes:  # one AAD for every message
+            pa = len(msgs) * len(<bytes>aads)
+        elif aads is not None:
+            pa = _plain(aads)
+        if (pm >= 0 and pa >= 0 and _plain(nonces) >= 0 and _plain_keys(keys) and
+                pm + pa < _NOGIL_THRESHOLD):
             return keys, nonces, msgs, aads
         nonces, msgs = tuple(nonces), tuple(msgs)
         if not _is_single_key(keys):
@@ -588,17 +593,12 @@ cdef class _Batch:
         _check_ccm(nl, tag_len, -1)
         return nl
 
-    cdef bint release_gil(self) except -1:
+    cdef bint release_gil(self) noexcept:
         """Whether the kernel runs without the GIL: for batches of
-        _NOGIL_THRESHOLD (64 KiB) of payload and AAD or more.  Smaller ones take
-        tens of microseconds, less than handing the GIL over costs.  Before the
-        GIL goes, tuple copies pin the items of the caller's lists, which
-        another thread could change meanwhile."""
-        if self.total < <size_t>_NOGIL_THRESHOLD:
-            return False
-        for lst in self.lists:
-            self.keep.append(tuple(lst))
-        return True
+        _NOGIL_THRESHOLD (64 KiB) of payload and AAD or more (prepare read them
+        from tuple copies).  Smaller ones take tens of microseconds, less than
+        handing the GIL over costs."""
+        return self.total >= <size_t>_NOGIL_THRESHOLD
 
     cdef int own_ready(self) except -1:
         """Allocate the table of keys expanded here (n + 1 entries) once."""
@@ -654,11 +654,14 @@ cdef class _Batch:
         if aads is None:
             self.no_aad = True  # the callers pass NULL tables (C: no AAD at all)
             return 0
-        try:
-            memoryview(aads)
-            shared = True
-        except TypeError:
-            shared = False
+        if type(aads) is list or type(aads) is tuple:
+            shared = False  # checked first: no exception is raised (and allocated) here
+        else:
+            try:
+                memoryview(aads)
+                shared = True
+            except TypeError:
+                shared = False
         if shared:
             b = self.acquire(aads, "aad")
             for i in range(self.n):
