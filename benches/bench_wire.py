@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from osgp import _backend
+from osgp.link import carrier as S
 from osgp.link import lon, mep
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.services import messages as m
-from osgp.services import session as S
 from osgp.services.messages import PLC_SERVICES
+from osgp.session import PLC_AES
 
 KEY = bytes([1]) * 16
 OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")
@@ -103,6 +104,7 @@ PLC_CARRIER = S.PlcCarrier(ME)
 
 def transaction_plc_carrier():
     PLC_CARRIER._trans = 0
+    PLC_CARRIER.expected = None
     wire, ctx = PLC_SUITE.seal_request(READ.encode(PLC_SERVICES), SEQ)
     frame = PLC_CARRIER.frame(wire)
     _, items = PLC_CARRIER.receive(PLC_RESP)
@@ -189,8 +191,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM  # noqa: E402
 from osgp.security.aes_suite import (  # noqa: E402
     MEP_AES_ENVELOPE,
     PLC_AES_ENVELOPE,
-    PLC_AES_LINK,
-    PLC_AES_SERVICES,
     AesPskSuite,
 )
 
@@ -271,12 +271,14 @@ def test_transaction_plc_aes(benchmark):
     assert benchmark(transaction_plc_aes)[0] == DATA
 
 
-AES_PLC_CARRIER = S.PlcCarrier(ME, profile=PLC_AES_LINK)
+AES_PLC_CARRIER = S.PlcCarrier(ME)
+PLC_AES_SERVICES = PLC_AES.services
 
 
 def transaction_plc_aes_carrier():
     _rewind(AES_PLC)
     AES_PLC_CARRIER._trans = 0
+    AES_PLC_CARRIER.expected = None
     wire, ctx = AES_PLC.seal_request(READ.encode(PLC_AES_SERVICES))
     frame = AES_PLC_CARRIER.frame(wire)
     _, items = AES_PLC_CARRIER.receive(AES_PLC_RESP)

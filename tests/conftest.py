@@ -111,31 +111,39 @@ MEP_KEY = bytes([1]) * 16  # default MAK of the MEP guide examples (p.15)
 PLC_OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")  # Annex E test-vector key
 
 
-def pump(client, device, events, *, drop=None, max_rounds=10_000):
-    """Shuttle Transmit events between a client and a device session until
-    quiet.  ``drop(direction, data)`` may return True to lose a frame.
-    Returns the non-Transmit client events."""
-    from osgp.services.session import Transmit
-
+def pump(client, device, *, drop=None, max_rounds=10_000, now=0.0):
+    """Run a client and a device session back to back on a virtual clock
+    until the client has nothing left to do.  ``drop(direction, data)`` may
+    return True to lose a frame ("c": client to device, "d": the reverse).
+    Returns the client's events."""
     out = []
-    queue = [("c", e) for e in events]
-    rounds = 0
-    while queue:
-        rounds += 1
-        if rounds > max_rounds:
-            raise AssertionError("sessions did not settle")
-        side, ev = queue.pop(0)
-        if not isinstance(ev, Transmit):
-            if side == "c":
-                out.append(ev)
+    for _ in range(max_rounds):
+        moved = False
+        frame = client.poll_transmit(now)
+        if frame is not None:
+            moved = True
+            if drop is None or not drop("c", frame):
+                device.receive_data(frame, now)
+        frame = device.poll_transmit(now)
+        while frame is not None:
+            moved = True
+            if drop is None or not drop("d", frame):
+                out += client.receive_data(frame, now)
+            frame = device.poll_transmit(now)
+        if moved:
             continue
-        if drop is not None and drop(side, ev.data):
-            continue
-        if side == "c":
-            queue += [("d", e) for e in device.receive_data(ev.data)]
-        else:
-            queue += [("c", e) for e in client.receive_data(ev.data)]
-    return out
+        deadline = client.next_deadline()
+        if deadline is None:
+            return out
+        now = max(now, deadline)
+        out += client.handle_timeout(now)
+    raise AssertionError("sessions did not settle")
+
+
+def reply(device, frame, now=0.0):
+    """Hand one frame to a device session and return its answer."""
+    device.receive_data(frame, now)
+    return device.poll_transmit(now)
 
 
 def make_pair(
@@ -150,18 +158,18 @@ def make_pair(
     path=(),
 ):
     """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc."""
+    from osgp import session as S
+    from osgp.link import carrier as C
     from osgp.link import lon
     from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
-    from osgp.services import session as S
-    from osgp.services import transactions as T
 
     tables = tables if tables is not None else {}
     if link == "mep":
         c = S.ClientSession(
-            S.MepCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE, encrypt=encrypt), seq=seq_client
+            C.MepCarrier(), LegacySuite(MEP_KEY, MEP_ENVELOPE, encrypt=encrypt), seq=seq_client
         )
         d = S.DeviceSession(
-            S.MepDeviceCarrier(),
+            C.MepDeviceCarrier(),
             LegacySuite(MEP_KEY, MEP_ENVELOPE),
             tables=tables,
             procedures=procedures,
@@ -169,26 +177,24 @@ def make_pair(
             groups=groups,
         )
     elif link == "optical":
-        c = S.ClientSession(S.OpticalCarrier())
+        c = S.ClientSession(C.OpticalCarrier())
         d = S.DeviceSession(
-            S.OpticalDeviceCarrier(), tables=tables, procedures=procedures, groups=groups
+            C.OpticalDeviceCarrier(), tables=tables, procedures=procedures, groups=groups
         )
     elif link == "plc":
         me = lon.SubnetNode(3, 17)
         nid = lon.NeuronId(bytes.fromhex("04a1b2c3d4e5"))
         c = S.ClientSession(
-            S.PlcCarrier(me, path=path),
+            C.PlcCarrier(me, path=path),
             LegacySuite(PLC_OMAK, PLC_ENVELOPE, encrypt=encrypt),
             seq=seq_client,
-            tables=T.PLC_TABLES,
         )
         d = S.DeviceSession(
-            S.PlcDeviceCarrier([me, nid]),
+            C.PlcDeviceCarrier([me, nid]),
             LegacySuite(PLC_OMAK, PLC_ENVELOPE),
             tables=tables,
             procedures=procedures,
             seq=seq_device,
-            transaction_tables=T.PLC_TABLES,
             groups=groups,
         )
     else:

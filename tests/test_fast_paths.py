@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osgp.errors import DecodeError
+from osgp.link import carrier as S
 from osgp.link import lon
 from osgp.security import aes_psk
 from osgp.services import messages as m
-from osgp.services import session as S
 
 addresses = st.one_of(
     st.builds(lon.SubnetNode, st.integers(0, 255), st.integers(0, 127)),
@@ -64,6 +64,8 @@ def slow_receive(carrier, data):
         not isinstance(pdu, lon.Spdu)
         or pdu.type != carrier.profile.service_response
         or pdu.trans != carrier._trans
+        or (lp.npdu.src_subnet, lp.npdu.src_node & 0x7F)
+        != (carrier.dest.subnet, carrier.dest.node)
     ):
         return b"", []
     return b"", [carrier.profile.unwrap(pdu.apdu)]
@@ -108,6 +110,7 @@ pdus = st.one_of(
 def test_carrier_receive_equals_decode_lpdu(dest, domain, pdu, trans, flip, crc):
     c = S.PlcCarrier(lon.SubnetNode(3, 17), crc=crc)
     c._trans = trans
+    c.expected = (c.source_key, trans)  # an exchange with that number is outstanding
     frame = bytearray(lon.encode_lpdu(lon.Lpdu(lon.Npdu(3, 17, dest, pdu, domain)), crc=crc))
     if flip is not None:
         frame[flip % len(frame)] ^= 1 << (flip % 8)
@@ -120,6 +123,7 @@ def test_carrier_receive_equals_decode_lpdu(dest, domain, pdu, trans, flip, crc)
 def test_carrier_receive_random_bytes(data, crc, trans):
     c = S.PlcCarrier(lon.SubnetNode(3, 17), crc=crc)
     c._trans = trans
+    c.expected = (c.source_key, trans)  # an exchange with that number is outstanding
     assert same_effect(outcome(c.receive, data), outcome(slow_receive, c, data))
     assert outcome(c.receive, bytearray(data)) == outcome(c.receive, data)
 
@@ -216,6 +220,7 @@ def test_carrier_round_trip_with_message_code(link_profile):
 def test_carrier_delivers_matching_responses(dest, domain, apdu, trans, crc):
     c = S.PlcCarrier(lon.SubnetNode(3, 17), crc=crc)
     c._trans = trans
+    c.expected = (c.source_key, trans)  # an exchange with that number is outstanding
     pdu = lon.Spdu(lon.SPDU_RESPONSE, trans, apdu)
     frame = lon.encode_lpdu(lon.Lpdu(lon.Npdu(3, 17, dest, pdu, domain)), crc=crc)
     assert c.receive(frame) == (b"", [apdu]) == slow_receive(c, frame)

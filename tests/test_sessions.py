@@ -8,13 +8,13 @@ import pytest
 from osgp.errors import AuthenticationError, DeviceError, ResponseTimeout
 from osgp.services import procedures as P
 from osgp.services.messages import ET, PED, FullRead, PartialRead
-from osgp.services.session import AlertReceived, Completed, Failed, Transmit
+from osgp.session import AlertReceived, Completed, Failed
 
 from .conftest import make_pair, pump
 
 
 def run(client, device, op, **kw):
-    events = pump(client, device, client.start(), **kw)
+    events = pump(client, device, **kw)
     assert op.done, events
     return events
 
@@ -109,7 +109,7 @@ def test_procedure_failure_codes(link_name):
     op2 = c.call(77)
     run(c, d, op)
     assert isinstance(op.error, P.ProcedureError) and op.error.result == 2
-    pump(c, d, c.start())
+    pump(c, d)
     assert isinstance(op2.error, P.ProcedureError) and op2.error.result == 6
 
 
@@ -131,7 +131,7 @@ def test_transaction_duplicate_not_reexecuted(link_name):
     run(c, d, op)
     d.tables[1000][0] = 0
     op2 = c.transact([PartialWrite(1000, 0, b"\x05")], txn=9)
-    pump(c, d, c.start())
+    pump(c, d)
     assert op2.done and d.tables[1000][0] == 0  # same txn + CRC: not executed again
 
 
@@ -141,7 +141,7 @@ def test_group_broadcast_transaction(link_name):
     run(c, d, op)
     assert op.result[0].data == bytes(d.tables[52])
     op2 = c.transact([FullRead(52)], txn=4, groups=(0x0203,))
-    pump(c, d, c.start())
+    pump(c, d)
     assert op2.result == []  # group-broadcast denied
 
 
@@ -162,21 +162,26 @@ def test_pending_table_write(link_name):
 def test_retry_resends_identical_frame(link_name):
     c, d = make_pair(link_name, tables=tables())
     op = c.read(52)
-    first = c.start()
-    sent = first[0].data
-    ev = c.timeout()
-    assert isinstance(ev[0], Transmit) and ev[0].data == sent
-    pump(c, d, ev)
+    sent = c.poll_transmit(0.0)
+    deadline = c.next_deadline()
+    assert deadline == c.profile.timers.response_timeout()
+    assert c.handle_timeout(deadline - 0.001) == [] and c.poll_transmit(deadline - 0.001) is None
+    assert c.handle_timeout(deadline) == []
+    retry = c.poll_transmit(deadline)
+    assert retry == sent
+    d.receive_data(retry, deadline)
+    pump(c, d, now=deadline)
     assert op.done and op.retries == 1
 
 
 def test_timeout_exhaustion_fails(link_name):
     c, d = make_pair(link_name, tables=tables())
     op = c.read(52)
-    c.start()
-    evs = []
-    for _ in range(5):
-        evs += c.timeout()
+    now, evs = 0.0, []
+    while c.poll_transmit(now) is not None:
+        now = c.next_deadline()
+        evs += c.handle_timeout(now)
+    assert op.retries == c.retries
     assert op.done and isinstance(op.error, ResponseTimeout)
     assert any(isinstance(e, Failed) for e in evs)
 
@@ -221,9 +226,8 @@ def test_lost_response_then_retry_gets_0x0c_then_succeeds():
             return True
         return False
 
-    pump(c, d, c.start(), drop=drop)
-    assert not op.done
-    pump(c, d, c.timeout())  # identical frame -> reuse -> 0x0C -> resync -> ok
+    pump(c, d, drop=drop)  # lost response, retry of the identical frame ->
+    # reused number -> 0x0C -> resync -> ok
     assert op.result == bytes(d.tables[52]) and op.exchanges == 2
 
 
@@ -245,7 +249,7 @@ def test_optical_session_services():
         c.exchange(o.Logoff()),
         c.exchange(o.Terminate()),
     ]
-    pump(c, d, c.start())
+    pump(c, d)
     assert all(op.done and op.error is None for op in ops)
     assert o.IdentifyResponse.decode(ops[0].result).version == 1
     assert o.NegotiateResponse.decode(ops[1].result) == o.NegotiateResponse(64, 2, 6)
@@ -254,14 +258,15 @@ def test_optical_session_services():
 def test_optical_nak_and_retry():
     c, d = make_pair("optical", tables=tables())
     op = c.read(52)
-    first = c.start()[0].data
+    first = c.poll_transmit(0.0)
     bad = bytearray(first)
     bad[-1] ^= 0xFF
-    ev = d.receive_data(bytes(bad))
-    assert ev == [Transmit(b"\x15")]  # NAK
-    ev = c.receive_data(b"\x15")
-    assert ev[0].data == first  # retransmitted
-    pump(c, d, ev)
+    assert d.receive_data(bytes(bad)) == []
+    assert d.poll_transmit(0.0) == b"\x15"  # NAK
+    assert c.receive_data(b"\x15") == []
+    assert c.poll_transmit(0.0) == first  # retransmitted
+    d.receive_data(first)
+    pump(c, d)
     assert op.result == bytes(d.tables[52])
 
 
@@ -286,14 +291,15 @@ def test_plc_proxy_chain_session():
         assert hops == path
         return frame
 
-    first = c.start()[0].data
+    first = c.poll_transmit(0.0)
     relay_net(first)
     # the device accepts the agent-delivered proxy frame addressed to it
     lp = lon.decode_lpdu(first)
     delivered = lon.encode_lpdu(
         lon.Lpdu(lon.Npdu(3, 42, lon.SubnetNode(3, 17), lp.npdu.pdu, lp.npdu.domain))
     )
-    resp = [e for e in d.receive_data(delivered) if isinstance(e, Transmit)][0].data
+    d.receive_data(delivered)
+    resp = d.poll_transmit(0.0)
     rl = lon.decode_lpdu(resp)
     back = lon.encode_lpdu(
         lon.Lpdu(lon.Npdu(3, 40, lon.SubnetNode(1, 1), rl.npdu.pdu, rl.npdu.domain))
@@ -308,7 +314,7 @@ def test_plc_proxy_failure_reports_stage():
     path = [lon.SubnetNode(3, 40), lon.SubnetNode(3, 41)]
     c, d = make_pair("plc", tables=tables(), path=path)
     op = c.read(52)
-    first = lon.decode_lpdu(c.start()[0].data)
+    first = lon.decode_lpdu(c.poll_transmit(0.0))
     fail = lon.encode_lpdu(
         lon.Lpdu(
             lon.Npdu(

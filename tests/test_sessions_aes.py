@@ -13,22 +13,21 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from osgp import session as S
 from osgp.errors import AuthenticationError, SequenceError
+from osgp.link import carrier as C
 from osgp.link import lon
 from osgp.security import aes_psk
 from osgp.security.aes_suite import (
     MEP_AES_ENVELOPE,
     PLC_AES_ENVELOPE,
-    PLC_AES_LINK,
     AesPskSuite,
 )
 from osgp.services import procedures as P
-from osgp.services import session as S
-from osgp.services import transactions as T
 from osgp.services.messages import ET, FullRead, PartialRead, PartialWrite
-from osgp.services.session import Completed, Transmit
+from osgp.session import Completed
 
-from .conftest import pump
+from .conftest import pump, reply
 
 PK = bytes(range(0x40, 0x50))
 NID = bytes.fromhex("04a1b2c3d4e5")
@@ -56,21 +55,21 @@ def make_aes_pair(link, *, tables=None, procedures=None, groups=(), path=(), dke
     )
     tables = tables if tables is not None else {}
     if link == "mep":
-        c = S.ClientSession(S.MepCarrier(), csuite)
+        c = S.ClientSession(C.MepCarrier(), csuite)
         d = S.DeviceSession(
-            S.MepDeviceCarrier(), dsuite, tables=tables, procedures=procedures, groups=groups
+            C.MepDeviceCarrier(), dsuite, tables=tables, procedures=procedures, groups=groups
         )
     else:
         me = lon.SubnetNode(3, 17)
         c = S.ClientSession(
-            S.PlcCarrier(me, path=path, profile=PLC_AES_LINK), csuite, tables=T.PLC_TABLES
+            C.PlcCarrier(me, path=path), csuite, profile=S.PLC_AES
         )
         d = S.DeviceSession(
-            S.PlcDeviceCarrier([me, lon.NeuronId(NID)], profile=PLC_AES_LINK),
+            C.PlcDeviceCarrier([me, lon.NeuronId(NID)]),
             dsuite,
+            profile=S.PLC_AES,
             tables=tables,
             procedures=procedures,
-            transaction_tables=T.PLC_TABLES,
             groups=groups,
         )
     return c, d
@@ -82,7 +81,7 @@ def aes_link(request):
 
 
 def run(c, d, op):
-    events = pump(c, d, c.start())
+    events = pump(c, d)
     assert op.done, events
     return events
 
@@ -94,7 +93,7 @@ def test_full_and_partial_reads(aes_link):
     op1, op2 = c.read(52), c.read(1000, 10, 300)
     run(c, d, op1)
     assert op1.result == bytes(t[52])
-    pump(c, d, c.start())
+    pump(c, d)
     assert op2.result == bytes(t[1000][10:310])
     assert op2.exchanges == -(-300 // c.services.max_read)
     # every frame was numbered by the CryptoContexts, one per direction
@@ -110,7 +109,7 @@ def test_writes(aes_link):
     data = bytes(range(256)) * 2
     op2 = c.write(1000, data, 100)
     run(c, d, op1)
-    pump(c, d, c.start())
+    pump(c, d)
     assert op1.error is None and op2.error is None
     assert t[52][:3] == b"\x1a\x01\x01" and bytes(t[1000][100:612]) == data
 
@@ -131,7 +130,7 @@ def test_procedures(aes_link):
     op1 = c.call(17, b"\x00\xf8", mfg=True)
     op2 = c.call(10)
     run(c, d, op1)
-    pump(c, d, c.start())
+    pump(c, d)
     assert op1.result == b"\xaa\x00\xf8" and op2.result == b"ok"
     assert d.tables[P.BT08][:2] == (10).to_bytes(2, "little")
 
@@ -149,7 +148,7 @@ def test_group_broadcast_transaction(aes_link):
     op = c.transact([FullRead(52)], txn=3, groups=(0x01FF,))
     op2 = c.transact([FullRead(52)], txn=4, groups=(0x0203,))
     run(c, d, op)
-    pump(c, d, c.start())
+    pump(c, d)
     assert op.result[0].data == bytes(d.tables[52]) and op2.result == []
 
 
@@ -172,13 +171,13 @@ def _nonce(direction, seq, key_id=0):
 def test_wire_frames_match_independent_ccm():
     c, d = make_aes_pair("mep", tables=tables())
     op = c.read(52)
-    req = c.start()[0].data
+    req = c.poll_transmit(0.0)
     ccm = AESCCM(PK, tag_length=8)
     # MEP frame: length:2 BE | body (mep.frame); body = seq:4 || C || T
     body = req[2:]
     assert body[:4] == bytes(4)
     assert ccm.decrypt(_nonce(0, 0), body[4:], body[:4]) == FullRead(52).encode()
-    resp = [e for e in d.receive_data(req) if isinstance(e, Transmit)][0].data[2:]
+    resp = reply(d, req)[2:]
     # response: the device's own counter, AAD = request seq || response seq (bind_response)
     assert resp[:4] == bytes(4)
     plain = ccm.decrypt(_nonce(1, 0), resp[4:], body[:4] + resp[:4])
@@ -188,7 +187,26 @@ def test_wire_frames_match_independent_ccm():
 
 
 # -- replay, reorder, tamper, wrong key -----------------------------------------------------
-def test_replayed_request_gets_sealed_0x0c_and_client_resyncs(aes_link):
+def test_plc_retry_gets_the_saved_response_not_a_second_execution():
+    # ISO/IEC 14908-1 request/response duplicate detection on the device
+    c, d = make_aes_pair("plc", tables=tables())
+    op = c.read(52)
+    lost = []
+
+    def drop(side, data):
+        if side == "d" and not lost:
+            lost.append(data)
+            return True
+        return False
+
+    pump(c, d, drop=drop)
+    assert op.result == bytes(d.tables[52]) and op.exchanges == 1 and op.retries == 1
+    assert d.carrier.drops["duplicate request"] == 1
+    assert d.suite.ctx.window.highest == 0  # opened once
+
+
+def test_replayed_request_gets_sealed_0x0c_and_client_resyncs():
+    aes_link = "mep"
     c, d = make_aes_pair(aes_link, tables=tables())
     op = c.read(52)
     lost = []
@@ -199,10 +217,8 @@ def test_replayed_request_gets_sealed_0x0c_and_client_resyncs(aes_link):
             return True
         return False
 
-    pump(c, d, c.start(), drop=drop)
-    assert not op.done
     # the retry resends the identical frame: a replay for the device's window
-    pump(c, d, c.timeout())
+    pump(c, d, drop=drop)
     assert op.result == bytes(d.tables[52]) and op.exchanges == 2
     # the device answered the replay with a protected 0x0C and did not run it twice
     assert d.suite.ctx.window.highest == 1 and c.suite.ctx.send_seq == 2
@@ -257,7 +273,7 @@ def test_tampered_request_gets_0x0b(aes_link, pos):
         d.suite.open_request(bytes(bad))
     # through the sessions: the device answers 0x0B in clear, the client fails
     op = c.read(52)
-    first = c.start()[0].data
+    first = c.poll_transmit(0.0)
     raw = bytearray(first)
     raw[-1] ^= 0x80
     if aes_link == "plc":  # keep the link CRC right: tamper inside the APDU
@@ -266,9 +282,7 @@ def test_tampered_request_gets_0x0b(aes_link, pos):
         apdu[-1] ^= 0x80
         pdu = lon.Spdu(lp.npdu.pdu.type, lp.npdu.pdu.trans, bytes(apdu))
         raw = bytearray(lon.encode_lpdu(lon.Lpdu(lon.Npdu(1, 1, lp.npdu.dest, pdu))))
-    ev = d.receive_data(bytes(raw))
-    out = [e for e in ev if isinstance(e, Transmit)][0].data
-    c.receive_data(out)
+    c.receive_data(reply(d, bytes(raw)))
     assert op.done and isinstance(op.error, AuthenticationError)
 
 
@@ -276,8 +290,8 @@ def test_tampered_response_fails_operation(aes_link):
     c, d = make_aes_pair(aes_link, tables=tables())
     op = c.read(52)
 
-    req = c.start()[0].data
-    resp = [e for e in d.receive_data(req) if isinstance(e, Transmit)][0].data
+    req = c.poll_transmit(0.0)
+    resp = reply(d, req)
     if aes_link == "mep":
         bad = bytearray(resp)
         bad[-3] ^= 0x04
@@ -294,14 +308,14 @@ def test_tampered_response_fails_operation(aes_link):
 def test_replayed_response_is_dropped():
     c, d = make_aes_pair("mep", tables=tables())
     op1, op2 = c.read(52), c.read(0x17, 0, 4)
-    req1 = c.start()[0].data
-    resp1 = [e for e in d.receive_data(req1) if isinstance(e, Transmit)][0].data
-    ev = c.receive_data(resp1)
+    req1 = c.poll_transmit(0.0)
+    resp1 = reply(d, req1)
+    c.receive_data(resp1)
     assert op1.done and op1.error is None
-    req2 = [e for e in ev if isinstance(e, Transmit)][0].data
+    req2 = c.poll_transmit(1.0)
     # an old response (replayed) to the second request is ignored, not accepted
     assert c.receive_data(resp1) == [] and not op2.done
-    resp2 = [e for e in d.receive_data(req2) if isinstance(e, Transmit)][0].data
+    resp2 = reply(d, req2)
     c.receive_data(resp2)
     assert op2.result == bytes(range(4))
 
@@ -340,12 +354,12 @@ def test_plc_proxy_chain_session():
     path = [lon.SubnetNode(3, 40), lon.SubnetNode(3, 41), lon.SubnetNode(3, 42)]
     c, d = make_aes_pair("plc", tables=tables(), path=path)
     op = c.read(0x17, 0, 40)
-    first = lon.decode_lpdu(c.start()[0].data)
+    first = lon.decode_lpdu(c.poll_transmit(0.0))
     assert first.npdu.dest == path[0] and first.npdu.pdu.apdu[0] == 0x4D  # proxy (Annex G)
     delivered = lon.encode_lpdu(
         lon.Lpdu(lon.Npdu(3, 42, lon.SubnetNode(3, 17), first.npdu.pdu, first.npdu.domain))
     )
-    resp = [e for e in d.receive_data(delivered) if isinstance(e, Transmit)][0].data
+    resp = reply(d, delivered)
     rl = lon.decode_lpdu(resp)
     back = lon.encode_lpdu(
         lon.Lpdu(lon.Npdu(3, 40, lon.SubnetNode(1, 1), rl.npdu.pdu, rl.npdu.domain))

@@ -458,7 +458,7 @@ def test_every_truncation(both, tid):
 
 def _defaults(tid):
     prog = tables.program(tid)
-    ctx = tables._Context(CTX, tables.DEFAULT_PROFILE)
+    ctx = tables._Context(CTX, tables.DEFAULT_PROFILE, tables.DEFAULT_SET)
     params = {r: ctx.value(r, 0) for r in prog.params if r != "@DATA_LEN"}
     from osgp.tables.schema import _Env
 

@@ -34,7 +34,6 @@ from osgp.errors import (
     TruncatedError,
 )
 from osgp.link._cursor import Cursor, as_bytes
-from osgp.services.messages import PLC_SERVICES, ServiceProfile
 
 __all__ = [
     "Broadcast",
@@ -432,7 +431,6 @@ class PlcProfile:
     domain: bytes = b""
     service_request: int = SPDU_REQUEST
     service_response: int = SPDU_RESPONSE
-    services: ServiceProfile = PLC_SERVICES
 
     def wrap(self, envelope: bytes) -> bytes:
         out = envelope if self.message_code is None else bytes([self.message_code]) + envelope

@@ -26,7 +26,6 @@ from osgp import _backend, crypto
 from osgp.errors import AuthenticationError, ConfigurationError, MalformedError, TruncatedError
 from osgp.link._cursor import as_bytes
 from osgp.security.suite import MEP_ENVELOPE, LegacyContext, LegacySuite
-from osgp.services.messages import MEP_SERVICES, ServiceProfile
 
 __all__ = [
     "MepProfile",
@@ -77,7 +76,6 @@ class MepProfile:
     inter_byte_ms: int = 50
     min_request_interval_ms: int = 100
     alert_interval_ms: int = 1000
-    services: ServiceProfile = MEP_SERVICES
 
 
 PROFILE = MepProfile()

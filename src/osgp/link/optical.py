@@ -26,7 +26,6 @@ from typing import Any, List, Optional, Tuple
 from osgp import crypto
 from osgp.errors import ChecksumError, ConfigurationError, MalformedError, ResponseTimeout
 from osgp.link._cursor import Cursor, as_bytes
-from osgp.services.messages import OPTICAL_SERVICES, ServiceProfile
 
 __all__ = [
     "OpticalProfile",
@@ -89,7 +88,6 @@ class OpticalProfile:
     response_timeout_ms: int = 2000
     channel_traffic_timeout_ms: int = 6000
     inter_char_timeout_ms: int = 500
-    services: ServiceProfile = OPTICAL_SERVICES
 
     @property
     def max_apdu(self) -> int:

@@ -504,6 +504,21 @@ class ReplayWindow:
         else:
             self.bits |= 1 << (self.highest - seq)
 
+    def state(self) -> dict[str, int]:
+        """Plain data for a store (the seen-bitmap as an integer)."""
+        return {
+            "size": self.size,
+            "max_ahead": self.max_ahead,
+            "highest": self.highest,
+            "bits": self.bits,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, int]) -> ReplayWindow:
+        w = cls(int(state["size"]), int(state["max_ahead"]))
+        w.highest, w.bits = int(state["highest"]), int(state["bits"])
+        return w
+
 
 class KeyUsage:
     """Key usage counter of ET54 (offsets 82 / 86): every use, successful or not,
@@ -530,6 +545,12 @@ class KeyUsage:
 
     def reset(self) -> None:
         self.count, self.warned = 0, False
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "warned": self.warned}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.count, self.warned = int(state["count"]), bool(state["warned"])
 
 
 # ---- unicast: the CryptoContext ------------------------------------------------------
@@ -563,6 +584,7 @@ class CryptoContext:
         self.tx_dir = DOWN if role == "concentrator" else UP
         self.rx_dir = 1 - self.tx_dir
         self._key = crypto.AesKey(key)
+        self._key_bytes = bytes(key)
         self.key_id = key_id
         self.send_seq = send_seq
         self.window = ReplayWindow(profile.replay_window, profile.max_ahead, recv_start)
@@ -682,9 +704,41 @@ class CryptoContext:
             )
         return payload
 
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume this channel after a restart, as plain
+        data: role, address, key id, counters, replay window, key usage, and
+        the unicast key itself (hex), so a store must keep the result as
+        secret as the key.  The profile is configuration, not state."""
+        return {
+            "role": self.role,
+            "address": self.address.hex(),
+            "key": self._key_bytes.hex(),
+            "key_id": self.key_id,
+            "send_seq": self.send_seq,
+            "window": self.window.state(),
+            "usage": self.usage.state(),
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], profile: AesPskProfile = DEFAULT_PROFILE
+    ) -> CryptoContext:
+        ctx = cls(
+            bytes.fromhex(state["key"]),
+            bytes.fromhex(state["address"]),
+            role=state["role"],
+            key_id=int(state["key_id"]),
+            profile=profile,
+            send_seq=int(state["send_seq"]),
+        )
+        ctx.window = ReplayWindow.from_state(state["window"])
+        ctx.usage.restore(state["usage"])
+        return ctx
+
     def renew(self, key: bytes, key_id: Optional[int] = None) -> None:
         """Install a renewed unicast key: new key id, counters and window restart."""
         self._key = crypto.AesKey(key)
+        self._key_bytes = bytes(key)
         self.key_id = (self.key_id + 1) & 0xFFFF if key_id is None else key_id
         self._cache_prefix()
         self.send_seq = 0

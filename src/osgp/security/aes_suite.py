@@ -31,19 +31,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from osgp.errors import AuthenticationError, ConfigurationError, SequenceError
-from osgp.link import lon
 from osgp.security.aes_psk import DEFAULT_PROFILE, AesPskProfile, CryptoContext
-from osgp.services.messages import ServiceProfile
 
 __all__ = [
     "AesEnvelope",
     "MEP_AES_ENVELOPE",
     "PLC_AES_ENVELOPE",
-    "PLC_AES_SERVICES",
-    "PLC_AES_LINK",
     "AesPskSuite",
 ]
 
@@ -87,18 +83,6 @@ PLC_AES_ENVELOPE = AesEnvelope(
         "(reference 3.1, 5.1; Gaps 1)"
     ),
 )
-
-#: PLC read size under the AES suite: the APDU cap of 95 envelope bytes
-#: (lon.PlcProfile.max_apdu, reference 3.1) minus the response header (code 1 +
-#: count 2) and the AES overhead (seq 4 + tag 8) leaves 80 data bytes; a write
-#: request (8 header bytes + 75 data + 12) fits as with the legacy suite.
-#: INFERRED, like the limits it is derived from.
-PLC_AES_SERVICES = ServiceProfile(
-    "PLC-AES", 80, 75, False, "INFERRED (PLC limits, reference 3.1, less the AES overhead)"
-)
-
-#: The PLC link profile to pair with the AES suite (INFERRED, see above).
-PLC_AES_LINK = lon.PlcProfile(name="PLC-AES", services=PLC_AES_SERVICES)
 
 
 class AesPskSuite:
@@ -186,6 +170,23 @@ class AesPskSuite:
         if self._clear_0b and bytes(apdu) == _AUTH_FAILURE:
             return _AUTH_FAILURE
         return self.ctx.seal(apdu, self._aad + ctx if self._bind else self._aad)
+
+    # -- state ------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The CryptoContext as plain data (secret: it holds the key)."""
+        return {"context": self.ctx.state()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state` (same envelope)."""
+        self.ctx = CryptoContext.from_state(state["context"], self.envelope.aes)
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], envelope: AesEnvelope = MEP_AES_ENVELOPE
+    ) -> AesPskSuite:
+        return cls(
+            envelope=envelope, context=CryptoContext.from_state(state["context"], envelope.aes)
+        )
 
     # -- key renewal ------------------------------------------------------
     def renew(self, key: bytes, key_id: Optional[int] = None) -> None:

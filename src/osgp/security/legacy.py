@@ -25,7 +25,7 @@ side, :class:`SequenceCounter` the client side.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Mapping
 
 from osgp import crypto
 from osgp.errors import ConfigurationError, SequenceError
@@ -177,6 +177,14 @@ class SequenceWindow:
         self.check(seq)
         self.current = seq
 
+    def state(self) -> Dict[str, int]:
+        """Plain data for a store; :meth:`from_state` rebuilds the window."""
+        return {"current": self.current, "window": self.window}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, int]) -> SequenceWindow:
+        return cls(int(state["current"]), int(state["window"]))
+
 
 class SequenceCounter:
     """Client (concentrator) side: one increment per request, retries included
@@ -193,3 +201,11 @@ class SequenceCounter:
     def resync(self, current: int) -> None:
         """After 0x0C carrying the server's ``current`` value: the next request uses current+1."""
         self.last = current % SEQ_MODULUS
+
+    def state(self) -> Dict[str, int]:
+        """Plain data for a store; :meth:`from_state` rebuilds the counter."""
+        return {"last": self.last}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, int]) -> SequenceCounter:
+        return cls(int(state["last"]))

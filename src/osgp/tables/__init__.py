@@ -47,6 +47,8 @@ __all__ = [
     "decode",
     "encode",
     "register",
+    "TableSet",
+    "DEFAULT_SET",
     "register_file",
     "schema",
     "program",
@@ -99,9 +101,6 @@ _FORMAT_DEFAULTS = {
     NI_FORMAT_REFS["NI_FMAT2"]: "ni_format2",
     "BT00.FORMAT_CONTROL_2.ID_FORM": "id_form",
 }
-
-_SCHEMAS: dict[int, Mapping] = {}
-_PROGRAMS: dict[int, Program] = {}
 
 # Pending Event Description (reference 3.4, [OPT p.9-10]): byte 0 bits 0..3 event
 # code (0 absolute STIME_DATE, 1 relative, 2 opaque), bit 4 self read, bit 5 demand
@@ -165,67 +164,170 @@ _PED = {
 }
 
 
+class TableSet:
+    """The table layouts of one device dialect.
+
+    A set holds its own layouts and falls back to its ``base`` for the rest,
+    so a firmware whose BT23 differs is ``DEFAULT_SET.derive([bt23_v4])``
+    without touching any other device.  ``profile`` gives the values used when
+    a decode context lacks a table (:class:`TableProfile`).  The module-level
+    functions (:func:`decode`, :func:`register`, ...) use :data:`DEFAULT_SET`.
+    """
+
+    def __init__(
+        self,
+        schemas: Any = (),
+        *,
+        base: Optional[TableSet] = None,
+        profile: Optional[TableProfile] = None,
+        name: str = "",
+    ) -> None:
+        self.base = base
+        inherited = base.profile if base is not None else DEFAULT_PROFILE
+        self.profile: TableProfile = profile if profile is not None else inherited
+        self.name: str = name or (f"{base.name}+" if base is not None else "tables")
+        self._schemas: dict[int, Mapping] = {}
+        self._programs: dict[int, Program] = {}
+        for s in schemas:
+            self.register(s, replace=True)
+
+    def __repr__(self) -> str:
+        return f"<TableSet {self.name}: {len(self._schemas)} own layouts>"
+
+    def derive(
+        self, schemas: Any = (), *, profile: Optional[TableProfile] = None, name: str = ""
+    ) -> TableSet:
+        """A new set with ``schemas`` overriding this one's layouts."""
+        return TableSet(schemas, base=self, profile=profile, name=name)
+
+    def register(self, schema: Mapping, *, replace: bool = False) -> Program:
+        """Add a layout (see osgp.tables.schema); returns its compiled program.
+        Replacing a layout this set already has needs ``replace=True``."""
+        prog = compile_schema(schema)
+        tid = prog.table_id
+        old = self._schemas.get(tid)
+        if old is not None and not replace and old is not schema:
+            raise ConfigurationError(
+                f"{prog.name} is already in {self.name}; pass replace=True to override"
+            )
+        self._schemas[tid] = schema
+        self._programs[tid] = prog
+        self._programs.pop(tid + PENDING_OFFSET, None)
+        return prog
+
+    def register_file(self, path: Any, *, replace: bool = False) -> list[Program]:
+        """Register the layouts in a JSON file (one schema or a list of schemas)."""
+        with open(path, encoding="utf-8") as fh:
+            try:
+                doc = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"{path}: not JSON: {exc}") from None
+        schemas = (
+            doc
+            if isinstance(doc, list)
+            else doc.get("tables", [doc])
+            if isinstance(doc, dict) and "fields" not in doc
+            else [doc]
+        )
+        return [self.register(s, replace=replace) for s in schemas]
+
+    def _owner(self, tid: int) -> Optional[TableSet]:
+        s: Optional[TableSet] = self
+        while s is not None:
+            if tid in s._schemas:
+                return s
+            s = s.base
+        return None
+
+    def __contains__(self, table_id: object) -> bool:
+        try:
+            tid = table_number(table_id)
+        except (ConfigurationError, TypeError, ValueError):
+            return False
+        return self._owner(tid) is not None or (
+            tid >= PENDING_OFFSET and self._owner(tid - PENDING_OFFSET) is not None
+        )
+
+    def ids(self) -> list[int]:
+        """Every table number with a layout in this set or its bases."""
+        out: set[int] = set()
+        s: Optional[TableSet] = self
+        while s is not None:
+            out |= set(s._schemas)
+            s = s.base
+        return sorted(out)
+
+    def schema(self, table_id: TableId) -> Mapping:
+        tid = table_number(table_id)
+        owner = self._owner(tid)
+        if owner is None:
+            raise ConfigurationError(
+                f"no layout for {table_name(tid)} ({tid}) in {self.name}; "
+                "register one with register()"
+            )
+        return owner._schemas[tid]
+
+    def program(self, table_id: TableId) -> Program:
+        """The compiled program of a table (pending images are built on demand)."""
+        tid = table_number(table_id)
+        owner = self._owner(tid)
+        if owner is not None:
+            return owner._programs[tid]
+        if tid >= PENDING_OFFSET:
+            base_owner = self._owner(tid - PENDING_OFFSET)
+            if base_owner is not None:
+                prog = base_owner._programs.get(tid)
+                if prog is None:
+                    base = base_owner._schemas[tid - PENDING_OFFSET]
+                    prog = base_owner._programs[tid] = compile_schema(
+                        {
+                            "id": tid,
+                            "name": table_name(tid),
+                            "title": f"{base.get('title', '')} (pending)",
+                            "fields": [_PED] + list(base["fields"]),
+                        }
+                    )
+                return prog
+        self.schema(tid)  # raises
+        raise AssertionError  # pragma: no cover
+
+    def decode(
+        self, table_id: TableId, data: Any, context: Optional[Mapping] = None
+    ) -> Mapping[str, Any]:
+        """:func:`decode` with this set's layouts and profile."""
+        return _decode(self.program(table_id), data, _Context(context, self.profile, self))
+
+    def encode(
+        self, table_id: TableId, values: Mapping[str, Any], context: Optional[Mapping] = None
+    ) -> bytes:
+        """:func:`encode` with this set's layouts and profile."""
+        return _encode(self.program(table_id), values, _Context(context, self.profile, self))
+
+
+PENDING_OFFSET = 4096  # pending image of a table (Optical guide p.8)
+
+#: The built-in layouts of the public tables (filled at import, below).
+DEFAULT_SET = TableSet(name="builtin")
+
+
 def register(schema: Mapping, *, replace: bool = False) -> Program:
-    """Add a table layout (see osgp.tables.schema); returns its compiled program."""
-    prog = compile_schema(schema)
-    tid = prog.table_id
-    if tid in _SCHEMAS and not replace and _SCHEMAS[tid] is not schema:
-        if tid in _BUILTIN_IDS:
-            raise ConfigurationError(f"{prog.name} is built in; pass replace=True to override")
-    _SCHEMAS[tid] = schema
-    _PROGRAMS[tid] = prog
-    for k in [k for k in _PROGRAMS if k == tid + 4096]:
-        del _PROGRAMS[k]
-    return prog
+    """Add a layout to :data:`DEFAULT_SET`; built-in layouts need ``replace=True``.
+    Prefer ``DEFAULT_SET.derive(...)`` for one device's dialect."""
+    return DEFAULT_SET.register(schema, replace=replace)
 
 
 def register_file(path: Any, *, replace: bool = False) -> list[Program]:
-    """Register the layouts in a JSON file (one schema or a list of schemas)."""
-    with open(path, encoding="utf-8") as fh:
-        try:
-            doc = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{path}: not JSON: {exc}") from None
-    schemas = (
-        doc
-        if isinstance(doc, list)
-        else doc.get("tables", [doc])
-        if isinstance(doc, dict) and "fields" not in doc
-        else [doc]
-    )
-    return [register(s, replace=replace) for s in schemas]
+    """Register the layouts in a JSON file in :data:`DEFAULT_SET`."""
+    return DEFAULT_SET.register_file(path, replace=replace)
 
 
 def schema(table_id: TableId) -> Mapping:
-    tid = table_number(table_id)
-    try:
-        return _SCHEMAS[tid]
-    except KeyError:
-        raise ConfigurationError(
-            f"no layout for {table_name(tid)} ({tid}); register one with osgp.tables.register()"
-        ) from None
+    return DEFAULT_SET.schema(table_id)
 
 
 def program(table_id: TableId) -> Program:
-    """The compiled program of a table (pending images are built on demand)."""
-    tid = table_number(table_id)
-    prog = _PROGRAMS.get(tid)
-    if prog is not None:
-        return prog
-    if tid >= 4096 and (tid - 4096) in _SCHEMAS:
-        base = _SCHEMAS[tid - 4096]
-        prog = compile_schema(
-            {
-                "id": tid,
-                "name": table_name(tid),
-                "title": f"{base.get('title', '')} (pending)",
-                "fields": [_PED] + list(base["fields"]),
-            }
-        )
-        _PROGRAMS[tid] = prog
-        return prog
-    schema(tid)  # raises
-    raise AssertionError  # pragma: no cover
+    """The compiled program of a table in :data:`DEFAULT_SET`."""
+    return DEFAULT_SET.program(table_id)
 
 
 # ---- context ------------------------------------------------------------------------------
@@ -234,7 +336,10 @@ _PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 class _Context:
-    def __init__(self, context: Optional[Mapping], profile: TableProfile) -> None:
+    def __init__(
+        self, context: Optional[Mapping], profile: TableProfile, tables: TableSet
+    ) -> None:
+        self.tables = tables
         self.raw: dict[Any, Any] = {}
         if context:
             if not isinstance(context, Mapping):
@@ -261,7 +366,7 @@ class _Context:
                 raise ConfigurationError(f"{table_name(tid)} depends on itself")
             self.busy.add(tid)
             try:
-                m = _decode(tid, v, self)
+                m = _decode(self.tables.program(tid), v, self)
             finally:
                 self.busy.discard(tid)
         self.decoded[tid] = m
@@ -370,8 +475,7 @@ def _rewrap(exc: DecodeError, prog: Program) -> DecodeError:
     return new
 
 
-def _decode(tid: int, data: Any, ctx: _Context) -> Mapping[str, Any]:
-    prog = program(tid)
+def _decode(prog: Program, data: Any, ctx: _Context) -> Mapping[str, Any]:
     try:
         buf = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
     except TypeError:
@@ -401,7 +505,7 @@ def decode(
     data and :class:`~osgp.errors.ConfigurationError` when the context lacks a
     table the layout depends on.  Bytes after the layout's end are ignored
     (newer firmware appends fields)."""
-    return _decode(table_number(table_id), data, _Context(context, profile))
+    return _decode(DEFAULT_SET.program(table_id), data, _Context(context, profile, DEFAULT_SET))
 
 
 def encode(
@@ -412,9 +516,10 @@ def encode(
     profile: TableProfile = DEFAULT_PROFILE,
 ) -> bytes:
     """Encode a mapping (as returned by :func:`decode`) into the table image."""
-    tid = table_number(table_id)
-    prog = program(tid)
-    ctx = _Context(context, profile)
+    return _encode(DEFAULT_SET.program(table_id), values, _Context(context, profile, DEFAULT_SET))
+
+
+def _encode(prog: Program, values: Mapping[str, Any], ctx: _Context) -> bytes:
     params = {r: ctx.value(r, 0) for r in prog.params if r != "@DATA_LEN"}
     if not isinstance(values, Mapping):  # noqa: SIM102
         raise ConfigurationError("values must be a mapping of field names")
@@ -467,7 +572,8 @@ class CatalogueEntry:
     def built_in(self) -> bool:
         """Whether osgp has a layout for this table (procedures: never)."""
         return self.kind == "table" and (
-            self.id in _SCHEMAS or (self.pending_of is not None and self.pending_of in _SCHEMAS)
+            self.id in DEFAULT_SET
+            or (self.pending_of is not None and self.pending_of in DEFAULT_SET)
         )
 
 
@@ -516,6 +622,5 @@ def catalogue_entry(ident: TableId, kind: str = "table") -> CatalogueEntry:
     raise ConfigurationError(f"{ident!r} is not in the CLC/TS 50586 contents")
 
 
-_BUILTIN_IDS = {s["id"] for s in _builtin.BUILTIN}
 for _s in _builtin.BUILTIN:
-    register(_s)
+    DEFAULT_SET.register(_s)

@@ -1,0 +1,398 @@
+"""Carriers: how one secured OSGP message travels on each link.
+
+A carrier frames the bytes a security suite produced and deframes what
+arrives; it never touches a port or a clock.  Client carriers
+(:class:`MepCarrier`, :class:`OpticalCarrier`, :class:`PlcCarrier`) and device
+carriers (:class:`MepDeviceCarrier`, :class:`OpticalDeviceCarrier`,
+:class:`PlcDeviceCarrier`) share the :class:`Carrier` protocol.
+
+``receive`` returns ``(bytes to send at once, items)``: an item is a received
+message (bytes), an :class:`Alert`, or an :class:`~osgp.errors.OSGPError` the
+link itself reports (a proxy chain failure).  Frames that are not for this
+carrier are counted in ``drops`` by reason and never returned.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+
+from osgp import _backend, crypto
+from osgp.errors import OSGPError, ProtocolError
+from osgp.link import lon, lon_proxy, mep, optical
+from osgp.link.mep import Alert
+
+__all__ = [
+    "Carrier",
+    "DeviceCarrier",
+    "Alert",
+    "ProxyFailed",
+    "MepCarrier",
+    "OpticalCarrier",
+    "PlcCarrier",
+    "MepDeviceCarrier",
+    "OpticalDeviceCarrier",
+    "PlcDeviceCarrier",
+    "neighbour_key",
+]
+
+_frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
+_PROXY_TX = lon_proxy.TxCtrl(4, 3)  # repeaters: timer code 4, 3 retries (INFERRED)
+
+Item = Union[bytes, Alert, OSGPError]
+
+
+class Carrier(Protocol):
+    """The link-layer half of a client session."""
+
+    link: str  # "mep", "optical" or "plc"
+    drops: Counter
+
+    def frame(self, wire: bytes) -> bytes: ...
+
+    def retransmit(self, last: bytes) -> bytes: ...
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[Item]]: ...
+
+    def reset(self) -> None: ...
+
+
+class DeviceCarrier(Protocol):
+    """The link-layer half of a device session."""
+
+    link: str
+    drops: Counter
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[bytes]]: ...
+
+    def frame(self, wire: bytes) -> bytes: ...
+
+
+class ProxyFailed(ProtocolError):
+    """An Annex G proxy chain reported failure (APDU 0x4C) at ``hop``."""
+
+    def __init__(self, message: str, *, hop: int, count: int) -> None:
+        super().__init__(message)
+        self.hop, self.count = hop, count
+
+
+# -- MEP ---------------------------------------------------------------------------
+class MepCarrier:
+    """MEP serial: 2-byte length framing, alerts (MEP guide p.9, p.17)."""
+
+    link = "mep"
+
+    def __init__(self, profile: mep.MepProfile = mep.PROFILE) -> None:
+        self.profile = profile
+        self.drops: Counter = Counter()
+        self._reader = mep.FrameReader(profile)
+
+    def frame(self, wire: bytes) -> bytes:
+        return mep.frame(wire, self.profile)
+
+    def retransmit(self, last: bytes) -> bytes:
+        return last  # a retry resends the identical frame (MEP guide p.21)
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
+        return b"", [x if isinstance(x, bytes) else Alert() for x in self._reader.feed(data)]
+
+    def reset(self) -> None:
+        self._reader.reset()
+
+
+class MepDeviceCarrier:
+    link = "mep"
+
+    def __init__(self, profile: mep.MepProfile = mep.PROFILE) -> None:
+        self.profile = profile
+        self.drops: Counter = Counter()
+        self._reader = mep.FrameReader(profile)
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[bytes]]:
+        return b"", [x for x in self._reader.feed(data) if isinstance(x, bytes)]
+
+    def frame(self, wire: bytes) -> bytes:
+        return mep.frame(wire, self.profile)
+
+
+# -- optical ---------------------------------------------------------------------------
+class OpticalCarrier:
+    """C12.18 packets with ACK/NAK and toggle-bit duplicate detection."""
+
+    link = "optical"
+
+    def __init__(self, profile: optical.OpticalProfile = optical.NEGOTIATED) -> None:
+        self.profile = profile
+        self.drops: Counter = Counter()
+        self.layer = optical.PacketLayer(profile)
+
+    def frame(self, wire: bytes) -> bytes:
+        return self.layer.send(wire)
+
+    def retransmit(self, last: bytes) -> bytes:
+        return self.layer.timeout()
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
+        tx, apdus = self.layer.receive(data)
+        return tx, list(apdus)
+
+    def reset(self) -> None:
+        pass
+
+
+class OpticalDeviceCarrier:
+    link = "optical"
+
+    def __init__(self, profile: optical.OpticalProfile = optical.NEGOTIATED) -> None:
+        self.profile = profile
+        self.drops: Counter = Counter()
+        self.layer = optical.PacketLayer(profile)
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[bytes]]:
+        return self.layer.receive(data)
+
+    def frame(self, wire: bytes) -> bytes:
+        return self.layer.send(wire)
+
+
+# -- power line ----------------------------------------------------------------------------
+def neighbour_key(subnet: int, node: int) -> int:
+    """Router key of a LonTalk subnet/node (node without its selector bit)."""
+    return (subnet << 7) | (node & 0x7F)
+
+
+def _address_key(a: lon.Address) -> Optional[int]:
+    return neighbour_key(a.subnet, a.node) if isinstance(a, lon.SubnetNode) else None
+
+
+class PlcCarrier:
+    """LonTalk, client side: the secured message in an APDU (PLC profile,
+    INFERRED), sent as SPDU REQUEST; the response is the SPDU RESPONSE with the
+    same transaction number from the node the request went to.  ``path``:
+    repeaters (SubnetNode) for an Annex G proxy chain; the frame then goes to
+    path[0] carrying 0x4D with path[1:], and the answer comes back from path[0].
+
+    ``expected`` is what a router matches responses on: ``(source key or None,
+    transaction number)`` while an exchange is outstanding.  ``tids``: where
+    transaction numbers come from (a router hands out numbers that no other
+    outstanding exchange to the same neighbour uses)."""
+
+    link = "plc"
+
+    def __init__(
+        self,
+        dest: lon.Address,
+        *,
+        src: Tuple[int, int] = (1, 1),
+        profile: lon.PlcProfile = lon.PLC_PROFILE,
+        path: Sequence[lon.SubnetNode] = (),
+        crc: bool = True,
+        proxy_tx: Optional[lon_proxy.TxCtrl] = None,
+    ) -> None:
+        if len(path) > lon_proxy.MAX_REPEATERS + 1:
+            raise ProtocolError("at most 15 repeaters plus the agent")
+        self.dest, self.src, self.profile, self.path, self.crc = (
+            dest,
+            src,
+            profile,
+            tuple(path),
+            crc,
+        )
+        self.proxy_tx = proxy_tx if proxy_tx is not None else _PROXY_TX
+        self.drops: Counter = Counter()
+        self.neighbour: lon.Address = self.path[0] if self.path else dest
+        self.source_key = _address_key(self.neighbour)
+        self.tids: Callable[[Optional[int], int], int] = _next_tid
+        self.expected: Optional[Tuple[Optional[int], int]] = None
+        self._trans = 0
+        self._templates: Dict[Any, Tuple[bytes, int]] = {}
+
+    @property
+    def hops(self) -> int:
+        return len(self.path)
+
+    def _template(self, dest: lon.Address) -> Tuple[bytes, int]:
+        """(LPDU header + NPDU up to the SPDU byte, SPDU byte with trans 0):
+        encode_lpdu's own output for an empty SPDU, computed once per
+        destination (only the 4-bit transaction number differs between frames
+        to one destination; ISO/IEC 14908-1, docs/protocol.md)."""
+        key = (dest, self.src, self.profile.domain, self.profile.service_request)
+        t = self._templates.get(key)
+        if t is None:
+            n = lon.Npdu(
+                self.src[0],
+                self.src[1],
+                dest,
+                lon.Spdu(self.profile.service_request, 0, b""),
+                self.profile.domain,
+            )
+            body = lon.encode_lpdu(lon.Lpdu(n), crc=False)
+            t = self._templates[key] = (body[:-1], body[-1])
+        return t
+
+    def _target(self) -> lon_proxy.ProxyTarget:
+        # Annex G target address types (LTEP ProxySicb, docs/protocol.md)
+        d = self.dest
+        if isinstance(d, lon.SubnetNode):
+            return lon_proxy.ProxyTarget(1, bytes([d.subnet, d.node]))
+        if isinstance(d, lon.NeuronId):
+            return lon_proxy.ProxyTarget(2, bytes([d.subnet]) + bytes(d.nid))
+        if isinstance(d, lon.Group):
+            return lon_proxy.ProxyTarget(4, bytes([d.group]))
+        return lon_proxy.ProxyTarget(3, bytes([getattr(d, "subnet", 0), 0]))
+
+    def frame(self, wire: bytes) -> bytes:
+        apdu = self.profile.wrap(wire)
+        if self.path:
+            t = self._target()
+            reps = tuple(lon_proxy.Repeater(r.node, r.subnet) for r in self.path[1:])
+            apdu = lon_proxy.encode_proxy(
+                lon_proxy.ProxyRequest(reps, lon_proxy.Sicb(t.type), t, apdu, self.proxy_tx)
+            )
+        self._trans = self.tids(self.source_key, self._trans)
+        self.expected = (self.source_key, self._trans)
+        if self.profile.service_request in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
+            # no member list: template header || SPDU byte (trans in b3..0) || APDU
+            head, spdu = self._template(self.neighbour)
+            body = head + bytes((spdu | self._trans,)) + apdu
+            return body + crypto.crc16_lon(body).to_bytes(2, "big") if self.crc else body
+        npdu = lon.Npdu(
+            self.src[0],
+            self.src[1],
+            self.neighbour,
+            lon.Spdu(self.profile.service_request, self._trans, apdu),
+            self.profile.domain,
+        )
+        return lon.encode_lpdu(lon.Lpdu(npdu), crc=self.crc)
+
+    def retransmit(self, last: bytes) -> bytes:
+        return last  # identical frame, same transaction number
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
+        if type(data) is not bytes:
+            data = bytes(data)
+        # header parse by the frames kernel (CRC, version, address and domain
+        # lengths, PDU type checked as decode_lpdu does)
+        h = _frames.lon_parse(data, True, self.crc)
+        return self.accept(data, h)
+
+    def accept(self, data: bytes, h: Sequence[Any]) -> Tuple[bytes, List[Item]]:
+        """Take a frame whose header the caller parsed (``lon_parse`` fields)."""
+        hdr = h[11]  # SPDU byte: b7 auth, b6..4 type, b3..0 transaction
+        if h[1] != lon.PDU_SPDU or (hdr >> 4) & 7 != self.profile.service_response:
+            self.drops["not a response"] += 1
+            return b"", []
+        if self.expected is None:
+            self.drops["not waiting"] += 1
+            return b"", []
+        src = neighbour_key(h[4], h[5])
+        if self.source_key is not None and src != self.source_key:
+            self.drops["other source"] += 1
+            return b"", []
+        if hdr & 0x0F != self._trans:
+            self.drops["stale transaction"] += 1
+            return b"", []
+        self.expected = None
+        apdu = data[h[14] + 1 : h[15]]
+        if self.path:
+            r = lon_proxy.decode_proxy_response(apdu)
+            if isinstance(r, lon_proxy.ProxyFailure):
+                hop = len(self.path) - r.count
+                return b"", [
+                    ProxyFailed(
+                        f"proxy chain failed at hop {hop} (count {r.count})",
+                        hop=hop,
+                        count=r.count,
+                    )
+                ]
+            apdu = r
+        return b"", [self.profile.unwrap(apdu)]
+
+    def reset(self) -> None:
+        pass
+
+    def give_up(self) -> None:
+        """The exchange is over without a response: stop expecting one."""
+        self.expected = None
+
+
+def _next_tid(neighbour: Optional[int], last: int) -> int:
+    """The next 4-bit transaction number (ISO/IEC
+    14908-1 legacy mode: a new number per new transaction)."""
+    return (last + 1) & 0x0F
+
+
+class PlcDeviceCarrier:
+    """Answers an SPDU REQUEST with an SPDU RESPONSE (same transaction number)
+    to the sender.  ``addresses``: what this device accepts (its SubnetNode
+    and/or NeuronId); ``groups``: the groups it belongs to.
+
+    A repeated request (the identical frame: same source, transaction number
+    and content, as a client's retry is) is answered with the saved response
+    and not served again, as the ISO/IEC 14908-1 request/response service's
+    duplicate detection does."""
+
+    link = "plc"
+
+    def __init__(
+        self,
+        addresses: Sequence[lon.Address],
+        *,
+        profile: lon.PlcProfile = lon.PLC_PROFILE,
+        crc: bool = True,
+        groups: Sequence[int] = (),
+    ) -> None:
+        self.addresses, self.profile, self.crc = tuple(addresses), profile, crc
+        self.groups = tuple(groups)
+        self.drops: Counter = Counter()
+        self._reply: Optional[Tuple[lon.Npdu, bool]] = None
+        self._last_request = b""
+        self._last_response = b""
+
+    def _mine(self, d: lon.Address) -> bool:
+        if isinstance(d, (lon.SubnetNode, lon.NeuronId)):
+            return any(d == a for a in self.addresses)
+        if isinstance(d, lon.Group):
+            return d.group in self.groups
+        return isinstance(d, lon.Broadcast)
+
+    def receive(self, data: bytes) -> Tuple[bytes, List[bytes]]:
+        if data == self._last_request and self._last_response:
+            self.drops["duplicate request"] += 1
+            return self._last_response, []
+        lp = lon.decode_lpdu(data, crc=self.crc)
+        n = lp.npdu
+        if not isinstance(n.pdu, lon.Spdu) or n.pdu.type != self.profile.service_request:
+            self.drops["not a request"] += 1
+            return b"", []
+        if not self._mine(n.dest):
+            self.drops["not addressed here"] += 1
+            return b"", []
+        apdu = n.pdu.apdu
+        proxied = apdu[:1] == bytes([lon_proxy.PROXY])
+        if proxied:
+            apdu = lon_proxy.decode_proxy(apdu).apdu  # this device is the agent's target
+        self._reply = (n, proxied)
+        self._last_request, self._last_response = bytes(data), b""
+        return b"", [self.profile.unwrap(apdu)]
+
+    def frame(self, wire: bytes) -> bytes:
+        if self._reply is None:
+            raise ProtocolError("no request to answer")
+        n, proxied = self._reply
+        apdu = self.profile.wrap(wire)
+        if proxied:
+            apdu = bytes([lon_proxy.PROXY]) + apdu
+        me = next(
+            (a for a in self.addresses if isinstance(a, lon.SubnetNode)), lon.SubnetNode(0, 0)
+        )
+        out = lon.Npdu(
+            me.subnet,
+            me.node,
+            lon.SubnetNode(n.src_subnet, n.src_node),
+            lon.Spdu(self.profile.service_response, getattr(n.pdu, "trans", 0), apdu),
+            n.domain,
+        )
+        frame = lon.encode_lpdu(lon.Lpdu(out), crc=self.crc)
+        self._last_response = frame
+        return frame
