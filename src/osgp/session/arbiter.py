@@ -6,11 +6,16 @@ such as ACKs first, then by operation :class:`~osgp.session.events.Priority`,
 then the session served longest ago) and never lets more than
 ``max_outstanding`` requests wait for responses at once (one exchange per
 segment on a half-duplex power line; more where the medium allows).
+
+Sessions tell the arbiter when what they want changes (``watch``), so the
+arbiter keeps two heaps, of sessions with something to send and of deadlines,
+and never scans every session: a thousand idle meters cost nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+import heapq
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from osgp.errors import ConfigurationError
 from osgp.session.events import Event
@@ -28,16 +33,26 @@ class Arbiter:
         self._sessions: Dict[int, Any] = {}
         self._served: Dict[int, int] = {}
         self._turn = 0
+        self._tick = 0
+        self._ready: List[Tuple[int, int, int, int]] = []  # (priority, served, tick, id)
+        self._timers: List[Tuple[float, int, int]] = []  # (deadline, tick, id)
+        self._awaiting: Set[int] = set()
         for s in sessions:
             self.add(s)
 
     def add(self, session: Any) -> None:
-        self._sessions[id(session)] = session
-        self._served.setdefault(id(session), 0)
+        key = id(session)
+        self._sessions[key] = session
+        self._served.setdefault(key, 0)
+        session.watch(self._changed)
+        self._changed(session)
 
     def remove(self, session: Any) -> None:
-        self._sessions.pop(id(session), None)
-        self._served.pop(id(session), None)
+        key = id(session)
+        self._sessions.pop(key, None)
+        self._served.pop(key, None)
+        self._awaiting.discard(key)
+        session.unwatch(self._changed)
 
     @property
     def sessions(self) -> List[Any]:
@@ -46,39 +61,70 @@ class Arbiter:
     @property
     def outstanding(self) -> int:
         """Requests on the medium still waiting for their responses."""
-        return sum(1 for s in self._sessions.values() if s.awaiting)
+        return len(self._awaiting)
+
+    def _changed(self, session: Any) -> None:
+        key = id(session)
+        if key not in self._sessions:
+            return
+        if session.awaiting:
+            self._awaiting.add(key)
+        else:
+            self._awaiting.discard(key)
+        self._tick += 1
+        p = session.next_priority()
+        if p is not None:
+            heapq.heappush(self._ready, (p, self._served[key], self._tick, key))
+        d = session.next_deadline()
+        if d is not None:
+            heapq.heappush(self._timers, (d, self._tick, key))
 
     def poll_transmit(self, now: float) -> Optional[Tuple[Any, bytes]]:
         """(session, frame) to put on the medium now, or None."""
-        room = self.outstanding < self.max_outstanding
-        candidates = []
-        for key, s in self._sessions.items():
-            p = s.next_priority()
-            if p is None or (p >= 0 and not room):
-                continue
-            candidates.append((p, self._served[key], key, s))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        for _, _, key, s in candidates:
+        held: List[Tuple[int, int, int, int]] = []
+        seen: Set[int] = set()
+        picked: Optional[Tuple[Any, bytes]] = None
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            p, _, _, key = entry
+            s = self._sessions.get(key)
+            if s is None or key in seen or s.next_priority() != p:
+                continue  # stale entry: a newer one exists if the session wants to send
+            seen.add(key)
+            if p >= 0 and len(self._awaiting) >= self.max_outstanding:
+                held.append(entry)  # no room: only link-level frames (p < 0) go now,
+                break  # and they sort first
             frame = s.poll_transmit(now)
-            if frame is not None:
-                self._turn += 1
-                self._served[key] = self._turn
-                return s, frame
-        return None
+            if frame is None:
+                held.append(entry)  # not yet (a request gap): its timer brings it back
+                continue
+            self._turn += 1
+            self._served[key] = self._turn
+            picked = (s, frame)
+            break
+        for entry in held:
+            heapq.heappush(self._ready, entry)
+        return picked
 
     def next_deadline(self) -> Optional[float]:
         """The earliest deadline of any session (response timers, request gaps)."""
-        best: Optional[float] = None
-        for s in self._sessions.values():
-            d = s.next_deadline()
-            if d is not None and (best is None or d < best):
-                best = d
-        return best
+        while self._timers:
+            d, _, key = self._timers[0]
+            s = self._sessions.get(key)
+            if s is not None and s.next_deadline() == d:
+                return d
+            heapq.heappop(self._timers)
+        return None
 
     def handle_timeout(self, now: float) -> List[Event]:
         events: List[Event] = []
-        for s in list(self._sessions.values()):
-            d = s.next_deadline()
-            if d is not None and d <= now:
-                events += s.handle_timeout(now)
+        due: Dict[int, Any] = {}
+        while self._timers and self._timers[0][0] <= now:
+            d, _, key = heapq.heappop(self._timers)
+            s = self._sessions.get(key)
+            if s is not None and s.next_deadline() == d:
+                due[key] = s
+        for s in due.values():
+            events += s.handle_timeout(now)
+            self._changed(s)
         return events

@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
-from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple
 
 from osgp.errors import (
     AuthenticationError,
@@ -116,6 +116,7 @@ class ClientSession:
         self._deadline: Optional[float] = None
         self._last_tx: Optional[float] = None
         self._events: List[Event] = []
+        self._watchers: List[Callable[[ClientSession], None]] = []
         if state is not None:
             self.restore(state)
 
@@ -170,6 +171,19 @@ class ClientSession:
         return self._submit("exchange", self._single(message), priority)
 
     # -- handle-then-poll interface -----------------------------------------------------
+    def watch(self, callback: Callable[[ClientSession], None]) -> None:
+        """Call ``callback(session)`` whenever what the session wants to send
+        or its next deadline may have changed (an arbiter's hook)."""
+        self._watchers.append(callback)
+
+    def unwatch(self, callback: Callable[[ClientSession], None]) -> None:
+        if callback in self._watchers:
+            self._watchers.remove(callback)
+
+    def _changed(self) -> None:
+        for w in self._watchers:
+            w(self)
+
     @property
     def busy(self) -> bool:
         """An operation is in flight."""
@@ -203,7 +217,9 @@ class ClientSession:
         """The next frame to put on the medium, or None.  Arms the response
         timer of a request it returns."""
         if self._outbox:
-            return self._outbox.pop(0)
+            frame = self._outbox.pop(0)
+            self._changed()
+            return frame
         if self._op is None:
             if not self._queue:
                 return None
@@ -218,6 +234,7 @@ class ClientSession:
             return None
         self._pending_frame = None
         self._transmitted(frame, now)
+        self._changed()
         return frame
 
     def next_deadline(self) -> Optional[float]:
@@ -315,6 +332,7 @@ class ClientSession:
         self._order += 1
         op = Operation(name, gen, priority, self._order, self)
         heapq.heappush(self._queue, (op.priority, op.order, op))
+        self._changed()
         return op
 
     def _cancelled(self, op: Operation) -> None:
@@ -323,6 +341,7 @@ class ClientSession:
         self._queue = [e for e in self._queue if e[2] is not op]
         heapq.heapify(self._queue)
         self._finish(Failed(op, OperationCancelled(f"{op.name}: cancelled")))
+        self._changed()
 
     def _start_next(self) -> None:
         while self._queue and self._op is None:
@@ -332,6 +351,8 @@ class ClientSession:
 
     def _take_events(self) -> List[Event]:
         ev, self._events = self._events, []
+        if self._watchers:
+            self._changed()
         return ev
 
     def _advance(self, value: Optional[bytes], error: Optional[OSGPError] = None) -> None:
@@ -397,11 +418,14 @@ class ClientSession:
         if isinstance(item, Alert):
             self._events.append(AlertReceived())
             return
-        if self._op is None or not self._awaiting:
+        if self._op is None or self._msg is None or not self._last:
             self.drops["unsolicited"] += 1
             return
+        # the answer to the exchange in flight, also when it comes after the
+        # response timer fired and before the identical retry went out
         self._awaiting = False
         self._deadline = None
+        self._pending_frame = None
         if isinstance(item, OSGPError):
             self._advance(None, item)
             return
