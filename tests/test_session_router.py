@@ -34,7 +34,9 @@ def build_fleet(n, rng):
     for i in range(n):
         addr = meter_address(i)
         key = bytes(rng.randrange(256) for _ in range(12))
-        c = ClientSession(PlcCarrier(addr, src=(OWN.subnet, OWN.node)), LegacySuite(key, PLC_ENVELOPE))
+        c = ClientSession(
+            PlcCarrier(addr, src=(OWN.subnet, OWN.node)), LegacySuite(key, PLC_ENVELOPE)
+        )
         d = DeviceSession(
             PlcDeviceCarrier([addr]), LegacySuite(key, PLC_ENVELOPE), tables=meter_tables(i)
         )
@@ -48,9 +50,7 @@ def response_to(other, frame, device):
     """The device's answer to a request from another concentrator."""
     lp = lon.decode_lpdu(frame)
     n = lp.npdu
-    foreign = lon.encode_lpdu(
-        lon.Lpdu(lon.Npdu(other.subnet, other.node, n.dest, n.pdu, n.domain))
-    )
+    foreign = lon.encode_lpdu(lon.Lpdu(lon.Npdu(other.subnet, other.node, n.dest, n.pdu, n.domain)))
     device.receive_data(foreign)
     return foreign, device.poll_transmit()
 
@@ -168,7 +168,9 @@ def _pair(i, rng=None):
     addr = meter_address(i)
     key = bytes([i + 1]) * 12
     c = ClientSession(PlcCarrier(addr), LegacySuite(key, PLC_ENVELOPE))
-    d = DeviceSession(PlcDeviceCarrier([addr]), LegacySuite(key, PLC_ENVELOPE), tables=meter_tables(i))
+    d = DeviceSession(
+        PlcDeviceCarrier([addr]), LegacySuite(key, PLC_ENVELOPE), tables=meter_tables(i)
+    )
     return c, d
 
 
@@ -197,9 +199,7 @@ def test_sessions_behind_one_repeater_get_distinct_transaction_numbers():
     router = Router(OWN)
     rep = [lon.SubnetNode(5, 5)]
     sessions = [
-        ClientSession(
-            PlcCarrier(meter_address(i), path=rep), LegacySuite(bytes(12), PLC_ENVELOPE)
-        )
+        ClientSession(PlcCarrier(meter_address(i), path=rep), LegacySuite(bytes(12), PLC_ENVELOPE))
         for i in range(15)
     ]
     for s in sessions:
@@ -250,5 +250,7 @@ def test_router_refuses_a_session_it_cannot_serve():
         router.attach(ClientSession(MepCarrier(), LegacySuite(bytes([1]) * 16)))
     with pytest.raises(ConfigurationError):
         router.attach(
-            ClientSession(PlcCarrier(meter_address(0), src=(4, 4)), LegacySuite(bytes(12), PLC_ENVELOPE))
+            ClientSession(
+                PlcCarrier(meter_address(0), src=(4, 4)), LegacySuite(bytes(12), PLC_ENVELOPE)
+            )
         )

@@ -43,6 +43,8 @@ __all__ = [
     "PLC_AES",
     "BUNDLES",
     "bundle",
+    "bundle_for",
+    "conformance_table",
     "VERIFIED",
     "CONFIRMED",
     "INFERRED",
@@ -324,3 +326,15 @@ def bundle_for(carrier: Any, suite: Any) -> LinkProfile:
         "none" if suite is None else "aes" if getattr(suite, "owns_sequence", False) else "legacy"
     )
     return bundle(carrier.link, kind)
+
+
+def conformance_table() -> str:
+    """Markdown table of every bundle's choices with status and source: the
+    README's conformance section embeds it (a test keeps the two equal)."""
+    rows = ["| bundle | choice | status | source |", "|---|---|---|---|"]
+    for b in BUNDLES.values():
+        for name in _DOCUMENTED:
+            p = b.provenance.get(name)
+            if p is not None:
+                rows.append(f"| {b.name} | {name} | {p.status} | {p.source} |")
+    return "\n".join(rows) + "\n"
