@@ -145,7 +145,7 @@ def test_thousand_sessions_on_one_medium():
     ops = [(c, c.read(52), c.read(0x17, 0, 150)) for c in clients]
     medium = Medium(rng, devices)
     run_medium(router, clients, medium, arbiter)
-    for i, (c, clock, regs) in enumerate(ops):
+    for i, (_, clock, regs) in enumerate(ops):
         t = meter_tables(i)
         assert clock.error is None and clock.result == bytes(t[52]), (i, clock.error)
         assert regs.error is None and regs.result == bytes(t[0x17]), (i, regs.error)

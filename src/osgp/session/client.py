@@ -229,13 +229,13 @@ class ClientSession:
             self._start_next()
         elif self._awaiting or self._msg is None:
             return None
-        frame = self._pending_frame
-        if frame is None:
+        pending = self._pending_frame
+        if pending is None:
             return None
         self._pending_frame = None
-        self._transmitted(frame, now)
+        self._transmitted(pending, now)
         self._changed()
-        return frame
+        return pending
 
     def next_deadline(self) -> Optional[float]:
         """When :meth:`handle_timeout` (or :meth:`poll_transmit`) must be
