@@ -102,7 +102,7 @@ class ClientSession:
         self.psn = psn or P.PsnAllocator()
         self.drops: Counter = Counter()
         self._own_seq = bool(getattr(self.suite, "owns_sequence", False))
-        self._hops = int(getattr(carrier, "hops", 0))
+        self._timeout = self.timers.response_timeout(int(getattr(carrier, "hops", 0)))
         self._queue: List[Tuple[int, int, Operation]] = []
         self._order = 0
         self._op: Optional[Operation] = None
@@ -402,8 +402,9 @@ class ClientSession:
     def _transmitted(self, frame: bytes, now: float) -> None:
         self._awaiting = True
         self._last_tx = now
-        self._deadline = now + self.timers.response_timeout(self._hops)
-        log.debug("tx %s", frame.hex())
+        self._deadline = now + self._timeout
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("tx %s", frame.hex())
 
     def _resend(self, frame: bytes) -> None:
         """Queue a frame that answers the exchange in flight (retry or resync)."""
@@ -436,7 +437,7 @@ class ClientSession:
             # frames): drop it and keep waiting for the retry timer
             self.drops["stale sequence number"] += 1
             self._awaiting = True
-            self._deadline = (self._last_tx or 0.0) + self.timers.response_timeout(self._hops)
+            self._deadline = (self._last_tx or 0.0) + self._timeout
             log.debug("dropped response: %s", exc)
             return
         except (AuthenticationError, DecodeError) as exc:
