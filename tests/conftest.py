@@ -138,6 +138,9 @@ def pump(client, device, events, *, drop=None, max_rounds=10_000):
     return out
 
 
+OPTICAL_PASSWORD = b"secret"
+
+
 def make_pair(
     link,
     *,
@@ -148,8 +151,10 @@ def make_pair(
     seq_device=0,
     groups=(),
     path=(),
+    open_session=True,
 ):
-    """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc."""
+    """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc
+    (optical: with a C12.18 session opened unless ``open_session`` is False)."""
     from osgp.link import lon
     from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
     from osgp.services import session as S
@@ -169,10 +174,20 @@ def make_pair(
             groups=groups,
         )
     elif link == "optical":
+        from osgp.link import optical as o
+
         c = S.ClientSession(S.OpticalCarrier())
         d = S.DeviceSession(
-            S.OpticalDeviceCarrier(), tables=tables, procedures=procedures, groups=groups
+            S.OpticalDeviceCarrier(psem=o.PsemDeviceState(passwords=[OPTICAL_PASSWORD])),
+            tables=tables,
+            procedures=procedures,
+            groups=groups,
         )
+        if open_session:  # table services need a C12.18 session (logon + security)
+            ops = [c.exchange(r) for r in (o.Identify(), o.Negotiate(), o.Logon(2, "osgp"))]
+            ops.append(c.exchange(o.Security(OPTICAL_PASSWORD)))
+            pump(c, d, c.start())
+            assert all(op.result == b"\x00" for op in ops[2:]), ops
     elif link == "plc":
         me = lon.SubnetNode(3, 17)
         nid = lon.NeuronId(bytes.fromhex("04a1b2c3d4e5"))
