@@ -169,8 +169,11 @@ class PacketLayer:
         self._parts: List[bytes] = []
         self._last_identify = False
         self.done = True
+        # longest packet accepted (a device: its receive buffer); a header that
+        # declares more is line noise, so a bad length cannot stall the stream
+        self.rx_limit = HEADER + 0xFFFF + 2
         self.duplicates = 0  # repeated packets: acknowledged and dropped
-        self.rejected = 0  # packets NAKed (CRC or framing)
+        self.rejected = 0  # packets NAKed (CRC or framing) or longer than rx_limit
         self.abandoned = 0  # outgoing APDUs given up after ``retries`` NAKs
 
     def apply(self, packet_size: int, max_packets: int) -> None:
@@ -257,6 +260,10 @@ class PacketLayer:
             if len(buf) < HEADER:
                 break
             total = HEADER + ((buf[4] << 8) | buf[5]) + 2
+            if total > self.rx_limit:
+                del buf[:1]
+                self.rejected += 1
+                continue
             if len(buf) < total:
                 break
             raw = bytes(buf[:total])
@@ -470,10 +477,10 @@ class PsemDeviceState:
     Negotiate is served in the ID state, security in the session state, wait
     in both; reads (0x30-0x3F) and writes (0x40-0x4F) only in the session state
     and only with the clearance a security request gave: ``passwords`` give
-    full access, ``read_passwords`` reads only (the optical guide's keys,
-    reference 3.3).  Anything else out of sequence is answered isss (0x0A), a
-    read or write without clearance isc (0x03), a wrong password err (0x01), an
-    unknown service sns (0x02), a malformed one err.
+    full access, ``read_passwords`` reads only (the MK and RK keys of the
+    Optical guide p.13-14).  Anything else out of sequence is answered isss
+    (0x0A), a read or write without clearance isc (0x03), a wrong password err
+    (0x01), an unknown service sns (0x02), a malformed one err.
 
     Negotiate grants the smaller of asked and supported (``max_packet_size``
     bytes per packet including the 6-byte header and 2-byte CRC,

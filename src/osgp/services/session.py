@@ -596,6 +596,7 @@ class OpticalDeviceCarrier:
         self.psem = psem or optical.PsemDeviceState(
             max_packet_size=profile.packet_size, max_packets=profile.max_packets
         )
+        self.layer.rx_limit = self.psem.max_packet_size
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Any]]:
         return self.layer.receive(data)
