@@ -241,6 +241,7 @@ def test_termineter_sessions():
     # at least one new session began with the toggle of the terminate before it:
     # the case that used to be ACKed and dropped as a duplicate
     starts = [i for i, c in enumerate(codes) if c == 0x20 and i > 0]
+    assert all(codes[i - 1] == 0x21 for i in starts)
     assert any(reqs[i][0] & 0x20 == reqs[i - 1][0] & 0x20 for i in starts)
     # negotiate 61 <size:2> <n> <baud> -> 00 <size:2> <n> <baud>: the grants
     grants = [(q[1:4], r) for q, r in zip(asked, answers) if q[0] == 0x61]
