@@ -146,6 +146,9 @@ def reply(device, frame, now=0.0):
     return device.poll_transmit(now)
 
 
+OPTICAL_PASSWORD = b"secret"
+
+
 def make_pair(
     link,
     *,
@@ -156,8 +159,10 @@ def make_pair(
     seq_device=0,
     groups=(),
     path=(),
+    open_session=True,
 ):
-    """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc."""
+    """A ClientSession and a DeviceSession wired for ``link`` in mep/optical/plc
+    (optical: with a C12.18 session opened unless ``open_session`` is False)."""
     from osgp import session as S
     from osgp.link import carrier as C
     from osgp.link import lon
@@ -177,10 +182,20 @@ def make_pair(
             groups=groups,
         )
     elif link == "optical":
+        from osgp.link import optical as o
+
         c = S.ClientSession(C.OpticalCarrier())
         d = S.DeviceSession(
-            C.OpticalDeviceCarrier(), tables=tables, procedures=procedures, groups=groups
+            C.OpticalDeviceCarrier(psem=o.PsemDeviceState(passwords=[OPTICAL_PASSWORD])),
+            tables=tables,
+            procedures=procedures,
+            groups=groups,
         )
+        if open_session:  # table services need a C12.18 session (logon + security)
+            ops = [c.exchange(r) for r in (o.Identify(), o.Negotiate(), o.Logon(2, "osgp"))]
+            ops.append(c.exchange(o.Security(OPTICAL_PASSWORD)))
+            pump(c, d)
+            assert all(op.result == b"\x00" for op in ops[2:]), ops
     elif link == "plc":
         me = lon.SubnetNode(3, 17)
         nid = lon.NeuronId(bytes.fromhex("04a1b2c3d4e5"))

@@ -239,7 +239,7 @@ def test_mep_alert_is_reported():
 def test_optical_session_services():
     from osgp.link import optical as o
 
-    c, d = make_pair("optical", tables=tables())
+    c, d = make_pair("optical", tables=tables(), open_session=False)
     ops = [
         c.exchange(o.Identify()),
         c.exchange(o.Negotiate()),

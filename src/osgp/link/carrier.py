@@ -141,18 +141,30 @@ class OpticalCarrier:
 
 
 class OpticalDeviceCarrier:
+    """C12.18 device side: packets, and the PSEM service states
+    (:class:`~osgp.link.optical.PsemDeviceState`) that decide what a request
+    may do now and apply the negotiated packet size and count."""
+
     link = "optical"
 
-    def __init__(self, profile: optical.OpticalProfile = optical.NEGOTIATED) -> None:
+    def __init__(
+        self,
+        profile: optical.OpticalProfile = optical.NEGOTIATED,
+        psem: Optional[optical.PsemDeviceState] = None,
+    ) -> None:
         self.profile = profile
         self.drops: Counter = Counter()
         self.layer = optical.PacketLayer(profile)
+        self.psem = psem or optical.PsemDeviceState(
+            max_packet_size=profile.packet_size, max_packets=profile.max_packets
+        )
+        self.layer.rx_limit = self.psem.max_packet_size
 
     def receive(self, data: bytes) -> Tuple[bytes, List[bytes]]:
         return self.layer.receive(data)
 
     def frame(self, wire: bytes) -> bytes:
-        return self.layer.send(wire)
+        return self.psem.send(self.layer, wire)
 
 
 # -- power line ----------------------------------------------------------------------------

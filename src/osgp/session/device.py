@@ -161,25 +161,20 @@ class DeviceSession:
                 return self._reply(
                     ctx, None, Response(ResponseCode.SEQ, seq=self.window.current).encode()
                 )
-        session = optical.decode_session_request(apdu) if self.carrier.link == "optical" else None
-        if session is not None:
-            return self._reply(ctx, session, self._session_service(session))
+        psem = getattr(self.carrier, "psem", None)  # optical: C12.18 service states
+        answered = psem.serve(apdu, self.ident) if psem is not None else None
+        if answered is not None:
+            return self._reply(ctx, *answered)
         try:
             req = decode_request(apdu, self.services)
         except DecodeError:
             return self._reply(ctx, None, bytes([ResponseCode.ERR]))
-        return self._reply(ctx, req, self.execute(req, self.services).encode(self.services))
+        resp = self.execute(req, self.services).encode(self.services)
+        return self._reply(ctx, req, psem.fit(resp) if psem is not None else resp)
 
     def _reply(self, ctx: Any, req: Any, resp_apdu: bytes) -> List[Event]:
         self._outbox.append(self.carrier.frame(self.suite.seal_response(ctx, resp_apdu)))
         return [Served(req, resp_apdu)]
-
-    def _session_service(self, s: Any) -> bytes:
-        if isinstance(s, optical.Identify):
-            return self.ident.encode()
-        if isinstance(s, optical.Negotiate):
-            return optical.NegotiateResponse(s.packet_size, s.max_packets, s.baud).encode()
-        return b"\x00"  # logon, security, logoff, terminate accepted
 
     # -- table services (also used for transaction records, without security)
     def execute(self, req: Any, profile: ServiceProfile) -> Response:
