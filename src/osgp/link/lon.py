@@ -10,8 +10,15 @@ Layout (reference 6.1)::
           src subnet:1 | src node:1 (b7 selfield, b6..0 node) | destination | domain | PDU
     dest  fmt 0 broadcast  subnet:1 (0 = domain wide)
           fmt 1 multicast  group:1
-          fmt 2 selfield 1: subnet:1 node:1 (b6..0);  selfield 0: subnet node group member (ack)
+          fmt 2a (source selfield 1) subnet:1 node:1;  2b (selfield 0) subnet:1 node:1 group member
           fmt 3 Neuron ID  subnet:1 NID:6
+    selector bits (lon-stack-dx lcs_network.c NetworkLayerSend / NetworkLayerReceive):
+          source node b7 = 1 in every format but 2b, 0 in 2b;  destination node b7 = 1 in
+          2a and 2b (IZOT_RECEIVESN_SELFIELD; a receiver compares both destination bytes
+          with its domain entry's subnet and node byte, whose b7 is the non-clone flag,
+          1 for an ordinary node).  Wireshark packet-lon.c reads 2a/2b from the source b7
+          and masks both node bytes with 0x7F; so do our decoders (captures from encoders
+          that sent destination b7 = 0 decode alike).
     TPDU / SPDU  b7 auth, b6..4 type, b3..0 transaction number; REMINDER/REM-MSG: M_List len + list
     AuthPDU      b7..6 fmt, b5..4 type, b3..0 transaction; 8 bytes (+1 group byte if fmt = 1)
     CRC   poly 0x1021 MSB first, init FFFF, complemented, big-endian (CRC-16/GENIBUS)
@@ -132,12 +139,12 @@ def _encode_dest(d: Address) -> bytes:
     if isinstance(d, Group):
         return bytes([_u(d.group, 8, "group")])
     if isinstance(d, SubnetNode):
-        return bytes([_u(d.subnet, 8, "subnet"), _u(d.node, 7, "node")])
+        return bytes([_u(d.subnet, 8, "subnet"), 0x80 | _u(d.node, 7, "node")])
     if isinstance(d, GroupAck):
         return bytes(
             [
                 _u(d.subnet, 8, "subnet"),
-                _u(d.node, 7, "node"),
+                0x80 | _u(d.node, 7, "node"),
                 _u(d.group, 8, "group"),
                 _u(d.member, 8, "member"),
             ]
