@@ -225,6 +225,44 @@ def test_wireshark_decodes_our_addresses(tmp_path):
             assert num["lon.spdu_type" if isinstance(p, lon.Spdu) else "lon.tpdu_type"] == p.type
 
 
+def test_records_compare_like_frozen_dataclasses():
+    """Equal only to the same class with equal fields; hashable, immutable,
+    dataclass-style repr; decoded records equal constructed ones."""
+    assert lon.Broadcast(0) != lon.Group(0) and not lon.Broadcast(0) == lon.Group(0)
+    assert lon.Spdu(0, 1, b"\x30") != lon.Tpdu(0, 1, b"\x30")
+    assert lon.SubnetNode(3, 17) != (3, 17) and (3, 17) != lon.SubnetNode(3, 17)
+    assert lon.SubnetNode(3, 17) == lon.SubnetNode(3, 17)
+    assert len({lon.SubnetNode(3, 17), lon.SubnetNode(3, 17), lon.NeuronId(bytes(6))}) == 2
+    lp = lon.Lpdu(lon.Npdu(1, 1, lon.SubnetNode(3, 17), lon.Spdu(0, 5, b"\x30"), b"\x4f"))
+    assert repr(lp.npdu.dest) == "SubnetNode(subnet=3, node=17)"
+    assert repr(lp).startswith("Lpdu(npdu=Npdu(src_subnet=1, src_node=1, dest=SubnetNode(")
+    with pytest.raises(AttributeError):
+        lp.npdu.dest.node = 4  # type: ignore[misc]
+    got = lon.decode_lpdu(lon.encode_lpdu(lp))
+    assert got == lp and hash(got) == hash(lp) and {lp: 1}[got] == 1
+    assert (got.npdu.dest.fmt, got.npdu.pdu.kind, got.npdu.pdu.apdu) == (2, 1, b"\x30")
+    assert lp._replace(backlog=3).backlog == 3 and lp.backlog == 0
+
+
+@pytest.mark.parametrize(
+    "lp,message",
+    [
+        (lon.Lpdu(lon.Npdu(1, 1, lon.SubnetNode(3, 128), lon.Apdu(b"\x30"))), "node must fit in 7"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.SubnetNode(256, 1), lon.Apdu(b"\x30"))), "subnet must fit"),
+        (lon.Lpdu(lon.Npdu(1, -1, lon.Broadcast(), lon.Apdu(b"\x30"))), "node must fit in 7"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.Group(9), lon.Spdu(0, 16, b"\x30"))), "trans must fit"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.Group(9), lon.Spdu(1, 1, b"\x30"))), "invalid Spdu type 1"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.Group(9), lon.Apdu(b"\x30")), backlog=64), "backlog must"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.Group(9), lon.Apdu(b"\x30"), version=4)), "version must"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.GroupAck(1, 2, 3, 256), lon.Apdu(b"\x30"))), "member must"),
+        (lon.Lpdu(lon.Npdu(1, 1, lon.NeuronId(bytes(5)), lon.Apdu(b"\x30"))), "Neuron ID is 6"),
+    ],
+)
+def test_encode_names_the_bad_field(lp, message):
+    with pytest.raises(ConfigurationError, match=message):
+        lon.encode_lpdu(lp)
+
+
 def test_reminder_mlist_and_authpdu():
     t = lon.Tpdu(lon.TPDU_REM_MSG, 4, b"\x33", mlist=b"\x0f\x01")
     n = lon.Npdu(1, 2, lon.Group(9), t)
