@@ -393,7 +393,7 @@ _SESSION_PDU = (Tpdu, Spdu)  # indexed by the NPDU's PDU format (0 TPDU, 1 SPDU)
 
 def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
     """``crc=False`` for CN/IP payloads, which carry no link CRC (reference 6.2, INFERRED)."""
-    b = as_bytes(data)
+    b = data if type(data) is bytes else as_bytes(data)
     # Fast path: the frames kernel parses the header (CRC, version, address,
     # domain, PDU type: the checks below, the destination node b7 masked); a
     # TPDU/SPDU of type 0-2 carries no member list, so the rest of the frame
@@ -403,34 +403,23 @@ def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
         h = _frames.lon_parse(b, True, crc)
     except DecodeError:
         return _decode_lpdu(b, crc)
-    kind, ph = h[1], h[11]
-    if kind > PDU_SPDU or (ph >> 4) & 7 > 2:
+    # the kernel's fields, in LON_FIELDS order
+    hdr, kind, fmt, _, src_subnet, src_node, sel, sub, node, grp, mem, ph, nid, dom, at, end = h
+    typ = (ph >> 4) & 7
+    if kind > PDU_SPDU or typ > 2:
         return _decode_lpdu(b, crc)
-    fmt, sub = h[2], h[7]
     dest: Address
     if fmt == 2:
-        dest = (
-            _build(SubnetNode, (sub, h[8])) if h[6] else _build(GroupAck, (sub, h[8], h[9], h[10]))
-        )
+        dest = _build(SubnetNode, (sub, node)) if sel else _build(GroupAck, (sub, node, grp, mem))
     elif fmt == 3:
-        dest = _build(NeuronId, (h[12], sub))
+        dest = _build(NeuronId, (nid, sub))
     elif fmt == 1:
-        dest = _build(Group, (h[9],))
+        dest = _build(Group, (grp,))
     else:
         dest = _build(Broadcast, (sub,))
-    pdu = _build(
-        _SESSION_PDU[kind], ((ph >> 4) & 7, ph & 0x0F, b[h[14] + 1 : h[15]], ph >= 0x80, None)
-    )
-    hdr = h[0]
-    return _build(
-        Lpdu,
-        (
-            _build(Npdu, (h[4], h[5], dest, pdu, h[13], 0)),
-            hdr >= 0x80,
-            bool(hdr & 0x40),
-            hdr & 0x3F,
-        ),
-    )
+    pdu = _build(_SESSION_PDU[kind], (typ, ph & 0x0F, b[at + 1 : end], ph >= 0x80, None))
+    npdu = _build(Npdu, (src_subnet, src_node, dest, pdu, dom, 0))
+    return _build(Lpdu, (npdu, hdr >= 0x80, hdr & 0x40 != 0, hdr & 0x3F))
 
 
 def _decode_lpdu(b: bytes, crc: bool) -> Lpdu:
