@@ -12,7 +12,7 @@ Layout (reference 6.1)::
           fmt 1 multicast  group:1
           fmt 2a (source selfield 1) subnet:1 node:1;  2b (selfield 0) subnet:1 node:1 group member
           fmt 3 Neuron ID  subnet:1 NID:6
-    selector bits (lon-stack-dx lcs_network.c NetworkLayerSend / NetworkLayerReceive):
+    selector bits (lon-stack-dx lcs_network.c NetworkLayerSend / NetworkLayerReceive, lcs_tsa.c):
           source node b7 = 1 in every format but 2b, 0 in 2b;  destination node b7 = 1 in
           2a and 2b (IZOT_RECEIVESN_SELFIELD; a receiver compares both destination bytes
           with its domain entry's subnet and node byte, whose b7 is the non-clone flag,
