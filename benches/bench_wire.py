@@ -7,6 +7,12 @@
 * wire-transaction (AES) and wire-transaction-plc (AES): the same with the
   OSGP-AES-128-PSK suite (osgp.security.aes_suite); AES against the same
   envelope built on the `cryptography` package's AES-CCM.
+* wire-lon-frame: one typical OSGP PLC frame (SPDU REQUEST / RESPONSE, 40-byte
+  APDU, subnet/node addressing, 1-byte domain, link CRC) through
+  lon.encode_lpdu (with and without building the Lpdu) and lon.decode_lpdu,
+  against a codec hand-written for that one layout with struct and
+  binascii.crc_hqx (no types, no other formats: the floor for Python code).
+  Goal <= 5 us each.
 * wire-batch: batch frame decoding (parse + digest check) per core, native
   against the twin.  Goal >= 1 million frames/s.
 
@@ -14,6 +20,9 @@
 """
 
 from __future__ import annotations
+
+import binascii
+import struct
 
 import numpy as np
 import pytest
@@ -115,6 +124,82 @@ def transaction_plc_carrier():
 @pytest.mark.benchmark(group="wire-transaction-plc")
 def test_transaction_plc_carrier(benchmark):
     assert benchmark(transaction_plc_carrier)[0] == DATA
+
+
+# ---- one LonTalk frame through the public codec ------------------------------------
+LON_APDU = bytes(range(0x30, 0x58))  # 40 bytes
+LON_DOMAIN = b"\x4f"
+LON_FRAME = lon.encode_lpdu(
+    lon.Lpdu(lon.Npdu(3, 17, lon.SubnetNode(1, 1), lon.Spdu(2, 5, LON_APDU), LON_DOMAIN))
+)
+
+
+def lon_encode_public():
+    return lon.encode_lpdu(
+        lon.Lpdu(lon.Npdu(1, 1, lon.SubnetNode(3, 17), lon.Spdu(0, 5, LON_APDU), LON_DOMAIN))
+    )
+
+
+LON_LPDU = lon.Lpdu(lon.Npdu(1, 1, lon.SubnetNode(3, 17), lon.Spdu(0, 5, LON_APDU), LON_DOMAIN))
+
+
+def lon_encode_prebuilt():
+    return lon.encode_lpdu(LON_LPDU)
+
+
+def lon_decode_public():
+    return lon.decode_lpdu(LON_FRAME)
+
+
+# The alternative: the same frame layout written out with struct (LPDU header,
+# NPDU header for SPDU / format 2a / 1-byte domain, source, destination with
+# the selector bits, domain, SPDU byte; reference 6.1) and CRC-16/GENIBUS as
+# binascii.crc_hqx(init FFFF) complemented.
+_LON_HDR = struct.Struct(">8B")
+
+
+def lon_encode_struct():
+    body = _LON_HDR.pack(0x00, 0x19, 1, 0x81, 3, 0x80 | 17, 0x4F, 0x05) + LON_APDU
+    return body + (binascii.crc_hqx(body, 0xFFFF) ^ 0xFFFF).to_bytes(2, "big")
+
+
+def lon_decode_struct():
+    f = LON_FRAME
+    if binascii.crc_hqx(f[:-2], 0xFFFF) ^ 0xFFFF != int.from_bytes(f[-2:], "big"):
+        raise ValueError("link CRC")
+    hdr, b0, ss, sn, ds, dn, dom, sp = _LON_HDR.unpack_from(f)
+    return hdr, b0, ss, sn & 0x7F, ds, dn & 0x7F, dom, sp, f[8:-2]
+
+
+def test_lon_struct_codec_is_the_same_frame():
+    assert lon_encode_struct() == lon_encode_public()
+    got = lon_decode_struct()
+    assert got[2:5] == (3, 17, 1) and got[-1] == LON_APDU
+
+
+@pytest.mark.benchmark(group="wire-lon-frame")
+def test_lon_encode_public(benchmark):
+    assert benchmark(lon_encode_public) == lon_encode_struct()
+
+
+@pytest.mark.benchmark(group="wire-lon-frame")
+def test_lon_encode_prebuilt_lpdu(benchmark):
+    assert benchmark(lon_encode_prebuilt) == lon_encode_struct()
+
+
+@pytest.mark.benchmark(group="wire-lon-frame")
+def test_lon_encode_struct(benchmark):
+    assert len(benchmark(lon_encode_struct)) == len(LON_FRAME)
+
+
+@pytest.mark.benchmark(group="wire-lon-frame")
+def test_lon_decode_public(benchmark):
+    assert benchmark(lon_decode_public).npdu.pdu.apdu == LON_APDU
+
+
+@pytest.mark.benchmark(group="wire-lon-frame")
+def test_lon_decode_struct(benchmark):
+    assert benchmark(lon_decode_struct)[-1] == LON_APDU
 
 
 def _archive(n: int):

@@ -207,7 +207,7 @@ int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_l
     out->domain_len = lon_domain_len[b0 & 3];
     out->src_subnet = *p++;
     sn = *p++;
-    out->selfield = sn >> 7;
+    out->selfield = sn >> 7; /* source node b7: 0 only in format 2b (packet-lon.c) */
     out->src_node = sn & 0x7F;
     switch (out->addr_fmt) {
     case 0: NEED(1); out->dest_subnet = *p++; break;
@@ -215,6 +215,9 @@ int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_l
     case 2:
         NEED(2);
         out->dest_subnet = p[0];
+        /* b7 of the destination node byte is 1 from a standard sender in 2a
+         * and 2b (lon-stack-dx lcs_network.c); it is no part of the node
+         * number, and older senders left it 0: masked, as packet-lon.c does */
         out->dest_node = p[1] & 0x7F;
         p += 2;
         if (!out->selfield) { /* 2b: group and member follow */

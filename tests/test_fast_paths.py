@@ -13,8 +13,6 @@ Runs on the native frames kernel and, with OSGP_NO_EXTENSIONS=1, on the twin.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -286,7 +284,7 @@ def test_decode_lpdu_fast_path_equals_general_path(dest, domain, pdu, lp, flip, 
     if isinstance(pdu, lon.AuthPdu) and pdu.fmt != 1:
         pdu = lon.AuthPdu(pdu.fmt, pdu.type, pdu.trans, pdu.value, None)
     if isinstance(pdu, (lon.Spdu, lon.Tpdu)) and pdu.type not in (4, 5):
-        pdu = dataclasses.replace(pdu, mlist=None)  # only reminders carry a member list
+        pdu = pdu._replace(mlist=None)  # only reminders carry a member list
     n = lon.Npdu(7, 9, dest, pdu, domain)
     frame = bytearray(lon.encode_lpdu(lon.Lpdu(n, *lp), crc=crc))
     if flip is not None:

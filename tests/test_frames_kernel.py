@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -113,6 +115,30 @@ def test_lon_parse_matches_python_codec(frames, f):
     with pytest.raises(ChecksumError) as e:
         frames.lon_parse(bytes(bad))
     assert e.value.offset == len(wire) - 2
+
+
+def _with_crc(body: bytes) -> bytes:
+    """Appends CRC-16/GENIBUS (reference 6.1): binascii.crc_hqx (init FFFF) complemented."""
+    return body + (binascii.crc_hqx(body, 0xFFFF) ^ 0xFFFF).to_bytes(2, "big")
+
+
+@pytest.mark.parametrize(
+    "f", LV["npdu_dest_b7_clear"], ids=[f["name"] for f in LV["npdu_dest_b7_clear"]]
+)
+def test_lon_parse_masks_destination_b7(frames, f):
+    """Destination node b7 (1 in formats 2a and 2b, lon-stack-dx) is not part
+    of the node number: frames with it clear (osgp before the selector fix)
+    and set parse alike, one-shot and batch."""
+    now = next(g for g in LV["npdu"] if g["name"] == f["same_as"])
+    old = b"\x00" + bytes.fromhex(f["hex"])
+    new = b"\x00" + bytes.fromhex(now["hex"])
+    wires = [_with_crc(old), _with_crc(new)]
+    a, b = (dict(zip(frames.LON_FIELDS, frames.lon_parse(w))) for w in wires)
+    assert a == b and a["dest_node"] == new[5] & 0x7F and a["addr_fmt"] == 2
+    assert a["selfield"] == new[3] >> 7
+    offsets = np.array([0, len(wires[0]), 2 * len(wires[0])])
+    status, hdrs = frames.lon_parse_batch(b"".join(wires), offsets)
+    assert not status.any() and hdrs[0] == hdrs[1] and hdrs[0]["dest_node"] == a["dest_node"]
 
 
 def test_lon_batch(frames):

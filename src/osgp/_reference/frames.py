@@ -208,7 +208,7 @@ def _lon(f: bytes, lpdu: bool, crc: bool) -> tuple:
         p += 1
     elif addr_fmt == 2:
         need(2)
-        dsub, dnode = f[p], f[p + 1] & 0x7F
+        dsub, dnode = f[p], f[p + 1] & 0x7F  # b7 set by standard senders, not the node
         p += 2
         if not sel:
             need(2)

@@ -10,8 +10,15 @@ Layout (reference 6.1)::
           src subnet:1 | src node:1 (b7 selfield, b6..0 node) | destination | domain | PDU
     dest  fmt 0 broadcast  subnet:1 (0 = domain wide)
           fmt 1 multicast  group:1
-          fmt 2 selfield 1: subnet:1 node:1 (b6..0);  selfield 0: subnet node group member (ack)
+          fmt 2a (source selfield 1) subnet:1 node:1;  2b (selfield 0) subnet:1 node:1 group member
           fmt 3 Neuron ID  subnet:1 NID:6
+    selector bits (lon-stack-dx lcs_network.c NetworkLayerSend / NetworkLayerReceive, lcs_tsa.c):
+          source node b7 = 1 in every format but 2b, 0 in 2b;  destination node b7 = 1 in
+          2a and 2b (IZOT_RECEIVESN_SELFIELD; a receiver compares both destination bytes
+          with its domain entry's subnet and node byte, whose b7 is the non-clone flag,
+          1 for an ordinary node).  Wireshark packet-lon.c reads 2a/2b from the source b7
+          and masks both node bytes with 0x7F; so do our decoders (captures from encoders
+          that sent destination b7 = 0 decode alike).
     TPDU / SPDU  b7 auth, b6..4 type, b3..0 transaction number; REMINDER/REM-MSG: M_List len + list
     AuthPDU      b7..6 fmt, b5..4 type, b3..0 transaction; 8 bytes (+1 group byte if fmt = 1)
     CRC   poly 0x1021 MSB first, init FFFF, complemented, big-endian (CRC-16/GENIBUS)
@@ -23,7 +30,7 @@ carried in the APDU according to :data:`PLC_PROFILE`, which is INFERRED.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple, Union
+from typing import Any, NamedTuple, Optional, Tuple, TypeVar, Union
 
 from osgp import _backend, crypto
 from osgp.errors import (
@@ -70,119 +77,181 @@ __all__ = [
 ]
 
 DOMAIN_LENGTHS = (0, 1, 3, 6)  # domain length code -> bytes (reference 6.1)
+_DOMAIN_CODE = {n: code for code, n in enumerate(DOMAIN_LENGTHS)}
 PDU_TPDU, PDU_SPDU, PDU_AUTH, PDU_APDU = 0, 1, 2, 3
 TPDU_ACKD, TPDU_UNACKD_RPT, TPDU_ACK, TPDU_REMINDER, TPDU_REM_MSG = 0, 1, 2, 4, 5
 SPDU_REQUEST, SPDU_RESPONSE, SPDU_REMINDER, SPDU_REM_MSG = 0, 2, 4, 5
-_TPDU_TYPES = {0, 1, 2, 4, 5}
+_TPDU_TYPES = frozenset({0, 1, 2, 4, 5})
+_SPDU_TYPES = frozenset({0, 2, 4, 5})
 _frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
-_SPDU_TYPES = {0, 2, 4, 5}
+_crc16 = crypto.crc16_lon
+_build = tuple.__new__  # a record from decoded fields (in range by construction)
+
+
+# -- records ------------------------------------------------------------------
+# The frame types are NamedTuples: cheap to build per frame, immutable,
+# hashable, with a dataclass's repr.  _record gives them a dataclass's
+# equality too: equal only to the same class with equal fields (a bare
+# NamedTuple equals any tuple of the same items, so Broadcast(0) == Group(0)).
+# Fields are checked where a frame is encoded; decoding builds them unchecked.
+_R = TypeVar("_R", bound=type)
+
+
+def _eq(self: tuple, other: object) -> bool:
+    return other.__class__ is self.__class__ and tuple.__eq__(self, other)
+
+
+def _ne(self: tuple, other: object) -> bool:
+    return not _eq(self, other)
+
+
+def _record(cls: _R) -> _R:
+    for name, fn in (("__eq__", _eq), ("__ne__", _ne), ("__hash__", tuple.__hash__)):
+        setattr(cls, name, fn)
+    return cls
 
 
 # -- addresses ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Broadcast:
+@_record
+class Broadcast(NamedTuple):
     subnet: int = 0  # 0 = domain-wide
-    fmt = 0
+
+    @property
+    def fmt(self) -> int:  # address format (reference 6.1)
+        return 0
 
 
-@dataclass(frozen=True)
-class Group:
+@_record
+class Group(NamedTuple):
     group: int
-    fmt = 1
+
+    @property
+    def fmt(self) -> int:  # address format (reference 6.1)
+        return 1
 
 
-@dataclass(frozen=True)
-class SubnetNode:
+@_record
+class SubnetNode(NamedTuple):
     subnet: int
     node: int
-    fmt = 2
+
+    @property
+    def fmt(self) -> int:  # address format (reference 6.1)
+        return 2
 
 
-@dataclass(frozen=True)
-class GroupAck:
+@_record
+class GroupAck(NamedTuple):
     """Format 2b: acknowledgement/response to a multicast (source selfield 0)."""
 
     subnet: int
     node: int
     group: int
     member: int
-    fmt = 2
+
+    @property
+    def fmt(self) -> int:  # address format (reference 6.1)
+        return 2
 
 
-@dataclass(frozen=True)
-class NeuronId:
+@_record
+class NeuronId(NamedTuple):
     nid: bytes
     subnet: int = 0  # routing subnet
-    fmt = 3
+
+    @property
+    def fmt(self) -> int:  # address format (reference 6.1)
+        return 3
 
 
 Address = Union[Broadcast, Group, SubnetNode, GroupAck, NeuronId]
 
 
+def _width(what: str, v: Any, bits: int) -> ConfigurationError:
+    return ConfigurationError(f"{what} must fit in {bits} bits, got {v}")
+
+
 def _u(v: int, bits: int, what: str) -> int:
     if not 0 <= v < 1 << bits:
-        raise ConfigurationError(f"{what} must fit in {bits} bits, got {v}")
+        raise _width(what, v, bits)
     return v
 
 
-def _encode_dest(d: Address) -> bytes:
-    if isinstance(d, Broadcast):
-        return bytes([_u(d.subnet, 8, "subnet")])
-    if isinstance(d, Group):
-        return bytes([_u(d.group, 8, "group")])
+def _encode_dest(d: Address) -> Tuple[int, int, bytes]:
+    """(address format, source node b7, destination bytes): the source b7 is
+    0 only in format 2b, both node bytes of 2a/2b carry b7 = 1 (module doc)."""
     if isinstance(d, SubnetNode):
-        return bytes([_u(d.subnet, 8, "subnet"), _u(d.node, 7, "node")])
+        subnet, node = d
+        if not 0 <= subnet < 256:
+            raise _width("subnet", subnet, 8)
+        if not 0 <= node < 128:
+            raise _width("node", node, 7)
+        return 2, 0x80, bytes((subnet, 0x80 | node))
     if isinstance(d, GroupAck):
-        return bytes(
-            [
-                _u(d.subnet, 8, "subnet"),
-                _u(d.node, 7, "node"),
-                _u(d.group, 8, "group"),
-                _u(d.member, 8, "member"),
-            ]
+        subnet, node = _u(d.subnet, 8, "subnet"), _u(d.node, 7, "node")
+        return (
+            2,
+            0,
+            bytes((subnet, 0x80 | node, _u(d.group, 8, "group"), _u(d.member, 8, "member"))),
         )
     if isinstance(d, NeuronId):
         if len(d.nid) != 6:
             raise ConfigurationError("a Neuron ID is 6 bytes")
-        return bytes([_u(d.subnet, 8, "subnet")]) + bytes(d.nid)
+        return 3, 0x80, bytes((_u(d.subnet, 8, "subnet"),)) + bytes(d.nid)
+    if isinstance(d, Broadcast):
+        return 0, 0x80, bytes((_u(d.subnet, 8, "subnet"),))
+    if isinstance(d, Group):
+        return 1, 0x80, bytes((_u(d.group, 8, "group"),))
     raise ConfigurationError(f"not a LonTalk address: {d!r}")
 
 
 # -- PDUs ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class Tpdu:
+@_record
+class Tpdu(NamedTuple):
     type: int
     trans: int
     apdu: bytes = b""
     auth: bool = False
     mlist: Optional[bytes] = None  # REMINDER / REM-MSG member list
-    kind = PDU_TPDU
+
+    @property
+    def kind(self) -> int:  # NPDU PDU format
+        return PDU_TPDU
 
 
-@dataclass(frozen=True)
-class Spdu:
+@_record
+class Spdu(NamedTuple):
     type: int
     trans: int
     apdu: bytes = b""
     auth: bool = False
     mlist: Optional[bytes] = None
-    kind = PDU_SPDU
+
+    @property
+    def kind(self) -> int:  # NPDU PDU format
+        return PDU_SPDU
 
 
-@dataclass(frozen=True)
-class AuthPdu:
+@_record
+class AuthPdu(NamedTuple):
     fmt: int  # address format of the original message
     type: int  # 0 challenge, 1 challenge-OMA, 2 reply, 3 reply-OMA
     trans: int
     value: bytes  # 8 bytes
     group: Optional[int] = None  # present when fmt = 1 (multicast)
-    kind = PDU_AUTH
+
+    @property
+    def kind(self) -> int:  # NPDU PDU format
+        return PDU_AUTH
 
 
-@dataclass(frozen=True)
-class Apdu:
+@_record
+class Apdu(NamedTuple):
     data: bytes
-    kind = PDU_APDU
+
+    @property
+    def kind(self) -> int:  # NPDU PDU format
+        return PDU_APDU
 
     @property
     def code(self) -> int:
@@ -192,8 +261,8 @@ class Apdu:
 Pdu = Union[Tpdu, Spdu, AuthPdu, Apdu]
 
 
-@dataclass(frozen=True)
-class Npdu:
+@_record
+class Npdu(NamedTuple):
     src_subnet: int
     src_node: int
     dest: Address
@@ -202,52 +271,61 @@ class Npdu:
     version: int = 0
 
 
-@dataclass(frozen=True)
-class Lpdu:
+@_record
+class Lpdu(NamedTuple):
     npdu: Npdu
     priority: bool = False
     alt_path: bool = False
     backlog: int = 0
 
 
-def _encode_pdu(p: Pdu) -> bytes:
+def _encode_pdu(p: Pdu) -> Tuple[int, bytes]:
+    """(NPDU PDU format, PDU bytes)."""
+    if isinstance(p, (Spdu, Tpdu)):
+        typ, trans, apdu, auth, mlist = p
+        kind = PDU_SPDU if isinstance(p, Spdu) else PDU_TPDU
+        if typ not in (_SPDU_TYPES if kind else _TPDU_TYPES):
+            raise ConfigurationError(f"invalid {type(p).__name__} type {typ}")
+        if not 0 <= trans < 16:
+            raise _width("trans", trans, 4)
+        head = (0x80 if auth else 0) | (typ << 4) | trans
+        if typ < 4:  # no member list: header byte || APDU
+            return kind, bytes((head,)) + apdu
+        ml = bytes(mlist or b"")
+        return kind, bytes((head, _u(len(ml), 8, "M_List length"))) + ml + bytes(apdu)
     if isinstance(p, Apdu):
-        return bytes(p.data)
-    if isinstance(p, AuthPdu):
-        if len(p.value) != 8:
-            raise ConfigurationError("AuthPDU value is 8 bytes")
-        b = bytes(
-            [(_u(p.fmt, 2, "fmt") << 6) | (_u(p.type, 2, "type") << 4) | _u(p.trans, 4, "trans")]
-        )
-        b += bytes(p.value)
-        if p.fmt == 1:
-            b += bytes([_u(p.group or 0, 8, "group")])
-        return b
-    ok = _TPDU_TYPES if isinstance(p, Tpdu) else _SPDU_TYPES
-    if p.type not in ok:
-        raise ConfigurationError(f"invalid {type(p).__name__} type {p.type}")
-    b = bytes([(0x80 if p.auth else 0) | (p.type << 4) | _u(p.trans, 4, "trans")])
-    if p.type in (4, 5):
-        ml = bytes(p.mlist or b"")
-        b += bytes([_u(len(ml), 8, "M_List length")]) + ml
-    return b + bytes(p.apdu)
+        return PDU_APDU, bytes(p.data)
+    if len(p.value) != 8:
+        raise ConfigurationError("AuthPDU value is 8 bytes")
+    b = bytes([(_u(p.fmt, 2, "fmt") << 6) | (_u(p.type, 2, "type") << 4) | _u(p.trans, 4, "trans")])
+    b += bytes(p.value)
+    if p.fmt == 1:
+        b += bytes([_u(p.group or 0, 8, "group")])
+    return PDU_AUTH, b
+
+
+def _encode_npdu(n: Npdu, lead: int) -> bytes:
+    """The LPDU header byte ``lead`` (-1: none) || NPDU."""
+    src_subnet, src_node, dest, pdu, domain, version = n
+    fmt, sel, addr = _encode_dest(dest)
+    kind, body = _encode_pdu(pdu)
+    dcode = _DOMAIN_CODE.get(len(domain))
+    if dcode is None:
+        raise ConfigurationError("domain id must be 0, 1, 3 or 6 bytes")
+    if not 0 <= version < 4:
+        raise _width("version", version, 2)
+    if not 0 <= src_subnet < 256:
+        raise _width("subnet", src_subnet, 8)
+    if not 0 <= src_node < 128:
+        raise _width("node", src_node, 7)
+    b0 = version << 6 | kind << 4 | fmt << 2 | dcode
+    if lead < 0:
+        return bytes((b0, src_subnet, sel | src_node)) + addr + domain + body
+    return bytes((lead, b0, src_subnet, sel | src_node)) + addr + domain + body
 
 
 def encode_npdu(n: Npdu) -> bytes:
-    d = n.dest
-    try:
-        dcode = DOMAIN_LENGTHS.index(len(n.domain))
-    except ValueError:
-        raise ConfigurationError("domain id must be 0, 1, 3 or 6 bytes") from None
-    sel = 0 if isinstance(d, GroupAck) else 1 if isinstance(d, SubnetNode) else 1
-    b0 = (_u(n.version, 2, "version") << 6) | (n.pdu.kind << 4) | (d.fmt << 2) | dcode
-    src_node = _u(n.src_node, 7, "node") | (sel << 7 if d.fmt == 2 else 0x80)
-    return (
-        bytes([b0, _u(n.src_subnet, 8, "subnet"), src_node])
-        + _encode_dest(d)
-        + bytes(n.domain)
-        + _encode_pdu(n.pdu)
-    )
+    return _encode_npdu(n, -1)
 
 
 def _decode_pdu(c: Cursor, kind: int, fmt: int) -> Pdu:
@@ -287,7 +365,7 @@ def decode_npdu(data: Any, *, base: int = 0) -> Npdu:
     elif fmt == 1:
         dest = Group(c.u8())
     elif fmt == 2:
-        s, nb = c.u8(), c.u8()
+        s, nb = c.u8(), c.u8()  # destination node b7 masked (module doc)
         if sel:
             dest = SubnetNode(s, nb & 0x7F)
         else:
@@ -302,42 +380,45 @@ def decode_npdu(data: Any, *, base: int = 0) -> Npdu:
 
 
 def encode_lpdu(lp: Lpdu, *, crc: bool = True) -> bytes:
-    hdr = (0x80 if lp.priority else 0) | (0x40 if lp.alt_path else 0) | _u(lp.backlog, 6, "backlog")
-    body = bytes([hdr]) + encode_npdu(lp.npdu)
-    return body + crypto.crc16_lon(body).to_bytes(2, "big") if crc else body
+    npdu, priority, alt_path, backlog = lp
+    if not 0 <= backlog < 64:
+        raise _width("backlog", backlog, 6)
+    body = _encode_npdu(npdu, (0x80 if priority else 0) | (0x40 if alt_path else 0) | backlog)
+    return body + _crc16(body).to_bytes(2, "big") if crc else body
+
+
+_SESSION_PDU = (Tpdu, Spdu)  # indexed by the NPDU's PDU format (0 TPDU, 1 SPDU)
 
 
 def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
     """``crc=False`` for CN/IP payloads, which carry no link CRC (reference 6.2, INFERRED)."""
-    b = as_bytes(data)
+    b = data if type(data) is bytes else as_bytes(data)
     # Fast path: the frames kernel parses the header (CRC, version, address,
-    # domain, PDU type: the checks below); a TPDU/SPDU of type 0-2 carries no
-    # member list, so the rest of the frame is its APDU.  Anything else, and
-    # every error, takes the general path (same result, same error).
+    # domain, PDU type: the checks below, the destination node b7 masked); a
+    # TPDU/SPDU of type 0-2 carries no member list, so the rest of the frame
+    # is its APDU.  Anything else, and every error, takes the general path
+    # (same result, same error).
     try:
         h = _frames.lon_parse(b, True, crc)
     except DecodeError:
-        h = None
-    if h is not None and h[1] <= PDU_SPDU and (h[11] >> 4) & 7 <= 2:
-        fmt, sub = h[2], h[7]
-        dest: Address
-        if fmt == 2:
-            dest = SubnetNode(sub, h[8]) if h[6] else GroupAck(sub, h[8], h[9], h[10])
-        elif fmt == 3:
-            dest = NeuronId(h[12], sub)
-        elif fmt == 1:
-            dest = Group(h[9])
-        else:
-            dest = Broadcast(sub)
-        ph = h[11]
-        pdu = (Spdu if h[1] == PDU_SPDU else Tpdu)(
-            (ph >> 4) & 7, ph & 0x0F, b[h[14] + 1 : h[15]], bool(ph & 0x80), None
-        )
-        hdr = h[0]
-        return Lpdu(
-            Npdu(h[4], h[5], dest, pdu, h[13], 0), bool(hdr & 0x80), bool(hdr & 0x40), hdr & 0x3F
-        )
-    return _decode_lpdu(b, crc)
+        return _decode_lpdu(b, crc)
+    # the kernel's fields, in LON_FIELDS order
+    hdr, kind, fmt, _, src_subnet, src_node, sel, sub, node, grp, mem, ph, nid, dom, at, end = h
+    typ = (ph >> 4) & 7
+    if kind > PDU_SPDU or typ > 2:
+        return _decode_lpdu(b, crc)
+    dest: Address
+    if fmt == 2:
+        dest = _build(SubnetNode, (sub, node)) if sel else _build(GroupAck, (sub, node, grp, mem))
+    elif fmt == 3:
+        dest = _build(NeuronId, (nid, sub))
+    elif fmt == 1:
+        dest = _build(Group, (grp,))
+    else:
+        dest = _build(Broadcast, (sub,))
+    pdu = _build(_SESSION_PDU[kind], (typ, ph & 0x0F, b[at + 1 : end], ph >= 0x80, None))
+    npdu = _build(Npdu, (src_subnet, src_node, dest, pdu, dom, 0))
+    return _build(Lpdu, (npdu, hdr >= 0x80, hdr & 0x40 != 0, hdr & 0x3F))
 
 
 def _decode_lpdu(b: bytes, crc: bool) -> Lpdu:
@@ -346,7 +427,7 @@ def _decode_lpdu(b: bytes, crc: bool) -> Lpdu:
         raise TruncatedError(layer="lon.lpdu", offset=0, needed=need, remaining=len(b))
     if crc:
         got = int.from_bytes(b[-2:], "big")
-        want = crypto.crc16_lon(b[:-2])
+        want = _crc16(b[:-2])
         if got != want:
             raise ChecksumError(
                 f"link CRC 0x{got:04X} != 0x{want:04X}", layer="lon.lpdu", offset=len(b) - 2
