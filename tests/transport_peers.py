@@ -1,0 +1,99 @@
+"""Real loopback peers for the transport tests: a TCP server thread on
+127.0.0.1, a PTY pair whose master end is read with os.read/os.write, and a
+thread that runs a handler on a transport until told to stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+import tty
+
+from osgp.transport import TcpTransport, TransportClosed, TransportTimeout
+
+
+@contextlib.contextmanager
+def in_thread(fn, *args):
+    """Run ``fn(*args, stop)`` in a thread; stop and join it on exit."""
+    stop = threading.Event()
+    th = threading.Thread(target=fn, args=(*args, stop), daemon=True)
+    th.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        th.join(5)
+        assert not th.is_alive(), "peer thread did not stop"
+
+
+def echo(transport, stop):
+    while not stop.is_set():
+        try:
+            data = transport.receive(0.05)
+        except TransportTimeout:
+            continue
+        except TransportClosed:
+            return
+        transport.send(data)
+
+
+@contextlib.contextmanager
+def tcp_server(handler):
+    """A one-connection TCP server on 127.0.0.1; ``handler(transport, stop)``
+    runs on the accepted connection.  Yields the port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(0.05)
+
+    def run(stop):
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            with TcpTransport.from_socket(conn, timeout=2) as t:
+                handler(t, stop)
+            return
+
+    try:
+        with in_thread(run):
+            yield srv.getsockname()[1]
+    finally:
+        srv.close()
+
+
+class PtyMaster:
+    """The master side of a PTY as a minimal blocking transport."""
+
+    datagram = False
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.url = f"pty master fd {fd}"
+
+    def send(self, data):
+        os.write(self.fd, data)
+
+    def receive(self, timeout):
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            raise TransportTimeout(self.url, "receive", timeout)
+        try:
+            return os.read(self.fd, 4096)
+        except OSError as exc:  # EIO: the slave side closed
+            raise TransportClosed(self.url, str(exc)) from exc
+
+
+@contextlib.contextmanager
+def pty_pair():
+    """(slave device path, PtyMaster); the slave is raw so bytes pass unchanged."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        yield os.ttyname(slave), PtyMaster(master)
+    finally:
+        os.close(slave)
+        os.close(master)
