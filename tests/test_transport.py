@@ -166,7 +166,7 @@ def test_spy_url_writes_a_hex_trace(tmp_path):
             assert master.receive(2) == b"\xde\xad\xbe\xef"
             master.send(b"\x0a\x0b")
             assert t.receive(2) == b"\x0a\x0b"
-            t.serial.formatter.output.flush()
+            t.serial.formatter.output.close()  # pyserial never closes its trace file
     lines = trace.read_text().upper().splitlines()
     assert [line.split()[3:7] for line in lines if " TX " in line] == [["DE", "AD", "BE", "EF"]]
     rx = [line.split()[3] for line in lines if " RX " in line]  # pyserial reads per byte here

@@ -112,8 +112,9 @@ def run_until_complete(
             transport.send(data)
         if op.done:
             return run.result()
+        wait = run.wait(clock())
         try:
-            pending = session.receive_data(transport.receive(run.wait(clock())))
+            pending = session.receive_data(transport.receive(wait))
         except TransportTimeout:
             pending = session.timeout() if run.expired(clock()) else []
 
@@ -136,8 +137,9 @@ async def async_run_until_complete(
             await transport.send(data)
         if op.done:
             return run.result()
+        wait = run.wait(clock())
         try:
-            pending = session.receive_data(await transport.receive(run.wait(clock())))
+            pending = session.receive_data(await transport.receive(wait))
         except TransportTimeout:
             pending = session.timeout() if run.expired(clock()) else []
 
