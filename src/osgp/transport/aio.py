@@ -21,13 +21,14 @@ import serial_asyncio_fast
 from osgp.transport import memory
 from osgp.transport.core import (
     DEFAULT_TIMEOUT,
+    Channel,
     CnipFraming,
     Framing,
     MessageFraming,
     TransportCore,
     check_timeout,
+    endpoint_for,
     log,
-    parse_url,
 )
 from osgp.transport.errors import ConnectError, TransportClosed, TransportError, TransportTimeout
 from osgp.transport.sync import cnip_url, open_serial, resolve_udp
@@ -47,7 +48,7 @@ T = TypeVar("T")
 _POLL = 0.05  # seconds: how often the helper thread of fd-less serial ports checks for close
 
 
-class AsyncTransport:
+class AsyncTransport(Channel):
     """Base of the asyncio transports.  Subclasses connect in ``_open`` and
     deliver what arrives through ``_feed`` / ``_lost``; ``_transport`` is
     the asyncio transport written to."""
@@ -63,21 +64,6 @@ class AsyncTransport:
         self._waiter: Optional[asyncio.Future[None]] = None
         self._writable: Optional[asyncio.Future[None]] = None
         self._gone: Optional[asyncio.Future[None]] = None
-
-    @property
-    def url(self) -> str:
-        return self.core.url
-
-    @property
-    def datagram(self) -> bool:
-        return self.core.datagram
-
-    @property
-    def is_open(self) -> bool:
-        return self.core.state == "open"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r}, {self.core.state})"
 
     async def _bounded(self, aw: Awaitable[T], what: str) -> T:
         try:
@@ -441,9 +427,7 @@ async def open_transport(
     url: str, *, timeout: float = DEFAULT_TIMEOUT, **options: Any
 ) -> AsyncTransport:
     """The asyncio form of :func:`osgp.transport.sync.open_transport`."""
-    ep = parse_url(url)
-    if options and ep.kind != "serial":
-        raise ConnectError(url, f"options {sorted(options)} apply to serial ports only")
+    ep = endpoint_for(url, options)
     t: AsyncTransport
     if ep.kind == "tcp":
         t = AsyncTcpTransport(ep.host, ep.port, timeout=timeout)

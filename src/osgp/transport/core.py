@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Optional, Protocol, Tuple
+from typing import Any, Dict, Optional, Protocol, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from osgp.errors import ConfigurationError, DecodeError
@@ -35,6 +35,8 @@ __all__ = [
     "MessageFraming",
     "CnipFraming",
     "TransportCore",
+    "Channel",
+    "endpoint_for",
 ]
 
 log = logging.getLogger("osgp.transport")
@@ -254,3 +256,33 @@ class TransportCore:
             log.debug("RECV %s %d %s", self.url, len(payload), payload.hex())
         self.bytes_received += len(payload)
         return payload
+
+
+class Channel:
+    """What every transport, sync or asyncio, tells about itself."""
+
+    core: TransportCore
+
+    @property
+    def url(self) -> str:
+        return self.core.url
+
+    @property
+    def datagram(self) -> bool:
+        """True when every receive returns exactly one sent payload."""
+        return self.core.datagram
+
+    @property
+    def is_open(self) -> bool:
+        return self.core.state == "open"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, {self.core.state})"
+
+
+def endpoint_for(url: str, options: Dict[str, Any]) -> Endpoint:
+    """:func:`parse_url`, refusing pyserial options on other kinds."""
+    ep = parse_url(url)
+    if options and ep.kind != "serial":
+        raise ConfigurationError(f"{url}: options {sorted(options)} apply to serial ports only")
+    return ep

@@ -19,12 +19,13 @@ from osgp.transport import handlers, memory
 from osgp.transport.core import (
     DEFAULT_TIMEOUT,
     MAX_DATAGRAM,
+    Channel,
     CnipFraming,
     Framing,
     MessageFraming,
     TransportCore,
     check_timeout,
-    parse_url,
+    endpoint_for,
 )
 from osgp.transport.errors import ConnectError, TransportClosed, TransportError, TransportTimeout
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class Transport:
+class Transport(Channel):
     """Base of the blocking transports; subclasses provide ``_open``,
     ``_close``, ``_write`` and ``_read(timeout) -> bytes or None``."""
 
@@ -49,21 +50,6 @@ class Transport:
     ) -> None:
         self.core = TransportCore(url, framing)
         self.timeout = check_timeout(timeout)
-
-    @property
-    def url(self) -> str:
-        return self.core.url
-
-    @property
-    def datagram(self) -> bool:
-        return self.core.datagram
-
-    @property
-    def is_open(self) -> bool:
-        return self.core.state == "open"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r}, {self.core.state})"
 
     def open(self) -> Transport:
         if self.core.state == "new":
@@ -371,9 +357,7 @@ def memory_listen(name: str, *, timeout: float = DEFAULT_TIMEOUT) -> MemoryTrans
 def open_transport(url: str, *, timeout: float = DEFAULT_TIMEOUT, **options: Any) -> Transport:
     """Open the transport ``url`` names (see :func:`osgp.transport.core.parse_url`);
     ``options`` go to pyserial for serial URLs."""
-    ep = parse_url(url)
-    if options and ep.kind != "serial":
-        raise ConnectError(url, f"options {sorted(options)} apply to serial ports only")
+    ep = endpoint_for(url, options)
     t: Transport
     if ep.kind == "tcp":
         t = TcpTransport(ep.host, ep.port, timeout=timeout)
