@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 
 import pytest
 
 from osgp.errors import ResponseTimeout
+from osgp.security.suite import MEP_ENVELOPE, LegacySuite
+from osgp.services import session as S
 from osgp.transport import CnipTransport, aio, memory_pair, open_transport
 from osgp.transport.driver import (
     SessionDevice,
@@ -176,3 +179,21 @@ def test_whole_run_is_bounded():
     a, _ = memory_pair("bounded")
     with pytest.raises(ResponseTimeout, match=r"mem://bounded: read 52 timed out after 0.2 s"):
         run_until_complete(c, a, c.read(52), timeout=0.2, response_timeout=1.0)
+
+
+def test_debug_dumps_show_every_frame_and_never_the_key(caplog):
+    key = bytes.fromhex("8f3ac1d27e5b9460aa13c4e2f0d9b711")
+    c = S.ClientSession(S.MepCarrier(), LegacySuite(key, MEP_ENVELOPE, encrypt=True))
+    d = S.DeviceSession(
+        S.MepDeviceCarrier(), LegacySuite(key, MEP_ENVELOPE), tables={52: bytearray(b"\x19\x02")}
+    )
+    a, b = memory_pair("dumps")
+    with caplog.at_level(logging.DEBUG), in_thread(serve, d, b):
+        assert run_until_complete(c, a, c.read(52), timeout=5) == b"\x19\x02"
+    text = [r.getMessage() for r in caplog.records]
+    dumps = [m.split() for m in text if m.startswith(("SEND mem://dumps", "RECV mem://dumps"))]
+    sends = [hexdata for kind, _, _, hexdata in dumps if kind == "SEND"]
+    recvs = [hexdata for kind, _, _, hexdata in dumps if kind == "RECV"]
+    assert len(sends) == 2 and sorted(sends) == sorted(recvs)  # request and response, both ends
+    assert c._last.hex() in sends
+    assert not any(key.hex() in m.lower() for m in text)

@@ -9,7 +9,6 @@ import os
 import select
 import socket
 import threading
-import tty
 
 from osgp.transport import TcpTransport, TransportClosed, TransportTimeout
 
@@ -90,6 +89,8 @@ class PtyMaster:
 @contextlib.contextmanager
 def pty_pair():
     """(slave device path, PtyMaster); the slave is raw so bytes pass unchanged."""
+    import tty  # POSIX only (termios)
+
     master, slave = os.openpty()
     tty.setraw(slave)
     try:

@@ -4,6 +4,8 @@ Every transport is a context manager; ``open`` connects (bounded by
 ``timeout``), ``send`` writes one payload, ``receive(timeout)`` returns the
 next bytes (a stream transport: whatever arrived; a datagram one: exactly one
 payload) or raises :class:`TransportTimeout`, ``close`` is idempotent.
+A transport is driven by one thread at a time (the in-memory ends may sit in
+different threads).
 """
 
 from __future__ import annotations
