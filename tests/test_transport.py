@@ -32,7 +32,7 @@ from osgp.transport import (
 from osgp.transport.core import CnipFraming
 from osgp.transport.handlers import protocol_osgpsim
 
-from .transport_peers import echo, in_thread, pty_pair, tcp_server
+from .transport_peers import echo, in_thread, pty_pair, rfc2217_server, tcp_server
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs a PTY")
 
@@ -141,6 +141,16 @@ def test_socket_url_against_local_tcp_server():
             while len(got) < 3:
                 got += t.receive(2)
             assert got == b"\x01\x02\x03"
+
+
+def test_rfc2217_url_against_a_local_rfc2217_server():
+    with rfc2217_server(lambda data: data[::-1]) as port:
+        with open_transport(f"rfc2217://127.0.0.1:{port}", timeout=2, baudrate=9600) as t:
+            t.send(b"\xff\x00\x01")  # 0xFF is the Telnet IAC byte: escaped on the wire
+            got = b""
+            while len(got) < 3:
+                got += t.receive(2)
+            assert got == b"\x01\x00\xff"
 
 
 @posix_only
@@ -253,6 +263,15 @@ def test_cnip_device_end_answers_the_last_sender():
             assert dev.receive(2) == b"\x01\x02"
             dev.send(b"\x03")
             assert cli.receive(2) == b"\x03"
+
+
+def test_cnip_peer_not_listening_is_a_silence_not_an_error():
+    port = _closed_port()
+    with open_transport(f"udp://127.0.0.1:{port}", timeout=2) as t:
+        for _ in range(3):  # each send after an ICMP port-unreachable still goes out
+            t.send(b"\x01")
+            with pytest.raises(TransportTimeout):
+                t.receive(0.05)
 
 
 # -- memory ------------------------------------------------------------------------------------

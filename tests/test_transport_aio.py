@@ -15,7 +15,7 @@ from osgp.transport import ConnectError, TransportClosed, TransportTimeout, aio
 from osgp.transport.handlers import protocol_osgpsim
 
 from .test_transport import _closed_port, cnip_fields
-from .transport_peers import echo, pty_pair, tcp_server
+from .transport_peers import echo, pty_pair, rfc2217_server, tcp_server
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs a PTY")
 
@@ -59,6 +59,16 @@ def test_socket_url_through_pyserial_asyncio_fast():
             assert await collect(t, 5) == b"\x00\x03abc"
 
     with tcp_server(echo) as port:
+        run(main(port))
+
+
+def test_rfc2217_url_on_the_event_loop():
+    async def main(port):
+        async with await aio.open_transport(f"rfc2217://127.0.0.1:{port}", timeout=2) as t:
+            await t.send(b"\x00\xff")
+            assert await collect(t, 2) == b"\xff\x00"
+
+    with rfc2217_server(lambda data: data[::-1]) as port:
         run(main(port))
 
 
@@ -124,6 +134,17 @@ def test_cnip_asyncio_packets_on_the_wire():
         run(main(raw.getsockname()[1]))
     finally:
         raw.close()
+
+
+def test_cnip_peer_not_listening_is_a_silence_not_an_error():
+    async def main(port):
+        async with await aio.open_transport(f"udp://127.0.0.1:{port}", timeout=2) as t:
+            for _ in range(3):
+                await t.send(b"\x01")
+                with pytest.raises(TransportTimeout):
+                    await t.receive(0.05)
+
+    run(main(_closed_port()))
 
 
 def test_tcp_round_trip_and_peer_close():

@@ -26,10 +26,10 @@ from osgp.transport.driver import (
 from osgp.transport.handlers import protocol_osgpsim
 
 from .conftest import make_pair
-from .transport_peers import in_thread, pty_pair, tcp_server
+from .transport_peers import in_thread, pty_pair, rfc2217_server, tcp_server
 
 IMAGE = bytes(i * 7 & 0xFF for i in range(1000))
-KINDS = ["mem", "tcp", "socket", "pty", "udp", "osgpsim"]
+KINDS = ["mem", "tcp", "socket", "rfc2217", "pty", "udp", "osgpsim"]
 
 
 def sessions(link="mep"):
@@ -50,6 +50,9 @@ def device_url(kind, device):
     elif kind in ("tcp", "socket"):
         with tcp_server(lambda t, stop: serve(device, t, stop)) as port:
             yield f"{kind}://127.0.0.1:{port}"
+    elif kind == "rfc2217":
+        with rfc2217_server(SessionDevice(device).handle) as port:
+            yield f"rfc2217://127.0.0.1:{port}"
     elif kind == "pty":
         if sys.platform == "win32":
             pytest.skip("needs a PTY")

@@ -98,3 +98,54 @@ def pty_pair():
     finally:
         os.close(slave)
         os.close(master)
+
+
+@contextlib.contextmanager
+def rfc2217_server(handle):
+    """An RFC 2217 (Telnet COM port control) server on 127.0.0.1 built on
+    pyserial's own server side, ``serial.rfc2217.PortManager``: it negotiates
+    with the client and unescapes the data, which goes to ``handle(bytes) ->
+    bytes``; the reply goes back escaped.  Yields the port."""
+    import serial
+    import serial.rfc2217
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(0.05)
+
+    def run(stop):
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            break
+        else:
+            return
+        conn.settimeout(0.05)
+        lines = serial.serial_for_url("loop://")  # holds the line settings the client sets
+
+        class Net:
+            write = conn.sendall
+
+        pm = serial.rfc2217.PortManager(lines, Net())
+        with conn:
+            while not stop.is_set():
+                try:
+                    data = conn.recv(4096)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                payload = b"".join(pm.filter(data))
+                reply = handle(payload) if payload else b""
+                if reply:
+                    conn.sendall(b"".join(pm.escape(reply)))
+        lines.close()
+
+    try:
+        with in_thread(run):
+            yield srv.getsockname()[1]
+    finally:
+        srv.close()

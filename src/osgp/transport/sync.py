@@ -28,6 +28,7 @@ from osgp.transport.core import (
     TransportCore,
     check_timeout,
     endpoint_for,
+    log,
 )
 from osgp.transport.errors import ConnectError, TransportClosed, TransportError, TransportTimeout
 
@@ -108,9 +109,12 @@ def open_serial(url: str, timeout: float, options: Any) -> serial.SerialBase:
     """``serial.serial_for_url`` with osgp's URL handlers registered and every
     failure as a :class:`ConnectError` naming the URL."""
     handlers.register()
+    bounds = {"timeout": 0, "write_timeout": timeout}
+    if url.lower().startswith("rfc2217://"):
+        del bounds["write_timeout"]  # pyserial's RFC 2217 client refuses write timeouts
     try:
-        return serial.serial_for_url(url, timeout=0, write_timeout=timeout, **options)
-    except (ValueError, OSError, serial.SerialException) as exc:
+        return serial.serial_for_url(url, **bounds, **options)
+    except (ValueError, OSError, NotImplementedError, serial.SerialException) as exc:
         raise ConnectError(url, str(exc)) from exc
 
 
@@ -291,7 +295,12 @@ class CnipTransport(Transport):
         if self.peer is None:
             raise TransportError(f"{self.url}: no peer has sent a packet yet")
         try:
-            self.sock.sendto(wire, self.peer)
+            try:
+                self.sock.sendto(wire, self.peer)
+            except ConnectionRefusedError:
+                # an ICMP port-unreachable from an earlier packet is reported
+                # here, not for this one: send it again
+                self.sock.sendto(wire, self.peer)
         except OSError as exc:
             raise self._fail("send", exc) from exc
 
@@ -302,6 +311,11 @@ class CnipTransport(Transport):
             self.sock.settimeout(timeout)
             data, addr = self.sock.recvfrom(MAX_DATAGRAM)
         except socket.timeout:
+            return None
+        except ConnectionRefusedError as exc:
+            # ICMP port unreachable: the peer may come up later; like a lost
+            # packet, this is for the response timer to settle
+            log.debug("%s: %s", self.url, exc)
             return None
         except OSError as exc:
             raise self._fail("receive", exc) from exc
