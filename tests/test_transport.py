@@ -32,7 +32,7 @@ from osgp.transport import (
 from osgp.transport.core import CnipFraming
 from osgp.transport.handlers import protocol_osgpsim
 
-from .transport_peers import echo, in_thread, pty_pair, rfc2217_server, tcp_server
+from .test_transport_peers import echo, in_thread, pty_pair, rfc2217_server, tcp_server
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs a PTY")
 
@@ -315,6 +315,19 @@ def test_receive_timeout_fires_and_names_the_url():
     a, _ = memory_pair("quiet")
     with pytest.raises(TransportTimeout, match="mem://quiet"):
         a.receive(0.05)
+
+
+def test_receive_zero_polls():
+    with tcp_server(lambda t, stop: stop.wait(2)) as port:
+        for url in (f"tcp://127.0.0.1:{port}", "udp://127.0.0.1:9", "loop://", None):
+            t = memory_pair()[0] if url is None else open_transport(url, timeout=1)
+            with t, pytest.raises(TransportTimeout, match="after 0 s"):
+                t.receive(0)
+
+
+def test_connect_and_write_bounds_must_be_positive():
+    with pytest.raises(ConfigurationError, match="> 0"):
+        open_transport("loop://", timeout=0)
 
 
 def _closed_port():

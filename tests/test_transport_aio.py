@@ -15,7 +15,7 @@ from osgp.transport import ConnectError, TransportClosed, TransportTimeout, aio
 from osgp.transport.handlers import protocol_osgpsim
 
 from .test_transport import _closed_port, cnip_fields
-from .transport_peers import echo, pty_pair, rfc2217_server, tcp_server
+from .test_transport_peers import echo, pty_pair, rfc2217_server, tcp_server
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs a PTY")
 

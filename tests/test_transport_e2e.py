@@ -26,7 +26,7 @@ from osgp.transport.driver import (
 from osgp.transport.handlers import protocol_osgpsim
 
 from .conftest import make_pair
-from .transport_peers import in_thread, pty_pair, rfc2217_server, tcp_server
+from .test_transport_peers import in_thread, pty_pair, rfc2217_server, tcp_server
 
 IMAGE = bytes(i * 7 & 0xFF for i in range(1000))
 KINDS = ["mem", "tcp", "socket", "rfc2217", "pty", "udp", "osgpsim"]

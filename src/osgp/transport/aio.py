@@ -57,7 +57,7 @@ class AsyncTransport(Channel):
         self, url: str, framing: Optional[Framing] = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         self.core = TransportCore(url, framing)
-        self.timeout = check_timeout(timeout)
+        self.timeout = check_timeout(timeout, positive=True)
         self._transport: Any = None
         self._rx: Deque[bytes] = deque()
         self._eof: Optional[TransportError] = None

@@ -49,14 +49,16 @@ DEFAULT_TIMEOUT = 5.0  # seconds: connect, write and (unless given) receive boun
 MAX_DATAGRAM = 0xFFFF  # the CN/IP length field is 16 bits
 
 
-def check_timeout(value: float, what: str = "timeout") -> float:
-    """A bounded timeout: finite and not negative (0 polls)."""
+def check_timeout(value: float, what: str = "timeout", *, positive: bool = False) -> float:
+    """A bounded timeout: finite and not negative (0 polls), or above 0 when
+    ``positive`` (a connect or write bound)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"{what} must be a number of seconds, not {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ConfigurationError(f"{what} must be finite and >= 0 seconds, not {value!r}")
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigurationError(f"{what} must be finite and {bound} seconds, not {value!r}")
     return v
 
 

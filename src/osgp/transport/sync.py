@@ -52,7 +52,7 @@ class Transport(Channel):
         self, url: str, framing: Optional[Framing] = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         self.core = TransportCore(url, framing)
-        self.timeout = check_timeout(timeout)
+        self.timeout = check_timeout(timeout, positive=True)
 
     def open(self) -> Transport:
         if self.core.state == "new":
@@ -216,7 +216,7 @@ class TcpTransport(Transport):
         try:
             sock.settimeout(timeout)
             data = sock.recv(65536)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):  # timeout 0 makes the socket non-blocking
             return None
         except OSError as exc:
             raise self._fail("read", exc) from exc
@@ -310,7 +310,7 @@ class CnipTransport(Transport):
         try:
             self.sock.settimeout(timeout)
             data, addr = self.sock.recvfrom(MAX_DATAGRAM)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):  # timeout 0 makes the socket non-blocking
             return None
         except ConnectionRefusedError as exc:
             # ICMP port unreachable: the peer may come up later; like a lost

@@ -1,4 +1,4 @@
-"""Real loopback peers for the transport tests: a TCP server thread on
+"""Helpers (no tests) for the transport tests, real loopback peers: a TCP server thread on
 127.0.0.1, a PTY pair whose master end is read with os.read/os.write, and a
 thread that runs a handler on a transport until told to stop."""
 
