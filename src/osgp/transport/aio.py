@@ -100,10 +100,10 @@ class AsyncTransport(Channel):
         await self.close()
 
     async def send(self, data: bytes) -> None:
-        wire = self.core.outgoing(data)
-        if self._eof is not None:
+        self.core.check_open()
+        if self._eof is not None:  # the peer has gone
             raise self._eof
-        await self._write(wire)
+        await self._write(self.core.outgoing(data))
 
     async def _write(self, wire: bytes) -> None:
         self._transport.write(wire)
