@@ -39,9 +39,9 @@ def echo(transport, stop):
 
 
 @contextlib.contextmanager
-def tcp_server(handler):
-    """A one-connection TCP server on 127.0.0.1; ``handler(transport, stop)``
-    runs on the accepted connection.  Yields the port."""
+def one_connection(serve_conn):
+    """A TCP listener on 127.0.0.1 whose first connection goes to
+    ``serve_conn(socket, stop)`` in a thread.  Yields the port."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -53,8 +53,7 @@ def tcp_server(handler):
                 conn, _ = srv.accept()
             except socket.timeout:
                 continue
-            with TcpTransport.from_socket(conn, timeout=2) as t:
-                handler(t, stop)
+            serve_conn(conn, stop)
             return
 
     try:
@@ -62,6 +61,16 @@ def tcp_server(handler):
             yield srv.getsockname()[1]
     finally:
         srv.close()
+
+
+def tcp_server(handler):
+    """One TCP connection on 127.0.0.1 as a transport for ``handler(transport, stop)``."""
+
+    def serve_conn(conn, stop):
+        with TcpTransport.from_socket(conn, timeout=2) as t:
+            handler(t, stop)
+
+    return one_connection(serve_conn)
 
 
 class PtyMaster:
@@ -100,7 +109,6 @@ def pty_pair():
         os.close(master)
 
 
-@contextlib.contextmanager
 def rfc2217_server(handle):
     """An RFC 2217 (Telnet COM port control) server on 127.0.0.1 built on
     pyserial's own server side, ``serial.rfc2217.PortManager``: it negotiates
@@ -109,20 +117,7 @@ def rfc2217_server(handle):
     import serial
     import serial.rfc2217
 
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    srv.settimeout(0.05)
-
-    def run(stop):
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except socket.timeout:
-                continue
-            break
-        else:
-            return
+    def serve_conn(conn, stop):
         conn.settimeout(0.05)
         lines = serial.serial_for_url("loop://")  # holds the line settings the client sets
 
@@ -144,8 +139,4 @@ def rfc2217_server(handle):
                     conn.sendall(b"".join(pm.escape(reply)))
         lines.close()
 
-    try:
-        with in_thread(run):
-            yield srv.getsockname()[1]
-    finally:
-        srv.close()
+    return one_connection(serve_conn)
