@@ -4,7 +4,8 @@
 termineter opens a pyserial port with ``serial_for_url``; here that is the
 slave side of a pseudo-terminal pair (``os.openpty``), whose master side a
 thread feeds to a :class:`DeviceSession` (``receive_data``), writing back
-every frame it has to send (``poll_transmit``).  No network is involved.  Every byte each way is logged, so
+every frame it has to send (``poll_transmit``).  No network is involved.
+Every byte each way is logged, so
 the packets can be checked independently of both implementations.
 """
 
@@ -17,8 +18,8 @@ import threading
 
 import pytest
 
-from osgp.link import optical as o
 from osgp import session as S
+from osgp.link import optical as o
 from osgp.link.carrier import OpticalDeviceCarrier
 
 if sys.platform == "win32":

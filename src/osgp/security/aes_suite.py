@@ -4,8 +4,8 @@
 :class:`osgp.security.suite.LegacySuite` (``seal_request`` / ``open_response``
 on the client, ``open_request`` / ``seal_response`` on the device) on top of
 one :class:`osgp.security.aes_psk.CryptoContext` per side, so a
-:class:`~osgp.services.session.ClientSession` and a
-:class:`~osgp.services.session.DeviceSession` run over MEP, PLC or a PLC proxy
+:class:`~osgp.session.ClientSession` and a
+:class:`~osgp.session.DeviceSession` run over MEP, PLC or a PLC proxy
 chain with either suite.
 
 Envelope (every choice **INFERRED**: the Annex F layouts are not public,

@@ -93,8 +93,14 @@ def _key(subnet: int, node: int) -> int:
 class Segment:
     """One half-duplex power-line segment with its concentrator."""
 
-    def __init__(self, net: Network, name: str, concentrator: lon.SubnetNode,
-                 profile: MediumProfile, max_outstanding: int) -> None:
+    def __init__(
+        self,
+        net: Network,
+        name: str,
+        concentrator: lon.SubnetNode,
+        profile: MediumProfile,
+        max_outstanding: int,
+    ) -> None:
         self.net, self.name, self.profile = net, name, profile
         self.concentrator = concentrator
         self.router = Router(concentrator)
@@ -137,8 +143,11 @@ class Segment:
         hops, here = [], 0.0
         nodes = sorted(self.nodes.values(), key=lambda n: n.position)
         while target.position - here > reach:
-            nxt = max((n for n in nodes if here < n.position <= here + reach), default=None,
-                      key=lambda n: n.position)
+            nxt = max(
+                (n for n in nodes if here < n.position <= here + reach),
+                default=None,
+                key=lambda n: n.position,
+            )
             if nxt is None:
                 raise ConfigurationError(f"{address} is out of reach of every repeater")
             hops.append(nxt.address)
@@ -232,10 +241,15 @@ class Segment:
         if fwd is not None:
             dest = lon.SubnetNode(nxt[0], nxt[1])
             payload = lon_proxy.encode_proxy(fwd)
-            timer = lon_proxy.hop_timeout_ms(
-                lon_proxy.tx_timer_ms(p.tx.timer) * (p.tx.retries + 1),
-                len(fwd.repeaters), p.tx.timer, p.long_timer,
-            ) / 1000.0
+            timer = (
+                lon_proxy.hop_timeout_ms(
+                    lon_proxy.tx_timer_ms(p.tx.timer) * (p.tx.retries + 1),
+                    len(fwd.repeaters),
+                    p.tx.timer,
+                    p.long_timer,
+                )
+                / 1000.0
+            )
         else:
             if p.target.type != 1:
                 self.stats["unsupported proxy target"] += 1
@@ -250,16 +264,24 @@ class Segment:
         node._relays[key] = (requester, h[11] & 0x0F, len(p.repeaters), now + timer)
         node._busy.add(frame)
         node.relayed += 1
-        out = lon.Npdu(node.address.subnet, node.address.node, dest,
-                       lon.Spdu(lon.SPDU_REQUEST, node._tid, payload), bytes(h[13][: _dlen(h)]))
+        out = lon.Npdu(
+            node.address.subnet,
+            node.address.node,
+            dest,
+            lon.Spdu(lon.SPDU_REQUEST, node._tid, payload),
+            bytes(h[13][: _dlen(h)]),
+        )
         self.send(node, lon.encode_lpdu(lon.Lpdu(out)))
         self.net.at(now + timer, self._relay_timeout, node, key, frame)
 
     def _relay_back(self, node: Node, h: Sequence[Any], apdu: bytes) -> None:
         key = (_key(h[4], h[5]), h[11] & 0x0F)
         requester, trans, count, _ = node._relays.pop(key)
-        body = apdu if apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL])) \
+        body = (
+            apdu
+            if apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL]))
             else bytes([lon_proxy.PROXY]) + apdu
+        )
         self._answer(node, requester, trans, body, key)
 
     def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int], frame: bytes) -> None:
@@ -270,10 +292,15 @@ class Segment:
         self.stats["proxy stage timed out"] += 1
         self._answer(node, requester, trans, lon_proxy.encode_failure(count), key)
 
-    def _answer(self, node: Node, requester: lon.SubnetNode, trans: int, apdu: bytes,
-                key: Tuple[int, int]) -> None:
-        out = lon.Npdu(node.address.subnet, node.address.node, requester,
-                       lon.Spdu(lon.SPDU_RESPONSE, trans, apdu))
+    def _answer(
+        self, node: Node, requester: lon.SubnetNode, trans: int, apdu: bytes, key: Tuple[int, int]
+    ) -> None:
+        out = lon.Npdu(
+            node.address.subnet,
+            node.address.node,
+            requester,
+            lon.Spdu(lon.SPDU_RESPONSE, trans, apdu),
+        )
         frame = lon.encode_lpdu(lon.Lpdu(out))
         for req in [r for r in node._busy]:
             node._busy.discard(req)
@@ -292,8 +319,13 @@ class Network:
     """Segments on one virtual clock.  ``capture``: a binary file to write
     every frame to as pcapng (CN/IP in UDP)."""
 
-    def __init__(self, *, seed: int = 0, capture: Optional[IO[bytes]] = None,
-                 epoch_ns: int = 1_767_225_600_000_000_000) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        capture: Optional[IO[bytes]] = None,
+        epoch_ns: int = 1_767_225_600_000_000_000,
+    ) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.segments: List[Segment] = []
@@ -305,10 +337,22 @@ class Network:
         self._writer = PcapngWriter(capture) if capture is not None else None
         self._seq = 0
 
-    def add_segment(self, name: str, concentrator: lon.SubnetNode = lon.SubnetNode(1, 1),
-                    *, profile: MediumProfile = MediumProfile(),
-                    max_outstanding: int = 1) -> Segment:
-        seg = Segment(self, name, concentrator, profile, max_outstanding)
+    def add_segment(
+        self,
+        name: str,
+        concentrator: Optional[lon.SubnetNode] = None,
+        *,
+        profile: Optional[MediumProfile] = None,
+        max_outstanding: int = 1,
+    ) -> Segment:
+        """A segment whose concentrator is ``concentrator`` (default 1/1)."""
+        seg = Segment(
+            self,
+            name,
+            concentrator if concentrator is not None else lon.SubnetNode(1, 1),
+            profile if profile is not None else MediumProfile(),
+            max_outstanding,
+        )
         self.segments.append(seg)
         return seg
 
@@ -351,7 +395,9 @@ class Network:
             fn(self.now, *args)
             n += 1
             if n >= max_events:
-                raise ConfigurationError(f"more than {max_events} events: the network does not settle")
+                raise ConfigurationError(
+                    f"more than {max_events} events: the network does not settle"
+                )
         self.processed += n
         if until != math.inf:
             self.now = max(self.now, until)
@@ -362,5 +408,7 @@ class Network:
         self._seq += 1
         dst = Endpoint(bytes([192, 0, 2, 255]), b"\xff" * 6)
         body = frame[:-2]  # CN/IP carries the LPDU without its CRC
-        self._writer.write(cnip_udp_frame(body, seg.endpoint, dst, sequence=self._seq,
-                                          ip_id=self._seq), self.epoch_ns + round(now * 1e9))
+        self._writer.write(
+            cnip_udp_frame(body, seg.endpoint, dst, sequence=self._seq, ip_id=self._seq),
+            self.epoch_ns + round(now * 1e9),
+        )
