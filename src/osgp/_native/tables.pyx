@@ -43,6 +43,7 @@ cdef inline void _tuple_set(object t, Py_ssize_t i, object v):
     Py_INCREF(v)  # PyTuple_SET_ITEM steals a reference
     PyTuple_SET_ITEM(t, i, v)
 
+from osgp._reference._values import TimeDate, ni_value
 from osgp.errors import ConfigurationError, MalformedError, TruncatedError
 
 GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple_off",
@@ -388,18 +389,7 @@ DEF S_ARRAY = 6
 DEF S_RECORD = 7
 DEF S_IF = 8
 
-cdef object _TimeDate = None
-cdef object _ni_value = None
 cdef object _TupleNew = tuple.__new__
-
-
-cdef int _load_hooks() except -1:
-    global _TimeDate, _ni_value
-    if _TimeDate is None:  # late import: osgp.tables imports this module
-        from osgp.tables.schema import TimeDate, ni_value
-        _TimeDate = TimeDate
-        _ni_value = ni_value
-    return 0
 
 
 cdef struct BuildCtx:
@@ -486,12 +476,12 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
         if k == 0 or k == 1:
             return _bits_to_double(v)
         if k == 2 or k == 3 or k == 4 or k == 13:
-            return _ni_value(k, v, data)
+            return ni_value(k, v, data)
         return PyLong_FromLongLong(v)
     if code == S_TIME:
         # TimeDate is a NamedTuple (a tuple subclass without extra storage):
         # allocated at its final size and filled, no temporary tuple
-        tdo = _tuple_subtype_alloc(_TimeDate, 6)
+        tdo = _tuple_subtype_alloc(TimeDate, 6)
         for k in range(6):
             _tuple_set(tdo, k, PyLong_FromLongLong(c.s[c.i + k]))
         c.i += 6
@@ -550,7 +540,6 @@ def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
     cdef Py_ssize_t np_ = len(params)
     cdef BuildCtx c
     cdef dict out
-    _load_hooks()
     if nregs < np_:
         raise ConfigurationError(f"{np_} parameters for {nregs} registers")
     plist = [int(x) for x in params]
