@@ -575,8 +575,8 @@ class CryptoContext:
         return f"<CryptoContext {self.role} {self.address.hex()} key_id={self.key_id}>"
 
     @property
-    def aes_key(self) -> object:
-        """The expanded key (an osgp.crypto.AesKey), for the batch helpers."""
+    def aes_key(self) -> crypto.AesKey:
+        """The expanded key, for the batch helpers."""
         return self._key
 
     def _nonce(self, direction: int, seq: int) -> bytes:
@@ -719,7 +719,12 @@ def open_from_devices(
     truncated, replayed or not authentic (one bad frame never spoils the batch)."""
     if len(contexts) != len(frames):
         raise ConfigurationError(f"got {len(contexts)} contexts for {len(frames)} frames")
-    idx, keys, nonces, bodies, aads, seqs = [], [], [], [], [], []
+    idx: list[int] = []
+    keys: list[crypto.AesKey] = []
+    nonces: list[bytes] = []
+    bodies: list[bytes] = []
+    aads: list[bytes] = []
+    seqs: list[int] = []
     out: list[Optional[bytes]] = [None] * len(frames)
     for i, (ctx, fr) in enumerate(zip(contexts, frames)):
         try:
