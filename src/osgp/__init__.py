@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from osgp import _backend
 from osgp.errors import (
+    ArgumentTypeError,
     AuthenticationError,
     ChecksumError,
     ConfigurationError,
@@ -58,6 +59,7 @@ __all__ = [
     "backends",
     "OSGPError",
     "ConfigurationError",
+    "ArgumentTypeError",
     "DecodeError",
     "TruncatedError",
     "ChecksumError",

@@ -12,6 +12,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release
 from osgp._native.osgp_c cimport *
+from osgp._native.status cimport status_class
 from osgp._native.cpu cimport features_in_use, limit_features
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
@@ -44,7 +45,7 @@ cdef inline void _tuple_set(object t, Py_ssize_t i, object v):
     PyTuple_SET_ITEM(t, i, v)
 
 from osgp._reference._values import TimeDate, ni_value
-from osgp.errors import ConfigurationError, MalformedError, TruncatedError
+from osgp.errors import ArgumentTypeError, ConfigurationError, MalformedError, TruncatedError
 
 GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple_off",
                    "int0_off", "int_size", "ext_off", "ch0_off", "fmt_code", "ni_format",
@@ -52,17 +53,18 @@ GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple
 NONE = 0xFFFFFFFF
 
 
-cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str what):
-    if st == OSGP_ERR_TRUNCATED:
-        e = TruncatedError(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining)
-    elif st == OSGP_ERR_MALFORMED:
-        e = MalformedError(f"{what}: impossible value", layer=layer, offset=f.offset)
-    elif st == OSGP_ERR_PROGRAM:
-        e = ConfigurationError(f"corrupt table program at word {f.pc}")
-    else:
-        e = ConfigurationError(f"{what}: inconsistent arguments (status {<int>st})")
-    e.pc = f.pc
-    return e
+cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str what,
+                         object meter=None):
+    cls = status_class(st)
+    if cls is TruncatedError:
+        return cls(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining,
+                   pc=f.pc, meter=meter)
+    if cls is MalformedError:
+        return cls(f"{what}: impossible value", layer=layer, offset=f.offset, pc=f.pc,
+                   meter=meter)
+    if st == OSGP_ERR_PROGRAM:
+        return cls(f"corrupt table program at word {f.pc}", pc=f.pc, meter=meter)
+    return cls(f"{what}: inconsistent arguments (status {<int>st})", pc=f.pc, meter=meter)
 
 
 cdef int _run_growing(InBuf *p, InBuf *d, list plist, Py_ssize_t nregs, int64_t **slots_out,
@@ -155,7 +157,7 @@ cdef int _out(object obj, Py_buffer *view, Py_ssize_t need, str what) except -1:
     try:
         PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     except (TypeError, BufferError):
-        raise TypeError(f"{what} must be a writable contiguous buffer") from None
+        raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
     if view.len < need:
         PyBuffer_Release(view)
         raise ConfigurationError(f"{what} needs at least {need} bytes, got {view.len}")
@@ -339,9 +341,7 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
         finally:
             _release_outs(&o)
         if st != OSGP_OK:
-            e = _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}")
-            e.meter = failed
-            raise e
+            raise _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}", failed)
         return [offs[i] for i in range(n + 1)]
     finally:
         for i in range(acq):

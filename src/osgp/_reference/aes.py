@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from osgp._reference._buffers import as_bytes, is_buffer, writable_out
-from osgp.errors import AuthenticationError, ConfigurationError
+from osgp._reference._buffers import as_bytes, as_items, is_buffer, writable_out
+from osgp.errors import ArgumentTypeError, AuthenticationError, ConfigurationError
 
 BLOCK_SIZE = 16
 KEY_SIZE = 16
@@ -88,7 +88,7 @@ class AesKey:
 
     def ccm_open_many(
         self, nonces: Any, datas: Any, aads: Any = None, tag_len: int = 8
-    ) -> list[Optional[bytes]]:
+    ) -> tuple[list[Optional[bytes]], bytes]:
         return ccm_open_many(self, nonces, datas, aads, tag_len)
 
     def cmac_many(self, messages: Any, tag_len: int = 16) -> list[bytes]:
@@ -196,14 +196,14 @@ def _is_single_key(keys: Any) -> bool:
 def _keys(keys: Any, n: int) -> list[bytes]:
     if _is_single_key(keys):
         return [_key(keys)] * n
-    ks = list(keys)
+    ks = as_items(keys, "keys")
     if len(ks) != n:
         raise ConfigurationError(f"got {len(ks)} keys for {n} messages")
     return [_key(k) for k in ks]
 
 
 def _nonces(nonces: Any, n: int) -> tuple[list[bytes], int]:
-    ns = list(nonces)
+    ns = as_items(nonces, "nonces")
     if len(ns) != n:
         raise ConfigurationError(f"got {len(ns)} nonces for {n} messages")
     out: list[bytes] = []
@@ -226,7 +226,7 @@ def _aads(aads: Any, n: int) -> list[bytes]:
         return [b""] * n
     if is_buffer(aads):
         return [as_bytes(aads, "aad")] * n
-    al = list(aads)
+    al = as_items(aads, "aads")
     if len(al) != n:
         raise ConfigurationError(f"got {len(al)} AADs for {n} messages")
     return [as_bytes(a, "aad") for a in al]
@@ -236,7 +236,7 @@ def ccm_seal_many(
     keys: Any, nonces: Any, plaintexts: Iterable[Any], aads: Any = None, tag_len: int = 8
 ) -> list[bytes]:
     """CCM-seal many messages (one key or one per message)."""
-    msgs = list(plaintexts)
+    msgs = as_items(plaintexts, "plaintexts")
     n = len(msgs)
     ks = _keys(keys, n)
     ns, nl = _nonces(nonces, n)
@@ -262,21 +262,24 @@ def _open_one(k: bytes, nonce: bytes, d: bytes, a: bytes, tag_len: int) -> Optio
 
 def ccm_open_many(
     keys: Any, nonces: Any, datas: Iterable[Any], aads: Any = None, tag_len: int = 8
-) -> list[Optional[bytes]]:
-    """CCM-open many messages: plaintext, or None for each message that failed."""
-    msgs = list(datas)
+) -> tuple[list[Optional[bytes]], bytes]:
+    """CCM-open many messages: ``(plaintexts, ok)``, ``ok[i]`` 1 when message i
+    verified, 0 (and ``plaintexts[i]`` None) when it did not; never raises for
+    a message that fails (see the native docstring)."""
+    msgs = as_items(datas, "datas")
     n = len(msgs)
     ks = _keys(keys, n)
     ns, nl = _nonces(nonces, n)
     al = _aads(aads, n)
     ds = [as_bytes(m, "message") for m in msgs]
     _check_ccm(nl, tag_len, -1)
-    return [_open_one(k, x, d, a, tag_len) for k, x, d, a in zip(ks, ns, ds, al)]
+    outs = [_open_one(k, x, d, a, tag_len) for k, x, d, a in zip(ks, ns, ds, al)]
+    return outs, bytes(r is not None for r in outs)
 
 
 def cmac_many(keys: Any, messages: Iterable[Any], tag_len: int = 16) -> list[bytes]:
     """AES-CMAC of many messages (one key or one per message)."""
-    msgs = list(messages)
+    msgs = as_items(messages, "messages")
     _check_cmac_tag(tag_len)
     ks = _keys(keys, len(msgs))
     ms = [as_bytes(m, "message") for m in msgs]
@@ -306,11 +309,11 @@ def _offsets(offsets: Any, data_len: int, what: str) -> list[int]:
     try:
         mv = memoryview(offsets)
     except TypeError:
-        raise TypeError(f"{what} must be a contiguous buffer of int64") from None
+        raise ArgumentTypeError(f"{what} must be a contiguous buffer of int64") from None
     if not mv.c_contiguous:
-        raise TypeError(f"{what} must be a contiguous buffer of int64")
+        raise ArgumentTypeError(f"{what} must be a contiguous buffer of int64")
     if mv.itemsize != 8 or mv.ndim != 1 or not mv.format.endswith(("q", "l", "Q", "L")):
-        raise TypeError(f"{what} must be a 1-d buffer of int64, got format {mv.format!r}")
+        raise ArgumentTypeError(f"{what} must be a 1-d buffer of int64, got format {mv.format!r}")
     off = mv.cast("B").cast("q").tolist()
     n = len(off) - 1
     if n < 0:
@@ -406,7 +409,9 @@ def ccm_open_packed(
     key_size: Optional[int] = None,
     out: Any = None,
 ) -> tuple[Any, bytes]:
-    """Zero-copy batch open: ``(out, ok)`` (see the native docstring)."""
+    """Zero-copy batch open: ``(out, ok)``, ``ok[i]`` 1 when message i verified,
+    0 (its plaintext zeroed) when it did not; never raises for a message that
+    fails (see the native docstring)."""
     buf = as_bytes(data, "data")
     off = _offsets(offsets, len(buf), "offsets")
     n = len(off) - 1

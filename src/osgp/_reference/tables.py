@@ -20,7 +20,7 @@ from osgp._reference._values import (
     ni_width,
     time_width,
 )
-from osgp.errors import ConfigurationError, MalformedError, TruncatedError
+from osgp.errors import ArgumentTypeError, ConfigurationError, MalformedError, TruncatedError
 
 GEOMETRY_FIELDS = (
     "block_size",
@@ -119,18 +119,19 @@ class _Fault(Exception):
         )
 
 
-def _error(f: _Fault, layer: str, what: str) -> Exception:
-    e: Any
+def _error(f: _Fault, layer: str, what: str, meter: Optional[int] = None) -> Exception:
     if f.kind == "truncated":
-        e = TruncatedError(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining)
-    elif f.kind == "malformed":
-        e = MalformedError(f"{what}: impossible value", layer=layer, offset=f.offset)
-    elif f.kind == "program":
-        e = ConfigurationError(f"corrupt table program at word {f.pc}")
-    else:
-        e = ConfigurationError(f"{what}: inconsistent arguments")
-    e.pc = f.pc
-    return e
+        return TruncatedError(
+            layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining, pc=f.pc,
+            meter=meter,
+        )
+    if f.kind == "malformed":
+        return MalformedError(
+            f"{what}: impossible value", layer=layer, offset=f.offset, pc=f.pc, meter=meter
+        )
+    if f.kind == "program":
+        return ConfigurationError(f"corrupt table program at word {f.pc}", pc=f.pc, meter=meter)
+    return ConfigurationError(f"{what}: inconsistent arguments", pc=f.pc, meter=meter)
 
 
 def _sext(u: int, bits: int) -> int:
@@ -448,9 +449,9 @@ def _outs(
         try:
             mv = memoryview(obj)
         except TypeError:
-            raise TypeError(f"{what} must be a writable contiguous buffer") from None
+            raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
         if mv.readonly or not mv.c_contiguous:
-            raise TypeError(f"{what} must be a writable contiguous buffer")
+            raise ArgumentTypeError(f"{what} must be a writable contiguous buffer")
         mv = mv.cast("B") if mv.nbytes else memoryview(bytearray())
         if mv.nbytes < need:
             raise ConfigurationError(f"{what} needs at least {need} bytes, got {mv.nbytes}")
@@ -570,9 +571,9 @@ def lp_decode(
         try:
             rb = memoryview(row_block)
         except TypeError:
-            raise TypeError("row_block must be a writable contiguous buffer") from None
+            raise ArgumentTypeError("row_block must be a writable contiguous buffer") from None
         if rb.readonly or not rb.c_contiguous:
-            raise TypeError("row_block must be a writable contiguous buffer")
+            raise ArgumentTypeError("row_block must be a writable contiguous buffer")
         rb = rb.cast("B") if rb.nbytes else memoryview(bytearray())
         if rb.nbytes < 4 * rows:
             raise ConfigurationError(f"row_block needs at least {4 * rows} bytes, got {rb.nbytes}")
@@ -637,9 +638,7 @@ def lp_decode_batch(
                 ds[i], g, bls[i], lls[i] if lasts_list is not None else None, offs[i], outs
             )
         except _Fault as f:
-            e = _error(f, "load profile", f"meter {i} block {f.pc}")
-            e.meter = i  # type: ignore[attr-defined]
-            raise e from None
+            raise _error(f, "load profile", f"meter {i} block {f.pc}", i) from None
     return offs
 
 

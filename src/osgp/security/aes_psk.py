@@ -714,9 +714,12 @@ def seal_for_devices(
 
 def open_from_devices(
     contexts: Sequence[CryptoContext], frames: Sequence[bytes], header: bytes = b""
-) -> list[Optional[bytes]]:
-    """Open one frame per device in one batch call; None where the frame was
-    truncated, replayed or not authentic (one bad frame never spoils the batch)."""
+) -> tuple[list[Optional[bytes]], bytes]:
+    """Open one frame per device in one batch call: ``(plaintexts, ok)`` as
+    :func:`osgp.crypto.ccm_open_many`, ``ok[i]`` 0 and ``plaintexts[i]`` None
+    where frame i was truncated, replayed or not authentic.  Nothing raises for
+    such a frame and one bad frame never spoils the batch (``CryptoContext.open``,
+    the single form, raises AuthenticationError / SequenceError instead)."""
     if len(contexts) != len(frames):
         raise ConfigurationError(f"got {len(contexts)} contexts for {len(frames)} frames")
     idx: list[int] = []
@@ -741,12 +744,12 @@ def open_from_devices(
         seqs.append(seq)
     if idx:
         tag = contexts[0].profile.tag_len
-        res = crypto.ccm_open_many(keys, nonces, bodies, aads, tag)
+        res, _ok = crypto.ccm_open_many(keys, nonces, bodies, aads, tag)
         for i, s, r in zip(idx, seqs, res):
             if r is not None:
                 contexts[i].window.commit(s)
                 out[i] = r
-    return out
+    return out, bytes(r is not None for r in out)
 
 
 # ---- broadcast -----------------------------------------------------------------------
