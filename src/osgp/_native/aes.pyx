@@ -7,7 +7,7 @@ NIST SP 800-38C / RFC 3610) and the counter-mode CMAC KDF (GKDF, RFC 5433 s.4).
 AES-NI or the ARMv8 crypto extensions are chosen at run time, with a
 constant-time portable fallback (``OSGP_CPU=portable`` or
 ``set_cpu_features(())`` forces it).  Twin: osgp._reference.aes (same names,
-same errors), built on the ``cryptography`` package.  Public names are
+same errors), pure Python with its own AES-128.  Public names are
 re-exported by osgp.crypto.
 """
 

@@ -1,11 +1,12 @@
-"""Pure-Python twin of osgp._native.aes, built on the ``cryptography`` package.
+"""Pure-Python twin of osgp._native.aes.
 
 AES-CMAC = OSGP_MAC (NIST SP 800-38B, RFC 4493), AES-CCM = OSGP_AE / OSGP_AD
 (NIST SP 800-38C, RFC 3610), and the CMAC KDF in the GKDF shape of RFC 5433
-section 4 (CLC/TS 50586 Annex F cites all three).  Same names, signatures,
-argument checks (in the same order) and errors as the native module, so every
-test runs on both.  ``cryptography`` is an independent implementation, which
-is what makes the native == twin property tests meaningful.
+section 4 (CLC/TS 50586 Annex F cites all three), over the pure-Python AES-128
+of osgp._reference._aes128.  Same names, signatures, argument checks (in the
+same order) and errors as the native module, so every test runs on both; the
+tests check both against the ``cryptography`` package, an independent
+implementation.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Union
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM
-from cryptography.hazmat.primitives.cmac import CMAC
-
+from osgp._reference._aes128 import Aes128
 from osgp._reference._buffers import as_bytes, as_items, is_buffer, writable_out
 from osgp.errors import ArgumentTypeError, AuthenticationError, ConfigurationError
 
@@ -57,7 +54,7 @@ class AesKey:
     def __init__(self, key: Any) -> None:
         k = as_bytes(key, "key")
         _check_key(k)
-        self._key = k
+        self._key = Aes128(k)
 
     def __repr__(self) -> str:
         return "<AesKey AES-128>"
@@ -98,18 +95,16 @@ class AesKey:
         return cmac_kdf(self, data, length)
 
 
-def _key(key: Any) -> bytes:
+def _key(key: Any) -> Aes128:
     if isinstance(key, AesKey):
         return key._key
     k = as_bytes(key, "key")
     _check_key(k)
-    return k
+    return Aes128(k)
 
 
-def _cmac_raw(k: bytes, data: bytes) -> bytes:
-    c = CMAC(algorithms.AES(k))
-    c.update(data)
-    return c.finalize()
+def _cmac_raw(k: Aes128, data: bytes) -> bytes:
+    return k.cmac(data)
 
 
 def encrypt_block(key: Any, block: Any) -> bytes:
@@ -118,8 +113,7 @@ def encrypt_block(key: Any, block: Any) -> bytes:
     b = as_bytes(block, "block")
     if len(b) != 16:
         raise ConfigurationError(f"block must be 16 bytes, got {len(b)}")
-    enc = Cipher(algorithms.AES(k), modes.ECB()).encryptor()
-    return enc.update(b) + enc.finalize()
+    return k.encrypt_block(b)
 
 
 def aes_cmac(key: Any, data: Any, tag_len: int = 16) -> bytes:
@@ -151,7 +145,7 @@ def ccm_seal(
     a = as_bytes(aad, "aad")
     _check_ccm(len(n), tag_len, len(p))
     target = None if out is None else writable_out(out, len(p) + tag_len, "out")
-    res = AESCCM(k, tag_length=tag_len).encrypt(n, p, a)
+    res = k.ccm_seal(n, p, a, tag_len)
     if target is None:
         return res
     target[:] = res
@@ -174,12 +168,11 @@ def ccm_open(
     plen = len(d) - tag_len
     _check_ccm(len(n), tag_len, plen)
     target = None if out is None else writable_out(out, plen, "out")
-    try:
-        res = AESCCM(k, tag_length=tag_len).decrypt(n, d, a)
-    except InvalidTag:
+    res = k.ccm_open(n, d, a, tag_len)
+    if res is None:
         if target is not None:
             target[:] = bytes(plen)
-        raise AuthenticationError("CCM tag mismatch") from None
+        raise AuthenticationError("CCM tag mismatch")
     if target is None:
         return res
     target[:] = res
@@ -193,7 +186,7 @@ def _is_single_key(keys: Any) -> bool:
     return isinstance(keys, AesKey) or is_buffer(keys)
 
 
-def _keys(keys: Any, n: int) -> list[bytes]:
+def _keys(keys: Any, n: int) -> list[Aes128]:
     if _is_single_key(keys):
         return [_key(keys)] * n
     ks = as_items(keys, "keys")
@@ -245,19 +238,16 @@ def ccm_seal_many(
     _check_ccm(nl, tag_len, -1)
     for p in ps:
         _check_ccm(nl, tag_len, len(p))
-    return [AESCCM(k, tag_length=tag_len).encrypt(x, p, a) for k, x, p, a in zip(ks, ns, ps, al)]
+    return [k.ccm_seal(x, p, a, tag_len) for k, x, p, a in zip(ks, ns, ps, al)]
 
 
-def _open_one(k: bytes, nonce: bytes, d: bytes, a: bytes, tag_len: int) -> Optional[bytes]:
+def _open_one(k: Aes128, nonce: bytes, d: bytes, a: bytes, tag_len: int) -> Optional[bytes]:
     if len(d) < tag_len:
         return None
     q = 15 - len(nonce)
     if q < 8 and (len(d) - tag_len) >> (8 * q):
         return None
-    try:
-        return AESCCM(k, tag_length=tag_len).decrypt(nonce, d, a)
-    except InvalidTag:
-        return None
+    return k.ccm_open(nonce, d, a, tag_len)
 
 
 def ccm_open_many(
@@ -329,7 +319,7 @@ def _offsets(offsets: Any, data_len: int, what: str) -> list[int]:
 
 def _packed_common(
     key: Any, n: int, key_size: Optional[int], nonces: Any, aad: Any, aad_offsets: Any
-) -> tuple[list[bytes], list[bytes], int, list[bytes]]:
+) -> tuple[list[Aes128], list[bytes], int, list[bytes]]:
     if key_size is None:
         ks = [_key(key)] * n
     else:
@@ -341,7 +331,7 @@ def _packed_common(
                 f"packed keys: expected {n} x 16 = {16 * n} bytes, got {len(kb)} "
                 f"(key_size={key_size})"
             )
-        ks = [kb[16 * i : 16 * i + 16] for i in range(n)]
+        ks = [Aes128(kb[16 * i : 16 * i + 16]) for i in range(n)]
     nb = as_bytes(nonces, "nonces")
     if n == 0:
         nl = 13
@@ -391,7 +381,7 @@ def ccm_seal_packed(
     target = writable_out(out, len(buf) + n * tag_len, "out")
     _check_no_overlap(out, data)
     for i in range(n):
-        sealed = AESCCM(ks[i], tag_length=tag_len).encrypt(ns[i], buf[off[i] : off[i + 1]], al[i])
+        sealed = ks[i].ccm_seal(ns[i], buf[off[i] : off[i + 1]], al[i], tag_len)
         start = off[i] + i * tag_len
         target[start : start + len(sealed)] = sealed
     return out
