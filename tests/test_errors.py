@@ -207,3 +207,29 @@ def test_sequence_error_carries_its_context():
     e = errors.SequenceError("replay", received=5, current=9, context=b"\x00\x00\x00\x05")
     assert (e.received, e.current, e.expected, e.context) == (5, 9, 10, b"\x00\x00\x00\x05")
     assert errors.SequenceError("x", received=1, expected=3).context is None
+
+
+# ---- one status enum in C -----------------------------------------------------------------
+
+_CSRC = __import__("pathlib").Path(__file__).resolve().parent.parent / "csrc"
+
+
+@pytest.mark.skipif(not (_CSRC / "osgp.h").exists(), reason="C sources not next to the tests")
+def test_one_status_enum_in_the_c_surface():
+    """csrc/osgp.h defines its statuses in one enum, no file adds status codes
+    of its own, and the .pxd declares every member."""
+    import re
+
+    header = (_CSRC / "osgp.h").read_text()
+    enums = re.findall(r"typedef enum \{(.*?)\} (\w+);", header, re.S)
+    assert [name for _, name in enums] == ["osgp_status"]
+    members = re.findall(r"\b(OSGP_(?:OK|ERR_\w+))\s*=\s*(\d+)", enums[0][0])
+    values = [int(v) for _, v in members]
+    assert values == list(range(len(values)))  # dense, each value once
+    for f in sorted(_CSRC.glob("*.[ch]")) + sorted(_CSRC.glob("*.inc")):
+        text = f.read_text()
+        assert not re.search(r"#define\s+OSGP_(ERR|FRAME|STATUS)_\w+", text), f.name
+        assert not re.search(r"\(osgp_status\)\s*\d", text), f.name
+    pxd = (_CSRC.parent / "src/osgp/_native/osgp_c.pxd").read_text()
+    block = pxd.split("ctypedef enum osgp_status:", 1)[1].split("\n\n", 1)[0]
+    assert block.split() == [m for m, _ in members]
