@@ -338,29 +338,30 @@ extern "C" {
  * p.9-11): checks the length field against len and max_message, verifies the
  * digest over code..seq (plaintext requests), writes the sequence number and
  * request code. */
-osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
-                           size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off);
+osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame,
+                                   size_t len, size_t max_message, uint32_t *seq, uint8_t *code,
+                                   size_t *err_off);
 
 /* MEP response frame: verifies the digest chained over request(code..seq) ||
  * response(code..data) (plaintext exchange; MEP App. A, p.15-17). */
-osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req, size_t req_len,
-                            const uint8_t *resp, size_t resp_len, size_t max_message,
-                            size_t *err_off);
+osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
+                                    size_t req_len, const uint8_t *resp, size_t resp_len,
+                                    size_t max_message, size_t *err_off);
 
 /* Batch over n request frames packed in buf, frame i = buf[offsets[i] ..
  * offsets[i+1]): status[i] (OSGP_OK, OSGP_ERR_AUTH, _TRUNCATED, _MALFORMED), code[i], seq[i].
  * No Python objects: call without the GIL. */
 osgp_status osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
-                                 const int64_t *offsets, size_t n, size_t max_message,
-                                 uint8_t *status, uint8_t *code, uint32_t *seq);
+                                         const int64_t *offsets, size_t n, size_t max_message,
+                                         uint8_t *status, uint8_t *code, uint32_t *seq);
 
 /* Split a byte stream of consecutive MEP frames: starts[i] / lengths[i] of the
  * bodies (length 0 = alert), at most cap frames; *count frames found,
  * *consumed bytes used (a trailing partial frame is left).  Returns
  * OSGP_ERR_MALFORMED (err_off) on a length above max_message. */
 osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
-                   uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
-                   size_t *err_off);
+                           uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
+                           size_t *err_off);
 
 /* ISO/IEC 14908-1 LPDU/NPDU header (reference 6.1). */
 typedef struct {
@@ -385,10 +386,10 @@ typedef struct {
 /* Parse an LPDU (with_crc: trailing CRC-16 checked) or, with lpdu = 0, a bare
  * NPDU (CN/IP payloads start with the LPDU header byte: pass lpdu = 1,
  * with_crc = 0). */
-osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_lon_header *out,
-                   size_t *err_off);
+osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc,
+                           osgp_lon_header *out, size_t *err_off);
 osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
-                         int with_crc, osgp_lon_header *out, uint8_t *status);
+                                 int with_crc, osgp_lon_header *out, uint8_t *status);
 
 #ifdef __cplusplus
 }

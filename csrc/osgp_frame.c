@@ -16,7 +16,7 @@
 
 /* Length prefix check shared by requests and responses: returns the body length. */
 static osgp_status mep_body(const uint8_t *frame, size_t len, size_t max_message, size_t min_body,
-                    size_t *body_len, size_t *err_off)
+                            size_t *body_len, size_t *err_off)
 {
     size_t n;
     if (len < MEP_LEN) {
@@ -44,8 +44,9 @@ static osgp_status mep_body(const uint8_t *frame, size_t len, size_t max_message
     return OSGP_OK;
 }
 
-osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
-                           size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off)
+osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame,
+                                   size_t len, size_t max_message, uint32_t *seq, uint8_t *code,
+                                   size_t *err_off)
 {
     size_t n, plain;
     uint8_t tag[OSGP_OMA_DIGEST_SIZE];
@@ -66,9 +67,9 @@ osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uin
     return OSGP_OK;
 }
 
-osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req, size_t req_len,
-                            const uint8_t *resp, size_t resp_len, size_t max_message,
-                            size_t *err_off)
+osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
+                                    size_t req_len, const uint8_t *resp, size_t resp_len,
+                                    size_t max_message, size_t *err_off)
 {
     size_t rn, sn;
     osgp_oma_ctx ctx;
@@ -94,8 +95,8 @@ osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const ui
 #define BATCH_CHUNK 64
 
 osgp_status osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
-                                 const int64_t *offsets, size_t n, size_t max_message,
-                                 uint8_t *status, uint8_t *code, uint32_t *seq)
+                                         const int64_t *offsets, size_t n, size_t max_message,
+                                         uint8_t *status, uint8_t *code, uint32_t *seq)
 {
     const uint8_t *msgs[BATCH_CHUNK];
     size_t lens[BATCH_CHUNK], idx[BATCH_CHUNK];
@@ -136,8 +137,8 @@ osgp_status osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, con
 }
 
 osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
-                   uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
-                   size_t *err_off)
+                           uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
+                           size_t *err_off)
 {
     size_t pos = 0, c = 0;
     while (c < cap && len - pos >= MEP_LEN) {
@@ -171,8 +172,8 @@ static const uint8_t lon_domain_len[4] = {0, 1, 3, 6}; /* domain length code (re
         }                                       \
     } while (0)
 
-osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_lon_header *out,
-                   size_t *err_off)
+osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc,
+                           osgp_lon_header *out, size_t *err_off)
 {
     const uint8_t *p = in, *end = in + len;
     uint8_t b0, sn;
@@ -249,7 +250,7 @@ bad_type:
 }
 
 osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
-                         int with_crc, osgp_lon_header *out, uint8_t *status)
+                                 int with_crc, osgp_lon_header *out, uint8_t *status)
 {
     size_t i, off;
     for (i = 0; i < n; i++) {
