@@ -219,7 +219,7 @@ SMALL = _archive(2_000)
 @pytest.mark.skipif(NATIVE is None, reason="native extensions not built")
 def test_batch_mep_native(benchmark):
     data, offs = ARCHIVE
-    status, _, _ = benchmark(NATIVE.mep_request_check_batch, KEY, data, offs)
+    status, _, _, _ = benchmark(NATIVE.mep_request_check_batch, KEY, data, offs)
     assert not status.any()
     benchmark.extra_info["frames"] = len(offs) - 1
 
@@ -227,7 +227,7 @@ def test_batch_mep_native(benchmark):
 @pytest.mark.benchmark(group="wire-batch")
 def test_batch_mep_twin(benchmark):
     data, offs = SMALL
-    status, _, _ = benchmark(REF.mep_request_check_batch, KEY, data, offs)
+    status, _, _, _ = benchmark(REF.mep_request_check_batch, KEY, data, offs)
     assert not status.any()
     benchmark.extra_info["frames"] = len(offs) - 1
 

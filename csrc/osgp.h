@@ -16,6 +16,9 @@
 extern "C" {
 #endif
 
+/* The one status enum of every kernel.  The per-item status arrays of the
+ * batch frame parsers hold these values too (osgp._native.frames exports
+ * them as OK, AUTH, TRUNCATED, MALFORMED, CHECKSUM). */
 typedef enum {
     OSGP_OK = 0,
     OSGP_ERR_KEY_LENGTH = 1,    /* key has a size the algorithm does not define */
@@ -24,7 +27,12 @@ typedef enum {
     OSGP_ERR_NOMEM = 4,
     OSGP_ERR_NONCE_LENGTH = 5,
     OSGP_ERR_TAG_LENGTH = 6,
-    OSGP_ERR_DATA_LENGTH = 7    /* payload longer than the mode allows */
+    OSGP_ERR_DATA_LENGTH = 7,   /* payload longer than the mode allows */
+    OSGP_ERR_TRUNCATED = 8,     /* input ended inside a field or frame (fault/err_off: where) */
+    OSGP_ERR_MALFORMED = 9,     /* a field holds a value the format does not allow */
+    OSGP_ERR_CHECKSUM = 10,     /* link CRC mismatch (err_off: the CRC's offset) */
+    OSGP_ERR_CAPACITY = 11,     /* output slot array too small: retry larger */
+    OSGP_ERR_PROGRAM = 12       /* corrupt table program */
 } osgp_status;
 
 /* ---- CPU features and runtime dispatch (osgp_cpu.c) --------------------- */
@@ -119,12 +127,6 @@ void osgp_wipe(void *p, size_t len);
 #endif
 
 /* ==== tables / load profile (osgp.tables, osgp.loadprofile) ============== */
-/* Extra status values of the table kernels (kept in this section so the
- * shared enum above stays untouched). */
-#define OSGP_ERR_TRUNCATED ((osgp_status)64)  /* input ended inside a field */
-#define OSGP_ERR_MALFORMED ((osgp_status)65)  /* a field holds an impossible value */
-#define OSGP_ERR_CAPACITY ((osgp_status)66)   /* output slot array too small: retry larger */
-#define OSGP_ERR_PROGRAM ((osgp_status)67)    /* corrupt table program */
 
 /* Where a table or block decode stopped: byte offset into the input, bytes
  * needed there and left, and the program counter (table program) or block
@@ -324,11 +326,10 @@ osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *in, size_t le
 extern "C" {
 #endif
 
-/* Extra statuses of the frame parsers (outside the range of osgp_status so
- * they never collide with kernel statuses added elsewhere). */
-#define OSGP_FRAME_TRUNCATED 32  /* *err_off = where more bytes were needed */
-#define OSGP_FRAME_MALFORMED 33  /* *err_off = the offending field */
-#define OSGP_FRAME_CHECKSUM 34   /* link CRC mismatch; *err_off = CRC offset */
+/* The frame parsers return OSGP_OK, OSGP_ERR_AUTH, OSGP_ERR_KEY_LENGTH or one
+ * of OSGP_ERR_TRUNCATED (*err_off = where more bytes were needed),
+ * OSGP_ERR_MALFORMED (*err_off = the offending field) and OSGP_ERR_CHECKSUM
+ * (*err_off = the CRC's offset). */
 
 #define OSGP_MEP_DIGEST 8
 #define OSGP_MEP_SEQ 4
@@ -336,31 +337,31 @@ extern "C" {
 /* MEP request frame <len:2 BE> <code..args> <seq:4 BE> <digest:8> (MEP guide
  * p.9-11): checks the length field against len and max_message, verifies the
  * digest over code..seq (plaintext requests), writes the sequence number and
- * request code.  Returns OSGP_OK, OSGP_ERR_AUTH, OSGP_ERR_KEY_LENGTH or a
- * frame status. */
-int osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
-                           size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off);
+ * request code. */
+osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame,
+                                   size_t len, size_t max_message, uint32_t *seq, uint8_t *code,
+                                   size_t *err_off);
 
 /* MEP response frame: verifies the digest chained over request(code..seq) ||
  * response(code..data) (plaintext exchange; MEP App. A, p.15-17). */
-int osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req, size_t req_len,
-                            const uint8_t *resp, size_t resp_len, size_t max_message,
-                            size_t *err_off);
+osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
+                                    size_t req_len, const uint8_t *resp, size_t resp_len,
+                                    size_t max_message, size_t *err_off);
 
 /* Batch over n request frames packed in buf, frame i = buf[offsets[i] ..
- * offsets[i+1]): status[i] (0 ok, 3 auth, 32/33 frame), code[i], seq[i].
+ * offsets[i+1]): status[i] (OSGP_OK, OSGP_ERR_AUTH, _TRUNCATED, _MALFORMED), code[i], seq[i].
  * No Python objects: call without the GIL. */
-int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
-                                 const int64_t *offsets, size_t n, size_t max_message,
-                                 uint8_t *status, uint8_t *code, uint32_t *seq);
+osgp_status osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
+                                         const int64_t *offsets, size_t n, size_t max_message,
+                                         uint8_t *status, uint8_t *code, uint32_t *seq);
 
 /* Split a byte stream of consecutive MEP frames: starts[i] / lengths[i] of the
  * bodies (length 0 = alert), at most cap frames; *count frames found,
  * *consumed bytes used (a trailing partial frame is left).  Returns
- * OSGP_FRAME_MALFORMED (err_off) on a length above max_message. */
-int osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
-                   uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
-                   size_t *err_off);
+ * OSGP_ERR_MALFORMED (err_off) on a length above max_message. */
+osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
+                           uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
+                           size_t *err_off);
 
 /* ISO/IEC 14908-1 LPDU/NPDU header (reference 6.1). */
 typedef struct {
@@ -385,10 +386,10 @@ typedef struct {
 /* Parse an LPDU (with_crc: trailing CRC-16 checked) or, with lpdu = 0, a bare
  * NPDU (CN/IP payloads start with the LPDU header byte: pass lpdu = 1,
  * with_crc = 0). */
-int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_lon_header *out,
-                   size_t *err_off);
-int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
-                         int with_crc, osgp_lon_header *out, uint8_t *status);
+osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc,
+                           osgp_lon_header *out, size_t *err_off);
+osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
+                                 int with_crc, osgp_lon_header *out, uint8_t *status);
 
 #ifdef __cplusplus
 }

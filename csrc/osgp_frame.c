@@ -15,41 +15,42 @@
 #define MEP_MIN_RESPONSE (1 + OSGP_MEP_DIGEST)                /* code, digest */
 
 /* Length prefix check shared by requests and responses: returns the body length. */
-static int mep_body(const uint8_t *frame, size_t len, size_t max_message, size_t min_body,
-                    size_t *body_len, size_t *err_off)
+static osgp_status mep_body(const uint8_t *frame, size_t len, size_t max_message, size_t min_body,
+                            size_t *body_len, size_t *err_off)
 {
     size_t n;
     if (len < MEP_LEN) {
         *err_off = 0;
-        return OSGP_FRAME_TRUNCATED;
+        return OSGP_ERR_TRUNCATED;
     }
     n = ((size_t)frame[0] << 8) | frame[1];
     if (n > max_message) {
         *err_off = 0;
-        return OSGP_FRAME_MALFORMED;
+        return OSGP_ERR_MALFORMED;
     }
     if (len - MEP_LEN < n) {
         *err_off = len;
-        return OSGP_FRAME_TRUNCATED;
+        return OSGP_ERR_TRUNCATED;
     }
     if (len - MEP_LEN > n) {
         *err_off = MEP_LEN + n; /* bytes after the frame */
-        return OSGP_FRAME_MALFORMED;
+        return OSGP_ERR_MALFORMED;
     }
     if (n < min_body) {
         *err_off = MEP_LEN + n;
-        return OSGP_FRAME_TRUNCATED;
+        return OSGP_ERR_TRUNCATED;
     }
     *body_len = n;
     return OSGP_OK;
 }
 
-int osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
-                           size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off)
+osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame,
+                                   size_t len, size_t max_message, uint32_t *seq, uint8_t *code,
+                                   size_t *err_off)
 {
     size_t n, plain;
     uint8_t tag[OSGP_OMA_DIGEST_SIZE];
-    int st = mep_body(frame, len, max_message, MEP_MIN_REQUEST, &n, err_off);
+    osgp_status st = mep_body(frame, len, max_message, MEP_MIN_REQUEST, &n, err_off);
     if (st != OSGP_OK) return st;
     plain = n - OSGP_MEP_DIGEST; /* code .. seq */
     *code = frame[MEP_LEN];
@@ -66,14 +67,14 @@ int osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *fr
     return OSGP_OK;
 }
 
-int osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req, size_t req_len,
-                            const uint8_t *resp, size_t resp_len, size_t max_message,
-                            size_t *err_off)
+osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
+                                    size_t req_len, const uint8_t *resp, size_t resp_len,
+                                    size_t max_message, size_t *err_off)
 {
     size_t rn, sn;
     osgp_oma_ctx ctx;
     uint8_t tag[OSGP_OMA_DIGEST_SIZE];
-    int st = mep_body(req, req_len, max_message, MEP_MIN_REQUEST, &rn, err_off);
+    osgp_status st = mep_body(req, req_len, max_message, MEP_MIN_REQUEST, &rn, err_off);
     if (st != OSGP_OK) return st;
     st = mep_body(resp, resp_len, max_message, MEP_MIN_RESPONSE, &sn, err_off);
     if (st != OSGP_OK) return st;
@@ -93,9 +94,9 @@ int osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *r
 
 #define BATCH_CHUNK 64
 
-int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
-                                 const int64_t *offsets, size_t n, size_t max_message,
-                                 uint8_t *status, uint8_t *code, uint32_t *seq)
+osgp_status osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
+                                         const int64_t *offsets, size_t n, size_t max_message,
+                                         uint8_t *status, uint8_t *code, uint32_t *seq)
 {
     const uint8_t *msgs[BATCH_CHUNK];
     size_t lens[BATCH_CHUNK], idx[BATCH_CHUNK];
@@ -110,7 +111,7 @@ int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8
         for (; i < n && m < BATCH_CHUNK; i++) {
             const uint8_t *f = buf + offsets[i];
             size_t len = (size_t)(offsets[i + 1] - offsets[i]), body = 0, off = 0;
-            int st = mep_body(f, len, max_message, MEP_MIN_REQUEST, &body, &off);
+            osgp_status st = mep_body(f, len, max_message, MEP_MIN_REQUEST, &body, &off);
             code[i] = len > MEP_LEN ? f[MEP_LEN] : 0;
             seq[i] = 0;
             status[i] = (uint8_t)st;
@@ -135,9 +136,9 @@ int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8
     return OSGP_OK;
 }
 
-int osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
-                   uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
-                   size_t *err_off)
+osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
+                           uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
+                           size_t *err_off)
 {
     size_t pos = 0, c = 0;
     while (c < cap && len - pos >= MEP_LEN) {
@@ -146,7 +147,7 @@ int osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *
             *count = c;
             *consumed = pos;
             *err_off = pos;
-            return OSGP_FRAME_MALFORMED;
+            return OSGP_ERR_MALFORMED;
         }
         if (len - pos - MEP_LEN < n) break; /* partial frame: keep for the next call */
         starts[c] = (int64_t)(pos + MEP_LEN);
@@ -167,12 +168,12 @@ static const uint8_t lon_domain_len[4] = {0, 1, 3, 6}; /* domain length code (re
     do {                                        \
         if (end - p < (ptrdiff_t)(k)) {         \
             *err_off = (size_t)(p - in);        \
-            return OSGP_FRAME_TRUNCATED;        \
+            return OSGP_ERR_TRUNCATED;        \
         }                                       \
     } while (0)
 
-int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_lon_header *out,
-                   size_t *err_off)
+osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc,
+                           osgp_lon_header *out, size_t *err_off)
 {
     const uint8_t *p = in, *end = in + len;
     uint8_t b0, sn;
@@ -181,7 +182,7 @@ int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_l
         uint16_t got, want;
         if (len < 2 + (lpdu ? 1u : 0u) + 3u) {
             *err_off = len;
-            return OSGP_FRAME_TRUNCATED;
+            return OSGP_ERR_TRUNCATED;
         }
         end = in + len - 2;
         /* CRC-16 of the link layer, appended big-endian (reference 6.1) */
@@ -189,7 +190,7 @@ int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_l
         want = (uint16_t)(osgp_crc16_lon(0xFFFF, in, len - 2) ^ 0xFFFF);
         if (got != want) {
             *err_off = len - 2;
-            return OSGP_FRAME_CHECKSUM;
+            return OSGP_ERR_CHECKSUM;
         }
     }
     if (lpdu) {
@@ -200,7 +201,7 @@ int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_l
     b0 = *p++;
     if (b0 >> 6) { /* protocol version: only 0 (legacy) is defined */
         *err_off = (size_t)(p - in - 1);
-        return OSGP_FRAME_MALFORMED;
+        return OSGP_ERR_MALFORMED;
     }
     out->pdu_fmt = (b0 >> 4) & 3;
     out->addr_fmt = (b0 >> 2) & 3;
@@ -248,11 +249,11 @@ int osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc, osgp_l
     return OSGP_OK;
 bad_type:
     *err_off = out->pdu_offset;
-    return OSGP_FRAME_MALFORMED;
+    return OSGP_ERR_MALFORMED;
 }
 
-int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
-                         int with_crc, osgp_lon_header *out, uint8_t *status)
+osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
+                                 int with_crc, osgp_lon_header *out, uint8_t *status)
 {
     size_t i, off;
     for (i = 0; i < n; i++) {

@@ -132,6 +132,51 @@ def test_fips197_appendix_c1(path):
     assert path.AesKey(key).encrypt_block(pt).hex() == "69c4e0d86a7b0430d8cdb78070b4c55a"
 
 
+def test_fips197_appendix_b(path):
+    # FIPS-197 Appendix B (cipher example).
+    key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+    pt = bytes.fromhex("3243f6a8885a308d313198a2e0370734")
+    assert path.encrypt_block(key, pt).hex() == "3925841d02dc09fbdc118597196a0b32"
+
+
+def test_twin_aes128_key_schedule_and_sbox():
+    """The pure-Python AES-128 of the twin: the last round key of the FIPS-197
+    A.1 expansion, S-box entries of FIPS-197 5.1.1 / Figure 7, and random blocks
+    against `cryptography`'s ECB."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    from osgp._reference import _aes128
+
+    k = _aes128.Aes128(bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c"))
+    assert k._rk[40:] == (0xD014F9A8, 0xC9EE2589, 0xE13F0CC8, 0xB6630CA6)
+    assert (_aes128._SBOX[0x00], _aes128._SBOX[0x53], _aes128._SBOX[0xFF]) == (0x63, 0xED, 0x16)
+    assert sorted(_aes128._SBOX) == list(range(256))
+    rng = random.Random(197)
+    for _ in range(200):
+        key, block = rng.randbytes(16), rng.randbytes(16)
+        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        assert _aes128.Aes128(key).encrypt_block(block) == enc.update(block) + enc.finalize()
+
+
+def test_twin_does_not_need_cryptography():
+    """The AES twin runs with the `cryptography` package made unimportable."""
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "cryptography" or name.startswith("cryptography."):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from osgp._reference import aes
+k = bytes(range(16))
+assert aes.encrypt_block(k, bytes.fromhex("00112233445566778899aabbccddeeff")).hex() == \
+    "69c4e0d86a7b0430d8cdb78070b4c55a"
+assert aes.ccm_open(k, bytes(13), aes.ccm_seal(k, bytes(13), b"x")) == b"x"
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_rfc3610_and_sp800_38c_examples(path):
     for v in load_vectors("rfc3610_ccm.json")["vectors"]:
         key, nonce, aad, pt = (bytes.fromhex(v[k]) for k in ("key", "nonce", "aad", "plaintext"))
@@ -433,7 +478,8 @@ def test_batch_equals_loop(path, n, per_key, aad_mode, tag, nonce_len, data):
     bad = set(data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=3))) if n else set()
     frames = [bytes([f[0] ^ 0x80]) + f[1:] if i in bad and f else f for i, f in enumerate(expect)]
     frames = [f[:2] if i in bad and len(f) == 0 else f for i, f in enumerate(frames)]
-    got = path.ccm_open_many(ks, nonces, frames, aad_arg, tag)
+    got, ok = path.ccm_open_many(ks, nonces, frames, aad_arg, tag)
+    assert ok == bytes(i not in bad for i in range(n))
     for i in range(n):
         assert got[i] == (None if i in bad else msgs[i])
     assert path.cmac_many(ks, msgs) == [ref_cmac(k, m) for k, m in zip(key_list, msgs)]
@@ -448,7 +494,8 @@ def test_open_many_short_and_mixed(path):
     sealed[2] = sealed[2][:3]  # shorter than the tag
     sealed[5] = b""
     sealed[7] = sealed[7][:-1] + bytes([sealed[7][-1] ^ 1])
-    got = path.ccm_open_many(key, nonces, sealed)
+    got, ok = path.ccm_open_many(key, nonces, sealed)
+    assert ok == bytes(i not in (2, 5, 7) for i in range(10))
     assert [g is None for g in got] == [i in (2, 5, 7) for i in range(10)]
     assert [g for g in got if g is not None] == [
         m for i, m in enumerate(msgs) if i not in (2, 5, 7)
@@ -559,7 +606,7 @@ def test_payload_too_long_for_length_field(aes):
         aes.ccm_seal(key, bytes(13), bytes(65536))
     with pytest.raises(ConfigurationError):
         aes.ccm_open(key, bytes(13), bytes(65536 + 8))
-    assert aes.ccm_open_many(key, [bytes(13)], [bytes(65536 + 8)]) == [None]
+    assert aes.ccm_open_many(key, [bytes(13)], [bytes(65536 + 8)]) == ([None], b"\x00")
     with pytest.raises(ConfigurationError):
         aes.ccm_seal_many(key, [bytes(13)] * 2, [b"", bytes(65536)])
     with pytest.raises(ConfigurationError):
@@ -594,7 +641,7 @@ def test_empty_inputs(aes):
     assert aes.ccm_open(key, bytes(13), aes.ccm_seal(key, bytes(13), b"")) == b""
     assert aes.aes_cmac(key, b"") == ref_cmac(key, b"")
     assert aes.ccm_seal_many(key, [], []) == []
-    assert aes.ccm_open_many(key, [], []) == []
+    assert aes.ccm_open_many(key, [], []) == ([], b"")
     assert aes.cmac_many(key, []) == []
     assert aes.cmac_kdf(key, b"", 0) == b""
     off = array("q", [0])
@@ -737,11 +784,13 @@ def test_batch_survives_list_changes_by_another_thread(path):
 
     t = threading.Thread(target=churn)
     t.start()
+    # the twin keeps the GIL throughout: two rounds show it reads the values too
+    rounds = 20 if path.__name__.startswith("osgp._native") else 2
     try:
-        for _ in range(20):
+        for _ in range(rounds):
             assert path.ccm_seal_many(key, nonces, msgs) == expect
             assert path.ccm_seal_many(key, nonces[:100], msgs[:100]) == expect[:100]
-            assert path.ccm_open_many(key, nonces, expect) == msgs
+            assert path.ccm_open_many(key, nonces, expect) == (msgs, b"\x01" * len(msgs))
             assert path.cmac_many(key, msgs)[3] == ref_cmac(key, msgs[3])
     finally:
         stop.set()
@@ -790,12 +839,14 @@ def test_batch_uniform_groups(path, size):
                     ref_ccm_seal(k, x, m, b"", tag) for k, x, m in zip(key_list, nonces, msgs)
                 ]
                 assert path.ccm_seal_many(ks, nonces, msgs, None, tag) == expect
-                assert path.ccm_open_many(ks, nonces, expect, None, tag) == msgs
+                assert path.ccm_open_many(ks, nonces, expect, None, tag) == (
+                    msgs, b"\x01" * len(msgs))
                 bad = list(expect)
                 bad[9] = bad[9][:-1] + bytes([bad[9][-1] ^ 1])
                 bad[10] = bytes([bad[10][0] ^ 1]) + bad[10][1:]
-                got = path.ccm_open_many(ks, nonces, bad, None, tag)
+                got, ok = path.ccm_open_many(ks, nonces, bad, None, tag)
                 assert got[9] is None and got[10] is None
+                assert ok == bytes(i not in (9, 10) for i in range(len(bad)))
                 assert [g for i, g in enumerate(got) if i not in (9, 10)] == [
                     m for i, m in enumerate(msgs) if i not in (9, 10)
                 ]
@@ -840,7 +891,7 @@ def test_stub_and_twin_list_the_same_public_names():
         assert hasattr(ref, n), n
     nat = _backend.native_module("aes")
     if nat is not None:
-        imported = {"AuthenticationError", "ConfigurationError"}  # from osgp.errors
+        imported = {"ArgumentTypeError", "AuthenticationError", "ConfigurationError"}
         assert {n for n in dir(nat) if not n.startswith("_")} - imported == names
         for meth in (
             "encrypt_block",
@@ -889,7 +940,7 @@ def _shape_check(path, msgs, nonces, aad_list, aad_arg, ks, tag, rng):
     key_list = ks if isinstance(ks, list) else [ks] * n
     expect = [ref_ccm_seal(k, x, m, a, tag) for k, x, m, a in zip(key_list, nonces, msgs, aad_list)]
     assert path.ccm_seal_many(ks, nonces, msgs, aad_arg, tag) == expect
-    assert path.ccm_open_many(ks, nonces, expect, aad_arg, tag) == msgs
+    assert path.ccm_open_many(ks, nonces, expect, aad_arg, tag) == (msgs, b"\x01" * n)
     # failures in the middle of groups: a flipped tag bit, a flipped ciphertext bit, a
     # frame shorter than its tag; everything else still opens
     bad = list(expect)
@@ -906,8 +957,9 @@ def _shape_check(path, msgs, nonces, aad_list, aad_arg, ks, tag, rng):
                 f = f[: tag - 1]
             bad[i] = bytes(f)
             fails.add(i)
-    got = path.ccm_open_many(ks, nonces, bad, aad_arg, tag)
+    got, ok = path.ccm_open_many(ks, nonces, bad, aad_arg, tag)
     assert got == [None if i in fails else m for i, m in enumerate(msgs)]
+    assert ok == bytes(i not in fails for i in range(n))
 
 
 @pytest.mark.parametrize("nonce_len", NONCES)

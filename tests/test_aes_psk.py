@@ -313,12 +313,13 @@ def test_batch_helpers_for_many_devices():
     replies = [dev.seal(b"reply %d" % i, header=b"H") for i, (_, dev) in enumerate(devices)]
     replies[4] = replies[4][:-1] + bytes([replies[4][-1] ^ 1])
     replies[7] = b"\x00"
-    got = A.open_from_devices(conc, replies, header=b"H")
+    got, ok = A.open_from_devices(conc, replies, header=b"H")
     assert [g is None for g in got] == [i in (4, 7) for i in range(12)]
+    assert ok == bytes(i not in (4, 7) for i in range(12))
     assert got[0] == b"reply 0"
     # the window moved only for the authentic ones: replaying them fails now
-    again = A.open_from_devices(conc, replies, header=b"H")
-    assert again == [None] * 12
+    again, ok = A.open_from_devices(conc, replies, header=b"H")
+    assert again == [None] * 12 and ok == bytes(12)
 
 
 def test_firmware_image_mac():

@@ -73,16 +73,18 @@ def test_batch_equals_one_shot(frames):
     reqs += [bytes(bad), reqs[1][:-3], b"", b"\x00\x02\x30\x00"]
     data = b"".join(reqs)
     offs = np.cumsum([0] + [len(r) for r in reqs]).astype(np.int64)
-    status, code, seq = frames.mep_request_check_batch(KEY, data, offs)
+    status, code, seq, ok = frames.mep_request_check_batch(KEY, data, offs)
+    # the batch reports in status and the ok mask what the single call raises
     for i, r in enumerate(reqs):
         try:
             c, s = frames.mep_request_check(KEY, r)
-            assert (status[i], code[i], seq[i]) == (0, c, s)
+            assert (status[i], code[i], seq[i], ok[i]) == (frames.OK, c, s, 1)
         except AuthenticationError:
-            assert status[i] == 3
+            assert (status[i], ok[i]) == (frames.AUTH, 0)
         except TruncatedError:
-            assert status[i] == 32
-    assert list(status[:7]) == [0] * 7 and status[7] == 3
+            assert (status[i], ok[i]) == (frames.TRUNCATED, 0)
+    assert list(status[:7]) == [0] * 7 and status[7] == frames.AUTH
+    assert ok == bytes([1] * 7 + [0] * 4)
 
 
 def test_mep_split(frames):
@@ -149,7 +151,7 @@ def test_lon_batch(frames):
     data = b"".join(wires)
     offs = np.cumsum([0] + [len(w) for w in wires]).astype(np.int64)
     status, hdrs = frames.lon_parse_batch(data, offs)
-    assert list(status) == [0] * len(LV["npdu"]) + [34]
+    assert list(status) == [frames.OK] * len(LV["npdu"]) + [frames.CHECKSUM]
     for i, w in enumerate(wires[:-1]):
         t = frames.lon_parse(w)
         for name, v in zip(frames.LON_FIELDS, t):
@@ -200,3 +202,14 @@ def test_bit_flips_same_error_both(apdu, seq, flip):
         except (DecodeError, AuthenticationError) as e:
             outs.append((type(e), getattr(e, "offset", None)))
     assert all(o == outs[0] for o in outs)
+
+
+def test_batch_status_names_agree():
+    """The twin's per-frame statuses are the native module's (osgp_status values)."""
+    nat = _backend.native_module("frames")
+    if nat is None:
+        pytest.skip("native extensions disabled or not built")
+    ref = _backend.reference("frames")
+    names = ("OK", "AUTH", "TRUNCATED", "MALFORMED", "CHECKSUM")
+    assert [getattr(ref, n) for n in names] == [getattr(nat, n) for n in names]
+    assert len({getattr(nat, n) for n in names}) == len(names) and nat.OK == 0

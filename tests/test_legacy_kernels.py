@@ -397,6 +397,39 @@ def test_native_module_loaded_when_it_should_be():
         assert osgp.crypto.OmaDigest.__module__ == "osgp._native.legacy"
 
 
+def test_backends_name_every_family():
+    assert set(osgp.backends) == {"legacy", "aes", "frames", "tables"}
+    want = "reference" if NO_EXTENSIONS else "native"
+    assert dict(osgp.backends) == dict.fromkeys(osgp.backends, want), _backend.import_errors()
+    assert osgp.native is (want == "native")
+    with pytest.raises(TypeError):
+        osgp.backends["aes"] = "native"  # read-only
+
+
+def test_one_family_on_its_twin_makes_native_false():
+    """A build whose frames module does not load: that family alone falls back,
+    osgp.backends says so and osgp.native is False."""
+    import subprocess
+    import sys
+
+    if NO_EXTENSIONS or _backend.native_module("frames") is None:
+        pytest.skip("needs the native extensions")
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "osgp._native.frames":
+            raise ImportError("frames extension unavailable")
+sys.meta_path.insert(0, Block())
+import osgp
+assert dict(osgp.backends) == {"legacy": "native", "aes": "native", "frames": "reference",
+                               "tables": "native"}, dict(osgp.backends)
+assert osgp.native is False
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 GENERATED = load_vectors("oma_digest_generated.json")
 
 

@@ -108,6 +108,25 @@ def test_response_codes_map_to_device_error():
     assert C.code_name(0x7E).startswith("unknown")
 
 
+def test_response_code_is_an_int_enum():
+    from enum import IntEnum
+
+    # ANSI C12.18 codes 0x00-0x0A, MEP additions 0x0B and 0x0C (MEP guide p.10-11).
+    expect = {"OK": 0x00, "ERR": 0x01, "SNS": 0x02, "ISC": 0x03, "ONP": 0x04, "IAR": 0x05,
+              "BSY": 0x06, "DNR": 0x07, "DLK": 0x08, "RNO": 0x09, "ISSS": 0x0A, "AUTH": 0x0B,
+              "SEQ": 0x0C}
+    assert issubclass(C.ResponseCode, IntEnum)
+    assert {c.name: c.value for c in C.ResponseCode} == expect
+    assert set(C.RESPONSE_CODES) == set(expect.values())
+    assert bytes([C.ResponseCode.ERR, C.ResponseCode.SEQ]) == b"\x01\x0c"
+    assert C.ResponseCode.SEQ == 0x0C and C.ResponseCode(0x0B) is C.ResponseCode.AUTH
+    assert C.code_name(C.ResponseCode.SEQ) == "invalid sequence number"
+    err = C.device_error(C.ResponseCode.IAR)
+    assert type(err.code) is int and err.code == 5 and str(err) == (
+        "device response 0x05 (inappropriate action requested)")
+    assert m.Response(C.ResponseCode.ONP).encode() == m.Response(0x04).encode() == b"\x04"
+
+
 def test_checksum_profile():
     w = m.PartialWrite(0x34, 1, b"\x10\x20")
     assert w.encode(m.OPTICAL_SERVICES)[-1] == (-(0x30)) & 0xFF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,34 @@ def test_twin_has_every_public_name(family):
     twin = _backend.reference(family)
     missing = sorted(n for n in names if not hasattr(twin, n))
     assert not missing, f"twin osgp._reference.{family} lacks {missing}"
+
+
+def test_mypy_sees_the_crypto_signatures(tmp_path):
+    """osgp.crypto re-exports the kernels with their stub signatures, not Any:
+    mypy reveals them and rejects a wrong argument type."""
+    pytest.importorskip("mypy")
+    src = tmp_path / "use_crypto.py"
+    src.write_text(
+        "from osgp import crypto\n"
+        "reveal_type(crypto.oma_digest)\n"
+        "reveal_type(crypto.aes_encrypt_block)\n"
+        "reveal_type(crypto.AesKey(bytes(16)).cmac_kdf)\n"
+        "crypto.oma_digest(bytes(16), 5)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "c"),
+         "--config-file", os.devnull, "--follow-imports=silent", "--no-error-summary", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    got = [line.split(": ", 1)[1] for line in proc.stdout.splitlines()]
+    buf = "typing_extensions.Buffer"
+    assert got == [
+        f'note: Revealed type is "def (key: {buf}, data: {buf}) -> bytes"',
+        f'note: Revealed type is "def (key: {buf} | osgp._native.aes.AesKey, block: {buf}) '
+        '-> bytes"',
+        f'note: Revealed type is "def (data: {buf}, length: int) -> bytes"',
+        'error: Argument 2 to "oma_digest" has incompatible type "int"; expected "Buffer"  '
+        "[arg-type]",
+    ], proc.stdout + proc.stderr

@@ -544,3 +544,31 @@ def test_huge_counts_are_malformed(both):
     with pytest.raises(TruncatedError) as ei:
         tables.decode(3999, struct.pack("<Q", 3) + bytes(4))
     assert ei.value.needed == 9000 and ei.value.offset == 8
+
+
+@pytest.mark.parametrize("module", ["osgp._reference.tables", "osgp._native.tables"])
+def test_table_kernels_do_not_import_the_data_model(module):
+    """Kernels sit below osgp.tables: a kernel decodes a program (here BT52,
+    whose CLOCK_CALENDAR is an LTIME_DATE) with osgp.tables made unimportable."""
+    import subprocess
+    import sys
+
+    if module.startswith("osgp._native") and _backend.native_module("tables") is None:
+        pytest.skip("native extensions disabled or not built")
+    prog = tables.program(52)
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "osgp.tables" or name.startswith("osgp.tables."):
+            raise ImportError("data-model layer imported by a kernel: " + name)
+sys.meta_path.insert(0, Block())
+import importlib
+m = importlib.import_module({module!r})
+got = m.table_decode({bytes(prog.code)!r}, {prog.shape!r}, [2] * {len(prog.params)},
+                     bytes.fromhex("0402100f3b3700"), {prog.nregs})
+assert tuple(got["CLOCK_CALENDAR"]) == (2004, 2, 16, 15, 59, 55), got
+assert type(got["CLOCK_CALENDAR"]).__module__ == "osgp._reference._values"
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -1,8 +1,9 @@
 """Chooses the native kernels or their pure-Python twins (conventions 4).
 
-``OSGP_NO_EXTENSIONS=1`` forces the twins.  Otherwise the compiled modules
-are used; if they cannot be imported (a pure-Python install) the twins are
-used and :data:`osgp.native` is False.
+``OSGP_NO_EXTENSIONS=1`` forces the twins.  Otherwise each family's compiled
+module is used; a family whose module cannot be imported (a pure-Python
+install, a broken build) falls back to its twin on its own, which
+:data:`osgp.backends` shows and which makes :data:`osgp.native` False.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import os
 from types import ModuleType
 
 FORCED_REFERENCE = os.environ.get("OSGP_NO_EXTENSIONS", "") not in ("", "0")
+
+#: The kernel families: one compiled module in osgp._native and one twin in
+#: osgp._reference each.
+FAMILIES = ("legacy", "aes", "frames", "tables")
 
 _IMPORT_ERRORS: dict[str, str] = {}
 
@@ -42,3 +47,8 @@ def native_module(family: str) -> ModuleType | None:
 
 def import_errors() -> dict[str, str]:
     return dict(_IMPORT_ERRORS)
+
+
+def backends() -> dict[str, str]:
+    """{family: "native" | "reference"} for every kernel family, as loaded."""
+    return {f: "native" if load(f)[1] else "reference" for f in FAMILIES}

@@ -3,7 +3,13 @@
 Every error osgp raises is an :class:`OSGPError`.  Malformed bytes raise a
 :class:`DecodeError` subclass naming the layer and the byte offset; a failed tag
 or digest raises :class:`AuthenticationError` (never a plain ``ValueError``);
-a device's negative response raises :class:`DeviceError` with its code.
+a device's negative response raises :class:`DeviceError` with its code; a
+non-buffer where a kernel wants bytes raises :class:`ArgumentTypeError` (also a
+``TypeError``).
+
+Every field an error carries is a keyword argument of its constructor and a
+typed attribute (None when it does not apply); nothing is set on an error after
+it is created.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Optional
 __all__ = [
     "OSGPError",
     "ConfigurationError",
+    "ArgumentTypeError",
     "DecodeError",
     "TruncatedError",
     "ChecksumError",
@@ -31,7 +38,27 @@ class OSGPError(Exception):
 
 
 class ConfigurationError(OSGPError, ValueError):
-    """A caller-supplied setting is unusable (wrong key size, bad nonce length, ...)."""
+    """A caller-supplied setting is unusable (wrong key size, bad nonce length, ...).
+
+    From the table kernels: ``pc``, the word of the table program found corrupt
+    (or the block ordinal of a load-profile decode), and ``meter``, the index of
+    the meter in a batch decode; None elsewhere.
+    """
+
+    pc: Optional[int]
+    meter: Optional[int]
+
+    def __init__(
+        self, message: str = "", *, pc: Optional[int] = None, meter: Optional[int] = None
+    ) -> None:
+        super().__init__(message)
+        self.pc = pc
+        self.meter = meter
+
+
+class ArgumentTypeError(OSGPError, TypeError):
+    """An argument has the wrong type: a kernel wanted a contiguous bytes-like
+    object (or a writable one, or an int64 offsets buffer) and got something else."""
 
 
 class DecodeError(OSGPError, ValueError):
@@ -39,12 +66,37 @@ class DecodeError(OSGPError, ValueError):
 
     ``layer`` names the codec (``"mep"``, ``"lon.npdu"``, ``"table BT61"`` ...),
     ``offset`` is the byte offset of the problem inside the buffer that layer
-    was given.
+    was given.  Table and load-profile decodes also give ``table`` (``"BT61"``)
+    and ``field`` (the field's path, ``"LP_FLAGS"``, ``"DIVISOR_SET1[2]"``);
+    the table kernels give ``pc`` (the program word, or the load-profile block
+    ordinal, at which they stopped) and, in a batch decode, ``meter`` (the
+    index of the failing meter).
     """
 
-    def __init__(self, message: str, *, layer: str = "", offset: Optional[int] = None) -> None:
+    layer: str
+    offset: Optional[int]
+    table: Optional[str]
+    field: Optional[str]
+    pc: Optional[int]
+    meter: Optional[int]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        layer: str = "",
+        offset: Optional[int] = None,
+        table: Optional[str] = None,
+        field: Optional[str] = None,
+        pc: Optional[int] = None,
+        meter: Optional[int] = None,
+    ) -> None:
         self.layer = layer
         self.offset = offset
+        self.table = table
+        self.field = field
+        self.pc = pc
+        self.meter = meter
         where = ""
         if layer:
             where = f"[{layer}"
@@ -58,6 +110,9 @@ class DecodeError(OSGPError, ValueError):
 class TruncatedError(DecodeError):
     """The buffer ended before a field did: ``needed`` bytes at ``offset``, ``remaining`` left."""
 
+    needed: Optional[int]
+    remaining: Optional[int]
+
     def __init__(
         self,
         message: str = "",
@@ -66,12 +121,18 @@ class TruncatedError(DecodeError):
         offset: Optional[int] = None,
         needed: Optional[int] = None,
         remaining: Optional[int] = None,
+        table: Optional[str] = None,
+        field: Optional[str] = None,
+        pc: Optional[int] = None,
+        meter: Optional[int] = None,
     ) -> None:
         self.needed = needed
         self.remaining = remaining
         if not message:
             message = f"truncated: need {needed} byte(s), {remaining} left"
-        super().__init__(message, layer=layer, offset=offset)
+        super().__init__(
+            message, layer=layer, offset=offset, table=table, field=field, pc=pc, meter=meter
+        )
 
 
 class ChecksumError(DecodeError):
@@ -92,8 +153,14 @@ class SequenceError(OSGPError):
     ``current`` is the receiver's sequence number, the value a MEP server
     returns after response code 0x0C (MEP guide p.11, p.15: "0C 77635B90",
     then the client succeeds with 77635B91); ``expected`` = current + 1 is
-    the first value it will accept.
+    the first value it will accept.  ``context`` is the exchange context a
+    device needs to seal its 0x0C answer (the request's sequence-number bytes
+    on an OSGP-AES-128-PSK link), None where the link needs none.
     """
+
+    received: int
+    current: int
+    context: Optional[bytes]
 
     def __init__(
         self,
@@ -102,12 +169,14 @@ class SequenceError(OSGPError):
         received: int,
         current: Optional[int] = None,
         expected: Optional[int] = None,
+        context: Optional[bytes] = None,
     ) -> None:
         if (current is None) == (expected is None):
             raise TypeError("SequenceError needs exactly one of current= or expected=")
         super().__init__(message)
         self.received = received
         self.current = current if current is not None else ((expected or 0) - 1) & 0xFFFFFFFF
+        self.context = context
 
     @property
     def expected(self) -> int:
@@ -120,6 +189,9 @@ class ProtocolError(OSGPError):
 
 class DeviceError(ProtocolError):
     """A device answered with a non-zero response code (C12.18 / OSGP clause 9)."""
+
+    code: int
+    name: str
 
     def __init__(self, code: int, name: str, message: str = "") -> None:
         self.code = code

@@ -179,9 +179,13 @@ def _as_table(name: str, data: Any, context: dict) -> Mapping:
 
 
 def _mal(table: str, fieldname: str, offset: int, msg: str) -> MalformedError:
-    e = MalformedError(f"field {fieldname}: {msg}", layer=f"table {table}", offset=offset)
-    e.table, e.field = table, fieldname  # type: ignore[attr-defined]
-    return e
+    return MalformedError(
+        f"field {fieldname}: {msg}",
+        layer=f"table {table}",
+        offset=offset,
+        table=table,
+        field=fieldname,
+    )
 
 
 def interval_seconds(max_int_time: int, profile: LoadProfileProfile = DEFAULT_PROFILE) -> int:
@@ -383,7 +387,7 @@ def decode_blocks(
 
 
 def _rewrap_block(exc: DecodeError, table: str, g: Geometry) -> DecodeError:
-    blk = getattr(exc, "pc", 0)
+    blk = exc.pc or 0
     off = exc.offset or 0
     where = off - (off // g.block_size) * g.block_size if g.block_size else off
     field = (
@@ -392,19 +396,26 @@ def _rewrap_block(exc: DecodeError, table: str, g: Geometry) -> DecodeError:
         else ("LP_BLOCKS" if isinstance(exc, TruncatedError) else "INT_DATA")
     )
     if isinstance(exc, TruncatedError):
-        new: DecodeError = TruncatedError(
+        return TruncatedError(
             f"field {field}[{blk}]: truncated, need {exc.needed} byte(s), {exc.remaining} left",
             layer=f"table {table}",
             offset=off,
             needed=exc.needed,
             remaining=exc.remaining,
+            table=table,
+            field=field,
+            pc=exc.pc,
+            meter=exc.meter,
         )
-    else:
-        new = MalformedError(
-            f"field {field} (block {blk}): impossible value", layer=f"table {table}", offset=off
-        )
-    new.table, new.field = table, field  # type: ignore[attr-defined]
-    return new
+    return MalformedError(
+        f"field {field} (block {blk}): impossible value",
+        layer=f"table {table}",
+        offset=off,
+        table=table,
+        field=field,
+        pc=exc.pc,
+        meter=exc.meter,
+    )
 
 
 def decode(
@@ -701,9 +712,7 @@ def decode_many(
     try:
         offs = _kernel.lp_decode_batch(tuple(g), datas, bl, ll, *arrs)
     except DecodeError as exc:
-        new = _rewrap_block(exc, "BT64", g)
-        new.meter = getattr(exc, "meter", None)  # type: ignore[attr-defined]
-        raise new from None
+        raise _rewrap_block(exc, "BT64", g) from None
     return arrs, offs
 
 

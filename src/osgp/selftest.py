@@ -192,7 +192,7 @@ THROUGHPUT += [
     ("ccm_seal_many, 4096 x 32 B", _ccm_batch),
     ("tables.decode(BT52)", _table),
 ]
-if osgp.native:
+if osgp.backends["frames"] == "native":
     THROUGHPUT.append(("MEP request check batch (parse+digest)", _mep_frames))
 
 
@@ -220,8 +220,10 @@ def _rate(fn: Callable[[], object], items: int, budget: float) -> float:
 def run(out: TextIO, *, budget: float = 0.3) -> int:
     """Print the report; return the number of failed known-answer tests."""
     kind = "native (C kernels)" if osgp.native else "reference (pure-Python twins)"
+    if not osgp.native and "native" in osgp.backends.values():
+        kind = ", ".join(f"{f} {b}" for f, b in osgp.backends.items())
     out.write(f"osgp {osgp.__version__}: kernels in use: {kind}\n")
-    if osgp.native:
+    if osgp.backends["legacy"] == "native":
         from osgp._native import legacy as _nl
 
         feats = ",".join(sorted(_nl.cpu_features())) or "none"

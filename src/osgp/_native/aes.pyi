@@ -1,4 +1,8 @@
 # Hand-written stub of osgp._native.aes (twin: osgp._reference.aes).
+# Authentication failure: the single calls (ccm_open, AesKey.ccm_open) raise
+# osgp.errors.AuthenticationError; the batch calls (ccm_open_many,
+# ccm_open_packed) never raise for a message that does not verify and return
+# ``ok``, a bytes of n flags (1 verified, 0 not) as their last item.
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Union
 
@@ -44,7 +48,7 @@ class AesKey:
         datas: Iterable[Buffer],
         aads: Union[None, Buffer, Iterable[Buffer]] = None,
         tag_len: int = 8,
-    ) -> list[Optional[bytes]]: ...
+    ) -> tuple[list[Optional[bytes]], bytes]: ...
     def cmac_many(self, messages: Iterable[Buffer], tag_len: int = 16) -> list[bytes]: ...
     def cmac_kdf(self, data: Buffer, length: int) -> bytes: ...
 
@@ -63,7 +67,7 @@ def ccm_seal(
     *,
     out: Optional[Buffer] = None,
 ) -> Any: ...
-def ccm_open(
+def ccm_open(  # AuthenticationError on a bad tag
     key: _Key,
     nonce: Buffer,
     data: Buffer,
@@ -85,7 +89,7 @@ def ccm_open_many(
     datas: Iterable[Buffer],
     aads: Union[None, Buffer, Iterable[Buffer]] = None,
     tag_len: int = 8,
-) -> list[Optional[bytes]]: ...
+) -> tuple[list[Optional[bytes]], bytes]: ...  # (plaintexts, ok); None where ok[i] == 0
 def cmac_many(keys: _Keys, messages: Iterable[Buffer], tag_len: int = 16) -> list[bytes]: ...
 def ccm_seal_packed(
     key: _Key,
@@ -110,7 +114,7 @@ def ccm_open_packed(
     tag_len: int = 8,
     key_size: Optional[int] = None,
     out: Optional[Buffer] = None,
-) -> tuple[Any, bytes]: ...
+) -> tuple[Any, bytes]: ...  # (out, ok); a failed message's plaintext is zeroed
 def cmac_packed(
     key: _Key,
     data: Buffer,

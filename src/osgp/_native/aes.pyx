@@ -7,7 +7,7 @@ NIST SP 800-38C / RFC 3610) and the counter-mode CMAC KDF (GKDF, RFC 5433 s.4).
 AES-NI or the ARMv8 crypto extensions are chosen at run time, with a
 constant-time portable fallback (``OSGP_CPU=portable`` or
 ``set_cpu_features(())`` forces it).  Twin: osgp._reference.aes (same names,
-same errors), built on the ``cryptography`` package.  Public names are
+same errors), pure Python with its own AES-128.  Public names are
 re-exported by osgp.crypto.
 """
 
@@ -24,7 +24,7 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
-from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
+from osgp._native.buffers cimport InBuf, as_items, in_acquire, in_release, out_acquire
 
 # Raw-pointer forms for the per-message loops of the list forms: borrowed list
 # items and new bytes handed straight to the result list, with no reference
@@ -41,8 +41,9 @@ cdef extern from "Python.h":
     void _list_set "PyList_SET_ITEM"(object lst, Py_ssize_t i, PyObject *o)
 from osgp._native.cpu cimport features_in_use, limit_features
 from osgp._native.osgp_c cimport *
+from osgp._native.status cimport status_class
 
-from osgp.errors import AuthenticationError, ConfigurationError
+from osgp.errors import ArgumentTypeError, AuthenticationError, ConfigurationError
 
 BLOCK_SIZE = 16
 KEY_SIZE = 16
@@ -52,23 +53,25 @@ cdef Py_ssize_t _NOGIL_THRESHOLD = 1 << 16
 
 
 cdef int _raise(osgp_status st, Py_ssize_t n=0, Py_ssize_t tag_len=0) except -1:
-    """Turn a status into the exception the twin raises too."""
+    """Turn a status into the exception the twin raises too (class: status_class)."""
     if st == OSGP_OK:
         return 0
     if st == OSGP_ERR_KEY_LENGTH:
-        raise ConfigurationError(f"AES-128 key must be 16 bytes, got {n}")
-    if st == OSGP_ERR_NONCE_LENGTH:
-        raise ConfigurationError(f"CCM nonce must be 7 to 13 bytes, got {n}")
-    if st == OSGP_ERR_TAG_LENGTH:
-        raise ConfigurationError(f"CCM tag length must be 4, 6, 8, 10, 12, 14 or 16, got {n}")
-    if st == OSGP_ERR_DATA_LENGTH:
-        raise ConfigurationError(f"payload of {n} bytes is too long for a {15 - tag_len}-byte "
-                                 "CCM length field (use a shorter nonce)")
-    if st == OSGP_ERR_AUTH:
-        raise AuthenticationError("CCM tag mismatch")
-    if st == OSGP_ERR_NOMEM:
+        msg = f"AES-128 key must be 16 bytes, got {n}"
+    elif st == OSGP_ERR_NONCE_LENGTH:
+        msg = f"CCM nonce must be 7 to 13 bytes, got {n}"
+    elif st == OSGP_ERR_TAG_LENGTH:
+        msg = f"CCM tag length must be 4, 6, 8, 10, 12, 14 or 16, got {n}"
+    elif st == OSGP_ERR_DATA_LENGTH:
+        msg = (f"payload of {n} bytes is too long for a {15 - tag_len}-byte "
+               "CCM length field (use a shorter nonce)")
+    elif st == OSGP_ERR_AUTH:
+        msg = "CCM tag mismatch"
+    elif st == OSGP_ERR_NOMEM:
         raise MemoryError()
-    raise ConfigurationError("inconsistent arguments")
+    else:
+        msg = "inconsistent arguments"
+    raise status_class(st)(msg)
 
 
 cdef inline int _in(object obj, InBuf *b, str what) except -1:
@@ -571,14 +574,14 @@ cdef class _Batch:
         if (pm >= 0 and pa >= 0 and _plain(nonces) >= 0 and _plain_keys(keys) and
                 pm + pa < _NOGIL_THRESHOLD):
             return keys, nonces, msgs, aads
-        nonces, msgs = tuple(nonces), tuple(msgs)
+        nonces, msgs = as_items(nonces, "nonces"), as_items(msgs, "messages")
         if not _is_single_key(keys):
-            keys = tuple(keys)
+            keys = as_items(keys, "keys")
         if aads is not None and not isinstance(aads, (bytes, bytearray, memoryview)):
             try:
                 memoryview(aads)
             except TypeError:
-                aads = tuple(aads)
+                aads = as_items(aads, "aads")
         self.keep.append((keys, nonces, msgs, aads))
         return keys, nonces, msgs, aads
 
@@ -635,7 +638,7 @@ cdef class _Batch:
         else:
             # One tuple copy keeps every key object alive until the call ends
             # (a list could be changed by another thread while the GIL is off).
-            ktup = tuple(keys)
+            ktup = as_items(keys, "keys")
             if len(ktup) != self.n:
                 raise ConfigurationError(f"got {len(ktup)} keys for {self.n} messages")
             self.keep.append(ktup)
@@ -726,7 +729,7 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
     messages in lock step, without the GIL from 64 KiB of payload and AAD.  ``keys``: one key (bytes or AesKey) or one per
     message; ``aads``: None, one AAD for all, or one per message.  Returns a
     list of ciphertext || tag."""
-    msgs = plaintexts if type(plaintexts) in (list, tuple) else tuple(plaintexts)
+    msgs = plaintexts if type(plaintexts) in (list, tuple) else as_items(plaintexts, "plaintexts")
     cdef Py_ssize_t n = len(msgs), i, nl
     cdef _Batch B = _Batch(n)
     cdef osgp_status st
@@ -759,9 +762,12 @@ def ccm_seal_many(keys, nonces, plaintexts, aads=None, Py_ssize_t tag_len=8):
 def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     """CCM-open many messages in one call (lock-step CBC-MACs, without the
     GIL from 64 KiB).
-    Returns a list with the plaintext of each message that verified and None
-    for each that did not: one bad frame never spoils the batch."""
-    msgs = datas if type(datas) in (list, tuple) else tuple(datas)
+    Returns ``(plaintexts, ok)``: ``ok`` is a bytes of n flags, ``ok[i]`` 1 when
+    message i verified and 0 when it did not (bad tag, or shorter than the
+    tag); ``plaintexts[i]`` is its plaintext, or None where ``ok[i]`` is 0.
+    A message that does not verify never raises and never spoils the batch
+    (the single call ``ccm_open`` raises AuthenticationError instead)."""
+    msgs = datas if type(datas) in (list, tuple) else as_items(datas, "datas")
     cdef Py_ssize_t n = len(msgs), i, nl, plen
     cdef _Batch B = _Batch(n)
     cdef osgp_status st
@@ -790,14 +796,14 @@ def ccm_open_many(keys, nonces, datas, aads=None, Py_ssize_t tag_len=8):
     for i in range(n):
         if not ok[i]:
             outs[i] = None
-    return outs
+    return outs, okb
 
 
 def cmac_many(keys, messages, Py_ssize_t tag_len=16):
     """AES-CMAC of many messages in one call (8 chains in lock step, without
     the GIL from 64 KiB).
     ``keys``: one key or one per message."""
-    msgs = messages if type(messages) in (list, tuple) else tuple(messages)
+    msgs = messages if type(messages) in (list, tuple) else as_items(messages, "messages")
     cdef Py_ssize_t n = len(msgs), i
     cdef _Batch B = _Batch(n)
     cdef uint8_t *op
@@ -834,11 +840,11 @@ cdef class _Offsets:
         try:
             PyObject_GetBuffer(offsets, &self.view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
         except (TypeError, BufferError):
-            raise TypeError(f"{what} must be a contiguous buffer of int64") from None
+            raise ArgumentTypeError(f"{what} must be a contiguous buffer of int64") from None
         self.held = True
         fmt = (self.view.format or b"B").decode()
         if self.view.itemsize != 8 or not fmt.endswith(("q", "l", "Q", "L")) or self.view.ndim != 1:
-            raise TypeError(f"{what} must be a 1-d buffer of int64, got format {fmt!r}")
+            raise ArgumentTypeError(f"{what} must be a 1-d buffer of int64, got format {fmt!r}")
         self.n = self.view.len // 8 - 1
         if self.n < 0:
             raise ConfigurationError(f"{what} needs at least one entry (n+1 for n messages)")
@@ -970,9 +976,10 @@ def ccm_open_packed(key, nonces, data, offsets, *, aad=None, aad_offsets=None,
                     Py_ssize_t tag_len=8, key_size=None, out=None):
     """Zero-copy batch open of sealed messages ``data[offsets[i]:offsets[i+1]]``
     (each ciphertext || tag).  Plaintext i lands at ``offsets[i] - i*tag_len``
-    in ``out`` (len(data) - n*tag_len bytes).  Returns ``(out, ok)`` where
-    ``ok`` is a bytes of n flags (1 = verified; a failed message's plaintext is
-    zeroed, a message shorter than the tag just fails)."""
+    in ``out`` (len(data) - n*tag_len bytes).  Returns ``(out, ok)``: ``ok`` is a
+    bytes of n flags, ``ok[i]`` 1 when message i verified and 0 when it did not
+    (its plaintext is zeroed; a message shorter than the tag just fails).  A
+    message that does not verify never raises (``ccm_open`` does)."""
     cdef InBuf *db
     cdef _Offsets mo
     cdef Py_ssize_t n, i, nl, total, pos

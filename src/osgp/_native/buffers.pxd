@@ -23,7 +23,8 @@ cdef inline int in_acquire(object obj, InBuf *b, str what) except -1:
     try:
         PyObject_GetBuffer(obj, &b.view, PyBUF_SIMPLE)
     except (TypeError, BufferError):
-        raise TypeError(
+        from osgp.errors import ArgumentTypeError
+        raise ArgumentTypeError(
             f"{what} must be a contiguous bytes-like object, not {type(obj).__name__}"
         ) from None
     b.ptr = <const uint8_t *>b.view.buf
@@ -42,9 +43,25 @@ cdef inline int out_acquire(object obj, Py_buffer *view, Py_ssize_t need, str wh
     try:
         PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     except (TypeError, BufferError):
-        raise TypeError(f"{what} must be a writable contiguous buffer") from None
+        from osgp.errors import ArgumentTypeError
+        raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
     if view.len != need:
         PyBuffer_Release(view)
         from osgp.errors import ConfigurationError
         raise ConfigurationError(f"{what} must be exactly {need} bytes, got {view.len}")
     return 0
+
+
+cdef inline tuple as_items(object obj, str what):
+    """The items of a batch argument as a tuple (which keeps them alive), or
+    ArgumentTypeError when it is not iterable."""
+    if type(obj) is tuple:
+        return <tuple>obj
+    try:
+        it = iter(obj)
+    except TypeError:
+        from osgp.errors import ArgumentTypeError
+        raise ArgumentTypeError(
+            f"{what} must be an iterable of bytes-like objects, not {type(obj).__name__}"
+        ) from None
+    return tuple(it)

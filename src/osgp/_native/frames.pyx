@@ -10,14 +10,9 @@ import numpy as np
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release
 from osgp._native.osgp_c cimport *
+from osgp._native.status cimport status_class
 
-from osgp.errors import (
-    AuthenticationError,
-    ChecksumError,
-    ConfigurationError,
-    MalformedError,
-    TruncatedError,
-)
+from osgp.errors import ConfigurationError, DecodeError
 
 MAX_MESSAGE = 476  # MEP guide p.8
 LON_FIELDS = ("lpdu_hdr", "pdu_fmt", "addr_fmt", "domain_len", "src_subnet", "src_node",
@@ -32,18 +27,28 @@ if LON_DTYPE.itemsize != sizeof(osgp_lon_header):
 osgp_crc16_lon(0xFFFF, NULL, 0)  # build the CRC table before any nogil batch
 
 
-cdef int _raise(int st, str layer, size_t off) except -1:
-    if st == OSGP_ERR_AUTH:
-        raise AuthenticationError(f"{layer} digest mismatch")
-    if st == OSGP_ERR_KEY_LENGTH:
-        raise ConfigurationError("OMA digest key must be 6, 12 or 16 bytes")
-    if st == OSGP_FRAME_TRUNCATED:
-        raise TruncatedError("frame truncated", layer=layer, offset=off)
-    if st == OSGP_FRAME_CHECKSUM:
-        raise ChecksumError("link CRC mismatch", layer=layer, offset=off)
-    if st == OSGP_FRAME_MALFORMED:
-        raise MalformedError("malformed frame", layer=layer, offset=off)
-    raise ConfigurationError(f"frame kernel status {st}")
+# Per-frame statuses of the batch forms (the osgp_status values, csrc/osgp.h).
+OK = OSGP_OK
+AUTH = OSGP_ERR_AUTH
+TRUNCATED = OSGP_ERR_TRUNCATED
+MALFORMED = OSGP_ERR_MALFORMED
+CHECKSUM = OSGP_ERR_CHECKSUM
+
+cdef dict _MESSAGES = {
+    OSGP_ERR_AUTH: "digest mismatch",
+    OSGP_ERR_KEY_LENGTH: "OMA digest key must be 6, 12 or 16 bytes",
+    OSGP_ERR_TRUNCATED: "frame truncated",
+    OSGP_ERR_CHECKSUM: "link CRC mismatch",
+    OSGP_ERR_MALFORMED: "malformed frame",
+}
+
+
+cdef int _raise(osgp_status st, str layer, size_t off) except -1:
+    cls = status_class(st)
+    msg = _MESSAGES.get(st, f"frame kernel status {<int>st}")
+    if issubclass(cls, DecodeError):
+        raise cls(msg, layer=layer, offset=off)
+    raise cls(f"{layer} {msg}" if st == OSGP_ERR_AUTH else msg)
 
 
 cdef inline int _mep_key(Py_ssize_t n) except -1:
@@ -53,12 +58,13 @@ cdef inline int _mep_key(Py_ssize_t n) except -1:
 
 
 def mep_request_check(key, frame, Py_ssize_t max_message=MAX_MESSAGE):
-    """Parse a plaintext MEP request frame and verify its digest: (code, seq)."""
+    """Parse a plaintext MEP request frame and verify its digest: (code, seq).
+    AuthenticationError when the digest does not verify."""
     cdef InBuf k, f
     cdef uint32_t seq = 0
     cdef uint8_t code = 0
     cdef size_t off = 0
-    cdef int st
+    cdef osgp_status st
     in_acquire(key, &k, "key")
     try:
         _mep_key(k.len)
@@ -76,10 +82,10 @@ def mep_request_check(key, frame, Py_ssize_t max_message=MAX_MESSAGE):
 
 def mep_response_check(key, request_frame, response_frame, Py_ssize_t max_message=MAX_MESSAGE):
     """Verify the response digest chained over a plaintext request; returns
-    the response APDU."""
+    the response APDU.  AuthenticationError when the digest does not verify."""
     cdef InBuf k, q, r
     cdef size_t off = 0
-    cdef int st
+    cdef osgp_status st
     in_acquire(key, &k, "key")
     try:
         _mep_key(k.len)
@@ -115,8 +121,11 @@ cdef int _check_offsets(const int64_t[::1] o, Py_ssize_t size) except -1:
 
 
 def mep_request_check_batch(key, data, offsets, Py_ssize_t max_message=MAX_MESSAGE):
-    """Frames data[offsets[i]:offsets[i+1]]: (status, code, seq) arrays; status
-    0 ok, 3 digest mismatch, 32 truncated, 33 malformed.  GIL released."""
+    """Frames data[offsets[i]:offsets[i+1]]: ``(status, code, seq, ok)``.
+    ``ok`` is a bytes of n flags, ``ok[i]`` 1 when frame i parsed and its digest
+    verified, else 0; ``status[i]`` (uint8 array) says why: OK, AUTH (digest
+    mismatch), TRUNCATED or MALFORMED.  A frame that fails never raises (the
+    single call mep_request_check raises AuthenticationError).  GIL released."""
     cdef InBuf k, d
     o = _offsets(offsets)
     cdef const int64_t[::1] ov = o
@@ -127,7 +136,7 @@ def mep_request_check_batch(key, data, offsets, Py_ssize_t max_message=MAX_MESSA
     cdef uint8_t[::1] sv = status
     cdef uint8_t[::1] cv = code
     cdef uint32_t[::1] qv = seq
-    cdef int st
+    cdef osgp_status st
     in_acquire(key, &k, "key")
     try:
         _mep_key(k.len)
@@ -142,7 +151,7 @@ def mep_request_check_batch(key, data, offsets, Py_ssize_t max_message=MAX_MESSA
             in_release(&d)
     finally:
         in_release(&k)
-    return status, code, seq
+    return status, code, seq, (status == OSGP_OK).astype(np.uint8).tobytes()
 
 
 def mep_split(data, Py_ssize_t max_message=MAX_MESSAGE):
@@ -150,7 +159,7 @@ def mep_split(data, Py_ssize_t max_message=MAX_MESSAGE):
     starts are body offsets (after the length); length 0 = alert."""
     cdef InBuf d
     cdef size_t count = 0, consumed = 0, off = 0
-    cdef int st
+    cdef osgp_status st
     in_acquire(data, &d, "data")
     try:
         cap = d.len // 2 + 1
@@ -176,7 +185,7 @@ def lon_parse(frame, bint lpdu=True, bint crc=True):
     cdef InBuf f
     cdef osgp_lon_header h
     cdef size_t off = 0
-    cdef int st
+    cdef osgp_status st
     in_acquire(frame, &f, "frame")
     try:
         st = osgp_lon_parse(f.ptr, f.len, lpdu, crc, &h, &off)
@@ -188,7 +197,9 @@ def lon_parse(frame, bint lpdu=True, bint crc=True):
 
 
 def lon_parse_batch(data, offsets, bint lpdu=True, bint crc=True):
-    """(status uint8[n], headers LON_DTYPE[n]); GIL released for the loop."""
+    """(status uint8[n], headers LON_DTYPE[n]): status OK, TRUNCATED, MALFORMED
+    or CHECKSUM per frame (a failed frame's header is zeroed, nothing raises);
+    GIL released for the loop."""
     cdef InBuf d
     o = _offsets(offsets)
     cdef const int64_t[::1] ov = o

@@ -16,11 +16,12 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint8_t, uint16_t
 from libc.string cimport memcpy
 
-from osgp._native.buffers cimport InBuf, in_acquire, in_release, out_acquire
+from osgp._native.buffers cimport InBuf, as_items, in_acquire, in_release, out_acquire
 from osgp._native.cpu cimport features_in_use, limit_features
 from osgp._native.osgp_c cimport *
+from osgp._native.status cimport status_class
 
-from osgp.errors import AuthenticationError, ConfigurationError
+from osgp.errors import ArgumentTypeError, AuthenticationError, ConfigurationError
 
 DIGEST_SIZE = 8
 
@@ -153,11 +154,11 @@ def oma_digest_many(keys, messages):
     cdef object item
     # tuples hold the items whose bytes are read in place while the GIL is off
     # (another thread could change a caller's list meanwhile)
-    msgs = messages if type(messages) is tuple else tuple(messages)
+    msgs = as_items(messages, "messages")
     n = len(msgs)
     per_message = not _is_buffer(keys)
     if per_message:
-        keys = keys if type(keys) is tuple else tuple(keys)
+        keys = as_items(keys, "keys")
         nkeys = len(keys)
         if nkeys != n:
             raise ConfigurationError(f"got {nkeys} keys for {n} messages")
@@ -199,10 +200,12 @@ def oma_digest_many(keys, messages):
             mp[i] = mb[acquired_m].ptr
             lens[i] = mb[acquired_m].len
             acquired_m += 1
-        with nogil:
-            st = osgp_oma_digest_batch(kp, per_message, key_len, mp, lens, n, outp)
-        if st == OSGP_ERR_NOMEM:
-            raise MemoryError()
+        st = OSGP_OK
+        if n:  # (no message: no key either when they are per message)
+            with nogil:
+                st = osgp_oma_digest_batch(kp, per_message, key_len, mp, lens, n, outp)
+        if st != OSGP_OK:
+            raise status_class(st)(f"oma_digest_many: kernel status {<int>st}")
         result = PyList_New(n)
         for i in range(n):
             item = PyBytes_FromStringAndSize(<char *>outp + 8 * i, 8)
@@ -239,11 +242,11 @@ def oma_digest_packed(key, data, offsets, *, key_size=None, out=None):
     try:
         PyObject_GetBuffer(offsets, &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     except (TypeError, BufferError):
-        raise TypeError("offsets must be a contiguous buffer of int64") from None
+        raise ArgumentTypeError("offsets must be a contiguous buffer of int64") from None
     try:
         fmt = (ov.format or b"B").decode()
         if ov.itemsize != 8 or not fmt.endswith(("q", "l", "Q", "L")) or ov.ndim != 1:
-            raise TypeError(f"offsets must be a 1-d buffer of int64, got format {fmt!r}")
+            raise ArgumentTypeError(f"offsets must be a 1-d buffer of int64, got format {fmt!r}")
         n = ov.len // 8 - 1
         if n < 0:
             raise ConfigurationError("offsets needs at least one entry (n+1 for n messages)")
@@ -280,8 +283,8 @@ def oma_digest_packed(key, data, offsets, *, key_size=None, out=None):
                             kp[i] = k.ptr + (i * klen if per_message else 0)
                         st = osgp_oma_digest_batch(kp, per_message, klen, mp, lens, n,
                                                    <uint8_t *>outv.buf)
-                    if st == OSGP_ERR_NOMEM:
-                        raise MemoryError()
+                    if st != OSGP_OK:
+                        raise status_class(st)(f"oma_digest_packed: kernel status {<int>st}")
                 finally:
                     PyBuffer_Release(&outv)
                     PyMem_Free(mp)

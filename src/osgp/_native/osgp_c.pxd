@@ -12,6 +12,11 @@ cdef extern from "osgp.h" nogil:
         OSGP_ERR_NONCE_LENGTH
         OSGP_ERR_TAG_LENGTH
         OSGP_ERR_DATA_LENGTH
+        OSGP_ERR_TRUNCATED
+        OSGP_ERR_MALFORMED
+        OSGP_ERR_CHECKSUM
+        OSGP_ERR_CAPACITY
+        OSGP_ERR_PROGRAM
 
     # CPU features / dispatch
     unsigned OSGP_CPU_SSE2, OSGP_CPU_SSSE3, OSGP_CPU_SSE41, OSGP_CPU_AVX2
@@ -58,11 +63,6 @@ cdef extern from "osgp.h" nogil:
 from libc.stdint cimport int32_t, int64_t, uint32_t
 
 cdef extern from "osgp.h" nogil:
-    osgp_status OSGP_ERR_TRUNCATED
-    osgp_status OSGP_ERR_MALFORMED
-    osgp_status OSGP_ERR_CAPACITY
-    osgp_status OSGP_ERR_PROGRAM
-
     ctypedef struct osgp_table_fault:
         size_t offset
         size_t needed
@@ -164,20 +164,19 @@ cdef extern from "osgp.h" nogil:
 from libc.stdint cimport int64_t, uint32_t
 
 cdef extern from "osgp.h" nogil:
-    int OSGP_FRAME_TRUNCATED
-    int OSGP_FRAME_MALFORMED
-    int OSGP_FRAME_CHECKSUM
-    int osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame, size_t len,
-                               size_t max_message, uint32_t *seq, uint8_t *code, size_t *err_off)
-    int osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
-                                size_t req_len, const uint8_t *resp, size_t resp_len,
-                                size_t max_message, size_t *err_off)
-    int osgp_mep_request_check_batch(const uint8_t *key, size_t key_len, const uint8_t *buf,
-                                     const int64_t *offsets, size_t n, size_t max_message,
-                                     uint8_t *status, uint8_t *code, uint32_t *seq)
-    int osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, int64_t *starts,
-                       uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
-                       size_t *err_off)
+    osgp_status osgp_mep_request_check(const uint8_t *key, size_t key_len, const uint8_t *frame,
+                                       size_t len, size_t max_message, uint32_t *seq,
+                                       uint8_t *code, size_t *err_off)
+    osgp_status osgp_mep_response_check(const uint8_t *key, size_t key_len, const uint8_t *req,
+                                        size_t req_len, const uint8_t *resp, size_t resp_len,
+                                        size_t max_message, size_t *err_off)
+    osgp_status osgp_mep_request_check_batch(const uint8_t *key, size_t key_len,
+                                             const uint8_t *buf, const int64_t *offsets,
+                                             size_t n, size_t max_message, uint8_t *status,
+                                             uint8_t *code, uint32_t *seq)
+    osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message,
+                               int64_t *starts, uint16_t *lengths, size_t cap, size_t *count,
+                               size_t *consumed, size_t *err_off)
     ctypedef struct osgp_lon_header:
         uint8_t lpdu_hdr
         uint8_t pdu_fmt
@@ -195,10 +194,11 @@ cdef extern from "osgp.h" nogil:
         uint8_t domain[6]
         uint16_t pdu_offset
         uint16_t pdu_end
-    int osgp_lon_parse(const uint8_t *data, size_t len, int lpdu, int with_crc,
-                       osgp_lon_header *out, size_t *err_off)
-    int osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n, int lpdu,
-                             int with_crc, osgp_lon_header *out, uint8_t *status)
+    osgp_status osgp_lon_parse(const uint8_t *data, size_t len, int lpdu, int with_crc,
+                               osgp_lon_header *out, size_t *err_off)
+    osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n,
+                                     int lpdu, int with_crc, osgp_lon_header *out,
+                                     uint8_t *status)
 # ---- END wire (issue #4) ----
 
 # ==== lpperf: int32 load-profile values (appended) ====

@@ -12,6 +12,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from osgp._native.buffers cimport InBuf, in_acquire, in_release
 from osgp._native.osgp_c cimport *
+from osgp._native.status cimport status_class
 from osgp._native.cpu cimport features_in_use, limit_features
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
@@ -43,7 +44,8 @@ cdef inline void _tuple_set(object t, Py_ssize_t i, object v):
     Py_INCREF(v)  # PyTuple_SET_ITEM steals a reference
     PyTuple_SET_ITEM(t, i, v)
 
-from osgp.errors import ConfigurationError, MalformedError, TruncatedError
+from osgp._reference._values import TimeDate, ni_value
+from osgp.errors import ArgumentTypeError, ConfigurationError, MalformedError, TruncatedError
 
 GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple_off",
                    "int0_off", "int_size", "ext_off", "ch0_off", "fmt_code", "ni_format",
@@ -51,17 +53,18 @@ GEOMETRY_FIELDS = ("block_size", "nint", "nch", "time_off", "tm_format", "simple
 NONE = 0xFFFFFFFF
 
 
-cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str what):
-    if st == OSGP_ERR_TRUNCATED:
-        e = TruncatedError(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining)
-    elif st == OSGP_ERR_MALFORMED:
-        e = MalformedError(f"{what}: impossible value", layer=layer, offset=f.offset)
-    elif st == OSGP_ERR_PROGRAM:
-        e = ConfigurationError(f"corrupt table program at word {f.pc}")
-    else:
-        e = ConfigurationError(f"{what}: inconsistent arguments (status {<int>st})")
-    e.pc = f.pc
-    return e
+cdef object _fault_error(osgp_status st, osgp_table_fault *f, str layer, str what,
+                         object meter=None):
+    cls = status_class(st)
+    if cls is TruncatedError:
+        return cls(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining,
+                   pc=f.pc, meter=meter)
+    if cls is MalformedError:
+        return cls(f"{what}: impossible value", layer=layer, offset=f.offset, pc=f.pc,
+                   meter=meter)
+    if st == OSGP_ERR_PROGRAM:
+        return cls(f"corrupt table program at word {f.pc}", pc=f.pc, meter=meter)
+    return cls(f"{what}: inconsistent arguments (status {<int>st})", pc=f.pc, meter=meter)
 
 
 cdef int _run_growing(InBuf *p, InBuf *d, list plist, Py_ssize_t nregs, int64_t **slots_out,
@@ -154,7 +157,7 @@ cdef int _out(object obj, Py_buffer *view, Py_ssize_t need, str what) except -1:
     try:
         PyObject_GetBuffer(obj, view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     except (TypeError, BufferError):
-        raise TypeError(f"{what} must be a writable contiguous buffer") from None
+        raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
     if view.len < need:
         PyBuffer_Release(view)
         raise ConfigurationError(f"{what} needs at least {need} bytes, got {view.len}")
@@ -338,9 +341,7 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
         finally:
             _release_outs(&o)
         if st != OSGP_OK:
-            e = _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}")
-            e.meter = failed
-            raise e
+            raise _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}", failed)
         return [offs[i] for i in range(n + 1)]
     finally:
         for i in range(acq):
@@ -388,18 +389,7 @@ DEF S_ARRAY = 6
 DEF S_RECORD = 7
 DEF S_IF = 8
 
-cdef object _TimeDate = None
-cdef object _ni_value = None
 cdef object _TupleNew = tuple.__new__
-
-
-cdef int _load_hooks() except -1:
-    global _TimeDate, _ni_value
-    if _TimeDate is None:  # late import: osgp.tables imports this module
-        from osgp.tables.schema import TimeDate, ni_value
-        _TimeDate = TimeDate
-        _ni_value = ni_value
-    return 0
 
 
 cdef struct BuildCtx:
@@ -486,12 +476,12 @@ cdef object _build_node(tuple node, BuildCtx *c, object data, list params):
         if k == 0 or k == 1:
             return _bits_to_double(v)
         if k == 2 or k == 3 or k == 4 or k == 13:
-            return _ni_value(k, v, data)
+            return ni_value(k, v, data)
         return PyLong_FromLongLong(v)
     if code == S_TIME:
         # TimeDate is a NamedTuple (a tuple subclass without extra storage):
         # allocated at its final size and filled, no temporary tuple
-        tdo = _tuple_subtype_alloc(_TimeDate, 6)
+        tdo = _tuple_subtype_alloc(TimeDate, 6)
         for k in range(6):
             _tuple_set(tdo, k, PyLong_FromLongLong(c.s[c.i + k]))
         c.i += 6
@@ -550,7 +540,6 @@ def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
     cdef Py_ssize_t np_ = len(params)
     cdef BuildCtx c
     cdef dict out
-    _load_hooks()
     if nregs < np_:
         raise ConfigurationError(f"{np_} parameters for {nregs} registers")
     plist = [int(x) for x in params]

@@ -1,11 +1,12 @@
-"""Pure-Python twin of osgp._native.aes, built on the ``cryptography`` package.
+"""Pure-Python twin of osgp._native.aes.
 
 AES-CMAC = OSGP_MAC (NIST SP 800-38B, RFC 4493), AES-CCM = OSGP_AE / OSGP_AD
 (NIST SP 800-38C, RFC 3610), and the CMAC KDF in the GKDF shape of RFC 5433
-section 4 (CLC/TS 50586 Annex F cites all three).  Same names, signatures,
-argument checks (in the same order) and errors as the native module, so every
-test runs on both.  ``cryptography`` is an independent implementation, which
-is what makes the native == twin property tests meaningful.
+section 4 (CLC/TS 50586 Annex F cites all three), over the pure-Python AES-128
+of osgp._reference._aes128.  Same names, signatures, argument checks (in the
+same order) and errors as the native module, so every test runs on both; the
+tests check both against the ``cryptography`` package, an independent
+implementation.
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Union
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM
-from cryptography.hazmat.primitives.cmac import CMAC
-
-from osgp._reference._buffers import as_bytes, is_buffer, writable_out
-from osgp.errors import AuthenticationError, ConfigurationError
+from osgp._reference._aes128 import Aes128
+from osgp._reference._buffers import as_bytes, as_items, is_buffer, writable_out
+from osgp.errors import ArgumentTypeError, AuthenticationError, ConfigurationError
 
 BLOCK_SIZE = 16
 KEY_SIZE = 16
@@ -57,7 +54,7 @@ class AesKey:
     def __init__(self, key: Any) -> None:
         k = as_bytes(key, "key")
         _check_key(k)
-        self._key = k
+        self._key = Aes128(k)
 
     def __repr__(self) -> str:
         return "<AesKey AES-128>"
@@ -88,7 +85,7 @@ class AesKey:
 
     def ccm_open_many(
         self, nonces: Any, datas: Any, aads: Any = None, tag_len: int = 8
-    ) -> list[Optional[bytes]]:
+    ) -> tuple[list[Optional[bytes]], bytes]:
         return ccm_open_many(self, nonces, datas, aads, tag_len)
 
     def cmac_many(self, messages: Any, tag_len: int = 16) -> list[bytes]:
@@ -98,18 +95,16 @@ class AesKey:
         return cmac_kdf(self, data, length)
 
 
-def _key(key: Any) -> bytes:
+def _key(key: Any) -> Aes128:
     if isinstance(key, AesKey):
         return key._key
     k = as_bytes(key, "key")
     _check_key(k)
-    return k
+    return Aes128(k)
 
 
-def _cmac_raw(k: bytes, data: bytes) -> bytes:
-    c = CMAC(algorithms.AES(k))
-    c.update(data)
-    return c.finalize()
+def _cmac_raw(k: Aes128, data: bytes) -> bytes:
+    return k.cmac(data)
 
 
 def encrypt_block(key: Any, block: Any) -> bytes:
@@ -118,8 +113,7 @@ def encrypt_block(key: Any, block: Any) -> bytes:
     b = as_bytes(block, "block")
     if len(b) != 16:
         raise ConfigurationError(f"block must be 16 bytes, got {len(b)}")
-    enc = Cipher(algorithms.AES(k), modes.ECB()).encryptor()
-    return enc.update(b) + enc.finalize()
+    return k.encrypt_block(b)
 
 
 def aes_cmac(key: Any, data: Any, tag_len: int = 16) -> bytes:
@@ -151,7 +145,7 @@ def ccm_seal(
     a = as_bytes(aad, "aad")
     _check_ccm(len(n), tag_len, len(p))
     target = None if out is None else writable_out(out, len(p) + tag_len, "out")
-    res = AESCCM(k, tag_length=tag_len).encrypt(n, p, a)
+    res = k.ccm_seal(n, p, a, tag_len)
     if target is None:
         return res
     target[:] = res
@@ -174,12 +168,11 @@ def ccm_open(
     plen = len(d) - tag_len
     _check_ccm(len(n), tag_len, plen)
     target = None if out is None else writable_out(out, plen, "out")
-    try:
-        res = AESCCM(k, tag_length=tag_len).decrypt(n, d, a)
-    except InvalidTag:
+    res = k.ccm_open(n, d, a, tag_len)
+    if res is None:
         if target is not None:
             target[:] = bytes(plen)
-        raise AuthenticationError("CCM tag mismatch") from None
+        raise AuthenticationError("CCM tag mismatch")
     if target is None:
         return res
     target[:] = res
@@ -193,17 +186,17 @@ def _is_single_key(keys: Any) -> bool:
     return isinstance(keys, AesKey) or is_buffer(keys)
 
 
-def _keys(keys: Any, n: int) -> list[bytes]:
+def _keys(keys: Any, n: int) -> list[Aes128]:
     if _is_single_key(keys):
         return [_key(keys)] * n
-    ks = list(keys)
+    ks = as_items(keys, "keys")
     if len(ks) != n:
         raise ConfigurationError(f"got {len(ks)} keys for {n} messages")
     return [_key(k) for k in ks]
 
 
 def _nonces(nonces: Any, n: int) -> tuple[list[bytes], int]:
-    ns = list(nonces)
+    ns = as_items(nonces, "nonces")
     if len(ns) != n:
         raise ConfigurationError(f"got {len(ns)} nonces for {n} messages")
     out: list[bytes] = []
@@ -226,7 +219,7 @@ def _aads(aads: Any, n: int) -> list[bytes]:
         return [b""] * n
     if is_buffer(aads):
         return [as_bytes(aads, "aad")] * n
-    al = list(aads)
+    al = as_items(aads, "aads")
     if len(al) != n:
         raise ConfigurationError(f"got {len(al)} AADs for {n} messages")
     return [as_bytes(a, "aad") for a in al]
@@ -236,7 +229,7 @@ def ccm_seal_many(
     keys: Any, nonces: Any, plaintexts: Iterable[Any], aads: Any = None, tag_len: int = 8
 ) -> list[bytes]:
     """CCM-seal many messages (one key or one per message)."""
-    msgs = list(plaintexts)
+    msgs = as_items(plaintexts, "plaintexts")
     n = len(msgs)
     ks = _keys(keys, n)
     ns, nl = _nonces(nonces, n)
@@ -245,38 +238,38 @@ def ccm_seal_many(
     _check_ccm(nl, tag_len, -1)
     for p in ps:
         _check_ccm(nl, tag_len, len(p))
-    return [AESCCM(k, tag_length=tag_len).encrypt(x, p, a) for k, x, p, a in zip(ks, ns, ps, al)]
+    return [k.ccm_seal(x, p, a, tag_len) for k, x, p, a in zip(ks, ns, ps, al)]
 
 
-def _open_one(k: bytes, nonce: bytes, d: bytes, a: bytes, tag_len: int) -> Optional[bytes]:
+def _open_one(k: Aes128, nonce: bytes, d: bytes, a: bytes, tag_len: int) -> Optional[bytes]:
     if len(d) < tag_len:
         return None
     q = 15 - len(nonce)
     if q < 8 and (len(d) - tag_len) >> (8 * q):
         return None
-    try:
-        return AESCCM(k, tag_length=tag_len).decrypt(nonce, d, a)
-    except InvalidTag:
-        return None
+    return k.ccm_open(nonce, d, a, tag_len)
 
 
 def ccm_open_many(
     keys: Any, nonces: Any, datas: Iterable[Any], aads: Any = None, tag_len: int = 8
-) -> list[Optional[bytes]]:
-    """CCM-open many messages: plaintext, or None for each message that failed."""
-    msgs = list(datas)
+) -> tuple[list[Optional[bytes]], bytes]:
+    """CCM-open many messages: ``(plaintexts, ok)``, ``ok[i]`` 1 when message i
+    verified, 0 (and ``plaintexts[i]`` None) when it did not; never raises for
+    a message that fails (see the native docstring)."""
+    msgs = as_items(datas, "datas")
     n = len(msgs)
     ks = _keys(keys, n)
     ns, nl = _nonces(nonces, n)
     al = _aads(aads, n)
     ds = [as_bytes(m, "message") for m in msgs]
     _check_ccm(nl, tag_len, -1)
-    return [_open_one(k, x, d, a, tag_len) for k, x, d, a in zip(ks, ns, ds, al)]
+    outs = [_open_one(k, x, d, a, tag_len) for k, x, d, a in zip(ks, ns, ds, al)]
+    return outs, bytes(r is not None for r in outs)
 
 
 def cmac_many(keys: Any, messages: Iterable[Any], tag_len: int = 16) -> list[bytes]:
     """AES-CMAC of many messages (one key or one per message)."""
-    msgs = list(messages)
+    msgs = as_items(messages, "messages")
     _check_cmac_tag(tag_len)
     ks = _keys(keys, len(msgs))
     ms = [as_bytes(m, "message") for m in msgs]
@@ -306,11 +299,11 @@ def _offsets(offsets: Any, data_len: int, what: str) -> list[int]:
     try:
         mv = memoryview(offsets)
     except TypeError:
-        raise TypeError(f"{what} must be a contiguous buffer of int64") from None
+        raise ArgumentTypeError(f"{what} must be a contiguous buffer of int64") from None
     if not mv.c_contiguous:
-        raise TypeError(f"{what} must be a contiguous buffer of int64")
+        raise ArgumentTypeError(f"{what} must be a contiguous buffer of int64")
     if mv.itemsize != 8 or mv.ndim != 1 or not mv.format.endswith(("q", "l", "Q", "L")):
-        raise TypeError(f"{what} must be a 1-d buffer of int64, got format {mv.format!r}")
+        raise ArgumentTypeError(f"{what} must be a 1-d buffer of int64, got format {mv.format!r}")
     off = mv.cast("B").cast("q").tolist()
     n = len(off) - 1
     if n < 0:
@@ -326,7 +319,7 @@ def _offsets(offsets: Any, data_len: int, what: str) -> list[int]:
 
 def _packed_common(
     key: Any, n: int, key_size: Optional[int], nonces: Any, aad: Any, aad_offsets: Any
-) -> tuple[list[bytes], list[bytes], int, list[bytes]]:
+) -> tuple[list[Aes128], list[bytes], int, list[bytes]]:
     if key_size is None:
         ks = [_key(key)] * n
     else:
@@ -338,7 +331,7 @@ def _packed_common(
                 f"packed keys: expected {n} x 16 = {16 * n} bytes, got {len(kb)} "
                 f"(key_size={key_size})"
             )
-        ks = [kb[16 * i : 16 * i + 16] for i in range(n)]
+        ks = [Aes128(kb[16 * i : 16 * i + 16]) for i in range(n)]
     nb = as_bytes(nonces, "nonces")
     if n == 0:
         nl = 13
@@ -388,7 +381,7 @@ def ccm_seal_packed(
     target = writable_out(out, len(buf) + n * tag_len, "out")
     _check_no_overlap(out, data)
     for i in range(n):
-        sealed = AESCCM(ks[i], tag_length=tag_len).encrypt(ns[i], buf[off[i] : off[i + 1]], al[i])
+        sealed = ks[i].ccm_seal(ns[i], buf[off[i] : off[i + 1]], al[i], tag_len)
         start = off[i] + i * tag_len
         target[start : start + len(sealed)] = sealed
     return out
@@ -406,7 +399,9 @@ def ccm_open_packed(
     key_size: Optional[int] = None,
     out: Any = None,
 ) -> tuple[Any, bytes]:
-    """Zero-copy batch open: ``(out, ok)`` (see the native docstring)."""
+    """Zero-copy batch open: ``(out, ok)``, ``ok[i]`` 1 when message i verified,
+    0 (its plaintext zeroed) when it did not; never raises for a message that
+    fails (see the native docstring)."""
     buf = as_bytes(data, "data")
     off = _offsets(offsets, len(buf), "offsets")
     n = len(off) - 1

@@ -43,7 +43,8 @@ LON_DTYPE = np.dtype(
     align=True,
 )
 
-OK, AUTH, TRUNCATED, MALFORMED, CHECKSUM = 0, 3, 32, 33, 34
+# Per-frame statuses of the batch forms: the osgp_status values of csrc/osgp.h.
+OK, AUTH, TRUNCATED, MALFORMED, CHECKSUM = 0, 3, 8, 9, 10
 _DOMAIN = (0, 1, 3, 6)
 
 
@@ -94,6 +95,8 @@ def _request(k: bytes, f: bytes, max_message: int) -> Tuple[int, int]:
 
 
 def mep_request_check(key: Any, frame: Any, max_message: int = MAX_MESSAGE) -> Tuple[int, int]:
+    """(code, seq) of a plaintext MEP request; AuthenticationError when its
+    digest does not verify."""
     k = _mep_key(key)
     try:
         return _request(k, as_bytes(frame, "frame"), max_message)
@@ -105,6 +108,7 @@ def mep_request_check(key: Any, frame: Any, max_message: int = MAX_MESSAGE) -> T
 def mep_response_check(
     key: Any, request_frame: Any, response_frame: Any, max_message: int = MAX_MESSAGE
 ) -> bytes:
+    """The response APDU; AuthenticationError when the chained digest does not verify."""
     k = _mep_key(key)
     q, r = as_bytes(request_frame, "request_frame"), as_bytes(response_frame, "response_frame")
     try:
@@ -132,7 +136,9 @@ def _offsets(offsets: Any, size: int) -> np.ndarray:
 
 def mep_request_check_batch(
     key: Any, data: Any, offsets: Any, max_message: int = MAX_MESSAGE
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
+    """``(status, code, seq, ok)``: ``ok[i]`` 1 when frame i verified, else 0;
+    never raises for a frame that fails (see the native docstring)."""
     k = _mep_key(key)
     buf = as_bytes(data, "data")
     o = _offsets(offsets, len(buf))
@@ -150,7 +156,7 @@ def mep_request_check_batch(
             status[i] = e.status
             if e.status == AUTH:
                 seq[i] = int.from_bytes(f[len(f) - 12 : len(f) - 8], "big")
-    return status, code, seq
+    return status, code, seq, bytes(int(s == OK) for s in status)
 
 
 def mep_split(data: Any, max_message: int = MAX_MESSAGE) -> Tuple[np.ndarray, np.ndarray, int]:

@@ -11,8 +11,8 @@ import hmac
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
-from osgp._reference._buffers import as_bytes, is_buffer, writable_out
-from osgp.errors import AuthenticationError, ConfigurationError
+from osgp._reference._buffers import as_bytes, as_items, is_buffer, writable_out
+from osgp.errors import ArgumentTypeError, AuthenticationError, ConfigurationError
 
 DIGEST_SIZE = 8
 _ITERATIONS = {6: 6, 12: 18, 16: 24}  # key bytes per block (MEP App. A)
@@ -112,12 +112,12 @@ def oma_verify(key: Any, data: Any, tag: Any) -> None:
 
 
 def oma_digest_many(keys: Any, messages: Iterable[Any]) -> list[bytes]:
-    msgs = list(messages)
+    msgs = as_items(messages, "messages")
     if is_buffer(keys):
         k = as_bytes(keys, "key")
         _check_oma_key(len(k))
         return [oma_digest(k, m) for m in msgs]
-    key_list = [as_bytes(k, "key") for k in keys]
+    key_list = [as_bytes(k, "key") for k in as_items(keys, "keys")]
     if len(key_list) != len(msgs):
         raise ConfigurationError(f"got {len(key_list)} keys for {len(msgs)} messages")
     if key_list:
@@ -134,9 +134,12 @@ def oma_digest_many(keys: Any, messages: Iterable[Any]) -> list[bytes]:
 def oma_digest_packed(
     key: Any, data: Any, offsets: Any, *, key_size: Optional[int] = None, out: Any = None
 ) -> Any:
-    mv = memoryview(offsets)
+    try:
+        mv = memoryview(offsets)
+    except TypeError:
+        raise ArgumentTypeError("offsets must be a contiguous buffer of int64") from None
     if mv.itemsize != 8 or mv.ndim != 1 or not mv.format.endswith(("q", "l", "Q", "L")):
-        raise TypeError(f"offsets must be a 1-d buffer of int64, got format {mv.format!r}")
+        raise ArgumentTypeError(f"offsets must be a 1-d buffer of int64, got format {mv.format!r}")
     off = mv.cast("B").cast("q").tolist()
     n = len(off) - 1
     if n < 0:

@@ -12,7 +12,15 @@ import struct
 from typing import Any, Optional, Sequence
 
 from osgp._reference._buffers import as_bytes
-from osgp.errors import ConfigurationError, MalformedError, TruncatedError
+from osgp._reference._values import (
+    TimeDate,
+    civil_from_days,
+    days_from_civil,
+    ni_value,
+    ni_width,
+    time_width,
+)
+from osgp.errors import ArgumentTypeError, ConfigurationError, MalformedError, TruncatedError
 
 GEOMETRY_FIELDS = (
     "block_size",
@@ -34,44 +42,10 @@ NONE = 0xFFFFFFFF
 
 OP_INT, OP_BITS, OP_BYTES, OP_NI, OP_TIME, OP_FLOAT, OP_ARRAY, OP_END, OP_IF, OP_SKIP = range(1, 11)
 
-_TIME_W = ((0, 6, 6, 5, 4), (0, 5, 5, 4, 4), (0, 3, 3, 3, 3))  # reference 7.1
-_NI_W = (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)  # reference 7.1
 _MAX_DEPTH = 16
 _I64_MAX = (1 << 63) - 1
 _U64 = (1 << 64) - 1
 _ZERO_SIZE_LIMIT = 65536
-
-
-def days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date."""
-    y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def civil_from_days(z: int) -> tuple[int, int, int]:
-    z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (m <= 2), m, d
-
-
-def time_width(kind: int, tm_format: int) -> int:
-    if kind > 2 or not 0 <= tm_format <= 4:
-        return -1
-    return _TIME_W[kind][tm_format]
-
-
-def ni_width(fmt: int) -> int:
-    return _NI_W[fmt] if 0 <= fmt < 14 else -1
 
 
 def _bcd2(b: int) -> int:
@@ -116,7 +90,7 @@ def _double_bits(x: float) -> int:
 
 def ni_decode(p: bytes, fmt: int) -> tuple[int, int]:
     """(kind, value): kind 0 integer, 1 double bits, 2 text, -1 malformed."""
-    w = _NI_W[fmt]
+    w = ni_width(fmt)
     if fmt == 0:
         return 1, int.from_bytes(p[:8], "little", signed=True)
     if fmt == 1:
@@ -145,18 +119,19 @@ class _Fault(Exception):
         )
 
 
-def _error(f: _Fault, layer: str, what: str) -> Exception:
-    e: Any
+def _error(f: _Fault, layer: str, what: str, meter: Optional[int] = None) -> Exception:
     if f.kind == "truncated":
-        e = TruncatedError(layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining)
-    elif f.kind == "malformed":
-        e = MalformedError(f"{what}: impossible value", layer=layer, offset=f.offset)
-    elif f.kind == "program":
-        e = ConfigurationError(f"corrupt table program at word {f.pc}")
-    else:
-        e = ConfigurationError(f"{what}: inconsistent arguments")
-    e.pc = f.pc
-    return e
+        return TruncatedError(
+            layer=layer, offset=f.offset, needed=f.needed, remaining=f.remaining, pc=f.pc,
+            meter=meter,
+        )
+    if f.kind == "malformed":
+        return MalformedError(
+            f"{what}: impossible value", layer=layer, offset=f.offset, pc=f.pc, meter=meter
+        )
+    if f.kind == "program":
+        return ConfigurationError(f"corrupt table program at word {f.pc}", pc=f.pc, meter=meter)
+    return ConfigurationError(f"{what}: inconsistent arguments", pc=f.pc, meter=meter)
 
 
 def _sext(u: int, bits: int) -> int:
@@ -474,9 +449,9 @@ def _outs(
         try:
             mv = memoryview(obj)
         except TypeError:
-            raise TypeError(f"{what} must be a writable contiguous buffer") from None
+            raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
         if mv.readonly or not mv.c_contiguous:
-            raise TypeError(f"{what} must be a writable contiguous buffer")
+            raise ArgumentTypeError(f"{what} must be a writable contiguous buffer")
         mv = mv.cast("B") if mv.nbytes else memoryview(bytearray())
         if mv.nbytes < need:
             raise ConfigurationError(f"{what} needs at least {need} bytes, got {mv.nbytes}")
@@ -596,9 +571,9 @@ def lp_decode(
         try:
             rb = memoryview(row_block)
         except TypeError:
-            raise TypeError("row_block must be a writable contiguous buffer") from None
+            raise ArgumentTypeError("row_block must be a writable contiguous buffer") from None
         if rb.readonly or not rb.c_contiguous:
-            raise TypeError("row_block must be a writable contiguous buffer")
+            raise ArgumentTypeError("row_block must be a writable contiguous buffer")
         rb = rb.cast("B") if rb.nbytes else memoryview(bytearray())
         if rb.nbytes < 4 * rows:
             raise ConfigurationError(f"row_block needs at least {4 * rows} bytes, got {rb.nbytes}")
@@ -663,24 +638,13 @@ def lp_decode_batch(
                 ds[i], g, bls[i], lls[i] if lasts_list is not None else None, offs[i], outs
             )
         except _Fault as f:
-            e = _error(f, "load profile", f"meter {i} block {f.pc}")
-            e.meter = i  # type: ignore[attr-defined]
-            raise e from None
+            raise _error(f, "load profile", f"meter {i} block {f.pc}", i) from None
     return offs
 
 
 # ---- slots -> nested mapping (osgp.tables.schema shape codes) -------------------------------
 
 S_INT, S_BITS, S_BYTES, S_NI, S_TIME, S_FLOAT, S_ARRAY, S_RECORD, S_IF, S_FILL = range(10)
-_HOOKS: list = []
-
-
-def _hooks() -> tuple:
-    if not _HOOKS:  # late import: osgp.tables imports this module
-        from osgp.tables.schema import TimeDate, ni_value
-
-        _HOOKS.extend((TimeDate, ni_value))
-    return tuple(_HOOKS)
 
 
 def _build_group(
@@ -723,9 +687,9 @@ def _build_node(node: tuple, s: list[int], i: int, data: bytes, params: list[int
             return tuple(bool((b >> k) & 1) for b in raw for k in range(8)), i + 2
         return raw, i + 2
     if code == S_NI:
-        return _hooks()[1](params[node[2]], s[i], data), i + 1
+        return ni_value(params[node[2]], s[i], data), i + 1
     if code == S_TIME:
-        return _hooks()[0](*s[i : i + 6]), i + 6
+        return TimeDate(*s[i : i + 6]), i + 6
     if code == S_FLOAT:
         return struct.unpack("<d", struct.pack("<q", s[i]))[0], i + 1
     if code == S_ARRAY:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from osgp.errors import MalformedError, TruncatedError
+from osgp.errors import ArgumentTypeError, MalformedError, TruncatedError
 
 
 def as_bytes(data: Any) -> bytes:
@@ -19,7 +19,9 @@ def as_bytes(data: Any) -> bytes:
     try:
         return bytes(memoryview(data))
     except TypeError:
-        raise TypeError(f"expected a bytes-like object, not {type(data).__name__}") from None
+        raise ArgumentTypeError(
+            f"expected a bytes-like object, not {type(data).__name__}"
+        ) from None
 
 
 class Cursor:

@@ -597,8 +597,8 @@ class CryptoContext:
         return f"<CryptoContext {self.role} {self.address.hex()} key_id={self.key_id}>"
 
     @property
-    def aes_key(self) -> object:
-        """The expanded key (an osgp.crypto.AesKey), for the batch helpers."""
+    def aes_key(self) -> crypto.AesKey:
+        """The expanded key, for the batch helpers."""
         return self._key
 
     def _nonce(self, direction: int, seq: int) -> bytes:
@@ -768,12 +768,20 @@ def seal_for_devices(
 
 def open_from_devices(
     contexts: Sequence[CryptoContext], frames: Sequence[bytes], header: bytes = b""
-) -> list[Optional[bytes]]:
-    """Open one frame per device in one batch call; None where the frame was
-    truncated, replayed or not authentic (one bad frame never spoils the batch)."""
+) -> tuple[list[Optional[bytes]], bytes]:
+    """Open one frame per device in one batch call: ``(plaintexts, ok)`` as
+    :func:`osgp.crypto.ccm_open_many`, ``ok[i]`` 0 and ``plaintexts[i]`` None
+    where frame i was truncated, replayed or not authentic.  Nothing raises for
+    such a frame and one bad frame never spoils the batch (``CryptoContext.open``,
+    the single form, raises AuthenticationError / SequenceError instead)."""
     if len(contexts) != len(frames):
         raise ConfigurationError(f"got {len(contexts)} contexts for {len(frames)} frames")
-    idx, keys, nonces, bodies, aads, seqs = [], [], [], [], [], []
+    idx: list[int] = []
+    keys: list[crypto.AesKey] = []
+    nonces: list[bytes] = []
+    bodies: list[bytes] = []
+    aads: list[bytes] = []
+    seqs: list[int] = []
     out: list[Optional[bytes]] = [None] * len(frames)
     for i, (ctx, fr) in enumerate(zip(contexts, frames)):
         try:
@@ -790,12 +798,12 @@ def open_from_devices(
         seqs.append(seq)
     if idx:
         tag = contexts[0].profile.tag_len
-        res = crypto.ccm_open_many(keys, nonces, bodies, aads, tag)
+        res, _ok = crypto.ccm_open_many(keys, nonces, bodies, aads, tag)
         for i, s, r in zip(idx, seqs, res):
             if r is not None:
                 contexts[i].window.commit(s)
                 out[i] = r
-    return out
+    return out, bytes(r is not None for r in out)
 
 
 # ---- broadcast -----------------------------------------------------------------------

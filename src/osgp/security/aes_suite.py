@@ -151,14 +151,18 @@ class AesPskSuite:
     # -- device side ------------------------------------------------------
     def open_request(self, wire: bytes) -> Tuple[bytes, int, bytes]:
         """(apdu, sequence number, exchange context).  SequenceError (with
-        ``.context`` set, so the 0x0C answer can be sealed) for a replayed, too
-        old or too far ahead number; AuthenticationError for a bad tag."""
+        ``context``, so the 0x0C answer can be sealed, and ``current``, the
+        highest number accepted) for a replayed, too old or too far ahead
+        number; AuthenticationError for a bad tag."""
         try:
             apdu = self.ctx.open(wire, self._aad)
         except SequenceError as exc:
-            exc.context = bytes(wire[:4])  # type: ignore[attr-defined]
-            exc.current = self.ctx.window.highest & 0xFFFFFFFF
-            raise
+            raise SequenceError(
+                str(exc),
+                received=exc.received,
+                current=self.ctx.window.highest & 0xFFFFFFFF,
+                context=bytes(wire[:4]),
+            ) from None
         return apdu, _SEQ.unpack_from(wire)[0], bytes(wire[:4])
 
     def seal_response(self, ctx: Optional[bytes], apdu: bytes) -> bytes:

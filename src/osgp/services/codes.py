@@ -8,6 +8,8 @@ the device's current sequence number and becomes a :class:`SequenceError`.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from osgp.errors import DeviceError
 
 __all__ = ["OK", "RESPONSE_CODES", "code_name", "device_error", "ResponseCode"]
@@ -15,7 +17,10 @@ __all__ = ["OK", "RESPONSE_CODES", "code_name", "device_error", "ResponseCode"]
 OK = 0x00
 
 
-class ResponseCode:
+class ResponseCode(IntEnum):
+    """The response codes as an ``IntEnum``: each member is the int it names,
+    so ``bytes([ResponseCode.ERR])`` and ``code == 0x0C`` work unchanged."""
+
     OK = 0x00
     ERR = 0x01  # error / unrecognised request
     SNS = 0x02  # service not supported
@@ -53,4 +58,4 @@ def code_name(code: int) -> str:
 
 
 def device_error(code: int) -> DeviceError:
-    return DeviceError(code, code_name(code))
+    return DeviceError(int(code), code_name(code))

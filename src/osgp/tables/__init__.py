@@ -29,7 +29,13 @@ from importlib import resources
 from typing import Any, Mapping, Optional, Union
 
 from osgp import _backend
-from osgp.errors import ConfigurationError, DecodeError, MalformedError, TruncatedError
+from osgp.errors import (
+    ArgumentTypeError,
+    ConfigurationError,
+    DecodeError,
+    MalformedError,
+    TruncatedError,
+)
 from osgp.tables import builtin as _builtin
 from osgp.tables.schema import (
     NI_FORMAT_REFS,
@@ -455,36 +461,36 @@ class _Context:
 
 
 def _rewrap(exc: DecodeError, prog: Program) -> DecodeError:
-    pc = getattr(exc, "pc", None)
+    pc = exc.pc
     field = prog.field_at(pc) if pc is not None else "?"
     layer = f"table {prog.name}"
     if isinstance(exc, TruncatedError):
-        new: DecodeError = TruncatedError(
+        return TruncatedError(
             f"field {field}: truncated, need {exc.needed} byte(s), {exc.remaining} left",
             layer=layer,
             offset=exc.offset,
             needed=exc.needed,
             remaining=exc.remaining,
+            table=prog.name,
+            field=field,
+            pc=pc,
         )
-    elif isinstance(exc, MalformedError):
-        new = MalformedError(f"field {field}: impossible value", layer=layer, offset=exc.offset)
-    else:
-        new = type(exc)(f"field {field}: {exc.reason}", layer=layer, offset=exc.offset)
-    new.table = prog.name  # type: ignore[attr-defined]
-    new.field = field  # type: ignore[attr-defined]
-    return new
+    msg = "impossible value" if isinstance(exc, MalformedError) else exc.reason
+    return type(exc)(
+        f"field {field}: {msg}", layer=layer, offset=exc.offset, table=prog.name, field=field, pc=pc
+    )
 
 
 def _decode(prog: Program, data: Any, ctx: _Context) -> Mapping[str, Any]:
     try:
         buf = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
     except TypeError:
-        raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+        raise ArgumentTypeError(f"data must be bytes-like, not {type(data).__name__}") from None
     params = ctx.params(prog, len(buf)) if prog.params else []
     try:
         return _kernel.table_decode(prog.code, prog.shape, params, buf, prog.nregs)
     except DecodeError as exc:
-        if getattr(exc, "pc", None) is None:  # raised while building (FLOAT_CHAR text)
+        if exc.pc is None:  # raised while building (FLOAT_CHAR text)
             raise MalformedError(
                 f"{exc.reason}", layer=f"table {prog.name}", offset=exc.offset
             ) from None

@@ -42,8 +42,8 @@ from array import array
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
-from osgp._reference import tables as _ref
-from osgp.errors import ConfigurationError, MalformedError
+from osgp._reference._values import TimeDate, ni_width, time_width
+from osgp.errors import ConfigurationError
 
 NONE = 0xFFFFFFFF
 OP_INT, OP_BITS, OP_BYTES, OP_NI, OP_TIME, OP_FLOAT, OP_ARRAY, OP_END, OP_IF, OP_SKIP = range(1, 11)
@@ -63,55 +63,6 @@ NI_FORMAT_REFS = {
     "NI_FMAT2": "BT00.FORMAT_CONTROL_3.NI_FORMAT2",
 }
 _CTX_RE = re.compile(r"^(BT|ET)\d+(\.|$)")
-
-
-class TimeDate(NamedTuple):
-    """A decoded LTIME_DATE / STIME_DATE / TIME: calendar fields as stored.
-
-    TM_FORMAT 1/2 years are ``2000 + YY`` (reference 3.4); TM_FORMAT 3/4
-    (minutes / seconds since 1970, UTC) are converted to the calendar.
-    Zero dates (never set) are kept as they are; :meth:`to_datetime` gives
-    None for them."""
-
-    year: int
-    month: int
-    day: int
-    hour: int
-    minute: int
-    second: int
-
-    def to_datetime(self) -> Any:
-        import datetime as _dt
-
-        try:
-            return _dt.datetime(
-                self.year,
-                self.month,
-                self.day,
-                self.hour,
-                self.minute,
-                self.second,
-                tzinfo=_dt.timezone.utc,
-            )
-        except (ValueError, OverflowError):
-            return None
-
-    def epoch(self) -> int:
-        """Seconds since 1970-01-01 UTC (no validation)."""
-        return (
-            _ref.days_from_civil(self.year, self.month, self.day) * 86400
-            + self.hour * 3600
-            + self.minute * 60
-            + self.second
-        )
-
-    @classmethod
-    def from_datetime(cls, dt: Any) -> TimeDate:
-        if dt.tzinfo is not None:
-            import datetime as _dt
-
-            dt = dt.astimezone(_dt.timezone.utc)
-        return cls(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)
 
 
 # ---- expressions ----------------------------------------------------------------------------
@@ -544,30 +495,8 @@ def _as_int(v: Any, path: str) -> int:
     raise ConfigurationError(f"{path}: expected an integer, got {type(v).__name__}")
 
 
-def _bits_to_float(bits: int) -> float:
-    return struct.unpack("<d", struct.pack("<q", bits))[0]
-
-
-def ni_value(fmt: int, slot: int, data: bytes) -> Any:
-    """Python value of an NI slot (reference 7.1 NI_FORMAT)."""
-    if fmt in (0, 1):
-        return _bits_to_float(slot)
-    if fmt in (2, 3, 13):
-        w = _ref.ni_width(fmt)
-        text = data[slot : slot + w].decode("latin-1").strip(" \0")
-        try:
-            return float(text) if text else 0.0
-        except ValueError:
-            raise MalformedError(
-                f"FLOAT_CHAR value {text!r} is not a number", layer="table NI", offset=slot
-            ) from None
-    if fmt == 4:
-        return slot / 10000  # INT32 with 4 implied decimals
-    return slot
-
-
 def ni_encode(fmt: int, v: Any, path: str = "NI") -> bytes:
-    w = _ref.ni_width(fmt) if isinstance(fmt, int) else -1
+    w = ni_width(fmt) if isinstance(fmt, int) else -1
     if w < 0:
         raise ConfigurationError(f"{path}: unknown NI_FORMAT {fmt}")
     if fmt == 0:
@@ -607,7 +536,7 @@ def time_encode(fmt: int, kind: int, v: Any, path: str = "TIME") -> bytes:
     """Bytes of a time field for a TM_FORMAT (reference 7.1)."""
     if not isinstance(v, TimeDate):
         v = TimeDate.from_datetime(v) if hasattr(v, "year") else TimeDate(*v)
-    w = _ref.time_width(kind, fmt) if isinstance(fmt, int) else -1
+    w = time_width(kind, fmt) if isinstance(fmt, int) else -1
     if w < 0:
         raise ConfigurationError(f"{path}: unknown TM_FORMAT {fmt}")
     if fmt == 0:
