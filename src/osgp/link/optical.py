@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, List, Optional, Tuple
 
 from osgp import crypto
+from osgp.codes import device_error
 from osgp.errors import (
     ChecksumError,
     ConfigurationError,
@@ -386,8 +387,6 @@ class IdentifyResponse:
         c = Cursor(apdu, "optical.ident")
         code = c.u8()
         if code != 0:
-            from osgp.services.codes import device_error
-
             raise device_error(code)
         std, ver, rev = c.u8(), c.u8(), c.u8()
         feats = c.rest()
@@ -412,8 +411,6 @@ class NegotiateResponse:
         c = Cursor(apdu, "optical.negotiate")
         code = c.u8()
         if code != 0:
-            from osgp.services.codes import device_error
-
             raise device_error(code)
         r = cls(c.be(2), c.u8(), c.u8())
         c.done()
@@ -451,7 +448,7 @@ def decode_session_request(apdu: bytes) -> Any:
 
 # -- device side of the C12.18 service sequence ---------------------------------------
 # Response codes (ANSI C12.18-2006 PSEM response codes, the 0x00-0x0A set that
-# C12.21 shares; osgp.services.codes names the same numbers for every link).
+# C12.21 shares; osgp.codes names the same numbers for every link).
 OK, ERR, SNS, ISC, ONP, ISSS = 0x00, 0x01, 0x02, 0x03, 0x04, 0x0A
 BASE, ID_STATE, SESSION = "base", "id", "session"
 NO_ACCESS, READ_ACCESS, FULL_ACCESS = 0, 1, 2
