@@ -57,12 +57,14 @@ def test_plc_timer_grows_with_the_proxy_chain():
         s.poll_transmit(0.0)
     base = PLC.timers.response_ms
     assert direct.next_deadline() == pytest.approx(base / 1000)
-    # each stage: its repeater retries (timer code 4 = 64 ms, 3 retries) plus the
-    # per-hop allowance for the stages still ahead (lcs_proxy.c rules)
+    # each stage: its repeater retries (timer code 12 = 1,024 ms, 3 retries) plus
+    # the per-hop allowance for the stages still ahead (lcs_proxy.c rules: code
+    # >= 10 adds 512 ms per remaining stage)
     tx = PLC.proxy.tx
+    assert (tx.timer, tx.retries) == (12, 3) and tx_timer_ms(12) == 1024
     last = tx_timer_ms(tx.timer) * (tx.retries + 1)
     extra = sum(hop_timeout_ms(last, 3 - 1 - i, tx.timer, False) for i in range(3))
-    assert extra == 3 * (last + 256)
+    assert extra == 3 * last + 512 * (2 + 1 + 0)
     assert chained.next_deadline() == pytest.approx((base + extra) / 1000)
 
 

@@ -326,4 +326,20 @@ def test_plc_proxy_failure_reports_stage():
         )
     )
     c.receive_data(fail)
-    assert op.done and "hop 1" in str(op.error)
+    # a failed chain costs one try: the request goes out again as a new transaction
+    again = lon.decode_lpdu(c.poll_transmit(0.0))
+    assert not op.done and op.retries == 1 and again.npdu.pdu.trans != first.npdu.pdu.trans
+    assert again.npdu.pdu.apdu != first.npdu.pdu.apdu  # re-sealed: the next sequence number
+    c.retries = 1  # no tries left: the next failure ends the operation with its stage
+    fail2 = lon.encode_lpdu(
+        lon.Lpdu(
+            lon.Npdu(
+                3,
+                40,
+                lon.SubnetNode(1, 1),
+                lon.Spdu(2, again.npdu.pdu.trans, lon_proxy.encode_failure(1)),
+            )
+        )
+    )
+    c.receive_data(fail2)
+    assert op.done and "hop 1" in str(op.error) and op.error.hop == 1

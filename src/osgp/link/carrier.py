@@ -37,7 +37,10 @@ __all__ = [
 ]
 
 _frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
-_PROXY_TX = lon_proxy.TxCtrl(4, 3)  # repeaters: timer code 4, 3 retries (INFERRED)
+# Repeaters' transmit timer: code 12 (1,024 ms) and 3 retries (INFERRED): one
+# try must cover a request and its response on the medium, about 0.4 s each for
+# 100 bytes at the 2.36 kbit/s effective rate of ETSI TS 103 908.
+_PROXY_TX = lon_proxy.TxCtrl(12, 3)
 
 Item = Union[bytes, Alert, OSGPError]
 
@@ -259,7 +262,9 @@ class PlcCarrier:
             t = self._target()
             reps = tuple(lon_proxy.Repeater(r.node, r.subnet) for r in self.path[1:])
             apdu = lon_proxy.encode_proxy(
-                lon_proxy.ProxyRequest(reps, lon_proxy.Sicb(t.type), t, apdu, self.proxy_tx)
+                lon_proxy.ProxyRequest(
+                    reps, lon_proxy.Sicb(t.type, txctrl=self.proxy_tx), t, apdu, self.proxy_tx
+                )
             )
         self._trans = self.tids(self.source_key, self._trans)
         self.expected = (self.source_key, self._trans)

@@ -37,7 +37,7 @@ from osgp.errors import (
     ResponseTimeout,
     SequenceError,
 )
-from osgp.link.carrier import Alert, Carrier
+from osgp.link.carrier import Alert, Carrier, ProxyFailed
 from osgp.security.legacy import SequenceCounter
 from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, NullSuite, SecuritySuite
 from osgp.services import procedures as P
@@ -427,6 +427,17 @@ class ClientSession:
         self._awaiting = False
         self._deadline = None
         self._pending_frame = None
+        if isinstance(item, ProxyFailed) and self._op.retries < self.retries:
+            # a proxy chain that failed this time (0x4C) costs one try, as a
+            # timeout does; the new try is a new transaction (a repeater
+            # answers a repeated one from its cache)
+            self._op.retries += 1
+            self.drops["proxy failure retried"] += 1
+            try:
+                self._resend(self._seal())
+            except OSGPError as exc:
+                self._advance(None, exc)
+            return
         if isinstance(item, OSGPError):
             self._advance(None, item)
             return

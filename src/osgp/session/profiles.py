@@ -97,7 +97,7 @@ class ProxyParams:
     ``long_timer``: the header's long-timer bit; ``max_hops``: the 4-bit
     repeater count plus the agent."""
 
-    tx: lon_proxy.TxCtrl = lon_proxy.TxCtrl(4, 3)
+    tx: lon_proxy.TxCtrl = lon_proxy.TxCtrl(12, 3)  # as osgp.link.carrier sends it
     long_timer: bool = False
     max_hops: int = lon_proxy.MAX_REPEATERS + 1
 

@@ -56,7 +56,10 @@ class MediumProfile:
     gap_s: float = 0.010  # inter-frame gap after carrier sense
     reach_m: float = 400.0
     base_loss: float = 0.01
-    hop_timeout_s: float = 0.0  # 0: the Annex G per-hop rule (lon_proxy.hop_timeout_ms)
+    # What a stage waits for the stages beyond it, on top of the Annex G rule
+    # (lon_proxy.hop_timeout_ms adds 512 ms a stage, tuned for 5.4 kbit/s
+    # LonWorks PL-20; one hop here takes about 0.5 s each way and back).
+    stage_allowance_s: float = 1.0
 
     def airtime(self, nbytes: int) -> float:
         return (nbytes + 2 + self.preamble_bytes) * 8 / self.bitrate_bps
@@ -77,8 +80,7 @@ class Node:
         self.heard = 0
         self.relayed = 0
         self._tid = 0
-        # relays in flight: (downstream source key, trans) -> (requester, trans, count, deadline)
-        self._relays: Dict[Tuple[int, int], Tuple[lon.SubnetNode, int, int, float]] = {}
+        self._relays: Dict[Tuple[int, int], _Relay] = {}  # (downstream key, trans) ->
         self._done: Dict[bytes, bytes] = {}  # request frame -> the response sent for it
         self._busy: set = set()
 
@@ -109,6 +111,7 @@ class Segment:
         self.busy_until = 0.0
         self.queue: Deque[Tuple[Optional[Node], bytes]] = deque()  # (sender or None, frame)
         self.stats: Counter = Counter()
+        self.airtime_s = 0.0
         self.events: List[Event] = []
         self._wake_at: Optional[float] = None
         self.endpoint = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
@@ -137,7 +140,7 @@ class Segment:
         """The fewest-hop repeater chain to a meter by true geometry (an
         oracle for tests and demos; a concentrator must discover its own)."""
         target = self.nodes[_key(address.subnet, address.node)]
-        reach = self.profile.reach_m * 0.8  # keep links with little loss
+        reach = self.profile.reach_m * 0.6  # hops with little loss (13 % at 0.6 reach)
         if target.position <= reach:
             return []
         hops, here = [], 0.0
@@ -176,7 +179,7 @@ class Segment:
         end = now + air
         self.busy_until = end + self.profile.gap_s
         self.stats["frames"] += 1
-        self.stats["airtime_s"] += air
+        self.airtime_s += air
         self.net._capture(now, frame, self)
         self.net.at(end, self._heard, sender, frame)
         self.net._schedule_wake(self, self.busy_until)
@@ -186,9 +189,11 @@ class Segment:
         prof = self.profile
         if sender is not None:
             if rng.random() >= prof.loss(self.distance(sender, None)):
-                self.events += self.router.receive([frame], now)
+                session = self.router.route(frame)
+                if session is not None:
+                    self.events += session.receive_data(frame, now)
             else:
-                self.stats["lost at the concentrator"] += 1
+                self.stats["not heard at the concentrator"] += 1
         try:
             h = _frames.lon_parse(frame, True, True)
         except DecodeError:
@@ -227,92 +232,104 @@ class Segment:
     def _relay(self, now: float, node: Node, frame: bytes, h: Sequence[Any], apdu: bytes) -> None:
         saved = node._done.get(frame)
         if saved is not None:
+            self.stats["repeated proxy request"] += 1
             self.send(node, saved)  # a retry of a finished relay: the same answer
             return
         if frame in node._busy:
             return  # a retry while the relay is still under way
         try:
             p = lon_proxy.decode_proxy(apdu)
+            nxt, fwd = lon_proxy.relay(p, own_subnet=node.address.subnet, src_subnet=h[4])
         except DecodeError:
             self.stats["bad proxy frame"] += 1
             return
-        requester = lon.SubnetNode(h[4], h[5] & 0x7F)
-        nxt, fwd = lon_proxy.relay(p, own_subnet=node.address.subnet, src_subnet=h[4])
+        # the onward leg's timer: ProxyTxCtrl towards a repeater, the SICB's
+        # own TxCtrl from the agent to the target
+        tx = p.txctrl if fwd is not None else p.sicb.txctrl
         if fwd is not None:
             dest = lon.SubnetNode(nxt[0], nxt[1])
             payload = lon_proxy.encode_proxy(fwd)
-            timer = (
-                lon_proxy.hop_timeout_ms(
-                    lon_proxy.tx_timer_ms(p.tx.timer) * (p.tx.retries + 1),
-                    len(fwd.repeaters),
-                    p.tx.timer,
-                    p.long_timer,
-                )
-                / 1000.0
-            )
-        else:
-            if p.target.type != 1:
-                self.stats["unsupported proxy target"] += 1
-                return
-            dest = lon.SubnetNode(p.target.data[0], p.target.data[1] & 0x7F)
+            remaining = len(fwd.repeaters)
+        elif p.target.type == 1:  # subnet/node target: the agent sends the plain request
+            dest = lon.SubnetNode(p.target.fields[0], p.target.fields[1] & 0x7F)
             payload = p.apdu
-            timer = lon_proxy.tx_timer_ms(p.tx.timer) * (p.tx.retries + 1) / 1000.0 + 1.0
-        if self.profile.hop_timeout_s:
-            timer = self.profile.hop_timeout_s
-        node._tid = (node._tid + 1) & 0x0F
+            remaining = 0
+        else:
+            self.stats["unsupported proxy target"] += 1
+            return
+        give_up = (
+            lon_proxy.hop_timeout_ms(
+                lon_proxy.tx_timer_ms(tx.timer) * (tx.retries + 1),
+                remaining,
+                tx.timer,
+                p.long_timer,
+            )
+            / 1000.0
+            + remaining * self.profile.stage_allowance_s
+        )
+        # a stage retries evenly within what it waits (the agent: its transmit timer)
+        per_try = give_up / (tx.retries + 1)
+        node._tid = node._tid % 15 + 1
         key = (_key(dest.subnet, dest.node), node._tid)
-        node._relays[key] = (requester, h[11] & 0x0F, len(p.repeaters), now + timer)
-        node._busy.add(frame)
-        node.relayed += 1
+        requester = lon.SubnetNode(h[4], h[5] & 0x7F)
         out = lon.Npdu(
             node.address.subnet,
             node.address.node,
             dest,
             lon.Spdu(lon.SPDU_REQUEST, node._tid, payload),
-            bytes(h[13][: _dlen(h)]),
+            bytes(h[13]),
         )
-        self.send(node, lon.encode_lpdu(lon.Lpdu(out)))
-        self.net.at(now + timer, self._relay_timeout, node, key, frame)
+        onward = lon.encode_lpdu(lon.Lpdu(out))
+        node._relays[key] = _Relay(requester, h[11] & 0x0F, len(p.repeaters), frame, onward)
+        node._busy.add(frame)
+        node.relayed += 1
+        self.send(node, onward)
+        for i in range(1, tx.retries + 1):
+            self.net.at(now + i * per_try, self._relay_retry, node, key)
+        self.net.at(now + give_up, self._relay_timeout, node, key)
+
+    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int]) -> None:
+        r = node._relays.get(key)
+        if r is not None:
+            self.stats["proxy retries"] += 1
+            self.send(node, r.onward)
 
     def _relay_back(self, node: Node, h: Sequence[Any], apdu: bytes) -> None:
         key = (_key(h[4], h[5]), h[11] & 0x0F)
-        requester, trans, count, _ = node._relays.pop(key)
-        body = (
-            apdu
-            if apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL]))
-            else bytes([lon_proxy.PROXY]) + apdu
-        )
-        self._answer(node, requester, trans, body, key)
+        r = node._relays.pop(key)
+        proxied = apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL]))
+        self._answer(node, r, apdu if proxied else bytes([lon_proxy.PROXY]) + apdu)
 
-    def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int], frame: bytes) -> None:
-        entry = node._relays.pop(key, None)
-        if entry is None:
-            return
-        requester, trans, count, _ = entry
-        self.stats["proxy stage timed out"] += 1
-        self._answer(node, requester, trans, lon_proxy.encode_failure(count), key)
+    def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int]) -> None:
+        r = node._relays.pop(key, None)
+        if r is not None:
+            self.stats["proxy stage timed out"] += 1
+            self._answer(node, r, lon_proxy.encode_failure(r.count))
 
-    def _answer(
-        self, node: Node, requester: lon.SubnetNode, trans: int, apdu: bytes, key: Tuple[int, int]
-    ) -> None:
+    def _answer(self, node: Node, r: _Relay, apdu: bytes) -> None:
         out = lon.Npdu(
             node.address.subnet,
             node.address.node,
-            requester,
-            lon.Spdu(lon.SPDU_RESPONSE, trans, apdu),
+            r.requester,
+            lon.Spdu(lon.SPDU_RESPONSE, r.trans, apdu),
         )
         frame = lon.encode_lpdu(lon.Lpdu(out))
-        for req in [r for r in node._busy]:
-            node._busy.discard(req)
-            node._done[req] = frame
-            break
+        node._busy.discard(r.request)
+        node._done[r.request] = frame  # a repeat of the same request gets the same answer
         if len(node._done) > 64:
             node._done.pop(next(iter(node._done)))
         self.send(node, frame)
 
 
-def _dlen(h: Sequence[Any]) -> int:
-    return (0, 1, 3, 6)[h[3]] if h[3] < 4 else 0
+@dataclass
+class _Relay:
+    """A relay in flight at one node."""
+
+    requester: lon.SubnetNode
+    trans: int
+    count: int  # proxy count at this stage, reported on failure
+    request: bytes  # the frame that asked for the relay
+    onward: bytes  # the frame sent on (resent on each retry)
 
 
 class Network:
@@ -331,7 +348,7 @@ class Network:
         self.segments: List[Segment] = []
         self._heap: List[Tuple[float, int, Callable[..., None], tuple]] = []
         self._order = 0
-        self._wakes: Dict[int, float] = {}
+        self._wakes: Dict[int, set] = {}
         self.epoch_ns = epoch_ns
         self.processed = 0
         self._writer = PcapngWriter(capture) if capture is not None else None
@@ -362,26 +379,30 @@ class Network:
         heapq.heappush(self._heap, (t, self._order, fn, args))
 
     def _schedule_wake(self, seg: Segment, t: Optional[float] = None) -> None:
-        t = self.now if t is None else t
+        """Look at ``seg`` again at ``t`` (default: as soon as its medium is
+        free) and at its sessions' next deadline; one event per distinct time."""
+        when = max(self.now, seg.busy_until) if t is None else max(self.now, t)
+        self._wake_at(seg, when)
         d = seg.arbiter.next_deadline()
-        if d is not None and d < t and d > self.now:
-            t = d
-        prev = self._wakes.get(id(seg))
-        if prev is not None and self.now <= prev <= t:
-            return
-        self._wakes[id(seg)] = t
-        self.at(t, self._wake, seg)
+        if d is not None and d > self.now:
+            self._wake_at(seg, d)
 
-    def _wake(self, now: float, seg: Segment) -> None:
-        if self._wakes.get(id(seg)) == now:
-            del self._wakes[id(seg)]
+    def _wake_at(self, seg: Segment, t: float) -> None:
+        pending = self._wakes.setdefault(id(seg), set())
+        if t not in pending:
+            pending.add(t)
+            self.at(t, self._wake, seg, t)
+
+    def _wake(self, now: float, seg: Segment, t: float) -> None:
+        self._wakes[id(seg)].discard(t)
         seg.events += seg.arbiter.handle_timeout(now)
+        before = seg.stats["frames"]
         seg._transmit(now)
+        if seg.stats["frames"] != before or seg.queue:
+            self._wake_at(seg, max(now, seg.busy_until))
         d = seg.arbiter.next_deadline()
         if d is not None and d > now:
-            self._schedule_wake(seg, d)
-        if seg.queue and seg.busy_until > now:
-            self._schedule_wake(seg, seg.busy_until)
+            self._wake_at(seg, d)
 
     def run(self, until: float = math.inf, *, max_events: int = 50_000_000) -> None:
         """Process events in time order until the clock passes ``until`` or
