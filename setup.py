@@ -1,4 +1,4 @@
-"""Builds the native extensions only; metadata lives in pyproject.toml (conventions 1).
+"""Builds the native extensions only; metadata lives in pyproject.toml (docs/conventions.md §1).
 
 Every ``src/osgp/_native/*.pyx`` is one extension.  The C sources it links are
 named in the ``# distutils: sources = ...`` header of the .pyx itself, so adding
@@ -41,7 +41,8 @@ def extensions():
             compile_args += san
             link_args += san
     else:
-        # No -march flags: special instructions only behind runtime dispatch (conventions 13).
+        # No -march flags: special instructions only behind runtime dispatch
+        # (docs/conventions.md §13).
         compile_args += ["-O3", "-fno-strict-aliasing"]
         macros.append(("NDEBUG", "1"))
     if not msvc:

@@ -1,5 +1,5 @@
 """AES-CCM / CMAC benchmarks as ratios against the `cryptography` package in the
-same run (conventions 12).  Run:
+same run (docs/conventions.md §12).  Run:
 
     PYTHONPATH=src python -m pytest benches/bench_aes.py --benchmark-only \
         --benchmark-columns=min,median,mean --benchmark-group-by=group

@@ -1,4 +1,4 @@
-"""Load-profile decoding benchmarks, as ratios within one run (conventions 12).
+"""Load-profile decoding benchmarks, as ratios within one run (docs/conventions.md §12).
 
 Groups:
   lp-archive : 2000-block archive (96 x 4-channel INT32 intervals per block) into

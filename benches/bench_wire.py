@@ -153,7 +153,7 @@ def lon_decode_public():
 
 # The alternative: the same frame layout written out with struct (LPDU header,
 # NPDU header for SPDU / format 2a / 1-byte domain, source, destination with
-# the selector bits, domain, SPDU byte; reference 6.1) and CRC-16/GENIBUS as
+# the selector bits, domain, SPDU byte; docs/protocol.md §6.1) and CRC-16/GENIBUS as
 # binascii.crc_hqx(init FFFF) complemented.
 _LON_HDR = struct.Struct(">8B")
 

@@ -1,3 +1,3 @@
 """Benchmarks: pytest-benchmark, grouped per kernel, each group holding the
 candidate and its obvious alternative so the figures read as ratios
-(conventions 12).  CI runs them with --benchmark-disable (exercised, not timed)."""
+(docs/conventions.md §12).  CI runs them with --benchmark-disable (exercised, not timed)."""

@@ -1,5 +1,5 @@
 /*
- * osgp.h - the whole C surface of the osgp kernels (conventions 2).
+ * osgp.h - the whole C surface of the osgp kernels (docs/conventions.md §2).
  *
  * Plain C99, no Python API.  Every function takes (pointer, length) pairs,
  * writes into caller-allocated output and returns an osgp_status.  The Cython
@@ -218,7 +218,7 @@ osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, 
                                  const size_t *row_offsets, int64_t *values, uint8_t *status,
                                  uint8_t *flags, int64_t *times, uint8_t *valid,
                                  size_t *failed, osgp_table_fault *fault);
-/* ---- lpperf: int32 values (appended) ----
+/* ---- int32 values ----
  * As osgp_lp_decode with int32 values, for INT_FMT_CDE 1, 2, 8, 16, 32 only
  * (every value fits); OSGP_ERR_ARGUMENT for any other format. */
 osgp_status osgp_lp_decode_i32(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
@@ -319,7 +319,7 @@ osgp_status osgp_cmac_kdf(const osgp_aes128_key *k, const uint8_t *in, size_t le
 
 #endif /* OSGP_H */
 
-/* ---- BEGIN wire (issue #4): frame kernels (osgp_frame.c) ----------------- */
+/* ---- frame kernels (osgp_frame.c) ----------------- */
 #ifndef OSGP_WIRE_H
 #define OSGP_WIRE_H
 #ifdef __cplusplus
@@ -363,7 +363,7 @@ osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, i
                            uint16_t *lengths, size_t cap, size_t *count, size_t *consumed,
                            size_t *err_off);
 
-/* ISO/IEC 14908-1 LPDU/NPDU header (reference 6.1). */
+/* ISO/IEC 14908-1 LPDU/NPDU header (docs/protocol.md §6.1). */
 typedef struct {
     uint8_t lpdu_hdr;     /* b7 priority, b6 alt path, b5..0 backlog */
     uint8_t pdu_fmt;      /* 0 TPDU, 1 SPDU, 2 AuthPDU, 3 APDU */
@@ -395,8 +395,7 @@ osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, siz
 }
 #endif
 #endif /* OSGP_WIRE_H */
-/* ---- END wire (issue #4) -------------------------------------------------- */
-/* ---- lpsimd: load-profile streaming-store threshold (issue #5) ----------- */
+/* ---- load-profile streaming-store threshold ----------- */
 #ifndef OSGP_LPSIMD_H
 #define OSGP_LPSIMD_H
 #ifdef __cplusplus
@@ -412,4 +411,3 @@ size_t osgp_lp_set_stream_min(size_t bytes);
 }
 #endif
 #endif /* OSGP_LPSIMD_H */
-/* ---- END lpsimd ----------------------------------------------------------- */

@@ -11,7 +11,7 @@
  *     8 bytes processed in a 64-bit word, so no table is indexed by secret
  *     data and no branch depends on it.  Slow (a few microseconds a block) but
  *     only the fallback.
- * No -march flags anywhere (conventions 13).  Defining OSGP_AES_NO_INTRINSICS
+ * No -march flags anywhere (docs/conventions.md §13).  Defining OSGP_AES_NO_INTRINSICS
  * at compile time builds the portable path alone (osgp_aes.c, osgp_ccm.c,
  * osgp_cmac.c), e.g. to check a compiler without the intrinsics headers.
  */

@@ -1,5 +1,5 @@
 /*
- * osgp_cpu.c - runtime CPU feature detection (conventions 13: no -march in
+ * osgp_cpu.c - runtime CPU feature detection (docs/conventions.md §13: no -march in
  * wheels; special instructions only behind this dispatch).
  */
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * osgp_frame.c - per-frame decoding on the throughput path: MEP frame parse
  * plus digest verification (OSGP Alliance MEP guide p.9-17, App. A), batch
  * over many frames, stream splitting, and the ISO/IEC 14908-1 LPDU/NPDU
- * header parse (reference 6.1; Wireshark packet-lon.c).
+ * header parse (docs/protocol.md §6.1; Wireshark packet-lon.c).
  *
  * No Python API; every reader checks the remaining length before a read.
  */
@@ -162,7 +162,8 @@ osgp_status osgp_mep_split(const uint8_t *buf, size_t len, size_t max_message, i
 
 /* ---- ISO/IEC 14908-1 ------------------------------------------------------ */
 
-static const uint8_t lon_domain_len[4] = {0, 1, 3, 6}; /* domain length code (ref. 6.1) */
+/* domain length code (docs/protocol.md §6.1) */
+static const uint8_t lon_domain_len[4] = {0, 1, 3, 6};
 
 #define NEED(k)                                 \
     do {                                        \
@@ -185,7 +186,7 @@ osgp_status osgp_lon_parse(const uint8_t *in, size_t len, int lpdu, int with_crc
             return OSGP_ERR_TRUNCATED;
         }
         end = in + len - 2;
-        /* CRC-16 of the link layer, appended big-endian (reference 6.1) */
+        /* CRC-16 of the link layer, appended big-endian (docs/protocol.md §6.1) */
         got = (uint16_t)((end[0] << 8) | end[1]);
         want = (uint16_t)(osgp_crc16_lon(0xFFFF, in, len - 2) ^ 0xFFFF);
         if (got != want) {

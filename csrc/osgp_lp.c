@@ -1,11 +1,11 @@
 /*
  * osgp_lp.c - load-profile block decoder (BT64..BT67, ANSI C12.19 / [OPT p.35-39]).
  *
- * Block record ([OPT p.36], reference 7.7):
+ * Block record ([OPT p.36], docs/protocol.md §7.7):
  *   BLK_END_TIME STIME_DATE | END_READINGS | SIMPLE_INT_STATUS SET((n+7)/8) |
  *   NBR_BLK_INTS x { EXTENDED_INT_STATUS[(nch/2)+1] | INT_DATA[nch] }
  * The caller passes the geometry (computed from BT61/BT62 or taken from ET21,
- * reference 7.7 "NES caution"), the block indices to decode in chronological
+ * docs/protocol.md §7.7 "NES caution"), the block indices to decode in chronological
  * order and, per block, the index of its last recorded interval.  Output is
  * dense: nint rows per block, row valid = simple-status bit set and
  * position <= last.  Every read is bounds-checked.
@@ -21,7 +21,7 @@
 #include <string.h>
 
 /* x86-64 with GCC/Clang: SSE2/AVX2 paths behind osgp_cpu_features() and
- * target attributes (conventions 13: no -m flags); everything else, and
+ * target attributes (docs/conventions.md §13: no -m flags); everything else, and
  * OSGP_CPU=portable, takes the portable C. */
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(OSGP_LP_NO_INTRINSICS)
@@ -85,7 +85,7 @@ osgp_status osgp_lp_check(const osgp_lp_geometry *g)
     return OSGP_OK;
 }
 
-/* Little-endian INT32 load (LSB first, reference 3.4); compiles to one load. */
+/* Little-endian INT32 load (LSB first, docs/protocol.md §3.4); compiles to one load. */
 static inline int32_t ld_i32(const uint8_t *p)
 {
     uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
@@ -95,7 +95,7 @@ static inline int32_t ld_i32(const uint8_t *p)
     return x;
 }
 
-/* ---- streaming stores (issue #5) -------------------------------------------
+/* ---- streaming stores -------------------------------------------
  * A large decode writes ~2.4x its input bytes (46 B of output per 19 B
  * interval record in the bench geometry).  Through normal stores every
  * output line is first read for ownership, so the memory traffic is
@@ -121,7 +121,7 @@ size_t osgp_lp_set_stream_min(size_t bytes)
 
 #if LP_HAVE_X86
 /* SSE2 time column for streaming: interval end times t, t+step, ... (the
- * rows' times, reference 7.7), two per 16-byte streaming store; a
+ * rows' times, docs/protocol.md §7.7), two per 16-byte streaming store; a
  * misaligned first row and an odd last row take normal stores. */
 static __attribute__((target("sse2"))) void times_stream(int64_t *tm, size_t n, int64_t t,
                                                          int64_t step)
@@ -160,7 +160,7 @@ static __attribute__((target("sse2"))) void stream_fence(void)
  * (lane 0), flags = H0 (lane 1), odd channel c = high nibble of byte
  * (c+1)/2 (lane c+2), even channel c >= 2 = low nibble of byte c/2
  * (lane c); one pshufb puts channels 0..7 in bytes 0..7 and the flags in
- * byte 8.  INT32/UINT32 values (LSB first, reference 3.4) widen four at a
+ * byte 8.  INT32/UINT32 values (LSB first, docs/protocol.md §3.4) widen four at a
  * time with vpmovsxdq / vpmovzxdq.  N and VW are constants at each call. */
 LP_AVX2_INLINE void ivals_avx2(const uint8_t *ip, size_t nint, const size_t N, size_t isz,
                                size_t ext_off, size_t ch0, int is_unsigned, const int VW,
@@ -337,7 +337,7 @@ static inline void block_fast(const uint8_t *restrict blk, const size_t nint, co
                 sr[c] = (ep[(c + 1) >> 1] >> ((c & 1) ? 4 : 0)) & 15;
         }
         if (vw == 4) {
-            /* INT32 LSB first (reference 3.4) on a little-endian host: a copy */
+            /* INT32 LSB first (docs/protocol.md §3.4) on a little-endian host: a copy */
             memcpy((int32_t *)vout + j * nch, dp, 4 * nch);
         } else {
             int64_t *vr = (int64_t *)vout + j * nch;

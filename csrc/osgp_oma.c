@@ -186,7 +186,7 @@ osgp_status osgp_en14908_auth(const uint8_t challenge[8], const uint8_t *key, si
     size_t remaining = total;
     /* Bytes are consumed from the end of (oma_address || data) to its start;
      * past the start the message byte is 0.  do-while: an empty message still
-     * makes one pass (needed by the PLC RC4 key derivation, reference 2.4). */
+     * makes one pass (needed by the PLC RC4 key derivation, docs/protocol.md §2.4). */
     do {
         unsigned i;
         for (i = 0; i < iters; i++) {

@@ -5,10 +5,10 @@
  * table image writes one int64 "slot" per decoded scalar, which the Python
  * layer turns into a nested mapping.
  *
- * Data conventions (reference 3.4, [OPT p.5-7], [MEP p.38-41]): multi-byte
+ * Data conventions (docs/protocol.md §3.4, [OPT p.5-7], [MEP p.38-41]): multi-byte
  * fields are LSB first; BOOL(x)/UINT(x..y) are bit ranges of the field at the
- * given offset with bit 0 = LSB; TM_FORMAT / NI_FORMAT from BT00 (reference
- * 7.1) select the width of times and non-integer values at run time.
+ * given offset with bit 0 = LSB; TM_FORMAT / NI_FORMAT from BT00 (docs/protocol.md §7.1) select the
+ * width of times and non-integer values at run time.
  *
  * Every read is checked against the remaining length; a failure returns
  * OSGP_ERR_TRUNCATED or OSGP_ERR_MALFORMED with the offset and the program
@@ -89,7 +89,7 @@ void osgp_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 }
 
 /* Width in bytes of LTIME_DATE (kind 0), STIME_DATE (1), TIME (2) for a
- * TM_FORMAT (reference 7.1: LTIME 0/6/6/5/4, STIME 0/5/5/4/4).  TIME is
+ * TM_FORMAT (docs/protocol.md §7.1: LTIME 0/6/6/5/4, STIME 0/5/5/4/4).  TIME is
  * 3 bytes (h, m, s; BCD for TM_FORMAT 1) [OPT p.6]; for TM_FORMAT 3/4 the
  * 3-byte form is INFERRED.  -1 for an unknown format. */
 int osgp_time_width(unsigned kind, unsigned tm_format)
@@ -138,7 +138,7 @@ int osgp_time_decode(const uint8_t *p, unsigned kind, unsigned tm_format, int64_
                 v[i] = p[i];
             }
         }
-        out[0] = 2000 + (int64_t)v[0];  /* YY since 2000 (reference 3.4) */
+        out[0] = 2000 + (int64_t)v[0];  /* YY since 2000 (docs/protocol.md §3.4) */
         for (i = 1; i < 6; i++)
             out[i] = v[i];
         return 0;
@@ -166,7 +166,7 @@ int osgp_time_decode(const uint8_t *p, unsigned kind, unsigned tm_format, int64_
     }
 }
 
-/* NI_FORMAT widths (reference 7.1); -1 unknown. */
+/* NI_FORMAT widths (docs/protocol.md §7.1); -1 unknown. */
 int osgp_ni_width(unsigned f)
 {
     static const signed char w[14] = {8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21};

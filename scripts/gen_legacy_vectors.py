@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate tests/vectors/oma_digest_generated.json (conventions 10).
+"""Generate tests/vectors/oma_digest_generated.json (docs/conventions.md §10).
 
 Every vector is computed twice, by two implementations that share no code:
   1. osgp's pure-Python twin (osgp._reference.legacy.oma_digest), and
@@ -9,7 +9,7 @@ Every vector is computed twice, by two implementations that share no code:
      keyLen, bEnd finishing the block with zeros, and the extra zero block
      when it is called with no data and bEnd set.
 For 12-byte keys a third check uses the ISO/IEC 14908-1 identity
-digest(M) = OMA-Encrypt(0^8, reverse(M)) (reference 2.2), computed here
+digest(M) = OMA-Encrypt(0^8, reverse(M)) (docs/protocol.md §2.2), computed here
 from scratch as well.  The script refuses to write if any disagree.
 
 Run: PYTHONPATH=src python scripts/gen_legacy_vectors.py

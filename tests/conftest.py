@@ -1,5 +1,5 @@
 """Shared fixtures: every kernel test runs on each available implementation
-(conventions 4): the compiled module and its pure-Python twin."""
+(docs/conventions.md §4): the compiled module and its pure-Python twin."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def aes_ref():
 
 # ==== end AES ====
 
-# ---- BEGIN wire (issue #4): link/session fixtures ---------------------------------------
+# ---- link/session fixtures ---------------------------------------
 MEP_KEY = bytes([1]) * 16  # default MAK of the MEP guide examples (p.15)
 PLC_OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")  # Annex E test-vector key
 
@@ -221,5 +221,3 @@ def make_pair(
 def link_name(request):
     return request.param
 
-
-# ---- END wire (issue #4) ----------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_lon_parse_matches_python_codec(frames, f):
 
 
 def _with_crc(body: bytes) -> bytes:
-    """Appends CRC-16/GENIBUS (reference 6.1): binascii.crc_hqx (init FFFF) complemented."""
+    """Appends CRC-16/GENIBUS (docs/protocol.md §6.1): binascii.crc_hqx (init FFFF) complemented."""
     return body + (binascii.crc_hqx(body, 0xFFFF) ^ 0xFFFF).to_bytes(2, "big")
 
 

@@ -127,7 +127,8 @@ def test_rc4_stream_continues(legacy, key, data, cut):
 
 @given(key=st.binary(min_size=12, max_size=12), data=st.binary(min_size=1, max_size=400))
 def test_digest_is_oma_authentication_of_reversed_message(legacy, key, data):
-    # Reference 2.2 (VERIFIED): OSGP digest(M) == LonTalk OMA Encrypt(0^8, reverse(M), key12).
+    # docs/protocol.md §2.2 (VERIFIED): OSGP digest(M) == LonTalk OMA Encrypt(0^8, reverse(M),
+    # key12).
     assert legacy.oma_digest(key, data) == legacy.en14908_auth(bytes(8), data[::-1], key)
 
 
@@ -145,7 +146,7 @@ def test_oma_address_is_a_prefix(legacy, key, data, addr, chal):
 
 
 def test_zero_padding_within_block(legacy):
-    # Zero padding: M and M||00 share a tag inside one block (reference 2.1).
+    # Zero padding: M and M||00 share a tag inside one block (docs/protocol.md §2.1).
     key = bytes(range(16))
     m = b"\x3f\x00\x17"
     assert legacy.oma_digest(key, m) == legacy.oma_digest(key, m + b"\x00")
@@ -162,7 +163,7 @@ def test_empty_message_is_one_zero_block(legacy):
 
 
 def test_en14908_empty_message_makes_one_pass(legacy):
-    # The PLC RC4 base key (reference 2.4) = EN14908(R1, empty, OMAK[0:6]) || ... .
+    # The PLC RC4 base key (docs/protocol.md §2.4) = EN14908(R1, empty, OMAK[0:6]) || ... .
     (v,) = [x for x in REF["osgp_rc4_derived"] if "plaintext" in x]
     omak = H(v["omak"])
     r1, r2 = H("813f529a7be389ba"), H("72b0918d4405aa57")

@@ -22,7 +22,7 @@ V = load_vectors("lon_frames.json")
 
 
 def crc_lon_independent(data: bytes) -> int:
-    """CRC-16/GENIBUS written out from reference 6.1 (poly 0x1021 MSB first,
+    """CRC-16/GENIBUS written out from docs/protocol.md §6.1 (poly 0x1021 MSB first,
     init FFFF, complemented), independent of osgp.crypto."""
     reg = 0xFFFF
     for byte in data:
@@ -269,7 +269,7 @@ def test_reminder_mlist_and_authpdu():
     assert lon.decode_npdu(lon.encode_npdu(n)).pdu == t
     a = lon.AuthPdu(1, 1, 5, bytes(range(8)), group=9)
     raw = lon.encode_npdu(lon.Npdu(1, 2, lon.Group(9), a))
-    # AuthPDU header: fmt 1 <<6 | type 1 <<4 | trans 5 = 0x55 (reference 2.2)
+    # AuthPDU header: fmt 1 <<6 | type 1 <<4 | trans 5 = 0x55 (docs/protocol.md §2.2)
     assert raw[4] == 0x55 and raw[-1] == 9
     assert lon.decode_npdu(raw).pdu == a
 

@@ -52,7 +52,7 @@ def test_hand_packets(f):
 
 
 def test_services_encode():
-    assert o.Negotiate().encode() == bytes.fromhex("6100400206")  # reference 3.3 (NES)
+    assert o.Negotiate().encode() == bytes.fromhex("6100400206")  # docs/protocol.md §3.3 (NES)
     assert o.Logon(2, "osgp").encode() == bytes.fromhex("5000026f736770202020202020")
     assert o.Security(b"pw").encode() == b"\x51pw" + bytes(18)
     assert o.decode_session_request(o.Logon(2, "osgp").encode()) == o.Logon(2, "osgp")

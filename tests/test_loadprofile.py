@@ -1,5 +1,5 @@
 """Load profile (BT61-BT64, ET21) against archives built in this file from the
-documented layout ([OPT p.31-39], reference 7.7) with struct, and expected
+documented layout ([OPT p.31-39], docs/protocol.md §7.7) with struct, and expected
 rows computed here with datetime arithmetic (never by the decoder)."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def bt63_bytes(nvalid, last, seq, unread, nvalid_int, block_order=0):
     return struct.pack("<BHHIHH", flags, nvalid, last, seq, unread, nvalid_int)
 
 
-def stime(t):  # STIME_DATE, TM_FORMAT 2: YY MM DD hh mm (reference 3.4)
+def stime(t):  # STIME_DATE, TM_FORMAT 2: YY MM DD hh mm (docs/protocol.md §3.4)
     return bytes([t.year - 2000, t.month, t.day, t.hour, t.minute])
 
 
@@ -279,7 +279,7 @@ def test_ni_formats(tables_backend, ni, width, pack):
             b = struct.pack(pack, v / 8)
         elif pack == "bcd":
             b = bytes.fromhex(f"{v:0{2 * width}d}")
-        elif pack == "txt":  # FLOAT_CHAR: ASCII number, space padded (reference 7.1)
+        elif pack == "txt":  # FLOAT_CHAR: ASCII number, space padded (docs/protocol.md §7.1)
             b = f"{v / 8:G}".rjust(width).encode()
         else:
             b = v.to_bytes(width, "little", signed=True)
@@ -302,7 +302,8 @@ def test_ni_formats(tables_backend, ni, width, pack):
 
 
 def test_tm_format_4_and_daily_interval(tables_backend):
-    # TM_FORMAT 4: STIME_DATE = UINT32 seconds since 1970 (reference 7.1); MAX_INT_TIME 84 = 24 h
+    # TM_FORMAT 4: STIME_DATE = UINT32 seconds since 1970 (docs/protocol.md §7.1); MAX_INT_TIME 84 =
+    # 24 h
     end = int(dt.datetime(2025, 2, 3, tzinfo=UTC).timestamp())
     blk = (
         struct.pack("<I", end)

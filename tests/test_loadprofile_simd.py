@@ -1,7 +1,7 @@
-"""Load-profile fast paths of the native block decoder (issue #5): the AVX2
+"""Load-profile fast paths of the native block decoder: the AVX2
 interval loop and the streaming (non-temporal) stores of large decodes,
 against rows computed here with numpy from the documented block layout
-([OPT p.36-37], reference 7.7), and against the pure-Python twin.
+([OPT p.36-37], docs/protocol.md §7.7), and against the pure-Python twin.
 
 Block built here: BLK_END_TIME (STIME_DATE, TM_FORMAT 2: YY MM DD hh mm) |
 SIMPLE_INT_STATUS ((nint+7)/8 bytes, bit j%8 of byte j/8 = interval j) |

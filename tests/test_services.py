@@ -136,7 +136,8 @@ def test_checksum_profile():
 
 
 def test_limits_per_profile():
-    # PLC: 84/75 (reference 3.1): a maximal read response and write request are both 95 bytes
+    # PLC: 84/75 (docs/protocol.md §3.1): a maximal read response and write request are both 95
+    # bytes
     assert 1 + 2 + m.PLC_SERVICES.max_read + 8 == 95
     assert 1 + 2 + 3 + 2 + m.PLC_SERVICES.max_write + 4 + 8 == 95
     assert 1 + 2 + 3 + 2 + m.MEP_SERVICES.max_write + 4 + 8 == 476

@@ -1,4 +1,4 @@
-"""The hand-written .pyi stubs match the compiled modules (conventions 3)."""
+"""The hand-written .pyi stubs match the compiled modules (docs/conventions.md §3)."""
 
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ def test_bt00_fields(both):
     assert got["FORMAT_CONTROL_3"] == {"NI_FORMAT1": 8, "NI_FORMAT2": 8}
     assert got["DEVICE_CLASS"] == "NES "
     used = got["STD_TBLS_USED"]
-    # bit i of byte p is table 8p + i (reference 7.1: all 8 bits)
+    # bit i of byte p is table 8p + i (docs/protocol.md §7.1: all 8 bits)
     assert [t for t, flag in enumerate(used) if flag] == [0, 1, 3, 52, 61, 62, 63, 64]
     assert len(got["MFG_TBLS_USED"]) == 13 * 8
     with pytest.raises(TypeError):
@@ -132,7 +132,7 @@ def test_tm_format_0_and_stime(both):
     got = tables.decode("BT52", b"\x05", {"BT00": bt00_bytes(0)})
     assert got["CLOCK_CALENDAR"] == TimeDate(0, 0, 0, 0, 0, 0)
     assert got["TIME_DATE_QUAL"]["DAY_OF_WEEK"] == 5
-    # STIME_DATE in TM_FORMAT 3 is UINT32 minutes only (reference 7.1)
+    # STIME_DATE in TM_FORMAT 3 is UINT32 minutes only (docs/protocol.md §7.1)
     ctx = {"BT00": bt00_bytes(3), "BT61": BT61}
     minutes = _epoch(2030, 1, 2, 3, 4, 0) // 60
     blk = struct.pack("<I", minutes) + bytes(1) + bytes(3 * (2 + 8))
@@ -173,7 +173,7 @@ def test_ni_formats(both, ni, raw, want):
 
 
 def test_pending_image(both):
-    # BT53 pending (4096 + 53): PED code 0 = absolute STIME_DATE (reference 3.4)
+    # BT53 pending (4096 + 53): PED code 0 = absolute STIME_DATE (docs/protocol.md §3.4)
     ped = bytes([0x10]) + bytes([25, 3, 30, 1, 0])
     body = bytes([2, 0, 0, 60]) + struct.pack("<h", -60)
     got = tables.decode(4096 + 53, ped + body)
@@ -222,7 +222,7 @@ def test_truncation_names_table_field_offset(both):
 
 
 def test_et04_et54_published_offsets(both):
-    # ET04 [MEP p.54-67] / reference 2.5, 5.1, 6.1: sequence number @0, transceiver ID @4,
+    # ET04 [MEP p.54-67] / docs/protocol.md §2.5, §5.1, §6.1: sequence number @0, transceiver ID @4,
     # subnet/node @10/11, Neuron state @72, max key usage @123, security mode @127
     raw = bytearray(140)
     raw[0:4] = struct.pack("<I", 0x01020304)
@@ -464,7 +464,7 @@ def _defaults(tid):
 
     env = _Env(params)
     out = bytearray()
-    # transaction tables: SIZE counts the 7 fixed bytes (reference 4.2)
+    # transaction tables: SIZE counts the 7 fixed bytes (docs/protocol.md §4.2)
     prog.root.encode({"SIZE": 7} if tid in (2075, 2076, 2100, 2101) else {}, out, env)
     return tables.decode(tid, bytes(out), CTX)
 
@@ -496,7 +496,8 @@ def test_bit_flips_same_on_both(flip):
 
 
 def test_native_kernel_in_use_when_built():
-    """conventions 4: with extensions enabled and built, osgp.tables runs the C interpreter."""
+    """docs/conventions.md §4: with extensions enabled and built, osgp.tables runs the C
+    interpreter."""
     import osgp.loadprofile as lp
 
     if _backend.FORCED_REFERENCE or _backend.native_module("tables") is None:

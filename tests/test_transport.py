@@ -39,7 +39,7 @@ posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs a PTY")
 
 def cnip_fields(packet):
     """The CN/IP common header read independently of osgp.link.lon, field by
-    field as reference 6.2 (Wireshark packet-cnip.c) lays it out: length(2 BE),
+    field as docs/protocol.md §6.2 (Wireshark packet-cnip.c) lays it out: length(2 BE),
     version, packet type, extension size in words, flags, vendor(2),
     session(4), sequence(4), timestamp(4)."""
     return struct.unpack(">HBBBBHIII", packet[:20]), packet[20:]

@@ -1,4 +1,4 @@
-"""Chooses the native kernels or their pure-Python twins (conventions 4).
+"""Chooses the native kernels or their pure-Python twins (docs/conventions.md §4).
 
 ``OSGP_NO_EXTENSIONS=1`` forces the twins.  Otherwise each family's compiled
 module is used; a family whose module cannot be imported (a pure-Python

@@ -1,7 +1,7 @@
 """Response codes of the OSGP / C12.18 services and their DeviceError mapping
 (kernel layer: the optical link and the services both name them).
 
-0x00-0x0A: ANSI C12.18 response codes (reference 3.1, [N0M] c1219.h); 0x0B and
+0x00-0x0A: ANSI C12.18 response codes (docs/protocol.md §3.1, [N0M] c1219.h); 0x0B and
 0x0C: OSGP/MEP additions (MEP guide p.10-11).  Every non-zero code turns into a
 :class:`~osgp.errors.DeviceError` carrying the code and its name; 0x0C carries
 the device's current sequence number and becomes a :class:`SequenceError`.

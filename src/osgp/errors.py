@@ -1,4 +1,4 @@
-"""The one exception hierarchy of osgp (conventions 8).
+"""The one exception hierarchy of osgp (docs/conventions.md §8).
 
 Every error osgp raises is an :class:`OSGPError`.  Malformed bytes raise a
 :class:`DecodeError` subclass naming the layer and the byte offset; a failed tag

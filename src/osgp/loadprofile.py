@@ -7,7 +7,7 @@
     lp.status       # uint8 [intervals, channels]: extended channel status nibbles
     lp.flags        # uint8 [intervals]: common flags (FLAG_DST | FLAG_POWER_FAIL | ...)
 
-Layout ([OPT p.31-39], reference 7.7): BT61 gives per data set the number of
+Layout ([OPT p.31-39], docs/protocol.md §7.7): BT61 gives per data set the number of
 blocks, intervals per block, channels and interval time; BT62 the channel
 sources, INT_FMT_CDE and optional scalars/divisors; BT63 where the circular
 block list starts and ends; BT64+k the blocks
@@ -43,7 +43,7 @@ FLAG_CLOCK_FORWARD = 4
 FLAG_CLOCK_BACKWARD = 8
 
 #: Channel status nibble codes: ANSI 0..7 and the NES additions ([OPT p.36-38],
-#: reference 7.7).
+#: docs/protocol.md §7.7).
 CHANNEL_STATUS = {
     0: "no status",
     1: "overflow",
@@ -61,7 +61,7 @@ CHANNEL_STATUS = {
     15: "M-Bus placeholder",
 }
 
-#: INT_FMT_CDE (BT62, reference 7.7) -> (bytes, numpy dtype of the raw value)
+#: INT_FMT_CDE (BT62, docs/protocol.md §7.7) -> (bytes, numpy dtype of the raw value)
 INT_FMT_CODES = {
     1: (1, "u1"),
     2: (2, "<u2"),
@@ -79,7 +79,7 @@ class LoadProfileProfile:
     """Choices the public record leaves open.  All **INFERRED** unless noted.
 
     * ``full_block_last``: the last recorded interval of a complete (older)
-      block is its final slot (reference 7.7: ``k = NBR_BLK_INTS - 1``), so
+      block is its final slot (docs/protocol.md §7.7: ``k = NBR_BLK_INTS - 1``), so
       interval i of a block ends at ``BLK_END_TIME - (k - i) * interval``.
       False: k = the highest interval whose simple-status bit is set ([OPT
       p.36]: BLK_END_TIME is "the most recently recorded interval").
@@ -225,7 +225,7 @@ def geometry(
         raise _mal("BT61", "NBR_BLK_INTS_SET", 9 + 6 * set_index, "zero intervals per block")
     if not 0 <= tm_format <= 4:
         raise ConfigurationError(f"unknown TM_FORMAT {tm_format}")
-    tw = (0, 5, 5, 4, 4)[tm_format]  # STIME_DATE width (reference 7.1)
+    tw = (0, 5, 5, 4, 4)[tm_format]  # STIME_DATE width (docs/protocol.md §7.1)
     er = (tables_ni_width(ni_formats[0]) if flags["BLK_END_READ_FLAG"] else 0) + (
         4 if flags["BLK_END_PULSE_FLAG"] else 0
     )
@@ -614,7 +614,7 @@ def _float_char_rows(
     table: str,
 ) -> tuple[np.ndarray, int]:
     """Valid rows of FLOAT_CHAR6/12/21 interval data (NI_FORMAT 3/2/13, ASCII
-    numbers, reference 7.1) as float64 bit patterns in the int64 array."""
+    numbers, docs/protocol.md §7.1) as float64 bit patterns in the int64 array."""
     buf = bytes(memoryview(data).cast("B"))
     w = tables_ni_width(g.ni_format)
     out = np.empty(values.shape, np.float64)
@@ -721,7 +721,7 @@ def decode_many(
 
 def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     """BT74 history log entries as a numpy structured array in chronological
-    order (valid entries only; circular list as BT63, reference 7.8).  Fields:
+    order (valid entries only; circular list as BT63, docs/protocol.md §7.8).  Fields:
     time (datetime64[s], NaT without HIST_DATE_TIME), event_number, seq,
     user_id, code, mfg (bool), argument (bytes)."""
     ctx: dict = {"BT71": bt71}

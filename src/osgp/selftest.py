@@ -80,7 +80,7 @@ KNOWN_ANSWERS: list[KnownAnswer] = [
     ),
     KnownAnswer(
         "MEP RC4 base key",
-        "MEP guide App. B constant, derived (reference 2.4)",
+        "MEP guide App. B constant, derived (docs/protocol.md §2.4)",
         lambda: legacy.mep_base_key(H("01" * 16)),
         H("3e8381b22e887cacbe9c8058d44cbc1a"),
     ),

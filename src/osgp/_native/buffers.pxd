@@ -1,4 +1,4 @@
-# Fast read-only / writable access to any buffer (conventions 5).  A bytes
+# Fast read-only / writable access to any buffer (docs/conventions.md §5).  A bytes
 # object is read in place (no buffer export); everything else goes through the
 # buffer protocol directly: a typed memoryview costs ~150 ns a call, this a
 # few ns.  Shared by every .pyx as inline functions.

@@ -1,4 +1,4 @@
-# The whole C surface of csrc/osgp.h, every function nogil (conventions 3).
+# The whole C surface of csrc/osgp.h, every function nogil (docs/conventions.md §3).
 from libc.stdint cimport uint8_t, uint16_t
 
 
@@ -160,7 +160,7 @@ cdef extern from "osgp.h" nogil:
                               uint8_t *out, size_t out_len)
     # ==== end AES ====
 
-# ---- BEGIN wire (issue #4): frame kernels (csrc/osgp_frame.c) ----
+# ---- frame kernels (csrc/osgp_frame.c) ----
 from libc.stdint cimport int64_t, uint32_t
 
 cdef extern from "osgp.h" nogil:
@@ -199,17 +199,14 @@ cdef extern from "osgp.h" nogil:
     osgp_status osgp_lon_parse_batch(const uint8_t *buf, const int64_t *offsets, size_t n,
                                      int lpdu, int with_crc, osgp_lon_header *out,
                                      uint8_t *status)
-# ---- END wire (issue #4) ----
 
-# ==== lpperf: int32 load-profile values (appended) ====
+# ==== int32 load-profile values ====
 cdef extern from "osgp.h" nogil:
     osgp_status osgp_lp_decode_i32(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
                                    const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                                    int32_t *values, uint8_t *status, uint8_t *flags,
                                    int64_t *times, uint8_t *valid, osgp_table_fault *fault)
-# ==== end lpperf ====
 
-# ==== lpsimd: load-profile streaming-store threshold (issue #5) ====
+# ==== load-profile streaming-store threshold ====
 cdef extern from "osgp.h" nogil:
     size_t osgp_lp_set_stream_min(size_t nbytes)
-# ==== end lpsimd ====

@@ -351,7 +351,7 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
 
 
 
-# ---- lpsimd: dispatch knobs for tests and benches (issue #5) ----
+# ---- dispatch knobs for tests and benches ----
 
 def _lp_stream_min(nbytes=None):
     """Internal knob: total output bytes of one lp_decode call from which the

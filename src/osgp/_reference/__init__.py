@@ -1,3 +1,3 @@
-"""Pure-Python twins of the native kernels (conventions 4): same names, same
+"""Pure-Python twins of the native kernels (docs/conventions.md §4): same names, same
 signatures, same errors.  Slow, simple, and the executable specification the
 native code is tested against."""

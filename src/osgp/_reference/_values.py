@@ -23,8 +23,8 @@ __all__ = [
     "time_width",
 ]
 
-_TIME_W = ((0, 6, 6, 5, 4), (0, 5, 5, 4, 4), (0, 3, 3, 3, 3))  # reference 7.1
-_NI_W = (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)  # reference 7.1
+_TIME_W = ((0, 6, 6, 5, 4), (0, 5, 5, 4, 4), (0, 3, 3, 3, 3))  # docs/protocol.md §7.1
+_NI_W = (8, 4, 12, 6, 4, 6, 4, 3, 4, 5, 6, 8, 8, 21)  # docs/protocol.md §7.1
 
 
 def days_from_civil(y: int, m: int, d: int) -> int:
@@ -62,7 +62,7 @@ def ni_width(fmt: int) -> int:
 class TimeDate(NamedTuple):
     """A decoded LTIME_DATE / STIME_DATE / TIME: calendar fields as stored.
 
-    TM_FORMAT 1/2 years are ``2000 + YY`` (reference 3.4); TM_FORMAT 3/4
+    TM_FORMAT 1/2 years are ``2000 + YY`` (docs/protocol.md §3.4); TM_FORMAT 3/4
     (minutes / seconds since 1970, UTC) are converted to the calendar.
     Zero dates (never set) are kept as they are; :meth:`to_datetime` gives
     None for them."""
@@ -113,7 +113,7 @@ def _bits_to_float(bits: int) -> float:
 
 
 def ni_value(fmt: int, slot: int, data: bytes) -> Any:
-    """Python value of an NI slot (reference 7.1 NI_FORMAT)."""
+    """Python value of an NI slot (docs/protocol.md §7.1 NI_FORMAT)."""
     if fmt in (0, 1):
         return _bits_to_float(slot)
     if fmt in (2, 3, 13):

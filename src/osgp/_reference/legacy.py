@@ -32,7 +32,7 @@ def _rotr1(n: int) -> int:
 
 
 def _step(d: list[int], v: int, m: int, bit: int) -> None:
-    """One update of state byte v (ref. 2.1): d[v] = d[v+1] + m +/- rot(~(d[v]+v))."""
+    """One update of state byte v (docs/protocol.md §2.1): d[v] = d[v+1] + m +/- rot(~(d[v]+v))."""
     n = ~(d[v] + v) & 0xFF
     r = _rotl1(n) if bit else -_rotr1(n)
     d[v] = (d[(v + 1) & 7] + m + r) & 0xFF

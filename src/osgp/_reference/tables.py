@@ -1,8 +1,8 @@
 """Pure-Python twin of osgp._native.tables: the table-program interpreter and
 the load-profile block decoder (csrc/osgp_table.c, csrc/osgp_lp.c).
 
-Same names, signatures and errors.  Field conventions: reference 3.4 and 7
-(LSB first; TM_FORMAT / NI_FORMAT widths of reference 7.1); block layout
+Same names, signatures and errors.  Field conventions: docs/protocol.md §3.4 and §7
+(LSB first; TM_FORMAT / NI_FORMAT widths of docs/protocol.md §7.1); block layout
 [OPT p.35-39].
 """
 
@@ -73,7 +73,7 @@ def time_decode(p: bytes, kind: int, tm_format: int) -> Optional[list[int]]:
             if v < 0:
                 return None
             out[i] = v
-        out[0] += 2000  # YY since 2000 (reference 3.4)
+        out[0] += 2000  # YY since 2000 (docs/protocol.md §3.4)
         return out
     if tm_format == 3:  # UINT32 minutes since 1970 (+ UINT8 seconds for LTIME)
         secs = int.from_bytes(p[0:4], "little") * 60 + (p[4] if kind == 0 else 0)
@@ -725,7 +725,7 @@ def table_decode(program: Any, shape: tuple, params: Sequence[int], data: Any, n
     return MappingProxyType(out)
 
 
-# ---- lpsimd: dispatch knobs, signature parity with the native module (issue #5) ----
+# ---- dispatch knobs, signature parity with the native module ----
 
 _stream_min = 24 << 20
 

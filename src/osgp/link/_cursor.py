@@ -3,7 +3,7 @@
 Every read checks the remaining length first and raises a
 :class:`~osgp.errors.TruncatedError` naming the layer and the offset (with the
 bytes needed and left), so malformed input never escapes as IndexError or
-struct.error (conventions 7).
+struct.error (docs/conventions.md §7).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Power line: ISO/IEC 14908-1 (LonTalk) frames, CN/IP tunnelling, and the
-OSGP envelope inside the APDU (reference 6.1, 6.2; Wireshark packet-lon.c,
+OSGP envelope inside the APDU (docs/protocol.md §6.1, §6.2; Wireshark packet-lon.c,
 lon-stack-dx lcs_network.c).
 
-Layout (reference 6.1)::
+Layout (docs/protocol.md §6.1)::
 
     LPDU  hdr:1 (b7 priority, b6 alternate path, b5..0 delta backlog) | NPDU | CRC16 BE
     NPDU  b7..6 version, b5..4 PDU format (0 TPDU, 1 SPDU, 2 AuthPDU, 3 APDU),
@@ -76,7 +76,7 @@ __all__ = [
     "SPDU_REM_MSG",
 ]
 
-DOMAIN_LENGTHS = (0, 1, 3, 6)  # domain length code -> bytes (reference 6.1)
+DOMAIN_LENGTHS = (0, 1, 3, 6)  # domain length code -> bytes (docs/protocol.md §6.1)
 _DOMAIN_CODE = {n: code for code, n in enumerate(DOMAIN_LENGTHS)}
 PDU_TPDU, PDU_SPDU, PDU_AUTH, PDU_APDU = 0, 1, 2, 3
 TPDU_ACKD, TPDU_UNACKD_RPT, TPDU_ACK, TPDU_REMINDER, TPDU_REM_MSG = 0, 1, 2, 4, 5
@@ -117,7 +117,7 @@ class Broadcast(NamedTuple):
     subnet: int = 0  # 0 = domain-wide
 
     @property
-    def fmt(self) -> int:  # address format (reference 6.1)
+    def fmt(self) -> int:  # address format (docs/protocol.md §6.1)
         return 0
 
 
@@ -126,7 +126,7 @@ class Group(NamedTuple):
     group: int
 
     @property
-    def fmt(self) -> int:  # address format (reference 6.1)
+    def fmt(self) -> int:  # address format (docs/protocol.md §6.1)
         return 1
 
 
@@ -136,7 +136,7 @@ class SubnetNode(NamedTuple):
     node: int
 
     @property
-    def fmt(self) -> int:  # address format (reference 6.1)
+    def fmt(self) -> int:  # address format (docs/protocol.md §6.1)
         return 2
 
 
@@ -150,7 +150,7 @@ class GroupAck(NamedTuple):
     member: int
 
     @property
-    def fmt(self) -> int:  # address format (reference 6.1)
+    def fmt(self) -> int:  # address format (docs/protocol.md §6.1)
         return 2
 
 
@@ -160,7 +160,7 @@ class NeuronId(NamedTuple):
     subnet: int = 0  # routing subnet
 
     @property
-    def fmt(self) -> int:  # address format (reference 6.1)
+    def fmt(self) -> int:  # address format (docs/protocol.md §6.1)
         return 3
 
 
@@ -391,7 +391,8 @@ _SESSION_PDU = (Tpdu, Spdu)  # indexed by the NPDU's PDU format (0 TPDU, 1 SPDU)
 
 
 def decode_lpdu(data: Any, *, crc: bool = True) -> Lpdu:
-    """``crc=False`` for CN/IP payloads, which carry no link CRC (reference 6.2, INFERRED)."""
+    """``crc=False`` for CN/IP payloads, which carry no link CRC (docs/protocol.md §6.2,
+    INFERRED)."""
     b = data if type(data) is bytes else as_bytes(data)
     # Fast path: the frames kernel parses the header (CRC, version, address,
     # domain, PDU type: the checks below, the destination node b7 masked); a
@@ -444,7 +445,7 @@ CNIP_DATA = 0x01
 
 @dataclass(frozen=True)
 class CnipHeader:
-    """CN/IP common header (reference 6.2, [WS-CNIP]); ``length`` is the whole
+    """CN/IP common header (docs/protocol.md §6.2, [WS-CNIP]); ``length`` is the whole
     packet (header + extension + payload)."""
 
     packet_type: int = CNIP_DATA
@@ -490,7 +491,7 @@ def decode_cnip(data: Any) -> Tuple[CnipHeader, bytes]:
 @dataclass(frozen=True)
 class PlcProfile:
     """OSGP application messages on power line.  INFERRED throughout: the
-    standard's PLC header is not public (reference 3.1, 10 Gaps 1).
+    standard's PLC header is not public (docs/protocol.md §3.1, §10.1).
 
     * ``message_code``: None = the OSGP message is the APDU itself (its
       request code 0x30/0x3F/0x40/0x4F and response codes 0x00-0x0C take the
@@ -499,13 +500,13 @@ class PlcProfile:
       request's transaction number (ISO/IEC 14908-1 request/response service).
     * envelope: the MEP trailer (seq:4 + digest:8, response digest chained),
       osgp.security.suite.PLC_ENVELOPE.
-    * ``max_apdu``: 95 envelope bytes (84-byte read / 75-byte write, reference
-      3.1) plus ``message_code``; ``max_proxy_apdu``: 102 (MAX_PROXY_DATA).
+    * ``max_apdu``: 95 envelope bytes (84-byte read / 75-byte write, docs/protocol.md §3.1) plus
+      ``message_code``; ``max_proxy_apdu``: 102 (MAX_PROXY_DATA).
     * ``domain``: default domain id of the network.
     """
 
     name: str = "PLC"
-    status: str = "INFERRED (reference 3.1, 6.1; Gaps 1)"
+    status: str = "INFERRED (docs/protocol.md §3.1, §6.1; §10.1)"
     message_code: Optional[int] = None
     max_apdu: int = 95
     max_proxy_apdu: int = 102

@@ -1,4 +1,4 @@
-"""Annex G repeating as LonTalk Enhanced Proxy frames (reference 6.3;
+"""Annex G repeating as LonTalk Enhanced Proxy frames (docs/protocol.md §6.3;
 lon-stack-dx lcs_proxy.c/.h, lon-stack-ex proxyint.h).  That OSGP Annex G
 *is* LTEP is INFERRED (same vendor; 15 repeaters + the agent = 16 hops).
 
@@ -49,7 +49,7 @@ __all__ = [
 
 PROXY = 0x4D
 PROXY_FAIL = 0x4C
-MAX_REPEATERS = 15  # 4-bit count (reference 6.3)
+MAX_REPEATERS = 15  # 4-bit count (docs/protocol.md §6.3)
 MAX_PROXY_DATA = 102
 MODE_NORMAL, MODE_ZERO_SYNC, MODE_ALT_KEY, MODE_ATTENUATE = 0, 1, 2, 3
 _TARGET_LEN = {0: 2, 1: 2, 2: 7, 3: 2, 4: 1, 5: 1, 6: 6, 7: 1}
@@ -232,7 +232,7 @@ def relay(p: ProxyRequest, own_subnet: int, src_subnet: int) -> Tuple[Any, Optio
 
 def tx_timer_ms(code: int) -> int:
     """ISO/IEC 14908-1 transmit timer: 16 * 2**(code/2) ms, +50 % for odd codes
-    (reference 6.1: 16, 24, 32, 48, ... 3072)."""
+    (docs/protocol.md §6.1: 16, 24, 32, 48, ... 3072)."""
     if not 0 <= code < 16:
         raise ConfigurationError("timer code is 4-bit")
     t = 16 << (code // 2)
@@ -240,7 +240,7 @@ def tx_timer_ms(code: int) -> int:
 
 
 def hop_timeout_ms(last_retry_ms: int, count: int, timer_code: int, long_timer: bool) -> int:
-    """Per-hop timer of a proxy chain (reference 6.3, lcs_proxy.c): the last
+    """Per-hop timer of a proxy chain (docs/protocol.md §6.3, lcs_proxy.c): the last
     retry timer plus 512 ms x remaining count when long_timer or timer code >= 10,
     256 ms x count when the code is >= 8, else 256 ms."""
     if long_timer or timer_code >= 10:

@@ -1,5 +1,5 @@
 """Optical port: ANSI C12.18 PSEM as used by OSGP meters (Optical Port
-Programmer's Guide v1.1 p.8-14; reference 3.3).
+Programmer's Guide v1.1 p.8-14; docs/protocol.md §3.3).
 
 Packet (C12.18 layer 2)::
 
@@ -86,7 +86,7 @@ BAUD_CODES = {
 
 @dataclass(frozen=True)
 class OpticalProfile:
-    """C12.18 parameters (CONFIRMED: reference 3.3, Optical guide p.13-14).
+    """C12.18 parameters (CONFIRMED: docs/protocol.md §3.3, Optical guide p.13-14).
     ``packet_size`` / ``max_packets``: defaults before negotiation are 64 bytes
     and 1 packet (C12.18); the NES negotiation asks for 64 x 2 at 9600 Bd.
     ``retries``: packet retries; timeouts are the caller's events."""
@@ -293,7 +293,7 @@ class PacketLayer:
         return bytes(tx), apdus
 
 
-# -- session services (C12.18 clause 5.3; reference 3.3) -------------------
+# -- session services (C12.18 clause 5.3; docs/protocol.md §3.3) -------------------
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,7 @@ class Logoff:
 
 @dataclass(frozen=True)
 class Negotiate:
-    """0x61: packet size, number of packets, one baud-rate code (reference 3.3:
+    """0x61: packet size, number of packets, one baud-rate code (docs/protocol.md §3.3:
     NES uses ``61 00 40 02 06``, 64-byte packets, 2 packets, 9600 Bd)."""
 
     packet_size: int = 64

@@ -1,6 +1,6 @@
 """OSGP-AES-128-PSK: a reconstruction of the security suite of CLC/TS 50586 Annex F.
 
-What is public (osgp-reference.md s.5.1): the names OSGP_KDF, OSGP_MAC (AES-CMAC,
+What is public (docs/protocol.md §5.1): the names OSGP_KDF, OSGP_MAC (AES-CMAC,
 SP 800-38B), OSGP_AE / OSGP_AD (AES-CCM, SP 800-38C), CSPRG, CryptoContext,
 unicast / broadcast, key renewal, AuthenticationFailure, SequenceError; the
 standard cites RFC 5433 (EAP-GPSK); ET04 offset 123 "Maximum Key Usage Count"
@@ -78,7 +78,7 @@ __all__ = [
 AUTHENTICATION_FAILURE = 0x0B
 SEQUENCE_ERROR = 0x0C
 
-# EAP-GPSK op-codes and failure codes (RFC 5433 s.12; osgp-reference.md s.5.2).
+# EAP-GPSK op-codes and failure codes (RFC 5433 s.12; docs/protocol.md §5.2).
 OP_GPSK1, OP_GPSK2, OP_GPSK3, OP_GPSK4, OP_FAIL, OP_PROTECTED_FAIL = 1, 2, 3, 4, 5, 6
 FAIL_PSK_NOT_FOUND, FAIL_AUTHENTICATION, FAIL_AUTHORIZATION = 1, 2, 3
 
@@ -678,7 +678,7 @@ class CryptoContext:
     def respond(
         self, frame: bytes, handler: Callable[[bytes], bytes], header: bytes = b""
     ) -> bytes:
-        """Device-side helper: open ``frame``, answer with ``handler(payload)`` sealed,
+        """Device side: open ``frame``, answer with ``handler(payload)`` sealed,
         or with the AuthenticationFailure / SequenceError response."""
         try:
             payload = self.open(frame, header)
@@ -689,7 +689,7 @@ class CryptoContext:
         return self.seal(handler(payload), header)
 
     def receive_response(self, frame: bytes, header: bytes = b"") -> bytes:
-        """Concentrator-side helper: the payload of a response, or raise
+        """Concentrator side: the payload of a response, or raise
         AuthenticationError for an AuthenticationFailure response and SequenceError
         (after moving ``send_seq`` to the device's value) for a SequenceError one."""
         if frame == bytes([AUTHENTICATION_FAILURE]):

@@ -9,7 +9,7 @@ one :class:`osgp.security.aes_psk.CryptoContext` per side, so a
 chain with either suite.
 
 Envelope (every choice **INFERRED**: the Annex F layouts are not public,
-osgp-reference.md s.5.1; all of them live in :class:`AesEnvelope` and in the
+docs/protocol.md §5.1; all of them live in :class:`AesEnvelope` and in the
 suite's :class:`~osgp.security.aes_psk.AesPskProfile`)::
 
     request  wire = seq_c:4 BE || CCM(K, nonce(DOWN, seq_c), apdu, aad = request_aad || seq_c)
@@ -80,7 +80,7 @@ PLC_AES_ENVELOPE = AesEnvelope(
     name="PLC",
     status=(
         "INFERRED: Annex F CCM frame (osgp_psk.AesPskProfile) as the LonTalk APDU "
-        "(reference 3.1, 5.1; Gaps 1)"
+        "(docs/protocol.md §3.1, §5.1; §10.1)"
     ),
 )
 

@@ -10,11 +10,11 @@ encrypted; everything profile-specific lives in :class:`LegacyProfile`:
   encrypted span = code..sequence number, digest and length in clear; the
   response continues the request's keystream.
 * :data:`PLC` - the power-line (ETSI) profile, INFERRED: reconstructed from a
-  public third-party reimplementation (reference 2.4 [EXER]); base key =
+  public third-party reimplementation (docs/protocol.md §2.4 [EXER]); base key =
   EN14908(R1, empty, OMAK[0:6]) || EN14908(R2, empty, OMAK[0:6]), first 8
   bytes XOR the tag; ciphertext = RC4(K, m) || tag with tag = digest of the
   plaintext.  Which header bytes the PLC digest covers is not public
-  (reference 10, Gaps 1-2).
+  (docs/protocol.md §10.1-10.2).
 
 Sequence numbers (MEP guide p.11): the client adds one per request including
 retries; the server accepts 1 to 8 increments beyond its last value, else it
@@ -46,7 +46,7 @@ __all__ = [
 
 #: ConstKey of MEP App. B (p.256-257): RC4-encrypted with the access key.
 MEP_CONST_KEY = bytes.fromhex("388b8fbc36a8558587afc90fb23a3b99")
-#: Challenges of the PLC base-key derivation (reference 2.4 [EXER]; INFERRED).
+#: Challenges of the PLC base-key derivation (docs/protocol.md §2.4 [EXER]; INFERRED).
 PLC_R1 = bytes.fromhex("813f529a7be389ba")
 PLC_R2 = bytes.fromhex("72b0918d4405aa57")
 
@@ -74,7 +74,7 @@ def mep_base_key(access_key: Any) -> bytes:
 
 
 def plc_base_key(omak: Any) -> bytes:
-    """PLC RC4 base key from the 12-byte OMAK (INFERRED, reference 2.4):
+    """PLC RC4 base key from the 12-byte OMAK (INFERRED, docs/protocol.md §2.4):
     only OMAK bytes 0..5 take part, through the classic EN 14908 function
     run over an empty message with two fixed challenges."""
     k = _key_bytes(omak, (12,), "OMAK")
@@ -141,7 +141,7 @@ MEP = LegacyProfile(
 
 PLC = LegacyProfile(
     name="PLC",
-    status="INFERRED (public reimplementation, reference 2.4 [EXER]; not the standard's text)",
+    status="INFERRED (public reimplementation, [EXER]; not the standard's text)",
     digest_key_sizes=(12,),
     digest_key=lambda k: k,
     base_key=plc_base_key,

@@ -20,15 +20,15 @@ numbers its own frames and the sessions then leave sequence numbers to it.
 ``request_overhead`` / ``response_overhead`` give the bytes a suite adds, so
 size limits can be checked per profile.
 
-Envelope of the legacy suite (MEP guide p.9-11, App. A/B; reference 3.2)::
+Envelope of the legacy suite (MEP guide p.9-11, App. A/B; docs/protocol.md §3.2)::
 
     request  wire = E(code args seq:4 BE) || digest:8     digest = D(key, code..seq)
     response wire = E(code data)          || digest:8
                                              digest = D(key, request(code..seq) || response)
 
 E is RC4 when the request was encrypted (mirrored in the response), else the
-identity.  Which of these choices holds on power line is INFERRED (reference
-3.1, Gaps 1); they all live in :class:`EnvelopeProfile`.
+identity.  Which of these choices holds on power line is INFERRED (docs/protocol.md §3.1, §10.1);
+they all live in :class:`EnvelopeProfile`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ PLC_ENVELOPE = EnvelopeProfile(
     status=(
         "INFERRED: the MEP trailer (seq:4 in requests, digest:8 in both, response digest "
         "chained over the request) carried inside the LonTalk APDU, with the PLC RC4 key "
-        "derivation (reference 2.4, 3.1; Gaps 1-2)"
+        "derivation (docs/protocol.md §2.4, §3.1; §10.1-10.2)"
     ),
     crypto=PLC,
 )

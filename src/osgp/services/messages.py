@@ -1,6 +1,6 @@
 """OSGP application messages: full and partial table read and write.
 
-Byte layouts (reference 3.1; MEP guide p.12, Table 2.6/2.7; C12.18):
+Byte layouts (docs/protocol.md §3.1; MEP guide p.12, Table 2.6/2.7; C12.18):
 
     full read      30 <table:2 BE>
     partial read   3F <table:2 BE> <offset:3 BE> <count:2 BE>
@@ -9,10 +9,10 @@ Byte layouts (reference 3.1; MEP guide p.12, Table 2.6/2.7; C12.18):
     response       <code> [<count:2 BE> <data> [<cksum>]]   (data only for a successful read)
 
 The C12.18 data checksum (one byte, two's complement of the byte sum of the
-data) is present on the optical port and absent on MEP/OSGP (reference 3.1);
+data) is present on the optical port and absent on MEP/OSGP (docs/protocol.md §3.1);
 it is a :class:`ServiceProfile` setting, as are the per-link size limits.
 
-Table ids: BTnn = nn, ETnn = 2048 + nn, pending image = + 4096 (reference 1).
+Table ids: BTnn = nn, ETnn = 2048 + nn, pending image = + 4096 (docs/protocol.md §1).
 """
 
 from __future__ import annotations
@@ -75,11 +75,11 @@ class ServiceProfile:
 #: 1 + 2 + n + 8 bytes (n <= 465), a write request 1+2+3+2 + n + 4 + 8 (n <= 456,
 #: the ET52 limit the guide states on p.43).
 MEP_SERVICES = ServiceProfile("MEP", 465, 456, False, "CONFIRMED (MEP guide p.8, p.43)")
-#: PLC: 84 / 75 data bytes (OSGP training material, reference 3.1).
+#: PLC: 84 / 75 data bytes (OSGP training material, docs/protocol.md §3.1).
 PLC_SERVICES = ServiceProfile(
-    "PLC", 84, 75, False, "INFERRED (training-material limits, reference 3.1)"
+    "PLC", 84, 75, False, "INFERRED (training-material limits, docs/protocol.md §3.1)"
 )
-#: Optical: negotiated 64-byte packets x 2 (reference 3.3): 2 x (64 - 8) = 112
+#: Optical: negotiated 64-byte packets x 2 (docs/protocol.md §3.3): 2 x (64 - 8) = 112
 #: APDU bytes; a read response is 1 + 2 + n + 1, a write 1+2+3+2 + n + 1.
 OPTICAL_SERVICES = ServiceProfile(
     "optical", 108, 103, True, "CONFIRMED layout (C12.18); limits from the negotiated packet size"
@@ -278,7 +278,7 @@ def check_response(r: Response) -> Optional[bytes]:
 
 @dataclass(frozen=True)
 class PED:
-    """Pending Event Description (6 bytes; Optical guide p.9-10, reference 3.4):
+    """Pending Event Description (6 bytes; Optical guide p.9-10, docs/protocol.md §3.4):
     byte 0 b0..3 event code (0 absolute STIME_DATE UTC, 1 relative
     weeks/days/hours/minutes/seconds, 2 opaque), b4 self-read, b5 demand
     reset; bytes 1..5 event storage."""

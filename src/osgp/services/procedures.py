@@ -1,4 +1,4 @@
-"""Procedures through BT07 (request) and BT08 (response) (reference 4.1; MEP
+"""Procedures through BT07 (request) and BT08 (response) (docs/protocol.md §4.1; MEP
 guide p.51-54; C12.19).
 
     BT07 = <proc:UINT16 LE> <PSN:UINT8> <parameters>

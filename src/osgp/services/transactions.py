@@ -1,6 +1,6 @@
 """Transactions: the request/response tables ET52/ET53 (MEP) and ET27/ET28
 (power line; same layout, INFERRED from the OSGP training material and MEP
-text, reference 4.2).
+text, docs/protocol.md §4.2).
 
     0   size:UINT16 LE     total bytes incl. this field
     2   type:UINT8         0 requests, 1 responses, 2 partial responses,
@@ -56,7 +56,7 @@ class TransactionTables:
 
 
 MEP_TABLES = TransactionTables(ET52, ET53, 896, 1785, "CONFIRMED (MEP guide p.43-50)")
-PLC_TABLES = TransactionTables(ET27, ET28, 769, 1785, "INFERRED (reference 4.2)")
+PLC_TABLES = TransactionTables(ET27, ET28, 769, 1785, "INFERRED (docs/protocol.md §4.2)")
 
 
 @dataclass(frozen=True)

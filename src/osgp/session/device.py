@@ -161,7 +161,7 @@ class DeviceSession:
                 return self._reply(
                     ctx, None, Response(ResponseCode.SEQ, seq=self.window.current).encode()
                 )
-        psem = getattr(self.carrier, "psem", None)  # optical: C12.18 service states
+        psem = getattr(self.carrier, "psem", None)  # C12.18 service states
         answered = psem.serve(apdu, self.ident) if psem is not None else None
         if answered is not None:
             return self._reply(ctx, *answered)

@@ -13,8 +13,8 @@ layout depends on, as raw bytes or decoded mappings keyed by name or number
 their reference (``{"BT00.FORMAT_CONTROL_2.TM_FORMAT": 3}``).
 
 Table numbers: BTnn = nn, ETnn = 2048 + nn, pending images + 4096
-(reference 1, [OPT p.8]).  A pending image is the 6-byte Pending Event
-Description followed by the table (reference 3.4, [OPT p.9-10]).
+(docs/protocol.md §1, [OPT p.8]).  A pending image is the 6-byte Pending Event
+Description followed by the table (docs/protocol.md §3.4, [OPT p.9-10]).
 
 Layouts compile once to a program run by the native interpreter
 (csrc/osgp_table.c) or its pure-Python twin (``OSGP_NO_EXTENSIONS=1``).
@@ -76,7 +76,7 @@ TableId = Union[int, str]
 @dataclass(frozen=True)
 class TableProfile:
     """Values used when the context lacks a table.  **INFERRED** defaults:
-    the NES/OSGP device values of the OSGP Alliance guides (reference 7.1:
+    the NES/OSGP device values of the OSGP Alliance guides (docs/protocol.md §7.1:
     TM_FORMAT 2 = UINT8 discrete dates, NI formats 8 = INT32, ID_FORM 0 =
     CHAR), one load-profile data set, and a 38-byte ET21 record (the fields
     every firmware has, [OPT p.38]).  Pass BT00 (and BT61 / ET21) in the
@@ -85,7 +85,7 @@ class TableProfile:
     Fixed interpretations, also INFERRED (not configurable): TIME is 3 bytes
     (h, m, s) for TM_FORMAT 3 and 4 too; FIXED_BCD NI values are read most
     significant byte first; ET27/ET28 (PLC transaction tables) share the ET52/
-    ET53 layout (reference 4.2); ET54 offset 19 is one byte (the guide's row is
+    ET53 layout (docs/protocol.md §4.2); ET54 offset 19 is one byte (the guide's row is
     inconsistent).  Layout sizes that grew with firmware (ET23, ET54, ET04)
     follow the OSGP Alliance guides' 3.x tables; bytes after a layout are
     ignored on decode.
@@ -108,7 +108,7 @@ _FORMAT_DEFAULTS = {
     "BT00.FORMAT_CONTROL_2.ID_FORM": "id_form",
 }
 
-# Pending Event Description (reference 3.4, [OPT p.9-10]): byte 0 bits 0..3 event
+# Pending Event Description (docs/protocol.md §3.4, [OPT p.9-10]): byte 0 bits 0..3 event
 # code (0 absolute STIME_DATE, 1 relative, 2 opaque), bit 4 self read, bit 5 demand
 # reset; bytes 1..5 event storage.
 _PED = {
@@ -534,7 +534,7 @@ def _encode(prog: Program, values: Mapping[str, Any], ctx: _Context) -> bytes:
 
 def split_transaction_records(records: bytes) -> list[bytes]:
     """Split the RECORDS of a transaction table (ET27/28, ET52/53) into messages:
-    each record is ``{len UINT16 LE, message[len]}`` (reference 4.2)."""
+    each record is ``{len UINT16 LE, message[len]}`` (docs/protocol.md §4.2)."""
     out, pos = [], 0
     while pos < len(records):
         if len(records) - pos < 2:

@@ -2,9 +2,9 @@
 
 Sources, cited per table: [OPT] = OSGP Alliance *Optical Port Programmer's
 Guide* v1.1 (printed page numbers), [MEP] = *MEP Client Developer's Guide*
-v1.1, and docs/spec reference sections (shared/spec/osgp-reference.md).
+v1.1, and the sections of docs/protocol.md.
 Field names follow ANSI C12.19 where the guides use its names.  All
-multi-byte fields are LSB first (reference 3.4).
+multi-byte fields are LSB first (docs/protocol.md §3.4).
 
 Where a layout depends on other tables the reference says so: e.g. BT22
 counts come from BT21 (pass BT21 in the decode context).  Dimension tables
@@ -48,12 +48,12 @@ def table(tid: int, name: str, title: str, source: str, *fields: dict) -> dict:
 
 ET = 2048
 
-# BT00 bitmap lengths are counts in BT00 itself (reference 7.1, [OPT p.48-49]).
+# BT00 bitmap lengths are counts in BT00 itself (docs/protocol.md §7.1, [OPT p.48-49]).
 BT00 = table(
     0,
     "BT00",
     "General Configuration",
-    "[OPT p.48-49]; reference 7.1",
+    "[OPT p.48-49]; docs/protocol.md §7.1",
     bits(
         "FORMAT_CONTROL_1",
         "UINT8",
@@ -92,14 +92,14 @@ BT00 = table(
     f("MFG_TBLS_WRITE", "SET", length="DIM_MFG_TBLS_USED"),
 )
 
-# BT01: ID_FORM selects CHAR[16] or BCD[8] serial number (reference 7.2, [OPT p.19]).
+# BT01: ID_FORM selects CHAR[16] or BCD[8] serial number (docs/protocol.md §7.2, [OPT p.19]).
 # NES packs offsets 12-13 and 14-15 as big-endian version words (offset 14 = MSB);
 # they are kept as the four UINT8 of C12.19 here, see osgp.tables.firmware_version().
 BT01 = table(
     1,
     "BT01",
     "General Manufacturer Identification",
-    "[OPT p.19]; reference 7.2",
+    "[OPT p.19]; docs/protocol.md §7.2",
     f("MANUFACTURER", "CHAR", length=4),
     f("ED_MODEL", "CHAR", length=8),
     f("HW_VERSION_NUMBER", "UINT8"),
@@ -134,7 +134,7 @@ BT03 = table(
     3,
     "BT03",
     "End Device Mode Status",
-    "[OPT p.45-47]; reference 7.3",
+    "[OPT p.45-47]; docs/protocol.md §7.3",
     bits(
         "ED_MODE",
         "UINT8",
@@ -157,12 +157,12 @@ BT03 = table(
     f("ED_MFG_STATUS", "SET", length="BT00.DIM_MFG_STATUS_USED"),
 )
 
-# BT04 NES layout (reference 7.5, [OPT p.10-11]).
+# BT04 NES layout (docs/protocol.md §7.5, [OPT p.10-11]).
 BT04 = table(
     4,
     "BT04",
     "Pending Status",
-    "[OPT p.10-11]; reference 7.5",
+    "[OPT p.10-11]; docs/protocol.md §7.5",
     f("STD_TBLS_PENDING", "SET", length="BT00.DIM_STD_TBLS_USED"),
     f("MFG_TBLS_PENDING", "SET", length="BT00.DIM_MFG_TBLS_USED"),
     f("LAST_ACTIVATION_DATE_TIME", "STIME_DATE"),
@@ -188,18 +188,18 @@ BT05 = table(
     5,
     "BT05",
     "Device Identification",
-    "reference 7.4 ([TERM])",
+    "docs/protocol.md §7.4 ([TERM])",
     if_({"ref": "BT00.FORMAT_CONTROL_2.ID_FORM", "eq": 0}, f("IDENTIFICATION", "CHAR", length=20)),
     if_({"ref": "BT00.FORMAT_CONTROL_2.ID_FORM", "eq": 1}, f("IDENTIFICATION", "BCD", length=10)),
 )
 
-# BT07 / BT08 procedure request and response (reference 4.1, [MEP p.51-54]).
+# BT07 / BT08 procedure request and response (docs/protocol.md §4.1, [MEP p.51-54]).
 _PROC = bits("PROC", "UINT16", ("TBL_PROC_NBR", 0, 10), ("MFG_FLAG", 11), ("SELECTOR", 12, 15))
 BT07 = table(
     7,
     "BT07",
     "Procedure Initiate",
-    "[MEP p.51-54]; reference 4.1",
+    "[MEP p.51-54]; docs/protocol.md §4.1",
     _PROC,
     f("SEQ_NBR", "UINT8"),
     f("PARM_DATA", "BYTES", length={"ref": "@DATA_LEN", "add": -3}),
@@ -208,7 +208,7 @@ BT08 = table(
     8,
     "BT08",
     "Procedure Response",
-    "[MEP p.51-54]; reference 4.1",
+    "[MEP p.51-54]; docs/protocol.md §4.1",
     _PROC,
     f("SEQ_NBR", "UINT8"),
     f("RESULT_CODE", "UINT8"),
@@ -247,8 +247,8 @@ _BT2X_FLAGS = [
     f("NBR_PRESENT_DEMANDS", "UINT8"),
     f("NBR_PRESENT_VALUES", "UINT8"),
 ]
-BT20 = table(20, "BT20", "Dimension Register", "[OPT p.20-21]; reference 7.9", *_BT2X_FLAGS)
-BT21 = table(21, "BT21", "Actual Register", "[OPT p.21-23]; reference 7.9", *_BT2X_FLAGS)
+BT20 = table(20, "BT20", "Dimension Register", "[OPT p.20-21]; docs/protocol.md §7.9", *_BT2X_FLAGS)
+BT21 = table(21, "BT21", "Actual Register", "[OPT p.21-23]; docs/protocol.md §7.9", *_BT2X_FLAGS)
 
 BT22 = table(
     22,
@@ -291,15 +291,15 @@ _REGISTER_DATA = [
     f("TOT_DATA_BLOCK", "RECORD", fields=_DATA_BLK),
     arr("TIER_DATA_BLOCK", "BT21.NBR_TIERS", _DATA_BLK),
 ]
-BT23 = table(23, "BT23", "Current Register Data", "[OPT p.24-28]; reference 7.9", *_REGISTER_DATA)
+BT23 = table(23, "BT23", "Current Register Data", "[OPT p.24-28]", *_REGISTER_DATA)
 
 # BT26 self reads: list header then entries {BIDN, STIME_DATE, season, BT23 snapshot}
-# ([OPT p.28-29], reference 7.9; ANSI C12.19 SELF_READ_DATA_TBL field order).
+# ([OPT p.28-29], docs/protocol.md §7.9; ANSI C12.19 SELF_READ_DATA_TBL field order).
 BT26 = table(
     26,
     "BT26",
     "Self Read Data",
-    "[OPT p.28-29]; reference 7.9",
+    "[OPT p.28-29]; docs/protocol.md §7.9",
     bits(
         "LIST_STATUS",
         "UINT8",
@@ -325,7 +325,7 @@ BT26 = table(
     ),
 )
 
-# BT52 clock, BT53 time offset (NES), BT55 clock state (reference 7.6, [MEP p.224-231]).
+# BT52 clock, BT53 time offset (NES), BT55 clock state (docs/protocol.md §7.6, [MEP p.224-231]).
 _QUAL = bits(
     "TIME_DATE_QUAL",
     "UINT8",
@@ -337,13 +337,13 @@ _QUAL = bits(
     ("FILLER", 7, 7),
 )
 BT52 = table(
-    52, "BT52", "Clock", "[MEP p.224-225]; reference 7.6", f("CLOCK_CALENDAR", "LTIME_DATE"), _QUAL
+    52, "BT52", "Clock", "[MEP p.224-225]", f("CLOCK_CALENDAR", "LTIME_DATE"), _QUAL
 )
 BT53 = table(
     53,
     "BT53",
     "Time Offset",
-    "[MEP p.225]; reference 7.6",
+    "[MEP p.225]; docs/protocol.md §7.6",
     f("DST_TIME_EFF", "TIME"),
     f("DST_TIME_AMT", "UINT8"),
     f("TIME_ZONE_OFFSET", "INT16"),
@@ -352,7 +352,7 @@ BT55 = table(
     55,
     "BT55",
     "Clock State",
-    "[MEP p.230-231]; reference 7.6",
+    "[MEP p.230-231]; docs/protocol.md §7.6",
     f("CLOCK_CALENDAR", "LTIME_DATE"),
     _QUAL,
     bits(
@@ -366,7 +366,7 @@ BT55 = table(
     ),
 )
 
-# BT60 / BT61 load-profile dimensions ([OPT p.31-33], reference 7.7).  One set
+# BT60 / BT61 load-profile dimensions ([OPT p.31-33], docs/protocol.md §7.7).  One set
 # record per enabled data set (@LP_SETS: tables 64..67 present in BT00).
 _LP_DIM = [
     f("LP_MEMORY_LEN", "UINT32"),
@@ -410,8 +410,8 @@ _LP_DIM = [
         ],
     ),
 ]
-BT60 = table(60, "BT60", "Dimension Load Profile", "[OPT p.31-33]; reference 7.7", *_LP_DIM)
-BT61 = table(61, "BT61", "Actual Load Profile", "[OPT p.31-33]; reference 7.7", *_LP_DIM)
+BT60 = table(60, "BT60", "Dimension Load Profile", "[OPT p.31-33]; docs/protocol.md §7.7", *_LP_DIM)
+BT61 = table(61, "BT61", "Actual Load Profile", "[OPT p.31-33]; docs/protocol.md §7.7", *_LP_DIM)
 
 
 def _bt62_set(k: int) -> list:
@@ -436,22 +436,22 @@ def _bt62_set(k: int) -> list:
     ]
 
 
-# BT62 ([OPT p.33-34], reference 7.7): one control block per enabled set.
+# BT62 ([OPT p.33-34], docs/protocol.md §7.7): one control block per enabled set.
 BT62 = table(
     62,
     "BT62",
     "Load Profile Control",
-    "[OPT p.33-34]; reference 7.7",
+    "[OPT p.33-34]; docs/protocol.md §7.7",
     # set k is present when @LP_SETS > k: (LP_SETS + 3 - k) / 4 is non-zero for LP_SETS in 1..4
     *[if_({"ref": "@LP_SETS", "add": 3 - k, "div": 4}, *_bt62_set(k)) for k in range(4)],
 )
 
-# BT63 ([OPT p.34-35], reference 7.7).
+# BT63 ([OPT p.34-35], docs/protocol.md §7.7).
 BT63 = table(
     63,
     "BT63",
     "Load Profile Status",
-    "[OPT p.34-35]; reference 7.7",
+    "[OPT p.34-35]; docs/protocol.md §7.7",
     arr(
         "LP_STATUS_SETS",
         "@LP_SETS",
@@ -488,7 +488,7 @@ def _lp_data(k: int) -> dict:
         64 + k,
         f"BT{64 + k}",
         f"Load Profile Data Set {k + 1}",
-        "[OPT p.35-36]; reference 7.7",
+        "[OPT p.35-36]; docs/protocol.md §7.7",
         arr(
             "LP_BLOCKS",
             f"{s}.NBR_BLKS_SET",
@@ -534,7 +534,7 @@ def _lp_data(k: int) -> dict:
 
 BT64, BT65, BT66, BT67 = (_lp_data(k) for k in range(4))
 
-# BT70 / BT71 log dimensions, BT74 history log (reference 7.8, [OPT p.50-53]).
+# BT70 / BT71 log dimensions, BT74 history log (docs/protocol.md §7.8, [OPT p.50-53]).
 _LOG_DIM = [
     bits(
         "LOG_FLAGS",
@@ -553,13 +553,13 @@ _LOG_DIM = [
     f("NBR_HISTORY_ENTRIES", "UINT16"),
     f("NBR_EVENT_ENTRIES", "UINT16"),
 ]
-BT70 = table(70, "BT70", "Dimension Log", "[OPT p.50-51]; reference 7.8", *_LOG_DIM)
-BT71 = table(71, "BT71", "Actual Log", "[OPT p.50-51]; reference 7.8", *_LOG_DIM)
+BT70 = table(70, "BT70", "Dimension Log", "[OPT p.50-51]; docs/protocol.md §7.8", *_LOG_DIM)
+BT71 = table(71, "BT71", "Actual Log", "[OPT p.50-51]; docs/protocol.md §7.8", *_LOG_DIM)
 BT74 = table(
     74,
     "BT74",
     "History Log Data",
-    "[OPT p.51-53]; reference 7.8",
+    "[OPT p.51-53]; docs/protocol.md §7.8",
     bits(
         "HIST_FLAGS",
         "UINT8",
@@ -761,7 +761,7 @@ BT54 = table(
     54,
     "BT54",
     "Calendar",
-    "[MEP p.223-227]; RDATE / ANSI_DATE bit layout reference 3.4",
+    "[MEP p.223-227]; RDATE / ANSI_DATE bit layout docs/protocol.md §3.4",
     if_("BT50.TIME_FUNC_FLAG1.ANCHOR_DATE_FLAG", f("ANCHOR_DATE", "UINT16")),
     arr(
         "NON_RECURR_DATES",
@@ -771,7 +771,7 @@ BT54 = table(
             _CAL_ACTION,
         ],
     ),
-    # RDATE: MONTH = bits 0..3; the other bits depend on MONTH (reference 3.4), so the
+    # RDATE: MONTH = bits 0..3; the other bits depend on MONTH (docs/protocol.md §3.4), so the
     # word is kept whole
     arr("RECURR_DATES", "BT50.NBR_RECURR_DATES", [f("RECURR_DATE", "UINT16"), _CAL_ACTION]),
     arr(
@@ -920,7 +920,7 @@ ET54 = table(
     ET + 54,
     "ET54",
     "Meter Status",
-    "[MEP p.130-137]; reference 2.5, 5.1",
+    "[MEP p.130-137]; docs/protocol.md §2.5, §5.1",
     bits(
         "INTERFACE",
         "UINT16",
@@ -969,7 +969,7 @@ ET54 = table(
 
 
 def _transaction(tid: int, name: str, title: str) -> dict:
-    # Transaction tables (reference 4.2, [MEP p.43-50, 130-132]): SIZE counts every
+    # Transaction tables (docs/protocol.md §4.2, [MEP p.43-50, 130-132]): SIZE counts every
     # byte incl. itself; records are {len UINT16, message} up to the trailing copy
     # of the transaction number.  Records are returned as one byte string
     # (osgp.tables.split_transaction_records splits them).
@@ -977,7 +977,7 @@ def _transaction(tid: int, name: str, title: str) -> dict:
         tid,
         name,
         title,
-        "[MEP p.43-50, 130-132]; reference 4.2",
+        "[MEP p.43-50, 130-132]; docs/protocol.md §4.2",
         f("SIZE", "UINT16"),
         f("TYPE", "UINT8"),
         f("TRANSACTION", "UINT16"),

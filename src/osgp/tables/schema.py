@@ -10,7 +10,7 @@ ship layouts in a data file, see :func:`osgp.tables.register_file`)::
             {"name": "FILLER", "bits": [12, 15]}]},
         {"name": "LP_DATA_SETS", "type": "ARRAY", "count": "@LP_SETS", "of": [...]}]}
 
-Field types (reference 3.4, 7.1): UINT8..UINT64 / INT8..INT64 (LSB first),
+Field types (docs/protocol.md §3.4, §7.1): UINT8..UINT64 / INT8..INT64 (LSB first),
 FLOAT32, FLOAT64, NI_FMAT1, NI_FMAT2 (width from BT00 NI_FORMAT1/2),
 LTIME_DATE, STIME_DATE, TIME (width from BT00 TM_FORMAT), CHAR, BCD, BYTES,
 SET (``"length"``: a count), FILL (skipped bytes), RECORD (``"fields"``),
@@ -56,7 +56,7 @@ S_INT, S_BITS, S_BYTES, S_NI, S_TIME, S_FLOAT, S_ARRAY, S_RECORD, S_IF, S_FILL =
 TIME_KINDS = {"LTIME_DATE": 0, "STIME_DATE": 1, "TIME": 2}
 BYTE_KINDS = {"BYTES": 0, "CHAR": 1, "BCD": 2, "SET": 3}
 
-# Context references every format-dependent type uses (reference 7.1).
+# Context references every format-dependent type uses (docs/protocol.md §7.1).
 TM_FORMAT_REF = "BT00.FORMAT_CONTROL_2.TM_FORMAT"
 NI_FORMAT_REFS = {
     "NI_FMAT1": "BT00.FORMAT_CONTROL_3.NI_FORMAT1",
@@ -533,7 +533,7 @@ def _bcd(x: int, path: str) -> int:
 
 
 def time_encode(fmt: int, kind: int, v: Any, path: str = "TIME") -> bytes:
-    """Bytes of a time field for a TM_FORMAT (reference 7.1)."""
+    """Bytes of a time field for a TM_FORMAT (docs/protocol.md §7.1)."""
     if not isinstance(v, TimeDate):
         v = TimeDate.from_datetime(v) if hasattr(v, "year") else TimeDate(*v)
     w = time_width(kind, fmt) if isinstance(fmt, int) else -1
@@ -775,7 +775,8 @@ def compile_schema(schema: Mapping) -> Program:
 
 
 def table_name(table_id: int) -> str:
-    """BTnn / ETnn name of a table number (ETnn = 2048 + nn, pending + 4096; reference 1)."""
+    """BTnn / ETnn name of a table number (ETnn = 2048 + nn, pending + 4096;
+    docs/protocol.md §1)."""
     base = table_id & 0x0FFF if table_id >= 4096 else table_id
     pending = " pending" if table_id >= 4096 else ""
     if base >= 2048:

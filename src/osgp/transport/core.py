@@ -42,7 +42,7 @@ __all__ = [
 log = logging.getLogger("osgp.transport")
 
 # ISO/IEC 14908-4 (EIA-852) CN/IP: UDP port 1628, 1629 for priority traffic
-# (reference 6.2, Wireshark packet-cnip.c).
+# (docs/protocol.md §6.2, Wireshark packet-cnip.c).
 CNIP_PORT = 1628
 CNIP_PRIORITY_PORT = 1629
 DEFAULT_TIMEOUT = 5.0  # seconds: connect, write and (unless given) receive bound
@@ -164,7 +164,7 @@ class MessageFraming(StreamFraming):
 
 
 class CnipFraming:
-    """One CN/IP data packet per datagram (ISO/IEC 14908-4; reference 6.2):
+    """One CN/IP data packet per datagram (ISO/IEC 14908-4; docs/protocol.md §6.2):
     the 20-byte common header (osgp.link.lon.encode_cnip) then the LonTalk
     LPDU.  Outgoing packets are numbered from 0 in this transport's session;
     incoming ones must be version 1, type data (0x01), protocol LonTalk
