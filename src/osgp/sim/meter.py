@@ -188,7 +188,7 @@ class _FaultySuite:
         wire = self._suite.seal_response(ctx, apdu)
         dice = self._port.dice
         if wire and dice is not None and dice.roll(dice.faults.wrong_digest):
-            self._port.injected["wrong digest"] += 1
+            self._port._inject("wrong digest")
             wire = wire[:-1] + bytes([wire[-1] ^ 0x5A])
         return wire
 
@@ -211,6 +211,8 @@ class MeterPort:
         self.link = carrier.link
         self.drops: Counter = Counter()
         self.injected: Counter = Counter()
+        self.faulted: List[Tuple[int, str]] = []  # (frame number, fault) as injected
+        self._frames = 0
         f = meter.faults
         self.dice: Optional[Dice] = Dice(f, meter.seed, index) if f.frames else None
         self._busy = False
@@ -261,11 +263,12 @@ class MeterPort:
         if dice is None:
             return self.session.receive_data(data, now)
         f = dice.faults
+        self._frames += 1
         if dice.roll(f.drop):
-            self.injected["drop"] += 1
+            self._inject("drop")
             return []
         if dice.roll(f.busy):
-            self.injected["busy"] += 1
+            self._inject("busy")
             self._busy = True
         events = self.session.receive_data(data, now)
         self._busy = False
@@ -275,19 +278,23 @@ class MeterPort:
             out = self.session.poll_transmit(now)
         return events
 
+    def _inject(self, kind: str) -> None:
+        self.injected[kind] += 1
+        self.faulted.append((self._frames, kind))
+
     def _fault_out(self, frame: bytes, now: float, dice: Dice) -> None:
         f = dice.faults
         if dice.roll(f.corrupt):
-            self.injected["corrupt"] += 1
+            self._inject("corrupt")
             i = len(frame) // 2 + dice.index(max(1, len(frame) - len(frame) // 2))
             frame = frame[:i] + bytes([frame[i] ^ 0x01]) + frame[i + 1 :]
         at = now
         if dice.roll(f.delay):
-            self.injected["delay"] += 1
+            self._inject("delay")
             at = now + f.delay_s
         copies = 2 if dice.roll(f.duplicate) else 1
         if copies == 2:
-            self.injected["duplicate"] += 1
+            self._inject("duplicate")
         for _ in range(copies):
             self._order += 1
             self._held.append((at, self._order, frame))
@@ -872,8 +879,10 @@ class SimMeter:
         self._schedule()
 
         def steps() -> Iterator[Tuple[int, bytes]]:
-            yield P.RESULT_ACCEPTED, b""  # the contactor is moving
-            self._move_contactor()  # done by the first BT08 poll at the latest
+            yield P.RESULT_ACCEPTED, b""  # the contactor starts moving
+            if self._contactor is not None:
+                yield P.RESULT_ACCEPTED, b""  # still moving at the first BT08 poll
+            self._move_contactor()  # done by the second poll at the latest
             yield 0, bytes([1 if self.closed else 0])
 
         return steps()
@@ -1387,8 +1396,9 @@ class SimMeter:
 
 
 def _slow(polls: int, result: Any) -> Iterator[Tuple[int, bytes]]:
-    """``polls`` more "accepted" answers, then the procedure's own steps."""
-    for _ in range(polls):
+    """``polls`` BT08 reads answered "accepted", then the procedure's own
+    steps (the BT07 write takes the first step)."""
+    for _ in range(polls + 1):
         yield P.RESULT_ACCEPTED, b""
     if isinstance(result, tuple):
         yield result
