@@ -135,7 +135,7 @@ def wh(j):
     return math.floor(j / 3600)
 
 
-# -- every table over MEP and PLC -------------------------------------------------------------------
+# -- every table over MEP and PLC --------------------------------------------------------------
 LIVE = (3, 4, 5, 20, 22, 23, 24, 25, 26, 27, 28, 52, 53, 55, 60, 62, 63, 70, 74, ET + 3, ET + 4)
 LIVE += (ET + 11, ET + 21, ET + 23, ET + 54)
 
@@ -176,7 +176,9 @@ def test_every_table_reads_and_decodes(link):
     assert shown == math.floor(START + now * (1 + ppm * 1e-6))
     assert dec[52]["TIME_DATE_QUAL"]["GMT_FLAG"] and dec[55]["STATUS"]["CURR_TIER"] == 0
     assert dec[26]["NBR_VALID_ENTRIES"] == 1  # the midnight self read
-    lp = loadprofile.decode(ctx["BT61"], got[62], got[63], bt64, bt00=ctx["BT00"], et21=got[ET + 21])
+    lp = loadprofile.decode(
+        ctx["BT61"], got[62], got[63], bt64, bt00=ctx["BT00"], et21=got[ET + 21]
+    )
     assert len(lp) == 144 and lp.channels == 2
     assert dec[ET + 23]["DISCONNECT_INTERNAL_STATUS"] == 0
     assert dec[ET + 11]["NBR_GROUP_IDS"] == 10
@@ -213,7 +215,7 @@ def test_aes_suite_serves_the_same_tables():
     assert op.error is not None
 
 
-# -- load profile -------------------------------------------------------------------------------------
+# -- load profile ------------------------------------------------------------------------------
 def _lp(r, now):
     ctx = r.dims(now)
     b62, b63, b64, b23 = r.read(now, 62, 63, 64, 23)
@@ -273,7 +275,7 @@ def test_bp05_marks_blocks_read():
     assert ei.value.result == 2
 
 
-# -- procedures ---------------------------------------------------------------------------------------
+# -- procedures --------------------------------------------------------------------------------
 def test_bp10_sets_the_clock_and_logs_both_times():
     meter, port, c = make("mep")
     r = Reader(c, port)
@@ -499,7 +501,7 @@ def test_writes_are_checked_and_logged():
     assert isinstance(op.error, DeviceError)
 
 
-# -- power, tamper, reboot ------------------------------------------------------------------------------
+# -- power, tamper, reboot ---------------------------------------------------------------------
 def test_reboot_logs_power_events_and_keeps_the_sequence_window():
     meter, port, c = make("mep")
     r = Reader(c, port)
@@ -554,7 +556,7 @@ def test_meters_are_deterministic_and_distinct():
     assert a.image(64) != other.image(64) and a.drift_ppm == model_constants(SEED)[2]
 
 
-# -- faults ---------------------------------------------------------------------------------------------
+# -- faults ------------------------------------------------------------------------------------
 def drive(client, port, now):
     """pump() that also honours the port's held-back frames."""
     for _ in range(10_000):

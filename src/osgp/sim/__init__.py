@@ -4,7 +4,8 @@ device session, driven on a virtual clock.
     >>> from osgp.link.carrier import MepDeviceCarrier
     >>> from osgp.security.suite import MEP_ENVELOPE, LegacySuite
     >>> from osgp.sim import SimMeter
-    >>> m = SimMeter("SIM0000001", links=[(MepDeviceCarrier(), LegacySuite(bytes([1]) * 16, MEP_ENVELOPE))])
+    >>> link = (MepDeviceCarrier(), LegacySuite(bytes([1]) * 16, MEP_ENVELOPE))
+    >>> m = SimMeter("SIM0000001", links=[link])
     >>> m.advance(3600.0)
     >>> m.registers()["active"] > 0
     True

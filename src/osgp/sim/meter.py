@@ -22,8 +22,8 @@ import re
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from functools import lru_cache, partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 from osgp import tables
 from osgp.errors import ConfigurationError, DecodeError
@@ -50,7 +50,6 @@ _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2):
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = (27, 53, ET + 3)  # writable configuration tables: the image is the state
-_EMPTY = bytearray()  # placeholder of a table not rendered yet (never written)
 _PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -143,13 +142,18 @@ class _Images(dict):
     state they show changed (``SimMeter._refresh``)."""
 
     __slots__ = ("meter",)
+    meter: SimMeter
 
     def __getitem__(self, k: int) -> bytearray:
-        m = self.meter
-        r = m._render.get(k)
-        if r is not None and m._fresh.get(k) != (m._stamp if r[1] else m._gen):
-            m._refresh(k, r)
+        r = _RENDER.get(k)
+        if r is not None:
+            m = self.meter
+            if m._fresh.get(k) != (m._stamp if r[1] else m._gen):
+                m._refresh(k, r)
         return dict.__getitem__(self, k)
+
+    def __contains__(self, k: object) -> bool:
+        return k in _RENDER or dict.__contains__(self, k)
 
 
 class _SimSession(DeviceSession):
@@ -166,8 +170,8 @@ class _SimSession(DeviceSession):
             return Response(ResponseCode.BSY)
         t = req.table
         is_write = isinstance(req, (FullWrite, PartialWrite))
-        if is_write and t >= PENDING and t - PENDING in self.read_only:
-            return Response(ResponseCode.ISC)
+        if is_write and (t in _RENDER or t - PENDING in _RENDER):
+            return Response(ResponseCode.ISC)  # live tables and their pending images
         r = super().execute(req, profile)
         if is_write and r.code == 0:
             port.meter._written(port, t)
@@ -230,8 +234,8 @@ class MeterPort:
             wrapped,
             profile=bundle_for(self.carrier, suite),
             tables=m.tables,
-            read_only=m.read_only,
-            procedures=m.procedures,
+            # the session only looks handlers up with .get(proc id)
+            procedures=cast(Dict[int, Any], m.procedures),
             seq=seq,
             groups=tuple(m.groups),
             state=state,
@@ -328,6 +332,71 @@ class SimMeter:
     ``links``: ``(device carrier, suite or None)`` per port; ``seq``: the
     initial sequence number of every port; ``faults``: :class:`Faults`."""
 
+    __slots__ = (
+        "_base",
+        "_bt25",
+        "_contactor",
+        "_cum",
+        "_dims_cache",
+        "_dmd_j0",
+        "_dmd_next",
+        "_dmd_start",
+        "_due",
+        "_f_base",
+        "_flowing",
+        "_fresh",
+        "_gen",
+        "_jumps",
+        "_last_activation",
+        "_log",
+        "_log_last",
+        "_log_overflow",
+        "_log_seq",
+        "_log_unread",
+        "_log_valid",
+        "_lp_flags",
+        "_lp_img",
+        "_lp_last",
+        "_lp_new_block",
+        "_lp_next",
+        "_lp_nvi",
+        "_lp_overflow",
+        "_lp_prev",
+        "_lp_seq",
+        "_lp_unread",
+        "_lp_valid",
+        "_max",
+        "_max_t",
+        "_pending",
+        "_sr",
+        "_sr_last",
+        "_sr_next",
+        "_sr_seq",
+        "_sr_unread",
+        "_sr_valid",
+        "_stamp",
+        "clock",
+        "clock_error",
+        "closed",
+        "contactor_s",
+        "demand_resets",
+        "drift_ppm",
+        "faults",
+        "groups",
+        "lp",
+        "lp_enabled",
+        "model",
+        "now",
+        "ports",
+        "powered",
+        "procedures",
+        "seed",
+        "serial",
+        "start",
+        "tables",
+        "tamper_flag",
+    )
+
     def __init__(
         self,
         serial: str,
@@ -361,11 +430,9 @@ class SimMeter:
         self.groups: List[int] = list(groups)
         self.lp = lp
         self.lp_enabled = True
-        self.read_only: set = set()
         self.tables = _Images()
         self.tables.meter = self
         self._fresh: Dict[int, Any] = {}
-        self._render: Dict[int, Tuple[Callable[[], bytes], bool]] = {}
         self._dims_cache: Optional[Tuple[int, Tuple[bytes, ...]]] = None
         self._jumps = list(self.faults.clock_jumps)
         self._pending: Dict[int, Tuple[PED, int, bytes, Optional[float]]] = {}
@@ -393,18 +460,18 @@ class SimMeter:
         self._log = bytearray(_LOG_REC.size * _HIST_ENTRIES)
         self._log_last, self._log_valid, self._log_unread, self._log_seq = 0, 0, 0, -1
         self._log_overflow = False
-        # load profile
+        # load profile (ring state: _lp_setup)
+        self._lp_flags = 0  # common flags for the interval running now
+        self._lp_next = 0.0  # meter time of the next interval end
         self._lp_setup(m0)
         self._due = 0.0
         self._init_tables()
-        self.procedures: Dict[int, Callable[[bytes], Any]] = {
-            pid: self._procedure(pid, fn) for pid, fn in self._handlers().items()
-        }
+        self.procedures = _Procedures(self)
         self.ports = [MeterPort(self, i, c, s, seq) for i, (c, s) in enumerate(links)]
         self._apply_groups()
         self._schedule()
 
-    # ---- public ---------------------------------------------------------------------------
+    # ---- public ------------------------------------------------------------------------------
     def port(self, link: str) -> MeterPort:
         """The first port on ``link`` ("mep", "optical", "plc")."""
         for p in self.ports:
@@ -491,7 +558,7 @@ class SimMeter:
         self.clock_error = False
         self._log_event("time changed (new time)", struct.pack("<I", int(meter_epoch)))
 
-    # ---- energy --------------------------------------------------------------------------------
+    # ---- energy ------------------------------------------------------------------------------
     def _energy(self) -> Tuple[float, ...]:
         if not self._flowing:
             return self._base
@@ -561,7 +628,7 @@ class SimMeter:
     def _changed(self) -> None:
         self._stamp += 1
 
-    # ---- clock ---------------------------------------------------------------------------------
+    # ---- clock -------------------------------------------------------------------------------
     def _move_clock(self, new: float) -> None:
         old = self.clock.meter(self.now)
         self.clock.set(self.now, new)
@@ -585,7 +652,7 @@ class SimMeter:
         self._changed()
         self._schedule()
 
-    # ---- demand ----------------------------------------------------------------------------------
+    # ---- demand ------------------------------------------------------------------------------
     def _demand_close(self, at: float) -> None:
         wh = self._wh_active()
         for i in range(3):
@@ -607,7 +674,7 @@ class SimMeter:
         self._log_event("demand reset")
         self._changed()
 
-    # ---- self reads --------------------------------------------------------------------------------
+    # ---- self reads --------------------------------------------------------------------------
     def _self_read(self, at: float) -> int:
         if self._sr_valid:
             self._sr_last = (self._sr_last + 1) % _SELF_READS
@@ -619,7 +686,7 @@ class SimMeter:
         self._changed()
         return self._sr_seq
 
-    # ---- load profile --------------------------------------------------------------------------------
+    # ---- load profile ------------------------------------------------------------------------
     def _lp_setup(self, m: float) -> None:
         c = self.lp
         self._lp_img = bytearray(c.blocks * c.block_size)
@@ -681,7 +748,7 @@ class SimMeter:
         self._log_event("load profile reset", mfg=True)
         self._changed()
 
-    # ---- events log -------------------------------------------------------------------------------
+    # ---- events log --------------------------------------------------------------------------
     def _log_event(self, name: str, arg: bytes = b"", *, mfg: bool = False, user: int = 0) -> None:
         code = (L.MFG_EVENTS[name] | 0x800) if mfg else L.EVENTS[name]
         if self._log_valid:
@@ -712,7 +779,7 @@ class SimMeter:
             out.append((float(t), code & 0x7FF, bool(code & 0x800), arg))
         return out
 
-    # ---- writes and pending tables ------------------------------------------------------------------
+    # ---- writes and pending tables -----------------------------------------------------------
     def _written(self, port: MeterPort, t: int) -> None:
         if t >= PENDING:
             s = port.session
@@ -753,7 +820,7 @@ class SimMeter:
         del self._pending[t]
         self._log_event("pending table clear", struct.pack("<H", t))
 
-    # ---- contactor and groups ----------------------------------------------------------------------
+    # ---- contactor and groups ----------------------------------------------------------------
     def _move_contactor(self) -> None:
         if self._contactor is None:
             return
@@ -772,39 +839,33 @@ class SimMeter:
                 p.carrier.groups = g  # PLC group addresses
         self._changed()
 
-    # ---- procedures ----------------------------------------------------------------------------------
-    def _procedure(self, pid: int, fn: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-        sizes = L.PARAMETER_SIZES[pid]
+    # ---- procedures --------------------------------------------------------------------------
+    def _call(self, pid: int, params: bytes) -> Any:
+        """Run procedure ``pid``: check the parameter length, log it, apply
+        the slow-procedure fault."""
+        if len(params) not in L.PARAMETER_SIZES[pid]:
+            result: Any = (2, b"")
+        else:
+            result = _HANDLERS[pid](self, params)
+        code = result[0] if isinstance(result, tuple) else P.RESULT_ACCEPTED
+        self._log_event("procedure invoked", struct.pack("<HB", pid, code))
+        slow = self.faults.slow_polls
+        return _slow(slow, result) if slow else result
 
-        def handler(params: bytes) -> Any:
-            if len(params) not in sizes:
-                result: Any = (2, b"")
-            else:
-                result = fn(params)
-            code = result[0] if isinstance(result, tuple) else P.RESULT_ACCEPTED
-            self._log_event("procedure invoked", struct.pack("<HB", pid, code))
-            slow = self.faults.slow_polls
-            if slow:
-                return _slow(slow, result)
-            return result
+    def _bp12(self, p: bytes) -> Tuple[int, bytes]:
+        return self._bp12_15(True, None)
 
-        return handler
+    def _bp13(self, p: bytes) -> Tuple[int, bytes]:
+        return self._bp12_15(True, int.from_bytes(p, "little"))
 
-    def _handlers(self) -> Dict[int, Callable[[bytes], Any]]:
-        return {
-            L.BP05: self._bp05,
-            L.BP10: self._bp10,
-            L.BP12: lambda p: self._bp12_15(True, None),
-            L.BP13: lambda p: self._bp12_15(True, int.from_bytes(p, "little")),
-            L.BP14: lambda p: self._bp12_15(False, None),
-            L.BP15: lambda p: self._bp12_15(False, int.from_bytes(p, "little")),
-            L.EP11: self._ep11,
-            L.EP12: lambda p: (0, struct.pack("<H", self._self_read(self.clock.meter(self.now)))),
-            L.EP16: self._ep16,
-            L.EP23: self._ep23,
-            L.EP27: self._ep27,
-            L.EP34: self._ep34,
-        }
+    def _bp14(self, p: bytes) -> Tuple[int, bytes]:
+        return self._bp12_15(False, None)
+
+    def _bp15(self, p: bytes) -> Tuple[int, bytes]:
+        return self._bp12_15(False, int.from_bytes(p, "little"))
+
+    def _ep12(self, p: bytes) -> Tuple[int, bytes]:
+        return 0, struct.pack("<H", self._self_read(self.clock.meter(self.now)))
 
     def _bp05(self, p: bytes) -> Tuple[int, bytes]:
         lst, n = struct.unpack("<BH", p)
@@ -912,47 +973,12 @@ class SimMeter:
         self.demand_reset()
         return 0, bytes([self.demand_resets])
 
-    # ---- table images ----------------------------------------------------------------------------------
+    # ---- table images ------------------------------------------------------------------------
     def _init_tables(self) -> None:
-        live = {
-            3: self._bt03,
-            4: self._bt04,
-            23: self._bt23,
-            25: self._bt25_image,
-            26: self._bt26,
-            28: self._bt28,
-            52: self._bt52,
-            55: self._bt55,
-            63: self._bt63,
-            64: lambda: self._lp_img,
-            74: self._bt74,
-            ET + 4: self._et04,
-            ET + 21: self._et21,
-            ET + 23: self._et23,
-            ET + 54: self._et54,
-        }
-        config = {
-            0: self._bt00,
-            1: self._bt01,
-            5: lambda: tables.encode(5, {"IDENTIFICATION": self.serial.ljust(20)}),
-            20: self._bt21,
-            21: self._bt21,
-            22: self._bt22,
-            24: self._bt24,
-            60: self._bt61,
-            61: self._bt61,
-            62: self._bt62,
-            70: self._bt71,
-            71: self._bt71,
-            ET + 11: self._et11,
-        }
-        for k, fn in live.items():
-            self._render[k] = (fn, True)
-        for k, fn in config.items():
-            self._render[k] = (fn, False)
-        for k in self._render:
-            dict.__setitem__(self.tables, k, _EMPTY)
-        self.read_only = set(self._render)
+        # transaction response tables grow with the response they hold (the
+        # sessions would otherwise allocate 1785 bytes each, MEP p.43-50)
+        for t in (ET + 28, ET + 53):
+            dict.__setitem__(self.tables, t, bytearray())
         dict.__setitem__(
             self.tables,
             27,
@@ -962,9 +988,7 @@ class SimMeter:
             self.tables,
             53,
             bytearray(
-                tables.encode(
-                    53, {"DST_TIME_EFF": TimeDate(0, 0, 0, 2, 0, 0), "DST_TIME_AMT": 60}
-                )
+                tables.encode(53, {"DST_TIME_EFF": TimeDate(0, 0, 0, 2, 0, 0), "DST_TIME_AMT": 60})
             ),
         )
         dict.__setitem__(
@@ -973,8 +997,8 @@ class SimMeter:
             bytearray(tables.encode(ET + 3, {"UTILITY_SERIAL_NUMBER": self.serial.ljust(30)})),
         )
 
-    def _refresh(self, k: int, r: Tuple[Callable[[], bytes], bool]) -> None:
-        img = r[0]()
+    def _refresh(self, k: int, r: Tuple[Callable[[SimMeter], Any], bool]) -> None:
+        img = r[0](self)
         dict.__setitem__(self.tables, k, img if isinstance(img, bytearray) else bytearray(img))
         self._fresh[k] = self._stamp if r[1] else self._gen
 
@@ -991,9 +1015,8 @@ class SimMeter:
         return _flat_context(tid, self._dims())
 
     def _bt00(self) -> bytes:
-        std = set(self._render) | set(_STORED) | {7, 8}
-        std = {t for t in std if t < 80}
-        mfg = {t - ET for t in set(self._render) | set(_STORED) if t >= ET}
+        std = {t for t in set(_RENDER) | set(_STORED) | {7, 8} if t < 80}
+        mfg = {t - ET for t in set(_RENDER) | set(_STORED) if t >= ET}
         mfg |= {27, 28, 52, 53}  # transaction tables (DeviceSession)
         procs = set(L.PARAMETER_SIZES)
         return tables.encode(
@@ -1020,6 +1043,12 @@ class SimMeter:
                 "MFG_TBLS_WRITE": [t + ET in _STORED for t in range(64)],
             },
         )
+
+    def _bt05(self) -> bytes:
+        return tables.encode(5, {"IDENTIFICATION": self.serial.ljust(20)})
+
+    def _bt64(self) -> bytearray:
+        return self._lp_img  # the ring is the table image
 
     def _bt01(self) -> bytes:
         fw = (4 << 12) | (60 << 5) | 5  # x.yy.zz as the NES word ([OPT p.19])
@@ -1114,7 +1143,9 @@ class SimMeter:
             t = _stime(self._max_t[i]) if self._max_t[i] else _ZERO_TIME
             return {
                 "SUMMATIONS": sums,
-                "DEMANDS": [{"EVENT_TIME": [t], "CUM_DEMAND": self._cum[i], "DEMAND": [self._max[i]]}],
+                "DEMANDS": [
+                    {"EVENT_TIME": [t], "CUM_DEMAND": self._cum[i], "DEMAND": [self._max[i]]}
+                ],
             }
 
         return {
@@ -1144,7 +1175,7 @@ class SimMeter:
         return self._snapshot(25, self._bt25)
 
     def _bt26(self) -> bytes:
-        entries = []
+        entries: List[Dict[str, Any]] = []
         for e in self._sr:
             if e is None:
                 entries.append({"END_DATE_TIME": _ZERO_TIME})
@@ -1181,7 +1212,9 @@ class SimMeter:
             {
                 "PRESENT_DEMANDS": [
                     {
-                        "TIME_REMAINING": TimeDate(0, 0, 0, left // 3600, left // 60 % 60, left % 60),
+                        "TIME_REMAINING": TimeDate(
+                            0, 0, 0, left // 3600, left // 60 % 60, left % 60
+                        ),
                         "DEMAND_VALUE": avg,
                     }
                 ],
@@ -1234,7 +1267,11 @@ class SimMeter:
 
     def _bt62(self) -> bytes:
         sel = [
-            {"CHNL_FLAG": {"END_RDG_FLAG": True}, "LP_SOURCE_SELECT": ch, "END_BLK_RDG_SOURCE_SELECT": ch}
+            {
+                "CHNL_FLAG": {"END_RDG_FLAG": True},
+                "LP_SOURCE_SELECT": ch,
+                "END_BLK_RDG_SOURCE_SELECT": ch,
+            }
             for ch in range(self.lp.channels)
         ]
         return tables.encode(62, {"LP_SEL_SET1": sel, "INT_FMT_CDE1": 32}, self._ctx(62))
@@ -1393,6 +1430,80 @@ class SimMeter:
                 "SUPPORTED_SECURITY_MODES": 0x05,  # RC4 and AES ([MEP] ET54 offset 90 default)
             },
         )
+
+
+class _Procedures:
+    """The procedure table a DeviceSession looks handlers up in (``get``):
+    one per meter, the handlers are :data:`_HANDLERS`."""
+
+    __slots__ = ("meter",)
+
+    def __init__(self, meter: SimMeter) -> None:
+        self.meter = meter
+
+    def get(self, pid: int) -> Optional[Callable[[bytes], Any]]:
+        if pid not in _HANDLERS:
+            return None
+        return partial(self.meter._call, pid)
+
+
+_HANDLERS: Dict[int, Callable[[SimMeter, bytes], Any]] = {
+    L.BP05: SimMeter._bp05,
+    L.BP10: SimMeter._bp10,
+    L.BP12: SimMeter._bp12,
+    L.BP13: SimMeter._bp13,
+    L.BP14: SimMeter._bp14,
+    L.BP15: SimMeter._bp15,
+    L.EP11: SimMeter._ep11,
+    L.EP12: SimMeter._ep12,
+    L.EP16: SimMeter._ep16,
+    L.EP23: SimMeter._ep23,
+    L.EP27: SimMeter._ep27,
+    L.EP34: SimMeter._ep34,
+}
+
+# Rendered tables: id -> (render function, live).  Live images show state that
+# changes with time; the others change only with the configuration.
+_RENDER: Dict[int, Tuple[Callable[[SimMeter], Any], bool]] = {
+    **{
+        t: (fn, True)
+        for t, fn in (
+            (3, SimMeter._bt03),
+            (4, SimMeter._bt04),
+            (23, SimMeter._bt23),
+            (25, SimMeter._bt25_image),
+            (26, SimMeter._bt26),
+            (28, SimMeter._bt28),
+            (52, SimMeter._bt52),
+            (55, SimMeter._bt55),
+            (63, SimMeter._bt63),
+            (64, SimMeter._bt64),
+            (74, SimMeter._bt74),
+            (ET + 4, SimMeter._et04),
+            (ET + 21, SimMeter._et21),
+            (ET + 23, SimMeter._et23),
+            (ET + 54, SimMeter._et54),
+        )
+    },
+    **{
+        t: (fn, False)
+        for t, fn in (
+            (0, SimMeter._bt00),
+            (1, SimMeter._bt01),
+            (5, SimMeter._bt05),
+            (20, SimMeter._bt21),
+            (21, SimMeter._bt21),
+            (22, SimMeter._bt22),
+            (24, SimMeter._bt24),
+            (60, SimMeter._bt61),
+            (61, SimMeter._bt61),
+            (62, SimMeter._bt62),
+            (70, SimMeter._bt71),
+            (71, SimMeter._bt71),
+            (ET + 11, SimMeter._et11),
+        )
+    },
+}
 
 
 def _slow(polls: int, result: Any) -> Iterator[Tuple[int, bytes]]:
