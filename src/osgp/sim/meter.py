@@ -148,8 +148,9 @@ class _Images(dict):
         r = _RENDER.get(k)
         if r is not None:
             m = self.meter
-            if m._fresh.get(k) != (m._stamp if r[1] else m._gen):
-                m._refresh(k, r)
+            key = r[1](m)
+            if m._fresh.get(k) != key:
+                m._refresh(k, r[0], key)
         return dict.__getitem__(self, k)
 
     def __contains__(self, k: object) -> bool:
@@ -375,6 +376,7 @@ class SimMeter:
         "_sr_unread",
         "_sr_valid",
         "_stamp",
+        "_regs_key",
         "clock",
         "clock_error",
         "closed",
@@ -421,7 +423,8 @@ class SimMeter:
         self.clock = MeterClock(self.start, self.drift_ppm)
         self.contactor_s = contactor_s
         self.now = 0.0
-        self._stamp = 0  # bumps on every change of time or state
+        self._stamp = 0  # bumps on every change of state (not of time alone)
+        self._regs_key: Tuple[Any, Any] = (None, None)  # (now, state) -> BT23 key
         self._gen = 0  # bumps when the configuration (dimension tables) changes
         self.powered = True
         self.closed = True  # contactor
@@ -510,11 +513,9 @@ class SimMeter:
             return
         while self._due <= now:
             self.now = max(self.now, self._due)
-            self._stamp += 1
             self._fire()
             self._schedule()
         self.now = now
-        self._stamp += 1
 
     def power_fail(self, now: float) -> None:
         self.advance(now)
@@ -662,6 +663,7 @@ class SimMeter:
         self._dmd_start = wh
         self._dmd_j0 = self._energy()[0]
         self._dmd_next = at + DEMAND_INTERVAL
+        self._changed()
 
     def demand_reset(self) -> None:
         """EP34: keep the registers in BT25, fold the maxima into the
@@ -997,10 +999,35 @@ class SimMeter:
             bytearray(tables.encode(ET + 3, {"UTILITY_SERIAL_NUMBER": self.serial.ljust(30)})),
         )
 
-    def _refresh(self, k: int, r: Tuple[Callable[[SimMeter], Any], bool]) -> None:
-        img = r[0](self)
+    def _refresh(self, k: int, render: Callable[[SimMeter], Any], key: Any) -> None:
+        img = render(self)
         dict.__setitem__(self.tables, k, img if isinstance(img, bytearray) else bytearray(img))
-        self._fresh[k] = self._stamp if r[1] else self._gen
+        self._fresh[k] = key
+
+    # what a rendered image depends on (_RENDER): equal keys, equal images
+    def _key_config(self) -> Any:
+        return self._gen
+
+    def _key_state(self) -> Any:
+        return self._stamp
+
+    def _key_second(self) -> Any:
+        return int(self.clock.meter(self.now)), self._stamp
+
+    def _key_registers(self) -> Any:
+        if self._regs_key[0] != (self.now, self._stamp):
+            wh = tuple(int(e // 3600) for e in self._energy())
+            self._regs_key = ((self.now, self._stamp), (wh, self._stamp))
+        return self._regs_key[1]
+
+    def _key_links(self) -> Any:
+        return self._stamp, tuple(
+            (
+                p.session.window.current,
+                getattr(getattr(getattr(p.suite, "ctx", None), "usage", None), "count", 0),
+            )
+            for p in self.ports
+        )
 
     def _dims(self) -> Tuple[bytes, ...]:
         if self._dims_cache is None or self._dims_cache[0] != self._gen:
@@ -1462,47 +1489,37 @@ _HANDLERS: Dict[int, Callable[[SimMeter, bytes], Any]] = {
     L.EP34: SimMeter._ep34,
 }
 
-# Rendered tables: id -> (render function, live).  Live images show state that
-# changes with time; the others change only with the configuration.
-_RENDER: Dict[int, Tuple[Callable[[SimMeter], Any], bool]] = {
-    **{
-        t: (fn, True)
-        for t, fn in (
-            (3, SimMeter._bt03),
-            (4, SimMeter._bt04),
-            (23, SimMeter._bt23),
-            (25, SimMeter._bt25_image),
-            (26, SimMeter._bt26),
-            (28, SimMeter._bt28),
-            (52, SimMeter._bt52),
-            (55, SimMeter._bt55),
-            (63, SimMeter._bt63),
-            (64, SimMeter._bt64),
-            (74, SimMeter._bt74),
-            (ET + 4, SimMeter._et04),
-            (ET + 21, SimMeter._et21),
-            (ET + 23, SimMeter._et23),
-            (ET + 54, SimMeter._et54),
-        )
-    },
-    **{
-        t: (fn, False)
-        for t, fn in (
-            (0, SimMeter._bt00),
-            (1, SimMeter._bt01),
-            (5, SimMeter._bt05),
-            (20, SimMeter._bt21),
-            (21, SimMeter._bt21),
-            (22, SimMeter._bt22),
-            (24, SimMeter._bt24),
-            (60, SimMeter._bt61),
-            (61, SimMeter._bt61),
-            (62, SimMeter._bt62),
-            (70, SimMeter._bt71),
-            (71, SimMeter._bt71),
-            (ET + 11, SimMeter._et11),
-        )
-    },
+# Rendered tables: id -> (render function, key function).  An image is encoded
+# again when it is read and its key changed since it was last encoded.
+_RENDER: Dict[int, Tuple[Callable[[SimMeter], Any], Callable[[SimMeter], Any]]] = {
+    3: (SimMeter._bt03, SimMeter._key_state),
+    4: (SimMeter._bt04, SimMeter._key_state),
+    23: (SimMeter._bt23, SimMeter._key_registers),
+    25: (SimMeter._bt25_image, SimMeter._key_state),
+    26: (SimMeter._bt26, SimMeter._key_state),
+    28: (SimMeter._bt28, SimMeter._key_second),
+    52: (SimMeter._bt52, SimMeter._key_second),
+    55: (SimMeter._bt55, SimMeter._key_second),
+    63: (SimMeter._bt63, SimMeter._key_state),
+    64: (SimMeter._bt64, SimMeter._key_state),
+    74: (SimMeter._bt74, SimMeter._key_state),
+    ET + 4: (SimMeter._et04, SimMeter._key_links),
+    ET + 21: (SimMeter._et21, SimMeter._key_state),
+    ET + 23: (SimMeter._et23, SimMeter._key_state),
+    ET + 54: (SimMeter._et54, SimMeter._key_links),
+    0: (SimMeter._bt00, SimMeter._key_config),
+    1: (SimMeter._bt01, SimMeter._key_config),
+    5: (SimMeter._bt05, SimMeter._key_config),
+    20: (SimMeter._bt21, SimMeter._key_config),
+    21: (SimMeter._bt21, SimMeter._key_config),
+    22: (SimMeter._bt22, SimMeter._key_config),
+    24: (SimMeter._bt24, SimMeter._key_config),
+    60: (SimMeter._bt61, SimMeter._key_config),
+    61: (SimMeter._bt61, SimMeter._key_config),
+    62: (SimMeter._bt62, SimMeter._key_config),
+    70: (SimMeter._bt71, SimMeter._key_config),
+    71: (SimMeter._bt71, SimMeter._key_config),
+    ET + 11: (SimMeter._et11, SimMeter._key_config),
 }
 
 

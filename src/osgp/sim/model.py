@@ -71,7 +71,7 @@ class LoadModel:
     ``cumulative(t)`` walks a forward cursor over the slots, so evaluating it
     at increasing times costs one step per slot crossed."""
 
-    __slots__ = ("seed", "peak_w", "q_permille", "origin", "_k", "_c")
+    __slots__ = ("seed", "peak_w", "q_permille", "origin", "_k", "_c", "_last")
 
     def __init__(self, seed: int, origin: float = 0.0) -> None:
         self.seed = seed & _M64
@@ -79,13 +79,17 @@ class LoadModel:
         self.origin = int(origin // SLOT)  # slot where the integral starts
         self._k = self.origin  # cursor slot, and the joules before it per register
         self._c: List[int] = [0, 0, 0, 0, 0, 0]
+        self._last: Tuple[int, Tuple[int, int]] = (-1, (0, 0))  # the slot asked for last
 
     def slot_power(self, k: int) -> Tuple[int, int]:
         """(W, var) of slot ``k``."""
+        if self._last[0] == k:
+            return self._last[1]
         d = civil(k * SLOT)
         noise = splitmix64(self.seed ^ (k & _M64)) % 401 - 200
         p = round(self.peak_w * DAILY[d.hour] * WEEKLY[d.weekday()] * (1000 + noise) / 1e9)
-        return p, p * self.q_permille // 1000
+        self._last = (k, (p, p * self.q_permille // 1000))
+        return self._last[1]
 
     def _walk(self, c: List[int], k0: int, k1: int) -> None:
         for j in range(k0, k1):
