@@ -314,6 +314,9 @@ def test_ep16_moves_the_clock_and_the_load_profile_notes_it():
     assert st["NBR_VALID_BLOCKS"] == 2
     assert lp.flags[5] & loadprofile.FLAG_CLOCK_BACKWARD
     assert lp.timestamps.astype(np.int64)[5] - START == -1800  # 970 + 3600 - 7200, rounded up
+    with pytest.raises(ProcedureError) as ei:  # before 2000: STIME_DATE cannot hold it
+        r.call(2600.0, 16, (-(2**31)).to_bytes(4, "little", signed=True))
+    assert ei.value.result == 2
 
 
 def test_ep11_configures_resets_and_stops_the_load_profile():
@@ -650,3 +653,24 @@ def test_fault_config_is_checked():
         Faults.from_dict({"dorp": 0.1})
     with pytest.raises(ConfigurationError):
         Faults(drop=1.5)
+
+
+def test_any_procedure_parameters_end_with_a_result_code():
+    """Random parameter bytes for every procedure: a result code, never an
+    exception out of the session."""
+    import random
+
+    from osgp.sim import layouts as L
+
+    rng = random.Random(1)
+    meter, port, c = make("mep")
+    for pid in sorted(L.PARAMETER_SIZES):
+        for _ in range(60):
+            size = rng.choice(L.PARAMETER_SIZES[pid] + (rng.randrange(9),))
+            params = bytes(rng.randrange(256) for _ in range(size))
+            out = meter.procedures.get(pid)(params)
+            steps = [out] if isinstance(out, tuple) else list(out)
+            assert all(0 <= code <= 6 for code, _ in steps), (pid, params)
+            meter.advance(meter.now + 30.0)
+    for t in (3, 4, 23, 26, 52, 63, 64, 74, ET + 21):
+        tables.decode(t, meter.image(t), {d: meter.image(d) for d in DIMS})

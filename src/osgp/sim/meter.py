@@ -50,6 +50,9 @@ _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2):
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = (27, 53, ET + 3)  # writable configuration tables: the image is the state
+# STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (reference 3.4): the clock stays in
+# 2000..2099 (a BP10 / EP16 outside it ends with result 2)
+_CLOCK_MIN, _CLOCK_MAX = 946_684_800.0, 4_102_444_800.0
 _PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -615,8 +618,9 @@ class SimMeter:
             self._self_read(self._sr_next)
             self._sr_next += 86400
         elif kind == "pending":
-            for t, (_, _, _, at) in list(self._pending.items()):
-                if at is not None and at <= m + 1e-6:
+            due = sorted((at, t) for t, (_, _, _, at) in self._pending.items() if at is not None)
+            for at, t in due:
+                if at <= m + 1e-3 or t == due[0][1]:  # the earliest is due by construction
                     self._activate(t)
         elif kind == "contactor":
             self._move_contactor()
@@ -898,12 +902,18 @@ class SimMeter:
         except (ValueError, TypeError):
             return 2, b""
         frac = self.clock.meter(self.now) % 1.0 if not mask & L.SET_TIME else 0.0
-        self.set_clock(self.now, _epoch(civil_new) + frac)
+        new = _epoch(civil_new) + frac
+        if not _CLOCK_MIN <= new < _CLOCK_MAX:
+            return 2, b""
+        self.set_clock(self.now, new)
         return 0, b""
 
     def _ep16(self, p: bytes) -> Tuple[int, bytes]:
         (delta,) = struct.unpack("<i", p)
-        self.set_clock(self.now, self.clock.meter(self.now) + delta)
+        new = self.clock.meter(self.now) + delta
+        if not _CLOCK_MIN <= new < _CLOCK_MAX:
+            return 2, b""
+        self.set_clock(self.now, new)
         return 0, b""
 
     def _bp12_15(self, activate: bool, table: Optional[int]) -> Tuple[int, bytes]:
