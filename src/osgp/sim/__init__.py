@@ -1,2 +1,31 @@
-"""The device side, simulated: OSGP meters and the power-line network they
-share (:mod:`osgp.sim.network`), on a virtual clock."""
+"""The OSGP meter simulator: complete simulated devices on the sans-IO
+device session, driven on a virtual clock.
+
+    >>> from osgp.link.carrier import MepDeviceCarrier
+    >>> from osgp.security.suite import MEP_ENVELOPE, LegacySuite
+    >>> from osgp.sim import SimMeter
+    >>> link = (MepDeviceCarrier(), LegacySuite(bytes([1]) * 16, MEP_ENVELOPE))
+    >>> m = SimMeter("SIM0000001", links=[link])
+    >>> m.advance(3600.0)
+    >>> m.registers()["active"] > 0
+    True
+
+``osgp.sim.model``: load model and drifting clock; ``osgp.sim.meter``: the
+meter and its ports; ``osgp.sim.layouts``: procedure parameter layouts and
+event codes (the INFERRED choices); ``osgp.sim.faults``: fault injection;
+``osgp.sim.network``: the simulated power-line network the meters share.
+"""
+
+from osgp.sim.faults import Faults
+from osgp.sim.meter import DEMAND_INTERVAL, LoadProfileConfig, MeterPort, SimMeter
+from osgp.sim.model import LoadModel, MeterClock
+
+__all__ = [
+    "SimMeter",
+    "MeterPort",
+    "LoadProfileConfig",
+    "Faults",
+    "LoadModel",
+    "MeterClock",
+    "DEMAND_INTERVAL",
+]
