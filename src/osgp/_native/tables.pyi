@@ -16,7 +16,7 @@ def lp_decode(
     flags: Any,
     times: Any,
     valid: Any,
-    row_block: Any = None,
+    counts: Any = None,
 ) -> int: ...
 def lp_decode_batch(
     geometry: Sequence[int],
