@@ -135,19 +135,18 @@ def _calendar(e):
     days_in = ((months + 1).astype("datetime64[D]") - first).astype(np.int64)
     ok = (e[..., 1] >= 1) & (e[..., 1] <= 12) & (e[..., 2] >= 1) & (e[..., 2] <= days_in)
     ok &= (e[..., 3] <= 23) & (e[..., 4] <= 59)
-    t = (
-        first.astype("datetime64[s]")
-        + (e[..., 2] - 1) * 86400
-        + e[..., 3] * 3600
-        + e[..., 4] * 60
-    )
+    t = first.astype("datetime64[s]") + (e[..., 2] - 1) * 86400 + e[..., 3] * 3600 + e[..., 4] * 60
     return np.where(ok, t, np.datetime64("NaT"))
 
 
 def _bt23_dtype(tiers=8, sums=19, dmds=8, coins=16, occ=1):
     blk = [
         ("SUMMATIONS", "<i4", (sums,)),
-        ("DEMANDS", [("EVENT_TIME", "u1", (occ, 5)), ("CUM_DEMAND", "<i4"), ("DEMAND", "<i4", (occ,))], (dmds,)),
+        (
+            "DEMANDS",
+            [("EVENT_TIME", "u1", (occ, 5)), ("CUM_DEMAND", "<i4"), ("DEMAND", "<i4", (occ,))],
+            (dmds,),
+        ),
         ("COINCIDENTS", [("COINCIDENT_VALUES", "<i4", (occ,))], (coins,)),
     ]
     return np.dtype([("NBR_DEMAND_RESETS", "u1"), ("TOT", blk), ("TIER", blk, (tiers,))])
@@ -236,8 +235,16 @@ KINDS = {
         {"name": "DIG", "type": "BCD", "length": 2},
         {"name": "BITSET", "type": "SET", "length": 2},
         {"type": "FILL", "length": 2},
-        {"type": "IF", "when": {"ref": "BT21.NBR_OCCUR", "eq": 1}, "then": [{"name": "YES", "type": "UINT8"}]},
-        {"type": "IF", "when": {"ref": "BT21.NBR_OCCUR", "eq": 2}, "then": [{"name": "NO", "type": "UINT8"}]},
+        {
+            "type": "IF",
+            "when": {"ref": "BT21.NBR_OCCUR", "eq": 1},
+            "then": [{"name": "YES", "type": "UINT8"}],
+        },
+        {
+            "type": "IF",
+            "when": {"ref": "BT21.NBR_OCCUR", "eq": 2},
+            "then": [{"name": "NO", "type": "UINT8"}],
+        },
         {
             "name": "GRID",
             "type": "ARRAY",
@@ -285,8 +292,12 @@ def _run(mod, monkeypatch, ctx, images):
 @pytest.mark.parametrize("ni", [(0, 1), (4, 5), (6, 7), (8, 9), (10, 11), (12, 8)])
 def test_every_kind_twins_and_records(monkeypatch, tm, ni):
     ctx = _ctx(tm, *ni)
-    size = Plan(SET.program("ET248"), tables._fixed_params(
-        SET.program("ET248"), tables._Context(ctx, tables.DEFAULT_PROFILE, SET))).size
+    size = Plan(
+        SET.program("ET248"),
+        tables._fixed_params(
+            SET.program("ET248"), tables._Context(ctx, tables.DEFAULT_PROFILE, SET)
+        ),
+    ).size
     rng = np.random.default_rng(tm * 100 + ni[0])
     images = rng.integers(0, 256, size=(40, size), dtype=np.uint8)
     if tm == 1 or ni[0] in (5, 6, 12) or ni[1] in (5, 6, 12):
@@ -321,7 +332,10 @@ def test_every_kind_twins_and_records(monkeypatch, tm, ni):
             want = [_extract(r, name.split("."), col.dtype) for r in recs]
             np.testing.assert_array_equal(col, np.array(want, dtype=col.dtype).reshape(col.shape))
         assert "NO" not in cols and "YES" in cols
-        assert cols["GRID.V"].shape == (len(good), 2, 3) and cols["GRID.R.Z"].shape == (len(good), 2)
+        assert cols["GRID.V"].shape == (len(good), 2, 3) and cols["GRID.R.Z"].shape == (
+            len(good),
+            2,
+        )
 
 
 def test_zero_count_array_has_a_column(monkeypatch):
@@ -389,7 +403,9 @@ def test_arrow_form():
                 if np.isnat(want):
                     assert v is None
                 else:
-                    assert v == dt.datetime.fromtimestamp(int(want.astype(np.int64)), dt.timezone.utc)
+                    assert v == dt.datetime.fromtimestamp(
+                        int(want.astype(np.int64)), dt.timezone.utc
+                    )
     assert t.column("TOT_DATA_BLOCK.SUMMATIONS").to_pylist()[3] == list(
         cols["TOT_DATA_BLOCK.SUMMATIONS"][3]
     )

@@ -410,8 +410,8 @@ def _empty(g: Geometry, rows: int) -> tuple[np.ndarray, ...]:
 def decode_blocks(
     g: Geometry,
     data: Any,
-    blocks: Sequence[int],
-    lasts: Optional[Sequence[int]] = None,
+    blocks: Any,
+    lasts: Any = None,
     *,
     table: str = "BT64",
     out: Optional[tuple] = None,

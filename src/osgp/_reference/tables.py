@@ -892,15 +892,11 @@ def table_columns(cells: Any, data: Any, offsets: Any, size: int, cols: Sequence
         raise ConfigurationError("offsets must be a buffer of int64")
     offs = np.frombuffer(ob, np.int64)
     n = len(offs)
-    outs = [
-        np.frombuffer(_writable(c, f"column {k}", 0), np.uint8) for k, c in enumerate(cols)
-    ]
+    outs = [np.frombuffer(_writable(c, f"column {k}", 0), np.uint8) for k, c in enumerate(cols)]
     cl = [words[i : i + _COL_WORDS] for i in range(0, len(words), _COL_WORDS)]
     for e in cl:
         if e[4] < len(cols) and n and len(outs[e[4]]) < n * e[6]:
-            raise ConfigurationError(
-                f"column {e[4]} needs {n * e[6]} bytes, got {len(outs[e[4]])}"
-            )
+            raise ConfigurationError(f"column {e[4]} needs {n * e[6]} bytes, got {len(outs[e[4]])}")
     d = np.frombuffer(as_bytes(data, "data"), np.uint8)
     for c, e in enumerate(cl):
         if not _cell_ok(e, size, len(cols)):
@@ -947,14 +943,16 @@ def table_columns(cells: Any, data: Any, offsets: Any, size: int, cols: Sequence
             outs[col][: t * stride].reshape(t, stride)[:, out : out + osz] = val
     i, c = first_bad
     if i < t:
-        err = MalformedError(f"image {i}: impossible value", layer="table",
-                             offset=int(offs[i]) + cl[c][1])
+        err = MalformedError(
+            f"image {i}: impossible value", layer="table", offset=int(offs[i]) + cl[c][1]
+        )
         err.pc, err.image = c, i
         raise err
     if t < n:
         o = int(np.frombuffer(ob, np.int64)[t])
         left = 0 if o < 0 or o > len(d) else len(d) - o
-        err = TruncatedError(f"image {t}: truncated", layer="table", offset=max(o, 0),
-                             needed=size, remaining=left)
+        err = TruncatedError(
+            f"image {t}: truncated", layer="table", offset=max(o, 0), needed=size, remaining=left
+        )
         err.pc, err.image = 0, t
         raise err

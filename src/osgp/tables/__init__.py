@@ -363,9 +363,7 @@ _PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 class _Context:
-    def __init__(
-        self, context: Optional[Mapping], profile: TableProfile, tables: TableSet
-    ) -> None:
+    def __init__(self, context: Optional[Mapping], profile: TableProfile, tables: TableSet) -> None:
         self.tables = tables
         self.raw: dict[Any, Any] = {}
         if context:
@@ -570,10 +568,12 @@ def decode_columns(
     image raises :class:`~osgp.errors.TruncatedError` and a bad BCD digit
     :class:`~osgp.errors.MalformedError`, both with ``.image`` (its index) and
     the offset inside that image."""
-    return DEFAULT_SET.decode_columns(table_id, images, context, offsets=offsets) if (
-        profile is DEFAULT_PROFILE
-    ) else TableSet(base=DEFAULT_SET, profile=profile).decode_columns(
-        table_id, images, context, offsets=offsets
+    return (
+        DEFAULT_SET.decode_columns(table_id, images, context, offsets=offsets)
+        if (profile is DEFAULT_PROFILE)
+        else TableSet(base=DEFAULT_SET, profile=profile).decode_columns(
+            table_id, images, context, offsets=offsets
+        )
     )
 
 

@@ -50,8 +50,8 @@ from osgp.tables.schema import (
     GroupNode,
     IfNode,
     IntNode,
-    Node,
     NiNode,
+    Node,
     Program,
     TimeNode,
 )
@@ -133,7 +133,13 @@ class Plan:
         return pos
 
     def _node(
-        self, node: Node, pos: int, name: Optional[str], prefix: str, dims: tuple, idx: tuple,
+        self,
+        node: Node,
+        pos: int,
+        name: Optional[str],
+        prefix: str,
+        dims: tuple,
+        idx: tuple,
         emit: bool,
     ) -> int:
         if isinstance(node, IntNode):
@@ -193,8 +199,8 @@ class Plan:
                 )
             n = self._count(node, node.length, "length")
             if name:
-                kind = node.kind
-                self._cell(emit and n > 0, COPY, pos, n, 0, name, "u1", dims, idx, kind, tail=n)
+                post = node.kind
+                self._cell(emit and n > 0, COPY, pos, n, 0, name, "u1", dims, idx, post, tail=n)
             return pos + n
         if isinstance(node, FillNode):
             return pos + self._count(node, node.length, "length")
@@ -206,16 +212,16 @@ class Plan:
             return pos
         if isinstance(node, ArrayNode):
             count = self._count(node, node.count, "count")
-            sub, start = dims + (count,), pos
+            inner, start = dims + (count,), pos
             for k in range(max(count, 1)):  # count 0: the columns, shape (N, ..., 0)
                 on = emit and count > 0
                 at = idx + ((k,) if count else ())
                 if node.scalar:
-                    pos = self._node(node.elem, pos, name, prefix, sub, at, on)
+                    pos = self._node(node.elem, pos, name, prefix, inner, at, on)
                 else:
                     assert isinstance(node.elem, GroupNode)
                     pre = f"{name}." if name else prefix
-                    pos = self._group(node.elem.children, pos, pre, sub, at, on)
+                    pos = self._group(node.elem.children, pos, pre, inner, at, on)
             return pos if count else start
         if isinstance(node, GroupNode):
             return self._group(node.children, pos, f"{name}." if name else prefix, dims, idx, emit)
@@ -321,8 +327,7 @@ def _rewrap(exc: DecodeError, plan: Plan, offs: np.ndarray) -> DecodeError:
     layer = f"table {plan.table}"
     if isinstance(exc, TruncatedError):
         new: DecodeError = TruncatedError(
-            f"image {img}: truncated, the layout needs {plan.size} byte(s), "
-            f"{exc.remaining} left",
+            f"image {img}: truncated, the layout needs {plan.size} byte(s), {exc.remaining} left",
             layer=layer,
             offset=0,
             needed=plan.size,
@@ -331,7 +336,9 @@ def _rewrap(exc: DecodeError, plan: Plan, offs: np.ndarray) -> DecodeError:
     else:
         c = plan.field_of(getattr(exc, "pc", 0))
         new = MalformedError(
-            f"image {img}: field {c}: impossible value", layer=layer, offset=(exc.offset or 0) - base
+            f"image {img}: field {c}: impossible value",
+            layer=layer,
+            offset=(exc.offset or 0) - base,
         )
     new.image = img  # type: ignore[attr-defined]
     new.table = plan.table  # type: ignore[attr-defined]
