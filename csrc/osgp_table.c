@@ -501,8 +501,16 @@ static int days_in_month(int64_t y, unsigned m)
 static int col_time(const uint8_t *p, unsigned kind, unsigned fmt, int64_t *out)
 {
     int64_t t[6];
-    if (osgp_time_decode(p, kind, fmt, t))
+    if (fmt == 2 && kind != 2) {        /* binary YY MM DD hh mm [ss], the NES format */
+        t[0] = 2000 + (int64_t)p[0];
+        t[1] = p[1];
+        t[2] = p[2];
+        t[3] = p[3];
+        t[4] = p[4];
+        t[5] = kind == 0 ? p[5] : 0;
+    } else if (osgp_time_decode(p, kind, fmt, t)) {
         return -1;
+    }
     if (kind == 2) {
         *out = t[3] * 3600 + t[4] * 60 + t[5];
         return 0;
@@ -584,7 +592,16 @@ osgp_status osgp_table_columns(const uint8_t *in, size_t len, const int64_t *off
             unsigned w = e[2];
             switch (e[0]) {
             case OSGP_COL_COPY:         /* LE value of the host's width, raw bytes */
-                memcpy(q, p, w);
+                if (w == 4)             /* constant sizes: one load and store */
+                    memcpy(q, p, 4);
+                else if (w == 1)
+                    *q = *p;
+                else if (w == 8)
+                    memcpy(q, p, 8);
+                else if (w == 2)
+                    memcpy(q, p, 2);
+                else
+                    memcpy(q, p, w);
                 break;
             case OSGP_COL_INT: {
                 uint64_t u = rd_le(p, w);

@@ -3,7 +3,7 @@
     lp = osgp.loadprofile.decode(bt61, bt62, bt63, bt64, bt00=bt00)
     lp.timestamps   # datetime64[s], interval end times (UTC), chronological
     lp.values       # int64 [intervals, channels] as recorded
-    lp.scaled       # float64 after scalars / divisors (BT62)
+    lp.scaled       # float64 after scalars / divisors (BT62), computed on first access
     lp.status       # uint8 [intervals, channels]: extended channel status nibbles
     lp.flags        # uint8 [intervals]: common flags (FLAG_DST | FLAG_POWER_FAIL | ...)
 
@@ -17,7 +17,7 @@ ET21 (NES) gives the physical geometry and wins over the computed one
 
 Only recorded intervals are returned: the simple status bit is set and the
 interval lies at or before the last recorded one (BT63 NBR_VALID_INT for the
-newest block).  The block decoder is native (csrc/osgp_lp.c) with a Python
+newest block); the kernel keeps them in one pass into arrays allocated once.  The block decoder is native (csrc/osgp_lp.c) with a Python
 twin; choices the public record leaves open are in :class:`LoadProfileProfile`.
 """
 
