@@ -17,8 +17,9 @@ ET21 (NES) gives the physical geometry and wins over the computed one
 
 Only recorded intervals are returned: the simple status bit is set and the
 interval lies at or before the last recorded one (BT63 NBR_VALID_INT for the
-newest block); the kernel keeps them in one pass into arrays allocated once.  The block decoder is native (csrc/osgp_lp.c) with a Python
-twin; choices the public record leaves open are in :class:`LoadProfileProfile`.
+newest block); the kernel keeps them in one pass into arrays allocated once.
+The block decoder is native (csrc/osgp_lp.c) with a Python twin; choices the
+public record leaves open are in :class:`LoadProfileProfile`.
 """
 
 from __future__ import annotations
