@@ -22,6 +22,12 @@ Groups:
                and 0.69-1.04x for int32 at equal bandwidth.
   lp-month   : one meter, 30 blocks, full osgp.loadprofile.decode() from table bytes
                vs the same decode written with numpy.
+  lp-public  : 3000 blocks (288,000 rows x 4 channels) through the public
+               osgp.loadprofile.decode() (fresh arrays of the valid rows: timestamps,
+               values, status, flags; scaled and block_seq are computed on first
+               access) vs its kernel (lp_decode, dense, into preallocated arrays) and
+               vs the same outputs with vectorised numpy (structured-dtype view,
+               vectorised calendar arithmetic, boolean-mask compaction).
 Run: PYTHONPATH=src python -m pytest benches/bench_loadprofile.py --benchmark-only
 """
 
@@ -69,7 +75,7 @@ GEOM = loadprofile.Geometry(BLOCK, NINT, NCH, 0, 2, 5, HDR, INT_SIZE, 0, EXT, 32
 
 def numpy_decode(data, nblocks):
     """The same dense outputs as the native decoder, with numpy only."""
-    a = np.frombuffer(data, block_dtype(), count=nblocks)
+    a = data if isinstance(data, np.ndarray) else np.frombuffer(data, block_dtype(), count=nblocks)
     values = a["ints"]["v"].astype(np.int64).reshape(-1, NCH)
     ext = a["ints"]["ext"]
     status = np.empty((nblocks, NINT, NCH), np.uint8)
@@ -80,12 +86,20 @@ def numpy_decode(data, nblocks):
     flags = (ext[..., 0] >> 4).reshape(-1)
     valid = np.unpackbits(a["simple"], axis=1, bitorder="little")[:, :NINT].reshape(-1)
     e = a["end"].astype(np.int64)
-    days = np.array(
-        [f"{2000 + y:04d}-{m:02d}-{d:02d}" for y, m, d in e[:, :3]], dtype="datetime64[D]"
-    ).astype(np.int64)
-    end = days * 86400 + e[:, 3] * 3600 + e[:, 4] * 60
+    end = days_from_civil(2000 + e[:, 0], e[:, 1], e[:, 2]) * 86400 + e[:, 3] * 3600 + e[:, 4] * 60
     times = (end[:, None] - (NINT - 1 - np.arange(NINT)) * 900).reshape(-1)
     return values, status.reshape(-1, NCH), flags, times, valid
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of proleptic Gregorian dates, vectorised (the
+    era/day-of-era arithmetic; arrays of years, months, days)."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * np.where(m > 2, m - 3, m + 9) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
 
 
 def kernels():
@@ -212,25 +226,32 @@ def test_archive_numpy_structured(benchmark, archive):
 # ---- one meter, one month -------------------------------------------------------------------
 
 
-def month_tables():
-    bt61 = struct.pack("<IHB", 1 << 20, (1 << 10) | (1 << 11), 0x20) + struct.pack(
-        "<HHBB", 40, NINT, NCH, 15
+def month_tables(nblocks=30, spare=10):
+    bt61 = struct.pack("<IHB", 1 << 24, (1 << 10) | (1 << 11), 0x20) + struct.pack(
+        "<HHBB", nblocks + spare, NINT, NCH, 15
     )
     bt62 = b"".join(bytes([0, c + 1, 0]) for c in range(NCH)) + bytes([32])
-    bt63 = struct.pack("<BHHIHH", 0x24, 30, 29, 100, 30, NINT)
-    bt64 = make_blocks(30, seed=2) + bytes(BLOCK * 10)
+    bt63 = struct.pack("<BHHIHH", 0x24, nblocks, nblocks - 1, 100000, nblocks, NINT)
+    bt64 = make_blocks(nblocks, seed=2) + bytes(BLOCK * spare)
     return bt61, bt62, bt63, bt64
 
 
 def numpy_month(bt61, bt62, bt63, bt64):
     _mem, _flags, _f, nblks, nint, nch, mins = struct.unpack_from("<IHBHHBB", bt61)
     _f, nvalid, last, _seq, _unread, nvi = struct.unpack_from("<BHHIHH", bt63)
-    order = [(last - (nvalid - 1 - i)) % nblks for i in range(nvalid)]
-    a = np.frombuffer(bt64, block_dtype(), count=nblks)[order]
-    data = a.tobytes()
-    values, status, flags, times, valid = numpy_decode(data, nvalid)
-    m = valid.astype(bool)
-    return times[m].view("datetime64[s]"), values[m], status[m], flags[m]
+    order = (last - np.arange(nvalid - 1, -1, -1)) % nblks
+    # np.take, not a[order] / x[mask]: numpy's fancy indexing of structured and 2-D
+    # arrays is several times slower than take of the same rows
+    a = np.take(np.frombuffer(bt64, block_dtype(), count=nblks), order)
+    values, status, flags, times, valid = numpy_decode(a, nvalid)
+    valid.reshape(nvalid, nint)[-1, nvi:] = 0  # BT63 NBR_VALID_INT of the newest block
+    rows = np.flatnonzero(valid)
+    return (
+        times.take(rows).view("datetime64[s]"),
+        values.take(rows, axis=0),
+        status.take(rows, axis=0),
+        flags.take(rows),
+    )
 
 
 @pytest.mark.benchmark(group="lp-month")
@@ -280,3 +301,41 @@ def test_batch_1000_meters_numpy(benchmark):
 @pytest.mark.benchmark(group="lp-month")
 def test_month_numpy(benchmark):
     benchmark(numpy_month, *month_tables())
+
+
+# ---- the public call against its kernel (3000 blocks, 288,000 rows) ---------------------------
+
+PUBLIC_BLOCKS = 3000
+
+
+@pytest.fixture(scope="module")
+def public_tables():
+    return month_tables(PUBLIC_BLOCKS)
+
+
+@pytest.mark.benchmark(group="lp-public")
+def test_public_kernel(benchmark, public_tables):
+    """The kernel alone: dense decode of the same blocks into preallocated arrays."""
+    mod = _backend.native_module("tables")
+    if mod is None:
+        pytest.skip("native extensions not built")
+    out = _prealloc(PUBLIC_BLOCKS)
+    blocks = np.arange(PUBLIC_BLOCKS, dtype=np.uint32)
+    benchmark(mod.lp_decode, tuple(GEOM), public_tables[3], blocks, None, *out)
+
+
+@pytest.mark.benchmark(group="lp-public")
+def test_public_osgp(benchmark, public_tables):
+    if _backend.native_module("tables") is None:
+        pytest.skip("native extensions not built")
+    lp = benchmark(loadprofile.decode, *public_tables)
+    t, v, s, f = numpy_month(*public_tables)
+    np.testing.assert_array_equal(lp.timestamps, t)
+    np.testing.assert_array_equal(lp.values, v)
+    np.testing.assert_array_equal(lp.status, s)
+    np.testing.assert_array_equal(lp.flags, f)
+
+
+@pytest.mark.benchmark(group="lp-public")
+def test_public_numpy(benchmark, public_tables):
+    benchmark(numpy_month, *public_tables)

@@ -164,6 +164,23 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t prog_len, const uint8_t 
                            int64_t *regs, size_t nregs, int64_t *slots, size_t cap,
                            size_t *nslots, size_t *consumed, osgp_table_fault *fault);
 
+/* Columnar decode of n images of one fixed-layout table (each image at
+ * in + offsets[i], size bytes) into columns.  cells = ncells x OSGP_COL_WORDS
+ * words: kind, input offset, input width, argument (INT: signed; BITS: lo |
+ * hi << 8; BCD: NI format; TIME: kind | TM_FORMAT << 8), column, output byte
+ * offset in the column's row, row stride in bytes, output width.  Image i
+ * writes cols[col] + i * stride + offset.  On an error *failed = the image,
+ * fault->pc = the cell, fault->offset = the byte offset into in. */
+enum {
+    OSGP_COL_COPY = 1, OSGP_COL_INT = 2, OSGP_COL_BITS = 3, OSGP_COL_NI4 = 4,
+    OSGP_COL_BCD = 5, OSGP_COL_TIME = 6
+};
+#define OSGP_COL_WORDS 8
+osgp_status osgp_table_columns(const uint8_t *in, size_t len, const int64_t *offsets, size_t n,
+                               size_t size, const uint32_t *cells, size_t ncells,
+                               uint8_t *const *cols, size_t ncols, size_t *failed,
+                               osgp_table_fault *fault);
+
 /* Calendar helpers (proleptic Gregorian, days since 1970-01-01). */
 int64_t osgp_days_from_civil(int64_t y, unsigned m, unsigned d);
 void osgp_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
@@ -203,13 +220,14 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
                            const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                            int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
                            uint8_t *valid, osgp_table_fault *fault);
-/* As osgp_lp_decode but keeps only the valid rows (chronological), with the
- * block ordinal of each in row_block; *nrows = rows written.  The outputs
- * must still hold nblocks*nint rows (used as scratch). */
+/* As osgp_lp_decode but keeps only the valid rows (chronological) in one
+ * pass: counts[b] = rows kept from block b, *nrows = rows written.  The
+ * outputs must hold nblocks*nint rows (each block is decoded in place, then
+ * squeezed); scratch holds nint bytes. */
 osgp_status osgp_lp_decode_rows(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
                                 const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                                 int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
-                                uint8_t *valid, uint32_t *row_block, size_t *nrows,
+                                uint8_t *scratch, uint32_t *counts, size_t *nrows,
                                 osgp_table_fault *fault);
 /* Many meters sharing one geometry; meter i writes rows from row_offsets[i]. */
 osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,

@@ -359,13 +359,86 @@ static inline int host_le(void)
     return b == 1;
 }
 
+/* Generic interval loop (any format, order and status layout): rows row0..
+ * row0+nint-1 of the outputs, validity into ok[0..nint).  *bad_at = 1 + the
+ * input offset of a value that is not a number in a valid row (else 0). */
+static void lp_block_generic(const uint8_t *blk, const uint8_t *in, const osgp_lp_geometry *g,
+                             int w, size_t last, int64_t end, int64_t step, const int vw,
+                             void *values, uint8_t *status, uint8_t *flags, int64_t *times,
+                             uint8_t *ok_out, size_t row0, size_t *bad_at)
+{
+    size_t j, c, nint = g->nint, nch = g->nch;
+    *bad_at = 0;
+    for (j = 0; j < nint; j++) {
+        size_t row = row0 + j;
+        /* stored slot of chronological position j (descending order: slot 0
+         * is the newest recorded interval, INFERRED) */
+        size_t s = (g->descending && j <= last) ? last - j : j;
+        const uint8_t *ip = blk + g->int0_off + s * g->int_size;
+        const uint8_t *dp = ip + g->ch0_off;
+        uint8_t *sr = status + row * nch;
+        int ok = j <= last, bad = 0;
+        if (ok && g->simple_off != NONE)
+            ok = (blk[g->simple_off + (s >> 3)] >> (s & 7)) & 1;
+        ok_out[j] = (uint8_t)ok;
+        times[row] = end - ((int64_t)last - (int64_t)j) * step;
+        if (g->ext_off != NONE) {
+            const uint8_t *ep = ip + g->ext_off;
+            flags[row] = ep[0] >> 4;
+            if (nch)
+                sr[0] = ep[0] & 15;
+            for (c = 1; c < nch; c++)
+                sr[c] = (c & 1) ? ep[(c + 1) >> 1] >> 4 : ep[(c + 1) >> 1] & 15;
+        } else {
+            flags[row] = 0;
+            memset(sr, 0, nch);
+        }
+        for (c = 0; c < nch; c++) {
+            int64_t v = rd_val(dp + (size_t)w * c, g->fmt_code, g->ni_format, &bad);
+            if (vw == 4)
+                ((int32_t *)values)[row * nch + c] = (int32_t)v;
+            else
+                ((int64_t *)values)[row * nch + c] = v;
+        }
+        if (bad && ok) {
+            *bad_at = (size_t)(dp - in) + 1;
+            return;
+        }
+    }
+}
+
+/* Compact mode: move the valid rows of the block just decoded at row0 down
+ * to row0, row0+1, ... (chronological order kept).  Returns how many. */
+static size_t lp_squeeze(const uint8_t *ok, size_t nint, size_t row0, size_t nch,
+                         int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times)
+{
+    size_t j = 0, k;
+    while (j < nint && ok[j])           /* leading valid rows stay where they are */
+        j++;
+    for (k = j; j < nint; j++) {
+        size_t src = row0 + j, dst = row0 + k;
+        if (!ok[j])
+            continue;
+        memcpy(values + dst * nch, values + src * nch, nch * sizeof(int64_t));
+        memcpy(status + dst * nch, status + src * nch, nch);
+        flags[dst] = flags[src];
+        times[dst] = times[src];
+        k++;
+    }
+    return k;
+}
+
 /* Shared body of osgp_lp_decode (vw 8) and osgp_lp_decode_i32 (vw 4). */
+/* counts != NULL: compact mode (osgp_lp_decode_rows), valid is nint bytes of
+ * scratch and each block is decoded at the next free row, then its invalid
+ * rows are squeezed out (vw 8 only). */
 static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
                                const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                                void *values, const int vw, uint8_t *status, uint8_t *flags,
-                               int64_t *times, uint8_t *valid, osgp_table_fault *fault)
+                               int64_t *times, uint8_t *valid, uint32_t *counts, size_t *nrows,
+                               osgp_table_fault *fault)
 {
-    size_t b, nint = g->nint, nch = g->nch, bsz = g->block_size;
+    size_t b, nint = g->nint, nch = g->nch, bsz = g->block_size, r = 0;
     int w = lp_width(g->fmt_code, g->ni_format);
     int fast = !g->descending && g->ext_off != NONE &&
                (g->fmt_code == 32 || (g->fmt_code == 4 && vw == 8)) && host_le();
@@ -381,16 +454,17 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
         return st;
     /* streaming stores: see OSGP_LP_STREAM_MIN (the conditions of the AVX2
      * interval loop, block_fast "wide", plus 16-byte aligned value rows) */
-    if (fast && simd && nch > 0 && nch <= 8 && g->ext_off + 8 <= g->int_size &&
+    if (!counts && fast && simd && nch > 0 && nch <= 8 && g->ext_off + 8 <= g->int_size &&
         (nch * (size_t)vw) % 16 == 0 && (uintptr_t)values % 16 == 0 &&
         nblocks * nint * (nch * (size_t)vw + nch + 1 + 8 + 1) >= lp_stream_min)
         nt = 1;
     for (b = 0; b < nblocks; b++) {
-        size_t off = (size_t)blocks[b] * bsz, j, c;
+        size_t off = (size_t)blocks[b] * bsz, bad_at;
         const uint8_t *blk;
         int64_t t[6], end, step = g->interval_s;
         size_t last = lasts ? lasts[b] : nint - 1;
-        size_t row0 = b * nint;
+        size_t row0 = counts ? r : b * nint;
+        uint8_t *ok = counts ? valid : valid + row0;
         fault->pc = (uint32_t)b;
         if (off > len || bsz > len - off) {
             fault->offset = off;
@@ -421,7 +495,7 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
                               g->int0_off, g->int_size, g->ext_off, g->ch0_off,                \
                               g->fmt_code == 4, (W), end, step, simd, nt,                      \
                               (uint8_t *)values + row0 * nch * (W),                            \
-                              status + row0 * nch, flags + row0, times + row0, valid + row0)
+                              status + row0 * nch, flags + row0, times + row0, ok)
 #define FAST_W(W)                                                                              \
             switch (nch) {                                                                     \
             case 1: FAST(1, W); break;                                                         \
@@ -439,49 +513,27 @@ static osgp_status lp_decode_w(const uint8_t *in, size_t len, const osgp_lp_geom
             }
 #undef FAST_W
 #undef FAST
-            continue;
-        }
-        for (j = 0; j < nint; j++) {
-            size_t row = row0 + j;
-            /* stored slot of chronological position j (descending order: slot 0
-             * is the newest recorded interval, INFERRED) */
-            size_t s = (g->descending && j <= last) ? last - j : j;
-            const uint8_t *ip = blk + g->int0_off + s * g->int_size;
-            const uint8_t *dp = ip + g->ch0_off;
-            uint8_t *sr = status + row * nch;
-            int ok = j <= last, bad = 0;
-            if (ok && g->simple_off != NONE)
-                ok = (blk[g->simple_off + (s >> 3)] >> (s & 7)) & 1;
-            valid[row] = (uint8_t)ok;
-            times[row] = end - ((int64_t)last - (int64_t)j) * step;
-            if (g->ext_off != NONE) {
-                const uint8_t *ep = ip + g->ext_off;
-                flags[row] = ep[0] >> 4;
-                if (nch)
-                    sr[0] = ep[0] & 15;
-                for (c = 1; c < nch; c++)
-                    sr[c] = (c & 1) ? ep[(c + 1) >> 1] >> 4 : ep[(c + 1) >> 1] & 15;
-            } else {
-                flags[row] = 0;
-                memset(sr, 0, nch);
-            }
-            for (c = 0; c < nch; c++) {
-                int64_t v = rd_val(dp + (size_t)w * c, g->fmt_code, g->ni_format, &bad);
-                if (vw == 4)
-                    ((int32_t *)values)[row * nch + c] = (int32_t)v;
-                else
-                    ((int64_t *)values)[row * nch + c] = v;
-            }
-            if (bad && ok) {
-                fault->offset = (size_t)(dp - in);
+        } else {
+            lp_block_generic(blk, in, g, w, last, end, step, vw, values, status, flags, times,
+                             ok, row0, &bad_at);
+            if (bad_at) {
+                fault->offset = bad_at - 1;
                 return OSGP_ERR_MALFORMED;  /* generic path: never streaming */
             }
+        }
+        if (counts) {
+            size_t k = row0 + lp_squeeze(ok, nint, row0, nch, (int64_t *)values, status, flags,
+                                         times);
+            counts[b] = (uint32_t)(k - row0);
+            r = k;
         }
     }
 #if LP_HAVE_X86
     if (nt)
         stream_fence();         /* also after a fault: earlier blocks are written */
 #endif
+    if (nrows)
+        *nrows = counts ? r : nblocks * nint;
     return st;
 }
 
@@ -491,7 +543,7 @@ osgp_status osgp_lp_decode(const uint8_t *in, size_t len, const osgp_lp_geometry
                            uint8_t *valid, osgp_table_fault *fault)
 {
     return lp_decode_w(in, len, g, blocks, lasts, nblocks, values, 8, status, flags, times,
-                       valid, fault);
+                       valid, NULL, NULL, fault);
 }
 
 osgp_status osgp_lp_decode_i32(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
@@ -507,47 +559,18 @@ osgp_status osgp_lp_decode_i32(const uint8_t *in, size_t len, const osgp_lp_geom
         return OSGP_ERR_ARGUMENT;
     }
     return lp_decode_w(in, len, g, blocks, lasts, nblocks, values, 4, status, flags, times,
-                       valid, fault);
+                       valid, NULL, NULL, fault);
 }
 
 osgp_status osgp_lp_decode_rows(const uint8_t *in, size_t len, const osgp_lp_geometry *g,
                                 const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                                 int64_t *values, uint8_t *status, uint8_t *flags, int64_t *times,
-                                uint8_t *valid, uint32_t *row_block, size_t *nrows,
+                                uint8_t *scratch, uint32_t *counts, size_t *nrows,
                                 osgp_table_fault *fault)
 {
-    size_t b, j, r = 0, nint = g->nint, nch = g->nch;
-    osgp_status st;
     *nrows = 0;
-    for (b = 0; b < nblocks; b++) {
-        /* decode block b densely at row r, then move its valid rows down to r.. */
-        st = osgp_lp_decode(in, len, g, blocks + b, lasts ? lasts + b : NULL, 1,
-                            values + r * nch, status + r * nch, flags + r, times + r,
-                            valid + r, fault);
-        if (st != OSGP_OK) {
-            fault->pc = (uint32_t)b;
-            return st;
-        }
-        {
-            size_t k = r;
-            for (j = r; j < r + nint; j++) {
-                if (!valid[j])
-                    continue;
-                if (k != j) {
-                    memmove(values + k * nch, values + j * nch, nch * sizeof(int64_t));
-                    memmove(status + k * nch, status + j * nch, nch);
-                    flags[k] = flags[j];
-                    times[k] = times[j];
-                    valid[k] = 1;
-                }
-                row_block[k] = (uint32_t)b;
-                k++;
-            }
-            r = k;
-        }
-    }
-    *nrows = r;
-    return OSGP_OK;
+    return lp_decode_w(in, len, g, blocks, lasts, nblocks, values, 8, status, flags, times,
+                       scratch, counts, nrows, fault);
 }
 
 osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,

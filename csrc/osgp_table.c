@@ -477,3 +477,172 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
 #undef HAVE
 #undef EMIT
 }
+
+/* ---- columnar decode of fixed-layout tables (osgp.tables.decode_columns) ----
+ * The Python planner resolves a layout whose every offset is fixed (no count,
+ * length or condition read from the image) into cells; image i's cell c reads
+ * its bytes at offsets[i] + cell.off and writes one value at
+ * cols[cell.col] + i * cell.stride + cell.out.  Field conventions as above
+ * (LSB first, reference 3.4; TM_FORMAT and NI_FORMAT of reference 7.1). */
+
+#define NAT INT64_MIN   /* numpy's NaT */
+
+static int days_in_month(int64_t y, unsigned m)
+{
+    static const unsigned char dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dim[m - 1];
+}
+
+/* Seconds since 1970 of a date kind (0 LTIME_DATE, 1 STIME_DATE), NaT where the
+ * fields are no valid calendar time (zero dates, years past 9999); TIME (kind
+ * 2) -> seconds after midnight.  -1: malformed BCD. */
+static int col_time(const uint8_t *p, unsigned kind, unsigned fmt, int64_t *out)
+{
+    int64_t t[6];
+    if (fmt == 2 && kind != 2) {        /* binary YY MM DD hh mm [ss], the NES format */
+        t[0] = 2000 + (int64_t)p[0];
+        t[1] = p[1];
+        t[2] = p[2];
+        t[3] = p[3];
+        t[4] = p[4];
+        t[5] = kind == 0 ? p[5] : 0;
+    } else if (osgp_time_decode(p, kind, fmt, t)) {
+        return -1;
+    }
+    if (kind == 2) {
+        *out = t[3] * 3600 + t[4] * 60 + t[5];
+        return 0;
+    }
+    if (fmt == 0 || t[0] < 1 || t[0] > 9999 || t[1] < 1 || t[1] > 12 || t[2] < 1 ||
+        t[2] > days_in_month(t[0], (unsigned)t[1]) || t[3] > 23 || t[4] > 59 || t[5] > 59) {
+        *out = NAT;
+        return 0;
+    }
+    *out = osgp_days_from_civil(t[0], (unsigned)t[1], (unsigned)t[2]) * 86400 + t[3] * 3600 +
+           t[4] * 60 + t[5];
+    return 0;
+}
+
+static void put_le(uint8_t *q, uint64_t v, unsigned n)
+{
+    unsigned k;
+    for (k = 0; k < n; k++)
+        q[k] = (uint8_t)(v >> (8 * k));
+}
+
+/* A cell's words are consistent: known kind, column, read inside the image,
+ * write inside the column's row, widths that match the kind. */
+static int col_cell_ok(const uint32_t *e, size_t size, size_t ncols)
+{
+    unsigned w = e[2], osz = e[7];
+    if (e[4] >= ncols || (uint64_t)e[1] + w > size || (uint64_t)e[5] + osz > e[6])
+        return 0;
+    switch (e[0]) {
+    case OSGP_COL_COPY:
+        return osz == w;
+    case OSGP_COL_INT:
+        return w >= 1 && w <= 8 && osz >= 1 && osz <= 8 && e[3] <= 1;
+    case OSGP_COL_BITS:
+        return w >= 1 && w <= 8 && osz >= 1 && osz <= 8 && (e[3] & 0xFF) <= ((e[3] >> 8) & 0xFF) &&
+               ((e[3] >> 8) & 0xFF) < 8 * w;
+    case OSGP_COL_NI4:
+        return w == 4 && osz == 8;
+    case OSGP_COL_BCD:
+        return (e[3] == 5 || e[3] == 6 || e[3] == 12) && w == (unsigned)osgp_ni_width(e[3]) &&
+               osz == 8;
+    case OSGP_COL_TIME:
+        return (e[3] & 0xFF) <= 2 && ((e[3] >> 8) & 0xFF) <= 4 &&
+               w == (unsigned)osgp_time_width(e[3] & 0xFF, (e[3] >> 8) & 0xFF) && osz == 8;
+    default:
+        return 0;
+    }
+}
+
+osgp_status osgp_table_columns(const uint8_t *in, size_t len, const int64_t *offsets, size_t n,
+                               size_t size, const uint32_t *cells, size_t ncells,
+                               uint8_t *const *cols, size_t ncols, size_t *failed,
+                               osgp_table_fault *fault)
+{
+    size_t i, c;
+    memset(fault, 0, sizeof(*fault));
+    *failed = 0;
+    for (c = 0; c < ncells; c++) {
+        if (!col_cell_ok(cells + OSGP_COL_WORDS * c, size, ncols)) {
+            fault->pc = (uint32_t)c;
+            return OSGP_ERR_PROGRAM;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const uint8_t *img;
+        if (offsets[i] < 0 || (uint64_t)offsets[i] > len || size > len - (size_t)offsets[i]) {
+            *failed = i;
+            fault->offset = offsets[i] < 0 ? 0 : (size_t)offsets[i];
+            fault->needed = size;
+            fault->remaining = offsets[i] < 0 || (uint64_t)offsets[i] > len
+                                   ? 0 : len - (size_t)offsets[i];
+            return OSGP_ERR_TRUNCATED;
+        }
+        img = in + offsets[i];
+        for (c = 0; c < ncells; c++) {
+            const uint32_t *e = cells + OSGP_COL_WORDS * c;
+            const uint8_t *p = img + e[1];
+            uint8_t *q = cols[e[4]] + i * (size_t)e[6] + e[5];
+            unsigned w = e[2];
+            switch (e[0]) {
+            case OSGP_COL_COPY:         /* LE value of the host's width, raw bytes */
+                if (w == 4)             /* constant sizes: one load and store */
+                    memcpy(q, p, 4);
+                else if (w == 1)
+                    *q = *p;
+                else if (w == 8)
+                    memcpy(q, p, 8);
+                else if (w == 2)
+                    memcpy(q, p, 2);
+                else
+                    memcpy(q, p, w);
+                break;
+            case OSGP_COL_INT: {
+                uint64_t u = rd_le(p, w);
+                put_le(q, e[3] ? (uint64_t)sext(u, 8 * w) : u, e[7]);
+                break;
+            }
+            case OSGP_COL_BITS: {       /* bits lo..hi, bit 0 = LSB ([OPT p.6]) */
+                unsigned lo = e[3] & 0xFF, hi = (e[3] >> 8) & 0xFF;
+                uint64_t v = rd_le(p, w) >> lo;
+                if (hi - lo < 63)
+                    v &= ((uint64_t)1 << (hi - lo + 1)) - 1;
+                put_le(q, v, e[7]);
+                break;
+            }
+            case OSGP_COL_NI4: {        /* NI_FORMAT 4: INT32 with 4 implied decimals */
+                double x = (double)(int32_t)(uint32_t)rd_le(p, 4) / 10000.0;
+                memcpy(q, &x, 8);
+                break;
+            }
+            case OSGP_COL_BCD: {        /* FIXED_BCD NI formats */
+                int64_t v;
+                if (osgp_ni_decode(p, e[3], &v) < 0)
+                    goto malformed;
+                memcpy(q, &v, 8);
+                break;
+            }
+            default: {                  /* OSGP_COL_TIME */
+                int64_t v;
+                if (col_time(p, e[3] & 0xFF, (e[3] >> 8) & 0xFF, &v))
+                    goto malformed;
+                memcpy(q, &v, 8);
+                break;
+            }
+            }
+            continue;
+        malformed:
+            *failed = i;
+            fault->pc = (uint32_t)c;
+            fault->offset = (size_t)offsets[i] + e[1];
+            return OSGP_ERR_MALFORMED;
+        }
+    }
+    return OSGP_OK;
+}

@@ -471,7 +471,7 @@ def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed
             np.zeros(rows, np.int64),
             np.zeros(rows, np.uint8),
         )
-        rb = np.zeros(rows, np.uint32)
+        counts = np.zeros(nblocks, np.uint32)
         try:
             mod.lp_decode(
                 tuple(g),
@@ -497,16 +497,17 @@ def test_block_decoder_twins(nch, nint, code, ni, tm, desc, nblocks, extra, seed
                 data,
                 np.array(blocks, np.uint32),
                 None if ll is None else np.array(ll, np.uint32),
-                *arrs,
-                rb,
+                *arrs[:4],
+                np.zeros(nint, np.uint8),
+                counts,
             )
-            # compact rows = the valid dense rows, in order, with their block ordinals
+            # compact rows = the valid dense rows, in order, counted per block
             dense_valid = np.frombuffer(res[4], np.uint8).astype(bool)
             assert n == dense_valid.sum()
-            np.testing.assert_array_equal(
-                arrs[0][:n], np.frombuffer(res[0], np.int64).reshape(rows, nch)[dense_valid]
-            )
-            np.testing.assert_array_equal(rb[:n], np.flatnonzero(dense_valid) // nint)
+            for k, dense in enumerate(res[:4]):
+                want = np.frombuffer(dense, arrs[k].dtype).reshape(arrs[k].shape)[dense_valid]
+                np.testing.assert_array_equal(arrs[k][:n], want)
+            np.testing.assert_array_equal(counts, dense_valid.reshape(nblocks, nint).sum(axis=1))
             outs.append(("ok", res, n, arrs[0][:n].tobytes(), arrs[3][:n].tobytes()))
         except DecodeError as e:
             outs.append((type(e).__name__, e.offset, e.pc))

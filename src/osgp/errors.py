@@ -42,18 +42,26 @@ class ConfigurationError(OSGPError, ValueError):
 
     From the table kernels: ``pc``, the word of the table program found corrupt
     (or the block ordinal of a load-profile decode), and ``meter``, the index of
-    the meter in a batch decode; None elsewhere.
+    the meter in a batch decode, and ``image``, the index of the image in a
+    columnar decode; None elsewhere.
     """
 
     pc: Optional[int]
     meter: Optional[int]
+    image: Optional[int]
 
     def __init__(
-        self, message: str = "", *, pc: Optional[int] = None, meter: Optional[int] = None
+        self,
+        message: str = "",
+        *,
+        pc: Optional[int] = None,
+        meter: Optional[int] = None,
+        image: Optional[int] = None,
     ) -> None:
         super().__init__(message)
         self.pc = pc
         self.meter = meter
+        self.image = image
 
 
 class ArgumentTypeError(OSGPError, TypeError):
@@ -70,7 +78,8 @@ class DecodeError(OSGPError, ValueError):
     and ``field`` (the field's path, ``"LP_FLAGS"``, ``"DIVISOR_SET1[2]"``);
     the table kernels give ``pc`` (the program word, or the load-profile block
     ordinal, at which they stopped) and, in a batch decode, ``meter`` (the
-    index of the failing meter).
+    index of the failing meter) or, in a columnar decode, ``image`` (the index
+    of the failing image).
     """
 
     layer: str
@@ -79,6 +88,7 @@ class DecodeError(OSGPError, ValueError):
     field: Optional[str]
     pc: Optional[int]
     meter: Optional[int]
+    image: Optional[int]
 
     def __init__(
         self,
@@ -90,7 +100,9 @@ class DecodeError(OSGPError, ValueError):
         field: Optional[str] = None,
         pc: Optional[int] = None,
         meter: Optional[int] = None,
+        image: Optional[int] = None,
     ) -> None:
+        self.image = image
         self.layer = layer
         self.offset = offset
         self.table = table
@@ -125,13 +137,21 @@ class TruncatedError(DecodeError):
         field: Optional[str] = None,
         pc: Optional[int] = None,
         meter: Optional[int] = None,
+        image: Optional[int] = None,
     ) -> None:
         self.needed = needed
         self.remaining = remaining
         if not message:
             message = f"truncated: need {needed} byte(s), {remaining} left"
         super().__init__(
-            message, layer=layer, offset=offset, table=table, field=field, pc=pc, meter=meter
+            message,
+            layer=layer,
+            offset=offset,
+            table=table,
+            field=field,
+            pc=pc,
+            meter=meter,
+            image=image,
         )
 
 

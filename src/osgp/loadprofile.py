@@ -3,7 +3,7 @@
     lp = osgp.loadprofile.decode(bt61, bt62, bt63, bt64, bt00=bt00)
     lp.timestamps   # datetime64[s], interval end times (UTC), chronological
     lp.values       # int64 [intervals, channels] as recorded
-    lp.scaled       # float64 after scalars / divisors (BT62)
+    lp.scaled       # float64 after scalars / divisors (BT62), computed on first access
     lp.status       # uint8 [intervals, channels]: extended channel status nibbles
     lp.flags        # uint8 [intervals]: common flags (FLAG_DST | FLAG_POWER_FAIL | ...)
 
@@ -17,13 +17,14 @@ ET21 (NES) gives the physical geometry and wins over the computed one
 
 Only recorded intervals are returned: the simple status bit is set and the
 interval lies at or before the last recorded one (BT63 NBR_VALID_INT for the
-newest block).  The block decoder is native (csrc/osgp_lp.c) with a Python
-twin; choices the public record leaves open are in :class:`LoadProfileProfile`.
+newest block); the kernel keeps them in one pass into arrays allocated once.
+The block decoder is native (csrc/osgp_lp.c) with a Python twin; choices the
+public record leaves open are in :class:`LoadProfileProfile`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -127,21 +128,48 @@ class Geometry(NamedTuple):
     descending: int
 
 
-@dataclass
 class LoadProfile:
-    """Decoded load profile of one data set (one row per recorded interval)."""
+    """Decoded load profile of one data set (one row per recorded interval).
 
-    timestamps: np.ndarray  # datetime64[s] interval end, UTC
-    values: np.ndarray  # int64 [n, nch] (float64 for FLOAT NI formats)
-    scaled: np.ndarray  # float64 [n, nch]
-    status: np.ndarray  # uint8 [n, nch]
-    flags: np.ndarray  # uint8 [n]
-    block_seq: np.ndarray  # uint32 [n]: BT63 sequence number of the row's block
-    geometry: Geometry
-    sources: tuple = ()
-    scalars: Optional[np.ndarray] = None
-    divisors: Optional[np.ndarray] = None
-    meta: dict = field(default_factory=dict)
+    ``timestamps`` (datetime64[s] interval end, UTC), ``values`` (int64
+    [n, nch]; float64 for FLOAT NI formats), ``status`` (uint8 [n, nch]) and
+    ``flags`` (uint8 [n]) are decoded by the call; ``scaled`` (float64
+    [n, nch]) and ``block_seq`` (uint32 [n]: BT63 sequence number of the
+    row's block) are computed from them on first access and then kept."""
+
+    def __init__(
+        self,
+        timestamps: np.ndarray,
+        values: np.ndarray,
+        scaled: Optional[np.ndarray],
+        status: np.ndarray,
+        flags: np.ndarray,
+        block_seq: Optional[np.ndarray],
+        geometry: Geometry,
+        sources: tuple = (),
+        scalars: Optional[np.ndarray] = None,
+        divisors: Optional[np.ndarray] = None,
+        meta: Optional[dict] = None,
+        *,
+        scale: Optional[np.ndarray] = None,
+        implied: float = 1.0,
+        block_rows: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    ) -> None:
+        """``scaled=None``: ``values * scale * implied`` when read; ``block_seq=None``:
+        ``block_rows`` = (sequence number per block, rows per block)."""
+        self.timestamps, self.values, self.status, self.flags = timestamps, values, status, flags
+        self.geometry, self.sources, self.scalars, self.divisors = (
+            geometry,
+            sources,
+            scalars,
+            divisors,
+        )
+        self.meta: dict = meta if meta is not None else {}
+        self._scaled, self._scale, self._implied = scaled, scale, implied
+        self._block_seq, self._block_rows = block_seq, block_rows
+
+    def __repr__(self) -> str:
+        return f"<LoadProfile {len(self)} rows x {self.channels} channels>"
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -149,6 +177,24 @@ class LoadProfile:
     @property
     def channels(self) -> int:
         return self.geometry.nch
+
+    @property
+    def scaled(self) -> np.ndarray:
+        if self._scaled is None:
+            out = self.values.astype(np.float64)
+            if self._scale is not None:
+                out *= self._scale
+            if self._implied != 1.0:
+                out *= self._implied
+            self._scaled = out
+        return self._scaled
+
+    @property
+    def block_seq(self) -> np.ndarray:
+        if self._block_seq is None:
+            seqs, counts = self._block_rows  # type: ignore[misc]
+            self._block_seq = np.repeat(seqs, counts)
+        return self._block_seq
 
     def to_arrow(self) -> Any:
         """A ``pyarrow.Table``: timestamp (UTC), flags, block_seq and per channel
@@ -305,6 +351,14 @@ def block_order(
 ) -> tuple[list[int], list[int]]:
     """Chronological block indices and the BT63 sequence number of each (circular
     list arithmetic, [OPT p.31, 34-35])."""
+    idx, seqs = _block_order(nbr_blks, status, unread_only, set_index)
+    return idx.tolist(), seqs.tolist()
+
+
+def _block_order(
+    nbr_blks: int, status: Mapping, unread_only: bool, set_index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`block_order` as uint32 arrays."""
     base = 13 * set_index
     nvalid, last = status["NBR_VALID_BLOCKS"], status["LAST_BLOCK_ELEMENT"]
     if nvalid > nbr_blks:
@@ -330,13 +384,10 @@ def block_order(
             )
         n = min(n, unread)
     descending = status["LP_SET_STATUS_FLAGS"]["BLOCK_ORDER"]
-    seq = status["LAST_BLOCK_SEQ_NBR"]
-    back = range(n - 1, -1, -1)  # oldest of the n returned first
-    if descending:
-        idx = [(last + k) % nbr_blks for k in back]
-    else:
-        idx = [(last - k) % nbr_blks for k in back]
-    return idx, [(seq - k) & 0xFFFFFFFF for k in back]
+    back = np.arange(n - 1, -1, -1, dtype=np.int64)  # oldest of the n returned first
+    idx = (last + back if descending else last - back) % max(nbr_blks, 1)
+    seqs = (status["LAST_BLOCK_SEQ_NBR"] - back) & 0xFFFFFFFF
+    return idx.astype(np.uint32), seqs.astype(np.uint32)
 
 
 # ---- decode -----------------------------------------------------------------------------------
@@ -364,8 +415,8 @@ def _empty(g: Geometry, rows: int) -> tuple[np.ndarray, ...]:
 def decode_blocks(
     g: Geometry,
     data: Any,
-    blocks: Sequence[int],
-    lasts: Optional[Sequence[int]] = None,
+    blocks: Any,
+    lasts: Any = None,
     *,
     table: str = "BT64",
     out: Optional[tuple] = None,
@@ -444,8 +495,7 @@ def decode(
     g = cfg.geometry
     if st["LP_SET_STATUS_FLAGS"]["INTERVAL_ORDER"] and profile.descending_newest_first:
         g = g._replace(descending=1)
-    nbr_blks = cfg.nbr_blks
-    idx, seqs = block_order(nbr_blks, st, unread_only=unread_only, set_index=set_index)
+    idx, seqs = _block_order(cfg.nbr_blks, st, unread_only, set_index)
     nvi = st["NBR_VALID_INT"]
     if nvi > g.nint:
         raise _mal(
@@ -454,8 +504,8 @@ def decode(
             13 * set_index + 11,
             f"{nvi} valid intervals, a block holds {g.nint}",
         )
-    lasts = [g.nint - 1] * len(idx)
-    if idx:
+    lasts = np.full(len(idx), g.nint - 1, np.uint32)
+    if len(idx):
         if nvi == 0:  # newest block has nothing recorded yet
             idx, seqs, lasts = idx[:-1], seqs[:-1], lasts[:-1]
         else:
@@ -466,58 +516,55 @@ def decode(
         raise ConfigurationError("bt64 must be the raw table image")
     if not profile.full_block_last and g.simple_off != NONE:
         lasts = _last_recorded(data, g, idx, lasts)
-    rows = len(idx) * g.nint
-    values, status, flags, times, valid = _empty(g, rows)
-    row_block = np.empty(rows, np.uint32)
-    text = g.fmt_code >= 64 and g.ni_format in (2, 3, 13)
-    # FLOAT_CHAR values are text: the kernel decodes everything else with a
-    # one-byte stand-in format, the text is parsed below
-    kg = g._replace(fmt_code=1) if text else g
-    try:
-        n = _kernel.lp_decode(
-            tuple(kg),
-            data,
-            np.asarray(idx, np.uint32),
-            np.asarray(lasts, np.uint32),
-            values,
-            status,
-            flags,
-            times,
-            valid,
-            None if text else row_block,
-        )
-    except DecodeError as exc:
-        raise _rewrap_block(exc, table, g) from None
-    if text:
-        values, n = _float_char_rows(data, g, idx, lasts, valid, values, table)
-        keep = valid.astype(bool)
-        row_block[:n] = np.repeat(np.arange(len(idx), dtype=np.uint32), g.nint)[keep]
-        status, flags, times = status[keep], flags[keep], times[keep]
-    seq_rows = np.asarray(seqs, dtype=np.uint32)[row_block[:n]]
-    values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
+    if g.fmt_code >= 64 and g.ni_format in (2, 3, 13):
+        # FLOAT_CHAR values are text: the kernel decodes everything else densely
+        # with a one-byte stand-in format, the text is parsed here
+        dense = decode_blocks(g._replace(fmt_code=1), data, idx, lasts, table=table)
+        ok = dense[4].astype(bool)
+        values = _float_char_rows(data, g, idx, lasts, ok, table)
+        status, flags, times = dense[1][ok], dense[2][ok], dense[3][ok]
+        counts = ok.reshape(len(idx), g.nint).sum(axis=1)
+    else:
+        rows = len(idx) * g.nint
+        # every output allocated once at its largest size; the kernel keeps the
+        # valid rows only (one pass) and counts them per block
+        values = np.empty((rows, g.nch), np.int64)
+        status = np.empty((rows, g.nch), np.uint8)
+        flags = np.empty(rows, np.uint8)
+        times = np.empty(rows, np.int64)
+        counts = np.empty(len(idx), np.uint32)
+        scratch = np.empty(g.nint, np.uint8)
+        try:
+            n = _kernel.lp_decode(
+                tuple(g), data, idx, lasts, values, status, flags, times, scratch, counts
+            )
+        except DecodeError as exc:
+            raise _rewrap_block(exc, table, g) from None
+        values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
+        if g.fmt_code >= 64 and g.ni_format in (0, 1):
+            values = values.view(np.float64)
     if not profile.common_flags_high_nibble:
         flags = _NIBBLE_REVERSE[flags]
-    if g.fmt_code >= 64 and g.ni_format in (0, 1):
-        values = values.view(np.float64)
-    elif text:
-        values = values.view(np.float64)
-    scaled = values.astype(np.float64)
-    if cfg.scale is not None:
-        scaled *= cfg.scale
-    if g.fmt_code >= 64 and g.ni_format == 4:
-        scaled *= 1e-4
     return LoadProfile(
         times.view("datetime64[s]"),
         values,
-        scaled,
+        None,
         status,
         flags,
-        seq_rows,
+        None,
         g,
         cfg.sources,
         cfg.scalars,
         cfg.divisors,
-        {"blocks": idx, "block_seq": seqs, "nbr_valid_int": nvi, "interval_s": g.interval_s},
+        {
+            "blocks": idx.tolist(),
+            "block_seq": seqs.tolist(),
+            "nbr_valid_int": nvi,
+            "interval_s": g.interval_s,
+        },
+        scale=cfg.scale,
+        implied=1e-4 if g.fmt_code >= 64 and g.ni_format == 4 else 1.0,
+        block_rows=(seqs, counts),
     )
 
 
@@ -605,24 +652,18 @@ def _config(
 
 
 def _float_char_rows(
-    data: Any,
-    g: Geometry,
-    idx: list[int],
-    lasts: list[int],
-    valid: np.ndarray,
-    values: np.ndarray,
-    table: str,
-) -> tuple[np.ndarray, int]:
-    """Valid rows of FLOAT_CHAR6/12/21 interval data (NI_FORMAT 3/2/13, ASCII
-    numbers, docs/protocol.md §7.1) as float64 bit patterns in the int64 array."""
+    data: Any, g: Geometry, idx: np.ndarray, lasts: np.ndarray, ok: np.ndarray, table: str
+) -> np.ndarray:
+    """float64 values of the valid rows (``ok``, dense) of FLOAT_CHAR6/12/21
+    interval data (NI_FORMAT 3/2/13, ASCII numbers, reference 7.1)."""
     buf = bytes(memoryview(data).cast("B"))
     w = tables_ni_width(g.ni_format)
-    out = np.empty(values.shape, np.float64)
+    out = np.empty((int(ok.sum()), g.nch), np.float64)
     n = 0
-    for b, blk in enumerate(idx):
-        last = lasts[b]
+    for b, blk in enumerate(idx.tolist()):
+        last = int(lasts[b])
         for j in range(g.nint):
-            if not valid[b * g.nint + j]:
+            if not ok[b * g.nint + j]:
                 continue
             s = last - j if (g.descending and j <= last) else j
             base = blk * g.block_size + g.int0_off + s * g.int_size + g.ch0_off
@@ -636,19 +677,19 @@ def _float_char_rows(
                         table, "INT_DATA", base + c * w, f"FLOAT_CHAR value {txt!r} is not a number"
                     ) from None
             n += 1
-    return out[:n].view(np.int64), n
+    return out
 
 
 _NIBBLE_REVERSE = np.array([int(f"{i:04b}"[::-1], 2) for i in range(16)], dtype=np.uint8)
 
 
-def _last_recorded(data: Any, g: Geometry, idx: list[int], lasts: list[int]) -> list[int]:
+def _last_recorded(data: Any, g: Geometry, idx: np.ndarray, lasts: np.ndarray) -> np.ndarray:
     """Alternative reading of BLK_END_TIME for complete blocks: the end of the
     highest interval whose simple-status bit is set (LoadProfileProfile)."""
     buf = memoryview(data).cast("B")
-    out = list(lasts)
+    out = lasts.copy()
     nbytes = (g.nint + 7) // 8
-    for k, b in enumerate(idx[:-1]):  # the newest block keeps BT63 NBR_VALID_INT
+    for k, b in enumerate(idx[:-1].tolist()):  # the newest block keeps BT63 NBR_VALID_INT
         off = b * g.block_size + g.simple_off
         if off + nbytes > len(buf):
             continue  # the block decoder reports the truncation

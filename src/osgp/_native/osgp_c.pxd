@@ -93,6 +93,11 @@ cdef extern from "osgp.h" nogil:
         uint32_t ni_format
         int32_t interval_s
         uint32_t descending
+    unsigned OSGP_COL_WORDS
+    osgp_status osgp_table_columns(const uint8_t *data, size_t len, const int64_t *offsets,
+                                   size_t n, size_t size, const uint32_t *cells, size_t ncells,
+                                   uint8_t *const *cols, size_t ncols, size_t *failed,
+                                   osgp_table_fault *fault)
     osgp_status osgp_lp_check(const osgp_lp_geometry *g)
     osgp_status osgp_lp_decode(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
                                const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
@@ -101,7 +106,7 @@ cdef extern from "osgp.h" nogil:
     osgp_status osgp_lp_decode_rows(const uint8_t *data, size_t len, const osgp_lp_geometry *g,
                                     const uint32_t *blocks, const uint32_t *lasts, size_t nblocks,
                                     int64_t *values, uint8_t *status, uint8_t *flags,
-                                    int64_t *times, uint8_t *valid, uint32_t *row_block,
+                                    int64_t *times, uint8_t *scratch, uint32_t *counts,
                                     size_t *nrows, osgp_table_fault *fault)
     osgp_status osgp_lp_decode_batch(const uint8_t *const *ins, const size_t *lens, size_t n,
                                      const osgp_lp_geometry *g, const uint32_t *const *blocks,

@@ -16,7 +16,7 @@ def lp_decode(
     flags: Any,
     times: Any,
     valid: Any,
-    row_block: Any = None,
+    counts: Any = None,
 ) -> int: ...
 def lp_decode_batch(
     geometry: Sequence[int],
@@ -32,3 +32,4 @@ def lp_decode_batch(
 def table_decode(
     program: Any, shape: tuple, params: Sequence[int], data: Any, nregs: int
 ) -> Any: ...
+def table_columns(cells: Any, data: Any, offsets: Any, size: int, cols: Sequence[Any]) -> None: ...

@@ -182,13 +182,13 @@ cdef int _value_width(object values, uint32_t fmt_code) except -1:
 
 
 cdef int _acquire_outs(OutBufs *o, size_t rows, size_t nch, values, status, flags, times,
-                       valid, size_t vw=8) except -1:
+                       valid, size_t vw=8, Py_ssize_t valid_rows=-1) except -1:
     o.held = 0
     _out(values, &o.v, rows * nch * vw, "values"); o.held = 1
     _out(status, &o.s, rows * nch, "status"); o.held = 2
     _out(flags, &o.f, rows, "flags"); o.held = 3
     _out(times, &o.t, rows * 8, "times"); o.held = 4
-    _out(valid, &o.ok, rows, "valid"); o.held = 5
+    _out(valid, &o.ok, rows if valid_rows < 0 else valid_rows, "valid"); o.held = 5
     return 0
 
 
@@ -202,26 +202,28 @@ cdef void _release_outs(OutBufs *o) noexcept:
 
 
 def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid,
-              row_block=None):
+              counts=None):
     """Decode load-profile blocks ``blocks`` (uint32 buffer of block indices,
     chronological) of ``data`` into dense rows (nint per block); ``lasts``
     (uint32 buffer or None) = last recorded interval per block.  ``values`` is
     int64, or int32 (format "i") for INT_FMT_CDE 1, 2, 8, 16, 32.  With
-    ``row_block`` (writable uint32 buffer, nblocks*nint entries) only the valid
-    rows are kept, each with its block ordinal.  Returns the number of rows."""
+    ``counts`` (writable uint32 buffer, one entry per block) only the valid
+    rows are kept, in one pass: counts[b] = rows kept from block b, ``valid``
+    is scratch of nint bytes and the other outputs still hold nblocks*nint
+    rows.  Returns the number of rows written."""
     cdef osgp_lp_geometry g
     cdef InBuf d, bb, lb
     cdef OutBufs o
-    cdef Py_buffer rbv
+    cdef Py_buffer cv
     cdef osgp_table_fault f
     cdef osgp_status st
     cdef size_t nb, nrows = 0
-    cdef int compact = row_block is not None
+    cdef int compact = counts is not None
     cdef int vw
     _geometry(geometry, &g)
     vw = _value_width(values, g.fmt_code)
     if vw == 4 and compact:
-        raise ConfigurationError("row_block needs int64 values")
+        raise ConfigurationError("counts needs int64 values")
     in_acquire(blocks, &bb, "blocks")
     lb.held = False
     lb.ptr = NULL
@@ -235,20 +237,21 @@ def lp_decode(geometry, data, blocks, lasts, values, status, flags, times, valid
                 raise ConfigurationError("lasts must have one uint32 per block")
         in_acquire(data, &d, "data")
         try:
-            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid, vw)
+            _acquire_outs(&o, nb * g.nint, g.nch, values, status, flags, times, valid, vw,
+                          (g.nint if nb else 0) if compact else -1)
             try:
                 if compact:
-                    _out(row_block, &rbv, nb * g.nint * 4, "row_block")
+                    _out(counts, &cv, nb * 4, "counts")
                     try:
                         with nogil:
                             st = osgp_lp_decode_rows(d.ptr, d.len, &g, <const uint32_t *>bb.ptr,
                                                      <const uint32_t *>lb.ptr, nb,
                                                      <int64_t *>o.v.buf, <uint8_t *>o.s.buf,
                                                      <uint8_t *>o.f.buf, <int64_t *>o.t.buf,
-                                                     <uint8_t *>o.ok.buf, <uint32_t *>rbv.buf,
+                                                     <uint8_t *>o.ok.buf, <uint32_t *>cv.buf,
                                                      &nrows, &f)
                     finally:
-                        PyBuffer_Release(&rbv)
+                        PyBuffer_Release(&cv)
                 elif vw == 4:
                     nrows = nb * g.nint
                     with nogil:
@@ -562,3 +565,78 @@ def table_decode(program, tuple shape, params, data, Py_ssize_t nregs):
             in_release(&dd)
     finally:
         in_release(&p)
+
+
+# ---- columnar decode (osgp.tables.columns) ----------------------------------------------------
+
+def table_columns(cells, data, offsets, Py_ssize_t size, cols):
+    """Decode ``len(offsets)`` images of a fixed-layout table (image i =
+    ``data[offsets[i]:offsets[i] + size]``, offsets an int64 buffer) into the
+    writable column buffers ``cols`` as the cells say (uint32 words, 8 per
+    cell: see osgp_table_columns in csrc/osgp.h).  The GIL is released for
+    the loop.  Errors carry ``.image`` (and ``.pc``, the cell)."""
+    cdef InBuf cb, d, ob
+    cdef Py_buffer *views = NULL
+    cdef uint8_t **ptrs = NULL
+    cdef const uint32_t *e
+    cdef Py_ssize_t ncols, held = 0, k
+    cdef size_t n, ncells, c, failed = 0
+    cdef osgp_table_fault f
+    cdef osgp_status st
+    if size < 0:
+        raise ConfigurationError("size must be >= 0")
+    cols = tuple(cols)
+    ncols = len(cols)
+    in_acquire(cells, &cb, "cells")
+    try:
+        if cb.len % (4 * OSGP_COL_WORDS):
+            raise ConfigurationError("cells must be uint32 words, 8 per cell")
+        ncells = <size_t>cb.len // (4 * OSGP_COL_WORDS)
+        in_acquire(offsets, &ob, "offsets")
+        try:
+            if ob.len % 8:
+                raise ConfigurationError("offsets must be a buffer of int64")
+            n = <size_t>ob.len // 8
+            views = <Py_buffer *>PyMem_Malloc((ncols + 1) * sizeof(Py_buffer))
+            ptrs = <uint8_t **>PyMem_Malloc((ncols + 1) * sizeof(uint8_t *))
+            if views == NULL or ptrs == NULL:
+                raise MemoryError()
+            try:
+                for k in range(ncols):
+                    _out(cols[k], &views[k], 0, f"column {k}")
+                    held += 1
+                    ptrs[k] = <uint8_t *>views[k].buf
+                e = <const uint32_t *>cb.ptr
+                for c in range(ncells):
+                    # every cell's rows fit its column buffer (C checks the rest)
+                    k = e[OSGP_COL_WORDS * c + 4]
+                    if k < ncols and n and <size_t>views[k].len < n * e[OSGP_COL_WORDS * c + 6]:
+                        raise ConfigurationError(
+                            f"column {k} needs {n * e[OSGP_COL_WORDS * c + 6]} bytes, "
+                            f"got {views[k].len}")
+                in_acquire(data, &d, "data")
+                try:
+                    with nogil:
+                        st = osgp_table_columns(d.ptr, d.len, <const int64_t *>ob.ptr, n,
+                                                <size_t>size, e, ncells, ptrs, <size_t>ncols,
+                                                &failed, &f)
+                finally:
+                    in_release(&d)
+            finally:
+                for k in range(held):
+                    PyBuffer_Release(&views[k])
+        finally:
+            PyMem_Free(views)
+            PyMem_Free(ptrs)
+            in_release(&ob)
+    finally:
+        in_release(&cb)
+    if st == OSGP_ERR_TRUNCATED:
+        raise TruncatedError(f"image {failed}: truncated", layer="table", offset=f.offset,
+                             needed=f.needed, remaining=f.remaining, pc=f.pc, image=failed)
+    elif st == OSGP_ERR_MALFORMED:
+        raise MalformedError(f"image {failed}: impossible value", layer="table",
+                             offset=f.offset, pc=f.pc, image=failed)
+    elif st != OSGP_OK:
+        raise ConfigurationError(f"corrupt column cell {f.pc}", pc=f.pc, image=failed)
+    return None

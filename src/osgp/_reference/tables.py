@@ -438,25 +438,16 @@ def _outs(
     valid: Any,
     vw: int = 8,
 ) -> tuple[memoryview, ...]:
-    res = []
-    for obj, need, what in (
-        (values, rows * nch * vw, "values"),
-        (status, rows * nch, "status"),
-        (flags, rows, "flags"),
-        (times, rows * 8, "times"),
-        (valid, rows, "valid"),
-    ):
-        try:
-            mv = memoryview(obj)
-        except TypeError:
-            raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
-        if mv.readonly or not mv.c_contiguous:
-            raise ArgumentTypeError(f"{what} must be a writable contiguous buffer")
-        mv = mv.cast("B") if mv.nbytes else memoryview(bytearray())
-        if mv.nbytes < need:
-            raise ConfigurationError(f"{what} needs at least {need} bytes, got {mv.nbytes}")
-        res.append(mv)
-    return tuple(res)
+    return tuple(
+        _writable(obj, what, need)
+        for obj, need, what in (
+            (values, rows * nch * vw, "values"),
+            (status, rows * nch, "status"),
+            (flags, rows, "flags"),
+            (times, rows * 8, "times"),
+            (valid, rows, "valid"),
+        )
+    )
 
 
 def _decode_blocks(
@@ -549,9 +540,9 @@ def lp_decode(
     flags: Any,
     times: Any,
     valid: Any,
-    row_block: Any = None,
+    counts: Any = None,
 ) -> int:
-    """Decode load-profile blocks into dense rows (or, with ``row_block``, the
+    """Decode load-profile blocks into dense rows (or, with ``counts``, the
     valid rows only); see the native docstring.  Returns the number of rows."""
     g = _geometry(geometry)
     bl = _u32(blocks, "blocks")
@@ -561,42 +552,54 @@ def lp_decode(
         if len(ll) != len(bl):
             raise ConfigurationError("lasts must have one uint32 per block")
     d = as_bytes(data, "data")
-    rows = len(bl) * g[1]
+    nint, nch = g[1], g[2]
+    rows = len(bl) * nint
     vw = _value_width(values, g[10])
-    if vw == 4 and row_block is not None:
-        raise ConfigurationError("row_block needs int64 values")
-    outs = _outs(rows, g[2], values, status, flags, times, valid, vw)
-    rb = None
-    if row_block is not None:
+    if vw == 4 and counts is not None:
+        raise ConfigurationError("counts needs int64 values")
+    if counts is None:
+        outs = _outs(rows, nch, values, status, flags, times, valid, vw)
         try:
-            rb = memoryview(row_block)
-        except TypeError:
-            raise ArgumentTypeError("row_block must be a writable contiguous buffer") from None
-        if rb.readonly or not rb.c_contiguous:
-            raise ArgumentTypeError("row_block must be a writable contiguous buffer")
-        rb = rb.cast("B") if rb.nbytes else memoryview(bytearray())
-        if rb.nbytes < 4 * rows:
-            raise ConfigurationError(f"row_block needs at least {4 * rows} bytes, got {rb.nbytes}")
-    try:
-        _decode_blocks(d, g, bl, ll, 0, outs, vw)
-    except _Fault as f:
-        raise _error(f, "load profile", f"block {f.pc}") from None
-    if rb is None:
+            _decode_blocks(d, g, bl, ll, 0, outs, vw)
+        except _Fault as f:
+            raise _error(f, "load profile", f"block {f.pc}") from None
         return rows
+    outs = _outs(rows, nch, values, status, flags, times, bytearray(rows), vw)
+    _writable(valid, "valid", nint if bl else 0)  # scratch of nint bytes (native)
+    cv = _writable(counts, "counts", 4 * len(bl))
     mv_v, mv_s, mv_f, mv_t, mv_ok = outs
-    nch, nint, k = g[2], g[1], 0
-    for j in range(rows):  # keep valid rows, chronological (osgp_lp_decode_rows)
-        if not mv_ok[j]:
-            continue
-        if k != j:
-            mv_v[8 * nch * k : 8 * nch * (k + 1)] = mv_v[8 * nch * j : 8 * nch * (j + 1)]
-            mv_s[nch * k : nch * (k + 1)] = mv_s[nch * j : nch * (j + 1)]
-            mv_f[k] = mv_f[j]
-            mv_t[8 * k : 8 * k + 8] = mv_t[8 * j : 8 * j + 8]
-            mv_ok[k] = 1
-        struct.pack_into("<I", rb, 4 * k, j // nint)
-        k += 1
+    k = 0
+    for b, blk in enumerate(bl):  # decode each block at row k, then squeeze it
+        try:
+            _decode_blocks(d, g, [blk], None if ll is None else [ll[b]], k, outs, vw)
+        except _Fault as f:
+            f.pc = b
+            raise _error(f, "load profile", f"block {f.pc}") from None
+        k0 = k
+        for j in range(k0, k0 + nint):  # keep valid rows, chronological (osgp_lp_decode_rows)
+            if not mv_ok[j]:
+                continue
+            if k != j:
+                mv_v[8 * nch * k : 8 * nch * (k + 1)] = mv_v[8 * nch * j : 8 * nch * (j + 1)]
+                mv_s[nch * k : nch * (k + 1)] = mv_s[nch * j : nch * (j + 1)]
+                mv_f[k] = mv_f[j]
+                mv_t[8 * k : 8 * k + 8] = mv_t[8 * j : 8 * j + 8]
+            k += 1
+        struct.pack_into("<I", cv, 4 * b, k - k0)
     return k
+
+
+def _writable(obj: Any, what: str, need: int) -> memoryview:
+    try:
+        mv = memoryview(obj)
+    except TypeError:
+        raise ArgumentTypeError(f"{what} must be a writable contiguous buffer") from None
+    if mv.readonly or not mv.c_contiguous:
+        raise ArgumentTypeError(f"{what} must be a writable contiguous buffer")
+    mv = mv.cast("B") if mv.nbytes else memoryview(bytearray())
+    if mv.nbytes < need:
+        raise ConfigurationError(f"{what} needs at least {need} bytes, got {mv.nbytes}")
+    return mv
 
 
 def lp_decode_batch(
@@ -746,3 +749,178 @@ def cpu_features() -> frozenset[str]:
 
 def set_cpu_features(names: Optional[Sequence[str]] = None) -> None:
     """No-op in the twin (kept for signature parity)."""
+
+
+# ---- columnar decode (osgp.tables.columns), vectorised with numpy over the images -------------
+
+_COPY, _INT, _BITS, _NI4, _BCD, _TIME = range(1, 7)
+_COL_WORDS = 8
+_NAT = -(1 << 63)
+_YEAR_10000 = 253402300800  # 10000-01-01T00:00:00Z: past datetime's range
+_DIM = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _cell_ok(e: Sequence[int], size: int, ncols: int) -> bool:
+    """osgp_table.c col_cell_ok."""
+    kind, _off, w, arg, col, out, stride, osz = e
+    if col >= ncols or e[1] + w > size or out + osz > stride:
+        return False
+    lo, hi = arg & 0xFF, (arg >> 8) & 0xFF
+    if kind == _COPY:
+        return osz == w
+    if kind == _INT:
+        return 1 <= w <= 8 and 1 <= osz <= 8 and arg <= 1
+    if kind == _BITS:
+        return 1 <= w <= 8 and 1 <= osz <= 8 and lo <= hi < 8 * w
+    if kind == _NI4:
+        return w == 4 and osz == 8
+    if kind == _BCD:
+        return arg in (5, 6, 12) and w == ni_width(arg) and osz == 8
+    if kind == _TIME:
+        return lo <= 2 and hi <= 4 and w == time_width(lo, hi) and osz == 8
+    return False
+
+
+def _np_days_from_civil(y: Any, m: Any, d: Any) -> Any:
+    import numpy as np
+
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * np.where(m > 2, m - 3, m + 9) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def _np_le(b: Any) -> Any:
+    """Unsigned LSB-first value of each row of a (n, w) uint8 array."""
+    import numpy as np
+
+    u = np.zeros(b.shape[0], np.uint64)
+    for k in range(b.shape[1]):
+        u |= b[:, k].astype(np.uint64) << np.uint64(8 * k)
+    return u
+
+
+def _np_bcd(b: Any) -> tuple[Any, Any]:
+    """(values of two-digit BCD bytes, bad mask per byte)."""
+    hi, lo = b >> 4, b & 15
+    return (hi * 10 + lo).astype("int64"), (hi > 9) | (lo > 9)
+
+
+def _np_time(b: Any, kind: int, fmt: int) -> tuple[Any, Any]:
+    """(int64 seconds or NaT, malformed mask) of time fields (osgp_table.c col_time)."""
+    import numpy as np
+
+    n = b.shape[0]
+    bad = np.zeros(n, bool)
+    if fmt == 0:
+        return np.full(n, 0 if kind == 2 else _NAT, np.int64), bad
+    if kind == 2 or fmt in (1, 2):
+        if fmt == 1:
+            v, badb = _np_bcd(b)
+            bad = badb.any(axis=1)
+        else:
+            v = b.astype(np.int64)
+        if kind == 2:
+            return v[:, 0] * 3600 + v[:, 1] * 60 + v[:, 2], bad
+        y, m, d, h, mi = 2000 + v[:, 0], v[:, 1], v[:, 2], v[:, 3], v[:, 4]
+        s = v[:, 5] if kind == 0 else np.zeros(n, np.int64)
+        ok = (m >= 1) & (m <= 12) & (d >= 1) & (h <= 23) & (mi <= 59) & (s <= 59)
+        mc = np.clip(m, 1, 12)
+        dim = np.asarray(_DIM, np.int64)[mc - 1]
+        leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+        dim = dim + ((mc == 2) & leap)
+        ok &= d <= dim
+        secs = _np_days_from_civil(y, mc, d) * 86400 + h * 3600 + mi * 60 + s
+        return np.where(ok, secs, _NAT), bad
+    u = _np_le(b[:, :4]).astype(np.int64)
+    secs = u * 60 + (b[:, 4].astype(np.int64) if kind == 0 else 0) if fmt == 3 else u
+    return np.where(secs < _YEAR_10000, secs, _NAT), bad
+
+
+def table_columns(cells: Any, data: Any, offsets: Any, size: int, cols: Sequence[Any]) -> None:
+    """Decode ``len(offsets)`` images of a fixed-layout table into columns; see
+    the native docstring (the twin works column by column over all images and
+    reports the error the image-by-image native loop meets first)."""
+    import numpy as np
+
+    if size < 0:
+        raise ConfigurationError("size must be >= 0")
+    cols = tuple(cols)
+    cb = as_bytes(cells, "cells")
+    if len(cb) % (4 * _COL_WORDS):
+        raise ConfigurationError("cells must be uint32 words, 8 per cell")
+    words = memoryview(cb).cast("I").tolist() if cb else []
+    ob = as_bytes(offsets, "offsets")
+    if len(ob) % 8:
+        raise ConfigurationError("offsets must be a buffer of int64")
+    offs = np.frombuffer(ob, np.int64)
+    n = len(offs)
+    outs = [np.frombuffer(_writable(c, f"column {k}", 0), np.uint8) for k, c in enumerate(cols)]
+    cl = [words[i : i + _COL_WORDS] for i in range(0, len(words), _COL_WORDS)]
+    for e in cl:
+        if e[4] < len(cols) and n and len(outs[e[4]]) < n * e[6]:
+            raise ConfigurationError(f"column {e[4]} needs {n * e[6]} bytes, got {len(outs[e[4]])}")
+    d = np.frombuffer(as_bytes(data, "data"), np.uint8)
+    for c, e in enumerate(cl):
+        if not _cell_ok(e, size, len(cols)):
+            raise ConfigurationError(f"corrupt column cell {c}", pc=c, image=0)
+    short = (offs < 0) | (offs > len(d)) | (size > len(d) - np.clip(offs, 0, None))
+    t = int(np.argmax(short)) if short.any() else n
+    offs = offs[:t]
+    first_bad = (t, 0)  # (image, cell) of the first malformed value, image-major
+    for c, (kind, off, w, arg, col, out, stride, osz) in enumerate(cl):
+        b = d[offs[:, None] + (off + np.arange(w))] if w else np.zeros((t, 0), np.uint8)
+        bad = None
+        if kind == _COPY:
+            val = b
+        elif kind in (_INT, _BITS):
+            u = _np_le(b)
+            if kind == _INT and arg and w < 8:  # sign extension from bit 8w-1
+                neg = (u >> np.uint64(8 * w - 1)) & np.uint64(1) == 1
+                u = np.where(neg, u | (np.uint64(0xFFFFFFFFFFFFFFFF) << np.uint64(8 * w)), u)
+            elif kind == _BITS:
+                lo, hi = arg & 0xFF, (arg >> 8) & 0xFF
+                u = u >> np.uint64(lo)
+                if hi - lo < 63:
+                    u &= np.uint64((1 << (hi - lo + 1)) - 1)
+            val = u.astype("<u8").view(np.uint8).reshape(t, 8)[:, :osz]
+        elif kind == _NI4:
+            x = b.copy().view("<i4").reshape(t).astype(np.float64) / 10000.0
+            val = x.view(np.uint8).reshape(t, 8)
+        elif kind == _BCD:
+            v, badb = _np_bcd(b)
+            bad = badb.any(axis=1)
+            r = np.zeros(t, np.int64)
+            for k in range(w):  # first byte most significant (INFERRED, osgp_ni_decode)
+                r = r * 100 + v[:, k]
+            val = r.view(np.uint8).reshape(t, 8)
+        else:
+            secs, bad = _np_time(b, arg & 0xFF, (arg >> 8) & 0xFF)
+            val = secs.astype(np.int64).view(np.uint8).reshape(t, 8)
+        if bad is not None and bad.any():
+            i = int(np.argmax(bad))
+            first_bad = min(first_bad, (i, c))
+        if t:
+            outs[col][: t * stride].reshape(t, stride)[:, out : out + osz] = val
+    i, c = first_bad
+    if i < t:
+        raise MalformedError(
+            f"image {i}: impossible value",
+            layer="table",
+            offset=int(offs[i]) + cl[c][1],
+            pc=c,
+            image=i,
+        )
+    if t < n:
+        o = int(np.frombuffer(ob, np.int64)[t])
+        left = 0 if o < 0 or o > len(d) else len(d) - o
+        raise TruncatedError(
+            f"image {t}: truncated",
+            layer="table",
+            offset=max(o, 0),
+            needed=size,
+            remaining=left,
+            pc=0,
+            image=t,
+        )

@@ -37,6 +37,7 @@ from osgp.errors import (
     TruncatedError,
 )
 from osgp.tables import builtin as _builtin
+from osgp.tables import columns as _columns
 from osgp.tables.schema import (
     NI_FORMAT_REFS,
     TM_FORMAT_REF,
@@ -51,6 +52,8 @@ _kernel, _kernel_native = _backend.load("tables")
 
 __all__ = [
     "decode",
+    "decode_columns",
+    "decode_arrow",
     "encode",
     "register",
     "TableSet",
@@ -303,6 +306,30 @@ class TableSet:
         """:func:`decode` with this set's layouts and profile."""
         return _decode(self.program(table_id), data, _Context(context, self.profile, self))
 
+    def decode_columns(
+        self,
+        table_id: TableId,
+        images: Any,
+        context: Optional[Mapping] = None,
+        *,
+        offsets: Any = None,
+    ) -> dict[str, Any]:
+        """:func:`decode_columns` with this set's layouts and profile."""
+        prog = self.program(table_id)
+        values = _fixed_params(prog, _Context(context, self.profile, self))
+        return _columns.decode(prog, images, values, _kernel, offsets)
+
+    def decode_arrow(
+        self,
+        table_id: TableId,
+        images: Any,
+        context: Optional[Mapping] = None,
+        *,
+        offsets: Any = None,
+    ) -> Any:
+        """:func:`decode_arrow` with this set's layouts and profile."""
+        return _columns.to_arrow(self.decode_columns(table_id, images, context, offsets=offsets))
+
     def encode(
         self, table_id: TableId, values: Mapping[str, Any], context: Optional[Mapping] = None
     ) -> bytes:
@@ -342,9 +369,7 @@ _PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 class _Context:
-    def __init__(
-        self, context: Optional[Mapping], profile: TableProfile, tables: TableSet
-    ) -> None:
+    def __init__(self, context: Optional[Mapping], profile: TableProfile, tables: TableSet) -> None:
         self.tables = tables
         self.raw: dict[Any, Any] = {}
         if context:
@@ -512,6 +537,65 @@ def decode(
     table the layout depends on.  Bytes after the layout's end are ignored
     (newer firmware appends fields)."""
     return _decode(DEFAULT_SET.program(table_id), data, _Context(context, profile, DEFAULT_SET))
+
+
+def _fixed_params(prog: Program, ctx: _Context) -> dict[str, int]:
+    """Context values of a layout that qualifies for columnar decoding (see
+    osgp.tables.columns), else ConfigurationError."""
+    if prog.nregs > len(prog.params):
+        raise ConfigurationError(
+            f"{prog.name} has counts, lengths or conditions read from its own fields; "
+            "only fixed layouts decode to columns (use tables.decode)"
+        )
+    if "@DATA_LEN" in prog.params:
+        raise ConfigurationError(
+            f"{prog.name} ends in a field sized by the table length; "
+            "only fixed layouts decode to columns (use tables.decode)"
+        )
+    return dict(zip(prog.params, ctx.params(prog, 0)))
+
+
+def decode_columns(
+    table_id: TableId,
+    images: Any,
+    context: Optional[Mapping] = None,
+    *,
+    offsets: Any = None,
+    profile: TableProfile = DEFAULT_PROFILE,
+) -> dict[str, Any]:
+    """Decode many images of one fixed-layout table into columns: a dict of
+    dotted field names to numpy arrays with one row per image (layouts that
+    qualify, names, dtypes and shapes: :mod:`osgp.tables.columns`).
+
+    ``images`` is a sequence of bytes-like images, a 2-D uint8 array (one
+    image per row) or, with ``offsets`` (one start offset per image), one
+    buffer holding them all.  Every image shares ``context``; bytes after the
+    layout are ignored.  The loop runs natively without the GIL.  A short
+    image raises :class:`~osgp.errors.TruncatedError` and a bad BCD digit
+    :class:`~osgp.errors.MalformedError`, both with ``.image`` (its index) and
+    the offset inside that image."""
+    return (
+        DEFAULT_SET.decode_columns(table_id, images, context, offsets=offsets)
+        if (profile is DEFAULT_PROFILE)
+        else TableSet(base=DEFAULT_SET, profile=profile).decode_columns(
+            table_id, images, context, offsets=offsets
+        )
+    )
+
+
+def decode_arrow(
+    table_id: TableId,
+    images: Any,
+    context: Optional[Mapping] = None,
+    *,
+    offsets: Any = None,
+    profile: TableProfile = DEFAULT_PROFILE,
+) -> Any:
+    """:func:`decode_columns` as a ``pyarrow.Table`` (needs pyarrow): arrays of
+    fixed size become fixed-size lists, datetime64 UTC timestamps (NaT: null)."""
+    return _columns.to_arrow(
+        decode_columns(table_id, images, context, offsets=offsets, profile=profile)
+    )
 
 
 def encode(
