@@ -483,7 +483,7 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
  * length or condition read from the image) into cells; image i's cell c reads
  * its bytes at offsets[i] + cell.off and writes one value at
  * cols[cell.col] + i * cell.stride + cell.out.  Field conventions as above
- * (LSB first, reference 3.4; TM_FORMAT and NI_FORMAT of reference 7.1). */
+ * (LSB first, docs/protocol.md §3.4; TM_FORMAT and NI_FORMAT of docs/protocol.md §7.1). */
 
 #define NAT INT64_MIN   /* numpy's NaT */
 

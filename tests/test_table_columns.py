@@ -16,7 +16,7 @@ from osgp.tables import TimeDate
 from osgp.tables.columns import Plan
 from tests.test_loadprofile import bt00_bytes, bt61_bytes
 
-# BT21 (reference 7.9, [OPT p.21-23]): REG_FUNC1 bits 0-2, 4 (season, date/time,
+# BT21 (docs/protocol.md §7.9, [OPT p.21-23]): REG_FUNC1 bits 0-2, 4 (season, date/time,
 # demand reset counter, cumulative demand) and 6 (time remaining); 12 self reads,
 # 19 summations, 8 demands, 16 coincidents, 1 occurrence, 8 tiers, 8 present
 # demands, 41 present values
@@ -127,7 +127,7 @@ def test_float_char_refused():
 
 
 def _calendar(e):
-    """STIME_DATE (TM_FORMAT 2: YY MM DD hh mm, reference 3.4) of a (..., 5) uint8
+    """STIME_DATE (TM_FORMAT 2: YY MM DD hh mm, docs/protocol.md §3.4) of a (..., 5) uint8
     array as datetime64[s] through numpy's calendar; NaT for impossible dates."""
     e = e.astype(np.int64)
     months = np.datetime64("2000-01", "M") + (e[..., 0] * 12 + np.clip(e[..., 1], 1, 12) - 1)

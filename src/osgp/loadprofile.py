@@ -655,7 +655,7 @@ def _float_char_rows(
     data: Any, g: Geometry, idx: np.ndarray, lasts: np.ndarray, ok: np.ndarray, table: str
 ) -> np.ndarray:
     """float64 values of the valid rows (``ok``, dense) of FLOAT_CHAR6/12/21
-    interval data (NI_FORMAT 3/2/13, ASCII numbers, reference 7.1)."""
+    interval data (NI_FORMAT 3/2/13, ASCII numbers, docs/protocol.md §7.1)."""
     buf = bytes(memoryview(data).cast("B"))
     w = tables_ni_width(g.ni_format)
     out = np.empty((int(ok.sum()), g.nch), np.float64)

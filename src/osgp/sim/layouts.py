@@ -6,8 +6,8 @@ basic procedures BPnn = nn, Annex D extended procedures EPnn = 2048 + nn;
 ``osgp.tables.catalogue``).  The BT07 request and BT08 response framing is
 CONFIRMED (MEP guide p.51-54).  The parameter bytes after the PSN are not in
 the public OSGP guides: each layout below says where it comes from and is
-**INFERRED** unless it says otherwise.  All integers are LSB first (reference
-3.4 of the project's wire notes: every multi-byte OSGP field is little endian).
+**INFERRED** unless it says otherwise.  All integers are LSB first (docs/protocol.md §3.4:
+every multi-byte OSGP table field is little endian).
 
 ==========  =====================================================  ================
 procedure   parameters (after proc id and PSN)                     response data

@@ -50,7 +50,7 @@ _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2):
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = (27, 53, ET + 3)  # writable configuration tables: the image is the state
-# STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (reference 3.4): the clock stays in
+# STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (docs/protocol.md §3.4): the clock stays in
 # 2000..2099 (a BP10 / EP16 outside it ends with result 2)
 _CLOCK_MIN, _CLOCK_MAX = 946_684_800.0, 4_102_444_800.0
 _PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -721,7 +721,8 @@ class SimMeter:
         if self._lp_valid == 0 or self._lp_nvi == c.intervals or self._lp_new_block:
             self._lp_open_block()
         img, base, i = self._lp_img, self._lp_last * c.block_size, self._lp_nvi
-        d = civil(at)  # BLK_END_TIME: STIME_DATE, TM_FORMAT 2 = YY MM DD hh mm (reference 3.4)
+        # BLK_END_TIME: STIME_DATE, TM_FORMAT 2 = YY MM DD hh mm (docs/protocol.md §3.4)
+        d = civil(at)
         struct.pack_into("<5B", img, base, d.year - 2000, d.month, d.day, d.hour, d.minute)
         struct.pack_into(f"<{c.channels}i", img, base + 5, *readings)  # END_READINGS
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i

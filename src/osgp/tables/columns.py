@@ -186,7 +186,7 @@ class Plan:
                     self._cell(emit, NI4, pos, w, 0, name, "=f8", dims, idx)
                 elif fmt in (5, 6, 12):
                     self._cell(emit, BCD, pos, w, fmt, name, "=i8", dims, idx)
-                else:  # INT24, INT40, INT48 (reference 7.1)
+                else:  # INT24, INT40, INT48 (docs/protocol.md §7.1)
                     self._cell(emit, INT, pos, w, 1, name, "<i" + _INT_DTYPES[w], dims, idx)
             return pos + w
         if isinstance(node, TimeNode):
