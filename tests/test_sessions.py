@@ -343,3 +343,15 @@ def test_plc_proxy_failure_reports_stage():
     )
     c.receive_data(fail2)
     assert op.done and "hop 1" in str(op.error) and op.error.hop == 1
+
+
+@pytest.mark.parametrize("link", ["mep", "plc"])
+def test_full_read_larger_than_the_link_is_refused_with_onp(link):
+    c, d = make_pair(link, tables={1000: bytearray(1000)})
+    op = c.read(1000)  # a full read: 1,000 bytes cannot fit one MEP or PLC message
+    run(c, d, op)
+    assert isinstance(op.error, DeviceError) and op.error.code == 0x04
+    assert d.drops["response too large for the link"] == 1 and op.retries == 0
+    part = c.read(1000, 0, 1000)  # the partial reads a collector uses instead
+    run(c, d, part)
+    assert part.result == bytes(1000)

@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from osgp.errors import AuthenticationError, DecodeError, OSGPError, ProtocolError, SequenceError
+from osgp.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DecodeError,
+    MalformedError,
+    OSGPError,
+    ProtocolError,
+    SequenceError,
+)
 from osgp.link import optical
 from osgp.link.carrier import DeviceCarrier
 from osgp.security.legacy import SequenceWindow
@@ -173,7 +181,16 @@ class DeviceSession:
         return self._reply(ctx, req, psem.fit(resp) if psem is not None else resp)
 
     def _reply(self, ctx: Any, req: Any, resp_apdu: bytes) -> List[Event]:
-        self._outbox.append(self.carrier.frame(self.suite.seal_response(ctx, resp_apdu)))
+        try:
+            frame = self.carrier.frame(self.suite.seal_response(ctx, resp_apdu))
+        except (ConfigurationError, MalformedError):
+            # a response the link cannot carry (a full read of a table larger
+            # than the message cap) is refused with "operation not possible",
+            # as the optical port refuses one that exceeds its grant; INFERRED
+            self.drops["response too large for the link"] += 1
+            resp_apdu = bytes([ResponseCode.ONP])
+            frame = self.carrier.frame(self.suite.seal_response(ctx, resp_apdu))
+        self._outbox.append(frame)
         return [Served(req, resp_apdu)]
 
     # -- table services (also used for transaction records, without security)
