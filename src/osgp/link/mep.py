@@ -196,6 +196,11 @@ class FrameReader:
         self._buf.clear()
 
     def feed(self, data: Any) -> List[Union[bytes, Alert]]:
+        if not self._buf and type(data) is bytes and len(data) > 2:
+            # one whole frame, as a datagram or a single read delivers it
+            n = (data[0] << 8) | data[1]
+            if n == len(data) - 2 and n <= self.profile.max_message:
+                return [data[2:]]
         self._buf += as_bytes(data)
         return list(self._drain())
 

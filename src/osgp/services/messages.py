@@ -47,6 +47,7 @@ __all__ = [
     "decode_request",
     "decode_response",
     "check_response",
+    "response_data",
 ]
 
 FULL_READ = 0x30
@@ -260,6 +261,23 @@ def decode_response(
         r = Response(code)
     c.done()
     return r
+
+
+def response_data(
+    apdu: bytes, request: Optional[object] = None, profile: ServiceProfile = MEP_SERVICES
+) -> Optional[bytes]:
+    """``check_response(decode_response(apdu, request, profile))``: the data of
+    a successful response (None for a write), DeviceError / SequenceError
+    otherwise; a successful read without a checksum skips the Response object."""
+    if (
+        type(apdu) is bytes
+        and not profile.checksum
+        and apdu[:1] == b"\x00"
+        and (type(request) is PartialRead or type(request) is FullRead)
+        and len(apdu) == 3 + int.from_bytes(apdu[1:3], "big")
+    ):
+        return apdu[3:]
+    return check_response(decode_response(apdu, request, profile))
 
 
 def check_response(r: Response) -> Optional[bytes]:

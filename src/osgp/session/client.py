@@ -49,8 +49,8 @@ from osgp.services.messages import (
     PartialWrite,
     Response,
     ServiceProfile,
-    check_response,
     decode_response,
+    response_data,
 )
 from osgp.session.events import (
     AlertReceived,
@@ -68,6 +68,7 @@ log = logging.getLogger("osgp.session")
 __all__ = ["ClientSession"]
 
 _BARE = ServiceProfile("bare", 0, 0, False, "transaction records")
+_AUTH_FAILURE = bytes([AUTH_FAILURE])
 
 
 class ClientSession:
@@ -218,7 +219,8 @@ class ClientSession:
         timer of a request it returns."""
         if self._outbox:
             frame = self._outbox.pop(0)
-            self._changed()
+            if self._watchers:
+                self._changed()
             return frame
         if self._op is None:
             if not self._queue:
@@ -234,7 +236,8 @@ class ClientSession:
             return None
         self._pending_frame = None
         self._transmitted(pending, now)
-        self._changed()
+        if self._watchers:
+            self._changed()
         return pending
 
     def next_deadline(self) -> Optional[float]:
@@ -332,7 +335,8 @@ class ClientSession:
         self._order += 1
         op = Operation(name, gen, priority, self._order, self)
         heapq.heappush(self._queue, (op.priority, op.order, op))
-        self._changed()
+        if self._watchers:
+            self._changed()
         return op
 
     def _cancelled(self, op: Operation) -> None:
@@ -415,32 +419,45 @@ class ClientSession:
         if give_up is not None:
             give_up()
 
-    def _item(self, item: Any) -> None:
+    def _link_item(self, item: Any) -> None:
+        """What the link itself reported during an exchange: an alert, or a
+        failure (a proxy chain's 0x4C)."""
         if isinstance(item, Alert):
             self._events.append(AlertReceived())
             return
-        if self._op is None or self._msg is None or not self._last:
-            self.drops["unsolicited"] += 1
-            return
-        # the answer to the exchange in flight, also when it comes after the
-        # response timer fired and before the identical retry went out
         self._awaiting = False
         self._deadline = None
         self._pending_frame = None
-        if isinstance(item, ProxyFailed) and self._op.retries < self.retries:
+        op = self._op
+        assert op is not None  # noqa: S101 - checked by the caller
+        if isinstance(item, ProxyFailed) and op.retries < self.retries:
             # a proxy chain that failed this time (0x4C) costs one try, as a
             # timeout does; the new try is a new transaction (a repeater
             # answers a repeated one from its cache)
-            self._op.retries += 1
+            op.retries += 1
             self.drops["proxy failure retried"] += 1
             try:
                 self._resend(self._seal())
             except OSGPError as exc:
                 self._advance(None, exc)
             return
-        if isinstance(item, OSGPError):
-            self._advance(None, item)
+        self._advance(None, item)
+
+    def _item(self, item: Any) -> None:
+        if self._op is None or self._msg is None or not self._last:
+            if isinstance(item, Alert):
+                self._events.append(AlertReceived())
+            else:
+                self.drops["unsolicited"] += 1
             return
+        if type(item) is not bytes:
+            self._link_item(item)
+            return
+        # the answer to the exchange in flight, also when it comes after the
+        # response timer fired and before the identical retry went out
+        self._awaiting = False
+        self._deadline = None
+        self._pending_frame = None
         try:
             apdu = self.suite.open_response(self._ctx, item)
         except SequenceError as exc:
@@ -451,10 +468,7 @@ class ClientSession:
             self._deadline = (self._last_tx or 0.0) + self._timeout
             log.debug("dropped response: %s", exc)
             return
-        except (AuthenticationError, DecodeError) as exc:
-            self._advance(None, exc)
-            return
-        except OSGPError as exc:
+        except OSGPError as exc:  # a bad digest or tag, a malformed envelope
             self._advance(None, exc)
             return
         if (
@@ -483,9 +497,9 @@ class ClientSession:
         return apdu
 
     def _response(self, apdu: bytes, request: Any) -> Optional[bytes]:
-        if apdu[:1] == bytes([AUTH_FAILURE]):
+        if apdu[:1] == _AUTH_FAILURE:
             raise AuthenticationError("device reported authentication failure (0x0B)")
-        return check_response(decode_response(apdu, request, self.services))
+        return response_data(apdu, request, self.services)
 
     def _read(
         self, table: int, offset: Optional[int], count: Optional[int]

@@ -125,6 +125,10 @@ class Completed(_Event):
     op: Operation
     result: Any
 
+    def __init__(self, op: Operation, result: Any) -> None:  # once per operation: kept lean
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "result", result)
+
 
 class Failed(_Event):
     """An operation failed with ``error``."""
