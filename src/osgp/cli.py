@@ -13,6 +13,28 @@ def _selftest(args: argparse.Namespace) -> int:
     return 1 if selftest.run(sys.stdout, budget=args.budget) else 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import time
+
+    from osgp.sim.serve import MeterServer
+
+    with MeterServer(args.meters, kind=args.kind, link=args.link, seed=args.seed) as server:
+        print(
+            f"{args.meters} simulated meter(s), {args.link} link "
+            f"({'key 01 x 16' if args.link == 'mep' else 'blank password'}); Ctrl-C stops"
+        )
+        for serial, url in server.urls().items():
+            print(f"{serial}  {url}", flush=True)
+        try:
+            if args.duration is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(args.duration)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osgp", description="Open Smart Grid Protocol tools")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -24,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", type=float, default=0.3, help="seconds of timing per kernel (default 0.3)"
     )
     st.set_defaults(func=_selftest)
+    sim = sub.add_parser("simulate", help="serve simulated meters and print their URLs")
+    sim.add_argument("--meters", type=int, default=1, help="how many (default 1)")
+    sim.add_argument(
+        "--kind",
+        choices=("pty", "tcp"),
+        default="pty",
+        help="pseudo-terminals (serial device paths) or loopback TCP (socket://)",
+    )
+    sim.add_argument("--link", choices=("mep", "optical"), default="mep")
+    sim.add_argument("--seed", type=int, default=1, help="meters and their load from this seed")
+    sim.add_argument(
+        "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
+    )
+    sim.set_defaults(func=_simulate)
     return p
 
 
