@@ -140,10 +140,10 @@ class MeterServer:
         if self._thread is not None:
             self._thread.join(5)
         for key in list(self.sel.get_map().values()):
-            obj = key.fileobj
+            obj: Any = key.fileobj
             self.sel.unregister(obj)
             if not isinstance(obj, int):
-                obj.close()  # type: ignore[union-attr]
+                obj.close()
         for s in self.served:
             for fd in s.fds:
                 if isinstance(fd, int):
