@@ -52,6 +52,7 @@ def test_bundle_lookup():
         P.bundle("rs485")
 
 
+@pytest.mark.skipif(not README.exists(), reason="README not next to the tests (wheel test copy)")
 def test_readme_conformance_table_is_generated_from_the_bundles():
     text = README.read_text(encoding="utf-8")
     block = text.split("<!-- conformance:begin -->\n", 1)[1].split("<!-- conformance:end -->")[0]
