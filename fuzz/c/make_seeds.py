@@ -186,7 +186,31 @@ def lp_seeds() -> list[bytes]:
     ]
 
 
+def _ccm_seed(key: bytes, nonce: bytes, aad: bytes, data: bytes, tag_len: int, seal: bool) -> bytes:
+    sel = (len(nonce) - 6) | ((tag_len - 2) // 2) << 3 | (0x40 if seal else 0)
+    alen = bytes([len(aad)]) if len(aad) < 255 else b"\xff" + struct.pack("<H", len(aad))
+    return bytes([sel]) + key + alen + aad + nonce + data
+
+
+def ccm_seeds() -> list[bytes]:
+    out = []
+    for v in _load("rfc3610_ccm.json")["vectors"]:
+        key, nonce, aad = _hex(v["key"]), _hex(v["nonce"]), _hex(v["aad"])
+        out.append(_ccm_seed(key, nonce, aad, _hex(v["sealed"]), v["tag_len"], False))
+        out.append(_ccm_seed(key, nonce, aad, _hex(v["plaintext"]), v["tag_len"], True))
+    for g in _load("wycheproof_aes_ccm_128.json")["testGroups"]:
+        for t in g["tests"][:4]:
+            nonce, tag = _hex(t["iv"]), _hex(t["tag"])
+            if 7 <= len(nonce) <= 13 and 4 <= len(tag) <= 16:
+                sealed = _hex(t["ct"]) + tag
+                out.append(
+                    _ccm_seed(_hex(t["key"]), nonce, _hex(t["aad"]), sealed, len(tag), False)
+                )
+    return out
+
+
 HARNESSES = {
+    "fuzz_ccm_open": ccm_seeds,
     "fuzz_table_run": table_seeds,
     "fuzz_lp_decode": lp_seeds,
     "fuzz_lon_parse": lon_seeds,
