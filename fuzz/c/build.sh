@@ -15,6 +15,12 @@ COMMON=(-g -O1 -fno-omit-frame-pointer -fno-strict-aliasing -std=c99 -I"$ROOT/cs
 KOBJ="$OUT/kernels"
 mkdir -p "$KOBJ"
 objs=()
+# objects from other flags or another compiler are rebuilt
+stamp="$("$FUZZ_CC" --version | head -n 1) ${COMMON[*]} ${SAN[*]}"
+if [ "$(cat "$KOBJ/flags" 2>/dev/null || true)" != "$stamp" ]; then
+  rm -f "$KOBJ"/*.o
+  printf '%s\n' "$stamp" >"$KOBJ/flags"
+fi
 for src in "$ROOT"/csrc/*.c; do
   o="$KOBJ/$(basename "${src%.c}").o"
   objs+=("$o")
