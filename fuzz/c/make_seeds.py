@@ -2,7 +2,9 @@
 
 Seeds are the published frames and table images of tests/vectors/*.json
 wrapped in each harness's input layout (see the comment at the top of each
-harness), plus the small committed set in fuzz/c/seeds/<harness>/.  Run at
+harness), every built-in table layout over generic images, load-profile
+archives built from the documented block layout, plus any input committed
+in fuzz/c/seeds/<harness>/ (inputs that once failed a harness).  Run at
 build/run time (fuzz/c/run.sh); nothing generated here is committed.
 
     python fuzz/c/make_seeds.py OUTDIR
