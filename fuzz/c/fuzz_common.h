@@ -85,4 +85,23 @@ static inline size_t fz_key_len(unsigned sel)
     return lens[sel & 7];
 }
 
+/* The MAK, or (selector bit 3) 16 key bytes from the input. */
+static inline void fz_take_key(fz_in *in, unsigned sel, uint8_t key[16])
+{
+    memcpy(key, fz_mak, 16);
+    if (sel & 8) {
+        size_t k = 16;
+        const uint8_t *p = take_bytes(in, &k);
+        memcpy(key, p, k);
+    }
+}
+
+/* max_message of the MEP harnesses from selector bits 5-7 (7: from the input). */
+static inline size_t fz_max_message(unsigned sel, fz_in *in)
+{
+    static const size_t m[7] = {65535, 2048, 512, 100, 21, 13, 0};
+    sel = (sel >> 5) & 7;
+    return sel < 7 ? m[sel] : take_u16(in);
+}
+
 #endif

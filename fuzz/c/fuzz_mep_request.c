@@ -16,17 +16,11 @@
 
 #define MAX_FRAMES 160
 
-static size_t pick_max(unsigned sel, fz_in *in)
-{
-    static const size_t m[7] = {65535, 2048, 512, 100, 21, 13, 0};
-    return sel < 7 ? m[sel] : take_u16(in);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
     unsigned sel = take_u8(&in);
-    size_t key_len = fz_key_len(sel), max_message = pick_max(sel >> 5, &in), n = 0, i, total = 0;
+    size_t key_len = fz_key_len(sel), max_message = fz_max_message(sel, &in), n = 0, i, total = 0;
     int fixup = (sel >> 4) & 1, key_ok = key_len == 6 || key_len == 12 || key_len == 16;
     uint8_t key[16];
     uint8_t *frames[MAX_FRAMES], *buf;
@@ -36,12 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t bseq[MAX_FRAMES];
     int bst, pass;
 
-    memcpy(key, fz_mak, 16);
-    if (sel & 8) {
-        size_t k = 16;
-        const uint8_t *p = take_bytes(&in, &k);
-        memcpy(key, p, k);
-    }
+    fz_take_key(&in, sel, key);
     kp = fz_dup(key, key_len);
     while (in.n && n < MAX_FRAMES) {
         size_t len = take_u8(&in);

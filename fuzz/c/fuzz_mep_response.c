@@ -12,12 +12,6 @@
  */
 #include "fuzz_common.h"
 
-static size_t pick_max(unsigned sel, fz_in *in)
-{
-    static const size_t m[7] = {65535, 2048, 512, 100, 21, 13, 0};
-    return sel < 7 ? m[sel] : take_u16(in);
-}
-
 static int framed(const uint8_t *f, size_t len, size_t max_message, size_t min_body)
 {
     return len >= 2 && len - 2 == (size_t)((f[0] << 8) | f[1]) && len - 2 <= max_message &&
@@ -42,19 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
     unsigned sel = take_u8(&in);
-    size_t key_len = fz_key_len(sel), max_message = pick_max(sel >> 5, &in);
+    size_t key_len = fz_key_len(sel), max_message = fz_max_message(sel, &in);
     size_t req_len = take_u16(&in), resp_len, err_off = (size_t)-1;
     int fixup = (sel >> 4) & 1, key_ok = key_len == 6 || key_len == 12 || key_len == 16;
     int st, fr_req, fr_resp;
     uint8_t key[16], *kp, *req, *resp;
     const uint8_t *p;
 
-    memcpy(key, fz_mak, 16);
-    if (sel & 8) {
-        size_t k = 16;
-        p = take_bytes(&in, &k);
-        memcpy(key, p, k);
-    }
+    fz_take_key(&in, sel, key);
     kp = fz_dup(key, key_len);
     p = take_bytes(&in, &req_len);
     req = fz_dup(p, req_len);
