@@ -226,9 +226,14 @@ static int reg_ok(const run_t *r, uint32_t reg)
 }
 
 /* EXPR = reg, shift, mask, mul, add, div, reg2 (osgp.h).  Returns 0, -1 for a
- * corrupt program, -2 when a value read from the data is too large to be a
- * count (|v| > 2^40: keeps the arithmetic far from int64 overflow). */
+ * corrupt program, -2 when a value is too large to be a count: an operand
+ * |v| > 2^40, or a product (v * mul + add, or the final v * regs[reg2])
+ * beyond 2^62.  The products are bounded before they are formed (two 2^40
+ * operands or 2^40 x 2^31 would overflow int64). */
 #define EXPR_LIMIT ((int64_t)1 << 40)
+#define EXPR_RESULT_LIMIT ((int64_t)1 << 62)
+
+static int64_t abs64(int64_t v) { return v < 0 ? -v : v; } /* |v| <= 2^62 here */
 
 static int expr_eval(const run_t *r, const uint32_t *e, int64_t *out)
 {
@@ -242,12 +247,22 @@ static int expr_eval(const run_t *r, const uint32_t *e, int64_t *out)
     }
     if (v > EXPR_LIMIT || v < -EXPR_LIMIT)
         return -2;
-    v = v * (int64_t)(int32_t)e[3] + (int64_t)(int32_t)e[4];
+    {
+        int64_t mul = (int32_t)e[3];
+        /* |v * mul| > 2^62 + 2^31 puts v * mul + add beyond 2^62 for any int32 add */
+        if (mul && abs64(v) > (EXPR_RESULT_LIMIT + ((int64_t)1 << 31)) / abs64(mul))
+            return -2;
+        v = v * mul + (int64_t)(int32_t)e[4];
+        if (v > EXPR_RESULT_LIMIT || v < -EXPR_RESULT_LIMIT)
+            return -2;
+    }
     if (e[5] > 1)
         v /= (int64_t)e[5];
     if (e[6] != NONE) {
         int64_t m = r->regs[e[6]];
         if (m > EXPR_LIMIT || m < -EXPR_LIMIT || v > EXPR_LIMIT || v < -EXPR_LIMIT)
+            return -2;
+        if (m && abs64(v) > EXPR_RESULT_LIMIT / abs64(m))
             return -2;
         v *= m;
     }

@@ -573,3 +573,34 @@ assert type(got["CLOCK_CALENDAR"]).__module__ == "osgp._reference._values"
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("count", "a", "b", "error"),
+    [
+        # found by fuzz/c/fuzz_table_run.c: two operands inside the 2^40 limit whose
+        # product overflowed int64 in the C kernel (undefined behaviour)
+        ({"ref": "A", "times": "B"}, 2**40, 2**40, MalformedError),
+        ({"ref": "A", "times": "B"}, 2**31, 2**31 + 1, MalformedError),
+        ({"ref": "A", "times": "B"}, 2**31, 2**31, TruncatedError),  # 2^62: still a count
+        ({"ref": "A", "mul": 2**31 - 1}, 2**40, 0, MalformedError),
+        ({"ref": "A", "mul": -(2**31)}, 2**31, 0, MalformedError),  # -2^62: negative
+        ({"ref": "A", "mul": 2**31 - 1, "add": 2**31 - 1}, 2**31 + 2, 0, MalformedError),
+    ],
+)
+def test_count_products_beyond_2_62_are_malformed(both, count, a, b, error):
+    tables.register(
+        {
+            "id": 3997,
+            "name": "ET1949",
+            "fields": [
+                {"name": "A", "type": "UINT64"},
+                {"name": "B", "type": "UINT64"},
+                {"name": "X", "type": "BYTES", "length": count},
+            ],
+        },
+        replace=True,
+    )
+    with pytest.raises(error) as ei:
+        tables.decode(3997, struct.pack("<QQ", a, b) + bytes(8))
+    assert ei.value.offset == 16 and ei.value.layer == "table ET1949"

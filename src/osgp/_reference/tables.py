@@ -156,6 +156,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
         return r == NONE or r < nregs
 
     limit = 1 << 40  # |v| above this is no count (osgp_table.c EXPR_LIMIT)
+    result_limit = 1 << 62  # nor a product above this (EXPR_RESULT_LIMIT)
 
     def expr(at: int) -> int:
         reg, shift, mask, mul, add, div, reg2 = prog[at : at + 7]
@@ -169,6 +170,8 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
         if not -limit <= v <= limit:
             raise fail("malformed", pc)
         v = v * _sext(mul, 32) + _sext(add, 32)
+        if not -result_limit <= v <= result_limit:
+            raise fail("malformed", pc)
         if div > 1:
             q = abs(v) // div  # C division truncates toward zero
             v = q if v >= 0 else -q
@@ -177,6 +180,8 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
             if not (-limit <= m <= limit and -limit <= v <= limit):
                 raise fail("malformed", pc)
             v *= m
+            if not -result_limit <= v <= result_limit:
+                raise fail("malformed", pc)
         return v
 
     while pc < plen:
