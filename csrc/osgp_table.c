@@ -31,6 +31,7 @@ typedef struct {
     int64_t *slots;
     size_t cap;
     size_t n;
+    int64_t zero_left; /* iterations of zero-size arrays still allowed in this run */
     osgp_table_fault *fault;
 } run_t;
 
@@ -272,6 +273,10 @@ static int expr_eval(const run_t *r, const uint32_t *e, int64_t *out)
 
 #define MAX_DEPTH 16
 #define ZERO_SIZE_LIMIT 65536
+/* Zero-size arrays consume no input, so nesting them multiplies counts the
+ * input cannot bound (65,536^2 empty records from an empty image): the whole
+ * run allows this many of their iterations. */
+#define ZERO_SIZE_BUDGET (1 << 20)
 
 osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in, size_t len,
                            int64_t *regs, size_t nregs, int64_t *slots, size_t cap,
@@ -285,6 +290,7 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
 
     r.prog = prog; r.plen = plen; r.in = in; r.len = len; r.pos = 0;
     r.regs = regs; r.nregs = nregs; r.slots = slots; r.cap = cap; r.n = 0; r.fault = fault;
+    r.zero_left = ZERO_SIZE_BUDGET;
     memset(fault, 0, sizeof(*fault));
 
 #define NEED(k) do { if (pc + (k) > plen) return fail(&r, OSGP_ERR_PROGRAM, pc, 0); } while (0)
@@ -435,8 +441,10 @@ osgp_status osgp_table_run(const uint32_t *prog, size_t plen, const uint8_t *in,
                 return fail(&r, ev == -2 ? OSGP_ERR_MALFORMED : OSGP_ERR_PROGRAM, pc, 0);
             if (n < 0)
                 return fail(&r, OSGP_ERR_MALFORMED, pc, 0);
-            if (minsz == 0 && n > ZERO_SIZE_LIMIT)
+            if (minsz == 0 && (n > ZERO_SIZE_LIMIT || n > r.zero_left))
                 return fail(&r, OSGP_ERR_MALFORMED, pc, 0);
+            if (minsz == 0)
+                r.zero_left -= n;
             if (minsz && (uint64_t)n > (r.len - r.pos) / minsz)
                 return fail(&r, OSGP_ERR_TRUNCATED, pc,
                             (uint64_t)n > (SIZE_MAX / 2) / minsz ? SIZE_MAX / 2 : (size_t)n * minsz);

@@ -604,3 +604,39 @@ def test_count_products_beyond_2_62_are_malformed(both, count, a, b, error):
     with pytest.raises(error) as ei:
         tables.decode(3997, struct.pack("<QQ", a, b) + bytes(8))
     assert ei.value.offset == 16 and ei.value.layer == "table ET1949"
+
+
+@pytest.mark.parametrize(("outer", "inner", "ok"), [(400, 400, True), (3000, 3000, False)])
+def test_nested_empty_arrays_are_bounded(both, outer, inner, ok):
+    # arrays of records that hold no bytes consume no input, so counts taken
+    # from a peer's image multiplied unchecked (3000 x 3000 empty records took
+    # 15 s, 65535 x 65535 would exhaust memory); a run allows 2^20 such iterations
+    tables.register(
+        {
+            "id": 3996,
+            "name": "ET1948",
+            "fields": [
+                {"name": "A", "type": "UINT16"},
+                {"name": "B", "type": "UINT16"},
+                {
+                    "name": "X",
+                    "type": "ARRAY",
+                    "count": {"ref": "A"},
+                    "of": {
+                        "name": "ROW",
+                        "type": "ARRAY",
+                        "count": {"ref": "B"},
+                        "of": {"name": "EMPTY", "type": "RECORD", "fields": []},
+                    },
+                },
+            ],
+        },
+        replace=True,
+    )
+    image = struct.pack("<HH", outer, inner)
+    if ok:
+        assert len(tables.decode(3996, image)["X"]) == outer
+    else:
+        with pytest.raises(MalformedError) as ei:
+            tables.decode(3996, image)
+        assert ei.value.layer == "table ET1948"

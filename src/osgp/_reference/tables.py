@@ -46,6 +46,7 @@ _MAX_DEPTH = 16
 _I64_MAX = (1 << 63) - 1
 _U64 = (1 << 64) - 1
 _ZERO_SIZE_LIMIT = 65536
+_ZERO_SIZE_BUDGET = 1 << 20  # zero-size array iterations a whole run allows (osgp_table.c)
 
 
 def _bcd2(b: int) -> int:
@@ -144,6 +145,7 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
     pos = pc = 0
     slots: list[int] = []
     stack: list[list[int]] = []
+    zero_left = _ZERO_SIZE_BUDGET
 
     def fail(kind: str, at: int, needed: int = 0) -> _Fault:
         return _Fault(kind, pos, at, needed, n - pos)
@@ -290,8 +292,10 @@ def _run(prog: Sequence[int], data: bytes, regs: list[int]) -> tuple[list[int], 
             cnt = expr(pc + 1)
             if cnt < 0:
                 raise fail("malformed", pc)
-            if minsz == 0 and cnt > _ZERO_SIZE_LIMIT:
+            if minsz == 0 and (cnt > _ZERO_SIZE_LIMIT or cnt > zero_left):
                 raise fail("malformed", pc)
+            if minsz == 0:
+                zero_left -= cnt
             if minsz and cnt > (n - pos) // minsz:
                 raise fail("truncated", pc, min(cnt * minsz, (1 << 63) - 1))
             slots.append(cnt)
