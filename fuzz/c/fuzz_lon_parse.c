@@ -19,8 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t offs[2] = {0, (int64_t)len};
     int st = osgp_lon_parse(frame, len, lpdu, with_crc, &h, &err_off);
 
-    CHECK(st == OSGP_OK || st == OSGP_FRAME_TRUNCATED || st == OSGP_FRAME_MALFORMED ||
-          st == OSGP_FRAME_CHECKSUM);
+    CHECK(st == OSGP_OK || st == OSGP_ERR_TRUNCATED || st == OSGP_ERR_MALFORMED ||
+          st == OSGP_ERR_CHECKSUM);
     if (st == OSGP_OK) {
         CHECK(h.pdu_offset < h.pdu_end);   /* at least the PDU header byte */
         CHECK(h.pdu_end <= len);
@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(h.pdu_fmt < 4 && h.addr_fmt < 4);
     } else {
         CHECK(err_off <= len);
-        if (st == OSGP_FRAME_CHECKSUM)
+        if (st == OSGP_ERR_CHECKSUM)
             CHECK(with_crc && err_off == len - 2);
     }
     CHECK(osgp_lon_parse_batch(frame, offs, 1, lpdu, with_crc, &hb, &bst) == OSGP_OK);

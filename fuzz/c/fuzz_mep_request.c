@@ -63,8 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int framed = len >= 2 && len - 2 == (size_t)((f[0] << 8) | f[1]) &&
                      len - 2 <= max_message && len - 2 >= 13;
         CHECK(st == OSGP_OK || st == OSGP_ERR_AUTH || st == OSGP_ERR_KEY_LENGTH ||
-              st == OSGP_FRAME_TRUNCATED || st == OSGP_FRAME_MALFORMED);
-        CHECK((st == OSGP_FRAME_TRUNCATED || st == OSGP_FRAME_MALFORMED) == !framed);
+              st == OSGP_ERR_TRUNCATED || st == OSGP_ERR_MALFORMED);
+        CHECK((st == OSGP_ERR_TRUNCATED || st == OSGP_ERR_MALFORMED) == !framed);
         if (framed) {
             CHECK(st == (key_ok ? (fixup ? OSGP_OK : st) : OSGP_ERR_KEY_LENGTH));
             CHECK(code == f[2]);

@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fr_resp = framed(resp, resp_len, max_message, 9);
     st = osgp_mep_response_check(kp, key_len, req, req_len, resp, resp_len, max_message, &err_off);
     if (!fr_req || !fr_resp) {
-        CHECK(st == OSGP_FRAME_TRUNCATED || st == OSGP_FRAME_MALFORMED);
+        CHECK(st == OSGP_ERR_TRUNCATED || st == OSGP_ERR_MALFORMED);
         CHECK(err_off <= (fr_req ? resp_len : req_len));
     } else if (!key_ok) {
         CHECK(st == OSGP_ERR_KEY_LENGTH);

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int st;
     CHECK(starts && lengths);
     st = osgp_mep_split(buf, len, max_message, starts, lengths, cap, &count, &consumed, &err_off);
-    CHECK(st == OSGP_OK || st == OSGP_FRAME_MALFORMED);
+    CHECK(st == OSGP_OK || st == OSGP_ERR_MALFORMED);
     CHECK(count <= cap && consumed <= len);
     for (i = 0, pos = 0; i < count; i++) {
         CHECK(starts[i] == (int64_t)pos + 2);
@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pos += 2 + lengths[i];
     }
     CHECK(pos == consumed);
-    if (st == OSGP_FRAME_MALFORMED) {
+    if (st == OSGP_ERR_MALFORMED) {
         CHECK(err_off == consumed && len - consumed >= 2);
         CHECK((size_t)((buf[err_off] << 8) | buf[err_off + 1]) > max_message);
     } else if (count < cap && len - consumed >= 2) {
