@@ -48,12 +48,7 @@ class _Run:
         self.end = now + self.total
 
     def outgoing(self, now: float) -> List[bytes]:
-        out = []
-        frame = self.session.poll_transmit(now)
-        while frame is not None:
-            out.append(frame)
-            frame = self.session.poll_transmit(now)
-        return out
+        return _drain(self.session, now)
 
     def events(self, events: List[Any]) -> None:
         if self.on_event is not None:
@@ -128,14 +123,19 @@ async def async_run_until_complete(
         run.events(session.receive_data(data, clock()))
 
 
-def _replies(session: Any, data: bytes) -> List[bytes]:
-    session.receive_data(data)
+def _drain(session: Any, now: float = 0.0) -> List[bytes]:
+    """Every frame the session has to send now."""
     out = []
-    frame = session.poll_transmit()
+    frame = session.poll_transmit(now)
     while frame is not None:
         out.append(frame)
-        frame = session.poll_transmit()
+        frame = session.poll_transmit(now)
     return out
+
+
+def _replies(session: Any, data: bytes) -> List[bytes]:
+    session.receive_data(data)
+    return _drain(session)
 
 
 def serve(session: Any, transport: Any, stop: threading.Event, *, poll: float = 0.05) -> None:
