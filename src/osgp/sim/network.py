@@ -113,6 +113,10 @@ class Segment:
         self.stats: Counter = Counter()
         self.airtime_s = 0.0
         self.events: List[Event] = []
+        # where session events go: kept in ``events`` unless a driver (a
+        # concentrator) takes them as they happen
+        self.on_events: Optional[Callable[[List[Event]], None]] = None
+        self._watch = lambda s: self.net._schedule_wake(self)
         self._wake_at: Optional[float] = None
         self.endpoint = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
 
@@ -128,7 +132,20 @@ class Segment:
         """A concentrator-side client session of this segment."""
         self.router.attach(session)
         self.arbiter.add(session)
-        session.watch(lambda s: self.net._schedule_wake(self))
+        session.watch(self._watch)
+
+    def detach(self, session: Any) -> None:
+        self.router.detach(session)
+        self.arbiter.remove(session)
+        session.unwatch(self._watch)
+
+    def emit(self, events: List[Event]) -> None:
+        if not events:
+            return
+        if self.on_events is not None:
+            self.on_events(events)
+        else:
+            self.events += events
 
     # -- geometry
     def distance(self, a: Optional[Node], b: Optional[Node]) -> float:
@@ -191,7 +208,7 @@ class Segment:
             if rng.random() >= prof.loss(self.distance(sender, None)):
                 session = self.router.route(frame)
                 if session is not None:
-                    self.events += session.receive_data(frame, now)
+                    self.emit(session.receive_data(frame, now))
             else:
                 self.stats["not heard at the concentrator"] += 1
         try:
@@ -395,7 +412,7 @@ class Network:
 
     def _wake(self, now: float, seg: Segment, t: float) -> None:
         self._wakes[id(seg)].discard(t)
-        seg.events += seg.arbiter.handle_timeout(now)
+        seg.emit(seg.arbiter.handle_timeout(now))
         before = seg.stats["frames"]
         seg._transmit(now)
         if seg.stats["frames"] != before or seg.queue:

@@ -1,0 +1,238 @@
+"""Collection tasks: what a scheduled read of one meter does, step by step.
+
+Each task is a generator for :class:`~osgp.concentrator.engine.Concentrator`
+(or :func:`~osgp.concentrator.engine.run_task` over one port).  The rule that
+nothing is lost or stored twice:
+
+* readings are committed to the store, with the cursor that says how far
+  they go, in one transaction, and only then is the meter told they were read
+  (BP05 UPDATE_LAST_READ_ENTRY, ANSI C12.19; list numbers as the simulator's
+  layouts);
+* the store ignores a reading it already has (unique keys), so a task that
+  dies between the commit and BP05 re-reads the same blocks and stores
+  nothing new;
+* only complete load-profile blocks are acknowledged; the open block is read
+  again next time from the first interval the cursor has not seen.
+
+Load-profile layout: BT61..BT64 (Optical guide p.31-36): block i of BT64
+starts at ``i x block size``; a block is its header (BLK_END_TIME,
+END_READINGS, SIMPLE_INT_STATUS: ``int0_off`` bytes) followed by
+``NBR_BLK_INTS`` intervals of ``int_size`` bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from osgp import loadprofile, tables
+from osgp.session.events import Operation, Priority
+
+__all__ = [
+    "collect",
+    "read_dims",
+    "register_values",
+    "DIM_TABLES",
+    "LIST_HISTORY",
+    "LIST_LP_SET1",
+    "SOURCE_UNITS",
+]
+
+BP05 = 5  # UPDATE_LAST_READ_ENTRY (ANSI C12.19 standard procedure 5)
+# BP05 list numbers (the simulator's INFERRED layout, osgp.sim.layouts)
+LIST_HISTORY, LIST_LP_SET1 = 1, 3
+# dimension tables read once per meter: BT00 general configuration, BT21
+# register dimensions, BT61/BT62 load-profile dimensions and selections,
+# BT71 log dimensions (ANSI C12.19; Optical guide p.31-34)
+DIM_TABLES = (0, 21, 61, 62, 71)
+# units of the summation sources in the order BT22 selects them; a meter's
+# own BT12/BT16 would say, the simulator's order is active Wh then reactive
+# varh (osgp.sim.meter.LoadProfileConfig)
+SOURCE_UNITS = ("Wh", "varh")
+
+TaskGen = Iterator[Operation]
+
+
+def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> Any:
+    """Read the dimension tables the meter has not given yet (a generator)."""
+    for t in DIM_TABLES:
+        if t not in dims:
+            dims[t] = yield session.read(t, priority=priority)
+    return dims
+
+
+def register_values(bt23: Any, dims: Dict[int, bytes], read_at: int) -> Dict[str, Tuple]:
+    """BT23 as ``name -> (value, unit)``: summations total and per tier, the
+    demand maxima (ANSI C12.19 BT23; Optical guide p.28-30)."""
+    d = tables.decode(23, bt23, {"BT00": dims[0], "BT21": dims[21]})
+    out: Dict[str, Tuple[float, str]] = {
+        "demand_resets": (float(d["NBR_DEMAND_RESETS"]), "count")
+    }
+    blocks = [("total", d["TOT_DATA_BLOCK"])] + [
+        (f"tier{i + 1}", b) for i, b in enumerate(d["TIER_DATA_BLOCK"])
+    ]
+    for name, b in blocks:
+        for i, v in enumerate(b["SUMMATIONS"]):
+            unit = SOURCE_UNITS[i] if i < len(SOURCE_UNITS) else ""
+            out[f"{name}.summation{i}"] = (float(v), unit)
+        for i, dm in enumerate(b["DEMANDS"]):
+            for j, v in enumerate(dm["DEMAND"]):
+                out[f"{name}.demand{i}.{j}"] = (float(v), "W")
+    return out
+
+
+class _LpPlan:
+    """Which bytes of BT64 to fetch: per unread block its header and the
+    intervals the cursor has not seen."""
+
+    def __init__(self, dims: Dict[int, bytes], bt63: bytes, cursor: Optional[Dict]) -> None:
+        ctx = {"BT00": dims[0], "BT61": dims[61]}
+        t00 = tables.decode(0, dims[0])
+        t61 = tables.decode(61, dims[61], ctx)
+        t62 = tables.decode(62, dims[62], ctx)
+        self.g = loadprofile.geometry(t61, t62, tm_format=t00["FORMAT_CONTROL_2"]["TM_FORMAT"])
+        st = tables.decode(63, bt63, ctx)["LP_STATUS_SETS"][0]
+        self.status = st
+        nblks = t61["LP_DATA_SETS"][0]["NBR_BLKS_SET"]
+        self.blocks, self.seqs = loadprofile.block_order(nblks, st, unread_only=True)
+        self.nvi = st["NBR_VALID_INT"]
+        seen_seq = cursor.get("open_seq") if cursor else None
+        self.seen = int(cursor.get("open_k", 0)) if cursor and seen_seq is not None else 0
+        self.seen_seq = seen_seq
+        self.size = nblks * self.g.block_size
+
+    def complete(self, i: int) -> bool:
+        """Block i of the unread list is complete (all but the newest are)."""
+        return i < len(self.blocks) - 1 or self.nvi >= self.g.nint
+
+    def recorded(self, i: int) -> int:
+        return self.g.nint if i < len(self.blocks) - 1 else self.nvi
+
+    def first_unseen(self, i: int) -> int:
+        return self.seen if self.seqs[i] == self.seen_seq else 0
+
+    def reads(self) -> List[Tuple[int, int, int]]:
+        """(block position, offset, count) of the header and of the unseen
+        intervals of each unread block."""
+        g, out = self.g, []
+        for i, b in enumerate(self.blocks):
+            n, k = self.recorded(i), self.first_unseen(i)
+            if n == 0 or k >= n:
+                continue
+            base = b * g.block_size
+            out.append((i, base, g.int0_off))
+            out.append((i, base + g.int0_off + k * g.int_size, (n - k) * g.int_size))
+        return out
+
+
+def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: bytes) -> Any:
+    """The new intervals as store columns (ts_utc, channel, value, raw, status)."""
+    lp = loadprofile.decode(
+        dims[61], dims[62], bt63, image, bt00=dims[0], unread_only=True
+    )
+    if not len(lp):
+        return None
+    keep = np.ones(len(lp), bool)
+    seqs, counts = lp._block_rows  # rows per decoded block, oldest first
+    start = 0
+    g = plan.g
+    for i, (seq, cnt) in enumerate(zip(seqs.tolist(), counts.tolist())):
+        k = plan.first_unseen(i) if i < len(plan.blocks) else 0
+        if k:
+            base = plan.blocks[i] * g.block_size
+            bits = np.unpackbits(
+                np.frombuffer(image, np.uint8, (g.nint + 7) // 8, base + g.simple_off),
+                bitorder="little",
+            )[:k]
+            keep[start : start + int(bits.sum())] = False  # seen on an earlier read
+        start += cnt
+    ts = lp.timestamps.astype("int64")[keep]
+    nch = lp.channels
+    flags = lp.flags[keep].astype(np.int64) << 4
+    return {
+        "ts_utc": np.repeat(ts, nch),
+        "channel": np.tile(np.arange(nch, dtype=np.int64), len(ts)),
+        "value": lp.scaled[keep].reshape(-1),
+        "raw": lp.values[keep].astype(np.int64).reshape(-1),
+        "status": (lp.status[keep].astype(np.int64) | flags[:, None]).reshape(-1),
+    }
+
+
+def collect(
+    eng: Any,
+    m: Any,
+    *,
+    registers: bool = True,
+    load_profile: bool = True,
+    events: bool = False,
+    priority: int = Priority.SCHEDULED,
+) -> Iterator[Operation]:
+    """One scheduled read of meter ``m``; returns the counts newly stored."""
+    store, dev = eng.store, m.device_id
+    stored = {"intervals": 0, "registers": 0, "events": 0}
+    had = len(m.dims)
+    yield from read_dims(m.session, m.dims, priority)
+    if len(m.dims) != had:
+        store.set_cursor(dev, "dims", {str(k): v.hex() for k, v in m.dims.items()})
+    if registers:
+        bt23 = yield m.session.read(23, priority=priority)
+        at = int(eng.runtime.utc(eng.runtime.now()))
+        stored["registers"] = store.commit_registers(
+            dev, at, register_values(bt23, m.dims, at), cursor=eng.save_session(m)
+        )
+    if load_profile:
+        stored["intervals"] = yield from _collect_lp(eng, m, priority)
+    if events:
+        stored["events"] = yield from _collect_events(eng, m, priority)
+    return stored
+
+
+def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
+    store, dev = eng.store, m.device_id
+    bt63 = yield m.session.read(63, priority=priority)
+    plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
+    image = bytearray(plan.size)
+    for _, off, count in plan.reads():
+        image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
+    new = 0
+    done = sum(plan.complete(i) for i in range(len(plan.blocks)))
+    if plan.blocks:
+        last = len(plan.blocks) - 1
+        cursor = {
+            "open_seq": None if plan.complete(last) else plan.seqs[last],
+            "open_k": 0 if plan.complete(last) else plan.recorded(last),
+            "acked_seq": plan.seqs[done - 1] if done else None,
+        }
+        cols = _interval_rows(plan, m.dims, bt63, bytes(image))
+        new = store.commit_intervals(
+            dev, cols if cols is not None else [], cursor=("lp", cursor)
+        )
+    if done:
+        yield m.session.call(BP05, struct.pack("<BH", LIST_LP_SET1, done), priority=priority)
+    return new
+
+
+def _collect_events(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
+    """The history log (BT74, Optical guide p.37-39), then BP05 on it."""
+    store, dev = eng.store, m.device_id
+    bt74 = yield m.session.read(74, priority=priority)
+    ctx = {"BT00": m.dims[0], "BT71": m.dims[71]}
+    unread = tables.decode(74, bt74, ctx)["NBR_UNREAD_ENTRIES"]
+    log = loadprofile.decode_event_log(m.dims[71], bt74, bt00=m.dims[0])
+    rows = [
+        (
+            int(e["time"].astype("int64")) if not np.isnat(e["time"]) else 0,
+            int(e["seq"]),
+            int(e["code"]) | (0x800 if e["mfg"] else 0),
+            f"{'mfg' if e['mfg'] else 'std'} event {int(e['code'])}",
+            bytes(e["argument"]),
+        )
+        for e in log[len(log) - min(unread, len(log)) :]
+    ]
+    new = store.commit_events(dev, rows, cursor=eng.save_session(m))
+    if unread:
+        yield m.session.call(BP05, struct.pack("<BH", LIST_HISTORY, unread), priority=priority)
+    return new
+

@@ -1,0 +1,293 @@
+"""The concentrator core: meters, their routes and sessions, and jobs run as
+tasks over the sans-IO sessions.
+
+A *task* is a generator that yields :class:`~osgp.session.Operation` handles
+of one meter's :class:`~osgp.session.ClientSession` and receives each one's
+result (or has its error thrown in).  The engine resumes a task when the
+session reports the operation :class:`~osgp.session.Completed` or
+:class:`~osgp.session.Failed`, so the same task code runs on the simulated
+network's virtual clock, on an asyncio loop, and synchronously over one
+serial port (:func:`run_task`).
+
+Nothing here reads a clock: a :class:`Runtime` gives ``now()`` (monotonic
+seconds), ``utc(now)`` and ``call_at``; channels (one router and arbiter per
+medium) move the frames.  Everything the engine must not lose is in the
+:class:`~osgp.concentrator.store.Store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Protocol, Tuple
+
+from osgp.errors import OSGPError, ProtocolError, ResponseTimeout
+from osgp.link import lon
+from osgp.link.carrier import PlcCarrier, ProxyFailed
+from osgp.security.suite import PLC_ENVELOPE, LegacySuite
+from osgp.session import ClientSession
+from osgp.session.events import Completed, Failed, Operation
+
+log = logging.getLogger("osgp.concentrator")
+
+__all__ = [
+    "Runtime",
+    "Channel",
+    "Meter",
+    "Concentrator",
+    "StatusPolicy",
+    "Task",
+    "run_task",
+    "NORMAL",
+    "TEMPORARY_FAULT",
+    "PERMANENT_FAULT",
+]
+
+TaskGen = Generator[Operation, Any, Any]
+
+# meter status (issue model: temporary fault after failed retries, permanent
+# after a time in temporary fault, back to normal on the next success)
+NORMAL, TEMPORARY_FAULT, PERMANENT_FAULT = "normal", "temporary_fault", "permanent_fault"
+KEY_PURPOSE = "plc-omak"  # the 12-byte OMA key of the legacy PLC suite
+
+
+class Runtime(Protocol):
+    """Time and timers of whatever drives the concentrator."""
+
+    def now(self) -> float: ...
+
+    def utc(self, now: float) -> float: ...
+
+    def call_at(self, t: float, fn: Callable[[float], None]) -> None: ...
+
+
+class Channel(Protocol):
+    """One shared medium: the router and arbiter its sessions live on."""
+
+    name: str
+    concentrator: lon.SubnetNode
+
+    def attach(self, session: Any) -> None: ...
+
+    def detach(self, session: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class StatusPolicy:
+    """When a meter changes status: ``attempts`` task attempts in a round
+    (each over the next route), ``retry_s`` between them, ``permanent_s`` in
+    temporary fault before the fault is called permanent."""
+
+    attempts: int = 4
+    retry_s: float = 120.0
+    permanent_s: float = 3 * 86400.0
+
+
+@dataclass
+class Meter:
+    """What the engine keeps in memory about one meter (the store has the rest)."""
+
+    device_id: int
+    neuron: bytes
+    channel: Channel
+    address: lon.SubnetNode
+    key: bytes
+    routes: List[Any]  # store Route rows, best first
+    status: str = NORMAL
+    fault_since: Optional[float] = None
+    route_index: int = 0
+    session: Optional[ClientSession] = None
+    dims: Dict[int, bytes] = field(default_factory=dict)  # dimension tables by id
+    busy: bool = False
+    attempts: int = 0
+
+    @property
+    def route(self) -> Any:
+        return self.routes[self.route_index] if self.routes else None
+
+    @property
+    def path(self) -> List[lon.SubnetNode]:
+        r = self.route
+        return [lon.SubnetNode(s, n) for s, n in (r.path if r is not None else [])]
+
+
+class Task:
+    """A running job step sequence of one meter."""
+
+    __slots__ = ("meter", "gen", "name", "job_id", "done", "result", "error", "ops")
+
+    def __init__(self, meter: Meter, gen: TaskGen, name: str, job_id: Optional[int]) -> None:
+        self.meter, self.gen, self.name, self.job_id = meter, gen, name, job_id
+        self.done = False
+        self.result: Any = None
+        self.error: Optional[OSGPError] = None
+        self.ops = 0
+
+
+TaskFactory = Callable[["Concentrator", Meter], TaskGen]
+
+
+class Concentrator:
+    """Meters on channels, and the tasks that act on them.
+
+    ``store``: :class:`~osgp.concentrator.store.Store` (keys need a vault);
+    ``runtime``: time and timers; ``policy``: the status rules."""
+
+    def __init__(self, store: Any, runtime: Runtime, *, policy: StatusPolicy = StatusPolicy()):
+        self.store, self.runtime, self.policy = store, runtime, policy
+        self.meters: Dict[int, Meter] = {}
+        self._waiting: Dict[Operation, Task] = {}
+        self.stats: Counter = Counter()
+        self.on_task_done: List[Callable[[Task], None]] = []
+
+    # -- meters ----------------------------------------------------------------------------
+    def add_meter(self, device_id: int, channel: Channel) -> Meter:
+        """Load a commissioned meter from the store and open its session."""
+        dev = self.store.device(device_id)
+        if dev.subnet is None or dev.node is None:
+            raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} is not commissioned")
+        key = self.store.key(device_id, KEY_PURPOSE)
+        if key is None:
+            raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} has no {KEY_PURPOSE}")
+        m = Meter(
+            device_id,
+            dev.neuron_id,
+            channel,
+            lon.SubnetNode(dev.subnet, dev.node),
+            key,
+            self.store.routes(device_id),
+            status=dev.status if dev.status in (TEMPORARY_FAULT, PERMANENT_FAULT) else NORMAL,
+        )
+        m.fault_since = getattr(dev, "status_since", None) if m.status != NORMAL else None
+        saved = self.store.cursor(device_id, "dims")
+        if saved:
+            m.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
+        self.meters[device_id] = m
+        self._open(m, self.store.cursor(device_id, "session"))
+        return m
+
+    def _open(self, m: Meter, state: Optional[Dict[str, Any]] = None) -> None:
+        """(Re)build the meter's session on its current route, keeping the
+        sequence state of the session it replaces."""
+        old = m.session
+        if old is not None:
+            state = old.state()
+            m.channel.detach(old)
+        carrier = PlcCarrier(
+            m.address,
+            src=(m.channel.concentrator.subnet, m.channel.concentrator.node),
+            path=m.path,
+        )
+        m.session = ClientSession(carrier, LegacySuite(m.key, PLC_ENVELOPE), state=state)
+        m.channel.attach(m.session)
+
+    def reroute(self, m: Meter) -> bool:
+        """Move to the next alternate route (False: none left)."""
+        if len(m.routes) < 2:
+            return False
+        m.route_index = (m.route_index + 1) % len(m.routes)
+        self.stats["route changes"] += 1
+        self._open(m)
+        return True
+
+    # -- tasks -------------------------------------------------------------------------------
+    def start(
+        self, m: Meter, gen: TaskGen, name: str, *, job_id: Optional[int] = None
+    ) -> Task:
+        task = Task(m, gen, name, job_id)
+        m.busy = True
+        self._advance(task, None, None)
+        return task
+
+    def on_events(self, events: Iterable[Any]) -> None:
+        """Feed what the sessions reported (``Completed`` / ``Failed``)."""
+        for ev in events:
+            if type(ev) is Completed:
+                task = self._waiting.pop(ev.op, None)
+                if task is not None:
+                    self._advance(task, ev.result, None)
+            elif type(ev) is Failed:
+                task = self._waiting.pop(ev.op, None)
+                if task is not None:
+                    self._advance(task, None, ev.error)
+
+    def _advance(self, task: Task, value: Any, error: Optional[OSGPError]) -> None:
+        try:
+            op = task.gen.send(value) if error is None else task.gen.throw(error)
+        except StopIteration as stop:
+            self._finish(task, stop.value, None)
+        except OSGPError as exc:
+            self._finish(task, None, exc)
+        else:
+            task.ops += 1
+            if op.done:  # failed at once (a bad argument): resume with its outcome
+                self._advance(task, op.result, op.error)
+            else:
+                self._waiting[op] = task
+
+    def _finish(self, task: Task, result: Any, error: Optional[OSGPError]) -> None:
+        task.done, task.result, task.error = True, result, error
+        task.meter.busy = False
+        self.stats["tasks ok" if error is None else "tasks failed"] += 1
+        for cb in self.on_task_done:
+            cb(task)
+
+    # -- outcomes and status -------------------------------------------------------------------
+    def succeeded(self, m: Meter) -> None:
+        now = self.runtime.now()
+        m.attempts = 0
+        r = m.route
+        if r is not None:
+            self.store.route_outcome(r.id, True)
+        if m.status != NORMAL:
+            self.store.set_status(m.device_id, NORMAL, self.runtime.utc(now), "read again")
+            m.status, m.fault_since = NORMAL, None
+
+    def failed(self, m: Meter, error: OSGPError) -> bool:
+        """Count a failed attempt; True when another attempt should follow
+        (on the next route when the failure was the route's)."""
+        now = self.runtime.now()
+        m.attempts += 1
+        r = m.route
+        route_fault = isinstance(error, (ResponseTimeout, ProxyFailed))
+        if r is not None and route_fault:
+            self.store.route_outcome(r.id, False)
+            self.reroute(m)
+        if m.attempts < self.policy.attempts:
+            return True
+        m.attempts = 0
+        if m.status == NORMAL:
+            m.status, m.fault_since = TEMPORARY_FAULT, now
+            self.store.set_status(m.device_id, TEMPORARY_FAULT, self.runtime.utc(now), str(error))
+        elif (
+            m.status == TEMPORARY_FAULT
+            and m.fault_since is not None
+            and now - m.fault_since >= self.policy.permanent_s
+        ):
+            m.status = PERMANENT_FAULT
+            self.store.set_status(m.device_id, PERMANENT_FAULT, self.runtime.utc(now), str(error))
+        return False
+
+    def save_session(self, m: Meter) -> Tuple[str, Dict[str, Any]]:
+        """The cursor entry that keeps the session's sequence state."""
+        assert m.session is not None
+        return ("session", m.session.state())
+
+
+def run_task(session: Any, gen: TaskGen, drive: Callable[[Any, Operation], Any]) -> Any:
+    """Run a task synchronously: ``drive(session, op)`` runs one operation to
+    its end (e.g. :func:`osgp.transport.run_until_complete`) and returns or
+    raises its outcome."""
+    value: Any = None
+    error: Optional[OSGPError] = None
+    while True:
+        try:
+            op = gen.send(value) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = drive(session, op)
+        except OSGPError as exc:
+            error = exc

@@ -1,0 +1,154 @@
+"""Collection rounds: every meter of a set read once, each failure retried
+over its alternate routes, outcomes and metrics kept in the store.
+
+A round starts one collection task per meter at once.  How many exchanges
+are on the air at a time is the channels' business (their arbiters allow
+one outstanding exchange per half-duplex segment unless told otherwise), not
+a constant here; the order is the sessions' priorities, then submission
+order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from osgp.concentrator.collect import collect
+from osgp.concentrator.engine import PERMANENT_FAULT, Concentrator, Meter, Task
+from osgp.errors import OSGPError
+from osgp.session.events import Priority
+
+__all__ = ["Round", "Collector"]
+
+
+@dataclass
+class Round:
+    """One collection round's outcome."""
+
+    name: str
+    started: float
+    meters: int
+    ok: int = 0
+    failed: int = 0
+    retries: int = 0
+    stored: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    finished: Optional[float] = None
+    cpu_s: float = 0.0
+    job_id: Optional[int] = None
+
+    @property
+    def done(self) -> bool:
+        return self.ok + self.failed == self.meters
+
+    @property
+    def success_rate(self) -> float:
+        return self.ok / self.meters if self.meters else 1.0
+
+
+class Collector:
+    """Runs collection rounds on a :class:`Concentrator`.
+
+    ``registers`` / ``load_profile`` / ``events``: what a round reads;
+    ``on_round_done``: called with the :class:`Round` when its last meter
+    ends."""
+
+    def __init__(
+        self,
+        eng: Concentrator,
+        *,
+        registers: bool = True,
+        load_profile: bool = True,
+        events: bool = True,
+        priority: int = Priority.SCHEDULED,
+        on_round_done: Optional[Callable[[Round], None]] = None,
+    ) -> None:
+        self.eng = eng
+        self.what = dict(registers=registers, load_profile=load_profile, events=events)
+        self.priority = priority
+        self.on_round_done = on_round_done
+        self.rounds: List[Round] = []
+        self._active: Dict[int, Round] = {}  # device id -> its round
+        eng.on_task_done.append(self._task_done)
+
+    def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
+        eng = self.eng
+        now = eng.runtime.now()
+        todo = [
+            m
+            for m in (meters if meters is not None else eng.meters.values())
+            if not m.busy and m.device_id not in self._active
+        ]
+        r = Round(name, now, len(todo))
+        r.job_id = eng.store.create_job(
+            "collect", dict(self.what, round=name), [m.device_id for m in todo],
+            at=eng.runtime.utc(now),
+        )
+        self.rounds.append(r)
+        t0 = time.process_time()
+        for m in todo:
+            self._active[m.device_id] = r
+            self._launch(m, r)
+        r.cpu_s += time.process_time() - t0
+        if not todo:
+            self._close(r)
+        return r
+
+    def _launch(self, m: Meter, r: Round) -> None:
+        what = self.what
+        if m.status == PERMANENT_FAULT:
+            what = dict(what, load_profile=False, events=False)  # a probe only
+        self.eng.start(
+            m,
+            collect(self.eng, m, priority=self.priority, **what),
+            "collect",
+            job_id=r.job_id,
+        )
+
+    def _task_done(self, task: Task) -> None:
+        if task.name != "collect":
+            return
+        m = task.meter
+        r = self._active.get(m.device_id)
+        if r is None:
+            return
+        t0 = time.process_time()
+        eng, store, at = self.eng, self.eng.store, self.eng.runtime.utc(self.eng.runtime.now())
+        if task.error is None:
+            eng.succeeded(m)
+            r.ok += 1
+            r.stored.update(task.result)
+            store.set_outcome(r.job_id, m.device_id, "confirmed", at=at)
+            del self._active[m.device_id]
+        else:
+            err: OSGPError = task.error
+            r.errors[type(err).__name__] += 1
+            if eng.failed(m, err):
+                r.retries += 1
+                store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
+                eng.runtime.call_at(
+                    eng.runtime.now() + eng.policy.retry_s, lambda now, m=m: self._retry(m, r)
+                )
+            else:
+                r.failed += 1
+                code = getattr(err, "code", None)
+                store.set_outcome(
+                    r.job_id, m.device_id, "failed", at=at, code=code, detail=str(err)
+                )
+                del self._active[m.device_id]
+        r.cpu_s += time.process_time() - t0
+        if r.done:
+            self._close(r)
+
+    def _retry(self, m: Meter, r: Round) -> None:
+        t0 = time.process_time()
+        if not m.busy:
+            self._launch(m, r)
+        r.cpu_s += time.process_time() - t0
+
+    def _close(self, r: Round) -> None:
+        r.finished = self.eng.runtime.now()
+        if self.on_round_done is not None:
+            self.on_round_done(r)
