@@ -32,6 +32,7 @@ from osgp.errors import (
     ProtocolError,
     ResponseTimeout,
     SequenceError,
+    StoreError,
     TransportError,
     TruncatedError,
 )
@@ -70,4 +71,5 @@ __all__ = [
     "DeviceError",
     "TransportError",
     "ResponseTimeout",
+    "StoreError",
 ]

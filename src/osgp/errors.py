@@ -30,6 +30,7 @@ __all__ = [
     "DeviceError",
     "TransportError",
     "ResponseTimeout",
+    "StoreError",
 ]
 
 
@@ -225,3 +226,17 @@ class TransportError(OSGPError):
 
 class ResponseTimeout(TransportError):
     """No (complete) response arrived in time."""
+
+
+class StoreError(OSGPError):
+    """The concentrator's store failed (layer ``store``): ``url`` is the
+    database URL with its password masked, ``operation`` the store call."""
+
+    layer = "store"
+    url: str
+    operation: str
+
+    def __init__(self, message: str, *, url: str = "", operation: str = "") -> None:
+        self.url = url
+        self.operation = operation
+        super().__init__(f"[store {url}] {operation}: {message}" if operation else message)

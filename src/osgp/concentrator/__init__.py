@@ -1,0 +1,26 @@
+"""The data concentrator: the store (devices, routes, keys, readings, jobs), keys at rest."""
+
+from osgp.concentrator.keys import KeyVault, parse_key
+from osgp.concentrator.store import (
+    AuditEntry,
+    Device,
+    Job,
+    Link,
+    Outcome,
+    Route,
+    Schedule,
+    Store,
+)
+
+__all__ = [
+    "Store",
+    "KeyVault",
+    "parse_key",
+    "Device",
+    "Route",
+    "Link",
+    "Job",
+    "Outcome",
+    "AuditEntry",
+    "Schedule",
+]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the concentrator's store (run by :class:`osgp.concentrator.Store`)."""
