@@ -43,6 +43,7 @@ __all__ = [
 BP05 = 5  # UPDATE_LAST_READ_ENTRY (ANSI C12.19 standard procedure 5)
 # BP05 list numbers (the simulator's INFERRED layout, osgp.sim.layouts)
 LIST_HISTORY, LIST_LP_SET1 = 1, 3
+_LOG_HEADER = 11  # BT74 header bytes (Optical guide p.51)
 # dimension tables read once per meter: BT00 general configuration, BT21
 # register dimensions, BT61/BT62 load-profile dimensions and selections,
 # BT71 log dimensions (ANSI C12.19; Optical guide p.31-34)
@@ -178,7 +179,7 @@ def collect(
         store.set_cursor(dev, "dims", {str(k): v.hex() for k, v in m.dims.items()})
     if registers:
         bt23 = yield m.session.read(23, priority=priority)
-        at = int(eng.runtime.utc(eng.runtime.now()))
+        at = int(eng.runtime.utc(eng.runtime.time()))
         stored["registers"] = store.commit_registers(
             dev, at, register_values(bt23, m.dims, at), cursor=eng.save_session(m)
         )
@@ -215,12 +216,24 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
 
 
 def _collect_events(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
-    """The history log (BT74, Optical guide p.37-39), then BP05 on it."""
+    """The unread entries of the history log (BT74, Optical guide p.51-53),
+    then BP05 on them.  BT74 is its 11-byte header (HIST_FLAGS,
+    NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NBR,
+    NBR_UNREAD_ENTRIES) and a ring of BT71.NBR_HISTORY_ENTRIES entries."""
     store, dev = eng.store, m.device_id
-    bt74 = yield m.session.read(74, priority=priority)
     ctx = {"BT00": m.dims[0], "BT71": m.dims[71]}
-    unread = tables.decode(74, bt74, ctx)["NBR_UNREAD_ENTRIES"]
-    log = loadprofile.decode_event_log(m.dims[71], bt74, bt00=m.dims[0])
+    size = len(tables.encode(74, {}, ctx))
+    n_all = tables.decode(71, m.dims[71], ctx)["NBR_HISTORY_ENTRIES"]
+    entry = (size - _LOG_HEADER) // max(n_all, 1)
+    image = bytearray(size)
+    image[:_LOG_HEADER] = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)
+    head = tables.decode(74, bytes(image), ctx)
+    unread = min(head["NBR_UNREAD_ENTRIES"], head["NBR_VALID_ENTRIES"])
+    last, desc = head["LAST_ENTRY_ELEMENT"], head["HIST_FLAGS"]["ORDER"]
+    for slot in sorted((last + b) % n_all if desc else (last - b) % n_all for b in range(unread)):
+        off = _LOG_HEADER + slot * entry
+        image[off : off + entry] = yield m.session.read(74, off, entry, priority=priority)
+    log = loadprofile.decode_event_log(m.dims[71], bytes(image), bt00=m.dims[0])
     rows = [
         (
             int(e["time"].astype("int64")) if not np.isnat(e["time"]) else 0,
@@ -229,10 +242,9 @@ def _collect_events(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
             f"{'mfg' if e['mfg'] else 'std'} event {int(e['code'])}",
             bytes(e["argument"]),
         )
-        for e in log[len(log) - min(unread, len(log)) :]
+        for e in (log[len(log) - unread :] if unread else log[:0])
     ]
     new = store.commit_events(dev, rows, cursor=eng.save_session(m))
     if unread:
         yield m.session.call(BP05, struct.pack("<BH", LIST_HISTORY, unread), priority=priority)
     return new
-

@@ -9,7 +9,7 @@ session reports the operation :class:`~osgp.session.Completed` or
 network's virtual clock, on an asyncio loop, and synchronously over one
 serial port (:func:`run_task`).
 
-Nothing here reads a clock: a :class:`Runtime` gives ``now()`` (monotonic
+Nothing here reads a clock: a :class:`Runtime` gives ``time()`` (monotonic
 seconds), ``utc(now)`` and ``call_at``; channels (one router and arbiter per
 medium) move the frames.  Everything the engine must not lose is in the
 :class:`~osgp.concentrator.store.Store`.
@@ -55,7 +55,7 @@ KEY_PURPOSE = "plc-omak"  # the 12-byte OMA key of the legacy PLC suite
 class Runtime(Protocol):
     """Time and timers of whatever drives the concentrator."""
 
-    def now(self) -> float: ...
+    def time(self) -> float: ...
 
     def utc(self, now: float) -> float: ...
 
@@ -67,6 +67,7 @@ class Channel(Protocol):
 
     name: str
     concentrator: lon.SubnetNode
+    on_events: Optional[Callable[[List[Any]], None]]  # set by the engine
 
     def attach(self, session: Any) -> None: ...
 
@@ -142,6 +143,11 @@ class Concentrator:
         self.on_task_done: List[Callable[[Task], None]] = []
 
     # -- meters ----------------------------------------------------------------------------
+    def add_channel(self, channel: Channel) -> Channel:
+        """Take the events of ``channel``'s sessions as they happen."""
+        channel.on_events = self.on_events
+        return channel
+
     def add_meter(self, device_id: int, channel: Channel) -> Meter:
         """Load a commissioned meter from the store and open its session."""
         dev = self.store.device(device_id)
@@ -235,7 +241,7 @@ class Concentrator:
 
     # -- outcomes and status -------------------------------------------------------------------
     def succeeded(self, m: Meter) -> None:
-        now = self.runtime.now()
+        now = self.runtime.time()
         m.attempts = 0
         r = m.route
         if r is not None:
@@ -247,7 +253,7 @@ class Concentrator:
     def failed(self, m: Meter, error: OSGPError) -> bool:
         """Count a failed attempt; True when another attempt should follow
         (on the next route when the failure was the route's)."""
-        now = self.runtime.now()
+        now = self.runtime.time()
         m.attempts += 1
         r = m.route
         route_fault = isinstance(error, (ResponseTimeout, ProxyFailed))

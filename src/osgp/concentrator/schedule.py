@@ -75,7 +75,7 @@ class Collector:
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
         eng = self.eng
-        now = eng.runtime.now()
+        now = eng.runtime.time()
         todo = [
             m
             for m in (meters if meters is not None else eng.meters.values())
@@ -115,7 +115,7 @@ class Collector:
         if r is None:
             return
         t0 = time.process_time()
-        eng, store, at = self.eng, self.eng.store, self.eng.runtime.utc(self.eng.runtime.now())
+        eng, store, at = self.eng, self.eng.store, self.eng.runtime.utc(self.eng.runtime.time())
         if task.error is None:
             eng.succeeded(m)
             r.ok += 1
@@ -129,7 +129,7 @@ class Collector:
                 r.retries += 1
                 store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
                 eng.runtime.call_at(
-                    eng.runtime.now() + eng.policy.retry_s, lambda now, m=m: self._retry(m, r)
+                    eng.runtime.time() + eng.policy.retry_s, lambda now, m=m: self._retry(m, r)
                 )
             else:
                 r.failed += 1
@@ -149,6 +149,6 @@ class Collector:
         r.cpu_s += time.process_time() - t0
 
     def _close(self, r: Round) -> None:
-        r.finished = self.eng.runtime.now()
+        r.finished = self.eng.runtime.time()
         if self.on_round_done is not None:
             self.on_round_done(r)

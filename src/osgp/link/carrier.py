@@ -283,6 +283,7 @@ class PlcCarrier:
         return lon.encode_lpdu(lon.Lpdu(npdu), crc=self.crc)
 
     def retransmit(self, last: bytes) -> bytes:
+        self.expected = (self.source_key, self._trans)
         return last  # identical frame, same transaction number
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
@@ -326,7 +327,9 @@ class PlcCarrier:
         return b"", [self.profile.unwrap(apdu)]
 
     def reset(self) -> None:
-        pass
+        """The response timer expired: no answer is awaited until a retransmit,
+        so the transaction number is free for other exchanges to this neighbour."""
+        self.expected = None
 
     def give_up(self) -> None:
         """The exchange is over without a response: stop expecting one."""

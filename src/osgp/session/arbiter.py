@@ -37,6 +37,7 @@ class Arbiter:
         self._ready: List[Tuple[int, int, int, int]] = []  # (priority, served, tick, id)
         self._timers: List[Tuple[float, int, int]] = []  # (deadline, tick, id)
         self._awaiting: Set[int] = set()
+        self._events: List[Any] = []
         for s in sessions:
             self.add(s)
 
@@ -95,6 +96,8 @@ class Arbiter:
                 held.append(entry)  # no room: only link-level frames (p < 0) go now,
                 break  # and they sort first
             frame = s.poll_transmit(now)
+            if getattr(s, "has_events", False):
+                self._events += s.take_events()
             if frame is None:
                 held.append(entry)  # not yet (a request gap): its timer brings it back
                 continue
@@ -105,6 +108,12 @@ class Arbiter:
         for entry in held:
             heapq.heappush(self._ready, entry)
         return picked
+
+    def take_events(self) -> List[Any]:
+        """Events of operations that failed as a poll started them: a driver
+        takes them after every :meth:`poll_transmit`."""
+        ev, self._events = self._events, []
+        return ev
 
     def next_deadline(self) -> Optional[float]:
         """The earliest deadline of any session (response timers, request gaps)."""

@@ -69,6 +69,7 @@ __all__ = ["ClientSession"]
 
 _BARE = ServiceProfile("bare", 0, 0, False, "transaction records")
 _AUTH_FAILURE = bytes([AUTH_FAILURE])
+_SEAL = b"seal when sent"  # marks a pending frame that poll_transmit seals
 
 
 class ClientSession:
@@ -235,6 +236,17 @@ class ClientSession:
         if pending is None:
             return None
         self._pending_frame = None
+        if pending is _SEAL:
+            # sealed as it goes out, so the transaction number (and the
+            # sequence number) is taken only when the medium is ours
+            try:
+                pending = self._seal()
+            except OSGPError as exc:
+                self._msg = None
+                self._advance(None, exc)
+                if self._watchers:
+                    self._changed()
+                return None
         self._transmitted(pending, now)
         if self._watchers:
             self._changed()
@@ -353,6 +365,16 @@ class ClientSession:
             self._op = op
             self._advance(None)
 
+    @property
+    def has_events(self) -> bool:
+        """Events wait for :meth:`take_events` (an operation that failed as
+        :meth:`poll_transmit` started it)."""
+        return bool(self._events)
+
+    def take_events(self) -> List[Event]:
+        """The events not yet returned by ``receive_data`` / ``handle_timeout``."""
+        return self._take_events()
+
     def _take_events(self) -> List[Event]:
         ev, self._events = self._events, []
         if self._watchers:
@@ -374,11 +396,7 @@ class ClientSession:
             return
         self._msg = msg
         self._resynced = False
-        try:
-            self._pending_frame = self._seal()
-        except OSGPError as exc:
-            self._msg = None
-            self._advance(None, exc)
+        self._pending_frame = _SEAL
 
     def _finish(self, ev: Any) -> None:
         op = ev.op
@@ -436,10 +454,7 @@ class ClientSession:
             # answers a repeated one from its cache)
             op.retries += 1
             self.drops["proxy failure retried"] += 1
-            try:
-                self._resend(self._seal())
-            except OSGPError as exc:
-                self._advance(None, exc)
+            self._resend(_SEAL)
             return
         self._advance(None, item)
 
@@ -484,10 +499,7 @@ class ClientSession:
             else:
                 self.counter.resync(current)
             self._resynced = True
-            try:
-                self._resend(self._seal())
-            except OSGPError as exc:
-                self._advance(None, exc)
+            self._resend(_SEAL)
             return
         self._advance(apdu)
 

@@ -187,6 +187,7 @@ class Segment:
             return
         if not self.queue:
             picked = self.arbiter.poll_transmit(now)
+            self.emit(self.arbiter.take_events())
             if picked is not None:
                 self.queue.append((None, picked[1]))
         if not self.queue:
@@ -389,6 +390,17 @@ class Network:
         )
         self.segments.append(seg)
         return seg
+
+    # -- the concentrator's runtime (osgp.concentrator.engine.Runtime)
+    def time(self) -> float:
+        return self.now
+
+    def utc(self, now: float) -> float:
+        """UTC epoch seconds at virtual time ``now``."""
+        return self.epoch_ns / 1e9 + now
+
+    def call_at(self, t: float, fn: Callable[[float], None]) -> None:
+        self.at(t, fn)
 
     # -- event loop
     def at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
