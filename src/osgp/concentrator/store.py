@@ -15,6 +15,7 @@ audit, schedules) in float UTC epoch seconds, raw frames in nanoseconds.
 
 from __future__ import annotations
 
+import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -458,6 +459,10 @@ class Store:
         if cursor is None:
             return
         stream, value = cursor
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"store: the {stream!r} cursor is not JSON-able") from None
         ins = self._insert(s.cursors).values(device_id=device_id, stream=stream, value=value)
         conn.execute(
             ins.on_conflict_do_update(
