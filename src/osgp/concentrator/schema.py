@@ -66,6 +66,7 @@ routes = Table(
     Column("successes", Integer, nullable=False, server_default="0"),
     Column("failures", Integer, nullable=False, server_default="0"),
     Index(None, "device_id", "rank", unique=True),
+    sqlite_autoincrement=True,  # ids of replaced routes are never reused
 )
 
 links = Table(
@@ -148,6 +149,7 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("not_before", Float),
     Index(None, "kind"),
+    sqlite_autoincrement=True,
 )
 
 outcomes = Table(

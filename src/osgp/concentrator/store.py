@@ -15,6 +15,7 @@ audit, schedules) in float UTC epoch seconds, raw frames in nanoseconds.
 
 from __future__ import annotations
 
+import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -458,12 +459,17 @@ class Store:
         if cursor is None:
             return
         stream, value = cursor
-        ins = self._insert(s.cursors).values(device_id=device_id, stream=stream, value=value)
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["device_id", "stream"], set_={"value": ins.excluded.value}
-            )
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"store: the {stream!r} cursor is not JSON-able") from None
+        m = self._mark
+        value_mark = m if self.dialect == "sqlite" else f"CAST({m} AS json)"
+        sql = (
+            f"INSERT INTO cursors (device_id, stream, value) VALUES ({m}, {m}, {value_mark}) "
+            "ON CONFLICT (device_id, stream) DO UPDATE SET value = excluded.value"
         )
+        conn.exec_driver_sql(sql, (device_id, stream, text))
 
     def _insert_rows(self, conn: Connection, table: sa.Table, params: Iterable[Sequence]) -> int:
         """executemany straight on the driver's cursor (no per-row SQLAlchemy work);

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("not_before", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_jobs_kind"), ["kind"], unique=False)
@@ -223,6 +224,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_routes")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("routes", schema=None) as batch_op:
         batch_op.create_index(
