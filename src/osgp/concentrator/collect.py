@@ -120,11 +120,12 @@ class _LpPlan:
         g, out = self.g, []
         for i, b in enumerate(self.blocks):
             n, k = self.recorded(i), self.first_unseen(i)
-            if n == 0 or k >= n:
-                continue
+            if n == 0:
+                continue  # an empty open block: the decoder skips it
             base = b * g.block_size
-            out.append((i, base, g.int0_off))
-            out.append((i, base + g.int0_off + k * g.int_size, (n - k) * g.int_size))
+            out.append((i, base, g.int0_off))  # every block's header: the decoder needs it
+            if k < n:
+                out.append((i, base + g.int0_off + k * g.int_size, (n - k) * g.int_size))
         return out
 
 
@@ -151,13 +152,14 @@ def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: by
         start += cnt
     ts = lp.timestamps.astype("int64")[keep]
     nch = lp.channels
-    flags = lp.flags[keep].astype(np.int64) << 4
+    flags = lp.flags[keep].astype(np.int64)
     return {
         "ts_utc": np.repeat(ts, nch),
         "channel": np.tile(np.arange(nch, dtype=np.int64), len(ts)),
         "value": lp.scaled[keep].reshape(-1),
         "raw": lp.values[keep].astype(np.int64).reshape(-1),
-        "status": (lp.status[keep].astype(np.int64) | flags[:, None]).reshape(-1),
+        # common flags in bits 0-3, the channel's status code in bits 4-7
+        "status": ((lp.status[keep].astype(np.int64) << 4) | flags[:, None]).reshape(-1),
     }
 
 
@@ -177,6 +179,8 @@ def collect(
     yield from read_dims(m.session, m.dims, priority)
     if len(m.dims) != had:
         store.set_cursor(dev, "dims", {str(k): v.hex() for k, v in m.dims.items()})
+        nch = tables.decode(61, m.dims[61], {"BT00": m.dims[0]})["LP_DATA_SETS"][0]["NBR_CHNS_SET"]
+        store.upsert_device(m.neuron, meta={"channel_units": list(SOURCE_UNITS[:nch])})
     if registers:
         bt23 = yield m.session.read(23, priority=priority)
         at = int(eng.runtime.utc(eng.runtime.time()))

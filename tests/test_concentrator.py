@@ -1,0 +1,219 @@
+"""The concentrator on the simulated network: collection rounds, the
+nothing-lost-nothing-doubled rule, routes, meter status and restarts.
+
+The truth every test compares with is the simulated meter's own state: its
+BT64 ring decoded in full, its history log and its register values, never
+what the concentrator stored about itself."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from osgp import loadprofile
+from osgp.concentrator import KeyVault, Store
+from osgp.concentrator.engine import (
+    KEY_PURPOSE,
+    NORMAL,
+    PERMANENT_FAULT,
+    TEMPORARY_FAULT,
+    Concentrator,
+    StatusPolicy,
+)
+from osgp.concentrator.schedule import Collector
+from osgp.link import lon
+from osgp.link.carrier import PlcDeviceCarrier
+from osgp.security.suite import PLC_ENVELOPE, LegacySuite
+from osgp.sim import Faults, SimMeter
+from osgp.sim.network import MediumProfile, Network
+
+SPACING = 60.0
+DAY = 86400.0
+
+
+class Feeder:
+    """Meters along one segment, commissioned by hand into a store (the
+    addresses and keys a commissioning step would have given them)."""
+
+    def __init__(self, tmp_path, n=8, *, seed=1, base_loss=0.01, faults=None, reach=250.0):
+        self.net = Network(seed=seed)
+        self.seg = self.net.add_segment(
+            "seg-1", profile=MediumProfile(reach_m=reach, base_loss=base_loss)
+        )
+        self.url = f"sqlite:///{tmp_path / 'store.db'}"
+        self.vault = KeyVault(bytes(range(32)))
+        self.store = Store(self.url, vault=self.vault)
+        self.meters = {}
+        for i in range(n):
+            addr = lon.SubnetNode(2, 1 + i)
+            key = bytes([i + 1]) * 12
+            nid = bytes([4, 0, 0, 0, 0, i + 1])
+            m = SimMeter(
+                f"SIM{i:05d}",
+                links=[(PlcDeviceCarrier([addr, lon.NeuronId(nid)]), LegacySuite(key, PLC_ENVELOPE))],
+                faults=faults(i) if callable(faults) else faults,
+            )
+            self.seg.add_meter(addr, SPACING * (i + 1), m.ports[0])
+            d = self.store.upsert_device(
+                nid, serial=m.serial, segment="seg-1", subnet=2, node=1 + i, status=NORMAL
+            )
+            self.store.put_key(d, KEY_PURPOSE, key)
+            path = [(p.subnet, p.node) for p in self.seg.route_to(addr)]
+            self.store.put_routes(d, [(path, 1.0)])
+            self.meters[d] = m
+        self.start()
+
+    def start(self, policy=StatusPolicy()):
+        """A concentrator over the store (again after a restart)."""
+        old = getattr(self, "eng", None)
+        for m in old.meters.values() if old is not None else ():
+            self.seg.detach(m.session)  # what a dead process had in flight is gone with it
+        self.eng = Concentrator(self.store, self.net, policy=policy)
+        self.eng.add_channel(self.seg)
+        for d in self.meters:
+            self.eng.add_meter(d, self.seg)
+        self.col = Collector(self.eng)
+        return self.eng
+
+    def rounds(self, hours, until):
+        for h in hours:
+            self.net.at(h * 3600, lambda now, h=h: self.col.start_round(f"h{h}"))
+        self.net.run(until=until)
+        return self.col.rounds
+
+    # -- truth
+    def lp_truth(self, d, until_ts):
+        m = self.meters[d]
+        img = {t: m.image(t) for t in (0, 61, 62, 63, 64)}
+        lp = loadprofile.decode(img[61], img[62], img[63], img[64], bt00=img[0])
+        ts = lp.timestamps.astype("int64")
+        keep = ts <= until_ts
+        return ts[keep], lp.values[keep]
+
+    def stored(self, d):
+        t = self.store.intervals(d)
+        ts = np.array(t.column("ts_utc").cast("int64").to_pylist(), dtype=np.int64)
+        ch = np.array(t.column("channel").to_pylist())
+        raw = np.array(t.column("raw").to_pylist())
+        return ts, ch, raw
+
+
+def assert_complete(f, until_ts):
+    """Every interval up to ``until_ts`` stored exactly once with the meter's values."""
+    for d in f.meters:
+        ts, values = f.lp_truth(d, until_ts)
+        got_ts, ch, raw = f.stored(d)
+        pairs = list(zip(got_ts.tolist(), ch.tolist()))
+        assert len(pairs) == len(set(pairs)), f"meter {d}: an interval stored twice"
+        got = {(t, c): r for t, c, r in zip(got_ts.tolist(), ch.tolist(), raw.tolist())}
+        want = {
+            (t, c): int(values[i, c]) for i, t in enumerate(ts.tolist()) for c in range(values.shape[1])
+        }
+        missing = set(want) - set(got)
+        assert not missing, f"meter {d}: {len(missing)} intervals lost, e.g. {sorted(missing)[:3]}"
+        assert {k: got[k] for k in want} == want, f"meter {d}: values differ"
+
+
+def test_a_day_of_rounds_stores_every_interval_once(tmp_path):
+    f = Feeder(tmp_path, n=8)
+    rounds = f.rounds((6, 12, 18, 24.1), until=DAY + 3 * 3600)
+    assert [r.done for r in rounds] == [True] * 4
+    assert all(r.ok == 8 for r in rounds), [(r.ok, r.failed, dict(r.errors)) for r in rounds]
+    last = max(f.net.utc(r.started) for r in rounds)
+    assert_complete(f, int(last) - 900)
+    # the open block was read in pieces: later rounds did not fetch it again
+    assert rounds[1].stored["intervals"] < rounds[0].stored["intervals"] * 1.5
+    # every meter acknowledged the day's block: nothing left unread but the open one
+    for m in f.meters.values():
+        st = loadprofile.block_order(4, _bt63(m), unread_only=True)[0]
+        assert len(st) <= 1
+    # the registers are the meter's own BT23 values at the read
+    regs = f.store.registers(1).to_pylist()
+    assert {r["name"] for r in regs} >= {"total.summation0", "total.summation1"}
+
+
+def _bt63(m):
+    from osgp import tables
+
+    return tables.decode(63, m.image(63), {"BT00": m.image(0), "BT61": m.image(61)})[
+        "LP_STATUS_SETS"
+    ][0]
+
+
+def test_events_are_collected_once_and_acknowledged(tmp_path):
+    f = Feeder(tmp_path, n=3)
+    f.rounds((24.1, 30), until=DAY + 8 * 3600)
+    for d, m in f.meters.items():
+        t = f.store.events(d)
+        seqs = t.column("seq").to_pylist()
+        assert len(seqs) == len(set(seqs))
+        # the meter's log before the last round is all in the store
+        hist = m.history()
+        got = {(int(ts), c & 0x7FF) for ts, c in zip(
+            t.column("ts_utc").cast("int64").to_pylist(), t.column("code").to_pylist()
+        )}
+        want = {(int(h[0]), h[1]) for h in hist if h[0] < f.net.utc(30 * 3600) - 600}
+        assert want <= got, sorted(want - got)[:5]
+
+
+def test_a_restart_mid_day_loses_and_doubles_nothing(tmp_path):
+    f = Feeder(tmp_path, n=6)
+    f.rounds((6,), until=6 * 3600 + 20)  # killed in the middle of the first round
+    assert not all(r.done for r in f.col.rounds)
+    f.store.close()
+    f.store = Store(f.url, vault=f.vault)
+    f.start()
+    rounds = f.rounds((12, 24.1), until=DAY + 3 * 3600)
+    assert all(r.done and r.ok == 6 for r in rounds[-2:])
+    assert_complete(f, int(f.net.utc(24.1 * 3600)) - 900)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_lossy_medium_and_faulty_meters(tmp_path, seed):
+    """30 % of frames lost on top of distance, duplicates, reordering and
+    reboots: every meter read in the end, nothing lost or doubled."""
+    faults = lambda i: Faults(seed=seed * 100 + i, drop=0.3, duplicate=0.1, delay=0.05)  # noqa: E731
+    f = Feeder(tmp_path, n=5, seed=seed, faults=faults)
+    rng = random.Random(seed)
+    for d, m in f.meters.items():
+        t = rng.uniform(2, 20) * 3600
+        f.net.at(t, lambda now, m=m: m.reboot(now))
+    f.rounds((6, 12, 18, 24.1, 26, 28), until=DAY + 8 * 3600)
+    last = f.col.rounds[-1]
+    assert last.ok == 5, dict(last.errors)
+    assert_complete(f, int(f.net.utc(24.1 * 3600)) - 900)
+
+
+def test_a_dead_route_fails_over_and_the_status_follows(tmp_path):
+    f = Feeder(tmp_path, n=6)
+    far = max(f.meters)
+    routes = f.store.routes(far)
+    assert routes[0].path, "the far meter needs repeaters"
+    # a useless first route (through a node that does not exist), the real one second
+    f.store.put_routes(far, [([(2, 99)], 0.9), (routes[0].path, 0.8)])
+    eng = f.start()
+    f.rounds((6,), until=6 * 3600 + 3600)
+    r = f.col.rounds[0]
+    assert r.ok == 6 and eng.stats["route changes"] >= 1
+    new = {tuple(map(tuple, x.path)): x for x in f.store.routes(far)}
+    real = tuple(map(tuple, routes[0].path))
+    assert new[((2, 99),)].failures >= 1 and new[real].successes >= 1
+
+
+def test_status_machine_temporary_then_permanent_then_normal(tmp_path):
+    f = Feeder(tmp_path, n=2)
+    policy = StatusPolicy(attempts=2, retry_s=60, permanent_s=2 * 3600)
+    eng = f.start(policy)
+    gone = f.seg.nodes[(2 << 7) | 2]
+    home = gone.position
+    gone.position = 1e9  # out of reach
+    f.rounds((1,), until=1.5 * 3600)
+    assert eng.meters[2].status == TEMPORARY_FAULT and eng.meters[1].status == NORMAL
+    f.rounds((4,), until=4.5 * 3600)
+    assert eng.meters[2].status == PERMANENT_FAULT
+    assert f.store.device(2).status == PERMANENT_FAULT
+    gone.position = home
+    f.rounds((6,), until=6.5 * 3600)
+    assert eng.meters[2].status == NORMAL and f.store.device(2).status == NORMAL
