@@ -208,12 +208,17 @@ class Concentrator:
 
     def on_events(self, events: Iterable[Any]) -> None:
         """Feed what the sessions reported (``Completed`` / ``Failed``)."""
+        stats = self.stats
         for ev in events:
-            if type(ev) is Completed:
+            t = type(ev)
+            if t is Completed or t is Failed:
+                stats["exchanges"] += ev.op.exchanges
+                stats["retries"] += ev.op.retries
+            if t is Completed:
                 task = self._waiting.pop(ev.op, None)
                 if task is not None:
                     self._advance(task, ev.result, None)
-            elif type(ev) is Failed:
+            elif t is Failed:
                 task = self._waiting.pop(ev.op, None)
                 if task is not None:
                     self._advance(task, None, ev.error)

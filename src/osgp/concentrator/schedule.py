@@ -38,6 +38,8 @@ class Round:
     finished: Optional[float] = None
     cpu_s: float = 0.0
     job_id: Optional[int] = None
+    # per channel: seconds from the round's start to its last meter's end
+    spans: Dict[str, float] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -138,6 +140,9 @@ class Collector:
                     r.job_id, m.device_id, "failed", at=at, code=code, detail=str(err)
                 )
                 del self._active[m.device_id]
+        if m.device_id not in self._active:
+            name = m.channel.name
+            r.spans[name] = max(r.spans.get(name, 0.0), eng.runtime.time() - r.started)
         r.cpu_s += time.process_time() - t0
         if r.done:
             self._close(r)

@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tup
 from osgp.errors import (
     AuthenticationError,
     DecodeError,
+    DeviceError,
     OSGPError,
     ProtocolError,
     ResponseTimeout,
@@ -42,6 +43,7 @@ from osgp.security.legacy import SequenceCounter
 from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, NullSuite, SecuritySuite
 from osgp.services import procedures as P
 from osgp.services import transactions as T
+from osgp.services.codes import ResponseCode
 from osgp.services.messages import (
     FullRead,
     FullWrite,
@@ -550,8 +552,17 @@ class ClientSession:
     def _call(
         self, number: int, params: bytes, mfg: bool, selector: int
     ) -> Generator[Any, bytes, bytes]:
+        fresh = self.psn.last is None  # what the device saw last is unknown
         call = P.ProcedureCall(number, self.psn.next(), params, mfg, selector)
-        yield from self._write(P.BT07, call.encode(), None)
+        try:
+            yield from self._write(P.BT07, call.encode(), None)
+        except DeviceError as exc:
+            # a device refuses a PSN equal to the one it executed last (MEP
+            # guide p.52); a session that starts afresh may pick that one
+            if not fresh or exc.code != ResponseCode.ONP:
+                raise
+            call = P.ProcedureCall(number, self.psn.next(), params, mfg, selector)
+            yield from self._write(P.BT07, call.encode(), None)
         if selector in (P.SELECT_NONE,):
             return b""
         for _ in range(self.max_polls):

@@ -112,6 +112,8 @@ class Segment:
         self.queue: Deque[Tuple[Optional[Node], bytes]] = deque()  # (sender or None, frame)
         self.stats: Counter = Counter()
         self.airtime_s = 0.0
+        self.needed_airtime_s = 0.0  # airtime of distinct frames, each counted once
+        self._sent: set = set()
         self.events: List[Event] = []
         # where session events go: kept in ``events`` unless a driver (a
         # concentrator) takes them as they happen
@@ -198,6 +200,10 @@ class Segment:
         self.busy_until = end + self.profile.gap_s
         self.stats["frames"] += 1
         self.airtime_s += air
+        h = hash(frame)
+        if h not in self._sent:  # a frame's first transmission (retries repeat it)
+            self._sent.add(h)
+            self.needed_airtime_s += air
         self.net._capture(now, frame, self)
         self.net.at(end, self._heard, sender, frame)
         self.net._schedule_wake(self, self.busy_until)

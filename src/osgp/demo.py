@@ -1,0 +1,370 @@
+"""``osgp demo``: a simulated fleet discovered, commissioned, collected for a
+virtual day, exported and plotted, with no hardware.
+
+The fleet is :mod:`osgp.sim.fleet` (meters on power-line segments, some
+beyond direct reach of their concentrator); the concentrator is
+:mod:`osgp.concentrator` running on the simulated network's virtual clock,
+the same sans-IO sessions and store a real head-end uses.  Everything follows
+from the seed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from osgp.concentrator import KeyVault, Store
+from osgp.concentrator.engine import KEY_PURPOSE, NORMAL, Concentrator
+from osgp.concentrator.export import export
+from osgp.concentrator.schedule import Collector, Round
+
+__all__ = ["DemoConfig", "DemoResult", "run_demo", "ROUND_HOURS"]
+
+# collection rounds, hours after midnight of the virtual day: registers and the
+# open load-profile block four times a day, then the closed day just after
+# midnight (with the history log) and a catch-up round for meters that failed
+ROUND_HOURS = (6.0, 12.0, 18.0, 24.05, 26.0)
+DAY = 86400.0
+
+
+@dataclass
+class DemoConfig:
+    meters: int = 1000
+    segments: int = 4
+    seed: int = 1
+    out: Optional[Path] = None
+    plots: bool = True
+    capture: bool = False
+    base_loss: float = 0.01
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    meters: int
+    found: int = 0
+    commissioned: int = 0
+    rounds: List[Round] = field(default_factory=list)
+    rows: Dict[str, int] = field(default_factory=dict)
+    files: Dict[str, List[Path]] = field(default_factory=dict)
+    plots: List[Path] = field(default_factory=list)
+    channel: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    drops: Counter = field(default_factory=Counter)
+    cpu_s: Dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    exchanges: int = 0
+
+
+def _default_out() -> Path:
+    return Path.cwd() / time.strftime("osgp-demo-%Y%m%d-%H%M%S")
+
+
+class _Steps:
+    """Progress of the long steps (rich when it is installed, else silent)."""
+
+    def __init__(self, show: bool) -> None:
+        self.progress: Any = None
+        if show:
+            try:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+            except ImportError:  # pragma: no cover - rich is a dependency
+                return
+            self.progress = Progress(
+                TextColumn("{task.description:<34}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+
+    def __enter__(self) -> _Steps:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def step(self, name: str, total: float) -> Callable[[float], None]:
+        if self.progress is None:
+            return lambda done: None
+        task = self.progress.add_task(name, total=total)
+        return lambda done: self.progress.update(task, completed=done)
+
+
+def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
+    """Run the whole demo; returns what the summary prints."""
+    from osgp.sim.fleet import FleetSpec, build_fleet
+
+    wall0 = time.perf_counter()
+    out = Path(cfg.out) if cfg.out is not None else _default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    res = DemoResult(out, cfg.meters)
+    master = secrets.token_bytes(32)
+    key_file = out / "master.key"
+    key_file.write_text(master.hex() + "\n")
+    os.chmod(key_file, 0o600)
+    store = Store(f"sqlite:///{out / 'concentrator.db'}", vault=KeyVault(master))
+    capture = open(out / "capture.pcapng", "wb") if cfg.capture else None
+    try:
+        with _Steps(show) as steps:
+            t0 = time.process_time()
+            fleet = build_fleet(
+                FleetSpec(
+                    meters=cfg.meters,
+                    segments=cfg.segments,
+                    seed=cfg.seed,
+                    base_loss=cfg.base_loss,
+                    capture=capture,
+                )
+            )
+            res.cpu_s["build fleet"] = time.process_time() - t0
+            net = fleet.network
+            t0 = time.process_time()
+            found, commissioned = _discover_and_commission(fleet, store, steps, cfg.seed)
+            res.found, res.commissioned = found, commissioned
+            res.cpu_s["discover and commission"] = time.process_time() - t0
+            t0 = time.process_time()
+            eng = Concentrator(store, net)
+            for seg in fleet.segments:
+                eng.add_channel(seg)
+            for dev in store.devices():
+                if dev.subnet is not None and dev.status == NORMAL:
+                    eng.add_meter(dev.id, fleet.segment(dev.segment))
+            before = {s.name: (s.stats["frames"], s.airtime_s, s.needed_airtime_s) for s in fleet.segments}
+            res.rounds = _collect_day(eng, net, fleet, steps)
+            res.cpu_s["collect"] = time.process_time() - t0
+            res.exchanges = eng.stats["exchanges"]
+            res.channel = _channel_use(fleet, res.rounds, before)
+            for seg in fleet.segments:
+                res.drops.update({f"router: {k}": v for k, v in seg.router.drops.items()})
+            for m in eng.meters.values():
+                if m.session is not None:
+                    res.drops.update({f"session: {k}": v for k, v in m.session.drops.items()})
+            t0 = time.process_time()
+            res.files = export(store, out / "export", ("parquet", "csv"))
+            res.rows = {k: _rows(v[0]) for k, v in res.files.items()}
+            res.cpu_s["export"] = time.process_time() - t0
+            if cfg.plots:
+                t0 = time.process_time()
+                res.plots = _plots(store, fleet, out)
+                res.cpu_s["plots"] = time.process_time() - t0
+    finally:
+        store.close()
+        if capture is not None:
+            capture.close()
+    res.wall_s = time.perf_counter() - wall0
+    return res
+
+
+def _rows(parquet: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(parquet).metadata.num_rows
+
+
+def _discover_and_commission(fleet: Any, store: Store, steps: _Steps, seed: int) -> tuple:
+    """Discovery rounds on every segment, then commissioning of what was found."""
+    from osgp.concentrator.commissioning import commission_segment
+    from osgp.concentrator.discovery import discover_segment
+
+    found = commissioned = 0
+    progress = steps.step("discovering meters", len(fleet.meters))
+    for seg in fleet.segments:
+        topo = discover_segment(fleet.network, seg)
+        found += len(topo.meters)
+        progress(found)
+        for link in topo.links:
+            store.put_link(seg.name, link.a, link.b, link.ssi, link.margin)
+    progress = steps.step("commissioning", found)
+    rng = np.random.default_rng(seed)
+    for seg in fleet.segments:
+        topo = discover_segment.last[seg.name]
+        keys = {nid: rng.bytes(12) for nid in topo.meters}
+        plan = commission_segment(fleet.network, seg, topo, keys, factory=fleet.factory_key)
+        for nid, outcome in plan.items():
+            dev = store.upsert_device(
+                nid,
+                serial=outcome.serial,
+                segment=seg.name,
+                subnet=outcome.address.subnet if outcome.ok else None,
+                node=outcome.address.node if outcome.ok else None,
+                status=NORMAL if outcome.ok else "commissioning_failed",
+            )
+            if outcome.ok:
+                store.put_key(dev, KEY_PURPOSE, keys[nid])
+                store.put_routes(dev, [(list(p), q) for p, q in outcome.routes])
+                commissioned += 1
+            progress(commissioned)
+    return found, commissioned
+
+
+def _collect_day(eng: Concentrator, net: Any, fleet: Any, steps: _Steps) -> List[Round]:
+    col = Collector(eng)
+    start = net.time()
+    midnight = (int(net.utc(start)) // 86400 + 1) * 86400 - net.utc(0)
+    for h in ROUND_HOURS:
+        t = midnight - DAY + h * 3600 if midnight - DAY + h * 3600 > start else None
+        if t is not None:
+            net.at(t, lambda now, h=h: col.start_round(f"{h:g} h"))
+    end = midnight - DAY + ROUND_HOURS[-1] * 3600 + 4 * 3600
+    progress = steps.step("collecting a virtual day (hours)", (end - start) / 3600)
+    t = start
+    while t < end:
+        t = min(end, t + 900)
+        net.run(until=t)
+        progress((t - start) / 3600)
+        if col.rounds and len(col.rounds) == len(ROUND_HOURS) and all(r.done for r in col.rounds):
+            break
+    return col.rounds
+
+
+def _channel_use(
+    fleet: Any, rounds: List[Round], before: Dict[str, tuple]
+) -> Dict[str, Dict[str, float]]:
+    """Per segment: frames, airtime, the time its meters took in the rounds,
+    and the channel-bound optimum: the airtime of the distinct frames sent,
+    each counted once (a retry or a repeater's repeat of the same bytes is
+    not needed), at the simulated bit rate."""
+    out: Dict[str, Dict[str, float]] = {}
+    for seg in fleet.segments:
+        span = sum(r.spans.get(seg.name, 0.0) for r in rounds)
+        frames0, air0, needed0 = before[seg.name]
+        needed = seg.needed_airtime_s - needed0
+        out[seg.name] = {
+            "frames": float(seg.stats["frames"] - frames0),
+            "airtime_s": seg.airtime_s - air0,
+            "needed_s": needed,
+            "collection_s": span,
+            "efficiency": needed / span if span else 0.0,
+        }
+    return out
+
+
+def _plots(store: Store, fleet: Any, out: Path) -> List[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    iv = store.intervals()
+    if iv.num_rows:
+        dev = iv.column("device_id").to_numpy()
+        first = int(dev[0])
+        mask = dev == first
+        ts = iv.column("ts_utc").cast("int64").to_numpy()[mask]
+        ch = iv.column("channel").to_numpy()[mask]
+        val = iv.column("value").to_numpy()[mask]
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        for c, unit in ((0, "Wh"), (1, "varh")):
+            sel = ch == c
+            if sel.any():
+                order = np.argsort(ts[sel])
+                t = (ts[sel][order] - ts[sel][order][0]) / 3600.0
+                ax.step(t, val[sel][order], where="post", label=f"channel {c} ({unit})")
+        d = store.device(first)
+        ax.set_title(f"Load profile of {d.serial} (15-minute intervals)")
+        ax.set_xlabel("hours since the first interval")
+        ax.set_ylabel("energy per interval")
+        ax.legend()
+        fig.tight_layout()
+        p = out / "load_profile.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+        # daily consumption across the fleet (active energy, channel 0)
+        sel = iv.column("channel").to_numpy() == 0
+        per = np.bincount(dev[sel], weights=iv.column("value").to_numpy()[sel])
+        per = per[per > 0] / 1000.0
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.hist(per, bins=40)
+        ax.set_title(f"Energy collected per meter ({len(per)} meters)")
+        ax.set_xlabel("kWh")
+        ax.set_ylabel("meters")
+        fig.tight_layout()
+        p = out / "fleet_consumption.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    paths.append(_plot_topology(store, fleet, out, plt))
+    return paths
+
+
+def _plot_topology(store: Store, fleet: Any, out: Path, plt: Any) -> Path:
+    segs = fleet.segments
+    fig, axes = plt.subplots(len(segs), 1, figsize=(9, 1.8 * len(segs) + 0.5), squeeze=False)
+    by_addr = {}
+    for dev in store.devices():
+        if dev.subnet is not None:
+            by_addr[(dev.segment, dev.subnet, dev.node)] = dev
+    for ax, seg in zip(axes[:, 0], segs):
+        pos = {}
+        for nid, place in fleet.placement.items():
+            if place.segment == seg.name:
+                pos[nid] = place.position_m
+        hops_of = {}
+        for dev in store.devices(segment=seg.name):
+            routes = store.routes(dev.id)
+            hops_of[dev.neuron_id] = len(routes[0].path) if routes else -1
+        xs = np.array([pos[n] for n in pos])
+        hs = np.array([hops_of.get(n, -1) for n in pos])
+        sc = ax.scatter(xs, hs, c=hs, cmap="viridis", s=8)
+        ax.scatter([0], [0], marker="s", color="red", s=40)
+        ax.set_ylabel("hops")
+        ax.set_title(f"{seg.name}: meters by distance and repeater hops", fontsize=9)
+    axes[-1, 0].set_xlabel("distance from the concentrator along the feeder (m)")
+    fig.colorbar(sc, ax=axes[:, 0].tolist(), label="hops")
+    p = out / "topology.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def summary(res: DemoResult) -> str:
+    rate = [r.success_rate for r in res.rounds]
+    lines = [
+        f"osgp demo: {res.meters} simulated meters, results in {res.out}",
+        f"  discovered {res.found}, commissioned {res.commissioned}",
+    ]
+    for r in res.rounds:
+        lines.append(
+            f"  round {r.name:>7}: {r.ok}/{r.meters} read, {r.retries} retries, "
+            f"{r.stored['intervals']} intervals, {r.stored['registers']} register values, "
+            f"{r.stored['events']} events, {(r.finished or r.started) - r.started:.0f} s on air"
+        )
+    if rate:
+        lines.append(f"  read rate: {min(rate):.1%} (worst round) .. {max(rate):.1%}")
+    for name, c in res.channel.items():
+        lines.append(
+            f"  {name}: {c['frames']:.0f} frames, {c['airtime_s']:.0f} s airtime, "
+            f"{c['collection_s']:.0f} s collecting, efficiency {c['efficiency']:.0%} "
+            "of the channel-bound optimum"
+        )
+    lines.append("  rows stored: " + ", ".join(f"{k} {v}" for k, v in res.rows.items()))
+    dropped = sum(res.drops.values())
+    lines.append(f"  frames dropped or rejected: {dropped}" + (
+        " (" + ", ".join(f"{k} {v}" for k, v in res.drops.most_common(4)) + ")" if dropped else ""
+    ))
+    lines.append(
+        "  host CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.cpu_s.items())
+        + f"; wall {res.wall_s:.1f} s"
+    )
+    for p in res.plots:
+        lines.append(f"  plot: {p}")
+    for kind, paths in res.files.items():
+        lines.append(f"  {kind}: " + ", ".join(str(p) for p in paths))
+    return "\n".join(lines)
