@@ -370,8 +370,10 @@ class PlcDeviceCarrier:
         self._last_response = b""
 
     def _mine(self, d: lon.Address) -> bool:
-        if isinstance(d, (lon.SubnetNode, lon.NeuronId)):
+        if isinstance(d, lon.SubnetNode):
             return any(d == a for a in self.addresses)
+        if isinstance(d, lon.NeuronId):  # the subnet in format 3 routes, it does not identify
+            return any(isinstance(a, lon.NeuronId) and a.nid == d.nid for a in self.addresses)
         if isinstance(d, lon.Group):
             return d.group in self.groups
         return isinstance(d, lon.Broadcast)

@@ -28,6 +28,7 @@ timing and the same capture, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -60,9 +61,30 @@ class MediumProfile:
     # (lon_proxy.hop_timeout_ms adds 512 ms a stage, tuned for 5.4 kbit/s
     # LonWorks PL-20; one hop here takes about 0.5 s each way and back).
     stage_allowance_s: float = 1.0
+    # Signal model: the received level falls linearly in dB with distance
+    # along the line, from ``tx_level_db`` at the sender to ``noise_floor_db``
+    # at ``reach_m``; margin = SSI - noise floor.  Loss is a function of the
+    # margin (below), so a link's loss and the SSI a receiver reports agree.
+    tx_level_db: float = 100.0
+    noise_floor_db: float = 40.0
 
     def airtime(self, nbytes: int) -> float:
         return (nbytes + 2 + self.preamble_bytes) * 8 / self.bitrate_bps
+
+    def ssi(self, distance: float) -> float:
+        """Signal strength (dB) a receiver measures at ``distance`` metres."""
+        span = self.tx_level_db - self.noise_floor_db
+        return self.tx_level_db - span * distance / self.reach_m
+
+    def margin(self, distance: float) -> float:
+        """SSI above the noise floor (dB); 0 at ``reach_m``, negative beyond."""
+        return self.ssi(distance) - self.noise_floor_db
+
+    def loss_at_margin(self, margin: float) -> float:
+        span = self.tx_level_db - self.noise_floor_db
+        if margin <= 0:
+            return 1.0
+        return self.base_loss + (1 - self.base_loss) * (1 - min(margin, span) / span) ** 4
 
     def loss(self, distance: float) -> float:
         if distance > self.reach_m:
@@ -71,12 +93,28 @@ class MediumProfile:
 
 
 class Node:
-    """A meter on a segment: its device session, position and repeater role."""
+    """A meter on a segment: its device session, position and repeater role.
 
-    def __init__(self, address: lon.SubnetNode, position: float, device: Any) -> None:
+    ``address``: its subnet/node, or None while it is unconfigured (reachable
+    only by ``neuron_id``, LonTalk address format 3).  ``agent``: an optional
+    handler offered every frame addressed to the node before its device (the
+    device side of topology discovery, :mod:`osgp.sim.atm`); it returns True
+    when it took the frame."""
+
+    def __init__(
+        self,
+        address: Optional[lon.SubnetNode],
+        position: float,
+        device: Any,
+        *,
+        neuron_id: Optional[bytes] = None,
+    ) -> None:
         self.address = address
-        self.position = position
+        self.neuron_id = neuron_id
+        self.segment: Optional[Segment] = None
+        self._position = float(position)
         self.device = device
+        self.agent: Any = None
         self.heard = 0
         self.relayed = 0
         self._tid = 0
@@ -84,12 +122,28 @@ class Node:
         self._done: Dict[bytes, bytes] = {}  # request frame -> the response sent for it
         self._busy: set = set()
 
+    @property
+    def position(self) -> float:
+        return self._position
+
+    @position.setter
+    def position(self, value: float) -> None:
+        self._position = float(value)
+        if self.segment is not None:
+            self.segment._order = None
+
     def __repr__(self) -> str:
-        return f"<Node {self.address.subnet}/{self.address.node} at {self.position:.0f} m>"
+        where = (
+            "unconfigured" if self.address is None else f"{self.address.subnet}/{self.address.node}"
+        )
+        return f"<Node {where} at {self.position:.0f} m>"
 
 
 def _key(subnet: int, node: int) -> int:
     return (subnet << 7) | (node & 0x7F)
+
+
+_ANY = -1  # relay key of a stage whose target is a Neuron ID
 
 
 class Segment:
@@ -107,7 +161,10 @@ class Segment:
         self.concentrator = concentrator
         self.router = Router(concentrator)
         self.arbiter = Arbiter(max_outstanding=max_outstanding)
-        self.nodes: Dict[int, Node] = {}
+        self.nodes: Dict[int, Node] = {}  # subnet/node key -> node (configured nodes)
+        self.by_nid: Dict[bytes, Node] = {}  # Neuron ID -> node
+        self.members: List[Node] = []  # every node, in the order added
+        self._order: Optional[Tuple[List[float], List[Node]]] = None  # by position
         self.busy_until = 0.0
         self.queue: Deque[Tuple[Optional[Node], bytes]] = deque()  # (sender or None, frame)
         self.stats: Counter = Counter()
@@ -124,11 +181,60 @@ class Segment:
 
     # -- building
     def add_meter(self, address: lon.SubnetNode, position: float, device: Any) -> Node:
-        k = _key(address.subnet, address.node)
-        if k in self.nodes or address == self.concentrator:
-            raise ConfigurationError(f"address {address} is taken on segment {self.name}")
-        node = self.nodes[k] = Node(address, float(position), device)
+        return self.add_node(device, position, address=address)
+
+    def add_node(
+        self,
+        device: Any,
+        position: float,
+        *,
+        address: Optional[lon.SubnetNode] = None,
+        neuron_id: Optional[bytes] = None,
+    ) -> Node:
+        """A node at ``position`` metres from the concentrator, configured
+        (``address``) and/or known by its 48-bit ``neuron_id``."""
+        if address is None and neuron_id is None:
+            raise ConfigurationError("a node needs an address or a Neuron ID")
+        node = Node(None, position, device, neuron_id=neuron_id)
+        self.adopt(node, address)
         return node
+
+    def adopt(self, node: Node, address: Optional[lon.SubnetNode] = None) -> None:
+        """Put ``node`` (off any segment) on this one, with ``address``."""
+        nid = node.neuron_id
+        if nid is not None and (len(nid) != 6 or nid in self.by_nid):
+            raise ConfigurationError(f"Neuron ID {nid.hex()} is invalid or taken")
+        if node.segment is not None:
+            raise ConfigurationError(f"{node} is on segment {node.segment.name}")
+        if address is not None:
+            self.readdress(node, address)
+        if nid is not None:
+            self.by_nid[nid] = node
+        node.segment = self
+        self.members.append(node)
+        self._order = None
+
+    def readdress(self, node: Node, address: Optional[lon.SubnetNode]) -> None:
+        """Give ``node`` a new subnet/node (None: unconfigured again)."""
+        if address is not None:
+            k = _key(address.subnet, address.node)
+            other = self.nodes.get(k)
+            if (other is not None and other is not node) or address == self.concentrator:
+                raise ConfigurationError(f"address {address} is taken on segment {self.name}")
+        if node.address is not None and self.nodes.get(_key(*node.address)) is node:
+            del self.nodes[_key(*node.address)]
+        node.address = address
+        if address is not None:
+            self.nodes[_key(address.subnet, address.node)] = node
+
+    def remove(self, node: Node) -> None:
+        """Take ``node`` off this segment (a meter moved or removed)."""
+        self.readdress(node, None)
+        if node.neuron_id is not None:
+            self.by_nid.pop(node.neuron_id, None)
+        self.members.remove(node)
+        node.segment = None
+        self._order = None
 
     def attach(self, session: Any) -> None:
         """A concentrator-side client session of this segment."""
@@ -155,15 +261,22 @@ class Segment:
         pb = 0.0 if b is None else b.position
         return abs(pa - pb)
 
-    def route_to(self, address: lon.SubnetNode) -> List[lon.SubnetNode]:
+    def route_to(self, address: Any) -> List[Any]:
         """The fewest-hop repeater chain to a meter by true geometry (an
-        oracle for tests and demos; a concentrator must discover its own)."""
-        target = self.nodes[_key(address.subnet, address.node)]
+        oracle for tests and demos; a concentrator must discover its own).
+        ``address``: a SubnetNode (repeaters given as SubnetNodes) or a
+        48-bit Neuron ID (repeaters given as their Neuron IDs)."""
+        by_nid = isinstance(address, (bytes, bytearray))
+        target = self.by_nid[bytes(address)] if by_nid else self.nodes[_key(*address)]
         reach = self.profile.reach_m * 0.6  # hops with little loss (13 % at 0.6 reach)
         if target.position <= reach:
             return []
-        hops, here = [], 0.0
-        nodes = sorted(self.nodes.values(), key=lambda n: n.position)
+        hops: List[Any] = []
+        here = 0.0
+        nodes = sorted(
+            (n for n in self.members if (n.neuron_id if by_nid else n.address) is not None),
+            key=lambda n: n.position,
+        )
         while target.position - here > reach:
             nxt = max(
                 (n for n in nodes if here < n.position <= here + reach),
@@ -172,7 +285,7 @@ class Segment:
             )
             if nxt is None:
                 raise ConfigurationError(f"{address} is out of reach of every repeater")
-            hops.append(nxt.address)
+            hops.append(nxt.neuron_id if by_nid else nxt.address)
             here = nxt.position
         if len(hops) > lon_proxy.MAX_REPEATERS + 1:
             raise ConfigurationError(f"{address} needs {len(hops)} hops, more than 16")
@@ -208,45 +321,84 @@ class Segment:
         self.net.at(end, self._heard, sender, frame)
         self.net._schedule_wake(self, self.busy_until)
 
+    def _in_reach(self, position: float) -> List[Node]:
+        """The nodes within ``reach_m`` of ``position``, in position order."""
+        if self._order is None:
+            ordered = sorted(self.members, key=lambda n: n.position)
+            self._order = ([n.position for n in ordered], ordered)
+        pos, ordered = self._order
+        r = self.profile.reach_m
+        return ordered[
+            bisect.bisect_left(pos, position - r) : bisect.bisect_right(pos, position + r)
+        ]
+
     def _heard(self, now: float, sender: Optional[Node], frame: bytes) -> None:
         rng = self.net.rng
         prof = self.profile
         if sender is not None:
-            if rng.random() >= prof.loss(self.distance(sender, None)):
+            d0 = self.distance(sender, None)
+            if rng.random() >= prof.loss(d0):
                 session = self.router.route(frame)
                 if session is not None:
-                    self.emit(session.receive_data(frame, now))
+                    if getattr(session, "measures_signal", False):
+                        self.emit(session.receive_data(frame, now, ssi=prof.ssi(d0)))
+                    else:
+                        self.emit(session.receive_data(frame, now))
             else:
                 self.stats["not heard at the concentrator"] += 1
         try:
             h = _frames.lon_parse(frame, True, True)
         except DecodeError:
             return
-        for node in self.nodes.values():
+        here = 0.0 if sender is None else sender.position
+        for node in self._in_reach(here):
             if node is sender:
                 continue
-            d = self.distance(sender, node)
+            d = abs(node.position - here)
             if d > prof.reach_m or rng.random() < prof.loss(d):
                 continue
             node.heard += 1
-            self._deliver(now, node, frame, h)
+            self._deliver(now, node, frame, h, d)
         self.net._schedule_wake(self)
 
-    def _deliver(self, now: float, node: Node, frame: bytes, h: Sequence[Any]) -> None:
-        addressed = h[2] == 2 and _key(h[7], h[8]) == _key(node.address.subnet, node.address.node)
-        if not addressed:
-            return  # group, broadcast and Neuron-ID frames go to the device as they are
+    def _for_node(self, node: Node, h: Sequence[Any]) -> bool:
+        """Whether the frame's destination (``lon_parse`` fields) includes ``node``."""
+        fmt = h[2]
+        a = node.address
+        if fmt == 2:
+            return a is not None and _key(h[7], h[8]) == _key(a.subnet, a.node)
+        if fmt == 3:
+            return node.neuron_id is not None and bytes(h[12]) == node.neuron_id
+        if fmt == 0:  # broadcast: subnet 0 is the whole domain (ISO/IEC 14908-1)
+            return h[7] == 0 or (a is not None and h[7] == a.subnet)
+        return True  # group: the device knows its groups
+
+    def _deliver(self, now: float, node: Node, frame: bytes, h: Sequence[Any], d: float) -> None:
+        if not self._for_node(node, h):
+            return
+        if node.agent is not None and node.agent.receive(self, node, frame, h, now, d):
+            return
         spdu = h[11]
         is_request = h[1] == lon.PDU_SPDU and (spdu >> 4) & 7 == lon.SPDU_REQUEST
         is_response = h[1] == lon.PDU_SPDU and (spdu >> 4) & 7 == lon.SPDU_RESPONSE
         apdu = frame[h[14] + 1 : h[15]]
-        if is_request and apdu[:1] == bytes([lon_proxy.PROXY]):
+        if h[2] in (2, 3) and is_request and apdu[:1] == bytes([lon_proxy.PROXY]):
             self._relay(now, node, frame, h, apdu)
             return
-        if is_response and (_key(h[4], h[5]), spdu & 0x0F) in node._relays:
-            self._relay_back(node, h, apdu)
+        if h[2] == 2 and is_response:
+            key = (_key(h[4], h[5]), spdu & 0x0F)
+            if key not in node._relays:
+                key = (_ANY, spdu & 0x0F)  # a relay to a Neuron ID answers from any address
+            if key in node._relays:
+                self._relay_back(node, key, apdu)
+                return
+        if node.device is None:
             return
         node.device.receive_data(frame, now)
+        self.flush(node, now)
+
+    def flush(self, node: Node, now: float) -> None:
+        """Put on the medium what ``node``'s device has to send."""
         out = node.device.poll_transmit(now)
         while out is not None:
             self.send(node, out)
@@ -263,19 +415,25 @@ class Segment:
             return  # a retry while the relay is still under way
         try:
             p = lon_proxy.decode_proxy(apdu)
-            nxt, fwd = lon_proxy.relay(p, own_subnet=node.address.subnet, src_subnet=h[4])
+            own = node.address.subnet if node.address is not None else 0
+            nxt, fwd = lon_proxy.relay(p, own_subnet=own, src_subnet=h[4])
         except DecodeError:
             self.stats["bad proxy frame"] += 1
             return
         # the onward leg's timer: ProxyTxCtrl towards a repeater, the SICB's
         # own TxCtrl from the agent to the target
         tx = p.txctrl if fwd is not None else p.sicb.txctrl
+        dest: lon.Address
         if fwd is not None:
             dest = lon.SubnetNode(nxt[0], nxt[1])
             payload = lon_proxy.encode_proxy(fwd)
             remaining = len(fwd.repeaters)
         elif p.target.type == 1:  # subnet/node target: the agent sends the plain request
             dest = lon.SubnetNode(p.target.fields[0], p.target.fields[1] & 0x7F)
+            payload = p.apdu
+            remaining = 0
+        elif p.target.type == 2 and len(p.target.fields) == 7:  # subnet + Neuron ID
+            dest = lon.NeuronId(bytes(p.target.fields[1:]), p.target.fields[0])
             payload = p.apdu
             remaining = 0
         else:
@@ -294,11 +452,13 @@ class Segment:
         # a stage retries evenly within what it waits (the agent: its transmit timer)
         per_try = give_up / (tx.retries + 1)
         node._tid = node._tid % 15 + 1
-        key = (_key(dest.subnet, dest.node), node._tid)
+        to = _key(dest.subnet, dest.node) if isinstance(dest, lon.SubnetNode) else _ANY
+        key = (to, node._tid)
         requester = lon.SubnetNode(h[4], h[5] & 0x7F)
+        me = node.address if node.address is not None else lon.SubnetNode(0, 0)
         out = lon.Npdu(
-            node.address.subnet,
-            node.address.node,
+            me.subnet,
+            me.node,
             dest,
             lon.Spdu(lon.SPDU_REQUEST, node._tid, payload),
             bytes(h[13]),
@@ -318,8 +478,7 @@ class Segment:
             self.stats["proxy retries"] += 1
             self.send(node, r.onward)
 
-    def _relay_back(self, node: Node, h: Sequence[Any], apdu: bytes) -> None:
-        key = (_key(h[4], h[5]), h[11] & 0x0F)
+    def _relay_back(self, node: Node, key: Tuple[int, int], apdu: bytes) -> None:
         r = node._relays.pop(key)
         proxied = apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL]))
         self._answer(node, r, apdu if proxied else bytes([lon_proxy.PROXY]) + apdu)
@@ -331,9 +490,10 @@ class Segment:
             self._answer(node, r, lon_proxy.encode_failure(r.count))
 
     def _answer(self, node: Node, r: _Relay, apdu: bytes) -> None:
+        me = node.address if node.address is not None else lon.SubnetNode(0, 0)
         out = lon.Npdu(
-            node.address.subnet,
-            node.address.node,
+            me.subnet,
+            me.node,
             r.requester,
             lon.Spdu(lon.SPDU_RESPONSE, r.trans, apdu),
         )
