@@ -226,8 +226,12 @@ def _collect_events(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
     NBR_UNREAD_ENTRIES) and a ring of BT71.NBR_HISTORY_ENTRIES entries."""
     store, dev = eng.store, m.device_id
     ctx = {"BT00": m.dims[0], "BT71": m.dims[71]}
-    size = len(tables.encode(74, {}, ctx))
-    n_all = tables.decode(71, m.dims[71], ctx)["NBR_HISTORY_ENTRIES"]
+    geo = m.cache.get("BT74")
+    if geo is None:  # the log's size under these dimensions, once per meter
+        size = len(tables.encode(74, {}, ctx))
+        n_all = tables.decode(71, m.dims[71], ctx)["NBR_HISTORY_ENTRIES"]
+        geo = m.cache["BT74"] = (size, n_all)
+    size, n_all = geo
     entry = (size - _LOG_HEADER) // max(n_all, 1)
     image = bytearray(size)
     image[:_LOG_HEADER] = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)

@@ -100,6 +100,7 @@ class Meter:
     route_index: int = 0
     session: Optional[ClientSession] = None
     dims: Dict[int, bytes] = field(default_factory=dict)  # dimension tables by id
+    cache: Dict[str, Any] = field(default_factory=dict)  # what tasks derive from dims
     busy: bool = False
     attempts: int = 0
 

@@ -79,6 +79,12 @@ class ProxyFailed(ProtocolError):
         self.hop, self.count = hop, count
 
 
+class TransactionsBusy(ProtocolError):
+    """Every 4-bit transaction number towards one neighbour is in use by an
+    exchange still waiting for its answer (ISO/IEC 14908-1 transaction
+    numbers): the frame must wait, it has not failed."""
+
+
 # -- MEP ---------------------------------------------------------------------------
 class MepCarrier:
     """MEP serial: 2-byte length framing, alerts (MEP guide p.9, p.17)."""
@@ -283,7 +289,6 @@ class PlcCarrier:
         return lon.encode_lpdu(lon.Lpdu(npdu), crc=self.crc)
 
     def retransmit(self, last: bytes) -> bytes:
-        self.expected = (self.source_key, self._trans)
         return last  # identical frame, same transaction number
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
@@ -327,9 +332,7 @@ class PlcCarrier:
         return b"", [self.profile.unwrap(apdu)]
 
     def reset(self) -> None:
-        """The response timer expired: no answer is awaited until a retransmit,
-        so the transaction number is free for other exchanges to this neighbour."""
-        self.expected = None
+        pass  # a late answer is still taken until the retry goes out
 
     def give_up(self) -> None:
         """The exchange is over without a response: stop expecting one."""

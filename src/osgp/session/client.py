@@ -38,7 +38,7 @@ from osgp.errors import (
     ResponseTimeout,
     SequenceError,
 )
-from osgp.link.carrier import Alert, Carrier, ProxyFailed
+from osgp.link.carrier import Alert, Carrier, ProxyFailed, TransactionsBusy
 from osgp.security.legacy import SequenceCounter
 from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, NullSuite, SecuritySuite
 from osgp.services import procedures as P
@@ -241,8 +241,13 @@ class ClientSession:
         if pending is _SEAL:
             # sealed as it goes out, so the transaction number (and the
             # sequence number) is taken only when the medium is ours
+            last = self.counter.last
             try:
                 pending = self._seal()
+            except TransactionsBusy:
+                self.counter.last = last  # not sent: the number is not used
+                self._pending_frame = _SEAL
+                return None
             except OSGPError as exc:
                 self._msg = None
                 self._advance(None, exc)

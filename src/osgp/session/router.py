@@ -33,7 +33,7 @@ import numpy as np
 from osgp import _backend
 from osgp.errors import ConfigurationError
 from osgp.link import lon
-from osgp.link.carrier import PlcCarrier, neighbour_key
+from osgp.link.carrier import PlcCarrier, TransactionsBusy, neighbour_key
 from osgp.session.events import Event
 
 __all__ = ["Router"]
@@ -110,7 +110,7 @@ class Router:
                 if other is None or other is session or not self._live(other, base | trans):
                     table[base | trans] = session
                     return trans
-            raise ConfigurationError("16 exchanges outstanding to one neighbour")
+            raise TransactionsBusy("16 exchanges outstanding to one neighbour")
 
         return allocate
 

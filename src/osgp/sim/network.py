@@ -67,6 +67,12 @@ class MediumProfile:
     # margin (below), so a link's loss and the SSI a receiver reports agree.
     tx_level_db: float = 100.0
     noise_floor_db: float = 40.0
+    # Exchanges the concentrator may have outstanding at once on the segment:
+    # LonTalk's predictive p-persistent CSMA lets many transactions to
+    # different nodes overlap (ISO/IEC 14908-1); the model defers by carrier
+    # sense and has no collisions, so 4 keeps the medium busy through a
+    # response timer without queueing much.  1 is strict half duplex.
+    max_outstanding: int = 4
 
     def airtime(self, nbytes: int) -> float:
         return (nbytes + 2 + self.preamble_bytes) * 8 / self.bitrate_bps
@@ -351,7 +357,15 @@ class Segment:
         except DecodeError:
             return
         here = 0.0 if sender is None else sender.position
-        for node in self._in_reach(here):
+        # a unicast frame matters only at its destination (the others drop it
+        # at their address check): draw its reception there alone
+        fmt = h[2]
+        if fmt == 2 or fmt == 3:
+            dest = self.nodes.get(_key(h[7], h[8])) if fmt == 2 else self.by_nid.get(bytes(h[12]))
+            hearers: Sequence[Node] = () if dest is None else (dest,)
+        else:
+            hearers = self._in_reach(here)
+        for node in hearers:
             if node is sender:
                 continue
             d = abs(node.position - here)
@@ -544,15 +558,17 @@ class Network:
         concentrator: Optional[lon.SubnetNode] = None,
         *,
         profile: Optional[MediumProfile] = None,
-        max_outstanding: int = 1,
+        max_outstanding: Optional[int] = None,
     ) -> Segment:
-        """A segment whose concentrator is ``concentrator`` (default 1/1)."""
+        """A segment whose concentrator is ``concentrator`` (default 1/1);
+        ``max_outstanding`` overrides the profile's."""
+        prof = profile if profile is not None else MediumProfile()
         seg = Segment(
             self,
             name,
             concentrator if concentrator is not None else lon.SubnetNode(1, 1),
-            profile if profile is not None else MediumProfile(),
-            max_outstanding,
+            prof,
+            max_outstanding if max_outstanding is not None else prof.max_outstanding,
         )
         self.segments.append(seg)
         return seg
