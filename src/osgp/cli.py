@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from osgp.wireshark.cli import add_wireshark_command
+
 
 def _selftest(args: argparse.Namespace) -> int:
     from osgp import selftest
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
     )
     sim.set_defaults(func=_simulate)
+    add_wireshark_command(sub)
     return p
 
 

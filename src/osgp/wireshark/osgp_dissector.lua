@@ -518,8 +518,13 @@ local PLC_ENV = " On power line " .. C.PLC.envelope_status .. ". On MEP " .. C.M
 local PLC_FRAMING = " On power line " .. C.PLC.framing_status .. "."
 local PROXY_ST = " " .. C.PLC.proxy_status .. "."
 
+-- string fields through ProtoField.new, whose description argument every Wireshark 3.x/4.x takes
+local function str_field(abbr, name, desc)
+    return ProtoField.new(name, abbr, ftypes.STRING, nil, base.NONE, nil, desc)
+end
+
 local F = {
-    link = ProtoField.string("osgp.link", "Link", base.ASCII, "PLC (LonTalk APDU) or MEP (serial frame)"),
+    link = str_field("osgp.link", "Link", "PLC (LonTalk APDU) or MEP (serial frame)"),
     msgtype = ProtoField.uint8("osgp.type", "Message type", base.DEC, { [0] = "request", [1] = "response" },
         nil, "Request (client to device) or response." .. PLC_FRAMING),
     request_code = ProtoField.uint8("osgp.request_code", "Request code", base.HEX, names_vs(C.REQUEST), nil,
@@ -531,8 +536,7 @@ local F = {
     table_number = ProtoField.uint16("osgp.table.number", "Table number", base.DEC, nil, 0x07FF),
     table_mfg = ProtoField.bool("osgp.table.mfg", "Manufacturer table (ET)", 16, nil, 0x0800),
     table_pending = ProtoField.bool("osgp.table.pending", "Pending image", 16, nil, 0x1000),
-    table_name = ProtoField.string("osgp.table.name", "Table name", base.ASCII,
-        "Name from the CLC/TS 50586 catalogue (osgp.tables)"),
+    table_name = str_field("osgp.table.name", "Table name", "Name from the CLC/TS 50586 catalogue (osgp.tables)"),
     offset = ProtoField.uint24("osgp.offset", "Offset", base.DEC, nil, nil, "Byte offset, 3 bytes big-endian"),
     count = ProtoField.uint16("osgp.count", "Count", base.DEC, nil, nil, "Data bytes, 2 bytes big-endian"),
     data = ProtoField.bytes("osgp.data", "Table data", base.NONE, "Table data, fields least significant byte first"),
@@ -545,7 +549,7 @@ local F = {
     digest_status = ProtoField.uint8("osgp.digest.status", "Digest check", base.DEC,
         { [0] = "not checked (no key for this device)", [1] = "good", [2] = "bad",
           [3] = "zero trailer: 0x0B in clear (INFERRED)", [4] = "not checked (request not captured)" }),
-    digest_expected = ProtoField.bytes("osgp.digest.expected", "Expected digest"),
+    digest_expected = str_field("osgp.digest.expected", "Expected digest", "Digest under the first configured key (hex)"),
     encrypted = ProtoField.bool("osgp.encrypted", "RC4-encrypted", base.NONE, nil, nil,
         "Code through sequence number RC4-encrypted, digest in clear (MEP guide App. B). The PLC RC4 key derivation is INFERRED (docs/protocol.md §2.4)."),
     payload = ProtoField.bytes("osgp.payload", "Undecoded message body", base.NONE,
@@ -556,8 +560,7 @@ local F = {
     proc_mfg = ProtoField.bool("osgp.proc.mfg", "Manufacturer procedure (EP)", 16, nil, 0x0800),
     proc_selector = ProtoField.uint16("osgp.proc.selector", "Response selector", base.DEC,
         names_vs(C.PROC_SELECTORS), 0xF000),
-    proc_name = ProtoField.string("osgp.proc.name", "Procedure name", base.ASCII,
-        "Name from the CLC/TS 50586 catalogue (osgp.tables)"),
+    proc_name = str_field("osgp.proc.name", "Procedure name", "Name from the CLC/TS 50586 catalogue (osgp.tables)"),
     psn = ProtoField.uint8("osgp.psn", "Procedure sequence number", base.DEC),
     proc_params = ProtoField.bytes("osgp.proc.params", "Procedure parameters"),
     proc_result = ProtoField.uint8("osgp.proc.result", "Procedure result", base.DEC, names_vs(C.PROC_RESULTS)),
@@ -571,7 +574,7 @@ local F = {
     proxy_all_agents = ProtoField.bool("osgp.proxy.all_agents", "All agents", 8, nil, 0x20, PROXY_ST),
     proxy_long_timer = ProtoField.bool("osgp.proxy.long_timer", "Long timer", 8, nil, 0x40, PROXY_ST),
     proxy_uniform_dest = ProtoField.bool("osgp.proxy.uniform_dest", "Uniform by destination", 8, nil, 0x80, PROXY_ST),
-    repeater = ProtoField.string("osgp.proxy.repeater", "Repeater", base.ASCII, "subnet/node of a repeater." .. PROXY_ST),
+    repeater = str_field("osgp.proxy.repeater", "Repeater", "subnet/node of a repeater." .. PROXY_ST),
     repeater_subnet = ProtoField.uint8("osgp.proxy.repeater.subnet", "Subnet", base.DEC),
     repeater_node = ProtoField.uint8("osgp.proxy.repeater.node", "Node", base.DEC, nil, 0x7F),
     repeater_alt = ProtoField.bool("osgp.proxy.repeater.alt_path", "Alternate path", 8, nil, 0x80),
@@ -589,7 +592,7 @@ local F = {
     alt_key_type = ProtoField.uint8("osgp.proxy.alt_key.type", "Alternate key type", base.DEC,
         { [0] = "48-bit", [1] = "OMA 96-bit" }, nil, PROXY_ST),
     alt_key = ProtoField.bytes("osgp.proxy.alt_key", "Alternate key delta", base.NONE, PROXY_ST),
-    target = ProtoField.string("osgp.proxy.target", "Target", base.ASCII, "Proxy target address." .. PROXY_ST),
+    target = str_field("osgp.proxy.target", "Target", "Proxy target address." .. PROXY_ST),
     target_bytes = ProtoField.bytes("osgp.proxy.target.address", "Target address bytes", base.NONE, PROXY_ST),
     fail_count = ProtoField.uint8("osgp.proxy.fail_count", "Proxy count at the failing stage", base.DEC, nil, 0x0F, PROXY_ST),
     fail_stage = ProtoField.uint8("osgp.proxy.fail_stage", "Failing stage (1 = first repeater)", base.DEC, nil, nil,
@@ -904,7 +907,7 @@ end
 local function add_digest_status(tree, pinfo, r, status, expected)
     tree:add(F.digest_status, r, status):set_generated()
     if status == 2 then
-        if expected then tree:add(F.digest_expected, r, ByteArray.new(to_hex(expected))):set_generated() end
+        if expected then tree:add(F.digest_expected, r, to_hex(expected)):set_generated() end
         tree:add_tvb_expert_info(E.digest_bad, r, "Digest does not verify under the configured key")
     end
 end
@@ -917,7 +920,6 @@ local function dissect_request(tvb, tree, pinfo, link, addr, info)
     local suite = SUITES[link]
     local env = suite.env
     local n = tvb:len()
-    tree:add(F.msgtype, 0):set_generated()
     if n < 1 + env.seq_size + env.digest_size then
         pinfo.cols.info:set("OSGP request")
         return malformed(tree, pinfo, tvb(0, n), string.format(
@@ -957,7 +959,6 @@ local function dissect_response(tvb, tree, pinfo, link, addr, req)
     local suite = SUITES[link]
     local env = suite.env
     local n = tvb:len()
-    tree:add(F.msgtype, 1):set_generated()
     if n < 1 + env.digest_size then
         pinfo.cols.info:set("OSGP response")
         return malformed(tree, pinfo, tvb(0, n), string.format(
@@ -1134,6 +1135,7 @@ local function dissect_plc(tvb, pinfo, tree)
     pinfo.cols.protocol = "OSGP"
     local t = tree:add(osgp, tvb(h.apdu, n))
     t:add(F.link, "PLC"):set_generated()
+    t:add(F.msgtype, request and 0 or 1):set_generated()
     local off, addr = 0, h.dst
     local key = request and (h.src .. ">" .. h.dst .. "#" .. h.trans) or (h.dst .. ">" .. h.src .. "#" .. h.trans)
     local code = atvb(0, 1):uint()
@@ -1216,6 +1218,7 @@ local function dissect_mep_message(tvb, tree, pinfo)
         if request == nil then request = S.mep_last ~= true end
     end
     if not pinfo.visited then S.mep_kind[pinfo.number], S.mep_last = request, request end
+    tree:add(F.msgtype, request and 0 or 1):set_generated()
     if request then
         local info = { time = pinfo.abs_ts, addr = "mep" }
         note_request(pinfo, "mep", info)
