@@ -17,10 +17,9 @@ from importlib import resources
 
 import pytest
 
-from osgp import tables
+from osgp import codes, tables
 from osgp.crypto import oma_digest
-from osgp.tables.schema import table_name as schema_table_name
-from osgp.errors import AuthenticationError
+from osgp.errors import AuthenticationError, DecodeError
 from osgp.link import lon, lon_proxy
 from osgp.link.carrier import MepCarrier, MepDeviceCarrier, PlcCarrier, PlcDeviceCarrier
 from osgp.link.pcapng import (
@@ -35,6 +34,7 @@ from osgp.services import messages
 from osgp.session import ClientSession, DeviceSession
 from osgp.sim import SimMeter
 from osgp.sim.network import MediumProfile, Network
+from osgp.tables.schema import table_name as schema_table_name
 from osgp.wireshark import generate
 from osgp.wireshark.cli import install
 
@@ -73,6 +73,8 @@ FIELDS = [
     "osgp.response_in",
     "osgp.payload",
     "_ws.expert.message",
+    "osgp.malformed",
+    "osgp.undecoded",
 ]
 GOOD, BAD, UNCHECKED, ZERO_TRAILER = 1, 2, 0, 3
 SPACING = 100.0
@@ -454,6 +456,28 @@ def _lon_capture(apdus):
     return buf.getvalue()
 
 
+def well_formed(typ, apdu):
+    """osgp's own decoders accept this APDU as an OSGP message."""
+    try:
+        if typ == lon.SPDU_REQUEST:
+            if apdu[0] == lon_proxy.PROXY:
+                apdu = lon_proxy.decode_proxy(apdu).apdu
+            if len(apdu) < 13:
+                return False
+            messages.decode_request(apdu[:-12], messages.PLC_SERVICES)
+            return True
+        if apdu[0] == lon_proxy.PROXY_FAIL:
+            return len(apdu) == 2
+        if apdu[0] == lon_proxy.PROXY:
+            apdu = apdu[1:]
+        if len(apdu) < 9 or apdu[0] not in codes.RESPONSE_CODES:
+            return False
+        messages.decode_response(apdu[:-8], None, messages.PLC_SERVICES)
+        return True
+    except DecodeError:
+        return False
+
+
 def _broken(rng):
     """A payload osgp's decoders reject, and how."""
     kind = rng.randrange(6)
@@ -475,8 +499,9 @@ def _broken(rng):
 def test_malformed_payloads_show_as_malformed_and_never_fail_tshark(tmp_path):
     rng = random.Random(2024)
     broken = [_broken(rng) for _ in range(60)]
+    kinds = (lon.SPDU_REQUEST, lon.SPDU_RESPONSE)
     noise = [
-        (rng.choice((lon.SPDU_REQUEST, lon.SPDU_RESPONSE)), bytes(rng.randrange(256) for _ in range(k)))
+        (rng.choice(kinds), bytes(rng.randrange(256) for _ in range(k)))
         for k in (rng.randrange(1, 120) for _ in range(200))
     ]
     cap = _lon_capture(broken + noise)
@@ -484,11 +509,19 @@ def test_malformed_payloads_show_as_malformed_and_never_fail_tshark(tmp_path):
     assert len(got) == len(broken) + len(noise)
     for g in got[: len(broken)]:
         msgs = g.get("_ws.expert.message", [])
-        assert any("not a request code" in m or "need" in m or "count" in m or
-                   "proxy" in m.lower() or "0x4C" in m for m in msgs), g
+        assert any(
+            "not a request code" in m
+            or "need" in m
+            or "count" in m
+            or "proxy" in m.lower()
+            or "0x4C" in m
+            for m in msgs
+        ), g
         assert not any("decode stopped" in m for m in msgs), g
-    for g in got[len(broken):]:
+    for (typ, apdu), g in zip(noise, got[len(broken) :]):
         assert one(g, "osgp.link") == "PLC"
+        flagged = "osgp.malformed" in g or "osgp.undecoded" in g
+        assert flagged == (not well_formed(typ, apdu)), (typ, apdu.hex(), g)
         assert not any("decode stopped" in m for m in g.get("_ws.expert.message", [])), g
     text = tshark(tmp_path, cap, verbose=True)
     assert "Lua Error" not in text and "decode stopped" not in text

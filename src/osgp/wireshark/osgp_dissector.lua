@@ -815,6 +815,7 @@ local function dissect_request_body(tvb, tree, pinfo, env, info)
         off = off + 2
         if code == 0x3F then
             pinfo.cols.info:append(string.format(" offset %d count %d", info.offset, count))
+            if args > want then malformed(tree, pinfo, tvb(off, args - want), "bytes after the count of a partial read") end
         else
             local data = n - env.seq_size - off
             if data ~= count then
