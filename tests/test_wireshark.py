@@ -532,19 +532,22 @@ MEP_KEY = bytes([1]) * 16  # MEP guide p.14-15
 DLT_USER0 = 147
 
 
-def _mep_capture(frames):
+def _mep_capture(frames, linktype=DLT_USER0):
     buf = io.BytesIO()
-    w = PcapngWriter(buf, linktype=DLT_USER0)
+    w = PcapngWriter(buf, linktype=linktype)
     for i, f in enumerate(frames):
         w.write(f, 1_000_000 * i)
     return buf.getvalue()
 
 
 @needs_tshark
-def test_mep_guide_request_verifies_in_lua(tmp_path):
-    """The MEP guide's partial read (p.15) and its digest under MAK 01 x 16."""
+@pytest.mark.parametrize("dlt", [DLT_USER0, DLT_USER0 + 5])
+def test_mep_guide_request_verifies_in_lua(tmp_path, dlt):
+    """The MEP guide's partial read (p.15) and its digest under MAK 01 x 16, on
+    the default DLT_USER0 and on another link type chosen by preference."""
     frame = bytes.fromhex("00143f0017000000002c77635b9113db85a135a0575e")
-    got = tshark(tmp_path, _mep_capture([frame]), keys={"mep": MEP_KEY})
+    opts = () if dlt == DLT_USER0 else ("-o", f"osgp.mep_dlt:{dlt}")
+    got = tshark(tmp_path, _mep_capture([frame], dlt), *opts, keys={"mep": MEP_KEY})
     (g,) = got
     assert one(g, "osgp.link") == "MEP"
     assert (one(g, "osgp.request_code"), one(g, "osgp.table")) == (0x3F, 0x17)
