@@ -527,6 +527,28 @@ def test_malformed_payloads_show_as_malformed_and_never_fail_tshark(tmp_path):
     assert "Lua Error" not in text and "decode stopped" not in text
 
 
+def _exchange(client, port):
+    """Frames of a client and a device session run back to back (no loss)."""
+    frames, now = [], 0.0
+    for _ in range(200):
+        f = client.poll_transmit(now)
+        if f is None:
+            d = client.next_deadline()
+            if d is None:
+                return frames
+            now = d
+            client.handle_timeout(now)
+            continue
+        frames.append(f)
+        port.receive_data(f, now)
+        r = port.poll_transmit(now)
+        while r is not None:
+            frames.append(r)
+            client.receive_data(r, now)
+            r = port.poll_transmit(now)
+    raise AssertionError("the exchange did not settle")
+
+
 # -- MEP serial frames on DLT_USER0 ------------------------------------------------------------
 MEP_KEY = bytes([1]) * 16  # MEP guide p.14-15
 DLT_USER0 = 147
@@ -570,23 +592,7 @@ def test_mep_exchanges_of_a_simulated_meter(tmp_path, encrypt):
     client.read(1)
     client.read(52, 0, 6)
     client.call(10, bytes(7))  # BP10 with a bad parameter block
-    frames, now = [], 0.0
-    for _ in range(100):
-        f = client.poll_transmit(now)
-        if f is None:
-            d = client.next_deadline()
-            if d is None:
-                break
-            now = d
-            client.handle_timeout(now)
-            continue
-        frames.append(f)
-        port.receive_data(f, now)
-        r = port.poll_transmit(now)
-        while r is not None:
-            frames.append(r)
-            client.receive_data(r, now)
-            r = port.poll_transmit(now)
+    frames = _exchange(client, port)
     got = tshark(tmp_path, _mep_capture(frames), keys={"mep": MEP_KEY})
     suite = LegacySuite(MEP_KEY, MEP_ENVELOPE)
     assert len(got) == len(frames)
@@ -605,3 +611,48 @@ def test_mep_exchanges_of_a_simulated_meter(tmp_path, encrypt):
             assert one(g, "osgp.request_in") == i  # frame numbers count from 1
             if plain[0] == 0 and len(plain) > 1:
                 assert hexval(g, "osgp.data") == plain[3:].hex()
+
+
+# -- a simulated meter addressed by its Neuron ID ------------------------------------------------
+PLC_OMAK = bytes.fromhex("dfdfdfdfdfdfdfdfdfdfdfdf")  # the Annex E test-vector key
+NID = lon.NeuronId(bytes.fromhex("04a1b2c3d4e5"))
+
+
+@needs_tshark
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_a_sim_meter_addressed_by_neuron_id(tmp_path, encrypt):
+    meter = SimMeter(
+        "SIM0000042",
+        start=1_767_225_600,
+        links=[
+            (PlcDeviceCarrier([lon.SubnetNode(3, 17), NID]), LegacySuite(PLC_OMAK, PLC_ENVELOPE))
+        ],
+        seed=5,
+    )
+    client = ClientSession(PlcCarrier(NID), LegacySuite(PLC_OMAK, PLC_ENVELOPE, encrypt=encrypt))
+    client.read(1)
+    client.read(52, 0, 6)
+    client.call(10, bytes(7))
+    frames = _exchange(client, meter.ports[0])
+    buf = io.BytesIO()
+    w = PcapngWriter(buf)
+    a = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
+    b = Endpoint(bytes([192, 0, 2, 255]), b"\xff" * 6)
+    for i, f in enumerate(frames):
+        w.write(cnip_udp_frame(f[:-2], a, b, sequence=i), 1_000_000 * i)  # CN/IP: no CRC
+    got = tshark(tmp_path, buf.getvalue(), keys={NID.nid.hex(): PLC_OMAK})
+    suite = LegacySuite(PLC_OMAK, PLC_ENVELOPE)
+    assert len(got) == len(frames) >= 8
+    ctx = None
+    for i, (f, g) in enumerate(zip(frames, got)):
+        wire = lon.decode_lpdu(f).npdu.pdu.apdu
+        assert one(g, "osgp.digest.status") == GOOD, i
+        assert one(g, "osgp.encrypted") == int(encrypt), i
+        if i % 2 == 0:
+            body, seq, ctx = suite.open_request(wire)
+            assert one(g, "osgp.request_code") == body[0] and one(g, "osgp.seq") == seq
+            assert one(g, "osgp.response_in") == i + 2
+        else:
+            plain = suite.open_response(ctx, wire)
+            assert one(g, "osgp.response_code") == plain[0]
+            assert one(g, "osgp.request_in") == i

@@ -695,24 +695,26 @@ function osgp.init()
 end
 
 
--- a response: the frame of its request (first pass pairs, later passes look up)
-local function pair_response(pinfo, key)
+-- a response: the frame of its request (first pass pairs, later passes look up);
+-- ``keys``: the exchange keys to try, most specific first
+local function pair_response(pinfo, keys)
     local rq = S.req_of[pinfo.number]
     if rq == nil and not pinfo.visited then
-        rq = S.pending[key]
-        if rq ~= nil and rq < pinfo.number then
-            S.req_of[pinfo.number], S.resp_of[rq] = rq, pinfo.number
-            S.pending[key] = nil
-        else
-            rq = nil
+        for _, key in ipairs(keys) do
+            local cand = S.pending[key]
+            if cand ~= nil and cand < pinfo.number then
+                S.req_of[pinfo.number], S.resp_of[cand] = cand, pinfo.number
+                S.pending[key] = nil
+                return cand
+            end
         end
     end
     return rq
 end
 
-local function note_request(pinfo, key, info)
+local function note_request(pinfo, keys, info)
     if not pinfo.visited then
-        S.pending[key] = pinfo.number
+        for _, key in ipairs(keys) do S.pending[key] = pinfo.number end
         S.info[pinfo.number] = info
     end
 end
@@ -1138,7 +1140,17 @@ local function dissect_plc(tvb, pinfo, tree)
     t:add(F.link, "PLC"):set_generated()
     t:add(F.msgtype, request and 0 or 1):set_generated()
     local off, addr = 0, h.dst
-    local key = request and (h.src .. ">" .. h.dst .. "#" .. h.trans) or (h.dst .. ">" .. h.src .. "#" .. h.trans)
+    -- an exchange: requester, responder, transaction number (ISO/IEC 14908-1
+    -- request/response service); a request to a Neuron ID, group or broadcast
+    -- address is answered from a subnet/node, so it pairs by requester and
+    -- transaction number alone
+    local key
+    if request then
+        key = { h.src .. ">" .. h.dst .. "#" .. h.trans }
+        if not h.dst:match("^%d+/%d+$") then key[2] = h.src .. "#" .. h.trans end
+    else
+        key = { h.dst .. ">" .. h.src .. "#" .. h.trans, h.dst .. "#" .. h.trans }
+    end
     local code = atvb(0, 1):uint()
     if request then
         local info = { time = pinfo.abs_ts, addr = addr }
@@ -1222,11 +1234,11 @@ local function dissect_mep_message(tvb, tree, pinfo)
     tree:add(F.msgtype, request and 0 or 1):set_generated()
     if request then
         local info = { time = pinfo.abs_ts, addr = "mep" }
-        note_request(pinfo, "mep", info)
+        note_request(pinfo, { "mep" }, info)
         add_pairing(tree, pinfo)
         dissect_request(tvb, tree, pinfo, "MEP", "mep", info)
     else
-        local rq = pair_response(pinfo, "mep")
+        local rq = pair_response(pinfo, { "mep" })
         add_pairing(tree, pinfo)
         dissect_response(tvb, tree, pinfo, "MEP", "mep", rq and S.info[rq])
     end
