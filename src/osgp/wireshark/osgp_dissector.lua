@@ -307,7 +307,15 @@ C.PROXY_MODES = {
 }
 -- END GENERATED CONSTANTS
 
-local bit = bit or bit32 -- Wireshark's BitOp library (bit32 on plain Lua 5.2)
+-- XOR of two bytes: Wireshark's BitOp library, Lua 5.2's bit32, or arithmetic
+local bxor = (bit and bit.bxor) or (bit32 and bit32.bxor) or function(a, b)
+    local r, p = 0, 1
+    for _ = 1, 8 do
+        if a % 2 ~= b % 2 then r = r + p end
+        a, b, p = math.floor(a / 2), math.floor(b / 2), p * 2
+    end
+    return r
+end
 
 ---------------------------------------------------------------------------
 -- byte helpers: messages are Lua arrays of integers 0..255 (1-based)
@@ -430,7 +438,7 @@ local function rc4_process(st, data)
         x = (x + 1) % 256
         y = (y + s[x]) % 256
         s[x], s[y] = s[y], s[x]
-        out[i] = bit.bxor(data[i], s[(s[x] + s[y]) % 256])
+        out[i] = bxor(data[i], s[(s[x] + s[y]) % 256])
     end
     st.x, st.y = x, y
     return out
@@ -440,7 +448,7 @@ end
 local function message_key(base, digest)
     local k = {}
     for i = 1, 16 do k[i] = base[i] end
-    for i = 1, 8 do k[i] = bit.bxor(base[i], digest[i]) end
+    for i = 1, 8 do k[i] = bxor(base[i], digest[i]) end
     return k
 end
 
