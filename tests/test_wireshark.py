@@ -108,6 +108,18 @@ def test_the_plugin_ships_in_the_package():
     assert resources.files("osgp.wireshark").joinpath(generate.PLUGIN_NAME).is_file()
 
 
+def test_nothing_but_the_command_line_imports_the_dissector_package():
+    from .test_layers import SRC, imports, module_name
+
+    users = {
+        module_name(path)
+        for path in SRC.rglob("*.py")
+        for target, _ in imports(path)
+        if target == "osgp.wireshark" or target.startswith("osgp.wireshark.")
+    }
+    assert {u for u in users if not u.startswith("osgp.wireshark")} == {"osgp.cli"}
+
+
 # -- running tshark ----------------------------------------------------------------------
 def tshark(tmp_path, capture: bytes, *opts: str, keys=None, verbose=False):
     """Per frame: {field: [values]} from ``tshark -T json``, two passes (so a

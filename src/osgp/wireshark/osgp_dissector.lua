@@ -574,7 +574,7 @@ local F = {
     proc_result = ProtoField.uint8("osgp.proc.result", "Procedure result", base.DEC, names_vs(C.PROC_RESULTS)),
     proc_data = ProtoField.bytes("osgp.proc.data", "Procedure response data"),
     proxy = ProtoField.uint8("osgp.proxy", "Proxy code", base.HEX,
-        { [C.PROXY.code] = "proxy (0x4D)", [C.PROXY.fail] = "proxy failure (0x4C)" }, nil,
+        { [C.PROXY.code] = "proxy", [C.PROXY.fail] = "proxy failure" }, nil,
         "Annex G repeating." .. PROXY_ST),
     proxy_header = ProtoField.uint8("osgp.proxy.header", "Proxy header", base.HEX, nil, nil, PROXY_ST),
     proxy_count = ProtoField.uint8("osgp.proxy.count", "Repeaters listed", base.DEC, nil, 0x0F, PROXY_ST),
