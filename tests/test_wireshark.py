@@ -668,3 +668,52 @@ def test_a_sim_meter_addressed_by_neuron_id(tmp_path, encrypt):
             plain = suite.open_response(ctx, wire)
             assert one(g, "osgp.response_code") == plain[0]
             assert one(g, "osgp.request_in") == i
+
+
+@needs_tshark
+def test_every_response_code_by_name(tmp_path):
+    """One exchange per response code of osgp.codes, sealed by osgp's legacy
+    suite; tshark names each code as osgp does and verifies each digest."""
+    import xml.etree.ElementTree as ET_XML
+
+    client, device = LegacySuite(PLC_OMAK, PLC_ENVELOPE), LegacySuite(PLC_OMAK, PLC_ENVELOPE)
+    me, meter = lon.SubnetNode(1, 1), lon.SubnetNode(3, 17)
+    lpdus = []
+    for i, code in enumerate(sorted(codes.RESPONSE_CODES)):
+        wire, _ = client.seal_request(messages.FullRead(TABLE).encode(), 10 + i)
+        _, _, ctx = device.open_request(wire)
+        body = bytes([code]) + (bytes(4) if code == 0x0C else b"")
+        resp = device.seal_response(ctx, body)
+        for src, dst, typ, apdu in ((me, meter, 0, wire), (meter, me, 2, resp)):
+            n = lon.Npdu(src.subnet, src.node, dst, lon.Spdu(typ, i % 16, apdu))
+            lpdus.append(lon.encode_lpdu(lon.Lpdu(n), crc=False))
+    buf = io.BytesIO()
+    w = PcapngWriter(buf)
+    a = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
+    b = Endpoint(bytes([192, 0, 2, 255]), b"\xff" * 6)
+    for i, lpdu in enumerate(lpdus):
+        w.write(cnip_udp_frame(lpdu, a, b, sequence=i), 1_000_000 * i)
+    cap = tmp_path / "codes.pcapng"
+    cap.write_bytes(buf.getvalue())
+    keys = tmp_path / "keys"
+    keys.write_text(f'"3/17","{PLC_OMAK.hex()}"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["HOME"] = str(tmp_path)
+    xml = subprocess.run(
+        [TSHARK, "-n", "-2", "-X", f"lua_script:{PLUGIN}", "-o", f"osgp.keys_file:{keys}"]
+        + ["-r", str(cap), "-T", "pdml"],
+        capture_output=True,
+        check=True,
+        timeout=300,
+        env=env,
+    ).stdout
+    packets = list(ET_XML.fromstring(xml).iter("packet"))
+    assert len(packets) == 2 * len(codes.RESPONSE_CODES)
+    for code, pkt in zip(sorted(codes.RESPONSE_CODES), packets[1::2]):
+        f = {e.get("name"): e for e in pkt.iter("field")}
+        assert int(f["osgp.response_code"].get("show"), 0) == code
+        assert codes.RESPONSE_CODES[code] in f["osgp.response_code"].get("showname")
+        assert codes.ResponseCode(code).name in f["osgp.response_code"].get("showname")
+        status = int(f["osgp.digest.status"].get("show"))
+        # sealed with the request's context, even 0x0B carries a chained digest
+        assert status == GOOD, code
