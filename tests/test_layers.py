@@ -36,6 +36,7 @@ LAYERS = [
             "osgp.sim",
             "osgp.concentrator",
             "osgp.batch",
+            "osgp.wireshark",
             "osgp.selftest",
             "osgp.cli",
             "osgp.__main__",

@@ -7,6 +7,7 @@
     osgp export --store DB --out D  readings as Parquet / CSV / JSON
     osgp keys ...                   parse keys, keep them in a store
     osgp simulate                   serve simulated meters on real byte streams
+    osgp wireshark --install        the OSGP dissector for Wireshark
     osgp selftest                   known-answer vectors and throughput
 
 Errors print one line naming the meter (URL), the layer and the reason, and
@@ -434,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", type=float, default=0.3, help="seconds of timing per kernel (default 0.3)"
     )
     st.set_defaults(func=_selftest)
+
+    from osgp.wireshark.cli import add_wireshark_command
+
+    add_wireshark_command(sub)
     return p
 
 
