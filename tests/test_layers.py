@@ -38,6 +38,7 @@ LAYERS = [
             "osgp.batch",
             "osgp.wireshark",
             "osgp.selftest",
+            "osgp.demo",
             "osgp.cli",
             "osgp.__main__",
         ),
