@@ -19,16 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Mapping, Optional, Sequence, Tuple, Union
 
+from osgp.concentrator.discovery import AddressPlan, Engine, MeterRoute, Request, Topology
 from osgp.errors import ConfigurationError, OSGPError
 from osgp.link import lon, lon_proxy
 from osgp.link.carrier import ProxyFailed
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.services import atm
-from osgp.concentrator.discovery import AddressPlan, Engine, MeterRoute, Topology, _Request
 
-__all__ = ["Commissioning", "Outcome", "AUTH_REFUSED"]
+__all__ = ["Commissioning", "Outcome"]
 
-AUTH_REFUSED = 0x0B  # the meter's answer when the request's key is not its own
 KeySource = Union[Mapping[bytes, bytes], Callable[[bytes], bytes]]
 
 
@@ -107,21 +106,21 @@ class Commissioning(Engine):
         a = self.plan.address(nid)
         new_key = _lookup(self.keys, nid, "key")
         body = atm.encode(atm.Commission(a.subnet, a.node, self._groups(nid), new_key, self.domain))
-        path = [self.topology.proxies.get(p) for p in r.path]
-        if any(p is None for p in path):
+        if any(p not in self.topology.proxies for p in r.path):
             return Outcome(nid, "no answer", None, 0)
+        path = [self.topology.proxies[p] for p in r.path]
         attempts = 0
         for key in (_lookup(self.factory, nid, "factory key"), new_key):
             suite = LegacySuite(key, PLC_ENVELOPE, encrypt=True)
             wire, ctx = suite.seal_request(body, self.seq)
             self.seq += 1
             attempts += 1
-            ans = yield _Request(lon.NeuronId(nid), path, bytes([atm.COMMISSION]) + wire)
+            ans = yield Request(lon.NeuronId(nid), path, bytes([atm.COMMISSION]) + wire)
             if isinstance(ans, ProxyFailed):
                 return Outcome(nid, "proxy failed", None, attempts)
             if not isinstance(ans, bytes):
                 return Outcome(nid, "no answer", None, attempts)
-            if ans == bytes([atm.COMMISSION, AUTH_REFUSED]):
+            if ans == bytes([atm.COMMISSION, atm.AUTH_REFUSED]):
                 continue  # it may hold the new key already: seal under that
             try:
                 opened = suite.open_response(ctx, ans[1:])

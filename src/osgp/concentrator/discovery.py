@@ -46,6 +46,10 @@ from osgp.session.profiles import PLC
 
 __all__ = [
     "AddressPlan",
+    "Engine",
+    "Request",
+    "Round",
+    "Wait",
     "Discovery",
     "Link",
     "MeterRoute",
@@ -248,7 +252,7 @@ def reevaluate(old: Iterable[Topology], new: Iterable[Topology]) -> List[Reroute
 
 # -- the engine core ----------------------------------------------------------------
 @dataclass
-class _Request:
+class Request:
     """Send ``apdu`` to ``dest`` through ``path``; resume with the response
     APDU, a ProxyFailed or None (no answer after the retries)."""
 
@@ -258,7 +262,7 @@ class _Request:
 
 
 @dataclass
-class _Round:
+class Round:
     """Broadcast ``apdu`` (unacknowledged) and collect REPLYs of ``session``
     for ``window_s``; resume with the links heard."""
 
@@ -268,7 +272,7 @@ class _Round:
 
 
 @dataclass
-class _Wait:
+class Wait:
     seconds: float
 
 
@@ -277,7 +281,7 @@ Command = Any
 
 class Engine:
     """The sans-IO driving of a sequence of exchanges written as a generator
-    (``_run`` yields :class:`_Request`, :class:`_Round`, :class:`_Wait`):
+    (``_run`` yields :class:`Request`, :class:`Round`, :class:`Wait`):
     one frame at a time, retries of the identical frame, timers from the PLC
     bundle (response timer per try plus the Annex G per-hop additions).
 
@@ -351,7 +355,7 @@ class Engine:
             return None
         out, self._out = self._out, None
         cmd = self._cmd
-        if isinstance(cmd, _Request):
+        if isinstance(cmd, Request):
             wait = PLC.timers.response_timeout(len(cmd.path)) + 2 * self.frame_s
         else:
             wait = cmd.window_s + 2 * self.frame_s
@@ -366,15 +370,15 @@ class Engine:
             return []
         self._deadline = None
         cmd = self._cmd
-        if isinstance(cmd, _Request) and self._tries < self.retries:
+        if isinstance(cmd, Request) and self._tries < self.retries:
             self._tries += 1
             self.stats["retries"] += 1
             self._out = self._frame  # the identical frame (same transaction number)
             self._changed()
-        elif isinstance(cmd, _Request):
+        elif isinstance(cmd, Request):
             self.stats["no answer"] += 1
             self._resume(None)
-        elif isinstance(cmd, _Round):
+        elif isinstance(cmd, Round):
             self._resume(self._heard)
         else:
             self._resume(None)
@@ -388,7 +392,7 @@ class Engine:
         except OSGPError:
             return False
         if h[1] == lon.PDU_APDU:
-            return isinstance(self._cmd, _Round)
+            return isinstance(self._cmd, Round)
         c = self._carrier
         return (
             c is not None
@@ -418,7 +422,7 @@ class Engine:
         h = _frames.lon_parse(frame, True, True)
         cmd = self._cmd
         if h[1] == lon.PDU_APDU:
-            if not isinstance(cmd, _Round):
+            if not isinstance(cmd, Round):
                 self.drops["reply outside a round"] += 1
                 return
             code, m = atm.decode(frame[h[14] : h[15]])
@@ -429,7 +433,7 @@ class Engine:
             self._heard.append(Link(None, r.nid, r.ssi, r.margin, ssi, margin))
             self._replies[r.nid] = r
             return
-        if not isinstance(cmd, _Request) or self._carrier is None or self._deadline is None:
+        if not isinstance(cmd, Request) or self._carrier is None or self._deadline is None:
             self.drops["not waiting"] += 1
             return
         _, items = self._carrier.accept(frame, h)
@@ -456,12 +460,12 @@ class Engine:
             return
         self._cmd = cmd
         self._tries = 0
-        if isinstance(cmd, _Request):
+        if isinstance(cmd, Request):
             c = PlcCarrier(cmd.dest, src=(self.own.subnet, self.own.node), path=cmd.path)
             c.tids = self._next_tid
             self._carrier = c
             self._frame = self._out = c.frame(cmd.apdu)
-        elif isinstance(cmd, _Round):
+        elif isinstance(cmd, Round):
             self._heard = []
             n = lon.Npdu(self.own.subnet, self.own.node, lon.Broadcast(0), lon.Apdu(cmd.apdu))
             self._frame = self._out = lon.encode_lpdu(lon.Lpdu(n))
@@ -612,23 +616,23 @@ class Discovery(Engine):
         return True
 
     def _direct(self, m: atm.Discover) -> Generator[Command, Any, Optional[List[Link]]]:
-        links = yield _Round(atm.encode(m), m.session, m.window_s + 2 * self.frame_s)
+        links = yield Round(atm.encode(m), m.session, m.window_s + 2 * self.frame_s)
         return list(links)
 
     def _proxied(
         self, proxy: _Node, m: atm.Discover
     ) -> Generator[Command, Any, Optional[List[Link]]]:
         dest, path = self._dest(proxy)
-        ans = yield _Request(dest, path, atm.encode(m, proxy=True))
+        ans = yield Request(dest, path, atm.encode(m, proxy=True))
         acc = self._decoded(ans, atm.PROXY_DISCOVER)
         if not isinstance(acc, atm.ProxyAccepted) or acc.status != 0:
             self.stats["proxy round refused or lost"] += 1
             return None
-        yield _Wait(acc.window_ms / 1000.0 + self.frame_s)
+        yield Wait(acc.window_ms / 1000.0 + self.frame_s)
         links: List[Link] = []
         page, total = 0, 1
         while len(links) < total and page < 256:
-            ans = yield _Request(dest, path, atm.encode(atm.ReportRequest(m.session, page)))
+            ans = yield Request(dest, path, atm.encode(atm.ReportRequest(m.session, page)))
             rep = self._decoded(ans, atm.REPORT)
             if not isinstance(rep, atm.Report) or rep.session != m.session:
                 self.stats["report lost"] += 1
@@ -659,7 +663,7 @@ class Discovery(Engine):
         a = self.plan.address(node.nid)
         dest, path = self._dest(node, by_nid=True)
         for _ in range(2):
-            ans = yield _Request(dest, path, atm.encode(atm.UpdateDomain(a.subnet, a.node)))
+            ans = yield Request(dest, path, atm.encode(atm.UpdateDomain(a.subnet, a.node)))
             if isinstance(ans, bytes) and ans[:1] == bytes([atm.UPDATE_DOMAIN_OK]):
                 self.proxies[node.nid] = a
                 return True

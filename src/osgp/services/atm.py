@@ -48,6 +48,7 @@ __all__ = [
     "UPDATE_DOMAIN_OK",
     "UPDATE_DOMAIN_FAIL",
     "UNCONFIGURED_ONLY",
+    "AUTH_REFUSED",
     "MAX_ACKS",
     "MAX_APDU",
     "HASH_SPACE",
@@ -78,6 +79,7 @@ COMMISSION = 0x1C  # request/response, sealed under the factory (or current) key
 UPDATE_DOMAIN = 0x63  # ISO/IEC 14908-1 network management
 UPDATE_DOMAIN_OK = 0x23  # NM success response: 0x20 | (code & 0x1F)
 UPDATE_DOMAIN_FAIL = 0x03  # NM failure response: code & 0x1F
+AUTH_REFUSED = 0x0B  # COMMISSION answer when no key opens it (the OSGP 0x0B code)
 UNCONFIGURED_ONLY = 0x01  # discovery flag: nodes with a subnet/node stay silent
 CONFIGURED = 0x01  # reply flag: the node has a subnet/node
 MAX_ACKS = 24  # 3-byte tags per discovery request (fits a 95-byte APDU)

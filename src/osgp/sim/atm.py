@@ -35,9 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from osgp.sim.meter import MeterPort
     from osgp.sim.network import Node, Segment
 
-__all__ = ["AtmAgent", "AUTH_REFUSED"]
-
-AUTH_REFUSED = 0x0B  # COMMISSION answer when no key opens the request (the OSGP code)
+__all__ = ["AtmAgent"]
 _CODES = frozenset(
     (atm.DISCOVER, atm.REPLY, atm.PROXY_DISCOVER, atm.REPORT, atm.COMMISSION, atm.UPDATE_DOMAIN)
 )
@@ -201,7 +199,7 @@ class AtmAgent:
                 continue
         else:
             self.stats["commission not authenticated"] += 1
-            self._respond(seg, node, apdu, h, bytes([atm.COMMISSION, AUTH_REFUSED]), save=False)
+            self._respond(seg, node, apdu, h, bytes([atm.COMMISSION, atm.AUTH_REFUSED]), save=False)
             return
         if seq <= self._commission_seq:
             self.stats["stale commission"] += 1
