@@ -555,7 +555,7 @@ class Discovery(Engine):
         level = 1
         while level < self.max_hops:
             frontier = [n for n in self.nodes.values() if n.level == level]
-            frontier.sort(key=lambda n: (n.link.margin if n.link else 0.0, n.nid))
+            frontier.sort(key=self._outward)
             grew = False
             for cand in frontier:
                 if not (yield from self._address(cand)):
@@ -570,6 +570,23 @@ class Discovery(Engine):
                 break
             level += 1
         self.topology = self._result()
+
+    def _outward(self, n: _Node) -> Tuple[float, float, bytes]:
+        """Proxy order, the farthest out first: a node heard from nearer
+        sources than its own proxy (the concentrator or a lower level) lies
+        back towards the concentrator; among the rest, the weakest link
+        from its proxy reaches farthest."""
+        back = max(
+            (
+                lk.margin
+                for (src, nid), lk in self.links.items()
+                if nid == n.nid
+                and src != n.via
+                and (src is None or (self.nodes[src].level or 99) < (n.level or 0))
+            ),
+            default=-1e9,
+        )
+        return (back, n.link.margin if n.link else 0.0, n.nid)
 
     def _sweep(self, proxy: Optional[_Node], hops: int) -> Generator[Command, Any, bool]:
         """Rounds over the whole hash space from the concentrator

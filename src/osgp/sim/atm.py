@@ -11,7 +11,8 @@ takes the ATM frames addressed to it before its meter's device session:
   its own address, collects the answers (with their signal as it heard
   them) and serves them in REPORT pages;
 * Update Domain (ISO/IEC 14908-1 0x63): takes the subnet/node;
-* COMMISSION: opens the sealed body under its current or factory key,
+* COMMISSION: opens the sealed body under the key it holds (the factory
+  key until a commissioning replaced it),
   applies domain, subnet/node, groups and key as absolute state, and
   answers a retry (the identical frame) with the same sealed result.
 
@@ -189,15 +190,11 @@ class AtmAgent:
         return True
 
     def _commission(self, seg: Segment, node: Node, h: Sequence[Any], apdu: bytes) -> None:
-        port = self.port
-        suites = [s for s in (port.suite, self.factory) if isinstance(s, LegacySuite)]
-        for suite in suites:
-            try:
-                body, seq, ctx = suite.open_request(apdu[1:])
-                break
-            except OSGPError:
-                continue
-        else:
+        # the key it holds: the factory key until a commissioning replaced it
+        suite = self.port.suite if isinstance(self.port.suite, LegacySuite) else self.factory
+        try:
+            body, seq, ctx = suite.open_request(apdu[1:])
+        except OSGPError:
             self.stats["commission not authenticated"] += 1
             self._respond(seg, node, apdu, h, bytes([atm.COMMISSION, atm.AUTH_REFUSED]), save=False)
             return
