@@ -11,7 +11,8 @@ the meter's factory key.  Retries resend the identical frame; the meter
 answers a repeat with the same result and applies nothing twice.  A meter
 that already holds the new key (its answer was lost before a restart)
 refuses the factory key with 0x0B, and the request is sealed again under
-the new key.  Outcomes are reported per meter in :attr:`results`.
+the new key.  Meters that did not answer are tried again after the others.
+Outcomes are reported per meter in :attr:`results`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Outcome:
 
 
 _STATUS = {0: "commissioned", 1: "address refused", 2: "malformed"}
+_TRANSIENT = ("no answer", "proxy failed")  # tried again in the next pass
 
 
 class Commissioning(Engine):
@@ -62,7 +64,9 @@ class Commissioning(Engine):
     ``keys``: the new key per Neuron ID (a mapping or a function);
     ``factory``: the factory keys the same way; ``groups``: the groups of
     every meter, or a mapping/function per meter; ``domain``: the domain id
-    (0, 1, 3 or 6 bytes); ``seq``: the first sequence number sealed."""
+    (0, 1, 3 or 6 bytes); ``seq``: the first sequence number sealed;
+    ``passes``: rounds over the meters that did not answer (each exchange
+    already retried by the engine), a later one finding them idempotent."""
 
     listens = (atm.COMMISSION, lon_proxy.PROXY, lon_proxy.PROXY_FAIL)
 
@@ -77,6 +81,7 @@ class Commissioning(Engine):
         domain: bytes = b"",
         seq: int = 1,
         meters: Optional[Sequence[bytes]] = None,
+        passes: int = 3,
         **kw: Any,
     ) -> None:
         super().__init__(topology.concentrator, **kw)
@@ -84,7 +89,7 @@ class Commissioning(Engine):
             raise ConfigurationError("domain id: 0, 1, 3 or 6 bytes")
         self.topology, self.plan = topology, plan
         self.keys, self.factory, self.groups, self.domain = keys, factory, groups, bytes(domain)
-        self.seq = seq
+        self.seq, self.passes = seq, passes
         chosen = list(topology.meters) if meters is None else [bytes(m) for m in meters]
         self.order = sorted(chosen, key=lambda n: (topology.route(n).hops, n))
         self.results: Dict[bytes, Outcome] = {}
@@ -96,9 +101,18 @@ class Commissioning(Engine):
         return tuple(g)
 
     def _run(self) -> Generator[Any, Any, None]:
-        for nid in self.order:
-            out = yield from self._one(self.topology.route(nid))
-            self.results[nid] = out
+        todo = list(self.order)
+        for _ in range(self.passes):
+            for nid in todo:
+                out = yield from self._one(self.topology.route(nid))
+                before = self.results.get(nid)
+                if before is not None:  # a later pass: the attempts add up
+                    out = Outcome(nid, out.status, out.address, before.attempts + out.attempts)
+                self.results[nid] = out
+            todo = [n for n in todo if self.results[n].status in _TRANSIENT]
+            if not todo:
+                break
+        for out in self.results.values():
             self.stats[out.status] += 1
 
     def _one(self, r: MeterRoute) -> Generator[Any, Any, Outcome]:
