@@ -94,6 +94,12 @@ class Commissioning(Engine):
         self.order = sorted(chosen, key=lambda n: (topology.route(n).hops, n))
         self.results: Dict[bytes, Outcome] = {}
 
+    name = "commissioning"
+
+    @property
+    def result(self) -> Dict[bytes, Outcome]:
+        return self.results
+
     def _groups(self, nid: bytes) -> Tuple[int, ...]:
         g = self.groups
         if callable(g) or isinstance(g, Mapping):

@@ -322,6 +322,16 @@ class Engine:
         self._replies: Dict[bytes, atm.Reply] = {}  # the latest answer of each node
 
     # -- session-like interface -------------------------------------------------------
+    # The engine is its own operation handle (``done``, ``result``, ``error``,
+    # ``name``), so osgp.transport.driver's run_until_complete and its asyncio
+    # twin drive it over a real link.
+    name = "topology engine"
+    error: Optional[OSGPError] = None
+
+    @property
+    def result(self) -> Any:
+        return None
+
     def watch(self, cb: Callable[[Any], None]) -> None:
         self._cbs.append(cb)
 
@@ -548,6 +558,12 @@ class Discovery(Engine):
         self.links: Dict[Tuple[Optional[bytes], bytes], Link] = {}
         self.proxies: Dict[bytes, lon.SubnetNode] = {}
         self.topology: Optional[Topology] = None
+
+    name = "discovery"
+
+    @property
+    def result(self) -> Optional[Topology]:
+        return self.topology
 
     # -- the procedure -------------------------------------------------------------------
     def _run(self) -> Generator[Command, Any, None]:
