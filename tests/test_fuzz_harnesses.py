@@ -10,7 +10,7 @@ import sys
 import pytest
 
 FUZZ = os.path.join(os.path.dirname(__file__), "..", "fuzz")
-HARNESSES = ["fuzz_mep", "fuzz_optical", "fuzz_lon", "fuzz_services", "fuzz_frames"]
+HARNESSES = ["fuzz_mep", "fuzz_optical", "fuzz_lon", "fuzz_services", "fuzz_frames", "fuzz_atm"]
 SEEDS = [
     b"",
     bytes.fromhex("00143f0017000000002c77635b9113db85a135a0575e"),
@@ -19,6 +19,8 @@ SEEDS = [
     bytes.fromhex("19028511034f0330"),
     bytes.fromhex("4d82290a234c573004a1b2c3d4e5300034"),
     bytes.fromhex("110000020008003f0017000000002c0200"),
+    bytes.fromhex("1801010000ffff1000c80101616263"),  # ATM DISCOVER
+    bytes.fromhex("1b01010001313233343536020508028400460a04b0000453494d31"),  # ATM REPORT
 ]
 
 

@@ -367,6 +367,7 @@ class PlcDeviceCarrier:
     ) -> None:
         self.addresses, self.profile, self.crc = tuple(addresses), profile, crc
         self.groups = tuple(groups)
+        self.domain: Optional[bytes] = None  # the domain commissioning assigned, if any
         self.drops: Counter = Counter()
         self._reply: Optional[Tuple[lon.Npdu, bool]] = None
         self._last_request = b""

@@ -22,6 +22,7 @@ from osgp.errors import ConfigurationError
 from osgp.link import lon, lon_proxy, mep, optical
 from osgp.security import aes_suite
 from osgp.security import suite as legacy_suite
+from osgp.services import atm
 from osgp.services import transactions as T
 from osgp.services.messages import (
     MEP_SERVICES,
@@ -42,6 +43,8 @@ __all__ = [
     "PLC",
     "PLC_AES",
     "BUNDLES",
+    "ATM",
+    "AtmBundle",
     "bundle",
     "bundle_for",
     "conformance_table",
@@ -311,6 +314,49 @@ PLC_AES = replace(
 BUNDLES: Dict[str, LinkProfile] = {b.name: b for b in (MEP, MEP_AES, OPTICAL, PLC, PLC_AES)}
 
 
+@dataclass(frozen=True)
+class AtmBundle:
+    """Topology discovery and commissioning on power line (osgp.services.atm):
+    every choice with its provenance."""
+
+    name: str
+    profile: atm.AtmProfile
+    provenance: Mapping[str, Provenance]
+
+
+_ATM_SRC = (
+    "design of US 2006/0085346, US 8,700,754, US 9,755,906 (Riley, automated topology "
+    "discovery and management for electric meters); no public byte-level format"
+)
+ATM = AtmBundle(
+    name="ATM",
+    profile=atm.ATM_PROFILE,
+    provenance={
+        "discovery": Provenance(
+            INFERRED,
+            f"{_ATM_SRC}: DISCOVER 0x18 broadcast to a range of CRC-16-hashed Neuron IDs, "
+            "answered in random slots (REPLY 0x19: Neuron ID, serial, SSI, margin, hops)",
+        ),
+        "codes": Provenance(
+            INFERRED,
+            "free ISO/IEC 14908-1 application-message codes 0x18-0x1C (OSGP's C12.18 codes "
+            "and 0x4C/0x4D taken); Update Domain 0x63/0x23/0x03 is ISO/IEC 14908-1 network "
+            "management",
+        ),
+        "proxies": Provenance(
+            INFERRED,
+            f"{_ATM_SRC}: level-by-level proxies chosen by hop count and both directions' "
+            "margins; PROXY_DISCOVER 0x1A and REPORT 0x1B through Annex G chains",
+        ),
+        "commissioning": Provenance(
+            INFERRED,
+            "fast commissioning: domain, subnet/node, groups and key in one COMMISSION 0x1C, "
+            "sealed and RC4-encrypted by the legacy suite under the factory key",
+        ),
+    },
+)
+
+
 def bundle(link: str, suite: str = "legacy") -> LinkProfile:
     """The default bundle of a link (``"mep"``, ``"optical"``, ``"plc"``) and
     suite (``"legacy"``, ``"aes"``, ``"none"``)."""
@@ -337,4 +383,6 @@ def conformance_table() -> str:
             p = b.provenance.get(name)
             if p is not None:
                 rows.append(f"| {b.name} | {name} | {p.status} | {p.source} |")
+    for name, p in ATM.provenance.items():
+        rows.append(f"| {ATM.name} | {name} | {p.status} | {p.source} |")
     return "\n".join(rows) + "\n"

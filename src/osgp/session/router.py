@@ -58,6 +58,7 @@ class Router:
         self._by_trans: Dict[int, Any] = {}  # trans -> session, for unknown sources
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._known: Counter = Counter()  # source keys of the attached sessions
+        self._listeners: Dict[int, List[Any]] = {}  # APDU code -> sessions (listen)
         self._own_subnet, self._own_node = own.subnet, own.node & 0x7F
 
     # -- sessions -----------------------------------------------------------------------
@@ -129,15 +130,53 @@ class Router:
             self.drops["undecodable"] += 1
             return None
         hdr = h[11]
-        if h[1] != lon.PDU_SPDU or (hdr >> 4) & 7 != lon.SPDU_RESPONSE:
+        to_us = h[2] == 2 and h[7] == self._own_subnet and h[8] & 0x7F == self._own_node
+        response = h[1] == lon.PDU_SPDU and (hdr >> 4) & 7 == lon.SPDU_RESPONSE
+        if not response:
+            if to_us and h[1] == lon.PDU_APDU and self._listeners:
+                s = self._listener(frame, h[14])
+                if s is not None:
+                    return s
             self.drops["not a response"] += 1
             return None
-        if h[2] != 2 or h[7] != self._own_subnet or h[8] & 0x7F != self._own_node:
+        if not to_us:
             self.drops["not for us"] += 1
             return None
-        return self._match(neighbour_key(h[4], h[5]), hdr & 0x0F, frame)
+        src, trans = neighbour_key(h[4], h[5]), hdr & 0x0F
+        s = self._find(src, trans, frame)
+        if s is None and self._listeners:
+            s = self._listener(frame, h[14] + 1)
+        if s is None:
+            self._drop(src, trans, frame)
+        return s
 
-    def _match(self, src: int, trans: int, frame: bytes) -> Optional[Any]:
+    # -- listeners ----------------------------------------------------------------------
+    def listen(self, session: Any, codes: Iterable[int]) -> None:
+        """Offer ``session`` the frames addressed to this node that no
+        exchange waits for and whose APDU starts with one of ``codes``
+        (unacknowledged APDUs, and responses to an engine that matches its
+        own exchanges, such as topology discovery).  With several listeners
+        on a code, the first whose ``claims(frame)`` is true takes it."""
+        for c in codes:
+            ls = self._listeners.setdefault(c, [])
+            if session not in ls:
+                ls.append(session)
+
+    def unlisten(self, session: Any) -> None:
+        for ls in self._listeners.values():
+            if session in ls:
+                ls.remove(session)
+
+    def _listener(self, frame: bytes, start: int) -> Optional[Any]:
+        ls = self._listeners.get(frame[start]) if start < len(frame) else None
+        if not ls:
+            return None
+        s = next((x for x in ls if x.claims(frame)), None) if len(ls) > 1 else ls[0]
+        if s is not None:
+            self.delivered += 1
+        return s
+
+    def _find(self, src: int, trans: int, frame: bytes) -> Optional[Any]:
         key = src << 4 | trans
         s = self._waiting.get(key)
         if s is not None and self._live(s, key):
@@ -147,13 +186,21 @@ class Router:
         if s is not None and self._live(s, trans):
             del self._by_trans[trans]
             return self._deliver(key, frame, s)
-        if self._recent.get(key) == frame:
+        return None
+
+    def _drop(self, src: int, trans: int, frame: bytes) -> None:
+        if self._recent.get(src << 4 | trans) == frame:
             self.drops["duplicate"] += 1
         elif src in self._known:
             self.drops["stale transaction"] += 1
         else:
             self.drops["unsolicited"] += 1
-        return None
+
+    def _match(self, src: int, trans: int, frame: bytes) -> Optional[Any]:
+        s = self._find(src, trans, frame)
+        if s is None:
+            self._drop(src, trans, frame)
+        return s
 
     def _deliver(self, key: int, frame: bytes, session: Any) -> Any:
         self.delivered += 1

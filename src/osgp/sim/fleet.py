@@ -6,7 +6,8 @@ concentrator at position 0.  Meters are :class:`~osgp.sim.SimMeter` with one
 PLC port (legacy suite, ``PLC_ENVELOPE``) keyed with the per-meter factory
 key, and start unconfigured: reachable only by their 48-bit Neuron ID
 (LonTalk address format 3, ISO/IEC 14908-1) until commissioning gives them a
-subnet/node.
+subnet/node; each node's :class:`~osgp.sim.atm.AtmAgent` answers topology
+discovery and commissioning.
 
 About ``out_of_reach`` of the meters are placed beyond the distance a
 concentrator reaches with little loss (0.6 ``reach_m``, the criterion of
@@ -30,6 +31,7 @@ from osgp.errors import ConfigurationError
 from osgp.link import lon
 from osgp.link.carrier import PlcDeviceCarrier
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
+from osgp.sim.atm import AtmAgent
 from osgp.sim.faults import Faults
 from osgp.sim.meter import SimMeter
 from osgp.sim.model import splitmix64
@@ -200,7 +202,9 @@ def build_fleet(spec: FleetSpec = FleetSpec()) -> Fleet:
                 faults=spec.faults,
             )
             fleet.meters[nid] = meter
-            fleet._nodes[nid] = seg.add_node(meter.port("plc"), pos, neuron_id=nid)
+            port = meter.port("plc")
+            node = fleet._nodes[nid] = seg.add_node(port, pos, neuron_id=nid)
+            node.agent = AtmAgent(port, fleet.factory_key(nid), splitmix64(meter.seed ^ 0xA7))
             phase = rng.randrange(spec.phases) + 1
             fleet.placement[nid] = Placement(seg.name, pos, phase, _tr(seg))
     return fleet

@@ -247,6 +247,11 @@ class MeterPort:
         s.port = self
         return s
 
+    def rekey(self, suite: SecuritySuite) -> None:
+        """Serve with ``suite`` from now on (a new key), the sequence window kept."""
+        self.suite = suite
+        self.session = self._session(self.session.state())
+
     def restart(self) -> None:
         """What a reboot does to the link: the procedure in progress, the
         last PSN, held frames and the transaction duplicate memory are gone;

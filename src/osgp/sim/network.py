@@ -171,6 +171,7 @@ class Segment:
         self.by_nid: Dict[bytes, Node] = {}  # Neuron ID -> node
         self.members: List[Node] = []  # every node, in the order added
         self._order: Optional[Tuple[List[float], List[Node]]] = None  # by position
+        self._slots: Dict[float, List[Tuple[Node, bytes]]] = {}
         self.busy_until = 0.0
         self.queue: Deque[Tuple[Optional[Node], bytes]] = deque()  # (sender or None, frame)
         self.stats: Counter = Counter()
@@ -261,6 +262,18 @@ class Segment:
         else:
             self.events += events
 
+    def attach_engine(self, engine: Any) -> None:
+        """A concentrator-side engine that matches its own exchanges
+        (topology discovery, commissioning): it gets the frames whose APDU
+        codes it ``listens`` for and sends when the arbiter lets it."""
+        self.router.listen(engine, engine.listens)
+        self.arbiter.add(engine)
+        engine.watch(lambda s: self.net._schedule_wake(self))
+
+    def detach_engine(self, engine: Any) -> None:
+        self.router.unlisten(engine)
+        self.arbiter.remove(engine)
+
     # -- geometry
     def distance(self, a: Optional[Node], b: Optional[Node]) -> float:
         pa = 0.0 if a is None else a.position
@@ -301,6 +314,28 @@ class Segment:
     def send(self, sender: Optional[Node], frame: bytes) -> None:
         self.queue.append((sender, frame))
         self.net._schedule_wake(self)
+
+    def send_slotted(self, sender: Node, frame: bytes, at: float) -> None:
+        """Send ``frame`` at the start of a contention slot (time ``at``):
+        frames that start in the same slot collide and none is heard
+        (slotted contention; carrier sense cannot separate them)."""
+        slot = self._slots.get(at)
+        if slot is None:
+            slot = self._slots[at] = []
+            self.net.at(at, self._slot, at)
+        slot.append((sender, frame))
+
+    def _slot(self, now: float, at: float) -> None:
+        frames = self._slots.pop(at)
+        if len(frames) == 1:
+            self.send(*frames[0])
+            return
+        self.stats["collisions"] += len(frames)
+        air = max(self.profile.airtime(len(f)) for _, f in frames)
+        start = max(now, self.busy_until)
+        self.busy_until = start + air + self.profile.gap_s
+        self.airtime_s += air
+        self.net._schedule_wake(self, self.busy_until)
 
     def _transmit(self, now: float) -> None:
         """Start the next frame if the medium is free."""
@@ -347,7 +382,11 @@ class Segment:
                 session = self.router.route(frame)
                 if session is not None:
                     if getattr(session, "measures_signal", False):
-                        self.emit(session.receive_data(frame, now, ssi=prof.ssi(d0)))
+                        self.emit(
+                            session.receive_data(
+                                frame, now, ssi=prof.ssi(d0), margin=prof.margin(d0)
+                            )
+                        )
                     else:
                         self.emit(session.receive_data(frame, now))
             else:
