@@ -225,9 +225,7 @@ def test_replayed_exchange_is_rejected(tmp_path, feeder, files):
 # ---- scale: processes and Dask give the same rows ----------------------------------------------
 def table_rows(out):
     return {
-        name: Counter(
-            tuple(sorted((k, str(v)) for k, v in row.items())) for row in rows(out, name)
-        )
+        name: Counter(tuple(sorted((k, str(v)) for k, v in row.items())) for row in rows(out, name))
         for name in ("images", "registers", "load_profile", "events")
     }
 
@@ -265,7 +263,10 @@ def test_partition_by_meter(tmp_path, files):
 # ---- command line and key files ----------------------------------------------------------------
 def test_cli_decode_prints_the_summary(files, tmp_path, capsys):
     _, cap, keys = files
-    assert main(["decode", str(cap), "--keys", str(keys), "--out", str(tmp_path / "o"), "--jobs", "1"]) == 0
+    assert (
+        main(["decode", str(cap), "--keys", str(keys), "--out", str(tmp_path / "o"), "--jobs", "1"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "verified" in text and "frames/s" in text and "unpaired" in text
     assert main(["decode", str(cap), "--keys", str(tmp_path / "missing.json")]) == 1

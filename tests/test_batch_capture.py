@@ -98,7 +98,9 @@ def pcap_file(e, pkts, nano):
 def cnip_frames(n, seed=5):
     rng = random.Random(seed)
     return [
-        cnip_udp_frame(bytes([0x01, 0x16, 0x01, 0x02] + [rng.randrange(256)] * rng.randrange(3, 40)), A, B)
+        cnip_udp_frame(
+            bytes([0x01, 0x16, 0x01, 0x02] + [rng.randrange(256)] * rng.randrange(3, 40)), A, B
+        )
         for _ in range(n)
     ]
 

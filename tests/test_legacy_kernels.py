@@ -424,7 +424,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import osgp
 assert dict(osgp.backends) == {"legacy": "native", "aes": "native", "frames": "reference",
-                               "tables": "native"}, dict(osgp.backends)
+                               "tables": "native", "capture": "native"}, dict(osgp.backends)
 assert osgp.native is False
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
     )
     sim.set_defaults(func=_simulate)
-    __import__("osgp.batch.cli", fromlist=["x"]).add_decode_command(sub)
+    from osgp.batch.cli import add_decode_command
+
+    add_decode_command(sub)
     return p
 
 

@@ -105,7 +105,7 @@ class Report:
         if len(ex) < MAX_EXAMPLES:
             ex.append(example)
 
-    def merge(self, other: "Report") -> "Report":
+    def merge(self, other: Report) -> Report:
         for name in ("files", "bytes", "packets", "exchanges", "verified", "writes", "images"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds = max(self.seconds, other.seconds)
@@ -134,7 +134,7 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "Report":
+    def from_dict(cls, d: Dict[str, Any]) -> Report:
         r = cls()
         for k, v in d.items():
             setattr(r, k, Counter(v) if isinstance(getattr(r, k), Counter) else v)
@@ -289,7 +289,9 @@ def verify(exchanges: List[_Exchange], report: Report) -> List[_Exchange]:
     """The exchanges whose request and response digests verify, their
     plaintexts filled in; digests in batches per key size."""
     ok: List[_Exchange] = []
-    short = [x for x in exchanges if len(x.request) < 1 + _SEQ + _DIGEST or len(x.response) < 1 + _DIGEST]
+    short = [
+        x for x in exchanges if len(x.request) < 1 + _SEQ + _DIGEST or len(x.response) < 1 + _DIGEST
+    ]
     for x in short:
         report.reject("truncated", f"{_iso(x.ts_ns)} {x.device}: envelope shorter than its trailer")
     full = [x for x in exchanges if x not in short] if short else exchanges
@@ -382,7 +384,9 @@ def to_reads(exchanges: Sequence[_Exchange], report: Report) -> List[_Read]:
         body = x.plain_response
         count = int.from_bytes(body[1:3], "big")
         if len(body) < 3 or len(body) != 3 + count:
-            report.reject("truncated", f"{where}: read response of {len(body)} bytes, count {count}")
+            report.reject(
+                "truncated", f"{where}: read response of {len(body)} bytes, count {count}"
+            )
             continue
         offset = req.offset if isinstance(req, messages.PartialRead) else None
         out.append(_Read(x.device, req.table, offset, body[3:], x.ts_ns))
@@ -444,7 +448,8 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
         k: [] for k in ("device", "time", "channel", "value", "scaled", "status", "flags")
     }
     ev: Dict[str, list] = {
-        k: [] for k in ("device", "time", "event_number", "seq", "user_id", "code", "mfg", "argument")
+        k: []
+        for k in ("device", "time", "event_number", "seq", "user_id", "code", "mfg", "argument")
     }
     registers: Dict[bytes, List[Image]] = defaultdict(list)
     reg_ctx: Dict[bytes, Dict[str, bytes]] = {}

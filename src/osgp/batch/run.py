@@ -74,7 +74,6 @@ def schemas() -> Dict[str, Any]:
     }
 
 
-
 def to_arrow(d: Decoded) -> Dict[str, Any]:
     """The decoded rows as one ``pyarrow.Table`` per dataset (explicit schemas)."""
     import pyarrow as pa
@@ -106,7 +105,9 @@ def to_arrow(d: Decoded) -> Dict[str, Any]:
             v = np.concatenate(parts) if parts else np.array([], dtype=object)
             if pa.types.is_timestamp(f.type):
                 v = v.astype(np.int64)
-                arrays.append(pa.array(v, pa.int64(), mask=v == np.iinfo(np.int64).min).cast(f.type))
+                arrays.append(
+                    pa.array(v, pa.int64(), mask=v == np.iinfo(np.int64).min).cast(f.type)
+                )
             elif v.dtype == object or not len(v):
                 arrays.append(pa.array(list(v), f.type))
             else:
@@ -188,7 +189,9 @@ def decode_file(
     if info["fault"] is not None:
         what, off = info["fault"]
         reason = "truncated" if info["truncated"] else "bad_block"
-        report.reject(reason, f"{path}: {what} at offset {off}", int(info["bad"] + info["truncated"]))
+        report.reject(
+            reason, f"{path}: {what} at offset {off}", int(info["bad"] + info["truncated"])
+        )
     decoded = decode_frames(frames, _keys(keys), report)
     tables = to_arrow(decoded)
     if out is not None:
@@ -225,7 +228,10 @@ def decode_captures(
     if keyarg is not None and isinstance(keyarg, str):
         KeyFile(keyarg)  # a bad key file fails here, not in every task
     t0 = time.perf_counter()
-    args = [(os.fspath(p), keyarg, out, f"{i:05d}", tuple(partition), strict) for i, p in enumerate(paths)]
+    args = [
+        (os.fspath(p), keyarg, out, f"{i:05d}", tuple(partition), strict)
+        for i, p in enumerate(paths)
+    ]
     total = Report()
     results: List[Dict[str, Any]] = []
 
