@@ -168,11 +168,25 @@ def _addr(subnet: np.ndarray, node: np.ndarray) -> np.ndarray:
     return (subnet.astype(np.int64) << 7) | (node.astype(np.int64) & 0x7F)
 
 
-def _same_bytes(fr: Frames, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Frames a[i] and b[i] hold the same bytes (lengths compared first)."""
-    la = fr.bounds[a + 1] - fr.bounds[a]
-    lb = fr.bounds[b + 1] - fr.bounds[b]
-    out = la == lb
+def _fingerprints(fr: Frames) -> np.ndarray:
+    """Per frame: length, byte sum and position-weighted byte sum in one
+    int64 triple-hash (equal frames have equal fingerprints; the converse is
+    checked byte for byte)."""
+    n = len(fr)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    starts = fr.bounds[:-1]
+    lengths = np.diff(fr.bounds)
+    d = fr.data[: fr.bounds[-1]].astype(np.int64)
+    pos = np.arange(len(d), dtype=np.int64) - np.repeat(starts, lengths) + 1
+    s1 = np.add.reduceat(d, starts)
+    s2 = np.add.reduceat(d * pos, starts)
+    return (lengths << 48) ^ (s1 << 24) ^ s2
+
+
+def _same_bytes(fr: Frames, fp: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Frames a[i] and b[i] hold the same bytes (fingerprints compared first)."""
+    out = fp[a] == fp[b]
     for j in np.flatnonzero(out):
         out[j] = fr.frame(int(a[j])) == fr.frame(int(b[j]))
     return out
@@ -202,10 +216,11 @@ def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndar
     key = np.where(is_req, (src << 19) | (dst << 4) | trans, (dst << 19) | (src << 4) | trans)
     ev = np.flatnonzero(is_req | is_resp)
     ev = ev[np.argsort(key[ev], kind="stable")]
+    fp = _fingerprints(fr)
     # retransmissions: same key, same kind, same bytes as the event before
     k, r = key[ev], is_req[ev]
     cand = np.flatnonzero((k[1:] == k[:-1]) & (r[1:] == r[:-1])) + 1
-    rep = cand[_same_bytes(fr, ev[cand], ev[cand - 1])] if len(cand) else cand
+    rep = cand[_same_bytes(fr, fp, ev[cand], ev[cand - 1])] if len(cand) else cand
     fate[ev[rep]] = np.where(r[rep], f["retransmission"], f["duplicate"])
     keep = np.ones(len(ev), dtype=bool)
     keep[rep] = False
@@ -224,8 +239,8 @@ def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndar
         a, b = byk[1:], byk[:-1]
         same = pk[a] == pk[b]
         idx = np.flatnonzero(same)
-        same[idx] = _same_bytes(fr, req[a[idx]], req[b[idx]]) & _same_bytes(
-            fr, resp[a[idx]], resp[b[idx]]
+        same[idx] = _same_bytes(fr, fp, req[a[idx]], req[b[idx]]) & _same_bytes(
+            fr, fp, resp[a[idx]], resp[b[idx]]
         )
         prev_same[a[same]] = True
     fate[req[prev_same]] = f["duplicate"]
@@ -345,6 +360,21 @@ def _open_encrypted(x: _Exchange) -> bool:
     return True
 
 
+def _request(apdu: bytes) -> Any:
+    """The service request of a plaintext APDU; reads parsed in place
+    (30 table:2 / 3F table:2 offset:3 count:2, messages.py), the rest by
+    messages.decode_request."""
+    if len(apdu) == 3 and apdu[0] == messages.FULL_READ:
+        return messages.FullRead(int.from_bytes(apdu[1:3], "big"))
+    if len(apdu) == 8 and apdu[0] == messages.PARTIAL_READ:
+        return messages.PartialRead(
+            int.from_bytes(apdu[1:3], "big"),
+            int.from_bytes(apdu[3:6], "big"),
+            int.from_bytes(apdu[6:8], "big"),
+        )
+    return messages.decode_request(apdu, messages.PLC_SERVICES)
+
+
 @dataclass
 class _Read:
     device: Device
@@ -371,7 +401,7 @@ def to_reads(exchanges: Sequence[_Exchange], report: Report) -> List[_Read]:
             report.reject("sequence", f"{where}: response 0x0C to sequence number {seq}")
             continue
         try:
-            req = messages.decode_request(x.plain_request[:-_SEQ], messages.PLC_SERVICES)
+            req = _request(x.plain_request[:-_SEQ])
         except DecodeError as exc:
             report.reject("malformed", f"{where}: request: {exc}")
             continue
