@@ -402,7 +402,7 @@ def to_reads(exchanges: Sequence[_Exchange], report: Report) -> List[_Read]:
             continue
         try:
             req = _request(x.plain_request[:-_SEQ])
-        except DecodeError as exc:
+        except OSGPError as exc:
             report.reject("malformed", f"{where}: request: {exc}")
             continue
         if code != 0:
@@ -504,7 +504,7 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
                 _lp_rows(lp, im, c)
             else:
                 _event_rows(ev, im, c)
-        except DecodeError as exc:
+        except OSGPError as exc:  # a decoder's DecodeError, or a layout it cannot take
             report.reject("undecodable", f"{where}: {exc}")
     for sig, group in registers.items():
         _register_rows(reg, group, reg_ctx[sig], report)
@@ -541,7 +541,7 @@ def _register_rows(
     one row per (image, numeric field element)."""
     try:
         cols = tables.decode_columns(23, [im.data for im in group], dims)
-    except DecodeError as exc:
+    except OSGPError as exc:
         bad = getattr(exc, "image", None)
         if bad is None or len(group) == 1:
             for im in group:

@@ -188,10 +188,9 @@ def decode_file(
             report.capture[f"cnip_{k}"] = v
     if info["fault"] is not None:
         what, off = info["fault"]
-        reason = "truncated" if info["truncated"] else "bad_block"
-        report.reject(
-            reason, f"{path}: {what} at offset {off}", int(info["bad"] + info["truncated"])
-        )
+        for reason, n in (("truncated", info["truncated"]), ("bad_block", info["bad"])):
+            if n:
+                report.reject(reason, f"{path}: {what} at offset {off}", int(n))
     decoded = decode_frames(frames, _keys(keys), report)
     tables = to_arrow(decoded)
     if out is not None:
