@@ -270,6 +270,9 @@ def test_cli_decode_prints_the_summary(files, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "verified" in text and "frames/s" in text and "unpaired" in text
     assert main(["decode", str(cap), "--keys", str(tmp_path / "missing.json")]) == 1
+    assert main(["decode", "--inspect", str(cap)]) == 0
+    text = capsys.readouterr().out
+    assert "format pcapng" in text and "'ok': " in text
 
 
 def test_key_files(tmp_path):

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from osgp.batch.archive import open_capture, read_frames
 from osgp.batch.pipeline import FATES, REASONS, Report
 from osgp.batch.run import decode_captures
 from osgp.errors import OSGPError
@@ -40,6 +41,9 @@ def add_decode_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--strict", action="store_true", help="a damaged capture fails its file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--inspect", action="store_true", help="only print what each capture holds, decode nothing"
+    )
     p.set_defaults(func=_decode)
     return p
 
@@ -77,7 +81,23 @@ def summary(r: Report) -> str:
     return "\n".join(lines)
 
 
+def _inspect(paths: Any) -> int:
+    for path in paths:
+        info = read_frames(open_capture(path), strict=False)[1]
+        fault = info.pop("fault")
+        print(f"{path}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+        if fault is not None:
+            print(f"  first fault: {fault[0]} at offset {fault[1]}")
+    return 0
+
+
 def _decode(args: argparse.Namespace) -> int:
+    if args.inspect:
+        try:
+            return _inspect(args.captures)
+        except (OSGPError, OSError) as exc:
+            print(f"osgp decode: {exc}", file=sys.stderr)
+            return 1
     try:
         report = decode_captures(
             args.captures,
