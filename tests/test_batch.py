@@ -249,6 +249,16 @@ def test_process_pool_and_dask_write_the_same_rows(tmp_path, feeder, files):
     pytest.importorskip("dask.distributed")
     dk = decode_captures([cap, second], str(tmp_path / "dask"), keys=str(allkeys), dask="local")
     assert dk.verified == one.verified and table_rows(tmp_path / "dask") == want
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        tcp = decode_captures(
+            [cap, second], str(tmp_path / "tcp"), keys=str(allkeys), dask=cluster.scheduler_address
+        )
+    assert tcp.verified == one.verified and table_rows(tmp_path / "tcp") == want
 
 
 def test_partition_by_meter(tmp_path, files):
