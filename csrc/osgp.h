@@ -425,6 +425,65 @@ extern "C" {
  * internal knob for tests and benches; default OSGP_LP_STREAM_MIN in
  * osgp_lp.c. */
 size_t osgp_lp_set_stream_min(size_t bytes);
+/* ---- Capture files: pcapng / pcap walker, CN/IP in UDP (osgp_capture.c) --- */
+
+#define OSGP_CAPTURE_MAX_IFACES 256
+#define OSGP_CAPTURE_NO_TIME INT64_MIN /* a Simple Packet Block carries no timestamp */
+#define OSGP_CAPTURE_PCAPNG 1
+#define OSGP_CAPTURE_PCAP 2
+
+/* What went wrong first (err_what), with *err_off the byte offset. */
+enum {
+    OSGP_CAPTURE_FINE = 0,
+    OSGP_CAPTURE_TRUNCATED = 1,       /* the buffer ends inside a block or record */
+    OSGP_CAPTURE_BAD_LENGTH = 2,      /* a block length field the format does not allow */
+    OSGP_CAPTURE_BAD_MAGIC = 3,       /* byte-order magic of a section header */
+    OSGP_CAPTURE_BAD_VERSION = 4,     /* major version other than 1 (pcapng) / 2 (pcap) */
+    OSGP_CAPTURE_BAD_OPTION = 5,      /* an option runs past its block */
+    OSGP_CAPTURE_BAD_RESOLUTION = 6,  /* if_tsresol beyond 10^-19 s or 2^-63 s */
+    OSGP_CAPTURE_PACKET_OVERRUN = 7,  /* captured length larger than its block */
+    OSGP_CAPTURE_NO_INTERFACE = 8,    /* a packet names an interface not described */
+    OSGP_CAPTURE_TOO_MANY_IFACES = 9, /* more than OSGP_CAPTURE_MAX_IFACES interfaces */
+    OSGP_CAPTURE_NOT_CAPTURE = 10     /* neither a pcapng section header nor a pcap magic */
+};
+
+/* Per-item statuses of osgp_cnip_extract besides OSGP_OK, OSGP_ERR_TRUNCATED
+ * and OSGP_ERR_MALFORMED. */
+#define OSGP_CNIP_OTHER 1    /* not IPv4 / UDP to or from 1628/1629 / a CN/IP LonTalk data packet */
+#define OSGP_CNIP_FRAGMENT 2 /* an IPv4 fragment */
+
+typedef struct {
+    uint64_t packets;   /* packet records written to the output arrays */
+    uint64_t skipped;   /* defined non-packet blocks (NRB, ISB, DSB, journal, custom) */
+    uint64_t unknown;   /* block types the format does not define */
+    uint64_t bad;       /* strict = 0: blocks dropped for a bad field */
+    uint64_t truncated; /* strict = 0: 1 when the buffer ended inside a block */
+    uint32_t sections;
+    uint32_t interfaces; /* entries of the arrays below, over all sections */
+    uint32_t format;     /* OSGP_CAPTURE_PCAPNG, _PCAP, 0 for an empty buffer */
+    uint32_t err_what;   /* first fault (OSGP_CAPTURE_*), its offset in *err_off */
+    uint16_t linktype[OSGP_CAPTURE_MAX_IFACES];
+    uint8_t tsresol[OSGP_CAPTURE_MAX_IFACES];
+    uint32_t snaplen[OSGP_CAPTURE_MAX_IFACES];
+    int64_t tsoffset[OSGP_CAPTURE_MAX_IFACES];
+} osgp_capture_info;
+
+/* Every packet of a pcapng or classic pcap buffer (either byte order):
+ * timestamp in ns (UTC), offset and captured length of its data, global
+ * interface index (interfaces numbered over all sections).  strict: the
+ * first fault returns OSGP_ERR_TRUNCATED / _MALFORMED; else it is counted
+ * and the walk goes on where it can.  More than `cap` packets:
+ * OSGP_ERR_CAPACITY (cap = len / 16 + 1 always suffices). */
+osgp_status osgp_capture_walk(const uint8_t *buf, size_t len, int strict, int64_t *ts,
+                              int64_t *off, uint32_t *caplen, uint32_t *iface, size_t cap,
+                              osgp_capture_info *info, size_t *err_off);
+/* The LPDU of every CN/IP-in-UDP packet, packed into `out` (room for the sum
+ * of caplen), out_off[n + 1] its boundaries, status[n] per packet. */
+osgp_status osgp_cnip_extract(const uint8_t *buf, size_t len, const int64_t *off,
+                              const uint32_t *caplen, const uint32_t *iface, size_t n,
+                              const uint16_t *linktype, size_t n_if, uint8_t *out,
+                              int64_t *out_off, uint8_t *status);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,7 +31,7 @@ def test_every_harness_gets_seeds(tmp_path):
     harnesses = sorted(
         f[:-2] for f in os.listdir(C_DIR) if f.startswith("fuzz_") and f.endswith(".c")
     )
-    assert len(harnesses) == 7
+    assert len(harnesses) == 8
     for name in harnesses:
         seeds = list((tmp_path / name).iterdir())
         assert seeds, name

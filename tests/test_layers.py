@@ -112,3 +112,18 @@ def test_the_layer_map():
     assert layer_of("osgp._reference.tables") < layer_of("osgp.tables.schema")
     assert layer_of("osgp.session.router") > layer_of("osgp.link.carrier")
     assert layer_of("osgp") == layer_of("osgp.crypto") == 0
+
+
+def test_only_the_cli_imports_batch_and_batch_leaves_the_concentrator_alone():
+    """osgp.batch is an application: nothing imports it but the command line
+    (one registration line), and it does not depend on osgp.concentrator."""
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        mod = module_name(path)
+        for target, line in imports(path):
+            inside = mod == "osgp.batch" or mod.startswith("osgp.batch.")
+            if target.startswith("osgp.batch") and not inside and mod != "osgp.cli":
+                bad.append(f"{mod}:{line} imports {target}")
+            if inside and target.startswith("osgp.concentrator"):
+                bad.append(f"{mod}:{line} imports {target}")
+    assert not bad, "\n".join(bad)

@@ -399,7 +399,7 @@ def test_native_module_loaded_when_it_should_be():
 
 
 def test_backends_name_every_family():
-    assert set(osgp.backends) == {"legacy", "aes", "frames", "tables"}
+    assert set(osgp.backends) == {"legacy", "aes", "frames", "tables", "capture"}
     want = "reference" if NO_EXTENSIONS else "native"
     assert dict(osgp.backends) == dict.fromkeys(osgp.backends, want), _backend.import_errors()
     assert osgp.native is (want == "native")
@@ -424,7 +424,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import osgp
 assert dict(osgp.backends) == {"legacy": "native", "aes": "native", "frames": "reference",
-                               "tables": "native"}, dict(osgp.backends)
+                               "tables": "native", "capture": "native"}, dict(osgp.backends)
 assert osgp.native is False
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -10,7 +10,7 @@ import pytest
 
 from osgp import _backend
 
-FAMILIES = ["legacy", "tables", "aes", "frames"]
+FAMILIES = ["legacy", "tables", "aes", "frames", "capture"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

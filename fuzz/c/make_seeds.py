@@ -211,6 +211,37 @@ def ccm_seeds() -> list[bytes]:
     return out
 
 
+def capture_seeds() -> list[bytes]:
+    """pcapng (both byte orders, nanosecond and binary resolutions, an SPB and
+    an unknown block) and classic pcap (both orders) captures of one CN/IP
+    frame, each in strict (mode 1) and lenient (mode 0) form."""
+    cnip = struct.pack(">HBBBBHIII", 24, 1, 1, 0, 0, 0, 0, 0, 0) + b"\x01\x16\x01\x02"
+    udp = struct.pack(">HHHH", 1628, 1628, 8 + len(cnip), 0) + cnip
+    ip = struct.pack(
+        ">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, b"\xc0\0\2\1", b"\xc0\0\2\2"
+    )
+    frame = b"\xff" * 6 + b"\x02" + b"\x00" * 5 + b"\x08\x00" + ip + udp
+
+    def block(e: str, kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        n = 12 + len(body)
+        return struct.pack(e + "II", kind, n) + body + struct.pack(e + "I", n)
+
+    out = []
+    for e, resol in (("<", 9), (">", 0x80 | 20)):
+        f = block(e, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+        f += block(e, 1, struct.pack(e + "HHIHHB3xHH", 1, 0, 0, 9, 1, resol, 0, 0))
+        f += block(e, 6, struct.pack(e + "IIIII", 0, 1, 2, len(frame), len(frame)) + frame)
+        f += block(e, 3, struct.pack(e + "I", len(frame)) + frame)
+        f += block(e, 0x1234, b"abcd")
+        out += [b"\x01" + f, b"\x00" + f]
+    for e, magic in (("<", 0xA1B2C3D4), (">", 0xA1B23C4D)):
+        f = struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+        f += struct.pack(e + "IIII", 1, 2, len(frame), len(frame)) + frame
+        out += [b"\x01" + f, b"\x00" + f]
+    return out
+
+
 HARNESSES = {
     "fuzz_ccm_open": ccm_seeds,
     "fuzz_table_run": table_seeds,
@@ -219,6 +250,7 @@ HARNESSES = {
     "fuzz_mep_request": mep_request_seeds,
     "fuzz_mep_response": mep_response_seeds,
     "fuzz_mep_split": mep_split_seeds,
+    "fuzz_capture_walk": capture_seeds,
 }
 
 

@@ -16,7 +16,7 @@ FORCED_REFERENCE = os.environ.get("OSGP_NO_EXTENSIONS", "") not in ("", "0")
 
 #: The kernel families: one compiled module in osgp._native and one twin in
 #: osgp._reference each.
-FAMILIES = ("legacy", "aes", "frames", "tables")
+FAMILIES = ("legacy", "aes", "frames", "tables", "capture")
 
 _IMPORT_ERRORS: dict[str, str] = {}
 

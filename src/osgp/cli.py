@@ -439,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     from osgp.wireshark.cli import add_wireshark_command
 
     add_wireshark_command(sub)
+    from osgp.batch.cli import add_decode_command
+
+    add_decode_command(sub)
     return p
 
 

@@ -215,3 +215,30 @@ cdef extern from "osgp.h" nogil:
 # ==== load-profile streaming-store threshold ====
 cdef extern from "osgp.h" nogil:
     size_t osgp_lp_set_stream_min(size_t nbytes)
+
+# ==== capture files: pcapng / pcap walker, CN/IP in UDP ====
+from libc.stdint cimport uint64_t
+cdef extern from "osgp.h" nogil:
+    int OSGP_CAPTURE_MAX_IFACES
+    int64_t OSGP_CAPTURE_NO_TIME
+    ctypedef struct osgp_capture_info:
+        uint64_t packets
+        uint64_t skipped
+        uint64_t unknown
+        uint64_t bad
+        uint64_t truncated
+        uint32_t sections
+        uint32_t interfaces
+        uint32_t format
+        uint32_t err_what
+        uint16_t linktype[256]
+        uint8_t tsresol[256]
+        uint32_t snaplen[256]
+        int64_t tsoffset[256]
+    osgp_status osgp_capture_walk(const uint8_t *buf, size_t len, int strict, int64_t *ts,
+                                  int64_t *off, uint32_t *caplen, uint32_t *iface, size_t cap,
+                                  osgp_capture_info *info, size_t *err_off)
+    osgp_status osgp_cnip_extract(const uint8_t *buf, size_t len, const int64_t *off,
+                                  const uint32_t *caplen, const uint32_t *iface, size_t n,
+                                  const uint16_t *linktype, size_t n_if, uint8_t *out,
+                                  int64_t *out_off, uint8_t *status)

@@ -1,0 +1,124 @@
+"""Batch decoding benchmarks (issue #12).
+
+* batch-walk: the pcapng block walker over a capture of simulated power-line
+  traffic (the simulator's packets repeated to about 100,000), native against
+  its twin, against dpkt's reader over the same file (``dpkt.pcapng.Reader``,
+  every (timestamp, packet)) and against a memcpy-class floor (a numpy copy
+  of the file).  extra_info: frames and MB per call.
+* batch-extract: walk + CN/IP extraction (what ``read_frames`` does).
+* batch-pipeline: captures to rows end to end (``decode_file`` without the
+  Parquet write, and with it), one process; and eight files on one process
+  against two worker processes (``decode_captures(jobs=1 | 2)``).
+
+    python -m pytest benches/bench_batch.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from osgp import _backend
+from osgp.batch import archive, decode_captures, decode_file
+from tests.batch_feeder import build
+
+dpkt = pytest.importorskip("dpkt")
+pytest.importorskip("pyarrow")
+
+NATIVE = _backend.native_module("capture")
+TWIN = _backend.reference("capture")
+PACKETS = 100_000
+FILES = 8  # captures of the scaling runs (copies of one feeder's)
+
+
+@pytest.fixture(scope="module")
+def feeder():
+    return build(4, seed=7, rounds=(1.5 * 86400, 1.5 * 86400 + 40000, 1.5 * 86400 + 80000))
+
+
+@pytest.fixture(scope="module")
+def big(feeder):
+    """The feeder's capture with its packet blocks repeated to ~PACKETS."""
+    data = feeder.capture
+    # SHB and IDB, then the EPBs (draft-ietf-opsawg-pcapng 3.1: length at +4)
+    head = 0
+    for _ in range(2):
+        head += struct.unpack_from("<I", data, head + 4)[0]
+    n = NATIVE.walk(data)[4]["packets"] if NATIVE else TWIN.walk(data)[4]["packets"]
+    return data[:head] + data[head:] * (PACKETS // n + 1)
+
+
+def _info(benchmark, data, frames):
+    benchmark.extra_info.update(frames=int(frames), mb=round(len(data) / 1e6, 2))
+
+
+@pytest.mark.benchmark(group="batch-walk")
+@pytest.mark.parametrize("impl", ["native", "twin"])
+def test_walk(benchmark, big, impl):
+    mod = NATIVE if impl == "native" else TWIN
+    if mod is None:
+        pytest.skip("native kernels not built")
+    if impl == "twin":
+        benchmark.extra_info["note"] = "pure-Python twin"
+    r = benchmark(mod.walk, big)
+    _info(benchmark, big, r[4]["packets"])
+
+
+@pytest.mark.benchmark(group="batch-walk")
+def test_walk_dpkt(benchmark, big):
+    def run():
+        return sum(1 for _ in dpkt.pcapng.Reader(io.BytesIO(big)))
+
+    _info(benchmark, big, benchmark(run))
+
+
+@pytest.mark.benchmark(group="batch-walk")
+def test_walk_memcpy_floor(benchmark, big):
+    src = np.frombuffer(big, dtype=np.uint8)
+    benchmark(src.copy)
+    _info(benchmark, big, 0)
+
+
+@pytest.mark.benchmark(group="batch-extract")
+def test_walk_and_extract(benchmark, big):
+    frames, info = benchmark(archive.read_frames, big)
+    _info(benchmark, big, info["packets"])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, feeder):
+    d = tmp_path_factory.mktemp("bench-batch")
+    paths = []
+    for i in range(FILES):
+        p = d / f"c{i}.pcapng"
+        p.write_bytes(feeder.capture)
+        paths.append(str(p))
+    keys = d / "keys.json"
+    keys.write_text(json.dumps({f"{s}/{n}": k.hex() for (s, n), k in feeder.keys.items()}))
+    return d, paths, str(keys)
+
+
+@pytest.mark.benchmark(group="batch-pipeline")
+@pytest.mark.parametrize("write", [False, True], ids=["rows", "parquet"])
+def test_pipeline_one_file(benchmark, files, feeder, write):
+    d, paths, keys = files
+    r = benchmark(decode_file, paths[0], keys, str(d / "out") if write else None, "b")
+    _info(benchmark, feeder.capture, r["packets"])
+
+
+@pytest.mark.benchmark(group="batch-scaling")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_pipeline_processes(benchmark, files, feeder, jobs):
+    d, paths, keys = files
+    r = benchmark.pedantic(
+        decode_captures,
+        args=(paths, str(d / f"j{jobs}")),
+        kwargs={"keys": keys, "jobs": jobs},
+        rounds=3,
+        iterations=1,
+    )
+    _info(benchmark, feeder.capture * len(paths), r.packets)

@@ -1,0 +1,282 @@
+"""Captures to a Parquet dataset: one partition per input file, on all cores
+or on Dask.
+
+Each file is one task (:func:`decode_file`): read, decode, and write its
+own Parquet files under ``OUT/<dataset>/day=YYYY-MM-DD[/meter=...]/``
+(hive partitioning), named after the file's position in the run so tasks
+never collide.  A task returns its :class:`~osgp.batch.pipeline.Report` as
+plain data; the run merges them.  Datasets: ``images`` (every reassembled
+table image), ``registers`` (BT23, one row per numeric field element),
+``load_profile`` (BT64, one row per interval and channel) and ``events``
+(BT74).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from osgp.batch.archive import open_capture, read_frames
+from osgp.batch.keys import KeyFile, KeyLookup, StaticKeys
+from osgp.batch.pipeline import Decoded, Report, decode_frames
+from osgp.errors import ConfigurationError, DecodeError, TruncatedError
+
+__all__ = ["DATASETS", "schemas", "decode_file", "decode_captures", "to_arrow"]
+
+DATASETS = ("images", "registers", "load_profile", "events")
+PARTITIONS = ("day", "meter")
+
+
+def schemas() -> Dict[str, Any]:
+    import pyarrow as pa
+
+    ts = pa.timestamp("s", tz="UTC")
+    common = [("device", pa.string())]
+    return {
+        "images": pa.schema(
+            common
+            + [
+                ("table", pa.int32()),
+                ("time", pa.timestamp("ns", tz="UTC")),
+                ("data", pa.binary()),
+            ]
+        ),
+        "registers": pa.schema(
+            common + [("time", ts), ("field", pa.string()), ("value", pa.float64()), ("at", ts)]
+        ),
+        "load_profile": pa.schema(
+            common
+            + [
+                ("time", ts),
+                ("channel", pa.uint8()),
+                ("value", pa.int64()),
+                ("scaled", pa.float64()),
+                ("status", pa.uint8()),
+                ("flags", pa.uint8()),
+            ]
+        ),
+        "events": pa.schema(
+            common
+            + [
+                ("time", ts),
+                ("event_number", pa.uint16()),
+                ("seq", pa.uint16()),
+                ("user_id", pa.uint16()),
+                ("code", pa.uint16()),
+                ("mfg", pa.bool_()),
+                ("argument", pa.binary()),
+            ]
+        ),
+    }
+
+
+def to_arrow(d: Decoded) -> Dict[str, Any]:
+    """The decoded rows as one ``pyarrow.Table`` per dataset (explicit schemas)."""
+    import pyarrow as pa
+
+    sch = schemas()
+    out = {
+        "images": pa.table(
+            {
+                "device": pa.array([str(im.device) for im in d.images], pa.string()),
+                "table": pa.array([im.table for im in d.images], pa.int32()),
+                "time": pa.array(
+                    np.array([im.ts_ns for im in d.images], dtype=np.int64),
+                    pa.timestamp("ns", tz="UTC"),
+                ),
+                "data": pa.array([im.data for im in d.images], pa.binary()),
+            },
+            schema=sch["images"],
+        )
+    }
+    for name, cols in (
+        ("registers", d.registers),
+        ("load_profile", d.load_profile),
+        ("events", d.events),
+    ):
+        schema = sch[name]
+        arrays = []
+        for f in schema:
+            parts = cols[f.name]
+            v = np.concatenate(parts) if parts else np.array([], dtype=object)
+            if pa.types.is_timestamp(f.type):
+                v = v.astype(np.int64)
+                arrays.append(
+                    pa.array(v, pa.int64(), mask=v == np.iinfo(np.int64).min).cast(f.type)
+                )
+            elif v.dtype == object or not len(v):
+                arrays.append(pa.array(list(v), f.type))
+            else:
+                arrays.append(pa.array(v, f.type))
+        out[name] = pa.Table.from_arrays(arrays, schema=schema)
+    return out
+
+
+def _day(table: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.strftime(table["time"], format="%Y-%m-%d", locale="C")
+
+
+def write_tables(
+    tables: Dict[str, Any], out: str, token: str, partition: Sequence[str] = ("day",)
+) -> Dict[str, int]:
+    """Write each non-empty table under OUT/<dataset>/ with hive partitions."""
+    import pyarrow.dataset as ds
+
+    rows: Dict[str, int] = {}
+    for name, t in tables.items():
+        rows[name] = t.num_rows
+        if not t.num_rows:
+            continue
+        if "day" in partition:
+            t = t.append_column("day", _day(t))
+        if "meter" in partition:
+            t = t.append_column("meter", t["device"])
+        ds.write_dataset(
+            t,
+            os.path.join(out, name),
+            format="parquet",
+            partitioning=list(partition),
+            partitioning_flavor="hive",
+            basename_template=f"part-{token}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+        )
+    return rows
+
+
+def _keys(keys: Union[None, str, os.PathLike, KeyLookup]) -> KeyLookup:
+    if keys is None:
+        return StaticKeys({})
+    if isinstance(keys, (str, os.PathLike)):
+        return KeyFile(keys)
+    return keys
+
+
+def decode_file(
+    path: str,
+    keys: Union[None, str, KeyLookup],
+    out: Optional[str],
+    token: str,
+    partition: Sequence[str] = ("day",),
+    strict: bool = False,
+) -> Dict[str, Any]:
+    """One task: a capture file to Parquet under ``out`` (None: decode only).
+    Returns the file's report as plain data.  A capture that cannot be read
+    at all (not a capture, bad compression) is a rejection, not an exception."""
+    t0 = time.perf_counter()
+    report = Report(files=1)
+    try:
+        data = open_capture(path)
+        report.bytes = len(data)
+        frames, info = read_frames(data, strict=strict)
+    except DecodeError as exc:
+        reason = "truncated" if isinstance(exc, TruncatedError) else "bad_block"
+        report.reject(reason, f"{path}: {exc}")
+        report.seconds = time.perf_counter() - t0
+        return report.as_dict()
+    report.packets = int(info["packets"])
+    for k in ("skipped", "unknown", "bad", "truncated"):
+        if info[k]:
+            report.capture[k] = int(info[k])
+    for k, v in info["cnip"].items():
+        if v:
+            report.capture[f"cnip_{k}"] = v
+    if info["fault"] is not None:
+        what, off = info["fault"]
+        for reason, n in (("truncated", info["truncated"]), ("bad_block", info["bad"])):
+            if n:
+                report.reject(reason, f"{path}: {what} at offset {off}", int(n))
+    decoded = decode_frames(frames, _keys(keys), report)
+    tables = to_arrow(decoded)
+    if out is not None:
+        report.rows.update(write_tables(tables, out, token, partition))
+    else:
+        report.rows.update({k: t.num_rows for k, t in tables.items()})
+    report.seconds = time.perf_counter() - t0
+    return report.as_dict()
+
+
+def decode_captures(
+    paths: Sequence[str],
+    out: Optional[str],
+    *,
+    keys: Union[None, str, KeyLookup] = None,
+    jobs: Optional[int] = None,
+    dask: Optional[str] = None,
+    partition: Sequence[str] = ("day",),
+    strict: bool = False,
+    progress: Any = None,
+) -> Report:
+    """Decode every capture, one task per file: in this process (``jobs=1``),
+    on a process pool (``jobs`` processes, default all cores) or on Dask
+    (``dask="local"``: a LocalCluster on loopback; ``"tcp://host:port"``: an
+    existing scheduler).  ``progress(done, total)`` is called as files finish."""
+    bad = [p for p in partition if p not in PARTITIONS]
+    if bad:
+        raise ConfigurationError(f"partition by {', '.join(bad)}: choose from day, meter")
+    if "day" not in partition:
+        partition = ("day",) + tuple(partition)
+    if keys is not None and not isinstance(keys, (str, os.PathLike)) and (jobs != 1 or dask):
+        raise ConfigurationError("a KeyLookup object runs in-process only (jobs=1)")
+    keyarg = os.fspath(keys) if isinstance(keys, (str, os.PathLike)) else keys
+    if keyarg is not None and isinstance(keyarg, str):
+        KeyFile(keyarg)  # a bad key file fails here, not in every task
+    t0 = time.perf_counter()
+    args = [
+        (os.fspath(p), keyarg, out, f"{i:05d}", tuple(partition), strict)
+        for i, p in enumerate(paths)
+    ]
+    total = Report()
+    results: List[Dict[str, Any]] = []
+
+    def done(r: Dict[str, Any]) -> None:
+        results.append(r)
+        if progress is not None:
+            progress(len(results), len(args))
+
+    if dask:
+        _run_dask(dask, args, done)
+    elif jobs == 1 or len(args) <= 1:
+        for a in args:
+            done(decode_file(*a))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+            for r in pool.map(decode_file, *zip(*args)):
+                done(r)
+    for r in results:
+        total.merge(Report.from_dict(r))
+    total.seconds = time.perf_counter() - t0
+    return total
+
+
+def _run_dask(where: str, args: List[tuple], done: Any) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigurationError("--dask needs dask[distributed]: pip install osgp[dask]") from None
+    if where == "local":
+        cluster = LocalCluster(
+            n_workers=min(len(args), os.cpu_count() or 1) or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        )
+        client = Client(cluster)
+    elif where.startswith("tcp://"):
+        cluster, client = None, Client(where)
+    else:
+        raise ConfigurationError(f"--dask {where!r}: 'local' or a tcp://host:port scheduler")
+    try:
+        futures = [client.submit(decode_file, *a, pure=False) for a in args]
+        for fut in as_completed(futures):
+            done(fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
