@@ -69,3 +69,24 @@ def test_damaged_frames_never_raise(link, flips, cut):
     if resp is not None:
         c.receive_data(damage(resp), 0.0)
     finish(c, op)
+
+
+def test_retries_are_counted_per_exchange_not_per_operation():
+    """A read in many partial exchanges, each losing its first request:
+    more retries in total than the limit, never more than one per exchange."""
+    from .conftest import make_pair, pump
+
+    image = bytes(i & 0xFF for i in range(2000))
+    c, d = make_pair("mep", tables={1000: bytearray(image)})
+    seen = set()
+
+    def drop(direction, frame):
+        if direction == "c" and frame not in seen:
+            seen.add(frame)
+            return True  # every new request is lost once; its retry gets through
+        return False
+
+    op = c.read(1000, 0, len(image))
+    pump(c, d, drop=drop)
+    assert op.error is None and op.result == image
+    assert op.retries > c.retries and op.retries == op.exchanges

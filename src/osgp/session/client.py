@@ -114,6 +114,7 @@ class ClientSession:
         self._ctx: Any = None
         self._last: bytes = b""
         self._resynced = False
+        self._tries = 0
         self._txn = 0
         self._outbox: List[bytes] = []  # frames to send at the next poll
         self._awaiting = False  # a request is out and its response timer runs
@@ -278,13 +279,14 @@ class ClientSession:
         self._awaiting = False
         self._deadline = None
         self.carrier.reset()
-        if op.retries >= self.retries:
+        if self._tries >= self.retries:
             self._give_up()
             self._advance(
-                None, ResponseTimeout(f"{op.name}: no response after {op.retries} retries")
+                None, ResponseTimeout(f"{op.name}: no response after {self._tries} retries")
             )
             return self._take_events()
         op.retries += 1
+        self._tries += 1
         try:
             frame = self.carrier.retransmit(self._last)
         except ResponseTimeout as exc:
@@ -403,6 +405,7 @@ class ClientSession:
             return
         self._msg = msg
         self._resynced = False
+        self._tries = 0  # retries are counted per exchange
         self._pending_frame = _SEAL
 
     def _finish(self, ev: Any) -> None:
@@ -455,11 +458,12 @@ class ClientSession:
         self._pending_frame = None
         op = self._op
         assert op is not None  # noqa: S101 - checked by the caller
-        if isinstance(item, ProxyFailed) and op.retries < self.retries:
+        if isinstance(item, ProxyFailed) and self._tries < self.retries:
             # a proxy chain that failed this time (0x4C) costs one try, as a
             # timeout does; the new try is a new transaction (a repeater
             # answers a repeated one from its cache)
             op.retries += 1
+            self._tries += 1
             self.drops["proxy failure retried"] += 1
             self._resend(_SEAL)
             return
