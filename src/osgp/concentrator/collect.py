@@ -180,7 +180,8 @@ def collect(
     if len(m.dims) != had:
         store.set_cursor(dev, "dims", {str(k): v.hex() for k, v in m.dims.items()})
         nch = tables.decode(61, m.dims[61], {"BT00": m.dims[0]})["LP_DATA_SETS"][0]["NBR_CHNS_SET"]
-        store.upsert_device(m.neuron, meta={"channel_units": list(SOURCE_UNITS[:nch])})
+        meta = dict(store.device(dev).meta, channel_units=list(SOURCE_UNITS[:nch]))
+        store.upsert_device(m.neuron, meta=meta)
     if registers:
         bt23 = yield m.session.read(23, priority=priority)
         at = int(eng.runtime.utc(eng.runtime.time()))

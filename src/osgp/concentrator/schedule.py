@@ -40,6 +40,7 @@ class Round:
     job_id: Optional[int] = None
     # per channel: seconds from the round's start to its last meter's end
     spans: Dict[str, float] = field(default_factory=dict)
+    missed: List[int] = field(default_factory=list)  # device ids not read
 
     @property
     def done(self) -> bool:
@@ -135,6 +136,7 @@ class Collector:
                 )
             else:
                 r.failed += 1
+                r.missed.append(m.device_id)
                 code = getattr(err, "code", None)
                 store.set_outcome(
                     r.job_id, m.device_id, "failed", at=at, code=code, detail=str(err)

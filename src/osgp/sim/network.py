@@ -654,6 +654,10 @@ class Network:
         if d is not None and d > now:
             self._wake_at(seg, d)
 
+    def pending(self) -> bool:
+        """Whether anything is scheduled."""
+        return bool(self._heap)
+
     def run(self, until: float = math.inf, *, max_events: int = 50_000_000) -> None:
         """Process events in time order until the clock passes ``until`` or
         nothing is left to do."""
