@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 
 import numpy as np
@@ -97,6 +98,8 @@ def test_devices_upsert_changes_only_given_fields(store):
     assert [x.id for x in store.devices(segment="s2")] == [e]
     with pytest.raises(ConfigurationError):
         store.upsert_device(b"\x01\x02")
+    with pytest.raises(ConfigurationError, match="meta is not JSON-able"):
+        store.upsert_device(N1, meta={"at": object()})
     with pytest.raises(StoreError, match="no device with id 999"):
         store.device(999)
 
@@ -375,6 +378,8 @@ def test_job_outcomes_attempts_and_final_states(store):
     assert [x.id for x in store.jobs(kind="clock-sync")] == [j]
     with pytest.raises(ConfigurationError):
         store.set_outcome(k, a, "done", at=1.0)
+    with pytest.raises(ConfigurationError, match="params is not JSON-able"):
+        store.create_job("read", {"x": b"\x00"}, [a], at=1.0)
     with pytest.raises(StoreError, match="no job"):
         store.job(999)
 
@@ -427,6 +432,21 @@ def test_audit_frames_metrics_schedules(store):
 
 
 # ---- concurrent writers
+
+
+def test_sqlite_wal_and_readers_beside_a_writer(tmp_path):
+    path = tmp_path / "s.db"
+    with Store(f"sqlite:///{path}") as st:
+        d = st.upsert_device(N1)
+        other = sqlite3.connect(path, isolation_level=None)
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        other.execute("INSERT INTO audit (at, actor, action, detail) VALUES (0, 'x', 'y', '')")
+        # reads take no write lock (else they would wait out the busy timeout and fail)
+        assert [x.id for x in st.devices()] == [d] and st.audit_log() == []
+        other.execute("COMMIT")
+        other.close()
+        assert [a.actor for a in st.audit_log()] == ["x"]
 
 
 def test_concurrent_writers_store_each_reading_once(store_url):
