@@ -307,6 +307,23 @@ def test_intervals_from_columns(store, form):
     assert store.commit_intervals(d, []) == 0
 
 
+@pytest.mark.parametrize("form", ["tuples", "numpy"])
+def test_interval_values_round_trip_exactly(store, form):
+    d = store.upsert_device(N1)
+    values = [0.1 + 0.2, 1 / 3, -2.5e-300, 1.7976931348623157e308, -0.0, 123456789.125]
+    raws = [2**62, -1, 0, -(2**40), 7, 2**31]
+    rows = [
+        (1_700_000_000 + 900 * i, i % 2, v, r, 0x2F) for i, (v, r) in enumerate(zip(values, raws))
+    ]
+    if form == "numpy":
+        names = ("ts_utc", "channel", "value", "raw", "status")
+        rows = {n: np.array([r[k] for r in rows]) for k, n in enumerate(names)}
+    assert store.commit_intervals(d, rows) == 6
+    t = store.intervals(d).sort_by("ts_utc")
+    assert t["value"].to_pylist() == values and t["raw"].to_pylist() == raws
+    assert t["status"].to_pylist() == [0x2F] * 6
+
+
 def test_a_failure_mid_transaction_stores_neither_rows_nor_cursor(store):
     d = store.upsert_device(N1)
 
