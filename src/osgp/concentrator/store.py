@@ -187,7 +187,15 @@ class Store:
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
         self._mark = "?" if self.dialect == "sqlite" else "%s"
         with self._guard("open"):
-            self._engine = sa.create_engine(u)
+            try:
+                self._engine = sa.create_engine(u)
+            except ImportError as e:
+                raise StoreError(
+                    f"the driver is not installed ({e.name}); for PostgreSQL: "
+                    f"pip install 'osgp[postgres]'",
+                    url=self.url,
+                    operation="open",
+                ) from None
             if self.dialect == "sqlite":
                 _sqlite_setup(self._engine, u.database or "")
             self._dbapi_error = self._engine.dialect.loaded_dbapi.Error
