@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 
@@ -12,6 +13,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from osgp.concentrator import KeyVault, Store, parse_key
 from osgp.concentrator.schema import metadata
@@ -20,6 +23,7 @@ from osgp.errors import AuthenticationError, ConfigurationError, StoreError
 
 MASTER = bytes(range(32))
 N1, N2 = bytes.fromhex("04a1b2c3d4e5"), bytes.fromhex("04a1b2c3d4e6")
+T = 1_700_000_000
 
 
 @pytest.fixture
@@ -322,6 +326,34 @@ def test_interval_values_round_trip_exactly(store, form):
     t = store.intervals(d).sort_by("ts_utc")
     assert t["value"].to_pylist() == values and t["raw"].to_pylist() == raws
     assert t["status"].to_pylist() == [0x2F] * 6
+
+
+@pytest.fixture(scope="module")
+def memory_store():
+    with Store("sqlite://") as st:
+        yield st
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=hs.lists(
+        hs.lists(hs.tuples(hs.integers(0, 30), hs.integers(0, 3)), max_size=40), max_size=6
+    )
+)
+def test_overlapping_commits_store_the_union_once(memory_store, batches):
+    d = memory_store.upsert_device(os.urandom(6))
+    seen: set = set()
+    for batch in batches:
+        rows = [(T + 900 * i, ch, float(i), i, 0) for i, ch in batch]
+        new = {(r[0], r[1]) for r in rows} - seen
+        assert memory_store.commit_intervals(d, rows) == len(new)
+        seen |= new
+    t = memory_store.intervals(d)
+    assert sorted(zip(t["ts_utc"].cast(pa.int64()).to_pylist(), t["channel"].to_pylist())) == (
+        sorted(seen)
+    )
 
 
 def test_a_failure_mid_transaction_stores_neither_rows_nor_cursor(store):
