@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -354,6 +355,29 @@ def test_overlapping_commits_store_the_union_once(memory_store, batches):
     assert sorted(zip(t["ts_utc"].cast(pa.int64()).to_pylist(), t["channel"].to_pylist())) == (
         sorted(seen)
     )
+
+
+def test_interval_times_as_datetimes_and_bad_rows(store):
+    d = store.upsert_device(N1)
+    ts = np.array([T, T + 900], dtype="datetime64[s]")  # what osgp.loadprofile decodes to
+    cols = {
+        "ts_utc": ts,
+        "channel": np.zeros(2, np.int8),
+        "value": np.ones(2),
+        "raw": np.ones(2, np.int64),
+        "status": np.zeros(2, np.uint8),
+    }
+    assert store.commit_intervals(d, cols) == 2
+    arrow = pa.table({**cols, "ts_utc": pa.array(ts.astype("datetime64[ms]"))})
+    assert store.commit_intervals(d, arrow) == 0  # the same instants, in milliseconds
+    assert store.commit_intervals(d, {**cols, "ts_utc": ts.astype("datetime64[ms]") + 900_000}) == 1
+    assert store.intervals(d)["ts_utc"].cast(pa.int64()).to_pylist() == [T, T + 900, T + 1800]
+    rows = [(np.int64(T + 2700), np.int16(0), np.float32(1.5), np.int64(3), np.uint8(0))]
+    assert store.commit_intervals(d, rows) == 1  # numpy scalars in row tuples
+    for bad in ([(datetime.now(), 0, 1.0, 1, 0)], [(T, 0, "x", 1, 0)], {"ts_utc": [T]}):
+        with pytest.raises(ConfigurationError, match="interval rows are"):
+            store.commit_intervals(d, bad)
+    assert store.intervals(d).num_rows == 4
 
 
 def test_a_failure_mid_transaction_stores_neither_rows_nor_cursor(store):

@@ -152,13 +152,32 @@ def _neuron(neuron_id: bytes) -> bytes:
     return bytes(neuron_id)
 
 
+def _column(col: Any) -> list:
+    """A column (pyarrow, numpy or a sequence) as a list of Python numbers; UTC
+    times (Arrow timestamps, numpy datetime64) as integer epoch seconds."""
+    if hasattr(col, "to_pylist"):  # a pyarrow array
+        import pyarrow
+
+        if pyarrow.types.is_timestamp(col.type):
+            col = col.cast(pyarrow.timestamp("s", tz=col.type.tz)).cast(pyarrow.int64())
+        return col.to_pylist()
+    if getattr(col, "dtype", None) is not None and col.dtype.kind == "M":
+        col = col.astype("datetime64[s]").astype("int64")
+    return col.tolist() if hasattr(col, "tolist") else list(col)
+
+
 def _columns(rows: Any, names: Sequence[str]) -> Optional[list]:
     """Column lists of a pyarrow Table or a mapping of arrays, None for row tuples."""
     if hasattr(rows, "column_names") and hasattr(rows, "column"):
-        return [rows.column(n).to_pylist() for n in names]
+        return [_column(rows.column(n)) for n in names]
     if isinstance(rows, Mapping):
-        return [rows[n].tolist() if hasattr(rows[n], "tolist") else list(rows[n]) for n in names]
+        return [_column(rows[n]) for n in names]
     return None
+
+
+def _interval_tuples(rows: Iterable) -> Iterator[tuple[int, int, float, int, int]]:
+    for ts, ch, v, raw, st in rows:
+        yield int(ts), int(ch), float(v), int(raw), int(st)
 
 
 class Store:
@@ -521,20 +540,29 @@ class Store:
         and the channel status code (``osgp.loadprofile.CHANNEL_STATUS``) in
         bits 4-7.  Returns the number of intervals newly stored.
         """
-        cols = _columns(rows, _INTERVAL_COLUMNS)
-        with self._tx("commit_intervals") as conn:
-            if self.dialect == "postgresql":
-                n = self._pg_intervals(conn, device_id, rows, cols)
-            else:
-                if cols is None:
-                    params: Iterable = (
-                        (device_id, ch, ts, v, raw, st) for ts, ch, v, raw, st in rows
-                    )
+        try:
+            cols = _columns(rows, _INTERVAL_COLUMNS)
+            with self._tx("commit_intervals") as conn:
+                if self.dialect == "postgresql":
+                    n = self._pg_intervals(conn, device_id, rows, cols)
                 else:
-                    ts, ch, v, raw, st = cols
-                    params = zip(repeat(device_id), ch, ts, v, raw, st)
-                n = self._insert_rows(conn, s.intervals, params)
-            self._put_cursor(conn, device_id, cursor)
+                    if cols is None:
+                        params: Iterable = (
+                            (device_id, ch, ts, v, raw, st)
+                            for ts, ch, v, raw, st in _interval_tuples(rows)
+                        )
+                    else:
+                        ts, ch, v, raw, st = cols
+                        params = zip(repeat(device_id), ch, ts, v, raw, st)
+                    n = self._insert_rows(conn, s.intervals, params)
+                self._put_cursor(conn, device_id, cursor)
+        except (TypeError, ValueError, KeyError) as e:
+            if isinstance(e, ConfigurationError):
+                raise
+            raise ConfigurationError(
+                "store: interval rows are (ts_utc: int UTC seconds, channel: int, value: float, "
+                f"raw: int, status: int), or columns with those names ({type(e).__name__}: {e})"
+            ) from None
         return n
 
     def _pg_intervals(
@@ -542,7 +570,7 @@ class Store:
     ) -> int:
         # one statement from columns: INSERT .. SELECT FROM unnest(arrays)
         if cols is None:
-            rows = list(rows)
+            rows = list(_interval_tuples(rows))
             if not rows:
                 return 0
             cols = [list(c) for c in zip(*rows)]
