@@ -9,6 +9,8 @@ synchronous=FULL, the same table and primary key):
   sqlite3         the honest baseline: the same rows through sqlite3's executemany
                   directly (INSERT .. ON CONFLICT DO NOTHING, BEGIN IMMEDIATE,
                   the cursor upsert, COMMIT), no SQLAlchemy
+Wall time is bound by the fsync of each commit on a shared disk; add
+--benchmark-timer=time.process_time to compare the CPU cost alone.
 Run: PYTHONPATH=src python -m pytest benches/bench_store.py --benchmark-only
 """
 

@@ -73,6 +73,14 @@ def test_to_arrow_names_meters_units_and_status(filled):
         to_arrow(st, "frames")
 
 
+def test_an_empty_store_exports_empty_tables(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'e.db'}") as st:
+        out = export(st, tmp_path / "out", formats=["parquet", "json"])
+        assert pq.read_table(out["intervals"][0]).num_rows == 0
+        assert "flags" in pq.read_table(out["intervals"][0]).column_names
+        assert json.loads(out["events"][1].read_text()) == []
+
+
 def test_export_files(filled, tmp_path):
     st, a, b = filled
     out = export(st, tmp_path / "out")

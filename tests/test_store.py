@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import threading
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from osgp.concentrator import KeyVault, Store, parse_key
 from osgp.concentrator.schema import metadata
@@ -19,6 +24,7 @@ from osgp.errors import AuthenticationError, ConfigurationError, StoreError
 
 MASTER = bytes(range(32))
 N1, N2 = bytes.fromhex("04a1b2c3d4e5"), bytes.fromhex("04a1b2c3d4e6")
+T = 1_700_000_000
 
 
 @pytest.fixture
@@ -97,6 +103,8 @@ def test_devices_upsert_changes_only_given_fields(store):
     assert [x.id for x in store.devices(segment="s2")] == [e]
     with pytest.raises(ConfigurationError):
         store.upsert_device(b"\x01\x02")
+    with pytest.raises(ConfigurationError, match="meta is not JSON-able"):
+        store.upsert_device(N1, meta={"at": object()})
     with pytest.raises(StoreError, match="no device with id 999"):
         store.device(999)
 
@@ -304,6 +312,74 @@ def test_intervals_from_columns(store, form):
     assert store.commit_intervals(d, []) == 0
 
 
+@pytest.mark.parametrize("form", ["tuples", "numpy"])
+def test_interval_values_round_trip_exactly(store, form):
+    d = store.upsert_device(N1)
+    values = [0.1 + 0.2, 1 / 3, -2.5e-300, 1.7976931348623157e308, -0.0, 123456789.125]
+    raws = [2**62, -1, 0, -(2**40), 7, 2**31]
+    rows = [
+        (1_700_000_000 + 900 * i, i % 2, v, r, 0x2F) for i, (v, r) in enumerate(zip(values, raws))
+    ]
+    if form == "numpy":
+        names = ("ts_utc", "channel", "value", "raw", "status")
+        rows = {n: np.array([r[k] for r in rows]) for k, n in enumerate(names)}
+    assert store.commit_intervals(d, rows) == 6
+    t = store.intervals(d).sort_by("ts_utc")
+    assert t["value"].to_pylist() == values and t["raw"].to_pylist() == raws
+    assert t["status"].to_pylist() == [0x2F] * 6
+
+
+@pytest.fixture(scope="module")
+def memory_store():
+    with Store("sqlite://") as st:
+        yield st
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=hs.lists(
+        hs.lists(hs.tuples(hs.integers(0, 30), hs.integers(0, 3)), max_size=40), max_size=6
+    )
+)
+def test_overlapping_commits_store_the_union_once(memory_store, batches):
+    d = memory_store.upsert_device(os.urandom(6))
+    seen: set = set()
+    for batch in batches:
+        rows = [(T + 900 * i, ch, float(i), i, 0) for i, ch in batch]
+        new = {(r[0], r[1]) for r in rows} - seen
+        assert memory_store.commit_intervals(d, rows) == len(new)
+        seen |= new
+    t = memory_store.intervals(d)
+    assert sorted(zip(t["ts_utc"].cast(pa.int64()).to_pylist(), t["channel"].to_pylist())) == (
+        sorted(seen)
+    )
+
+
+def test_interval_times_as_datetimes_and_bad_rows(store):
+    d = store.upsert_device(N1)
+    ts = np.array([T, T + 900], dtype="datetime64[s]")  # what osgp.loadprofile decodes to
+    cols = {
+        "ts_utc": ts,
+        "channel": np.zeros(2, np.int8),
+        "value": np.ones(2),
+        "raw": np.ones(2, np.int64),
+        "status": np.zeros(2, np.uint8),
+    }
+    assert store.commit_intervals(d, cols) == 2
+    arrow = pa.table({**cols, "ts_utc": pa.array(ts.astype("datetime64[ms]"))})
+    assert store.commit_intervals(d, arrow) == 0  # the same instants, in milliseconds
+    assert store.commit_intervals(d, {**cols, "ts_utc": ts.astype("datetime64[ms]") + 900_000}) == 1
+    assert store.intervals(d)["ts_utc"].cast(pa.int64()).to_pylist() == [T, T + 900, T + 1800]
+    rows = [(np.int64(T + 2700), np.int16(0), np.float32(1.5), np.int64(3), np.uint8(0))]
+    assert store.commit_intervals(d, rows) == 1  # numpy scalars in row tuples
+    for bad in ([(datetime.now(), 0, 1.0, 1, 0)], [(T, 0, "x", 1, 0)], {"ts_utc": [T]}):
+        with pytest.raises(ConfigurationError, match="interval rows are"):
+            store.commit_intervals(d, bad)
+    assert store.intervals(d).num_rows == 4
+
+
 def test_a_failure_mid_transaction_stores_neither_rows_nor_cursor(store):
     d = store.upsert_device(N1)
 
@@ -375,6 +451,8 @@ def test_job_outcomes_attempts_and_final_states(store):
     assert [x.id for x in store.jobs(kind="clock-sync")] == [j]
     with pytest.raises(ConfigurationError):
         store.set_outcome(k, a, "done", at=1.0)
+    with pytest.raises(ConfigurationError, match="params is not JSON-able"):
+        store.create_job("read", {"x": b"\x00"}, [a], at=1.0)
     with pytest.raises(StoreError, match="no job"):
         store.job(999)
 
@@ -427,6 +505,21 @@ def test_audit_frames_metrics_schedules(store):
 
 
 # ---- concurrent writers
+
+
+def test_sqlite_wal_and_readers_beside_a_writer(tmp_path):
+    path = tmp_path / "s.db"
+    with Store(f"sqlite:///{path}") as st:
+        d = st.upsert_device(N1)
+        other = sqlite3.connect(path, isolation_level=None)
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        other.execute("INSERT INTO audit (at, actor, action, detail) VALUES (0, 'x', 'y', '')")
+        # reads take no write lock (else they would wait out the busy timeout and fail)
+        assert [x.id for x in st.devices()] == [d] and st.audit_log() == []
+        other.execute("COMMIT")
+        other.close()
+        assert [a.actor for a in st.audit_log()] == ["x"]
 
 
 def test_concurrent_writers_store_each_reading_once(store_url):

@@ -63,19 +63,23 @@ def to_arrow(store: Store, kind: str, *, device_ids: Optional[Iterable[int]] = N
     if device_ids is not None:
         t = t.filter(pc.is_in(t["device_id"], value_set=pa.array(list(device_ids), pa.int64())))
     devices = _devices(store)
-    ids = t["device_id"].to_numpy()
-    known = {i: devices[i] for i in np.unique(ids).tolist() if i in devices}
-    neuron = [known[i].neuron_id.hex() if i in known else None for i in ids.tolist()]
-    serial = [known[i].serial if i in known else None for i in ids.tolist()]
-    t = t.add_column(1, "neuron_id", pa.array(neuron, pa.string()))
-    t = t.add_column(2, "serial", pa.array(serial, pa.string()))
+    # per distinct device (and channel), then spread to the rows by index
+    ids, at = np.unique(t["device_id"].to_numpy(), return_inverse=True)
+    known = [devices.get(i) for i in ids.tolist()]
+    neuron = pa.array([d.neuron_id.hex() if d else None for d in known], pa.string())
+    serial = pa.array([d.serial if d else None for d in known], pa.string())
+    t = t.add_column(1, "neuron_id", neuron.take(at))
+    t = t.add_column(2, "serial", serial.take(at))
     if kind == "intervals":
         status = t["status"].to_numpy().astype(np.int64)
-        units = [
-            _unit(known.get(i), ch) for i, ch in zip(ids.tolist(), t["channel"].to_numpy().tolist())
-        ]
+        pairs, pair_at = np.unique(
+            np.stack([at, t["channel"].to_numpy().astype(np.int64)], axis=1),
+            axis=0,
+            return_inverse=True,
+        )
+        units = pa.array([_unit(known[k], ch) for k, ch in pairs.tolist()], pa.string())
         t = t.add_column(
-            t.schema.get_field_index("value") + 1, "unit", pa.array(units, pa.string())
+            t.schema.get_field_index("value") + 1, "unit", units.take(pair_at.reshape(-1))
         )
         t = t.append_column("flags", pa.array(_FLAG_TEXT[status & 0xF], pa.string()))
         t = t.append_column(

@@ -138,19 +138,46 @@ class Schedule:
 _INTERVAL_COLUMNS = ("ts_utc", "channel", "value", "raw", "status")
 
 
+def _json(value: Any, what: str) -> str:
+    """``value`` as JSON text, or a ConfigurationError saying what is not JSON-able."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"store: {what} is not JSON-able") from None
+
+
 def _neuron(neuron_id: bytes) -> bytes:
     if not isinstance(neuron_id, (bytes, bytearray)) or len(neuron_id) != 6:
         raise ConfigurationError("store: a Neuron ID is 6 bytes (48 bits)")
     return bytes(neuron_id)
 
 
+def _column(col: Any) -> list:
+    """A column (pyarrow, numpy or a sequence) as a list of Python numbers; UTC
+    times (Arrow timestamps, numpy datetime64) as integer epoch seconds."""
+    if hasattr(col, "to_pylist"):  # a pyarrow array
+        import pyarrow
+
+        if pyarrow.types.is_timestamp(col.type):
+            col = col.cast(pyarrow.timestamp("s", tz=col.type.tz)).cast(pyarrow.int64())
+        return col.to_pylist()
+    if getattr(col, "dtype", None) is not None and col.dtype.kind == "M":
+        col = col.astype("datetime64[s]").astype("int64")
+    return col.tolist() if hasattr(col, "tolist") else list(col)
+
+
 def _columns(rows: Any, names: Sequence[str]) -> Optional[list]:
     """Column lists of a pyarrow Table or a mapping of arrays, None for row tuples."""
     if hasattr(rows, "column_names") and hasattr(rows, "column"):
-        return [rows.column(n).to_pylist() for n in names]
+        return [_column(rows.column(n)) for n in names]
     if isinstance(rows, Mapping):
-        return [rows[n].tolist() if hasattr(rows[n], "tolist") else list(rows[n]) for n in names]
+        return [_column(rows[n]) for n in names]
     return None
+
+
+def _interval_tuples(rows: Iterable) -> Iterator[tuple[int, int, float, int, int]]:
+    for ts, ch, v, raw, st in rows:
+        yield int(ts), int(ch), float(v), int(raw), int(st)
 
 
 class Store:
@@ -179,7 +206,15 @@ class Store:
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
         self._mark = "?" if self.dialect == "sqlite" else "%s"
         with self._guard("open"):
-            self._engine = sa.create_engine(u)
+            try:
+                self._engine = sa.create_engine(u)
+            except ImportError as e:
+                raise StoreError(
+                    f"the driver is not installed ({e.name}); for PostgreSQL: "
+                    f"pip install 'osgp[postgres]'",
+                    url=self.url,
+                    operation="open",
+                ) from None
             if self.dialect == "sqlite":
                 _sqlite_setup(self._engine, u.database or "")
             self._dbapi_error = self._engine.dialect.loaded_dbapi.Error
@@ -219,9 +254,17 @@ class Store:
 
     @contextmanager
     def _tx(self, operation: str) -> Iterator[Connection]:
-        """One transaction (on SQLite a write transaction: BEGIN IMMEDIATE)."""
+        """One transaction; on SQLite a write transaction (BEGIN IMMEDIATE)."""
         with self._guard(operation), self._engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def _read(self, operation: str) -> Iterator[Connection]:
+        """One read-only transaction (on SQLite a deferred BEGIN: no write lock)."""
+        with self._guard(operation), self._engine.connect() as conn:
+            conn.execution_options(osgp_read=True)
+            with conn.begin():
+                yield conn
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the migrations' head (idempotent)."""
@@ -258,6 +301,7 @@ class Store:
             ).items()
             if v is not None
         }
+        _json(meta, "a device's meta")
         ins = self._insert(s.devices).values(
             neuron_id=_neuron(neuron_id), **{"meta": {}, "status": "new", **given}
         )
@@ -269,7 +313,7 @@ class Store:
             return int(conn.execute(stmt).scalar_one())
 
     def device(self, device_id: int) -> Device:
-        with self._tx("device") as conn:
+        with self._read("device") as conn:
             row = conn.execute(s.devices.select().where(s.devices.c.id == device_id)).first()
         if row is None:
             raise self._missing("device", f"no device with id {device_id}")
@@ -277,7 +321,7 @@ class Store:
 
     def device_by_neuron(self, neuron_id: bytes) -> Optional[Device]:
         q = s.devices.select().where(s.devices.c.neuron_id == _neuron(neuron_id))
-        with self._tx("device_by_neuron") as conn:
+        with self._read("device_by_neuron") as conn:
             row = conn.execute(q).first()
         return None if row is None else _device(row)
 
@@ -289,7 +333,7 @@ class Store:
             q = q.where(s.devices.c.segment == segment)
         if status is not None:
             q = q.where(s.devices.c.status == status)
-        with self._tx("devices") as conn:
+        with self._read("devices") as conn:
             return [_device(r) for r in conn.execute(q)]
 
     def set_status(self, device_id: int, status: str, at: float, reason: str = "") -> None:
@@ -336,7 +380,7 @@ class Store:
     def routes(self, device_id: int) -> list[Route]:
         r = s.routes
         q = r.select().where(r.c.device_id == device_id).order_by(r.c.rank)
-        with self._tx("routes") as conn:
+        with self._read("routes") as conn:
             return [
                 Route(
                     x.id,
@@ -372,7 +416,7 @@ class Store:
         q = s.links.select().order_by(s.links.c.segment, s.links.c.a, s.links.c.b)
         if segment is not None:
             q = q.where(s.links.c.segment == segment)
-        with self._tx("links") as conn:
+        with self._read("links") as conn:
             return [
                 Link(x.segment, bytes(x.a), bytes(x.b), x.ssi, x.margin) for x in conn.execute(q)
             ]
@@ -415,7 +459,7 @@ class Store:
             .order_by(k.c.id.desc())
             .limit(1)
         )
-        with self._tx("key") as conn:
+        with self._read("key") as conn:
             sealed = conn.execute(q).scalar_one_or_none()
         if sealed is None:
             return None
@@ -446,7 +490,7 @@ class Store:
     def cursor(self, device_id: int, stream: str) -> Optional[dict]:
         m = self._mark
         sql = f"SELECT value FROM cursors WHERE device_id = {m} AND stream = {m}"
-        with self._guard("cursor"), self._engine.connect() as conn:  # a read: no write lock
+        with self._read("cursor") as conn:
             row = conn.exec_driver_sql(sql, (device_id, stream)).first()
         if row is None:
             return None
@@ -463,10 +507,7 @@ class Store:
         if cursor is None:
             return
         stream, value = cursor
-        try:
-            text = json.dumps(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"store: the {stream!r} cursor is not JSON-able") from None
+        text = _json(value, f"the {stream!r} cursor")
         m = self._mark
         value_mark = m if self.dialect == "sqlite" else f"CAST({m} AS json)"
         sql = (
@@ -503,20 +544,29 @@ class Store:
         and the channel status code (``osgp.loadprofile.CHANNEL_STATUS``) in
         bits 4-7.  Returns the number of intervals newly stored.
         """
-        cols = _columns(rows, _INTERVAL_COLUMNS)
-        with self._tx("commit_intervals") as conn:
-            if self.dialect == "postgresql":
-                n = self._pg_intervals(conn, device_id, rows, cols)
-            else:
-                if cols is None:
-                    params: Iterable = (
-                        (device_id, ch, ts, v, raw, st) for ts, ch, v, raw, st in rows
-                    )
+        try:
+            cols = _columns(rows, _INTERVAL_COLUMNS)
+            with self._tx("commit_intervals") as conn:
+                if self.dialect == "postgresql":
+                    n = self._pg_intervals(conn, device_id, rows, cols)
                 else:
-                    ts, ch, v, raw, st = cols
-                    params = zip(repeat(device_id), ch, ts, v, raw, st)
-                n = self._insert_rows(conn, s.intervals, params)
-            self._put_cursor(conn, device_id, cursor)
+                    if cols is None:
+                        params: Iterable = (
+                            (device_id, ch, ts, v, raw, st)
+                            for ts, ch, v, raw, st in _interval_tuples(rows)
+                        )
+                    else:
+                        ts, ch, v, raw, st = cols
+                        params = zip(repeat(device_id), ch, ts, v, raw, st)
+                    n = self._insert_rows(conn, s.intervals, params)
+                self._put_cursor(conn, device_id, cursor)
+        except (TypeError, ValueError, KeyError) as e:
+            if isinstance(e, ConfigurationError):
+                raise
+            raise ConfigurationError(
+                "store: interval rows are (ts_utc: int UTC seconds, channel: int, value: float, "
+                f"raw: int, status: int), or columns with those names ({type(e).__name__}: {e})"
+            ) from None
         return n
 
     def _pg_intervals(
@@ -524,11 +574,13 @@ class Store:
     ) -> int:
         # one statement from columns: INSERT .. SELECT FROM unnest(arrays)
         if cols is None:
-            rows = list(rows)
+            rows = list(_interval_tuples(rows))
             if not rows:
                 return 0
             cols = [list(c) for c in zip(*rows)]
-        ts, ch, v, raw, st = cols
+        # each column as one array literal, parsed by the server: far cheaper than the
+        # driver adapting every element (str of a float round-trips exactly)
+        ts, ch, v, raw, st = ("{" + ",".join(map(str, c)) + "}" for c in cols)
         sql = (
             "INSERT INTO intervals (device_id, channel, ts_utc, value, raw, status) "
             "SELECT %s, * FROM unnest(%s::int2[], %s::int8[], %s::float8[], %s::int8[], "
@@ -577,7 +629,7 @@ class Store:
 
     def _arrow(self, operation: str, q: sa.Select, types: Mapping[str, Any]) -> pyarrow.Table:
         pa = _pyarrow()
-        with self._tx(operation) as conn:
+        with self._read(operation) as conn:
             rows = conn.execute(q).all()
         names = list(types)
         data: list = list(zip(*rows)) if rows else [[] for _ in names]
@@ -672,6 +724,7 @@ class Store:
         not_before: Optional[float] = None,
     ) -> int:
         """A job with one pending outcome per target device."""
+        _json(params, "a job's params")
         with self._tx("create_job") as conn:
             job_id = int(
                 conn.execute(
@@ -755,7 +808,7 @@ class Store:
         ]
 
     def job(self, job_id: int) -> Job:
-        with self._tx("job") as conn:
+        with self._read("job") as conn:
             found = self._jobs(conn, s.jobs.select().where(s.jobs.c.id == job_id))
         if not found:
             raise self._missing("job", f"no job with id {job_id}")
@@ -768,13 +821,13 @@ class Store:
             q = q.where(j.c.kind == kind)
         if open_only:
             q = q.where(j.c.id.in_(sa.select(o.c.job_id).where(o.c.state.notin_(_FINAL))))
-        with self._tx("jobs") as conn:
+        with self._read("jobs") as conn:
             return self._jobs(conn, q)
 
     def outcomes(self, job_id: int) -> list[Outcome]:
         o = s.outcomes
         q = o.select().where(o.c.job_id == job_id).order_by(o.c.device_id)
-        with self._tx("outcomes") as conn:
+        with self._read("outcomes") as conn:
             return [
                 Outcome(x.job_id, x.device_id, x.state, x.attempts, x.code, x.detail, x.updated_at)
                 for x in conn.execute(q)
@@ -788,7 +841,7 @@ class Store:
             .where(o.c.job_id == job_id, o.c.state.in_(("pending", "failed")))
             .order_by(o.c.device_id)
         )
-        with self._tx("pending_targets") as conn:
+        with self._read("pending_targets") as conn:
             return [int(d) for d in conn.execute(q).scalars()]
 
     # ---- audit log and raw frames
@@ -806,7 +859,7 @@ class Store:
     def audit_log(self, limit: int = 100) -> list[AuditEntry]:
         """The newest entries first."""
         q = s.audit.select().order_by(s.audit.c.id.desc()).limit(limit)
-        with self._tx("audit_log") as conn:
+        with self._read("audit_log") as conn:
             return [
                 AuditEntry(x.id, x.at, x.actor, x.action, x.detail, x.device_id)
                 for x in conn.execute(q)
@@ -831,7 +884,7 @@ class Store:
         q = sa.select(f.c.ts_ns, f.c.direction, f.c.frame).order_by(f.c.ts_ns, f.c.id)
         if segment is not None:
             q = q.where(f.c.segment == segment)
-        with self._tx("frames") as conn:
+        with self._read("frames") as conn:
             return [(int(t), d, bytes(fr)) for t, d, fr in conn.execute(q)]
 
     # ---- metrics
@@ -859,7 +912,7 @@ class Store:
         """One row per day and segment, one float column per counter (0 where absent)."""
         pa = _pyarrow()
         m = s.metrics
-        with self._tx("metrics") as conn:
+        with self._read("metrics") as conn:
             rows = conn.execute(
                 sa.select(m.c.day, m.c.segment, m.c.name, m.c.value).order_by(m.c.day, m.c.segment)
             ).all()
@@ -884,6 +937,7 @@ class Store:
     ) -> None:
         if not period_s > 0:
             raise ConfigurationError("store: a schedule's period must be positive")
+        _json(params, "a schedule's params")
         ins = self._insert(s.schedules).values(
             name=name, kind=kind, params=params, period_s=float(period_s), next_at=float(next_at)
         )
@@ -900,7 +954,7 @@ class Store:
         q = t.select().order_by(t.c.next_at, t.c.name)
         if due_at is not None:
             q = q.where(t.c.next_at <= due_at)
-        with self._tx("schedules") as conn:
+        with self._read("schedules") as conn:
             return [
                 Schedule(x.name, x.kind, x.params, x.period_s, x.next_at) for x in conn.execute(q)
             ]
@@ -979,4 +1033,5 @@ def _sqlite_setup(engine: sa.Engine, database: str) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read = conn.get_execution_options().get("osgp_read")
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
