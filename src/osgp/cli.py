@@ -171,7 +171,7 @@ def _demo(args: argparse.Namespace) -> int:
         show=not args.quiet and sys.stderr.isatty(),
     )
     print(summary(res))
-    return 0 if res.rounds and res.rounds[-1].ok else 1
+    return 0 if res.commissioned and res.rows.get("intervals") else 1
 
 
 def _read(args: argparse.Namespace) -> int:

@@ -61,6 +61,7 @@ class DemoResult:
     cpu_s: Dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     exchanges: int = 0
+    fleet: Any = None  # the simulated fleet itself (the truth a test compares with)
 
 
 def _default_out() -> Path:
@@ -133,6 +134,7 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
                 )
             )
             res.cpu_s["build fleet"] = time.process_time() - t0
+            res.fleet = fleet
             net = fleet.network
             t0 = time.process_time()
             found, commissioned = _discover_and_commission(fleet, store, steps, cfg.seed)
