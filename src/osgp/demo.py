@@ -62,6 +62,7 @@ class DemoResult:
     wall_s: float = 0.0
     exchanges: int = 0
     fleet: Any = None  # the simulated fleet itself (the truth a test compares with)
+    metrics: List[Dict[str, Any]] = field(default_factory=list)  # the store's, per day and segment
 
 
 def _default_out() -> Path:
@@ -152,6 +153,7 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             res.cpu_s["collect"] = time.process_time() - t0
             res.exchanges = eng.stats["exchanges"]
             res.channel = _channel_use(fleet, res.rounds, before)
+            res.metrics = store.metrics().to_pylist()
             for seg in fleet.segments:
                 res.drops.update({f"router: {k}": v for k, v in seg.router.drops.items()})
             for m in eng.meters.values():
@@ -408,6 +410,14 @@ def summary(res: DemoResult) -> str:
             f"  {name}: {c['frames']:.0f} frames, {c['airtime_s']:.0f} s airtime, "
             f"{c['collection_s']:.0f} s collecting, efficiency {c['efficiency']:.0%} "
             "of the channel-bound optimum"
+        )
+    for m in res.metrics:
+        ok, bad = m.get("reads_ok", 0), m.get("reads_failed", 0)
+        lines.append(
+            f"  {m['day']} {m['segment']}: read success {ok / max(ok + bad, 1):.1%}, "
+            f"{m.get('retries', 0):.0f} retries, {m.get('route_changes', 0):.0f} route changes, "
+            f"channel occupied {m.get('airtime_s', 0) / max(m.get('collection_s', 0), 1e-9):.0%} "
+            "of the collection time"
         )
     lines.append("  rows stored: " + ", ".join(f"{k} {v}" for k, v in res.rows.items()))
     # on a shared medium a router sees every request and every answer to

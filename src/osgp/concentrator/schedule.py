@@ -41,6 +41,10 @@ class Round:
     # per channel: seconds from the round's start to its last meter's end
     spans: Dict[str, float] = field(default_factory=dict)
     missed: List[int] = field(default_factory=list)  # device ids not read
+    # per channel: reads_ok, reads_failed, retries (the store's daily metrics)
+    by_channel: Dict[str, Counter] = field(default_factory=dict)
+    # per channel: (the channel, its airtime at the start) where it counts airtime
+    air0: Dict[str, tuple] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -90,6 +94,10 @@ class Collector:
             at=eng.runtime.utc(now),
         )
         self.rounds.append(r)
+        for m in todo:
+            air = getattr(m.channel, "airtime_s", None)
+            if air is not None and m.channel.name not in r.air0:
+                r.air0[m.channel.name] = (m.channel, air)
         t0 = time.process_time()
         for m in todo:
             self._active[m.device_id] = r
@@ -119,7 +127,9 @@ class Collector:
             return
         t0 = time.process_time()
         eng, store, at = self.eng, self.eng.store, self.eng.runtime.utc(self.eng.runtime.time())
+        counts = r.by_channel.setdefault(m.channel.name, Counter())
         if task.error is None:
+            counts["reads_ok"] += 1
             eng.succeeded(m)
             r.ok += 1
             r.stored.update(task.result)
@@ -128,14 +138,19 @@ class Collector:
         else:
             err: OSGPError = task.error
             r.errors[type(err).__name__] += 1
-            if eng.failed(m, err):
+            routes = eng.stats["route changes"]
+            again = eng.failed(m, err)
+            counts["route_changes"] += eng.stats["route changes"] - routes
+            if again:
                 r.retries += 1
+                counts["retries"] += 1
                 store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
                 eng.runtime.call_at(
                     eng.runtime.time() + eng.policy.retry_s, lambda now, m=m: self._retry(m, r)
                 )
             else:
                 r.failed += 1
+                counts["reads_failed"] += 1
                 r.missed.append(m.device_id)
                 code = getattr(err, "code", None)
                 store.set_outcome(
@@ -156,6 +171,15 @@ class Collector:
         r.cpu_s += time.process_time() - t0
 
     def _close(self, r: Round) -> None:
-        r.finished = self.eng.runtime.time()
+        rt = self.eng.runtime
+        r.finished = rt.time()
+        day = time.strftime("%Y-%m-%d", time.gmtime(rt.utc(r.started)))
+        for channel, counts in r.by_channel.items():
+            if channel in r.air0:  # channel occupancy: its airtime during the round
+                ch, air = r.air0[channel]
+                counts["airtime_s"] = ch.airtime_s - air
+            self.eng.store.record_metrics(
+                day, channel, collection_s=r.spans.get(channel, 0.0), **counts
+            )
         if self.on_round_done is not None:
             self.on_round_done(r)
