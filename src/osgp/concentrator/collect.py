@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from osgp import loadprofile, tables
+from osgp.errors import ProtocolError
 from osgp.session.events import Operation, Priority
 
 __all__ = [
@@ -54,6 +55,7 @@ DIM_TABLES = (0, 21, 61, 62, 71)
 SOURCE_UNITS = ("Wh", "varh")
 
 TaskGen = Iterator[Operation]
+_LP_TRIES = 3  # load-profile reads against a BT63 that keeps changing
 
 
 def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> Any:
@@ -116,15 +118,15 @@ class _LpPlan:
 
     def reads(self) -> List[Tuple[int, int, int]]:
         """(block position, offset, count) of the header and of the unseen
-        intervals of each unread block."""
+        intervals of each unread block (the header even when every interval
+        was seen: the block is decoded with the others)."""
         g, out = self.g, []
         for i, b in enumerate(self.blocks):
             n, k = self.recorded(i), self.first_unseen(i)
-            if n == 0 or k >= n:
-                continue
             base = b * g.block_size
             out.append((i, base, g.int0_off))
-            out.append((i, base + g.int0_off + k * g.int_size, (n - k) * g.int_size))
+            if k < n:
+                out.append((i, base + g.int0_off + k * g.int_size, (n - k) * g.int_size))
         return out
 
 
@@ -193,10 +195,19 @@ def collect(
 def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
     store, dev = eng.store, m.device_id
     bt63 = yield m.session.read(63, priority=priority)
-    plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
-    image = bytearray(plan.size)
-    for _, off, count in plan.reads():
-        image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
+    for _ in range(_LP_TRIES):
+        plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
+        image = bytearray(plan.size)
+        for _, off, count in plan.reads():
+            image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
+        # an interval that closed while the blocks were read moves the open
+        # block's BLK_END_TIME away from the BT63 the reads were planned on
+        again = yield m.session.read(63, priority=priority)
+        if again == bt63:
+            break
+        bt63 = again
+    else:
+        raise ProtocolError(f"BT63 changed during each of {_LP_TRIES} load-profile reads")
     new = 0
     done = sum(plan.complete(i) for i in range(len(plan.blocks)))
     if plan.blocks:
