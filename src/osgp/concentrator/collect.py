@@ -23,7 +23,7 @@ END_READINGS, SIMPLE_INT_STATUS: ``int0_off`` bytes) followed by
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import numpy as np
 
@@ -54,11 +54,11 @@ DIM_TABLES = (0, 21, 61, 62, 71)
 # varh (osgp.sim.meter.LoadProfileConfig)
 SOURCE_UNITS = ("Wh", "varh")
 
-TaskGen = Iterator[Operation]
+TaskGen = Generator[Operation, Any, Any]
 _LP_TRIES = 3  # load-profile reads against a BT63 that keeps changing
 
 
-def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> Any:
+def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> TaskGen:
     """Read the dimension tables the meter has not given yet (a generator)."""
     for t in DIM_TABLES:
         if t not in dims:
@@ -138,10 +138,11 @@ def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: by
     if not len(lp):
         return None
     keep = np.ones(len(lp), bool)
-    seqs, counts = lp._block_rows  # rows per decoded block, oldest first
+    assert lp._block_rows is not None
+    _, counts = lp._block_rows  # rows per decoded block, oldest first
     start = 0
     g = plan.g
-    for i, (seq, cnt) in enumerate(zip(seqs.tolist(), counts.tolist())):
+    for i, cnt in enumerate(counts.tolist()):
         k = plan.first_unseen(i) if i < len(plan.blocks) else 0
         if k:
             base = plan.blocks[i] * g.block_size
@@ -171,7 +172,7 @@ def collect(
     load_profile: bool = True,
     events: bool = False,
     priority: int = Priority.SCHEDULED,
-) -> Iterator[Operation]:
+) -> TaskGen:
     """One scheduled read of meter ``m``; returns the counts newly stored."""
     store, dev = eng.store, m.device_id
     stored = {"intervals": 0, "registers": 0, "events": 0}
@@ -192,7 +193,7 @@ def collect(
     return stored
 
 
-def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
+def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
     store, dev = eng.store, m.device_id
     bt63 = yield m.session.read(63, priority=priority)
     for _ in range(_LP_TRIES):
@@ -226,7 +227,7 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
     return new
 
 
-def _collect_events(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
+def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     """The unread entries of the history log (BT74, Optical guide p.51-53),
     then BP05 on them.  BT74 is its 11-byte header (HIST_FLAGS,
     NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NBR,

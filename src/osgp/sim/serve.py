@@ -233,7 +233,7 @@ class CnipMeterServer:
         speed: float = 1.0,
         start_offset: float = 0.0,
         start_time: float = 1_767_225_600.0,
-        lp: LoadProfileConfig = LoadProfileConfig(),
+        lp: Optional[LoadProfileConfig] = None,
         faults: Optional[Faults] = None,
         drop: float = 0.0,
         duplicate: float = 0.0,
@@ -248,7 +248,8 @@ class CnipMeterServer:
         for name, p in (("drop", drop), ("duplicate", duplicate), ("reorder", reorder)):
             if not 0.0 <= p <= 1.0:
                 raise ConfigurationError(f"{name}: probability {p} outside 0..1")
-        self.drop, self.duplicate, self.reorder, self.reorder_s = drop, duplicate, reorder, reorder_s
+        self.drop, self.duplicate, self.reorder = drop, duplicate, reorder
+        self.reorder_s = reorder_s
         self.injected: Dict[str, int] = {"drop": 0, "duplicate": 0, "reorder": 0}
         self.lock = threading.RLock()
         self.fleet: List[Dict[str, Any]] = []
@@ -264,7 +265,7 @@ class CnipMeterServer:
                 f"SIM{seed:04d}{i:05d}"[:16],
                 seed=seed * 100_003 + i,
                 start=start_time,
-                lp=lp,
+                lp=lp if lp is not None else LoadProfileConfig(),
                 faults=faults,
                 links=[
                     (
@@ -444,7 +445,9 @@ def add_cnip_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``osgp simulate --link plc --kind cnip``."""
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second")
     p.add_argument(
-        "--start-offset", type=float, default=86400.0,
+        "--start-offset",
+        type=float,
+        default=86400.0,
         help="virtual seconds the meters have run at the start (default one day)",
     )
     p.add_argument("--port", type=int, default=0, help="UDP port (default: any free one)")
