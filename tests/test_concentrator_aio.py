@@ -233,3 +233,25 @@ def test_osgp_simulate_cnip_prints_its_url_and_meters(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_junk_from_the_peer_is_counted_and_collection_goes_on(store):
+    rng = random.Random(3)
+    junk = [b"", b"\x00", bytes(19), rng.randbytes(40)]
+    junk += [bytes([0, 40, 1, 1, 0, 0]) + bytes(14) + rng.randbytes(20) for _ in range(20)]
+    channels = []
+
+    def spray(eng):
+        ch = next(iter(eng.meters.values())).channel
+        channels.append(ch)
+        for j in junk:  # from the meters' own address, so the endpoint takes them
+            server.sock.sendto(j, ch.transport.local_address)
+
+    with CnipMeterServer(3, seed=6, start_offset=86400.0) as server:
+        ids = commission(store, "s1", server.fleet)
+        rounds = collect(store, server, on_engine=spray)
+        assert rounds[0].ok == 3
+        ch = channels[0]
+        dropped = ch.transport.framing.dropped + sum(ch.router.drops.values())
+        assert dropped + ch.stats["rejected frames"] == len(junk)
+        assert all(store.intervals(d).num_rows for d in ids)
