@@ -336,8 +336,13 @@ def _selftest(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import time
 
-    from osgp.sim.serve import MeterServer
+    from osgp.sim.serve import MeterServer, serve_cnip
 
+    if (args.kind == "cnip") != (args.link == "plc"):
+        print("error: the plc link is served as --kind cnip, and only it", file=sys.stderr)
+        return 2
+    if args.kind == "cnip":
+        return serve_cnip(args, sys.stdout)
     with MeterServer(args.meters, kind=args.kind, link=args.link, seed=args.seed) as server:
         print(
             f"{args.meters} simulated meter(s), {args.link} link "
@@ -417,15 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--meters", type=int, default=1, help="how many (default 1)")
     sim.add_argument(
         "--kind",
-        choices=("pty", "tcp"),
+        choices=("pty", "tcp", "cnip"),
         default="pty",
-        help="pseudo-terminals (serial device paths) or loopback TCP (socket://)",
+        help="pseudo-terminals (serial device paths), loopback TCP (socket://) "
+        "or CN/IP on one UDP socket (--link plc)",
     )
-    sim.add_argument("--link", choices=("mep", "optical"), default="mep")
+    sim.add_argument("--link", choices=("mep", "optical", "plc"), default="mep")
     sim.add_argument("--seed", type=int, default=1, help="meters and their load from this seed")
     sim.add_argument(
         "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
     )
+    from osgp.sim.serve import add_cnip_arguments
+
+    add_cnip_arguments(sim)
     sim.set_defaults(func=_simulate)
 
     st = sub.add_parser(

@@ -23,11 +23,12 @@ END_READINGS, SIMPLE_INT_STATUS: ``int0_off`` bytes) followed by
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import numpy as np
 
 from osgp import loadprofile, tables
+from osgp.errors import ProtocolError
 from osgp.session.events import Operation, Priority
 
 __all__ = [
@@ -53,10 +54,11 @@ DIM_TABLES = (0, 21, 61, 62, 71)
 # varh (osgp.sim.meter.LoadProfileConfig)
 SOURCE_UNITS = ("Wh", "varh")
 
-TaskGen = Iterator[Operation]
+TaskGen = Generator[Operation, Any, Any]
+_LP_TRIES = 3  # load-profile reads against a BT63 that keeps changing
 
 
-def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> Any:
+def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> TaskGen:
     """Read the dimension tables the meter has not given yet (a generator)."""
     for t in DIM_TABLES:
         if t not in dims:
@@ -116,7 +118,8 @@ class _LpPlan:
 
     def reads(self) -> List[Tuple[int, int, int]]:
         """(block position, offset, count) of the header and of the unseen
-        intervals of each unread block."""
+        intervals of each unread block (the header even when every interval
+        was seen: the block is decoded with the others)."""
         g, out = self.g, []
         for i, b in enumerate(self.blocks):
             n, k = self.recorded(i), self.first_unseen(i)
@@ -137,10 +140,11 @@ def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: by
     if not len(lp):
         return None
     keep = np.ones(len(lp), bool)
-    seqs, counts = lp._block_rows  # rows per decoded block, oldest first
+    assert lp._block_rows is not None
+    _, counts = lp._block_rows  # rows per decoded block, oldest first
     start = 0
     g = plan.g
-    for i, (seq, cnt) in enumerate(zip(seqs.tolist(), counts.tolist())):
+    for i, cnt in enumerate(counts.tolist()):
         k = plan.first_unseen(i) if i < len(plan.blocks) else 0
         if k:
             base = plan.blocks[i] * g.block_size
@@ -171,7 +175,7 @@ def collect(
     load_profile: bool = True,
     events: bool = False,
     priority: int = Priority.SCHEDULED,
-) -> Iterator[Operation]:
+) -> TaskGen:
     """One scheduled read of meter ``m``; returns the counts newly stored."""
     store, dev = eng.store, m.device_id
     stored = {"intervals": 0, "registers": 0, "events": 0}
@@ -195,13 +199,22 @@ def collect(
     return stored
 
 
-def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
+def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
     store, dev = eng.store, m.device_id
     bt63 = yield m.session.read(63, priority=priority)
-    plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
-    image = bytearray(plan.size)
-    for _, off, count in plan.reads():
-        image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
+    for _ in range(_LP_TRIES):
+        plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
+        image = bytearray(plan.size)
+        for _, off, count in plan.reads():
+            image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
+        # an interval that closed while the blocks were read moves the open
+        # block's BLK_END_TIME away from the BT63 the reads were planned on
+        again = yield m.session.read(63, priority=priority)
+        if again == bt63:
+            break
+        bt63 = again
+    else:
+        raise ProtocolError(f"BT63 changed during each of {_LP_TRIES} load-profile reads")
     new = 0
     done = sum(plan.complete(i) for i in range(len(plan.blocks)))
     if plan.blocks:
@@ -220,7 +233,7 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
     return new
 
 
-def _collect_events(eng: Any, m: Any, priority: int) -> Iterator[Operation]:
+def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     """The unread entries of the history log (BT74, Optical guide p.51-53),
     then BP05 on them.  BT74 is its 11-byte header (HIST_FLAGS,
     NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NBR,

@@ -185,8 +185,14 @@ class Concentrator:
             m.address,
             src=(m.channel.concentrator.subnet, m.channel.concentrator.node),
             path=m.path,
+            crc=getattr(m.channel, "crc", True),  # CN/IP carries LPDUs without the CRC
         )
-        m.session = ClientSession(carrier, LegacySuite(m.key, PLC_ENVELOPE), state=state)
+        m.session = ClientSession(
+            carrier,
+            LegacySuite(m.key, PLC_ENVELOPE),
+            state=state,
+            profile=getattr(m.channel, "profile", None),  # a channel's own link timers
+        )
         m.channel.attach(m.session)
 
     def reroute(self, m: Meter) -> bool:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from functools import partial
+from typing import Callable, Dict, Iterable, List, Optional
 
 from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import PERMANENT_FAULT, Concentrator, Meter, Task
@@ -145,9 +146,8 @@ class Collector:
                 r.retries += 1
                 counts["retries"] += 1
                 store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
-                eng.runtime.call_at(
-                    eng.runtime.time() + eng.policy.retry_s, lambda now, m=m: self._retry(m, r)
-                )
+                retry_at = eng.runtime.time() + eng.policy.retry_s
+                eng.runtime.call_at(retry_at, partial(self._retry, m, r))
             else:
                 r.failed += 1
                 counts["reads_failed"] += 1
@@ -164,7 +164,7 @@ class Collector:
         if r.done:
             self._close(r)
 
-    def _retry(self, m: Meter, r: Round) -> None:
+    def _retry(self, m: Meter, r: Round, now: float) -> None:
         t0 = time.process_time()
         if not m.busy:
             self._launch(m, r)

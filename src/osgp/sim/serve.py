@@ -8,24 +8,41 @@ the start as ``now`` (the one place the simulator reads a clock: the meters
 themselves run on whatever time they are given), and writes back what the port
 sends.  Meters use the MEP link with the legacy suite (key 01 x 16, the MEP
 guide's default MAK, p.14) or the optical link (C12.18, blank password).
+
+:class:`CnipMeterServer` serves commissioned meters with PLC ports on one UDP
+socket as CN/IP (ISO/IEC 14908-4): each datagram's LPDU goes to the meter it
+addresses, the replies go back to the sender.  Its virtual clock runs
+``speed`` virtual seconds per wall second from ``start_offset``, so a client
+sees load-profile intervals close quickly; it can drop, duplicate and
+reorder datagrams.
 """
 
 from __future__ import annotations
 
+import argparse
+import heapq
+import json
 import os
+import random
 import selectors
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import IO, Any, Dict, List, Optional, Tuple
 
+from osgp import _backend
 from osgp.errors import ConfigurationError
-from osgp.link.carrier import MepDeviceCarrier, OpticalDeviceCarrier
-from osgp.security.suite import MEP_ENVELOPE, LegacySuite
-from osgp.sim.meter import SimMeter
+from osgp.link import lon
+from osgp.link.carrier import MepDeviceCarrier, OpticalDeviceCarrier, PlcDeviceCarrier
+from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
+from osgp.sim.faults import Faults
+from osgp.sim.meter import LoadProfileConfig, SimMeter
+from osgp.transport.core import CnipFraming
 
-__all__ = ["DEFAULT_MEP_KEY", "ServedMeter", "MeterServer"]
+__all__ = ["DEFAULT_MEP_KEY", "ServedMeter", "MeterServer", "CnipMeterServer", "serve_cnip"]
+
+_frames, _ = _backend.load("frames")
 
 DEFAULT_MEP_KEY = bytes([1]) * 16  # default MAK of the MEP guide examples (p.14)
 
@@ -182,3 +199,286 @@ def _write_all(conn: Any, data: bytes) -> None:
             time.sleep(0.001)
             continue
         view = view[n:]
+
+
+# -- CN/IP -------------------------------------------------------------------------------------
+_ADDR_SUBNET_NODE, _ADDR_NEURON_ID = 2, 3  # LonTalk address formats (ISO/IEC 14908-1)
+
+
+class CnipMeterServer:
+    """``n`` simulated meters with PLC ports behind one UDP socket, as CN/IP.
+
+    Meter ``i`` is subnet/node ``subnet``/``i + 1`` (the next subnet after
+    127 nodes), Neuron ID ``04 00 00 00`` + ``i + 1`` (2 bytes) and has a
+    12-byte OMA key drawn from ``seed``: :attr:`fleet` lists them as a
+    concentrator commissions them.  Virtual time is ``start_offset +
+    speed x`` (wall seconds since :meth:`start`); the meters are run to
+    ``start_offset`` first, so they have readings.
+
+    Datagram faults, each with its probability per datagram, from
+    ``fault_seed``: ``drop`` (either way), ``duplicate`` (a reply sent twice)
+    and ``reorder`` (a reply held back up to ``reorder_s`` wall seconds, so
+    later ones overtake it).  ``faults`` are per-meter faults
+    (:class:`osgp.sim.Faults`).  Hold :attr:`lock` to look at the meters
+    while the server runs."""
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int = 1,
+        subnet: int = 2,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float = 1.0,
+        start_offset: float = 0.0,
+        start_time: float = 1_767_225_600.0,
+        lp: Optional[LoadProfileConfig] = None,
+        faults: Optional[Faults] = None,
+        drop: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+        reorder_s: float = 0.3,
+        fault_seed: int = 0,
+    ) -> None:
+        if not 1 <= n <= 32_000:
+            raise ConfigurationError("serve 1 to 32,000 meters")
+        if speed < 0 or start_offset < 0:
+            raise ConfigurationError("speed and start_offset must not be negative")
+        for name, p in (("drop", drop), ("duplicate", duplicate), ("reorder", reorder)):
+            if not 0.0 <= p <= 1.0:
+                raise ConfigurationError(f"{name}: probability {p} outside 0..1")
+        self.drop, self.duplicate, self.reorder = drop, duplicate, reorder
+        self.reorder_s = reorder_s
+        self.injected: Dict[str, int] = {"drop": 0, "duplicate": 0, "reorder": 0}
+        self.lock = threading.RLock()
+        self.fleet: List[Dict[str, Any]] = []
+        self.meters: List[SimMeter] = []
+        self._by_address: Dict[int, Any] = {}  # (subnet << 7 | node) -> port
+        self._by_neuron: Dict[bytes, Any] = {}
+        keys = random.Random(seed)
+        for i in range(n):
+            sn = lon.SubnetNode(subnet + i // 127, 1 + i % 127)
+            nid = bytes([4, 0, 0, 0]) + (i + 1).to_bytes(2, "big")
+            key = keys.randbytes(12)
+            meter = SimMeter(
+                f"SIM{seed:04d}{i:05d}"[:16],
+                seed=seed * 100_003 + i,
+                start=start_time,
+                lp=lp if lp is not None else LoadProfileConfig(),
+                faults=faults,
+                links=[
+                    (
+                        PlcDeviceCarrier([sn, lon.NeuronId(nid)], crc=False),
+                        LegacySuite(key, PLC_ENVELOPE),
+                    )
+                ],
+            )
+            meter.advance(start_offset)
+            self.meters.append(meter)
+            self._by_address[sn.subnet << 7 | sn.node] = meter.ports[0]
+            self._by_neuron[nid] = meter.ports[0]
+            self.fleet.append(
+                {
+                    "serial": meter.serial,
+                    "neuron_id": nid.hex(),
+                    "subnet": sn.subnet,
+                    "node": sn.node,
+                    "key": key.hex(),
+                }
+            )
+        self.framing = CnipFraming()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.address: Tuple[str, int] = self.sock.getsockname()[:2]
+        self.url = f"udp://{self.address[0]}:{self.address[1]}"
+        self.stats: Dict[str, int] = {"received": 0, "sent": 0, "unaddressed": 0, "bad": 0}
+        self._rng = random.Random(fault_seed)
+        self._held: List[Tuple[float, int, bytes, Any]] = []  # (wall time, order, wire, to)
+        self._order = 0
+        self._polled: set = set()
+        self._speed = speed
+        self._v0 = start_offset
+        self._t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- the virtual clock
+    def now(self) -> float:
+        """Virtual seconds (what the meters are run to)."""
+        return self._v0 + (time.monotonic() - self._t0) * self._speed
+
+    def set_speed(self, speed: float) -> None:
+        """Run on at ``speed`` virtual seconds per wall second (0 stops time)."""
+        with self.lock:
+            self._v0, self._t0, self._speed = self.now(), time.monotonic(), speed
+
+    def freeze(self) -> float:
+        """Stop the virtual clock (meters record nothing new); returns its time."""
+        self.set_speed(0.0)
+        return self._v0
+
+    # -- serving
+    def _ports_for(self, lpdu: bytes) -> List[Any]:
+        try:
+            h = _frames.lon_parse(lpdu, True, False)
+        except Exception:  # noqa: BLE001 - a bad frame is a counted drop
+            self.stats["bad"] += 1
+            return []
+        if h[2] == _ADDR_SUBNET_NODE:
+            p = self._by_address.get(h[7] << 7 | (h[8] & 0x7F))
+            return [p] if p is not None else []
+        if h[2] == _ADDR_NEURON_ID:
+            p = self._by_neuron.get(bytes(h[12]))
+            return [p] if p is not None else []
+        return [m.ports[0] for m in self.meters]  # group and broadcast: every meter looks
+
+    def handle(self, wire: bytes, sender: Any) -> None:
+        """Serve one datagram from ``sender`` (the server thread does this)."""
+        self.stats["received"] += 1
+        rng = self._rng
+        if self.drop and rng.random() < self.drop:
+            self.injected["drop"] += 1
+            return
+        lpdu = self.framing.unwrap(wire)
+        if lpdu is None:
+            self.stats["bad"] += 1
+            return
+        with self.lock:
+            ports = self._ports_for(lpdu)
+            if not ports:
+                self.stats["unaddressed"] += 1
+            now = self.now()
+            for port in ports:
+                port.receive_data(lpdu, now)
+                self._drain(port, now, sender)
+
+    def _drain(self, port: Any, now: float, to: Any) -> None:
+        out = port.poll_transmit(now)
+        while out is not None:
+            self._reply(self.framing.wrap(out), to)
+            out = port.poll_transmit(now)
+        if port.next_deadline() is not None and port not in self._polled:
+            self._polled.add(port)  # frames the meter's faults hold back: look again soon
+            self._hold(time.monotonic() + 0.01, b"", (port, to))
+
+    def _reply(self, wire: bytes, to: Any) -> None:
+        rng = self._rng
+        if self.drop and rng.random() < self.drop:
+            self.injected["drop"] += 1
+            return
+        copies = 1
+        if self.duplicate and rng.random() < self.duplicate:
+            self.injected["duplicate"] += 1
+            copies = 2
+        for _ in range(copies):
+            if self.reorder and rng.random() < self.reorder:
+                self.injected["reorder"] += 1
+                self._hold(time.monotonic() + rng.uniform(0, self.reorder_s), wire, to)
+            else:
+                self._send(wire, to)
+
+    def _hold(self, at: float, wire: bytes, to: Any) -> None:
+        self._order += 1
+        heapq.heappush(self._held, (at, self._order, wire, to))
+
+    def _send(self, wire: bytes, to: Any) -> None:
+        try:
+            self.sock.sendto(wire, to)
+            self.stats["sent"] += 1
+        except OSError:
+            self.stats["bad"] += 1
+
+    def _release(self) -> float:
+        """Send what is due; the wait until the next held datagram."""
+        t = time.monotonic()
+        while self._held and self._held[0][0] <= t:
+            _, _, wire, to = heapq.heappop(self._held)
+            if wire:
+                self._send(wire, to)
+            else:  # a meter port to poll again
+                port, dest = to
+                self._polled.discard(port)
+                with self.lock:
+                    self._drain(port, self.now(), dest)
+        return min(0.05, self._held[0][0] - t) if self._held else 0.05
+
+    def _run(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        self.sock.setblocking(False)
+        try:
+            while not self._stop.is_set():
+                if not sel.select(self._release()):
+                    continue
+                while True:
+                    try:
+                        wire, sender = self.sock.recvfrom(65535)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:  # e.g. ICMP unreachable from a client that went away
+                        continue
+                    self.handle(wire, sender)
+        finally:
+            sel.close()
+
+    def start(self) -> CnipMeterServer:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="osgp-simulate-cnip", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.sock.close()
+
+    def __enter__(self) -> CnipMeterServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def add_cnip_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``osgp simulate --link plc --kind cnip``."""
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second")
+    p.add_argument(
+        "--start-offset",
+        type=float,
+        default=86400.0,
+        help="virtual seconds the meters have run at the start (default one day)",
+    )
+    p.add_argument("--port", type=int, default=0, help="UDP port (default: any free one)")
+    p.add_argument("--drop", type=float, default=0.0, help="probability a datagram is lost")
+    p.add_argument("--fleet-json", default=None, help="write the meters as JSON to this file")
+
+
+def serve_cnip(args: argparse.Namespace, out: IO[str]) -> int:
+    """``osgp simulate --link plc --kind cnip``: print the URL, then each meter
+    (serial, neuron_id, subnet, node, key) as a JSON line; serve until
+    ``args.duration`` seconds pass (or forever)."""
+    with CnipMeterServer(
+        args.meters,
+        seed=args.seed,
+        port=args.port,
+        speed=args.speed,
+        start_offset=args.start_offset,
+        drop=args.drop,
+    ) as server:
+        if args.fleet_json:
+            with open(args.fleet_json, "w") as f:
+                json.dump({"url": server.url, "meters": server.fleet}, f)
+        print(json.dumps({"url": server.url}), file=out)
+        for m in server.fleet:
+            print(json.dumps(m), file=out)
+        out.flush()
+        try:
+            if args.duration is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(args.duration)
+        except KeyboardInterrupt:
+            pass
+    return 0
