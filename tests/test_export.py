@@ -104,7 +104,7 @@ def test_export_files(filled, tmp_path):
             "neuron_id": "04a1b2c3d4e5",
             "serial": "M-1",
             "name": "fwd_active_wh",
-            "read_at": "2025-12-01T00:01:00Z",
+            "read_at": "2025-12-01T00:01:00.000Z",
             "value": 1234.5,
             "unit": "Wh",
         }

@@ -408,7 +408,7 @@ def test_registers_and_events_round_trip(store):
     assert store.commit_registers(d, 1_700_000_900, {"voltage_l1": (230.0, "V")}) == 1
     r = store.registers(d)
     assert r.num_rows == 3 and set(r["unit"].to_pylist()) == {"Wh", "V"}
-    assert r.schema.field("read_at").type == pa.timestamp("s", tz="UTC")
+    assert r.schema.field("read_at").type == pa.timestamp("ms", tz="UTC")  # kept to the millisecond
     ev = [
         (1_700_000_000, 1, 0x0001, "power down", b""),
         (1_700_000_060, 2, 0x0002, "power up", b"\x01\x02"),

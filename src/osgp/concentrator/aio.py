@@ -96,7 +96,7 @@ class AsyncChannel:
         profile: Optional[LinkProfile] = None,
     ) -> None:
         self.name, self.transport, self.concentrator = name, transport, concentrator
-        self.profile = profile
+        self.link_profile = profile
         self.crc = not isinstance(transport.core.framing, CnipFraming)
         self.router = Router(concentrator, crc=self.crc)
         self.arbiter = Arbiter(max_outstanding=max_outstanding)

@@ -66,7 +66,7 @@ def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> TaskGen:
     return dims
 
 
-def register_values(bt23: Any, dims: Dict[int, bytes], read_at: int) -> Dict[str, Tuple]:
+def register_values(bt23: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
     """BT23 as ``name -> (value, unit)``: summations total and per tier, the
     demand maxima (ANSI C12.19 BT23; Optical guide p.28-30)."""
     d = tables.decode(23, bt23, {"BT00": dims[0], "BT21": dims[21]})
@@ -188,9 +188,9 @@ def collect(
         store.upsert_device(m.neuron, meta=meta)
     if registers:
         bt23 = yield m.session.read(23, priority=priority)
-        at = int(eng.runtime.utc(eng.runtime.time()))
+        at = eng.runtime.utc(eng.runtime.time())
         stored["registers"] = store.commit_registers(
-            dev, at, register_values(bt23, m.dims, at), cursor=eng.save_session(m)
+            dev, at, register_values(bt23, m.dims), cursor=eng.save_session(m)
         )
     if load_profile:
         stored["intervals"] = yield from _collect_lp(eng, m, priority)

@@ -191,7 +191,7 @@ class Concentrator:
             carrier,
             LegacySuite(m.key, PLC_ENVELOPE),
             state=state,
-            profile=getattr(m.channel, "profile", None),  # a channel's own link timers
+            profile=getattr(m.channel, "link_profile", None),  # a channel's own link timers
         )
         m.channel.attach(m.session)
 

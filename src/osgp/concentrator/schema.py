@@ -124,7 +124,7 @@ registers = Table(
     metadata,
     Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
     Column("name", String(64), primary_key=True),
-    Column("read_at", BigInteger, primary_key=True),
+    Column("read_at", BigInteger, primary_key=True),  # UTC epoch milliseconds
     Column("value", Float, nullable=False),
     Column("unit", String(16), nullable=False),
 )

@@ -596,14 +596,16 @@ class Store:
     def commit_registers(
         self,
         device_id: int,
-        read_at: int,
+        read_at: float,
         values: Mapping[str, tuple[float, str]],
         *,
         cursor: Optional[tuple[str, dict]] = None,
     ) -> int:
-        """Store register values read at ``read_at``: name -> (value, unit)."""
+        """Store register values read at ``read_at`` (UTC epoch seconds, kept to
+        the millisecond so two reads within a second stay apart): name -> (value, unit)."""
+        at_ms = round(float(read_at) * 1000)
         params = [
-            (device_id, name, int(read_at), float(v), unit) for name, (v, unit) in values.items()
+            (device_id, name, at_ms, float(v), unit) for name, (v, unit) in values.items()
         ]
         with self._tx("commit_registers") as conn:
             n = self._insert_rows(conn, s.registers, params)
@@ -686,7 +688,7 @@ class Store:
             {
                 "device_id": pa.int64(),
                 "name": pa.string(),
-                "read_at": _utc(pa),
+                "read_at": pa.timestamp("ms", tz="UTC"),  # stored in milliseconds
                 "value": pa.float64(),
                 "unit": pa.string(),
             },

@@ -115,6 +115,7 @@ class ClientSession:
         self._last: bytes = b""
         self._resynced = False
         self._tries = 0
+        self._psn_known = False
         self._txn = 0
         self._outbox: List[bytes] = []  # frames to send at the next poll
         self._awaiting = False  # a request is out and its response timer runs
@@ -343,6 +344,9 @@ class ClientSession:
             )
         self.counter = SequenceCounter.from_state(state["seq"])
         self.psn.last = state.get("psn")
+        # a call may have gone out after this state was saved: the device's
+        # last PSN is not known for sure until a call succeeds
+        self._psn_known = False
         self._txn = int(state.get("txn", 0))
         if "trans" in state and hasattr(self.carrier, "_trans"):
             self.carrier._trans = int(state["trans"])
@@ -561,7 +565,7 @@ class ClientSession:
     def _call(
         self, number: int, params: bytes, mfg: bool, selector: int
     ) -> Generator[Any, bytes, bytes]:
-        fresh = self.psn.last is None  # what the device saw last is unknown
+        fresh = not self._psn_known  # what the device saw last is unknown
         call = P.ProcedureCall(number, self.psn.next(), params, mfg, selector)
         try:
             yield from self._write(P.BT07, call.encode(), None)
@@ -572,6 +576,7 @@ class ClientSession:
                 raise
             call = P.ProcedureCall(number, self.psn.next(), params, mfg, selector)
             yield from self._write(P.BT07, call.encode(), None)
+        self._psn_known = True
         if selector in (P.SELECT_NONE,):
             return b""
         for _ in range(self.max_polls):
