@@ -22,6 +22,7 @@ END_READINGS, SIMPLE_INT_STATUS: ``int0_off`` bytes) followed by
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any, Dict, Generator, List, Optional, Tuple
 
@@ -86,19 +87,26 @@ def register_values(bt23: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _lp_geometry(bt00: bytes, bt61: bytes, bt62: bytes) -> Tuple[Any, int]:
+    """(block geometry, blocks in the ring) of load-profile set 1, once per model."""
+    ctx = {"BT00": bt00, "BT61": bt61}
+    t00 = tables.decode(0, bt00)
+    t61 = tables.decode(61, bt61, ctx)
+    t62 = tables.decode(62, bt62, ctx)
+    g = loadprofile.geometry(t61, t62, tm_format=t00["FORMAT_CONTROL_2"]["TM_FORMAT"])
+    return g, t61["LP_DATA_SETS"][0]["NBR_BLKS_SET"]
+
+
 class _LpPlan:
     """Which bytes of BT64 to fetch: per unread block its header and the
     intervals the cursor has not seen."""
 
     def __init__(self, dims: Dict[int, bytes], bt63: bytes, cursor: Optional[Dict]) -> None:
+        self.g, nblks = _lp_geometry(dims[0], dims[61], dims[62])
         ctx = {"BT00": dims[0], "BT61": dims[61]}
-        t00 = tables.decode(0, dims[0])
-        t61 = tables.decode(61, dims[61], ctx)
-        t62 = tables.decode(62, dims[62], ctx)
-        self.g = loadprofile.geometry(t61, t62, tm_format=t00["FORMAT_CONTROL_2"]["TM_FORMAT"])
         st = tables.decode(63, bt63, ctx)["LP_STATUS_SETS"][0]
         self.status = st
-        nblks = t61["LP_DATA_SETS"][0]["NBR_BLKS_SET"]
         self.blocks, self.seqs = loadprofile.block_order(nblks, st, unread_only=True)
         self.nvi = st["NBR_VALID_INT"]
         seen_seq = cursor.get("open_seq") if cursor else None
@@ -233,6 +241,14 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
     return new
 
 
+@functools.lru_cache(maxsize=64)
+def _log_geometry(bt00: bytes, bt71: bytes) -> Tuple[int, int]:
+    """(BT74 size, entries) under these dimension tables: meters of one model
+    share them, so this is worked out once per model."""
+    ctx = {"BT00": bt00, "BT71": bt71}
+    return len(tables.encode(74, {}, ctx)), tables.decode(71, bt71, ctx)["NBR_HISTORY_ENTRIES"]
+
+
 def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     """The unread entries of the history log (BT74, Optical guide p.51-53),
     then BP05 on them.  BT74 is its 11-byte header (HIST_FLAGS,
@@ -240,12 +256,7 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     NBR_UNREAD_ENTRIES) and a ring of BT71.NBR_HISTORY_ENTRIES entries."""
     store, dev = eng.store, m.device_id
     ctx = {"BT00": m.dims[0], "BT71": m.dims[71]}
-    geo = m.cache.get("BT74")
-    if geo is None:  # the log's size under these dimensions, once per meter
-        size = len(tables.encode(74, {}, ctx))
-        n_all = tables.decode(71, m.dims[71], ctx)["NBR_HISTORY_ENTRIES"]
-        geo = m.cache["BT74"] = (size, n_all)
-    size, n_all = geo
+    size, n_all = _log_geometry(m.dims[0], m.dims[71])
     entry = (size - _LOG_HEADER) // max(n_all, 1)
     image = bytearray(size)
     image[:_LOG_HEADER] = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)
