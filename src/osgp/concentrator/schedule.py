@@ -1,17 +1,19 @@
 """Collection rounds: every meter of a set read once, each failure retried
 over its alternate routes, outcomes and metrics kept in the store.
 
-A round starts one collection task per meter at once.  How many exchanges
-are on the air at a time is the channels' business (their arbiters allow
-one outstanding exchange per half-duplex segment unless told otherwise), not
-a constant here; the order is the sessions' priorities, then submission
-order.
+How many exchanges are on the air at a time is the channels' business
+(their arbiters allow one outstanding exchange per half-duplex segment
+unless the medium allows more), not a constant here.  A round keeps twice
+that many meters of a channel in collection at once and starts the next as
+one ends: a meter's exchanges then follow each other closely (a collection
+spread over the whole round would see its load profile move under it), and
+the channel still always has a request ready.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Dict, Iterable, List, Optional
@@ -79,6 +81,8 @@ class Collector:
         self.on_round_done = on_round_done
         self.rounds: List[Round] = []
         self._active: Dict[int, Round] = {}  # device id -> its round
+        self._waiting: Dict[str, Deque[Tuple[Meter, Round]]] = {}  # per channel
+        self._running: Counter = Counter()  # collections in progress per channel
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -102,11 +106,27 @@ class Collector:
         t0 = time.process_time()
         for m in todo:
             self._active[m.device_id] = r
-            self._launch(m, r)
+            self._enqueue(m, r)
         r.cpu_s += time.process_time() - t0
         if not todo:
             self._close(r)
         return r
+
+    def _enqueue(self, m: Meter, r: Round) -> None:
+        self._waiting.setdefault(m.channel.name, deque()).append((m, r))
+        self._pump(m.channel)
+
+    def _pump(self, channel: Any) -> None:
+        """Start waiting collections while the channel has room for them."""
+        name, queue = channel.name, self._waiting.get(channel.name)
+        arbiter = getattr(channel, "arbiter", None)
+        room = 2 * (arbiter.max_outstanding if arbiter is not None else 1)
+        while queue and self._running[name] < room:
+            m, r = queue.popleft()
+            if m.busy:
+                continue
+            self._running[name] += 1
+            self._launch(m, r)
 
     def _launch(self, m: Meter, r: Round) -> None:
         what = self.what
@@ -123,8 +143,10 @@ class Collector:
         if task.name != "collect":
             return
         m = task.meter
+        self._running[m.channel.name] -= 1
         r = self._active.get(m.device_id)
         if r is None:
+            self._pump(m.channel)
             return
         t0 = time.process_time()
         eng, store, at = self.eng, self.eng.store, self.eng.runtime.utc(self.eng.runtime.time())
@@ -160,14 +182,14 @@ class Collector:
         if m.device_id not in self._active:
             name = m.channel.name
             r.spans[name] = max(r.spans.get(name, 0.0), eng.runtime.time() - r.started)
+        self._pump(m.channel)
         r.cpu_s += time.process_time() - t0
         if r.done:
             self._close(r)
 
     def _retry(self, m: Meter, r: Round, now: float) -> None:
         t0 = time.process_time()
-        if not m.busy:
-            self._launch(m, r)
+        self._enqueue(m, r)
         r.cpu_s += time.process_time() - t0
 
     def _close(self, r: Round) -> None:
