@@ -23,8 +23,9 @@ from osgp.demo import DemoConfig, run_demo
 def test_collection_channel_efficiency(benchmark, tmp_path):
     def day():
         t0 = time.process_time()
-        res = run_demo(DemoConfig(meters=250, segments=1, seed=2, out=tmp_path, plots=False),
-                       show=False)
+        res = run_demo(
+            DemoConfig(meters=250, segments=1, seed=2, out=tmp_path, plots=False), show=False
+        )
         return res, time.process_time() - t0
 
     res, cpu = benchmark.pedantic(day, rounds=1, iterations=1)

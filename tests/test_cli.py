@@ -18,7 +18,7 @@ MASTER = "ab" * 32
 @pytest.fixture(scope="module")
 def served():
     with MeterServer(1, kind="tcp", link="mep", seed=5) as server:
-        (serial, url), = server.urls().items()
+        ((serial, url),) = server.urls().items()
         meter = server.served[0].meter
         yield serial, url, meter
 
@@ -42,7 +42,9 @@ def test_read_decodes_a_table_as_the_meter_holds_it(served, capsys):
 
 def test_partial_read_in_hex(served, capsys):
     _, url, _ = served
-    code, out, _ = run(capsys, "read", url, "BT01", "--offset", "0", "--count", "4", "--format", "hex")
+    code, out, _ = run(
+        capsys, "read", url, "BT01", "--offset", "0", "--count", "4", "--format", "hex"
+    )
     assert code == 0 and out.strip() == b"OSIM".hex()
 
 
@@ -91,7 +93,9 @@ def test_keys_parse_set_and_list_never_show_a_key(capsys, tmp_path, monkeypatch)
     code, out, _ = run(capsys, "keys", "list", "--store", db)
     assert "plc-omak:active" in out and secret not in out
     with Store(db, vault=KeyVault(bytes.fromhex(MASTER))) as s:
-        assert s.key(s.device_by_neuron(bytes.fromhex("0400000000aa")).id, "plc-omak") == bytes.fromhex(secret)
+        assert s.key(
+            s.device_by_neuron(bytes.fromhex("0400000000aa")).id, "plc-omak"
+        ) == bytes.fromhex(secret)
 
 
 def test_errors_name_the_meter_and_the_layer(capsys):

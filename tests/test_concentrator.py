@@ -52,7 +52,9 @@ class Feeder:
             nid = bytes([4, 0, 0, 0, 0, i + 1])
             m = SimMeter(
                 f"SIM{i:05d}",
-                links=[(PlcDeviceCarrier([addr, lon.NeuronId(nid)]), LegacySuite(key, PLC_ENVELOPE))],
+                links=[
+                    (PlcDeviceCarrier([addr, lon.NeuronId(nid)]), LegacySuite(key, PLC_ENVELOPE))
+                ],
                 faults=faults(i) if callable(faults) else faults,
             )
             self.seg.add_meter(addr, SPACING * (i + 1), m.ports[0])
@@ -65,12 +67,12 @@ class Feeder:
             self.meters[d] = m
         self.start()
 
-    def start(self, policy=StatusPolicy()):
+    def start(self, policy=None):
         """A concentrator over the store (again after a restart)."""
         old = getattr(self, "eng", None)
         for m in old.meters.values() if old is not None else ():
             self.seg.detach(m.session)  # what a dead process had in flight is gone with it
-        self.eng = Concentrator(self.store, self.net, policy=policy)
+        self.eng = Concentrator(self.store, self.net, policy=policy or StatusPolicy())
         self.eng.add_channel(self.seg)
         for d in self.meters:
             self.eng.add_meter(d, self.seg)
@@ -109,7 +111,9 @@ def assert_complete(f, until_ts):
         assert len(pairs) == len(set(pairs)), f"meter {d}: an interval stored twice"
         got = {(t, c): r for t, c, r in zip(got_ts.tolist(), ch.tolist(), raw.tolist())}
         want = {
-            (t, c): int(values[i, c]) for i, t in enumerate(ts.tolist()) for c in range(values.shape[1])
+            (t, c): int(values[i, c])
+            for i, t in enumerate(ts.tolist())
+            for c in range(values.shape[1])
         }
         missing = set(want) - set(got)
         assert not missing, f"meter {d}: {len(missing)} intervals lost, e.g. {sorted(missing)[:3]}"
@@ -151,9 +155,12 @@ def test_events_are_collected_once_and_acknowledged(tmp_path):
         assert len(seqs) == len(set(seqs))
         # the meter's log before the last round is all in the store
         hist = m.history()
-        got = {(int(ts), c & 0x7FF) for ts, c in zip(
-            t.column("ts_utc").cast("int64").to_pylist(), t.column("code").to_pylist()
-        )}
+        got = {
+            (int(ts), c & 0x7FF)
+            for ts, c in zip(
+                t.column("ts_utc").cast("int64").to_pylist(), t.column("code").to_pylist()
+            )
+        }
         want = {(int(h[0]), h[1]) for h in hist if h[0] < f.net.utc(30 * 3600) - 600}
         assert want <= got, sorted(want - got)[:5]
 
@@ -177,7 +184,7 @@ def test_lossy_medium_and_faulty_meters(tmp_path, seed):
     faults = lambda i: Faults(seed=seed * 100 + i, drop=0.3, duplicate=0.1, delay=0.05)  # noqa: E731
     f = Feeder(tmp_path, n=5, seed=seed, faults=faults)
     rng = random.Random(seed)
-    for d, m in f.meters.items():
+    for m in f.meters.values():
         t = rng.uniform(2, 20) * 3600
         f.net.at(t, lambda now, m=m: m.reboot(now))
     f.rounds((6, 12, 18, 24.1, 26, 28), until=DAY + 8 * 3600)

@@ -47,8 +47,19 @@ def test_demo_collects_the_fleets_day(tmp_path):
 
 
 def test_demo_command_prints_its_summary(tmp_path, capsys):
-    code = main(["demo", "--meters", "20", "--segments", "1", "--out", str(tmp_path), "--quiet",
-                 "--no-plots"])
+    code = main(
+        [
+            "demo",
+            "--meters",
+            "20",
+            "--segments",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--no-plots",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "discovered 20, commissioned 20" in out and str(tmp_path) in out

@@ -118,8 +118,11 @@ def _meter(args: argparse.Namespace) -> _Meter:
 
 
 def _add_link_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", help="device path, pyserial URL (socket://, rfc2217://, osgpsim://) "
-                   "or udp://host[:port] for CN/IP")
+    p.add_argument(
+        "url",
+        help="device path, pyserial URL (socket://, rfc2217://, osgpsim://) "
+        "or udp://host[:port] for CN/IP",
+    )
     p.add_argument("--link", choices=("mep", "optical", "plc"), default="mep")
     p.add_argument("--key", help=KEY_HELP)
     p.add_argument("--address", default="1/2", help="PLC: the meter's subnet/node (default 1/2)")
@@ -237,10 +240,12 @@ def _open_store(args: argparse.Namespace) -> Any:
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, help="database URL (sqlite:///file.db, "
-                   "postgresql://user@host/db)")
-    p.add_argument("--master-key-file", help="file with the store's master key "
-                   "(else $OSGP_MASTER_KEY, hex)")
+    p.add_argument(
+        "--store", required=True, help="database URL (sqlite:///file.db, postgresql://user@host/db)"
+    )
+    p.add_argument(
+        "--master-key-file", help="file with the store's master key (else $OSGP_MASTER_KEY, hex)"
+    )
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -295,8 +300,11 @@ def _keys(args: argparse.Namespace) -> int:
     if args.keys_command == "parse":
         k = _key(args.key)
         assert k is not None
-        fits = [n for n, size in (("PLC OMA key", 12), ("MEP MAK/MBK", 16), ("optical password", 20))
-                if len(k) == size]
+        fits = [
+            n
+            for n, size in (("PLC OMA key", 12), ("MEP MAK/MBK", 16), ("optical password", 20))
+            if len(k) == size
+        ]
         print(json.dumps({"bytes": len(k), "hex": k.hex(), "fits": fits}))
         return 0
     with _open_store(args) as store:
@@ -366,13 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log every frame in hex")
     sub = p.add_subparsers(dest="command")
 
-    d = sub.add_parser("demo", help="a simulated fleet discovered, commissioned, collected, "
-                       "exported and plotted (no hardware)")
+    d = sub.add_parser(
+        "demo",
+        help="a simulated fleet discovered, commissioned, collected, "
+        "exported and plotted (no hardware)",
+    )
     d.add_argument("--meters", type=int, default=1000, help="fleet size (default 1000)")
     d.add_argument("--segments", type=int, default=4, help="power-line segments (default 4)")
     d.add_argument("--seed", type=int, default=1)
-    d.add_argument("--out", help="folder for the store, exports and plots "
-                   "(default ./osgp-demo-DATE-TIME)")
+    d.add_argument(
+        "--out", help="folder for the store, exports and plots (default ./osgp-demo-DATE-TIME)"
+    )
     d.add_argument("--no-plots", action="store_true")
     d.add_argument("--capture", action="store_true", help="also write capture.pcapng")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -391,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("params", nargs="?", default="", help="parameters in hex")
     c.set_defaults(func=_call)
 
-    co = sub.add_parser("collect", help="collect registers, load profile and events of one "
-                        "meter into a store")
+    co = sub.add_parser(
+        "collect", help="collect registers, load profile and events of one meter into a store"
+    )
     _add_link_args(co)
     _add_store_args(co)
     co.add_argument("--neuron-id", help="the meter's 48-bit id in hex (default: from BT01)")

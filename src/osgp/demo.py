@@ -146,9 +146,11 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             for seg in fleet.segments:
                 eng.add_channel(seg)
             for dev in store.devices():
-                if dev.subnet is not None and dev.status == NORMAL:
+                if dev.subnet is not None and dev.segment and dev.status == NORMAL:
                     eng.add_meter(dev.id, fleet.segment(dev.segment))
-            before = {s.name: (s.stats["frames"], s.airtime_s, s.needed_airtime_s) for s in fleet.segments}
+            before = {
+                s.name: (s.stats["frames"], s.airtime_s, s.needed_airtime_s) for s in fleet.segments
+            }
             res.rounds = _collect_day(eng, net, fleet, steps)
             res.cpu_s["collect"] = time.process_time() - t0
             res.exchanges = eng.stats["exchanges"]
@@ -181,7 +183,9 @@ def _rows(parquet: Path) -> int:
     return pq.ParquetFile(parquet).metadata.num_rows
 
 
-def _run_engines(net: Any, fleet: Any, engines: List[Any], progress: Callable, count: Callable) -> None:
+def _run_engines(
+    net: Any, fleet: Any, engines: List[Any], progress: Callable, count: Callable
+) -> None:
     """Run ``engines`` (one per segment) until all are done, reporting progress."""
     for seg, e in zip(fleet.segments, engines):
         seg.attach_engine(e)
@@ -217,34 +221,32 @@ def _discover_and_commission(fleet: Any, store: Store, steps: _Steps, seed: int)
     rng = np.random.default_rng(seed)
     keys = {nid: rng.bytes(12) for t in topologies for nid in t.meters}
     workers = [
-        Commissioning(t, plans[t.segment], keys, fleet.factory_key, groups=(1,))
-        for t in topologies
+        Commissioning(t, plans[t.segment], keys, fleet.factory_key, groups=(1,)) for t in topologies
     ]
     progress = steps.step("commissioning", found)
-    _run_engines(
-        net, fleet, workers, progress, lambda: sum(len(w.results) for w in workers)
-    )
+    _run_engines(net, fleet, workers, progress, lambda: sum(len(w.results) for w in workers))
     commissioned = 0
     at = net.utc(net.time())
     for t, w in zip(topologies, workers):
         for link in t.links:
-            store.put_link(
-                t.segment, link.source or b"", link.nid, link.ssi_out, link.margin
-            )
+            store.put_link(t.segment, link.source or b"", link.nid, link.ssi_out, link.margin)
         for nid, route in t.meters.items():
             outcome = w.results.get(nid)
-            ok = outcome is not None and outcome.ok
+            address = outcome.address if outcome is not None and outcome.ok else None
+            ok = address is not None
             dev = store.upsert_device(
                 nid,
                 serial=route.serial,
                 segment=t.segment,
-                subnet=outcome.address.subnet if ok and outcome.address else None,
-                node=outcome.address.node if ok and outcome.address else None,
+                subnet=address.subnet if address is not None else None,
+                node=address.node if address is not None else None,
                 status=NORMAL if ok else "not_commissioned",
                 meta={"hops": route.hops, "ssi": route.ssi, "margin": route.margin},
             )
             if not ok:
-                store.audit(at, "demo", "commissioning failed", outcome.status if outcome else "", dev)
+                store.audit(
+                    at, "demo", "commissioning failed", outcome.status if outcome else "", dev
+                )
                 continue
             store.put_key(dev, KEY_PURPOSE, keys[nid])
             paths = [route.path] + list(route.alternates)
@@ -342,8 +344,8 @@ def _plots(store: Store, fleet: Any, out: Path) -> List[Path]:
         paths.append(p)
         # daily consumption across the fleet (active energy, channel 0)
         sel = iv.column("channel").to_numpy() == 0
-        per = np.bincount(dev[sel], weights=iv.column("value").to_numpy()[sel])
-        per = per[per > 0] / 1000.0
+        energy = np.bincount(dev[sel], weights=iv.column("value").to_numpy()[sel])
+        per = energy[energy > 0] / 1000.0
         fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.hist(per, bins=40)
         ax.set_title(f"Energy collected per meter ({len(per)} meters)")
@@ -426,11 +428,16 @@ def summary(res: DemoResult) -> str:
     rejected = Counter({k: v for k, v in res.drops.items() if k not in _TRAFFIC})
     lines.append(
         f"  frames rejected: {sum(rejected.values())}"
-        + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.most_common(4)) + ")" if rejected else "")
+        + (
+            " (" + ", ".join(f"{k} {v}" for k, v in rejected.most_common(4)) + ")"
+            if rejected
+            else ""
+        )
         + f"; other nodes' traffic ignored: {sum(traffic.values())}"
     )
     lines.append(
-        "  host CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.cpu_s.items())
+        "  host CPU: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in res.cpu_s.items())
         + f"; wall {res.wall_s:.1f} s"
     )
     for p in res.plots:

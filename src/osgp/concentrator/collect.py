@@ -71,9 +71,7 @@ def register_values(bt23: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
     """BT23 as ``name -> (value, unit)``: summations total and per tier, the
     demand maxima (ANSI C12.19 BT23; Optical guide p.28-30)."""
     d = tables.decode(23, bt23, {"BT00": dims[0], "BT21": dims[21]})
-    out: Dict[str, Tuple[float, str]] = {
-        "demand_resets": (float(d["NBR_DEMAND_RESETS"]), "count")
-    }
+    out: Dict[str, Tuple[float, str]] = {"demand_resets": (float(d["NBR_DEMAND_RESETS"]), "count")}
     blocks = [("total", d["TOT_DATA_BLOCK"])] + [
         (f"tier{i + 1}", b) for i, b in enumerate(d["TIER_DATA_BLOCK"])
     ]
@@ -142,9 +140,7 @@ class _LpPlan:
 
 def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: bytes) -> Any:
     """The new intervals as store columns (ts_utc, channel, value, raw, status)."""
-    lp = loadprofile.decode(
-        dims[61], dims[62], bt63, image, bt00=dims[0], unread_only=True
-    )
+    lp = loadprofile.decode(dims[61], dims[62], bt63, image, bt00=dims[0], unread_only=True)
     if not len(lp):
         return None
     keep = np.ones(len(lp), bool)
@@ -233,9 +229,7 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
             "acked_seq": plan.seqs[done - 1] if done else None,
         }
         cols = _interval_rows(plan, m.dims, bt63, bytes(image))
-        new = store.commit_intervals(
-            dev, cols if cols is not None else [], cursor=("lp", cursor)
-        )
+        new = store.commit_intervals(dev, cols if cols is not None else [], cursor=("lp", cursor))
     if done:
         yield m.session.call(BP05, struct.pack("<BH", LIST_LP_SET1, done), priority=priority)
     return new

@@ -205,9 +205,7 @@ class Concentrator:
         return True
 
     # -- tasks -------------------------------------------------------------------------------
-    def start(
-        self, m: Meter, gen: TaskGen, name: str, *, job_id: Optional[int] = None
-    ) -> Task:
+    def start(self, m: Meter, gen: TaskGen, name: str, *, job_id: Optional[int] = None) -> Task:
         task = Task(m, gen, name, job_id)
         m.busy = True
         self._advance(task, None, None)

@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import PERMANENT_FAULT, Concentrator, Meter, Task
@@ -95,7 +95,9 @@ class Collector:
         ]
         r = Round(name, now, len(todo))
         r.job_id = eng.store.create_job(
-            "collect", dict(self.what, round=name), [m.device_id for m in todo],
+            "collect",
+            dict(self.what, round=name),
+            [m.device_id for m in todo],
             at=eng.runtime.utc(now),
         )
         self.rounds.append(r)
