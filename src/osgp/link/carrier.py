@@ -97,7 +97,8 @@ class MepCarrier:
         return last  # a retry resends the identical frame (MEP guide p.21)
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
-        return b"", [x if isinstance(x, bytes) else Alert() for x in self._reader.feed(data)]
+        items: List[Any] = self._reader.feed(data)  # a new list of bodies and Alerts
+        return b"", items
 
     def reset(self) -> None:
         self._reader.reset()
@@ -221,6 +222,7 @@ class PlcCarrier:
         self.expected: Optional[Tuple[Optional[int], int]] = None
         self._trans = 0
         self._templates: Dict[Any, Tuple[bytes, int]] = {}
+        self._last_template: Tuple[Any, Any, Any, Tuple[bytes, int]] = (None, None, None, (b"", 0))
 
     @property
     def hops(self) -> int:
@@ -231,6 +233,9 @@ class PlcCarrier:
         encode_lpdu's own output for an empty SPDU, computed once per
         destination (only the 4-bit transaction number differs between frames
         to one destination; ISO/IEC 14908-1, docs/protocol.md)."""
+        last = self._last_template
+        if last[0] is dest and last[1] is self.src and last[2] is self.profile:
+            return last[3]  # the same objects as the last frame's: no hashing
         key = (dest, self.src, self.profile.domain, self.profile.service_request)
         t = self._templates.get(key)
         if t is None:
@@ -243,6 +248,7 @@ class PlcCarrier:
             )
             body = lon.encode_lpdu(lon.Lpdu(n), crc=False)
             t = self._templates[key] = (body[:-1], body[-1])
+        self._last_template = (dest, self.src, self.profile, t)
         return t
 
     def _target(self) -> lon_proxy.ProxyTarget:

@@ -70,6 +70,22 @@ __all__ = ["ClientSession"]
 _BARE = ServiceProfile("bare", 0, 0, False, "transaction records")
 _AUTH_FAILURE = bytes([AUTH_FAILURE])
 
+# what a one-exchange operation returns from its response
+_FULL_READ, _PARTIAL_READ, _WRITE, _RAW = range(4)
+
+
+class _Exchange:
+    """A one-exchange operation (a read or write that needs no split, a raw
+    exchange) run without a generator: the request, then one check of its
+    response, with the results and errors of the generator it replaces."""
+
+    __slots__ = ("request", "kind", "sent")
+
+    def __init__(self, request: Any, kind: int) -> None:
+        self.request = request
+        self.kind = kind
+        self.sent = False
+
 
 class ClientSession:
     """Concentrator side of one device on one link.
@@ -130,7 +146,13 @@ class ClientSession:
         *,
         priority: int = Priority.ON_DEMAND,
     ) -> Operation:
-        return self._submit(f"read {table}", self._read(table, offset, count), priority)
+        if offset is None and count is None:
+            step: Any = _Exchange(FullRead(table), _FULL_READ)
+        elif count is not None and count <= self.services.max_read:
+            step = _Exchange(PartialRead(table, offset or 0, count), _PARTIAL_READ)
+        else:
+            step = self._read(table, offset, count)
+        return self._submit(f"read {table}", step, priority)
 
     def write(
         self,
@@ -140,7 +162,14 @@ class ClientSession:
         *,
         priority: int = Priority.OPERATION,
     ) -> Operation:
-        return self._submit(f"write {table}", self._write(table, bytes(data), offset), priority)
+        data = bytes(data)
+        if len(data) > self.services.max_write:
+            step: Any = self._write(table, data, offset)
+        elif offset is None:
+            step = _Exchange(FullWrite(table, data), _WRITE)
+        else:
+            step = _Exchange(PartialWrite(table, offset, data), _WRITE)
+        return self._submit(f"write {table}", step, priority)
 
     def call(
         self,
@@ -169,7 +198,7 @@ class ClientSession:
 
     def exchange(self, message: Any, *, priority: int = Priority.ON_DEMAND) -> Operation:
         """One raw exchange: returns the response APDU undecoded."""
-        return self._submit("exchange", self._single(message), priority)
+        return self._submit("exchange", _Exchange(message, _RAW), priority)
 
     # -- handle-then-poll interface -----------------------------------------------------
     def watch(self, callback: Callable[[ClientSession], None]) -> None:
@@ -225,9 +254,10 @@ class ClientSession:
         if self._op is None:
             if not self._queue:
                 return None
-            gap = self.ready_at()
-            if gap is not None and now < gap:
-                return None
+            if self._last_tx is not None:
+                gap = self.ready_at()
+                if gap is not None and now < gap:
+                    return None
             self._start_next()
         elif self._awaiting or self._msg is None:
             return None
@@ -235,7 +265,12 @@ class ClientSession:
         if pending is None:
             return None
         self._pending_frame = None
-        self._transmitted(pending, now)
+        # the response timer starts with the frame
+        self._awaiting = True
+        self._last_tx = now
+        self._deadline = now + self._timeout
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("tx %s", pending.hex())
         if self._watchers:
             self._changed()
         return pending
@@ -331,7 +366,7 @@ class ClientSession:
     # -- engine -----------------------------------------------------------------------------
     _pending_frame: Optional[bytes] = None
 
-    def _submit(self, name: str, gen: Generator[Any, bytes, Any], priority: int) -> Operation:
+    def _submit(self, name: str, gen: Any, priority: int) -> Operation:
         self._order += 1
         op = Operation(name, gen, priority, self._order, self)
         heapq.heappush(self._queue, (op.priority, op.order, op))
@@ -364,14 +399,30 @@ class ClientSession:
         assert op is not None  # noqa: S101 - internal invariant, not input
         if op.cancelled and error is None:
             error = OperationCancelled(f"{op.name}: cancelled")
-        try:
-            msg = op._gen.throw(error) if error is not None else op._gen.send(value)
-        except StopIteration as stop:
-            self._finish(Completed(op, stop.value))
-            return
-        except OSGPError as exc:
-            self._finish(Failed(op, exc))
-            return
+        step = op._gen
+        if type(step) is _Exchange:
+            if error is not None:
+                self._finish(Failed(op, error))
+                return
+            if step.sent:
+                try:
+                    result = self._exchange_result(step, value)
+                except OSGPError as exc:
+                    self._finish(Failed(op, exc))
+                    return
+                self._finish(Completed(op, result))
+                return
+            step.sent = True
+            msg = step.request
+        else:
+            try:
+                msg = step.throw(error) if error is not None else step.send(value)
+            except StopIteration as stop:
+                self._finish(Completed(op, stop.value))
+                return
+            except OSGPError as exc:
+                self._finish(Failed(op, exc))
+                return
         self._msg = msg
         self._resynced = False
         try:
@@ -402,13 +453,6 @@ class ClientSession:
         self._op.exchanges += 1
         self._last = frame
         return frame
-
-    def _transmitted(self, frame: bytes, now: float) -> None:
-        self._awaiting = True
-        self._last_tx = now
-        self._deadline = now + self._timeout
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("tx %s", frame.hex())
 
     def _resend(self, frame: bytes) -> None:
         """Queue a frame that answers the exchange in flight (retry or resync)."""
@@ -492,9 +536,25 @@ class ClientSession:
         self._advance(apdu)
 
     # -- operation generators ---------------------------------------------------------------
-    def _single(self, message: Any) -> Generator[Any, bytes, bytes]:
-        apdu = yield message
-        return apdu
+    def _exchange_result(self, step: _Exchange, apdu: Any) -> Any:
+        """What the generator a one-exchange operation replaces returns."""
+        kind = step.kind
+        if kind == _RAW:
+            return apdu
+        if apdu[:1] == _AUTH_FAILURE:
+            raise AuthenticationError("device reported authentication failure (0x0B)")
+        data = response_data(apdu, step.request, self.services)
+        if kind == _WRITE:
+            return None
+        data = data or b""
+        if kind == _PARTIAL_READ:
+            n = step.request.count
+            if len(data) != n:
+                raise ProtocolError(
+                    f"asked for {n} bytes of table {step.request.table}, got {len(data)}"
+                )
+            return bytes(data)
+        return data
 
     def _response(self, apdu: bytes, request: Any) -> Optional[bytes]:
         if apdu[:1] == _AUTH_FAILURE:

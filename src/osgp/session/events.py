@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Generator, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from osgp.errors import OSGPError, ProtocolError
 
@@ -57,7 +57,7 @@ class Operation:
     def __init__(
         self,
         name: str,
-        gen: Generator[Any, Any, Any],
+        gen: Any,  # a generator, or a one-exchange step of the session
         priority: int,
         order: int,
         session: ClientSession,
