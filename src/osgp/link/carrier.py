@@ -43,6 +43,9 @@ _frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
 _PROXY_TX = lon_proxy.TxCtrl(12, 3)
 
 Item = Union[bytes, Alert, OSGPError]
+_NO_MEMBER_LIST = (lon.SPDU_REQUEST, lon.SPDU_RESPONSE)
+_BYTES = [bytes((i,)) for i in range(256)]
+_crc16_lon = crypto.crc16_lon
 
 
 class Carrier(Protocol):
@@ -263,7 +266,8 @@ class PlcCarrier:
         return lon_proxy.ProxyTarget(3, bytes([getattr(d, "subnet", 0), 0]))
 
     def frame(self, wire: bytes) -> bytes:
-        apdu = self.profile.wrap(wire)
+        profile = self.profile
+        apdu = profile.wrap(wire)
         if self.path:
             t = self._target()
             reps = tuple(lon_proxy.Repeater(r.node, r.subnet) for r in self.path[1:])
@@ -272,13 +276,13 @@ class PlcCarrier:
                     reps, lon_proxy.Sicb(t.type, txctrl=self.proxy_tx), t, apdu, self.proxy_tx
                 )
             )
-        self._trans = self.tids(self.source_key, self._trans)
-        self.expected = (self.source_key, self._trans)
-        if self.profile.service_request in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
-            # no member list: template header || SPDU byte (trans in b3..0) || APDU
+        trans = self._trans = self.tids(self.source_key, self._trans)
+        self.expected = (self.source_key, trans)
+        if profile.service_request in _NO_MEMBER_LIST:
+            # template header || SPDU byte (trans in b3..0) || APDU
             head, spdu = self._template(self.neighbour)
-            body = head + bytes((spdu | self._trans,)) + apdu
-            return body + crypto.crc16_lon(body).to_bytes(2, "big") if self.crc else body
+            body = head + _BYTES[spdu | trans] + apdu
+            return body + _crc16_lon(body).to_bytes(2, "big") if self.crc else body
         npdu = lon.Npdu(
             self.src[0],
             self.src[1],

@@ -539,7 +539,7 @@ class KeyUsage:
         if self.count >= self.maximum:
             raise ProtocolError(f"{what} key usage count reached {self.maximum}: renew the key")
         self.count += 1
-        if not self.warned and self.warning:
+        if not self.warned and self.count >= self.fraction * self.maximum:  # self.warning
             self.warned = True
             self.events.append(f"{what} key usage at {self.count} of {self.maximum}")
 
@@ -654,7 +654,10 @@ class CryptoContext:
         """Check and decrypt a frame from the peer.  SequenceError for a replayed,
         too old or too far ahead number (before any decryption), AuthenticationError
         for a bad tag; the window only moves for authentic frames."""
-        seq, body = self.parse(frame)
+        if len(frame) < 4 + self.profile.tag_len:
+            self.parse(frame)  # raises TruncatedError
+        seq = int.from_bytes(frame[:4], "big")
+        body = frame[4:]
         window = self.window
         window.check(seq)
         self.usage.use("unicast")

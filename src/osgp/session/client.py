@@ -70,21 +70,10 @@ __all__ = ["ClientSession"]
 _BARE = ServiceProfile("bare", 0, 0, False, "transaction records")
 _AUTH_FAILURE = bytes([AUTH_FAILURE])
 
-# what a one-exchange operation returns from its response
+# A one-exchange operation (a read or write that needs no split, a raw
+# exchange) runs without a generator: its step is (kind, request), and the
+# kind says what the generator it replaces would return from the response.
 _FULL_READ, _PARTIAL_READ, _WRITE, _RAW = range(4)
-
-
-class _Exchange:
-    """A one-exchange operation (a read or write that needs no split, a raw
-    exchange) run without a generator: the request, then one check of its
-    response, with the results and errors of the generator it replaces."""
-
-    __slots__ = ("request", "kind", "sent")
-
-    def __init__(self, request: Any, kind: int) -> None:
-        self.request = request
-        self.kind = kind
-        self.sent = False
 
 
 class ClientSession:
@@ -147,9 +136,9 @@ class ClientSession:
         priority: int = Priority.ON_DEMAND,
     ) -> Operation:
         if offset is None and count is None:
-            step: Any = _Exchange(FullRead(table), _FULL_READ)
+            step: Any = (_FULL_READ, FullRead(table))
         elif count is not None and count <= self.services.max_read:
-            step = _Exchange(PartialRead(table, offset or 0, count), _PARTIAL_READ)
+            step = (_PARTIAL_READ, PartialRead(table, offset or 0, count))
         else:
             step = self._read(table, offset, count)
         return self._submit(f"read {table}", step, priority)
@@ -166,9 +155,9 @@ class ClientSession:
         if len(data) > self.services.max_write:
             step: Any = self._write(table, data, offset)
         elif offset is None:
-            step = _Exchange(FullWrite(table, data), _WRITE)
+            step = (_WRITE, FullWrite(table, data))
         else:
-            step = _Exchange(PartialWrite(table, offset, data), _WRITE)
+            step = (_WRITE, PartialWrite(table, offset, data))
         return self._submit(f"write {table}", step, priority)
 
     def call(
@@ -198,7 +187,7 @@ class ClientSession:
 
     def exchange(self, message: Any, *, priority: int = Priority.ON_DEMAND) -> Operation:
         """One raw exchange: returns the response APDU undecoded."""
-        return self._submit("exchange", _Exchange(message, _RAW), priority)
+        return self._submit("exchange", (_RAW, message), priority)
 
     # -- handle-then-poll interface -----------------------------------------------------
     def watch(self, callback: Callable[[ClientSession], None]) -> None:
@@ -400,20 +389,19 @@ class ClientSession:
         if op.cancelled and error is None:
             error = OperationCancelled(f"{op.name}: cancelled")
         step = op._gen
-        if type(step) is _Exchange:
+        if type(step) is tuple:
             if error is not None:
                 self._finish(Failed(op, error))
                 return
-            if step.sent:
+            if self._msg is not None:  # the request went out: this is its response
                 try:
-                    result = self._exchange_result(step, value)
+                    result = self._exchange_result(step[0], step[1], value)
                 except OSGPError as exc:
                     self._finish(Failed(op, exc))
                     return
                 self._finish(Completed(op, result))
                 return
-            step.sent = True
-            msg = step.request
+            msg = step[1]
         else:
             try:
                 msg = step.throw(error) if error is not None else step.send(value)
@@ -536,25 +524,20 @@ class ClientSession:
         self._advance(apdu)
 
     # -- operation generators ---------------------------------------------------------------
-    def _exchange_result(self, step: _Exchange, apdu: Any) -> Any:
+    def _exchange_result(self, kind: int, request: Any, apdu: Any) -> Any:
         """What the generator a one-exchange operation replaces returns."""
-        kind = step.kind
         if kind == _RAW:
             return apdu
         if apdu[:1] == _AUTH_FAILURE:
             raise AuthenticationError("device reported authentication failure (0x0B)")
-        data = response_data(apdu, step.request, self.services)
+        data = response_data(apdu, request, self.services)
         if kind == _WRITE:
             return None
-        data = data or b""
-        if kind == _PARTIAL_READ:
-            n = step.request.count
-            if len(data) != n:
-                raise ProtocolError(
-                    f"asked for {n} bytes of table {step.request.table}, got {len(data)}"
-                )
-            return bytes(data)
-        return data
+        if kind == _PARTIAL_READ and len(data or b"") != request.count:
+            raise ProtocolError(
+                f"asked for {request.count} bytes of table {request.table}, got {len(data or b'')}"
+            )
+        return bytes(data) if data else b""
 
     def _response(self, apdu: bytes, request: Any) -> Optional[bytes]:
         if apdu[:1] == _AUTH_FAILURE:
