@@ -335,7 +335,10 @@ def test_termineter_reads_every_table_of_a_simulated_meter_over_a_pty():
             assert part == meter.image(64)[1000:1100]
             # live data: an hour later the registers have moved, and the meter agrees
             before = T.decode(23, conn.get_table_data(23), dims)
-            clock.t += 3600.0
+            assert conn.stop()
+            clock.t += 3600.0  # (a session left open this long would have timed out)
+            assert conn.start()
+            assert conn.login(username="termineter", userid=1, password="")
             after_image = conn.get_table_data(23)
             assert after_image == meter.image(23)
             after = T.decode(23, after_image, dims)

@@ -64,7 +64,9 @@ class Carrier(Protocol):
 
 
 class DeviceCarrier(Protocol):
-    """The link-layer half of a device session."""
+    """The link-layer half of a device session.  A serial carrier also has
+    ``silence(gap)``: the line was quiet for ``gap`` seconds before the next
+    bytes, so a partial frame older than the inter-byte timeout is dropped."""
 
     link: str
     drops: Counter
@@ -121,6 +123,12 @@ class MepDeviceCarrier:
     def frame(self, wire: bytes) -> bytes:
         return mep.frame(wire, self.profile)
 
+    def silence(self, gap: float) -> None:
+        # at least one byte per 50 ms inside a frame (MEP guide p.20)
+        if gap * 1000.0 > self.profile.inter_byte_ms and self._reader.pending:
+            self._reader.reset()
+            self.drops["partial frame timed out"] += 1
+
 
 # -- optical ---------------------------------------------------------------------------
 class OpticalCarrier:
@@ -172,6 +180,18 @@ class OpticalDeviceCarrier:
 
     def frame(self, wire: bytes) -> bytes:
         return self.psem.send(self.layer, wire)
+
+    def silence(self, gap: float) -> None:
+        # C12.18 timers (OpticalProfile): the channel traffic timeout ends the
+        # session; the inter-character timeout drops a partial packet
+        ms = gap * 1000.0
+        if ms > self.profile.channel_traffic_timeout_ms:
+            pending = not self.layer.done
+            if self.psem.timeout() or pending:
+                self.drops["session timed out"] += 1
+            self.layer.restart()
+        elif ms > self.profile.inter_char_timeout_ms and self.layer.drop_partial():
+            self.drops["partial packet timed out"] += 1
 
 
 # -- power line ----------------------------------------------------------------------------
