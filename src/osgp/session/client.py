@@ -60,6 +60,7 @@ from osgp.session.events import (
     Operation,
     OperationCancelled,
     Priority,
+    completed,
 )
 from osgp.session.profiles import LinkProfile, bundle_for
 
@@ -399,14 +400,14 @@ class ClientSession:
                 except OSGPError as exc:
                     self._finish(Failed(op, exc))
                     return
-                self._finish(Completed(op, result))
+                self._finish(completed(op, result))
                 return
             msg = step[1]
         else:
             try:
                 msg = step.throw(error) if error is not None else step.send(value)
             except StopIteration as stop:
-                self._finish(Completed(op, stop.value))
+                self._finish(completed(op, stop.value))
                 return
             except OSGPError as exc:
                 self._finish(Failed(op, exc))
