@@ -10,7 +10,7 @@ import sys
 import pytest
 
 FUZZ = os.path.join(os.path.dirname(__file__), "..", "fuzz")
-HARNESSES = ["fuzz_mep", "fuzz_optical", "fuzz_lon", "fuzz_services", "fuzz_frames"]
+HARNESSES = ["fuzz_mep", "fuzz_optical", "fuzz_lon", "fuzz_services", "fuzz_frames", "fuzz_sim"]
 SEEDS = [
     b"",
     bytes.fromhex("00143f0017000000002c77635b9113db85a135a0575e"),

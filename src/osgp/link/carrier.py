@@ -332,7 +332,7 @@ class PlcCarrier:
         if self.expected is None:
             self.drops["not waiting"] += 1
             return b"", []
-        src = neighbour_key(h[4], h[5])
+        src = (h[4] << 7) | (h[5] & 0x7F)  # neighbour_key of the source subnet/node
         if self.source_key is not None and src != self.source_key:
             self.drops["other source"] += 1
             return b"", []
