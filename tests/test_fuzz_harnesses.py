@@ -18,6 +18,7 @@ HARNESSES = [
     "fuzz_frames",
     "fuzz_atm",
     "fuzz_capture",
+    "fuzz_sim",
 ]
 SEEDS = [
     b"",

@@ -51,3 +51,37 @@ def test_osgp_simulate_prints_urls_that_work():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_osgpsim_url_serves_a_full_meter_over_mep():
+    # osgpsim://meter?... builds a SimMeter in this process at each open
+    # (importing osgp.sim registers it); osgp's own client reads it through
+    # pyserial's serial_for_url, the path any pyserial-based tool takes
+    import serial
+
+    from osgp.sim import layouts as L
+    from osgp.sim.serve import url_meter
+    from osgp.transport.handlers import register
+
+    register()
+    twin = url_meter({"seed": "7"}).meter
+    url = "osgpsim://meter?link=mep&seed=7"
+    c = ClientSession(MepCarrier(), LegacySuite(DEFAULT_MEP_KEY, MEP_ENVELOPE))
+    with open_transport(url, timeout=2) as t:
+        bt01 = run_until_complete(c, t, c.read(1), timeout=10)
+        assert bt01 == twin.image(1)
+        dims = {n: run_until_complete(c, t, c.read(n), timeout=10) for n in (0, 21)}
+        before = tables.decode(23, run_until_complete(c, t, c.read(23), timeout=10), dims)
+        # a procedure acting on the meter's state: EP34 demand reset counts in BT23
+        run_until_complete(c, t, c.call(L.EP34 - L.EP, mfg=True), timeout=10)
+        after = tables.decode(23, run_until_complete(c, t, c.read(23), timeout=10), dims)
+    assert after["NBR_DEMAND_RESETS"] == (before["NBR_DEMAND_RESETS"] + 1) & 0xFF
+    port = serial.serial_for_url("osgpsim://meter?seed=7", timeout=0.5)
+    try:
+        port.write(b"\x00\x00")  # an alert-length frame: dropped, nothing answers
+        assert port.read(1) == b""
+    finally:
+        port.close()
+    for bad in ("osgpsim://meter?link=plc", "osgpsim://meter?seed=x", "osgpsim://meter?speed=2"):
+        with pytest.raises(serial.SerialException, match="osgpsim://meter"):
+            serial.serial_for_url(bad)

@@ -260,3 +260,110 @@ def test_termineter_sessions():
     shape = [(p[1], p[3]) for p in resps]
     eight = [(k, 64) for k in range(7, 0, -1)] + [(0, 12 + 8)]
     assert any(shape[i : i + 8] == eight for i in range(len(shape)))
+
+
+# -- termineter against the simulated meter's optical port -------------------------------
+class FakeClock:
+    """The served meters' clock: stands still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+LINK_STATE = {2048 + 4, 2048 + 54}  # ET04 / ET54 show the port's own counters (they move)
+
+
+def _termineter(url):
+    conn = c1218.Connection(url, c1218_settings={"pktsize": 512, "nbrpkts": 8}, enable_cache=False)
+    conn.serial_h.timeout = TIMEOUT
+    assert conn.start()
+    assert conn.login(username="termineter", userid=1, password="")  # blank on the sim
+    return conn
+
+
+def _read_whole(conn, table, size, chunk=100):
+    """A full read, or partial reads of ``chunk`` bytes for a table larger than
+    one response can carry: the simulator grants at most 64-byte packets x 2
+    (112 APDU bytes) whatever termineter asks for."""
+    if size <= chunk:
+        return conn.get_table_data(table)
+    return b"".join(
+        conn.get_table_data(table, octetcount=min(chunk, size - off), offset=off)
+        for off in range(0, size, chunk)
+    )
+
+
+def test_termineter_reads_every_table_of_a_simulated_meter_over_a_pty():
+    from osgp import tables as T
+    from osgp.sim.serve import MeterServer
+
+    clock = FakeClock()
+    with MeterServer(1, kind="pty", link="optical", seed=7, clock=clock) as server:
+        served = server.served[0]
+        meter = served.meter
+        clock.t = 3 * 3600.0  # three hours of virtual time: registers and load profile run
+        conn = _termineter(served.url)
+        try:
+            info = C1219GeneralAccess(conn)
+            bt01 = T.decode(1, meter.image(1))
+            assert info.mfg_serial_no == bt01["MFG_SERIAL_NUMBER"].strip() == meter.serial
+            assert info.manufacturer == bt01["MANUFACTURER"].strip()
+            # the tables BT00 lists, as termineter parses it and as osgp does;
+            # termineter reads bits 0-6 of each bitmap byte, so it never lists
+            # the tables whose number is 7 mod 8 (BT07, BT23, BT55, ...)
+            bt00 = T.decode(0, meter.image(0))
+            ours = [i for i, used in enumerate(bt00["STD_TBLS_USED"]) if used]
+            assert info.std_tbls_used == [t for t in ours if t % 8 != 7]
+            ours_mfg = [i for i, used in enumerate(bt00["MFG_TBLS_USED"]) if used]
+            assert info.mfg_tbls_used == [t for t in ours_mfg if t % 8 != 7]
+            std = [t for t in ours if t not in (7, 8)]  # the procedure tables
+            mfg = [2048 + t for t in ours_mfg]
+            assert 23 in std and 64 in std and len(mfg) > 3
+            seen = {}
+            for t in std + mfg:
+                if t in LINK_STATE or t not in meter.tables:
+                    continue
+                seen[t] = _read_whole(conn, t, len(meter.image(t)))
+                assert seen[t] == meter.image(t), f"table {t}"
+            assert len(seen) >= 20
+            dims = {0: seen[0], 21: seen[21]}  # what BT23's layout depends on, as read
+            # a partial read of the load-profile data (BT64) in two packets
+            part = conn.get_table_data(64, octetcount=100, offset=1000)
+            assert part == meter.image(64)[1000:1100]
+            # live data: an hour later the registers have moved, and the meter agrees
+            before = T.decode(23, conn.get_table_data(23), dims)
+            assert conn.stop()
+            clock.t += 3600.0  # (a session left open this long would have timed out)
+            assert conn.start()
+            assert conn.login(username="termineter", userid=1, password="")
+            after_image = conn.get_table_data(23)
+            assert after_image == meter.image(23)
+            after = T.decode(23, after_image, dims)
+            tot = "TOT_DATA_BLOCK"
+            assert after[tot]["SUMMATIONS"][0] > before[tot]["SUMMATIONS"][0]
+            assert conn.stop()
+        finally:
+            conn.close()
+
+
+def test_termineter_opens_an_osgpsim_url():
+    # pyserial's serial_for_url inside termineter opens osgpsim://meter?...:
+    # a new simulated meter in this process, built from the URL's parameters
+    from osgp import tables as T
+    from osgp.sim.serve import url_meter
+    from osgp.transport.handlers import register
+
+    register()
+    twin = url_meter({"link": "optical", "seed": "7"}).meter  # the same meter, not served
+    conn = _termineter("osgpsim://meter?link=optical&seed=7")
+    try:
+        for t in (0, 1, 5, 21, 22, 61, 2048 + 3):  # configuration: the same on every copy
+            assert conn.get_table_data(t) == twin.image(t), f"table {t}"
+        bt52 = T.decode(52, conn.get_table_data(52))["CLOCK_CALENDAR"]
+        assert bt52.year == 2026  # the meter clock starts at 2026-01-01 (url_meter)
+        assert conn.stop()
+    finally:
+        conn.close()

@@ -43,6 +43,9 @@ _frames, _ = _backend.load("frames")  # LonTalk header parse (native or twin)
 _PROXY_TX = lon_proxy.TxCtrl(12, 3)
 
 Item = Union[bytes, Alert, OSGPError]
+_NO_MEMBER_LIST = (lon.SPDU_REQUEST, lon.SPDU_RESPONSE)
+_BYTES = [bytes((i,)) for i in range(256)]
+_crc16_lon = crypto.crc16_lon
 
 
 class Carrier(Protocol):
@@ -61,7 +64,9 @@ class Carrier(Protocol):
 
 
 class DeviceCarrier(Protocol):
-    """The link-layer half of a device session."""
+    """The link-layer half of a device session.  A serial carrier also has
+    ``silence(gap)``: the line was quiet for ``gap`` seconds before the next
+    bytes, so a partial frame older than the inter-byte timeout is dropped."""
 
     link: str
     drops: Counter
@@ -103,7 +108,8 @@ class MepCarrier:
         return last  # a retry resends the identical frame (MEP guide p.21)
 
     def receive(self, data: bytes) -> Tuple[bytes, List[Item]]:
-        return b"", [x if isinstance(x, bytes) else Alert() for x in self._reader.feed(data)]
+        items: List[Any] = self._reader.feed(data)  # a new list of bodies and Alerts
+        return b"", items
 
     def reset(self) -> None:
         self._reader.reset()
@@ -122,6 +128,12 @@ class MepDeviceCarrier:
 
     def frame(self, wire: bytes) -> bytes:
         return mep.frame(wire, self.profile)
+
+    def silence(self, gap: float) -> None:
+        # at least one byte per 50 ms inside a frame (MEP guide p.20)
+        if gap * 1000.0 > self.profile.inter_byte_ms and self._reader.pending:
+            self._reader.reset()
+            self.drops["partial frame timed out"] += 1
 
 
 # -- optical ---------------------------------------------------------------------------
@@ -175,6 +187,18 @@ class OpticalDeviceCarrier:
     def frame(self, wire: bytes) -> bytes:
         return self.psem.send(self.layer, wire)
 
+    def silence(self, gap: float) -> None:
+        # C12.18 timers (OpticalProfile): the channel traffic timeout ends the
+        # session; the inter-character timeout drops a partial packet
+        ms = gap * 1000.0
+        if ms > self.profile.channel_traffic_timeout_ms:
+            pending = not self.layer.done
+            if self.psem.timeout() or pending:
+                self.drops["session timed out"] += 1
+            self.layer.restart()
+        elif ms > self.profile.inter_char_timeout_ms and self.layer.drop_partial():
+            self.drops["partial packet timed out"] += 1
+
 
 # -- power line ----------------------------------------------------------------------------
 def neighbour_key(subnet: int, node: int) -> int:
@@ -227,6 +251,7 @@ class PlcCarrier:
         self.expected: Optional[Tuple[Optional[int], int]] = None
         self._trans = 0
         self._templates: Dict[Any, Tuple[bytes, int]] = {}
+        self._last_template: Tuple[Any, Any, Any, Tuple[bytes, int]] = (None, None, None, (b"", 0))
 
     @property
     def hops(self) -> int:
@@ -237,6 +262,9 @@ class PlcCarrier:
         encode_lpdu's own output for an empty SPDU, computed once per
         destination (only the 4-bit transaction number differs between frames
         to one destination; ISO/IEC 14908-1, docs/protocol.md)."""
+        last = self._last_template
+        if last[0] is dest and last[1] is self.src and last[2] is self.profile:
+            return last[3]  # the same objects as the last frame's: no hashing
         key = (dest, self.src, self.profile.domain, self.profile.service_request)
         t = self._templates.get(key)
         if t is None:
@@ -249,6 +277,7 @@ class PlcCarrier:
             )
             body = lon.encode_lpdu(lon.Lpdu(n), crc=False)
             t = self._templates[key] = (body[:-1], body[-1])
+        self._last_template = (dest, self.src, self.profile, t)
         return t
 
     def _target(self) -> lon_proxy.ProxyTarget:
@@ -263,7 +292,8 @@ class PlcCarrier:
         return lon_proxy.ProxyTarget(3, bytes([getattr(d, "subnet", 0), 0]))
 
     def frame(self, wire: bytes) -> bytes:
-        apdu = self.profile.wrap(wire)
+        profile = self.profile
+        apdu = profile.wrap(wire)
         if self.path:
             t = self._target()
             reps = tuple(lon_proxy.Repeater(r.node, r.subnet) for r in self.path[1:])
@@ -272,13 +302,13 @@ class PlcCarrier:
                     reps, lon_proxy.Sicb(t.type, txctrl=self.proxy_tx), t, apdu, self.proxy_tx
                 )
             )
-        self._trans = self.tids(self.source_key, self._trans)
-        self.expected = (self.source_key, self._trans)
-        if self.profile.service_request in (lon.SPDU_REQUEST, lon.SPDU_RESPONSE):
-            # no member list: template header || SPDU byte (trans in b3..0) || APDU
+        trans = self._trans = self.tids(self.source_key, self._trans)
+        self.expected = (self.source_key, trans)
+        if profile.service_request in _NO_MEMBER_LIST:
+            # template header || SPDU byte (trans in b3..0) || APDU
             head, spdu = self._template(self.neighbour)
-            body = head + bytes((spdu | self._trans,)) + apdu
-            return body + crypto.crc16_lon(body).to_bytes(2, "big") if self.crc else body
+            body = head + _BYTES[spdu | trans] + apdu
+            return body + _crc16_lon(body).to_bytes(2, "big") if self.crc else body
         npdu = lon.Npdu(
             self.src[0],
             self.src[1],
@@ -308,7 +338,7 @@ class PlcCarrier:
         if self.expected is None:
             self.drops["not waiting"] += 1
             return b"", []
-        src = neighbour_key(h[4], h[5])
+        src = (h[4] << 7) | (h[5] & 0x7F)  # neighbour_key of the source subnet/node
         if self.source_key is not None and src != self.source_key:
             self.drops["other source"] += 1
             return b"", []

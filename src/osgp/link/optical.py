@@ -187,6 +187,21 @@ class PacketLayer:
         self._parts = []
         self._last_identify = False
 
+    def restart(self) -> None:
+        """Channel traffic timeout: forget a partial packet, the last toggle,
+        a partial message and a packet still waiting for its ACK."""
+        self.reset_receiver()
+        self._buf.clear()
+        if not self.done:
+            self._abandon()
+
+    def drop_partial(self) -> bool:
+        """Inter-character timeout: forget the bytes of a packet not yet
+        complete (True when there were some)."""
+        had = bool(self._buf)
+        self._buf.clear()
+        return had
+
     def send(self, apdu: bytes) -> bytes:
         room = self.profile.packet_size - HEADER - 2
         chunks = [apdu[i : i + room] for i in range(0, len(apdu), room)] or [b""]
@@ -577,6 +592,14 @@ class PsemDeviceState:
         self.baud = next((b for b in req.bauds if b in self.bauds), self.baud)
         self._next = grant
         return NegotiateResponse(grant[0], grant[1], self.baud).encode()
+
+    def timeout(self) -> bool:
+        """Channel traffic timeout: the session ends as after terminate, with
+        no response (True when one was open)."""
+        was_open = self.state != BASE
+        self.state, self.access, self.user = BASE, NO_ACCESS, None
+        self.grant, self._next, self._fresh = self.default, None, False
+        return was_open
 
     def fit(self, apdu: bytes) -> bytes:
         """``apdu``, or onp when it needs more than the granted packets."""

@@ -539,7 +539,7 @@ class KeyUsage:
         if self.count >= self.maximum:
             raise ProtocolError(f"{what} key usage count reached {self.maximum}: renew the key")
         self.count += 1
-        if self.warning and not self.warned:
+        if not self.warned and self.count >= self.fraction * self.maximum:  # self.warning
             self.warned = True
             self.events.append(f"{what} key usage at {self.count} of {self.maximum}")
 
@@ -633,11 +633,13 @@ class CryptoContext:
         """A protected unicast frame in this side's send direction."""
         self.usage.use("unicast")
         seq = self.next_seq()
-        sb = struct.pack(">I", seq)
-        p = self.profile
-        return sb + self._key.ccm_seal(
-            self._nonce(self.tx_dir, seq), payload, header + sb, p.tag_len
-        )
+        sb = _U32.pack(seq)
+        c = self._prefix
+        if c is not None and self._prefix_key_id == self.key_id:
+            nonce = c[self.tx_dir] + sb  # _nonce, inlined: prefix || seq (4 BE)
+        else:
+            nonce = self._nonce(self.tx_dir, seq)
+        return sb + self._key.ccm_seal(nonce, payload, header + sb, self.profile.tag_len)
 
     def parse(self, frame: bytes) -> tuple[int, bytes]:
         """(sequence number, ciphertext || tag) of a frame."""
@@ -652,14 +654,21 @@ class CryptoContext:
         """Check and decrypt a frame from the peer.  SequenceError for a replayed,
         too old or too far ahead number (before any decryption), AuthenticationError
         for a bad tag; the window only moves for authentic frames."""
-        seq, body = self.parse(frame)
-        self.window.check(seq)
+        if len(frame) < 4 + self.profile.tag_len:
+            self.parse(frame)  # raises TruncatedError
+        seq = int.from_bytes(frame[:4], "big")
+        body = frame[4:]
+        window = self.window
+        window.check(seq)
         self.usage.use("unicast")
-        p = self.profile
-        plain = self._key.ccm_open(
-            self._nonce(self.rx_dir, seq), body, header + frame[:4], p.tag_len
-        )
-        self.window.commit(seq)
+        c = self._prefix
+        sb = frame[:4]
+        if c is not None and self._prefix_key_id == self.key_id:
+            nonce = c[self.rx_dir] + sb  # _nonce, inlined: prefix || seq (4 BE)
+        else:
+            nonce = self._nonce(self.rx_dir, seq)
+        plain = self._key.ccm_open(nonce, body, header + sb, self.profile.tag_len)
+        window.commit(seq)
         return plain
 
     # AuthenticationFailure / SequenceError outcomes (INFERRED from MEP p.10-11, 257:

@@ -17,11 +17,13 @@ Table ids: BTnn = nn, ETnn = 2048 + nn, pending image = + 4096 (docs/protocol.md
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from osgp.errors import ChecksumError, ConfigurationError, SequenceError
 from osgp.link._cursor import Cursor, as_bytes
+from osgp.link.lon import _record
 from osgp.services.codes import OK, ResponseCode, code_name, device_error
 
 __all__ = [
@@ -57,6 +59,7 @@ PARTIAL_WRITE = 0x4F
 ET = 2048  # ETnn = 2048 + nn (Optical guide p.8)
 PENDING = 4096  # pending image of a table (Optical guide p.8)
 _LAYER = "service"
+_PARTIAL_READ = struct.Struct(">BHBHH")
 
 
 @dataclass(frozen=True)
@@ -92,45 +95,55 @@ def data_checksum(data: bytes) -> int:
     return (-sum(data)) & 0xFF
 
 
+# Requests and responses are NamedTuples with a frozen dataclass's equality
+# (the osgp.link.lon records): cheap to build, once per exchange.
+
+
 def _check_table(table: int) -> None:
     if not 0 <= table <= 0xFFFF:
         raise ConfigurationError(f"table id must fit in 16 bits, got {table}")
 
 
-@dataclass(frozen=True)
-class FullRead:
+@_record
+class FullRead(NamedTuple):
     table: int
-    code = FULL_READ
+
+    @property
+    def code(self) -> int:
+        return FULL_READ
 
     def encode(self, profile: ServiceProfile = MEP_SERVICES) -> bytes:
         _check_table(self.table)
         return bytes([FULL_READ]) + self.table.to_bytes(2, "big")
 
 
-@dataclass(frozen=True)
-class PartialRead:
+@_record
+class PartialRead(NamedTuple):
     table: int
     offset: int
-    count: int
-    code = PARTIAL_READ
+    count: int  # type: ignore[assignment]  # the field hides tuple.count
+
+    @property
+    def code(self) -> int:
+        return PARTIAL_READ
 
     def encode(self, profile: ServiceProfile = MEP_SERVICES) -> bytes:
-        _check_table(self.table)
-        if not 0 <= self.offset < 1 << 24 or not 0 <= self.count <= 0xFFFF:
+        table, offset, count = self.table, self.offset, self.count
+        _check_table(table)
+        if not 0 <= offset < 1 << 24 or not 0 <= count <= 0xFFFF:
             raise ConfigurationError("offset must fit in 24 bits and count in 16")
-        return (
-            bytes([PARTIAL_READ])
-            + self.table.to_bytes(2, "big")
-            + self.offset.to_bytes(3, "big")
-            + self.count.to_bytes(2, "big")
-        )
+        # code | table:2 | offset:3 (as 1 + 2 bytes) | count:2, all big-endian
+        return _PARTIAL_READ.pack(PARTIAL_READ, table, offset >> 16, offset & 0xFFFF, count)
 
 
-@dataclass(frozen=True)
-class FullWrite:
+@_record
+class FullWrite(NamedTuple):
     table: int
     data: bytes
-    code = FULL_WRITE
+
+    @property
+    def code(self) -> int:
+        return FULL_WRITE
 
     def encode(self, profile: ServiceProfile = MEP_SERVICES) -> bytes:
         _check_table(self.table)
@@ -141,12 +154,15 @@ class FullWrite:
         return out + bytes([data_checksum(d)]) if profile.checksum else out
 
 
-@dataclass(frozen=True)
-class PartialWrite:
+@_record
+class PartialWrite(NamedTuple):
     table: int
     offset: int
     data: bytes
-    code = PARTIAL_WRITE
+
+    @property
+    def code(self) -> int:
+        return PARTIAL_WRITE
 
     def encode(self, profile: ServiceProfile = MEP_SERVICES) -> bytes:
         _check_table(self.table)
@@ -166,8 +182,8 @@ class PartialWrite:
 Request = Union[FullRead, PartialRead, FullWrite, PartialWrite]
 
 
-@dataclass(frozen=True)
-class Response:
+@_record
+class Response(NamedTuple):
     """A response: ``code`` (0 = ok), ``data`` for a successful read, ``seq``
     for 0x0C (the device's current sequence number, MEP p.15)."""
 

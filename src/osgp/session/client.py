@@ -62,6 +62,7 @@ from osgp.session.events import (
     Operation,
     OperationCancelled,
     Priority,
+    completed,
 )
 from osgp.session.profiles import LinkProfile, bundle_for
 
@@ -72,6 +73,11 @@ __all__ = ["ClientSession"]
 _BARE = ServiceProfile("bare", 0, 0, False, "transaction records")
 _AUTH_FAILURE = bytes([AUTH_FAILURE])
 _SEAL = b"seal when sent"  # marks a pending frame that poll_transmit seals
+
+# A one-exchange operation (a read or write that needs no split, a raw
+# exchange) runs without a generator: its step is (kind, request), and the
+# kind says what the generator it replaces would return from the response.
+_FULL_READ, _PARTIAL_READ, _WRITE, _RAW = range(4)
 
 
 class ClientSession:
@@ -135,7 +141,13 @@ class ClientSession:
         *,
         priority: int = Priority.ON_DEMAND,
     ) -> Operation:
-        return self._submit(f"read {table}", self._read(table, offset, count), priority)
+        if offset is None and count is None:
+            step: Any = (_FULL_READ, FullRead(table))
+        elif count is not None and count <= self.services.max_read:
+            step = (_PARTIAL_READ, PartialRead(table, offset or 0, count))
+        else:
+            step = self._read(table, offset, count)
+        return self._submit(f"read {table}", step, priority)
 
     def write(
         self,
@@ -145,7 +157,14 @@ class ClientSession:
         *,
         priority: int = Priority.OPERATION,
     ) -> Operation:
-        return self._submit(f"write {table}", self._write(table, bytes(data), offset), priority)
+        data = bytes(data)
+        if len(data) > self.services.max_write:
+            step: Any = self._write(table, data, offset)
+        elif offset is None:
+            step = (_WRITE, FullWrite(table, data))
+        else:
+            step = (_WRITE, PartialWrite(table, offset, data))
+        return self._submit(f"write {table}", step, priority)
 
     def call(
         self,
@@ -174,7 +193,7 @@ class ClientSession:
 
     def exchange(self, message: Any, *, priority: int = Priority.ON_DEMAND) -> Operation:
         """One raw exchange: returns the response APDU undecoded."""
-        return self._submit("exchange", self._single(message), priority)
+        return self._submit("exchange", (_RAW, message), priority)
 
     # -- handle-then-poll interface -----------------------------------------------------
     def watch(self, callback: Callable[[ClientSession], None]) -> None:
@@ -230,9 +249,10 @@ class ClientSession:
         if self._op is None:
             if not self._queue:
                 return None
-            gap = self.ready_at()
-            if gap is not None and now < gap:
-                return None
+            if self._last_tx is not None:
+                gap = self.ready_at()
+                if gap is not None and now < gap:
+                    return None
             self._start_next()
         elif self._awaiting or self._msg is None:
             return None
@@ -256,7 +276,12 @@ class ClientSession:
                 if self._watchers:
                     self._changed()
                 return None
-        self._transmitted(pending, now)
+        # the response timer starts with the frame
+        self._awaiting = True
+        self._last_tx = now
+        self._deadline = now + self._timeout
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("tx %s", pending.hex())
         if self._watchers:
             self._changed()
         return pending
@@ -356,7 +381,7 @@ class ClientSession:
     # -- engine -----------------------------------------------------------------------------
     _pending_frame: Optional[bytes] = None
 
-    def _submit(self, name: str, gen: Generator[Any, bytes, Any], priority: int) -> Operation:
+    def _submit(self, name: str, gen: Any, priority: int) -> Operation:
         self._order += 1
         op = Operation(name, gen, priority, self._order, self)
         heapq.heappush(self._queue, (op.priority, op.order, op))
@@ -399,14 +424,29 @@ class ClientSession:
         assert op is not None  # noqa: S101 - internal invariant, not input
         if op.cancelled and error is None:
             error = OperationCancelled(f"{op.name}: cancelled")
-        try:
-            msg = op._gen.throw(error) if error is not None else op._gen.send(value)
-        except StopIteration as stop:
-            self._finish(Completed(op, stop.value))
-            return
-        except OSGPError as exc:
-            self._finish(Failed(op, exc))
-            return
+        step = op._gen
+        if type(step) is tuple:
+            if error is not None:
+                self._finish(Failed(op, error))
+                return
+            if self._msg is not None:  # the request went out: this is its response
+                try:
+                    result = self._exchange_result(step[0], step[1], value)
+                except OSGPError as exc:
+                    self._finish(Failed(op, exc))
+                    return
+                self._finish(completed(op, result))
+                return
+            msg = step[1]
+        else:
+            try:
+                msg = step.throw(error) if error is not None else step.send(value)
+            except StopIteration as stop:
+                self._finish(completed(op, stop.value))
+                return
+            except OSGPError as exc:
+                self._finish(Failed(op, exc))
+                return
         self._msg = msg
         self._resynced = False
         self._tries = 0  # retries are counted per exchange
@@ -434,13 +474,6 @@ class ClientSession:
         self._op.exchanges += 1
         self._last = frame
         return frame
-
-    def _transmitted(self, frame: bytes, now: float) -> None:
-        self._awaiting = True
-        self._last_tx = now
-        self._deadline = now + self._timeout
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("tx %s", frame.hex())
 
     def _resend(self, frame: bytes) -> None:
         """Queue a frame that answers the exchange in flight (retry or resync)."""
@@ -519,9 +552,20 @@ class ClientSession:
         self._advance(apdu)
 
     # -- operation generators ---------------------------------------------------------------
-    def _single(self, message: Any) -> Generator[Any, bytes, bytes]:
-        apdu = yield message
-        return apdu
+    def _exchange_result(self, kind: int, request: Any, apdu: Any) -> Any:
+        """What the generator a one-exchange operation replaces returns."""
+        if kind == _RAW:
+            return apdu
+        if apdu[:1] == _AUTH_FAILURE:
+            raise AuthenticationError("device reported authentication failure (0x0B)")
+        data = response_data(apdu, request, self.services)
+        if kind == _WRITE:
+            return None
+        if kind == _PARTIAL_READ and len(data or b"") != request.count:
+            raise ProtocolError(
+                f"asked for {request.count} bytes of table {request.table}, got {len(data or b'')}"
+            )
+        return bytes(data) if data else b""
 
     def _response(self, apdu: bytes, request: Any) -> Optional[bytes]:
         if apdu[:1] == _AUTH_FAILURE:

@@ -79,6 +79,8 @@ class DeviceSession:
         self.services: ServiceProfile = self.profile.services
         self.drops: Counter = Counter()
         self._outbox: List[bytes] = []
+        self._silence = getattr(carrier, "silence", None)  # the inter-byte rule, if any
+        self._rx_at: Optional[float] = None
         self.tables: Dict[int, bytearray] = tables if tables is not None else {}
         self.read_only = set(read_only)
         self.procedures = procedures or {}
@@ -100,8 +102,14 @@ class DeviceSession:
             self.restore(state)
 
     def receive_data(self, data: bytes, now: Optional[float] = None) -> List[Event]:
-        """Hand over received bytes; returns what was served."""
+        """Hand over received bytes; returns what was served.  With ``now``,
+        a partial frame older than the link's inter-byte timeout is dropped
+        first, as a device's receiver does."""
         events: List[Event] = []
+        if now is not None:
+            if self._rx_at is not None and self._silence is not None:
+                self._silence(now - self._rx_at)
+            self._rx_at = now
         try:
             tx, wires = self.carrier.receive(data)
         except DecodeError:

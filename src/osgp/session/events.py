@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Generator, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from osgp.errors import OSGPError, ProtocolError
 
@@ -57,7 +57,7 @@ class Operation:
     def __init__(
         self,
         name: str,
-        gen: Generator[Any, Any, Any],
+        gen: Any,  # a generator, or a one-exchange step of the session
         priority: int,
         order: int,
         session: ClientSession,
@@ -125,9 +125,23 @@ class Completed(_Event):
     op: Operation
     result: Any
 
-    def __init__(self, op: Operation, result: Any) -> None:  # once per operation: kept lean
-        object.__setattr__(self, "op", op)
-        object.__setattr__(self, "result", result)
+    def __init__(self, op: Operation, result: Any) -> None:
+        _set_op(self, op)
+        _set_result(self, result)
+
+
+_new = object.__new__
+_set_op = Completed.__dict__["op"].__set__
+_set_result = Completed.__dict__["result"].__set__
+
+
+def completed(op: Operation, result: Any) -> Completed:
+    """``Completed(op, result)`` built through its slots (a session builds one
+    per operation; this skips the Python-level ``__init__``)."""
+    ev = _new(Completed)
+    _set_op(ev, op)
+    _set_result(ev, result)
+    return ev
 
 
 class Failed(_Event):

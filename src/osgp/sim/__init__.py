@@ -13,12 +13,20 @@ device session, driven on a virtual clock.
 ``osgp.sim.model``: load model and drifting clock; ``osgp.sim.meter``: the
 meter and its ports; ``osgp.sim.layouts``: procedure parameter layouts and
 event codes (the INFERRED choices); ``osgp.sim.faults``: fault injection;
-``osgp.sim.network``: the simulated power-line network the meters share.
+``osgp.sim.network``: the simulated power-line network the meters share;
+``osgp.sim.serve``: meters on pseudo-terminals, sockets and ``osgpsim://``
+URLs (importing ``osgp.sim`` registers ``osgpsim://meter?link=optical&seed=7``;
+``osgp.transport.handlers.register()`` makes pyserial find the scheme).
 """
 
 from osgp.sim.faults import Faults
 from osgp.sim.meter import DEMAND_INTERVAL, LoadProfileConfig, MeterPort, SimMeter
 from osgp.sim.model import LoadModel, MeterClock
+from osgp.sim.serve import url_meter
+from osgp.transport.handlers import protocol_osgpsim
+
+# osgpsim://meter?link=...&seed=... opens a new simulated meter (osgp.sim.serve.url_meter)
+protocol_osgpsim.register_factory("meter", url_meter)
 
 __all__ = [
     "SimMeter",

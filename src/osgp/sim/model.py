@@ -121,13 +121,10 @@ class LoadModel:
             self._k = k
         p, q = self.slot_power(k)
         dt = t - k * SLOT
-        tr = self.tier(k)
-        out = [float(x) for x in c]
-        out[0] += p * dt
-        out[1] += q * dt
-        out[2 + tr] += p * dt
-        out[4 + tr] += q * dt
-        return tuple(out)
+        pe, qe = p * dt, q * dt
+        if self.tier(k):
+            return (c[0] + pe, c[1] + qe, c[2] + 0.0, c[3] + pe, c[4] + 0.0, c[5] + qe)
+        return (c[0] + pe, c[1] + qe, c[2] + pe, c[3] + 0.0, c[4] + qe, c[5] + 0.0)
 
 
 class MeterClock:

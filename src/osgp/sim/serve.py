@@ -15,6 +15,10 @@ addresses, the replies go back to the sender.  Its virtual clock runs
 ``speed`` virtual seconds per wall second from ``start_offset``, so a client
 sees load-profile intervals close quickly; it can drop, duplicate and
 reorder datagrams.
+
+:func:`url_meter` builds one such meter for pyserial's ``osgpsim://`` URLs
+(``osgpsim://meter?link=optical&seed=7``), in the opening process: its
+virtual time is the seconds since the port was opened.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from osgp import _backend
 from osgp.errors import ConfigurationError
@@ -40,11 +44,29 @@ from osgp.sim.faults import Faults
 from osgp.sim.meter import LoadProfileConfig, SimMeter
 from osgp.transport.core import CnipFraming
 
-__all__ = ["DEFAULT_MEP_KEY", "ServedMeter", "MeterServer", "CnipMeterServer", "serve_cnip"]
+__all__ = [
+    "DEFAULT_MEP_KEY",
+    "ServedMeter",
+    "MeterServer",
+    "CnipMeterServer",
+    "serve_cnip",
+    "UrlMeter",
+    "url_meter",
+]
 
 _frames, _ = _backend.load("frames")
 
 DEFAULT_MEP_KEY = bytes([1]) * 16  # default MAK of the MEP guide examples (p.14)
+DEFAULT_START = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: the meters' true time at 0
+
+
+def _meter(serial: str, seed: int, link: str, key: bytes, start: float) -> SimMeter:
+    """A meter with one port: MEP with the legacy suite, or optical (no suite)."""
+    if link not in ("mep", "optical"):
+        raise ConfigurationError(f"link is 'mep' or 'optical', not {link!r}")
+    carrier: Any = MepDeviceCarrier() if link == "mep" else OpticalDeviceCarrier()
+    suite = LegacySuite(key, MEP_ENVELOPE) if link == "mep" else None
+    return SimMeter(serial, seed=seed, start=start, links=[(carrier, suite)])
 
 
 @dataclass
@@ -60,8 +82,9 @@ class ServedMeter:
 class MeterServer:
     """``n`` simulated meters, each on its own pseudo-terminal (``kind="pty"``)
     or loopback TCP port (``kind="tcp"``), on ``link`` ``"mep"`` or
-    ``"optical"``.  Use as a context manager or call :meth:`start` and
-    :meth:`close`."""
+    ``"optical"``.  ``clock``: any monotonic clock in seconds; the meters'
+    virtual time is its advance since the server was made.  Use as a context
+    manager or call :meth:`start` and :meth:`close`."""
 
     def __init__(
         self,
@@ -71,7 +94,8 @@ class MeterServer:
         link: str = "mep",
         seed: int = 1,
         key: bytes = DEFAULT_MEP_KEY,
-        start_time: float = 1_767_225_600.0,
+        start_time: float = DEFAULT_START,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if kind not in ("pty", "tcp") or link not in ("mep", "optical"):
             raise ConfigurationError("kind is 'pty' or 'tcp', link is 'mep' or 'optical'")
@@ -84,16 +108,10 @@ class MeterServer:
         self.served: List[ServedMeter] = []
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._t0 = time.monotonic()
+        self._clock = clock
+        self._t0 = clock()
         for i in range(n):
-            carrier: Any = MepDeviceCarrier() if link == "mep" else OpticalDeviceCarrier()
-            suite = LegacySuite(key, MEP_ENVELOPE) if link == "mep" else None
-            meter = SimMeter(
-                f"SIM{seed:04d}{i:05d}"[:16],
-                seed=seed * 100_003 + i,
-                start=start_time,
-                links=[(carrier, suite)],
-            )
+            meter = _meter(f"SIM{seed:04d}{i:05d}"[:16], seed * 100_003 + i, link, key, start_time)
             self.served.append(self._open(meter))
 
     # -- streams
@@ -115,7 +133,7 @@ class MeterServer:
         return ServedMeter(meter, url, self.link, [listener])
 
     def _now(self) -> float:
-        return time.monotonic() - self._t0
+        return self._clock() - self._t0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -482,3 +500,43 @@ def serve_cnip(args: argparse.Namespace, out: IO[str]) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+class UrlMeter:
+    """A simulated meter behind ``osgpsim://``: each ``handle(data)`` runs the
+    meter up to the seconds since this object was made (``clock``: any
+    monotonic clock), hands ``data`` to its port and returns all it sends."""
+
+    def __init__(self, meter: SimMeter, clock: Callable[[], float] = time.monotonic) -> None:
+        self.meter = meter
+        self.port = meter.ports[0]
+        self._clock = clock
+        self._t0 = clock()
+
+    def handle(self, data: bytes) -> bytes:
+        now = self._clock() - self._t0
+        self.port.receive_data(data, now)
+        out = bytearray()
+        frame = self.port.poll_transmit(now)
+        while frame is not None:
+            out += frame
+            frame = self.port.poll_transmit(now)
+        return bytes(out)
+
+
+def url_meter(params: Dict[str, str]) -> UrlMeter:
+    """The ``osgpsim://meter?...`` factory.  Parameters: ``link`` (``mep``,
+    the default, or ``optical``), ``seed`` (integer, default 1), ``serial``
+    (default from the seed), ``key`` (MEP access key in hex, default 01 x 16),
+    ``start`` (true UTC epoch second at the open, default 2026-01-01)."""
+    unknown = set(params) - {"link", "seed", "serial", "key", "start"}
+    if unknown:
+        raise ConfigurationError(f"unknown osgpsim parameter(s): {', '.join(sorted(unknown))}")
+    try:
+        seed = int(params.get("seed", "1"))
+        key = bytes.fromhex(params["key"]) if "key" in params else DEFAULT_MEP_KEY
+        start = float(params.get("start", DEFAULT_START))
+    except ValueError as exc:
+        raise ConfigurationError(f"bad osgpsim parameter: {exc}") from exc
+    serial = params.get("serial", f"SIM{seed:010d}"[-16:])
+    return UrlMeter(_meter(serial, seed, params.get("link", "mep"), key, start))

@@ -11,6 +11,12 @@ an object with a ``handle(data: bytes) -> bytes`` method under a name::
     protocol_osgpsim.register_device("meter-1", device)
     port = serial.serial_for_url("osgpsim://meter-1", timeout=0.5)
 
+A name can also stand for a kind of device built at each open from the URL's
+query: ``register_factory("meter", factory)`` makes
+``osgpsim://meter?link=optical&seed=7`` call ``factory({"link": "optical",
+"seed": "7"})``.  Importing :mod:`osgp.sim` registers ``meter``: a full
+simulated meter (:func:`osgp.sim.serve.url_meter`).
+
 Every ``write`` hands the bytes to ``device.handle`` at once (in the writing
 thread) and queues what it returns for ``read``; timeouts follow pyserial
 (``None`` blocks, ``0`` polls, ``t`` waits up to ``t`` seconds).  Opening an
@@ -21,21 +27,30 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Optional, Protocol
-from urllib.parse import urlsplit
+from typing import Any, Callable, Dict, Optional, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 import serial
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
-__all__ = ["InProcessDevice", "register_device", "unregister_device", "Serial"]
+__all__ = [
+    "InProcessDevice",
+    "register_device",
+    "unregister_device",
+    "register_factory",
+    "Serial",
+]
 
 
 class InProcessDevice(Protocol):
     def handle(self, data: bytes) -> bytes: ...
 
 
+DeviceFactory = Callable[[Dict[str, str]], InProcessDevice]
+
 _lock = threading.Lock()
 _devices: Dict[str, InProcessDevice] = {}
+_factories: Dict[str, DeviceFactory] = {}
 
 
 def register_device(name: str, device: InProcessDevice) -> None:
@@ -47,6 +62,13 @@ def register_device(name: str, device: InProcessDevice) -> None:
 def unregister_device(name: str) -> None:
     with _lock:
         _devices.pop(name, None)
+
+
+def register_factory(name: str, factory: DeviceFactory) -> None:
+    """Build a new device with ``factory(query parameters)`` at every open of
+    ``osgpsim://name?...`` (a device registered under the name goes first)."""
+    with _lock:
+        _factories[name] = factory
 
 
 class Serial(SerialBase):
@@ -70,11 +92,19 @@ class Serial(SerialBase):
             raise SerialException("port already open")
         if self._port is None:
             raise SerialException("port must be configured before it can be used")
-        name = self._name(str(self._port))
+        url = str(self._port)
+        name = self._name(url)
         with _lock:
             device = _devices.get(name)
+            factory = _factories.get(name)
+        if device is None and factory is not None:
+            try:
+                params = dict(parse_qsl(urlsplit(url).query, strict_parsing=False))
+                device = factory(params)
+            except Exception as exc:  # noqa: BLE001 - any bad parameter names the URL
+                raise SerialException(f"{url}: {exc}") from exc
         if device is None:
-            raise SerialException(f"{self._port}: no device registered as {name!r}")
+            raise SerialException(f"{url}: no device registered as {name!r}")
         self._device = device
         self._buffer.clear()
         self.is_open = True
