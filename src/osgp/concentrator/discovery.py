@@ -585,7 +585,66 @@ class Discovery(Engine):
             if not grew:
                 break
             level += 1
+        yield from self._shorten()
         self.topology = self._result()
+
+    def _shorten(self) -> Generator[Command, Any, None]:
+        """Probe every node found behind a proxy from each nearer source
+        (the concentrator, then the proxies level by level) that never heard
+        it: its answers may all have been lost or collided in that source's
+        sweep.  The first link with ``min_margin_db`` both ways shortens the
+        route; nearest nodes first, so a shortened proxy shortens the
+        routes behind it."""
+        order = sorted(
+            (n for n in self.nodes.values() if n.level is not None and n.level >= 2),
+            key=lambda n: (n.level, n.nid),
+        )
+        for n in order:
+            n.level = len(self._path(n)) + 1  # its proxy chain may have shortened
+            sources: List[Optional[_Node]] = [None]
+            sources += sorted(
+                (self.nodes[p] for p in self.proxies if self.nodes[p].level is not None),
+                key=lambda p: (p.level, p.nid),
+            )
+            for src in sources:
+                depth = 0 if src is None else (src.level or 0)
+                if depth + 1 >= (n.level or 0):
+                    break  # no shorter than the route it has
+                key = None if src is None else src.nid
+                if key == n.nid or (key, n.nid) in self.links:
+                    continue  # heard from there already: its figure stands
+                if src is not None and n.nid in self._path(src):
+                    continue  # behind the node itself
+                lk = yield from self._probe(src, n)
+                if lk is not None and lk.margin >= self.min_margin:
+                    n.level, n.via, n.link = depth + 1, key, lk
+                    self.stats["routes shortened"] += 1
+                    break
+
+    def _probe(self, src: Optional[_Node], n: _Node) -> Generator[Command, Any, Optional[Link]]:
+        """One node's link from ``src``: rounds over the single hash of its
+        Neuron ID, every node answering (configured ones too), the other
+        known nodes of that hash acknowledged; up to ``confirm`` rounds."""
+        h, tag = atm.nid_hash(n.nid), atm.ack_tag(n.nid)
+        acks = sorted(
+            t
+            for t in (atm.ack_tag(o) for o in self.nodes if o != n.nid and atm.nid_hash(o) == h)
+            if t != tag
+        )[: atm.MAX_ACKS]
+        hops = 1 if src is None else (src.level or 0) + 1
+        for _ in range(self.confirm):
+            self._session = (self._session + 1) & 0xFF
+            m = atm.Discover(self._session, hops, h, h, 1, self.slot_ms, 0, tuple(acks))
+            self.stats["probes"] += 1
+            heard = yield from (self._direct(m) if src is None else self._proxied(src, m))
+            lk = next((x for x in heard or () if x.nid == n.nid), None)
+            if lk is not None:
+                key = None if src is None else src.nid
+                old = self.links.get((key, n.nid))
+                if old is None or lk.margin > old.margin:
+                    self.links[(key, n.nid)] = lk
+                return lk
+        return None
 
     def _outward(self, n: _Node) -> Tuple[float, float, bytes]:
         """Proxy order, the farthest out first: a node heard from nearer
