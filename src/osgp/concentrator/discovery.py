@@ -21,7 +21,11 @@ US 9,755,906 (G. M. Riley):
    (REPORT pages); a node first heard well from a level-k proxy is level
    k + 1 behind it.  Proxies of a level are tried until one brings no new
    node;
-4. a node heard only below the margin takes its best link.
+4. after the levels, each source (the concentrator, then the proxies,
+   nearest first) sweeps again with every node it heard or that is routed
+   within its level + 1 acknowledged: a node whose answers were all lost
+   in a nearer source's sweep gets the shorter route;
+5. a node heard only below the margin takes its best link.
 
 The result is a :class:`Topology`: per meter its best path (repeaters'
 Neuron IDs and addresses), alternates, signal figures and hop count, and the
