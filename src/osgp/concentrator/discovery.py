@@ -21,7 +21,11 @@ US 9,755,906 (G. M. Riley):
    (REPORT pages); a node first heard well from a level-k proxy is level
    k + 1 behind it.  Proxies of a level are tried until one brings no new
    node;
-4. a node heard only below the margin takes its best link.
+4. after the levels, each source (the concentrator, then the proxies,
+   nearest first) sweeps again with every node it heard or that is routed
+   within its level + 1 acknowledged: a node whose answers were all lost
+   in a nearer source's sweep gets the shorter route;
+5. a node heard only below the margin takes its best link.
 
 The result is a :class:`Topology`: per meter its best path (repeaters'
 Neuron IDs and addresses), alternates, signal figures and hop count, and the
@@ -585,7 +589,43 @@ class Discovery(Engine):
             if not grew:
                 break
             level += 1
+        yield from self._shorten()
         self.topology = self._result()
+
+    def _shorten(self) -> Generator[Command, Any, None]:
+        """Sweep again from each source that could shorten a route (the
+        concentrator, then the proxies level by level), every node silent but
+        those it never heard that sit two or more levels beyond it or have no
+        route: their answers may all have been lost or collided in its
+        sweep.  A link with ``min_margin_db`` both ways shortens the route;
+        nearest sources first, so a shortened proxy shortens the routes
+        behind it."""
+        before = {n.nid: n.level for n in self.nodes.values()}
+        proxies = sorted(
+            (self.nodes[p] for p in self.proxies if self.nodes[p].level is not None),
+            key=lambda p: (p.level, p.nid),
+        )
+        for src in [None, *proxies]:
+            self._relevel()
+            depth = 0 if src is None else (src.level or 0)
+            key = None if src is None else src.nid
+            if any(
+                (n.level is None or n.level >= depth + 2) and (key, n.nid) not in self.links
+                for n in self.nodes.values()
+                if n.nid != key
+            ):
+                yield from self._sweep(src, depth + 1, again=True)
+        self._relevel()
+        self.stats["routes shortened"] += sum(
+            1
+            for n in self.nodes.values()
+            if n.level is not None and (before[n.nid] or 99) > n.level
+        )
+
+    def _relevel(self) -> None:
+        for n in self.nodes.values():
+            if n.level is not None:
+                n.level = len(self._path(n)) + 1
 
     def _outward(self, n: _Node) -> Tuple[float, float, bytes]:
         """Proxy order, the farthest out first: a node heard from nearer
@@ -604,16 +644,26 @@ class Discovery(Engine):
         )
         return (back, n.link.margin if n.link else 0.0, n.nid)
 
-    def _sweep(self, proxy: Optional[_Node], hops: int) -> Generator[Command, Any, bool]:
+    def _sweep(
+        self, proxy: Optional[_Node], hops: int, *, again: bool = False
+    ) -> Generator[Command, Any, bool]:
         """Rounds over the whole hash space from the concentrator
-        (``proxy`` None) or through ``proxy``; False if the proxy failed."""
+        (``proxy`` None) or through ``proxy``; False if the proxy failed.
+        ``again``: every node may answer (configured ones too) but those
+        heard from this source already or routed within ``hops`` stay
+        silent."""
         # from the concentrator, ranges sized for ``expected``; through a
-        # proxy most nodes in reach are known (acknowledged): the whole space,
-        # narrowed as the acknowledgement tags need
-        cap = self._width if proxy is None else atm.HASH_SPACE
-        confirm = self.confirm
+        # proxy, or again, most nodes in reach are known (acknowledged): the
+        # whole space, narrowed as the acknowledgement tags need
+        cap = self._width if proxy is None and not again else atm.HASH_SPACE
+        flags = 0 if again else self.flags
+        # again through a proxy, few nodes answer (collisions are rare): one
+        # quiet round closes a range
+        confirm = 1 if again and proxy is not None else self.confirm
         lo, width, repeats, quiet, failed = 0, cap, 0, 0, 0
-        here: set = set()  # heard in this sweep: silent from now on
+        key = None if proxy is None else proxy.nid
+        # heard from this source: silent from now on
+        here = {nid for src, nid in self.links if src == key}
         while lo < atm.HASH_SPACE:
             hi = min(atm.HASH_SPACE - 1, lo + width - 1)
             acks = self._acks(lo, hi, hops, here)
@@ -623,7 +673,7 @@ class Discovery(Engine):
             acks = acks[: atm.MAX_ACKS]
             self._session = (self._session + 1) & 0xFF
             m = atm.Discover(
-                self._session, hops, lo, hi, self.slots, self.slot_ms, self.flags, tuple(acks)
+                self._session, hops, lo, hi, self.slots, self.slot_ms, flags, tuple(acks)
             )
             self.stats["rounds"] += 1
             heard = yield from (self._direct(m) if proxy is None else self._proxied(proxy, m))
@@ -730,8 +780,8 @@ class Discovery(Engine):
         )
 
     def _learn(self, proxy: Optional[_Node], hops: int, heard: List[Link]) -> int:
-        """Record what a round heard; the number of nodes newly accepted or
-        newly heard."""
+        """Record what a round heard; the number of nodes newly heard, newly
+        accepted or given a shorter route."""
         new = 0
         src = None if proxy is None else proxy.nid
         for lk in heard:
@@ -748,8 +798,7 @@ class Discovery(Engine):
             if old is None or lk.margin > old.margin:
                 self.links[(src, lk.nid)] = lk
             if lk.margin >= self.min_margin and (n.level is None or n.level > hops):
-                if n.level is None:
-                    new += 1
+                new += 1
                 n.level, n.via, n.link = hops, src, lk
         return new
 

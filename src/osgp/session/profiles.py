@@ -348,6 +348,12 @@ ATM = AtmBundle(
             f"{_ATM_SRC}: level-by-level proxies chosen by hop count and both directions' "
             "margins; PROXY_DISCOVER 0x1A and REPORT 0x1B through Annex G chains",
         ),
+        "routes": Provenance(
+            INFERRED,
+            f"{_ATM_SRC}: after the levels, every source (the concentrator, then each proxy "
+            "nearest first) sweeps again with all nodes acknowledged but those it never heard "
+            "two or more levels out; a link with the least margin both ways shortens the route",
+        ),
         "commissioning": Provenance(
             INFERRED,
             "fast commissioning: domain, subnet/node, groups and key in one COMMISSION 0x1C, "
