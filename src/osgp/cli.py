@@ -248,40 +248,50 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _WallClock:
+    """The concentrator runtime of a command that reads one meter now."""
+
+    def time(self) -> float:
+        import time
+
+        return time.monotonic()
+
+    def utc(self, now: float) -> float:
+        import time
+
+        return time.time()
+
+
+class _OneMeter:
+    """What a collection task asks of its engine, for one meter over one port."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.runtime = store, _WallClock()
+
+    def save_session(self, meter: Any) -> Tuple[str, Dict[str, Any]]:
+        return ("session", meter.session.state())
+
+
 def _collect(args: argparse.Namespace) -> int:
     from osgp.concentrator.collect import collect
     from osgp.concentrator.engine import Meter, run_task
 
     with _open_store(args) as store, _meter(args) as m:
         ident = m.run(m.session.read(1))
-        serial = ident[-16:].decode("ascii", "replace").strip()
-        neuron = bytes.fromhex(args.neuron_id) if args.neuron_id else serial.encode()[:6].ljust(6)
+        serial = ident[-16:].decode("ascii", "replace").strip()  # BT01 MFG_SERIAL_NUMBER
+        if args.neuron_id:
+            neuron = bytes.fromhex(args.neuron_id)
+        else:  # ET04 TRANSCEIVER_ID: the 48-bit Neuron ID at offset 4 (MEP guide p.54-67)
+            neuron = m.run(m.session.read(2048 + 4, 4, 6))
         dev = store.upsert_device(neuron, serial=serial, segment=args.url, status="normal")
-
-        class _Runtime:
-            def time(self) -> float:
-                import time
-
-                return time.monotonic()
-
-            def utc(self, now: float) -> float:
-                import time
-
-                return time.time()
-
-        class _Eng:  # what the collection task asks of its engine
-            def __init__(self) -> None:
-                self.store, self.runtime = store, _Runtime()
-
-            def save_session(self, meter: Any) -> Tuple[str, Dict[str, Any]]:
-                return ("session", meter.session.state())
 
         meter = Meter(dev, neuron, None, None, b"", [])  # type: ignore[arg-type]
         meter.session = m.session
         saved = store.cursor(dev, "dims")
         if saved:
             meter.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
-        stored = run_task(m.session, collect(_Eng(), meter, events=True), lambda s, op: m.run(op))
+        eng = _OneMeter(store)
+        stored = run_task(m.session, collect(eng, meter, events=True), lambda s, op: m.run(op))
     _emit(args, {"device": dev, "serial": serial, "stored": stored})
     return 0
 
@@ -408,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_link_args(co)
     _add_store_args(co)
-    co.add_argument("--neuron-id", help="the meter's 48-bit id in hex (default: from BT01)")
+    co.add_argument("--neuron-id", help="the meter's 48-bit id in hex (default: ET04's)")
     co.set_defaults(func=_collect)
 
     e = sub.add_parser("export", help="readings from a store as Parquet, CSV and JSON")
