@@ -166,3 +166,39 @@ def test_a_killed_runner_resumes_without_redoing_a_meter(tmp_path, kill_at):
         assert '"action": "none"' in ops.report(job)[d].detail
     assert not f.store.job(job).open
     assert Operations(f.eng).resume() == []
+
+
+def test_the_command_line_runs_a_job_and_reports_it(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from osgp.concentrator import KeyVault
+    from osgp.concentrator.aio import commission
+    from osgp.concentrator.cli_ops import add_ops_command
+    from osgp.sim.serve import CnipMeterServer
+
+    master = bytes(range(32))
+    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    parser = argparse.ArgumentParser(prog="osgp")
+    add_ops_command(parser.add_subparsers(dest="command"))
+
+    def osgp(*argv):
+        args = parser.parse_args(list(argv))
+        return args.func(args)
+
+    with CnipMeterServer(3, seed=5, speed=1.0) as server:
+        s = Store(url, vault=KeyVault(master))
+        ids = commission(s, "s1", server.fleet)
+        s.close()
+        chan = f"s1={server.url}"
+        assert osgp("op", "group-add", "42", "--store", url, "--channel", chan, "--device",
+                    str(ids[0]), "--device", str(ids[2]), "--response-ms", "200") == 0
+        with server.lock:
+            assert [m.groups for m in server.meters] == [[42], [], [42]]
+        assert osgp("op", "demand-reset", "--store", url, "--channel", chan) == 0
+        with server.lock:
+            assert [m.demand_resets for m in server.meters] == [1, 1, 1]
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 + 3 and all(": confirmed" in line for line in out)
+    assert osgp("op", "report", "2", "--store", url) == 0
+    assert capsys.readouterr().out.count("demand-reset") == 3
