@@ -57,6 +57,7 @@ CLOCK_THRESHOLD_S = 5.0
 CLOCK_STEP_S = 300.0
 
 _BT26_HEADER = 6
+_BUSY_S = 5.0  # a meter busy with another task is tried again this much later
 _CLOCK_READS = 4  # BT52 reads for one drift estimate at most
 
 KINDS = (
@@ -194,7 +195,7 @@ class Operations:
     def _launch(self, m: Meter, now: Optional[float] = None) -> None:
         run = self._runs[m.device_id]
         if m.busy:  # a collection or another task first
-            self.eng.runtime.call_at(self.eng.runtime.time() + 5.0, partial(self._launch, m))
+            self.eng.runtime.call_at(self.eng.runtime.time() + _BUSY_S, partial(self._launch, m))
             return
         self.eng.start(m, self._task(m, run), "op:" + run.kind, job_id=run.job_id)
 
