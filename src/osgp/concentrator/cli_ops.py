@@ -15,7 +15,14 @@ import asyncio
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from osgp.concentrator.aio import QUICK_RETRIES, AsyncRuntime, open_channel, plc_profile
+from osgp.concentrator.aio import (
+    QUICK_RETRIES,
+    AsyncChannel,
+    AsyncRuntime,
+    attach_channels,
+    close_channels,
+    plc_profile,
+)
 from osgp.concentrator.engine import Concentrator, StatusPolicy
 from osgp.concentrator.operations import KINDS, Operations
 from osgp.errors import OSGPError
@@ -40,16 +47,10 @@ async def run_operation(
     the segments in ``channels`` (segment name -> transport URL); returns the
     job ids, each finished (every target confirmed, failed or given up)."""
     eng = Concentrator(store, AsyncRuntime(), policy=policy)
-    opened, tasks = [], []
+    opened: List[AsyncChannel] = []
+    tasks: List[asyncio.Future] = []
     try:
-        for name, url in channels.items():
-            ch = await open_channel(name, url, max_outstanding=max_outstanding, profile=profile)
-            opened.append(ch)
-            eng.add_channel(ch)
-            for dev in store.devices(segment=name):
-                if dev.subnet is not None and dev.node is not None:
-                    eng.add_meter(dev.id, ch)
-            tasks.append(asyncio.ensure_future(ch.run()))
+        await attach_channels(eng, channels, opened, tasks, max_outstanding, profile)
         ops = Operations(eng, settle_s=policy.retry_s)
         jobs = ops.resume() if kind == "resume" else [ops.submit(kind, params or {}, devices)]
         while not ops.idle:
@@ -60,12 +61,7 @@ async def run_operation(
                     raise OSGPError("a channel stopped before the operation ended")
         return jobs
     finally:
-        for ch in opened:
-            await ch.close()
-        for t in tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_channels(opened, tasks)
 
 
 def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
