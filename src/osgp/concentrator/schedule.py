@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import PERMANENT_FAULT, Concentrator, Meter, Task
