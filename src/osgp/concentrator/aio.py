@@ -42,6 +42,8 @@ __all__ = [
     "AsyncRuntime",
     "AsyncChannel",
     "open_channel",
+    "attach_channels",
+    "close_channels",
     "plc_profile",
     "run_collection",
     "commission",
@@ -278,14 +280,7 @@ async def run_collection(
     opened: List[AsyncChannel] = []
     tasks: List[asyncio.Future] = []
     try:
-        for name, url in channels.items():
-            ch = await open_channel(name, url, max_outstanding=max_outstanding, profile=profile)
-            opened.append(ch)
-            eng.add_channel(ch)
-            for dev in store.devices(segment=name):
-                if dev.subnet is not None and dev.node is not None:
-                    eng.add_meter(dev.id, ch)
-            tasks.append(asyncio.ensure_future(ch.run()))
+        await attach_channels(eng, channels, opened, tasks, max_outstanding, profile)
         if on_engine is not None:
             on_engine(eng)
         done: asyncio.Queue = asyncio.Queue()
@@ -311,13 +306,40 @@ async def run_collection(
         for m in eng.meters.values():
             if m.session is not None and not m.busy:
                 store.set_cursor(m.device_id, *eng.save_session(m))
-        for ch in opened:
-            await ch.close()
-        for t in tasks:
-            try:
-                await t
-            except Exception as exc:  # noqa: BLE001 - reported, the rounds are what counts
-                log.warning("channel task ended with %r", exc)
+        await close_channels(opened, tasks)
+
+
+async def attach_channels(
+    eng: Concentrator,
+    channels: Dict[str, str],
+    opened: List[AsyncChannel],
+    tasks: List[asyncio.Future],
+    max_outstanding: int = 1,
+    profile: Optional[LinkProfile] = None,
+) -> None:
+    """Open the channel of each segment in ``channels`` (name -> transport
+    URL), add its commissioned meters to ``eng`` and start it; the channels
+    go to ``opened``, their running tasks to ``tasks`` (for
+    :func:`close_channels`, also after a failure half way)."""
+    for name, url in channels.items():
+        ch = await open_channel(name, url, max_outstanding=max_outstanding, profile=profile)
+        opened.append(ch)
+        eng.add_channel(ch)
+        for dev in eng.store.devices(segment=name):
+            if dev.subnet is not None and dev.node is not None:
+                eng.add_meter(dev.id, ch)
+        tasks.append(asyncio.ensure_future(ch.run()))
+
+
+async def close_channels(opened: List[AsyncChannel], tasks: List[asyncio.Future]) -> None:
+    """Close what :func:`attach_channels` opened and wait for the channel tasks."""
+    for ch in opened:
+        await ch.close()
+    for t in tasks:
+        try:
+            await t
+        except Exception as exc:  # noqa: BLE001 - reported, the caller's result is what counts
+            log.warning("channel task ended with %r", exc)
 
 
 async def _first(aw: Any, tasks: List[asyncio.Future]) -> Any:
