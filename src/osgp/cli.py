@@ -6,6 +6,7 @@
     osgp collect URL --store DB     one collection of one meter into a store
     osgp export --store DB --out D  readings as Parquet / CSV / JSON
     osgp keys ...                   parse keys, keep them in a store
+    osgp op KIND --store DB ...     a fleet operation as a tracked job (clock sync, disconnect, ...)
     osgp simulate                   serve simulated meters on real byte streams
     osgp wireshark --install        the OSGP dissector for Wireshark
     osgp selftest                   known-answer vectors and throughput
@@ -468,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.set_defaults(func=_selftest)
 
+    from osgp.concentrator.cli_ops import add_ops_command
+
+    add_ops_command(sub)
     from osgp.wireshark.cli import add_wireshark_command
 
     add_wireshark_command(sub)
