@@ -247,14 +247,20 @@ def _private_postgres(tmp: str):
         [initdb, "-D", data, "-U", "osgp", "--auth=trust", "-E", "UTF8", "--no-locale"],
         [pg_ctl, "-D", data, "-o", opts, "-l", os.path.join(tmp, "log"), "-w", "start"],
     ]
+    # the server is not ours to sanitize: no LD_PRELOAD (the ASan step sets one)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     for cmd in cmds:
-        r = subprocess.run(as_user + cmd, cwd=tmp, capture_output=True, text=True)
+        r = subprocess.run(as_user + cmd, cwd=tmp, capture_output=True, text=True, env=env)
         if r.returncode:
             raise RuntimeError(f"{os.path.basename(cmd[0])} failed: {r.stderr.strip()[-300:]}")
 
     def stop() -> None:
-        subprocess.run(as_user + [pg_ctl, "-D", data, "-m", "fast", "-w", "stop"],
-                       cwd=tmp, capture_output=True)
+        subprocess.run(
+            as_user + [pg_ctl, "-D", data, "-m", "fast", "-w", "stop"],
+            cwd=tmp,
+            capture_output=True,
+            env=env,
+        )
 
     return f"postgresql+psycopg://osgp@/postgres?host={tmp}", stop
 
