@@ -218,6 +218,8 @@ def test_status_machine_temporary_then_permanent_then_normal(tmp_path):
     gone.position = 1e9  # out of reach
     f.rounds((1,), until=1.5 * 3600)
     assert eng.meters[2].status == TEMPORARY_FAULT and eng.meters[1].status == NORMAL
+    eng = f.start(policy)  # a restart: the fault's start comes back from the store
+    assert eng.meters[2].status == TEMPORARY_FAULT
     f.rounds((4,), until=4.5 * 3600)
     assert eng.meters[2].status == PERMANENT_FAULT
     assert f.store.device(2).status == PERMANENT_FAULT

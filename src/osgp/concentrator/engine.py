@@ -166,7 +166,9 @@ class Concentrator:
             self.store.routes(device_id),
             status=dev.status if dev.status in (TEMPORARY_FAULT, PERMANENT_FAULT) else NORMAL,
         )
-        m.fault_since = getattr(dev, "status_since", None) if m.status != NORMAL else None
+        if m.status != NORMAL and dev.status_since is not None:  # UTC in the store
+            now = self.runtime.time()
+            m.fault_since = now - (self.runtime.utc(now) - dev.status_since)
         saved = self.store.cursor(device_id, "dims")
         if saved:
             m.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
