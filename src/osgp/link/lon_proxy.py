@@ -28,6 +28,7 @@ __all__ = [
     "PROXY_FAIL",
     "MAX_REPEATERS",
     "MAX_PROXY_DATA",
+    "TARGET_LEN",
     "Repeater",
     "TxCtrl",
     "Sicb",
@@ -52,7 +53,9 @@ PROXY_FAIL = 0x4C
 MAX_REPEATERS = 15  # 4-bit count (docs/protocol.md §6.3)
 MAX_PROXY_DATA = 102
 MODE_NORMAL, MODE_ZERO_SYNC, MODE_ALT_KEY, MODE_ATTENUATE = 0, 1, 2, 3
-_TARGET_LEN = {0: 2, 1: 2, 2: 7, 3: 2, 4: 1, 5: 1, 6: 6, 7: 1}
+# Target address bytes by SICB target type, as the module docstring lays them out
+# (lcs_proxy.h; docs/protocol.md §6.3); also sizes the Wireshark dissector's targets.
+TARGET_LEN = {0: 2, 1: 2, 2: 7, 3: 2, 4: 1, 5: 1, 6: 6, 7: 1}
 LAYER = "lon.proxy"
 
 
@@ -127,7 +130,7 @@ def encode_proxy(p: ProxyRequest) -> bytes:
         raise ConfigurationError(f"at most {MAX_REPEATERS} repeaters, got {n}")
     if len(p.apdu) < 1 or len(p.apdu) > MAX_PROXY_DATA:
         raise ConfigurationError(f"target APDU must be 1..{MAX_PROXY_DATA} bytes")
-    if p.target.type not in _TARGET_LEN or len(p.target.fields) != _TARGET_LEN[p.target.type]:
+    if p.target.type not in TARGET_LEN or len(p.target.fields) != TARGET_LEN[p.target.type]:
         raise ConfigurationError("target address does not match its type")
     h = (
         n
@@ -188,7 +191,7 @@ def decode_proxy(data: Any, *, base: int = 0) -> ProxyRequest:
         if kt & 0xFC or kt > 1:
             raise c.malformed(f"alternate key type {kt} undefined", 1)
         key = c.take(6 if kt == 0 else 12)
-    target = ProxyTarget(sicb.target_type, c.take(_TARGET_LEN[sicb.target_type]))
+    target = ProxyTarget(sicb.target_type, c.take(TARGET_LEN[sicb.target_type]))
     apdu = c.rest()
     if not apdu:
         raise c.malformed("proxy frame has no target APDU")

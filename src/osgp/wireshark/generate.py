@@ -181,7 +181,7 @@ def constants() -> str:
         ),
     )
     # target address bytes by SICB target type (lcs_proxy.h, docs/protocol.md §6.3)
-    lines += _map("PROXY_TARGET_LEN", lon_proxy._TARGET_LEN.items())
+    lines += _map("PROXY_TARGET_LEN", lon_proxy.TARGET_LEN.items())
     lines += _map(
         "PROXY_MODES",
         (
