@@ -7,8 +7,10 @@ procedure result codes (:mod:`osgp.services.procedures`), the PLC and MEP
 envelope choices (:data:`osgp.link.lon.PLC_PROFILE`,
 :data:`osgp.security.suite.PLC_ENVELOPE`, :data:`osgp.security.legacy.PLC`,
 the MEP equivalents) with their status from the profile bundles
-(:mod:`osgp.session.profiles`), and the Annex G proxy layout
-(:mod:`osgp.link.lon_proxy`).  So the dissector never drifts from the library:
+(:mod:`osgp.session.profiles`), the OSGP-AES-128-PSK frame
+(:mod:`osgp.security.aes_suite`, :class:`osgp.security.aes_psk.AesPskProfile`,
+with a nonce example the plugin checks its own nonce layout against when it
+loads), and the Annex G proxy layout (:mod:`osgp.link.lon_proxy`).  So the dissector never drifts from the library:
 the suite regenerates the block and compares it with the shipped plugin.
 
     python -m osgp.wireshark.generate            # the plugin on stdout
@@ -28,7 +30,7 @@ import osgp
 from osgp import codes, tables
 from osgp.errors import ConfigurationError
 from osgp.link import lon, lon_proxy, mep
-from osgp.security import legacy, suite
+from osgp.security import aes_psk, aes_suite, legacy, suite
 from osgp.services import messages, procedures
 from osgp.session import profiles
 
@@ -85,6 +87,35 @@ def _record(name: str, fields: Sequence[tuple[str, Any]]) -> List[str]:
 def _status(bundle: profiles.LinkProfile, choice: str) -> str:
     p = bundle.provenance[choice]
     return f"{p.status}: {p.source}"
+
+
+# a nonce the plugin rebuilds at load time: a layout change in AesPskProfile
+# that the Lua code does not follow stops the plugin with an error
+_NONCE_EXAMPLE = (aes_psk.UP, bytes.fromhex("a1a2a3a4a5a6"), 0x0102, 0x03040506)
+
+
+def _aes_record(name: str, env: aes_suite.AesEnvelope, bundle: profiles.LinkProfile) -> List[str]:
+    prof = env.aes
+    direction, address, key_id, seq = _NONCE_EXAMPLE
+    return _record(
+        name,
+        (
+            ("suite", "OSGP-AES-128-PSK"),
+            ("seq_size", 4),  # frame = seq:4 BE || ciphertext || tag (AesPskProfile)
+            ("tag_len", prof.tag_len),
+            ("nonce_len", prof.nonce_len),
+            ("address_len", prof.address_len),
+            ("down", aes_psk.DOWN),
+            ("up", aes_psk.UP),
+            ("request_aad", env.request_aad),
+            ("bind_response", env.bind_response),
+            ("auth_failure_in_clear", env.auth_failure_in_clear),
+            ("nonce_example", [direction, address, key_id, seq]),
+            ("nonce_example_value", prof.nonce(direction, False, address, key_id, seq)),
+            ("envelope_status", _status(bundle, "envelope")),
+            ("layout_status", env.status),
+        ),
+    )
 
 
 def constants() -> str:
@@ -191,6 +222,8 @@ def constants() -> str:
             (lon_proxy.MODE_ATTENUATE, "attenuate"),
         ),
     )
+    lines += _aes_record("AES_PLC", aes_suite.PLC_AES_ENVELOPE, profiles.PLC_AES)
+    lines += _aes_record("AES_MEP", aes_suite.MEP_AES_ENVELOPE, profiles.MEP_AES)
     lines.append(END)
     return "\n".join(lines) + "\n"
 

@@ -305,6 +305,38 @@ C.PROXY_MODES = {
   [2] = "alternate key",
   [3] = "attenuate",
 }
+C.AES_PLC = {
+  suite = "OSGP-AES-128-PSK",
+  seq_size = 4,
+  tag_len = 8,
+  nonce_len = 13,
+  address_len = 6,
+  down = 0,
+  up = 1,
+  request_aad = "",
+  bind_response = true,
+  auth_failure_in_clear = true,
+  nonce_example = {1, "a1a2a3a4a5a6", 258, 50595078},
+  nonce_example_value = "01a1a2a3a4a5a6010203040506",
+  envelope_status = "INFERRED: OSGP-AES-128-PSK: CCM frame (RFC 3610, EAP-GPSK RFC 5433) as the APDU",
+  layout_status = "INFERRED: Annex F CCM frame (osgp_psk.AesPskProfile) as the LonTalk APDU (docs/protocol.md \194\1673.1, \194\1675.1; \194\16710.1)",
+}
+C.AES_MEP = {
+  suite = "OSGP-AES-128-PSK",
+  seq_size = 4,
+  tag_len = 8,
+  nonce_len = 13,
+  address_len = 6,
+  down = 0,
+  up = 1,
+  request_aad = "",
+  bind_response = true,
+  auth_failure_in_clear = true,
+  nonce_example = {1, "a1a2a3a4a5a6", 258, 50595078},
+  nonce_example_value = "01a1a2a3a4a5a6010203040506",
+  envelope_status = "INFERRED: OSGP-AES-128-PSK: CCM frame (RFC 3610, EAP-GPSK RFC 5433); layout not public",
+  layout_status = "INFERRED: Annex F CCM frame (osgp_psk.AesPskProfile) as the MEP message body",
+}
 -- END GENERATED CONSTANTS
 
 -- XOR of two bytes: Wireshark's BitOp library, Lua 5.2's bit32, or arithmetic
@@ -452,10 +484,146 @@ local function message_key(base, digest)
     return k
 end
 
+---------------------------------------------------------------------------
+-- AES-128 (FIPS-197) and CCM (NIST SP 800-38C, RFC 3610) for the
+-- OSGP-AES-128-PSK envelope: Wireshark 4.0's Lua API has no cipher binding.
+-- Bytewise, forward cipher only (CCM needs no inverse cipher).
+---------------------------------------------------------------------------
+local function xtime(b) -- b * x modulo x^8 + x^4 + x^3 + x + 1 (FIPS-197 4.2.1)
+    b = b * 2
+    if b >= 256 then b = bxor(b - 256, 0x1B) end
+    return b
+end
+
+local SBOX = {} -- FIPS-197 5.1.1: inverse in GF(2^8), then the affine map with c = 0x63
+do
+    local exp, log, x = {}, {}, 1
+    for i = 0, 254 do exp[i], log[x] = x, i; x = bxor(x, xtime(x)) end -- generator x + 1
+    for a = 0, 255 do
+        local inv = a == 0 and 0 or exp[(255 - log[a]) % 255]
+        local s = inv
+        for k = 1, 4 do s = bxor(s, (inv * 2 ^ k) % 256 + math.floor(inv / 2 ^ (8 - k))) end
+        SBOX[a] = bxor(s, 0x63)
+    end
+end
+
+-- key expansion (FIPS-197 5.2): 11 round keys, 176 bytes, 1-based
+local function aes_expand(key)
+    local w, rcon = {}, 1
+    for i = 1, 16 do w[i] = key[i] end
+    for i = 17, 176, 4 do
+        local t = { w[i - 4], w[i - 3], w[i - 2], w[i - 1] }
+        if (i - 1) % 16 == 0 then -- SubWord(RotWord(t)) xor Rcon
+            t = { bxor(SBOX[t[2]], rcon), SBOX[t[3]], SBOX[t[4]], SBOX[t[1]] }
+            rcon = xtime(rcon)
+        end
+        for j = 0, 3 do w[i + j] = bxor(w[i + j - 16], t[j + 1]) end
+    end
+    return w
+end
+
+-- one block; the state is column-major, byte r + 4c at index r + 4c + 1 (FIPS-197 3.4)
+local function aes_encrypt(rk, block)
+    local s = {}
+    for i = 1, 16 do s[i] = bxor(block[i], rk[i]) end
+    for round = 1, 10 do
+        local t = {}
+        for c = 0, 3 do -- SubBytes and ShiftRows: row r moves left by r
+            for r = 0, 3 do t[r + 4 * c + 1] = SBOX[s[r + 4 * ((c + r) % 4) + 1]] end
+        end
+        if round < 10 then -- MixColumns (FIPS-197 5.1.3)
+            for c = 0, 12, 4 do
+                local a0, a1, a2, a3 = t[c + 1], t[c + 2], t[c + 3], t[c + 4]
+                local all = bxor(bxor(a0, a1), bxor(a2, a3))
+                t[c + 1] = bxor(bxor(a0, all), xtime(bxor(a0, a1)))
+                t[c + 2] = bxor(bxor(a1, all), xtime(bxor(a1, a2)))
+                t[c + 3] = bxor(bxor(a2, all), xtime(bxor(a2, a3)))
+                t[c + 4] = bxor(bxor(a3, all), xtime(bxor(a3, a0)))
+            end
+        end
+        local o = 16 * round
+        for i = 1, 16 do s[i] = bxor(t[i], rk[o + i]) end
+    end
+    return s
+end
+
+local function xor_into(acc, data, from) -- acc[1..16] ^= data[from..from+15] (zero past the end)
+    for i = 1, 16 do acc[i] = bxor(acc[i], data[from + i - 1] or 0) end
+end
+
+-- CCM with a 13-byte nonce (q = 2 length bytes): the counter block A_i and the
+-- CBC-MAC over B0 || encoded aad || message (SP 800-38C A.2)
+local function ccm_counter(nonce, i)
+    local a = { 1 } -- flags: q - 1
+    for k = 1, #nonce do a[#a + 1] = nonce[k] end
+    a[15], a[16] = math.floor(i / 256) % 256, i % 256
+    return a
+end
+
+local function ccm_mac(rk, nonce, aad, msg, tag_len)
+    local b = { (#aad > 0 and 64 or 0) + 8 * ((tag_len - 2) / 2) + 1 }
+    for k = 1, #nonce do b[#b + 1] = nonce[k] end
+    b[15], b[16] = math.floor(#msg / 256) % 256, #msg % 256
+    local x = aes_encrypt(rk, b)
+    if #aad > 0 then -- 2-byte length (aad < 2^16 - 2^8), the aad, zero padding
+        local a = concat({ math.floor(#aad / 256), #aad % 256 }, aad)
+        for off = 1, #a, 16 do xor_into(x, a, off); x = aes_encrypt(rk, x) end
+    end
+    for off = 1, #msg, 16 do xor_into(x, msg, off); x = aes_encrypt(rk, x) end
+    return slice(x, 1, tag_len)
+end
+
+local function ccm_ctr(rk, nonce, data)
+    local out = {}
+    for off = 1, #data, 16 do
+        local s = aes_encrypt(rk, ccm_counter(nonce, (off - 1) / 16 + 1))
+        for k = 0, 15 do
+            if data[off + k] == nil then break end
+            out[off + k] = bxor(data[off + k], s[k + 1])
+        end
+    end
+    return out
+end
+
+-- (plaintext, true) when the tag verifies, (nil, false) otherwise
+local function ccm_open(key, nonce, ct, tag, aad)
+    local rk = aes_expand(key)
+    local plain = ccm_ctr(rk, nonce, ct)
+    local t = ccm_mac(rk, nonce, aad, plain, #tag)
+    local s0 = aes_encrypt(rk, ccm_counter(nonce, 0))
+    for k = 1, #tag do t[k] = bxor(t[k], s0[k]) end
+    if equal(t, tag) then return plain, true end
+    return nil, false
+end
+
+-- the CCM nonce of osgp.security.aes_psk.AesPskProfile (INFERRED): flags (b0
+-- direction, b1 broadcast) || address:6 || key id:2 BE || sequence number:4 BE
+local function aes_nonce(direction, address, key_id, seq_bytes)
+    local n = { direction % 2 }
+    for i = 1, #address do n[#n + 1] = address[i] end
+    n[#n + 1], n[#n + 2] = math.floor(key_id / 256) % 256, key_id % 256
+    for i = 1, 4 do n[#n + 1] = seq_bytes[i] end
+    return n
+end
+
+local function u32_bytes(v)
+    return { math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256 }
+end
+
+for _, A in ipairs({ C.AES_PLC, C.AES_MEP }) do -- the generator's example, rebuilt here
+    local e = A.nonce_example
+    if #A.nonce_example_value ~= 2 * A.nonce_len or
+       to_hex(aes_nonce(e[1], hex_bytes(e[2]), e[3], u32_bytes(e[4]))) ~= A.nonce_example_value then
+        error("osgp: the AES nonce layout of this plugin differs from osgp's AesPskProfile")
+    end
+    A.request_seq = 0 -- the suite numbers its frames: no sequence number inside the message
+end
+
 -- the legacy suite per link: digest key and RC4 base key (osgp.security.legacy)
 local SUITES = {
     PLC = {
         env = C.PLC,
+        aes = C.AES_PLC,
         digest_key = function(k) return k end,
         base_key = function(k) -- INFERRED: EN14908 over OMAK bytes 0..5 (docs/protocol.md §2.4)
             local k6 = slice(k, 1, 6)
@@ -465,6 +633,7 @@ local SUITES = {
     },
     MEP = {
         env = C.MEP,
+        aes = C.AES_MEP,
         digest_key = function(k) return slice(k, 1, 16) end,
         base_key = function(k) -- MEP App. B: RC4(key[0:16]) over ConstKey
             return rc4_process(rc4_new(slice(k, 1, 16)), hex_bytes(C.MEP.const_key))
@@ -525,6 +694,8 @@ local osgp_mep = Proto("osgp_mep", "OSGP MEP serial frame")
 local PLC_ENV = " On power line " .. C.PLC.envelope_status .. ". On MEP " .. C.MEP.envelope_status .. "."
 local PLC_FRAMING = " On power line " .. C.PLC.framing_status .. "."
 local PROXY_ST = " " .. C.PLC.proxy_status .. "."
+local AES_ST = " On power line " .. C.AES_PLC.envelope_status .. " (" .. C.AES_PLC.layout_status
+    .. "). On MEP " .. C.AES_MEP.envelope_status .. "."
 
 -- string fields through ProtoField.new, whose description argument every Wireshark 3.x/4.x takes
 local function str_field(abbr, name, desc)
@@ -613,6 +784,30 @@ local F = {
     mep_length = ProtoField.uint16("osgp.mep.length", "Length", base.DEC, nil, nil,
         "Bytes after the length field (MEP guide p.9). " .. C.MEP.framing_status),
     mep_alert = ProtoField.none("osgp.mep.alert", "Alert (zero length)", "MEP guide p.17"),
+    suite = str_field("osgp.suite", "Security suite",
+        "legacy (OMA digest, RC4) or OSGP-AES-128-PSK, by the key table or the preference osgp.suite"),
+    aes_seq = ProtoField.uint32("osgp.aes.seq", "Frame sequence number", base.DEC, nil, nil,
+        "OSGP-AES-128-PSK: 4 bytes big-endian in clear, authenticated as CCM associated data and "
+        .. "the last 4 bytes of the nonce." .. AES_ST),
+    aes_ciphertext = ProtoField.bytes("osgp.aes.ciphertext", "Ciphertext", base.NONE,
+        "The CCM-encrypted OSGP message (code and arguments; no legacy trailer)." .. AES_ST),
+    aes_tag = ProtoField.bytes("osgp.aes.tag", "CCM tag", base.NONE,
+        "CCM authentication tag (RFC 3610, SP 800-38C) closing the frame." .. AES_ST),
+    aes_tag_status = ProtoField.uint8("osgp.aes.tag.status", "Tag check", base.DEC,
+        { [0] = "not checked (no key for this device)", [1] = "good", [2] = "bad",
+          [3] = "not checked (request not captured)", [4] = "0x0B in clear: no tag (INFERRED)" }),
+    aes_nonce = ProtoField.bytes("osgp.aes.nonce", "Nonce", base.NONE,
+        "13-byte CCM nonce, not on the wire: flags (b0 direction, b1 broadcast) || address:6 || "
+        .. "key id:2 || sequence number:4." .. AES_ST),
+    aes_direction = ProtoField.uint8("osgp.aes.direction", "Direction", base.DEC,
+        { [C.AES_PLC.down] = "concentrator to device", [C.AES_PLC.up] = "device to concentrator" }, nil,
+        "Nonce flags bit 0." .. AES_ST),
+    aes_address = ProtoField.bytes("osgp.aes.address", "Nonce address", base.NONE,
+        "The device's 6-byte address in the nonce (its Neuron ID), from the key table." .. AES_ST),
+    aes_key_id = ProtoField.uint16("osgp.aes.key_id", "Key id", base.DEC, nil, nil,
+        "Key id in the nonce, from the key table: not sent in a unicast frame." .. AES_ST),
+    aes_request_seq = ProtoField.uint32("osgp.aes.request_seq", "Request sequence number", base.DEC, nil, nil,
+        "A response also authenticates the sequence number of its request (associated data)." .. AES_ST),
 }
 local ordered = {}
 for _, f in pairs(F) do ordered[#ordered + 1] = f end
@@ -627,19 +822,27 @@ local E = {
     proxy_failure = ProtoExpert.new("osgp.proxy_failure", "Proxy chain failure (0x4C)", expert.group.RESPONSE_CODE, expert.severity.WARN),
     digest_bad = ProtoExpert.new("osgp.digest_bad", "Digest does not verify", expert.group.CHECKSUM, expert.severity.WARN),
     proc_failed = ProtoExpert.new("osgp.proc_failed", "Procedure did not complete", expert.group.RESPONSE_CODE, expert.severity.NOTE),
+    tag_bad = ProtoExpert.new("osgp.aes.tag_bad", "CCM tag does not verify", expert.group.DECRYPTION, expert.severity.WARN),
 }
 osgp.experts = { E.malformed, E.undecoded, E.auth_failure, E.bad_sequence, E.error_response,
-                 E.proxy_failure, E.digest_bad, E.proc_failed }
+                 E.proxy_failure, E.digest_bad, E.proc_failed, E.tag_bad }
 
 osgp.prefs.keys_file = Pref.string("Key file", "",
-    "UAT-format key file, one record per line: \"address\",\"key hex\". Address: subnet/node (\"2/5\"), "
-    .. "a 12-digit Neuron ID, \"mep\" for MEP frames or \"*\" for any device. Empty: the osgp_keys file in "
-    .. "the personal configuration folder (the Keys table).")
+    "UAT-format key file, one record per line: \"address\",\"key hex\"[,\"suite\",\"key id\",\"nonce address\"]. "
+    .. "Address: subnet/node (\"2/5\"), a 12-digit Neuron ID, \"mep\" for MEP frames or \"*\" for any device. "
+    .. "Suite: legacy (default) or aes (OSGP-AES-128-PSK, 16-byte key; key id and the device's 12-digit "
+    .. "Neuron ID for the nonce). Empty: the osgp_keys file in the personal configuration folder.")
+osgp.prefs.suite = Pref.enum("Suite without a key", 0,
+    "How to read OSGP messages of devices without a key in the key file: legacy (OMA digest trailer) "
+    .. "or OSGP-AES-128-PSK (sequence number, ciphertext, CCM tag)",
+    { { "legacy", "Legacy (OMA digest, RC4)", 0 }, { "aes", "OSGP-AES-128-PSK", 1 } }, false)
 osgp.prefs.mep_dlt = Pref.uint("MEP link type", 147,
     "pcap link type carrying MEP serial frames (147-162 = DLT_USER0-15; 0 = none)")
 pcall(function() -- Wireshark versions with Lua UATs edit the same file in the GUI
     osgp.prefs.keys = Pref.uat("Keys", { { "address", "subnet/node, Neuron ID, mep or *" },
-                                          { "key", "12-byte OMAK (PLC) or 16-20-byte MEP key, hex" } },
+                                          { "key", "12-byte OMAK (PLC), 16-20-byte MEP key or AES key, hex" },
+                                          { "suite", "legacy or aes" }, { "key_id", "AES key id" },
+                                          { "nonce_address", "AES: the device's Neuron ID" } },
                                "Device keys for digest checks and RC4 decryption", "osgp_keys")
 end)
 
@@ -673,8 +876,15 @@ local function load_keys()
                 local hex = fields[2]:gsub("[%s:]", ""):lower()
                 if hex:match("^%x+$") and #hex % 2 == 0 then
                     local addr = address_key(fields[1])
+                    local rec = { key = hex_bytes(hex), aes = (fields[3] or ""):lower():match("^aes") ~= nil }
+                    if rec.aes then
+                        rec.key_id = tonumber(fields[4] or "", 10) or 0
+                        local nid = (fields[5] or ""):gsub("[%s:]", ""):lower()
+                        if #nid ~= 12 and addr:match("^nid:") then nid = addr:sub(5) end
+                        rec.address = nid:match("^%x+$") and #nid == 12 and hex_bytes(nid) or hex_bytes("000000000000")
+                    end
                     KEYS[addr] = KEYS[addr] or {}
-                    table.insert(KEYS[addr], hex_bytes(hex))
+                    table.insert(KEYS[addr], rec)
                 end
             end
         end
@@ -682,14 +892,32 @@ local function load_keys()
     f:close()
 end
 
+-- legacy keys (byte arrays) of a device, most specific first
 local function keys_for(link, addr)
     local out = {}
     for _, a in ipairs({ addr or "", "*" }) do
-        for _, k in ipairs(KEYS[a] or {}) do
-            if key_fits(link, k) then out[#out + 1] = k end
+        for _, r in ipairs(KEYS[a] or {}) do
+            if not r.aes and key_fits(link, r.key) then out[#out + 1] = r.key end
         end
     end
     return out
+end
+
+-- OSGP-AES-128-PSK key records ({key, key_id, address}) of a device
+local function aes_keys_for(addr)
+    local out = {}
+    for _, a in ipairs({ addr or "", "*" }) do
+        for _, r in ipairs(KEYS[a] or {}) do
+            if r.aes and #r.key == 16 then out[#out + 1] = r end
+        end
+    end
+    return out
+end
+
+-- a device's messages use the AES suite: it has an AES key, or no key and the preference says so
+local function uses_aes(link, addr)
+    if #aes_keys_for(addr) > 0 then return true end
+    return #keys_for(link, addr) == 0 and osgp.prefs.suite == 1
 end
 
 ---------------------------------------------------------------------------
@@ -800,8 +1028,9 @@ end
 local function dissect_request_body(tvb, tree, pinfo, env, info)
     local n = tvb:len()
     local code = tvb(0, 1):uint()
+    local sq = env.request_seq or env.seq_size
     tree:add(F.request_code, tvb(0, 1))
-    local args = n - 1 - env.seq_size
+    local args = n - 1 - sq
     local want = ({ [0x30] = 2, [0x3F] = 7, [0x40] = 4, [0x4F] = 9 })[code]
     info.code = code
     pinfo.cols.info:set("OSGP " .. C.REQUEST[code])
@@ -827,7 +1056,7 @@ local function dissect_request_body(tvb, tree, pinfo, env, info)
             pinfo.cols.info:append(string.format(" offset %d count %d", info.offset, count))
             if args > want then malformed(tree, pinfo, tvb(off, args - want), "bytes after the count of a partial read") end
         else
-            local data = n - env.seq_size - off
+            local data = n - sq - off
             if data ~= count then
                 malformed(tree, pinfo, tvb(off, math.max(data, 0)),
                     string.format("count %d but %d data bytes", count, data))
@@ -841,8 +1070,10 @@ local function dissect_request_body(tvb, tree, pinfo, env, info)
     elseif args > want then
         malformed(tree, pinfo, tvb(off, args - want), "bytes after the table id of a full read")
     end
-    tree:add(F.seq, tvb(n - env.seq_size, env.seq_size))
-    pinfo.cols.info:append(string.format(" seq %d", tvb(n - env.seq_size, env.seq_size):uint()))
+    if sq > 0 then
+        tree:add(F.seq, tvb(n - sq, sq))
+        pinfo.cols.info:append(string.format(" seq %d", tvb(n - sq, sq):uint()))
+    end
 end
 
 -- response plaintext: code | data  (tvb holds exactly that)
@@ -927,7 +1158,125 @@ local function new_tvb(bytes, name)
     return ByteArray.new(to_hex(bytes)):tvb(name)
 end
 
+---------------------------------------------------------------------------
+-- the OSGP-AES-128-PSK envelope, INFERRED (osgp.security.aes_suite; docs/protocol.md
+-- §5.3): seq:4 BE | CCM ciphertext | tag; the key id and address sit in the nonce only
+---------------------------------------------------------------------------
+local function aes_frame(tvb, tree, pinfo, A)
+    local n = tvb:len()
+    if n < A.seq_size + A.tag_len then
+        malformed(tree, pinfo, tvb(0, n), string.format(
+            "OSGP-AES-128-PSK frame of %d bytes: %d-byte sequence number and %d-byte tag need %d",
+            n, A.seq_size, A.tag_len, A.seq_size + A.tag_len))
+        return nil
+    end
+    local clen = n - A.seq_size - A.tag_len
+    local f = { seq = range_bytes(tvb(0, A.seq_size)), seqv = tvb(0, A.seq_size):uint(), ct = {} }
+    tree:add(F.aes_seq, tvb(0, A.seq_size))
+    if clen > 0 then
+        tree:add(F.aes_ciphertext, tvb(A.seq_size, clen))
+        f.ct = range_bytes(tvb(A.seq_size, clen))
+    end
+    f.tag_range = tvb(n - A.tag_len, A.tag_len)
+    f.tag = range_bytes(f.tag_range)
+    tree:add(F.aes_tag, f.tag_range)
+    return f
+end
+
+-- the first record whose key opens the frame: (plaintext, record, nonce), or (nil, first record, its nonce)
+local function aes_open(recs, first, direction, f, aad)
+    local order = {}
+    if first then order[1] = first end
+    for _, r in ipairs(recs) do if r ~= first then order[#order + 1] = r end end
+    for _, r in ipairs(order) do
+        local nonce = aes_nonce(direction, r.address, r.key_id, f.seq)
+        local plain, ok = ccm_open(r.key, nonce, f.ct, f.tag, aad)
+        if ok then return plain, r, nonce end
+    end
+    local r = order[1]
+    return nil, r, r and aes_nonce(direction, r.address, r.key_id, f.seq)
+end
+
+local function add_aes_params(tree, f, direction, rec, nonce, status)
+    local r = f.tag_range
+    tree:add(F.aes_direction, r, direction):set_generated()
+    if rec then
+        tree:add(F.aes_address, r, ByteArray.new(to_hex(rec.address))):set_generated()
+        tree:add(F.aes_key_id, r, rec.key_id):set_generated()
+        tree:add(F.aes_nonce, r, ByteArray.new(to_hex(nonce))):set_generated()
+    end
+    tree:add(F.aes_tag_status, r, status):set_generated()
+    if status == 2 then
+        tree:add_tvb_expert_info(E.tag_bad, r, "CCM tag does not verify under the configured key")
+    end
+end
+
+local function aes_undecoded(tree, pinfo, f, status)
+    pinfo.cols.info:append(" (encrypted)")
+    if status ~= 1 then
+        tree:add_tvb_expert_info(E.undecoded, f.tag_range, ({
+            [0] = "OSGP-AES-128-PSK frame: no key for this device",
+            [2] = "OSGP-AES-128-PSK frame not decrypted: no key verifies its tag",
+            [3] = "OSGP-AES-128-PSK response not decrypted: its request (bound as associated data) was not captured",
+        })[status])
+    end
+end
+
+local function dissect_aes_request(tvb, tree, pinfo, link, addr, info)
+    local A = SUITES[link].aes
+    tree:add(F.suite, A.suite):set_generated()
+    pinfo.cols.info:set("OSGP-AES request")
+    info.aes = true
+    local f = aes_frame(tvb, tree, pinfo, A)
+    if f == nil then return end
+    info.aes_seq = f.seq
+    local recs = aes_keys_for(addr)
+    local plain, rec, nonce = aes_open(recs, nil, A.down, f, concat(hex_bytes(A.request_aad), f.seq))
+    local status = plain and 1 or (#recs > 0 and 2 or 0)
+    add_aes_params(tree, f, A.down, rec, nonce, status)
+    info.aes_key = plain and rec or nil
+    if plain == nil then return aes_undecoded(tree, pinfo, f, status) end
+    if #plain == 0 or not C.REQUEST[plain[1]] then
+        return malformed(tree, pinfo, nil, "the decrypted message is not an OSGP request")
+    end
+    dissect_request_body(new_tvb(plain, "Decrypted OSGP-AES request"), tree, pinfo, A, info)
+    pinfo.cols.info:append(string.format(" frame seq %d", f.seqv))
+end
+
+local function dissect_aes_response(tvb, tree, pinfo, link, addr, req)
+    local A = SUITES[link].aes
+    tree:add(F.suite, A.suite):set_generated()
+    pinfo.cols.info:set("OSGP-AES response")
+    if A.auth_failure_in_clear and tvb:len() == 1 and tvb(0, 1):uint() == C.IDS.AUTH_FAILURE then
+        tree:add(F.aes_tag_status, tvb(0, 1), 4):set_generated()
+        return dissect_response_body(tvb, tree, pinfo, A, req)
+    end
+    local f = aes_frame(tvb, tree, pinfo, A)
+    if f == nil then return end
+    local recs = aes_keys_for(addr)
+    local plain, rec, nonce, status = nil, nil, nil, 0
+    if req and req.aes_seq then
+        local rs = req.aes_seq
+        tree:add(F.aes_request_seq, f.tag_range, rs[1] * 16777216 + rs[2] * 65536 + rs[3] * 256 + rs[4]):set_generated()
+        local aad = concat(hex_bytes(A.request_aad), A.bind_response and concat(rs, f.seq) or f.seq)
+        plain, rec, nonce = aes_open(recs, req.aes_key, A.up, f, aad)
+        status = plain and 1 or (rec and 2 or 0)
+    elseif #recs > 0 then -- the associated data holds the request's number: not checkable
+        rec, status = recs[1], 3
+        nonce = aes_nonce(A.up, rec.address, rec.key_id, f.seq)
+    end
+    add_aes_params(tree, f, A.up, rec, nonce, status)
+    if plain == nil then return aes_undecoded(tree, pinfo, f, status) end
+    if #plain == 0 or not C.RESPONSE[plain[1]] then
+        return malformed(tree, pinfo, nil, "the decrypted message is not an OSGP response")
+    end
+    dissect_response_body(new_tvb(plain, "Decrypted OSGP-AES response"), tree, pinfo, A, req)
+    pinfo.cols.info:append(string.format(" frame seq %d", f.seqv))
+end
+
 local function dissect_request(tvb, tree, pinfo, link, addr, info)
+    if uses_aes(link, addr) then return dissect_aes_request(tvb, tree, pinfo, link, addr, info) end
+    tree:add(F.suite, "legacy"):set_generated()
     local suite = SUITES[link]
     local env = suite.env
     local n = tvb:len()
@@ -967,6 +1316,10 @@ local function dissect_request(tvb, tree, pinfo, link, addr, info)
 end
 
 local function dissect_response(tvb, tree, pinfo, link, addr, req)
+    if (req and req.aes) or (req == nil and uses_aes(link, addr)) then
+        return dissect_aes_response(tvb, tree, pinfo, link, addr, req)
+    end
+    tree:add(F.suite, "legacy"):set_generated()
     local suite = SUITES[link]
     local env = suite.env
     local n = tvb:len()
@@ -1230,9 +1583,12 @@ DissectorTable.get("cnip.protocol"):add(0, osgp)
 local function dissect_mep_message(tvb, tree, pinfo)
     local code = tvb(0, 1):uint()
     local request
-    if C.REQUEST[code] then
+    local aes = uses_aes("MEP", "mep")
+    if aes and tvb:len() == 1 and code == C.IDS.AUTH_FAILURE then
+        request = false -- 0x0B in clear
+    elseif not aes and C.REQUEST[code] then
         request = true
-    elseif C.RESPONSE[code] then
+    elseif not aes and C.RESPONSE[code] then
         request = false
     else -- encrypted: requests and responses alternate on the serial line
         request = S.mep_kind[pinfo.number]
