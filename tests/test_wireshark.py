@@ -75,6 +75,17 @@ FIELDS = [
     "_ws.expert.message",
     "osgp.malformed",
     "osgp.undecoded",
+    "osgp.suite",
+    "osgp.aes.seq",
+    "osgp.aes.ciphertext",
+    "osgp.aes.tag",
+    "osgp.aes.tag.status",
+    "osgp.aes.nonce",
+    "osgp.aes.direction",
+    "osgp.aes.address",
+    "osgp.aes.key_id",
+    "osgp.aes.request_seq",
+    "osgp.aes.tag_bad",
 ]
 GOOD, BAD, UNCHECKED, ZERO_TRAILER = 1, 2, 0, 3
 SPACING = 100.0
@@ -121,6 +132,16 @@ def test_nothing_but_the_command_line_imports_the_dissector_package():
 
 
 # -- running tshark ----------------------------------------------------------------------
+def key_line(addr, key):
+    """One record of the key file (Wireshark's UAT text format): ``key`` is a
+    legacy key, or (key, "aes", key id, nonce address) for the AES suite."""
+    fields = [addr] + [
+        k.hex() if isinstance(k, bytes) else str(k)
+        for k in (key if isinstance(key, tuple) else (key,))
+    ]
+    return ",".join(f'"{f}"' for f in fields) + "\n"
+
+
 def tshark(tmp_path, capture: bytes, *opts: str, keys=None, verbose=False):
     """Per frame: {field: [values]} from ``tshark -T json``, two passes (so a
     request shows the frame of its response).  HOME is a scratch folder, so no
@@ -129,8 +150,7 @@ def tshark(tmp_path, capture: bytes, *opts: str, keys=None, verbose=False):
     cap.write_bytes(capture)
     key_file = tmp_path / "osgp_keys"
     key_file.write_text(
-        "".join(f'"{addr}","{key.hex()}"\n' for addr, key in (keys or {}).items()),
-        encoding="utf-8",
+        "".join(key_line(addr, key) for addr, key in (keys or {}).items()), encoding="utf-8"
     )
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # not under ASan
     env["HOME"] = str(tmp_path)

@@ -10,8 +10,9 @@ the MEP equivalents) with their status from the profile bundles
 (:mod:`osgp.session.profiles`), the OSGP-AES-128-PSK frame
 (:mod:`osgp.security.aes_suite`, :class:`osgp.security.aes_psk.AesPskProfile`,
 with a nonce example the plugin checks its own nonce layout against when it
-loads), and the Annex G proxy layout (:mod:`osgp.link.lon_proxy`).  So the dissector never drifts from the library:
-the suite regenerates the block and compares it with the shipped plugin.
+loads), and the Annex G proxy layout (:mod:`osgp.link.lon_proxy`).  So the
+dissector never drifts from the library: the suite regenerates the block and
+compares it with the shipped plugin.
 
     python -m osgp.wireshark.generate            # the plugin on stdout
     python -m osgp.wireshark.generate --write    # rewrite the shipped file
