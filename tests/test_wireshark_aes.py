@@ -15,7 +15,7 @@ import pytest
 from osgp import codes, crypto
 from osgp.errors import AuthenticationError
 from osgp.link import lon, lon_proxy
-from osgp.link.carrier import PlcCarrier, PlcDeviceCarrier
+from osgp.link.carrier import MepCarrier, MepDeviceCarrier, PlcCarrier, PlcDeviceCarrier
 from osgp.link.pcapng import (
     Endpoint,
     PcapngWriter,
@@ -24,12 +24,23 @@ from osgp.link.pcapng import (
     read_pcapng,
 )
 from osgp.security import aes_psk
-from osgp.security.aes_suite import PLC_AES_ENVELOPE, AesPskSuite
+from osgp.security.aes_suite import MEP_AES_ENVELOPE, PLC_AES_ENVELOPE, AesPskSuite
 from osgp.services import messages
 from osgp.session import PLC_AES, ClientSession, DeviceSession
+from osgp.sim import SimMeter
 from osgp.sim.network import MediumProfile, Network
 
-from .test_wireshark import BT07, BT08, TABLE, hexval, needs_tshark, one, tshark
+from .test_wireshark import (
+    BT07,
+    BT08,
+    TABLE,
+    _exchange,
+    _mep_capture,
+    hexval,
+    needs_tshark,
+    one,
+    tshark,
+)
 
 PROFILE = PLC_AES_ENVELOPE.aes
 GOOD, BAD, UNCHECKED, NO_REQUEST, CLEAR_0B = 1, 2, 0, 3, 4
@@ -346,3 +357,46 @@ def test_every_response_code_sealed_by_osgp_and_corrupted_tags(tmp_path):
     for g in got:
         assert "osgp.malformed" in g
         assert not any("decode stopped" in m for m in g.get("_ws.expert.message", []))
+
+
+@needs_tshark
+def test_mep_exchanges_of_a_simulated_meter_under_aes(tmp_path):
+    """MEP frames of osgp.sim.SimMeter under the AES suite: requests told from
+    responses by alternation, every frame opened and compared with osgp's."""
+    key, addr = bytes(range(16)), bytes.fromhex("04a1b2c3d4e5")
+    meter = SimMeter(
+        "SIMAES",
+        start=1_767_225_600,
+        links=[
+            (MepDeviceCarrier(), AesPskSuite(key, addr, role="device", envelope=MEP_AES_ENVELOPE))
+        ],
+        seed=5,
+    )
+    client = ClientSession(MepCarrier(), AesPskSuite(key, addr, envelope=MEP_AES_ENVELOPE))
+    client.read(1)
+    client.read(52, 0, 6)
+    client.call(10, bytes(7))
+    frames = _exchange(client, meter.ports[0])
+    got = tshark(tmp_path, _mep_capture(frames), keys={"mep": (key, "aes", 0, addr)})
+    assert len(got) == len(frames) >= 6
+    prof = MEP_AES_ENVELOPE.aes
+    req_seq = b""
+    for i, (f, g) in enumerate(zip(frames, got)):
+        wire = f[2:]
+        direction = aes_psk.DOWN if i % 2 == 0 else aes_psk.UP
+        seq = int.from_bytes(wire[:4], "big")
+        nonce = prof.nonce(direction, False, addr, 0, seq)
+        aad = wire[:4] if i % 2 == 0 else req_seq + wire[:4]
+        plain = crypto.ccm_open(key, nonce, wire[4:], aad, prof.tag_len)
+        assert one(g, "osgp.link") == "MEP" and one(g, "osgp.type") == i % 2, i
+        assert one(g, "osgp.aes.tag.status") == GOOD, i
+        assert (one(g, "osgp.aes.seq"), hexval(g, "osgp.aes.nonce")) == (seq, nonce.hex()), i
+        if i % 2 == 0:
+            req_seq = wire[:4]
+            assert one(g, "osgp.request_code") == plain[0], i
+            assert one(g, "osgp.table") == int.from_bytes(plain[1:3], "big"), i
+        else:
+            assert one(g, "osgp.response_code") == plain[0], i
+            assert one(g, "osgp.request_in") == i
+            if plain[0] == 0 and len(plain) > 1:
+                assert hexval(g, "osgp.data") == plain[3:].hex(), i
