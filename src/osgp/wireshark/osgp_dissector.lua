@@ -15,9 +15,14 @@
 --     repeater list, SICB and target (LonTalk Enhanced Proxy layout);
 --   * MEP serial frames (2-byte length) on a DLT_USER link type, since no
 --     standard capture format carries MEP;
+--   * the OSGP-AES-128-PSK envelope of the PLC-AES / MEP-AES bundles
+--     (sequence number, ciphertext, CCM tag; nonce and key id from the key
+--     file), the tag verified and the message decrypted by AES-128 and CCM
+--     written here, since Wireshark 4.0's Lua API has no cipher binding;
 --   * digest verification and RC4 decryption with keys from a UAT-format key
---     file (address, key).
--- Every INFERRED choice (the PLC envelope, Annex G as LonTalk proxy) says so
+--     file (address, key[, suite, key id, nonce address]): Wireshark 4.0's Lua
+--     API cannot create a UAT preference (docs/wireshark.md).
+-- Every INFERRED choice (the PLC envelope, the AES frame, Annex G as LonTalk proxy) says so
 -- in the field descriptions.  The constants block is generated from osgp's
 -- own tables by osgp/wireshark/generate.py: do not edit it by hand.
 
