@@ -393,6 +393,19 @@ def test_event_log(tables_backend):
     assert str(log["time"][0]) == "2025-05-01T12:01:30"
 
 
+def test_event_arguments_keep_their_trailing_zero_bytes(tables_backend):
+    # the argument is HIST_DATA_LENGTH bytes of the entry's layout [OPT p.51-53]:
+    # zero bytes at its end are data (e.g. a little-endian table id or value)
+    args = [bytes([0x2A, 0, 0, 0]), bytes(4), bytes([0, 0, 7, 0])]
+    entries = [
+        bytes([25, 5, 1, 12, k, 0]) + struct.pack("<HHH", k, 1, 3) + a for k, a in enumerate(args)
+    ]
+    bt74 = struct.pack("<BHHIHH", 0b100, 3, 2, 3, 1, 0)[:11] + b"".join(entries)
+    log = loadprofile.decode_event_log(bt71_bytes(n_entries=3, arg=4), bt74)
+    assert log["argument"].tolist() == args
+    assert [len(a) for a in log["argument"]] == [4, 4, 4]
+
+
 # ---- native == twin on random block data ---------------------------------------------------
 
 

@@ -764,7 +764,9 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     """BT74 history log entries as a numpy structured array in chronological
     order (valid entries only; circular list as BT63, docs/protocol.md §7.8).  Fields:
     time (datetime64[s], NaT without HIST_DATE_TIME), event_number, seq,
-    user_id, code, mfg (bool), argument (bytes)."""
+    user_id, code, mfg (bool), argument (bytes: all HIST_DATA_LENGTH bytes of the
+    entry, trailing zero bytes included, since the argument is fixed-length in
+    BT74's layout)."""
     ctx: dict = {"BT71": bt71}
     if bt00 is not None:
         ctx["BT00"] = bt00
@@ -777,7 +779,6 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     if nvalid and last >= n_all:
         raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
     desc = t74["HIST_FLAGS"]["ORDER"]
-    argn = max(t71["HIST_DATA_LENGTH"], 1)
     dt = np.dtype(
         [
             ("time", "datetime64[s]"),
@@ -786,7 +787,8 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
             ("user_id", "<u2"),
             ("code", "<u2"),
             ("mfg", "?"),
-            ("argument", f"S{argn}"),
+            # bytes objects: numpy's fixed-size S dtype drops trailing zero bytes
+            ("argument", object),
         ]
     )
     out = np.zeros(nvalid, dtype=dt)
@@ -802,5 +804,5 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
         out["user_id"][i] = e["USER_ID"]
         out["code"][i] = e["HISTORY_CODE"]["TBL_PROC_NBR"]
         out["mfg"][i] = e["HISTORY_CODE"]["STD_VS_MFG_FLAG"]
-        out["argument"][i] = e["HISTORY_ARGUMENT"]
+        out["argument"][i] = bytes(e.get("HISTORY_ARGUMENT", b""))
     return out
