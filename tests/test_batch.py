@@ -13,6 +13,7 @@ from osgp import _backend, loadprofile, tables
 from osgp.batch import FATES, KeyFile, StaticKeys, decode_captures, read_frames
 from osgp.cli import main
 from osgp.errors import ConfigurationError
+from osgp.tables.events import EVENTS, MFG_EVENTS
 
 from .batch_feeder import DIMS, build
 
@@ -108,8 +109,10 @@ def test_event_rows_are_the_sessions_bt74(feeder, decoded):
     got = rows(out, "events")
     for k, r in feeder.read.items():
         e = loadprofile.decode_event_log(r[71], r[74], bt00=r[0])
-        mine = [x["code"] for x in sorted(got, key=lambda x: x["time"]) if x["device"] == dev(k)]
-        assert mine == list(e["code"]) and mine
+        mine = [x for x in sorted(got, key=lambda x: x["time"]) if x["device"] == dev(k)]
+        assert [x["code"] for x in mine] == list(e["code"]) and mine
+        for x, m in zip(mine, e["mfg"]):  # named from the catalogue
+            assert (MFG_EVENTS if m else EVENTS)[x["name"]] == x["code"]
 
 
 def test_every_frame_has_one_fate_and_every_exchange_verified(feeder, decoded):

@@ -28,6 +28,7 @@ from osgp.link.carrier import PlcDeviceCarrier
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.sim import Faults, SimMeter
 from osgp.sim.network import MediumProfile, Network
+from osgp.tables.events import EVENTS, MFG_EVENTS
 
 SPACING = 60.0
 DAY = 86400.0
@@ -163,6 +164,12 @@ def test_events_are_collected_once_and_acknowledged(tmp_path):
         }
         want = {(int(h[0]), h[1]) for h in hist if h[0] < f.net.utc(30 * 3600) - 600}
         assert want <= got, sorted(want - got)[:5]
+        # named from the event catalogue, as the meter logged them
+        logged = {(h[1], h[2]) for h in hist}
+        for c, name in zip(t.column("code").to_pylist(), t.column("name").to_pylist()):
+            assert (c & 0x7FF, bool(c & 0x800)) in logged
+            names = MFG_EVENTS if c & 0x800 else EVENTS
+            assert names[name] == c & 0x7FF
 
 
 def test_a_restart_mid_day_loses_and_doubles_nothing(tmp_path):

@@ -44,6 +44,7 @@ from osgp.errors import AuthenticationError, DecodeError, OSGPError
 from osgp.link import lon, lon_proxy
 from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, PLC_ENVELOPE, LegacySuite
 from osgp.services import messages
+from osgp.tables.events import event_name
 
 __all__ = ["Report", "Decoded", "decode_frames", "REASONS", "FATES", "MAX_EXAMPLES"]
 
@@ -479,7 +480,17 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
     }
     ev: Dict[str, list] = {
         k: []
-        for k in ("device", "time", "event_number", "seq", "user_id", "code", "mfg", "argument")
+        for k in (
+            "device",
+            "time",
+            "event_number",
+            "seq",
+            "user_id",
+            "code",
+            "mfg",
+            "name",
+            "argument",
+        )
     }
     registers: Dict[bytes, List[Image]] = defaultdict(list)
     reg_ctx: Dict[bytes, Dict[str, bytes]] = {}
@@ -531,6 +542,9 @@ def _event_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
     out["time"].append(e["time"].astype("datetime64[s]").astype(np.int64))
     for name in ("event_number", "seq", "user_id", "code", "mfg"):
         out[name].append(e[name])
+    out["name"].append(
+        np.array([event_name(int(c), bool(m)) for c, m in zip(e["code"], e["mfg"])], dtype=object)
+    )
     out["argument"].append(e["argument"].astype(object))
 
 

@@ -68,6 +68,7 @@ def schemas() -> Dict[str, Any]:
                 ("user_id", pa.uint16()),
                 ("code", pa.uint16()),
                 ("mfg", pa.bool_()),
+                ("name", pa.string()),  # osgp.tables.events
                 ("argument", pa.binary()),
             ]
         ),

@@ -31,6 +31,7 @@ import numpy as np
 from osgp import loadprofile, tables
 from osgp.errors import ProtocolError
 from osgp.session.events import Operation, Priority
+from osgp.tables.events import event_name
 
 __all__ = [
     "collect",
@@ -266,7 +267,7 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
             int(e["time"].astype("int64")) if not np.isnat(e["time"]) else 0,
             int(e["seq"]),
             int(e["code"]) | (0x800 if e["mfg"] else 0),
-            f"{'mfg' if e['mfg'] else 'std'} event {int(e['code'])}",
+            event_name(int(e["code"]), bool(e["mfg"])),
             bytes(e["argument"]),
         )
         for e in (log[len(log) - unread :] if unread else log[:0])

@@ -40,10 +40,9 @@ Result codes are C12.19's (MEP guide p.53): 0 completed, 1 accepted, 2 invalid
 parameter (wrong length or value), 3 conflicts with the current setup (an
 eleventh group, activating a table that has nothing pending).
 
-Event codes (BT74 HISTORY_CODE, STD_VS_MFG_FLAG 0) follow the ANSI C12.19
-standard event numbering; the OSGP guides name the events without their
-numbers, so the numbers are INFERRED.  Manufacturer events (flag 1) are the
-simulator's own.  HISTORY_ARGUMENT is 6 bytes (BT71 HIST_DATA_LENGTH):
+Event codes and names (``EVENTS``, ``MFG_EVENTS``) come from the catalogue in
+:mod:`osgp.tables.events`: C12.19 standard numbering (INFERRED for OSGP) and
+the simulator's own manufacturer events.  HISTORY_ARGUMENT is 6 bytes (BT71 HIST_DATA_LENGTH):
 ``table or procedure id:UINT16, result:UINT8`` for procedure and table events,
 the meter clock before the change as UINT32 epoch seconds for clock events,
 zeros otherwise.
@@ -52,6 +51,8 @@ zeros otherwise.
 from __future__ import annotations
 
 from typing import Dict, Tuple
+
+from osgp.tables.events import EVENTS, MFG_EVENTS  # the event catalogue (osgp.tables.events)
 
 __all__ = [
     "BP05",
@@ -102,29 +103,4 @@ PARAMETER_SIZES: Dict[int, Tuple[int, ...]] = {
     EP23: (1,),
     EP27: (1, 3),
     EP34: (0,),
-}
-
-#: ANSI C12.19 standard event numbers (INFERRED for OSGP, see above).
-EVENTS = {
-    "power down": 1,
-    "power up": 2,
-    "time changed (old time)": 3,
-    "time changed (new time)": 4,
-    "procedure invoked": 9,
-    "table written": 10,
-    "updated list pointers": 15,
-    "demand reset": 20,
-    "self read": 21,
-    "pending table activation": 28,
-    "pending table clear": 29,
-    "clock error": 42,
-    "tamper attempt": 47,
-}
-#: The simulator's manufacturer events (STD_VS_MFG_FLAG = 1).
-MFG_EVENTS = {
-    "contactor opened": 1,
-    "contactor closed": 2,
-    "group added": 3,
-    "group removed": 4,
-    "load profile reset": 5,
 }
