@@ -18,9 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -32,6 +29,7 @@ from osgp.link import lon
 from osgp.link.carrier import PlcCarrier, PlcDeviceCarrier
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.session import ClientSession, DeviceSession
+from tests.simulate_cnip import simulate_cnip
 
 N_METERS = 200
 DATA = bytes(range(44))
@@ -39,33 +37,8 @@ DATA = bytes(range(44))
 
 @pytest.fixture(scope="module")
 def served():
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "osgp",
-            "simulate",
-            "--link",
-            "plc",
-            "--kind",
-            "cnip",
-            "--meters",
-            str(N_METERS),
-            "--speed",
-            "1",
-            "--start-offset",
-            "86400",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = json.loads(proc.stdout.readline())["url"]
-        meters = [json.loads(proc.stdout.readline()) for _ in range(N_METERS)]
-        yield url, meters
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with simulate_cnip(N_METERS, "--speed", "1", "--start-offset", "86400") as fleet:
+        yield fleet
 
 
 def _collect(url, meters, tmp_path):

@@ -22,6 +22,8 @@ from osgp.concentrator.aio import commission, plc_profile, run_collection
 from osgp.concentrator.engine import StatusPolicy
 from osgp.sim.serve import CnipMeterServer
 
+from .simulate_cnip import simulate_cnip
+
 MASTER = bytes(range(32))
 FAST = plc_profile(100)  # loopback answers in well under a millisecond
 
@@ -194,31 +196,8 @@ def test_collector_killed_at_random_moments_resumes_without_loss(tmp_path):
 
 def test_osgp_simulate_cnip_prints_its_url_and_meters(tmp_path):
     fleet = tmp_path / "fleet.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "osgp",
-            "simulate",
-            "--link",
-            "plc",
-            "--kind",
-            "cnip",
-            "--meters",
-            "3",
-            "--speed",
-            "60",
-            "--duration",
-            "30",
-            "--fleet-json",
-            str(fleet),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = json.loads(proc.stdout.readline())["url"]
-        meters = [json.loads(proc.stdout.readline()) for _ in range(3)]
+    options = ("--speed", "60", "--duration", "30", "--fleet-json", str(fleet))
+    with simulate_cnip(3, *options) as (url, meters):
         assert json.loads(fleet.read_text()) == {"url": url, "meters": meters}
         assert len({m["neuron_id"] for m in meters}) == 3
         store = Store("sqlite://", vault=KeyVault(MASTER))
@@ -230,9 +209,6 @@ def test_osgp_simulate_cnip_prints_its_url_and_meters(tmp_path):
         )
         assert rounds[0].ok == 3
         assert all(store.registers(d).num_rows for d in ids)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_junk_from_the_peer_is_counted_and_collection_goes_on(store):
