@@ -17,7 +17,7 @@ from importlib import resources
 
 import pytest
 
-from osgp import codes, tables
+from osgp import codes, loadprofile, tables
 from osgp.crypto import oma_digest
 from osgp.errors import AuthenticationError, DecodeError
 from osgp.link import lon, lon_proxy
@@ -32,8 +32,9 @@ from osgp.link.pcapng import (
 from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
 from osgp.services import messages
 from osgp.session import ClientSession, DeviceSession
-from osgp.sim import SimMeter
+from osgp.sim import SimMeter, layouts
 from osgp.sim.network import MediumProfile, Network
+from osgp.tables.events import EVENTS, MFG_EVENTS
 from osgp.tables.schema import table_name as schema_table_name
 from osgp.wireshark import generate
 from osgp.wireshark.cli import install
@@ -86,6 +87,11 @@ FIELDS = [
     "osgp.aes.key_id",
     "osgp.aes.request_seq",
     "osgp.aes.tag_bad",
+    "osgp.event.seq",
+    "osgp.event.code",
+    "osgp.event.mfg",
+    "osgp.event.name",
+    "osgp.event.argument",
 ]
 GOOD, BAD, UNCHECKED, ZERO_TRAILER = 1, 2, 0, 3
 SPACING = 100.0
@@ -739,3 +745,57 @@ def test_every_response_code_by_name(tmp_path):
         status = int(f["osgp.digest.status"].get("show"))
         # sealed with the request's context, even 0x0B carries a chained digest
         assert status == GOOD, code
+
+
+@needs_tshark
+def test_history_log_entries_named_from_the_event_catalogue(tmp_path):
+    """A SimMeter logs events (self read, demand reset, procedures); a client
+    reads BT71 and then BT74 in partial reads; tshark decodes every entry that
+    lies wholly inside one read and names it from osgp.tables.events."""
+    addr = lon.SubnetNode(3, 17)
+    meter = SimMeter(
+        "SIM0000042",
+        start=1_767_225_600,
+        links=[(PlcDeviceCarrier([addr]), LegacySuite(PLC_OMAK, PLC_ENVELOPE))],
+        seed=5,
+    )
+    client = ClientSession(PlcCarrier(addr), LegacySuite(PLC_OMAK, PLC_ENVELOPE))
+    ep = layouts.EP
+    client.call(layouts.EP12 - ep, b"", mfg=True)  # self read
+    client.call(layouts.EP34 - ep, b"", mfg=True)  # demand reset
+    client.call(layouts.EP23 - ep, b"\x00", mfg=True)  # contactor: a manufacturer event
+    bt00, bt71 = client.read(0), client.read(71)
+    frames = _exchange(client, meter.ports[0])
+    dims = tables.decode(71, bt71.result)
+    flags = dims["LOG_FLAGS"]
+    entry = 4 + dims["HIST_DATA_LENGTH"] + 6 * flags["HIST_DATE_TIME_FLAG"]
+    entry += 2 * (flags["EVENT_NUMBER_FLAG"] + flags["HIST_SEQ_NBR_FLAG"])
+    bt74 = client.read(74, 0, 11 + dims["NBR_HISTORY_ENTRIES"] * entry)  # [OPT p.51-53]
+    frames += _exchange(client, meter.ports[0])
+    assert bt74.exchanges > 1 and flags["HIST_SEQ_NBR_FLAG"]
+    buf = io.BytesIO()
+    w = PcapngWriter(buf)
+    a = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
+    b = Endpoint(bytes([192, 0, 2, 255]), b"\xff" * 6)
+    for i, f in enumerate(frames):
+        w.write(cnip_udp_frame(f[:-2], a, b, sequence=i), 1_000_000 * i)
+    got = tshark(tmp_path, buf.getvalue(), keys={"3/17": PLC_OMAK})
+    log = loadprofile.decode_event_log(bt71.result, bt74.result, bt00=bt00.result)
+    by_seq = {int(e["seq"]): e for e in log}
+    seen = []
+    for g in got:
+        for seq, code, mfg, name, arg in zip(
+            g.get("osgp.event.seq", []),
+            g.get("osgp.event.code", []),
+            g.get("osgp.event.mfg", []),
+            g.get("osgp.event.name", []),
+            g.get("osgp.event.argument", []),
+        ):
+            e = by_seq[int(seq)]
+            assert (int(code), bool(int(mfg))) == (int(e["code"]), bool(e["mfg"]))
+            assert (MFG_EVENTS if e["mfg"] else EVENTS)[name] == int(e["code"])
+            assert arg.replace(":", "") == bytes(e["argument"]).hex()
+            seen.append(name)
+    assert {"self read", "demand reset", "contactor opened"} <= set(seen)
+    # only valid entries, each once; those split across two reads are left out
+    assert len(log) // 2 <= len(seen) <= len(log)

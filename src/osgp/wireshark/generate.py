@@ -10,9 +10,10 @@ the MEP equivalents) with their status from the profile bundles
 (:mod:`osgp.session.profiles`), the OSGP-AES-128-PSK frame
 (:mod:`osgp.security.aes_suite`, :class:`osgp.security.aes_psk.AesPskProfile`,
 with a nonce example the plugin checks its own nonce layout against when it
-loads), and the Annex G proxy layout (:mod:`osgp.link.lon_proxy`).  So the
-dissector never drifts from the library: the suite regenerates the block and
-compares it with the shipped plugin.
+loads), the BT74 event names (:mod:`osgp.tables.events`), and the Annex G
+proxy layout (:mod:`osgp.link.lon_proxy`).  So the dissector never drifts from
+the library: the suite regenerates the block and compares it with the shipped
+plugin.
 
     python -m osgp.wireshark.generate            # the plugin on stdout
     python -m osgp.wireshark.generate --write    # rewrite the shipped file
@@ -34,6 +35,7 @@ from osgp.link import lon, lon_proxy, mep
 from osgp.security import aes_psk, aes_suite, legacy, suite
 from osgp.services import messages, procedures
 from osgp.session import profiles
+from osgp.tables import events
 
 __all__ = ["PLUGIN_NAME", "BEGIN", "END", "constants", "render", "plugin", "template", "main"]
 
@@ -223,6 +225,8 @@ def constants() -> str:
             (lon_proxy.MODE_ATTENUATE, "attenuate"),
         ),
     )
+    lines += _map("EVENTS", events.names(False).items())
+    lines += _map("MFG_EVENTS", events.names(True).items())
     lines += _aes_record("AES_PLC", aes_suite.PLC_AES_ENVELOPE, profiles.PLC_AES)
     lines += _aes_record("AES_MEP", aes_suite.MEP_AES_ENVELOPE, profiles.MEP_AES)
     lines.append(END)

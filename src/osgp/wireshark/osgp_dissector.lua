@@ -310,6 +310,28 @@ C.PROXY_MODES = {
   [2] = "alternate key",
   [3] = "attenuate",
 }
+C.EVENTS = {
+  [1] = "power down",
+  [2] = "power up",
+  [3] = "time changed (old time)",
+  [4] = "time changed (new time)",
+  [9] = "procedure invoked",
+  [10] = "table written",
+  [15] = "updated list pointers",
+  [20] = "demand reset",
+  [21] = "self read",
+  [28] = "pending table activation",
+  [29] = "pending table clear",
+  [42] = "clock error",
+  [47] = "tamper attempt",
+}
+C.MFG_EVENTS = {
+  [1] = "contactor opened",
+  [2] = "contactor closed",
+  [3] = "group added",
+  [4] = "group removed",
+  [5] = "load profile reset",
+}
 C.AES_PLC = {
   suite = "OSGP-AES-128-PSK",
   seq_size = 4,
@@ -813,6 +835,19 @@ local F = {
         "The device's 6-byte address in the nonce (its Neuron ID, hex), from the key table." .. AES_ST),
     aes_key_id = ProtoField.uint16("osgp.aes.key_id", "Key id", base.DEC, nil, nil,
         "Key id in the nonce, from the key table: not sent in a unicast frame." .. AES_ST),
+    event = str_field("osgp.event", "History log entry", "A BT74 entry, decoded with the device's BT71 "
+        .. "read earlier in the capture ([OPT p.50-53])"),
+    event_time = str_field("osgp.event.time", "Time", "HISTORY_TIME, LTIME_DATE (YY MM DD hh mm ss)"),
+    event_number = ProtoField.uint16("osgp.event.number", "Event number", base.DEC),
+    event_seq = ProtoField.uint16("osgp.event.seq", "Sequence number", base.DEC),
+    event_user = ProtoField.uint16("osgp.event.user", "User id", base.DEC),
+    event_code = ProtoField.uint16("osgp.event.code", "Event code", base.DEC, nil, 0x07FF,
+        "TBL_PROC_NBR of HISTORY_CODE; standard codes in the ANSI C12.19 numbering, INFERRED for OSGP "
+        .. "(osgp.tables.events)"),
+    event_mfg = ProtoField.bool("osgp.event.mfg", "Manufacturer event", 16, nil, 0x0800),
+    event_name = str_field("osgp.event.name", "Event name", "From osgp's event catalogue (osgp.tables.events)"),
+    event_argument = ProtoField.bytes("osgp.event.argument", "Argument", base.NONE,
+        "HISTORY_ARGUMENT, BT71 HIST_DATA_LENGTH bytes"),
     aes_request_seq = ProtoField.uint32("osgp.aes.request_seq", "Request sequence number", base.DEC, nil, nil,
         "A response also authenticates the sequence number of its request (associated data)." .. AES_ST),
 }
@@ -934,7 +969,7 @@ local S
 
 function osgp.init()
     S = { pending = {}, req_of = {}, resp_of = {}, answered = {}, repeat_of = {}, info = {},
-          mep_kind = {}, mep_last = nil }
+          mep_kind = {}, mep_last = nil, logdims = {}, loghead = {}, logdims_at = {} }
     load_keys()
 end
 
@@ -1089,6 +1124,87 @@ local function dissect_request_body(tvb, tree, pinfo, env, info)
     end
 end
 
+---------------------------------------------------------------------------
+-- BT71 / BT74 ([OPT p.50-53]; docs/protocol.md §7.8): history log entries
+-- named from osgp.tables.events, once the device's BT71 was read in the capture
+---------------------------------------------------------------------------
+local BT71, BT74 = 71, 74
+local BT74_HEADER = 11 -- HIST_FLAGS:1 NBR_VALID_ENTRIES:2 LAST_ENTRY_ELEMENT:2 LAST_ENTRY_SEQ_NBR:4 NBR_UNREAD_ENTRIES:2
+local LTIME_DATE = 6 -- YY MM DD hh mm ss
+
+local function bit_set(v, b) return math.floor(v / 2 ^ b) % 2 == 1 end
+
+local function event_label(code, mfg)
+    local name = (mfg and C.MFG_EVENTS or C.EVENTS)[code]
+    return name or string.format("%s event %d", mfg and "mfg" or "std", code)
+end
+
+-- BT71 from offset 0: LOG_FLAGS:1 (b0 event number, b1 date and time, b2
+-- sequence number), NBR_STD_EVENTS:1, NBR_MFG_EVENTS:1, HIST_DATA_LENGTH:1,
+-- EVENT_DATA_LENGTH:1, NBR_HISTORY_ENTRIES:2
+local function note_log_dims(tvb, off, count, pinfo, req)
+    if req.offset == 0 and count >= 7 and not pinfo.visited then
+        S.logdims[req.addr or ""] = { flags = tvb(off, 1):uint(), arg = tvb(off + 3, 1):uint(),
+                                      entries = tvb(off + 5, 2):le_uint() }
+    end
+end
+
+-- is entry k one of the NBR_VALID_ENTRIES ending at LAST_ENTRY_ELEMENT (circular,
+-- HIST_FLAGS b0 ORDER: 1 descending)? True while the BT74 header is unknown.
+local function entry_valid(head, dims, k)
+    if head == nil or dims.entries == 0 then return true end
+    local back = head.desc and (k - head.last) % dims.entries or (head.last - k) % dims.entries
+    return back < head.nvalid
+end
+
+-- one entry (k) at p: [HISTORY_TIME] [EVENT_NUMBER] [HISTORY_SEQ_NBR] USER_ID:2
+-- HISTORY_CODE:2 (b0-10 code, b11 manufacturer) HISTORY_ARGUMENT ([OPT p.51-53])
+local function add_event(tree, tvb, p, size, dims, k)
+    local et = tree:add(F.event, tvb(p, size), "")
+    if bit_set(dims.flags, 1) then
+        local b = range_bytes(tvb(p, LTIME_DATE))
+        et:add(F.event_time, tvb(p, LTIME_DATE), string.format("%04d-%02d-%02d %02d:%02d:%02d",
+            2000 + b[1], b[2], b[3], b[4], b[5], b[6]))
+        p = p + LTIME_DATE
+    end
+    if bit_set(dims.flags, 0) then et:add_le(F.event_number, tvb(p, 2)); p = p + 2 end
+    if bit_set(dims.flags, 2) then et:add_le(F.event_seq, tvb(p, 2)); p = p + 2 end
+    et:add_le(F.event_user, tvb(p, 2))
+    local word = tvb(p + 2, 2):le_uint()
+    local name = event_label(word % 2048, bit_set(word, 11))
+    et:add_le(F.event_code, tvb(p + 2, 2))
+    et:add_le(F.event_mfg, tvb(p + 2, 2))
+    et:add(F.event_name, tvb(p + 2, 2), name):set_generated()
+    if dims.arg > 0 then et:add(F.event_argument, tvb(p + 4, dims.arg)) end
+    et:set_text(string.format("History log entry %d: %s", k, name))
+end
+
+-- the valid entries of a BT74 read that lie wholly inside it
+local function dissect_bt74(tvb, off, count, tree, pinfo, req)
+    local dev = req.addr or ""
+    local at = S.logdims_at[pinfo.number]
+    if at == nil and not pinfo.visited then
+        if req.offset == 0 and count >= 5 then -- HIST_FLAGS:1 NBR_VALID_ENTRIES:2 LAST_ENTRY_ELEMENT:2
+            S.loghead[dev] = { desc = bit_set(tvb(off, 1):uint(), 0), nvalid = tvb(off + 1, 2):le_uint(),
+                               last = tvb(off + 3, 2):le_uint() }
+        end
+        at = { dims = S.logdims[dev], head = S.loghead[dev] }
+        S.logdims_at[pinfo.number] = at
+    end
+    local dims = at and at.dims
+    if not dims then return end
+    local fl = dims.flags
+    local size = (bit_set(fl, 1) and LTIME_DATE or 0) + (bit_set(fl, 0) and 2 or 0)
+        + (bit_set(fl, 2) and 2 or 0) + 4 + dims.arg
+    local k = math.max(0, math.ceil((req.offset - BT74_HEADER) / size))
+    while BT74_HEADER + (k + 1) * size <= req.offset + count do
+        if entry_valid(at.head, dims, k) then
+            add_event(tree, tvb, off + BT74_HEADER + k * size - req.offset, size, dims, k)
+        end
+        k = k + 1
+    end
+end
+
 -- response plaintext: code | data  (tvb holds exactly that)
 local function dissect_response_body(tvb, tree, pinfo, env, req)
     local n = tvb:len()
@@ -1109,8 +1225,10 @@ local function dissect_response_body(tvb, tree, pinfo, env, req)
             local name = table_label(req.table)
             pinfo.cols.info:append(" " .. name)
             tree:add(F.table_name, name):set_generated()
-            if req.table == C.IDS.BT08 and req.offset == 0 and (req.code == 0x30 or req.code == 0x3F) then
-                dissect_bt08(tvb, 3, count, tree, pinfo)
+            if req.code == 0x30 or req.code == 0x3F then
+                if req.table == C.IDS.BT08 and req.offset == 0 then dissect_bt08(tvb, 3, count, tree, pinfo) end
+                if req.table == BT71 then note_log_dims(tvb, 3, count, pinfo, req) end
+                if req.table == BT74 then dissect_bt74(tvb, 3, count, tree, pinfo, req) end
             end
         end
         return
