@@ -64,10 +64,9 @@ def check_store(store, server, ids):
         # the entries still in the meter's ring are the newest stored, in order
         by_seq = sorted(zip(ev["seq"], ev["ts_utc"], ev["code"], ev["arg"]))
         newest = by_seq[len(by_seq) - len(read) :]
-        # (the store keeps an argument without its trailing zero bytes: the
-        # log decoder's fixed-length byte strings drop them)
+        # every argument byte, trailing zeros included (fixed-length in BT74)
         assert [(c, bytes(a)) for _, _, c, a in newest] == [
-            (c | (0x800 if mfg else 0), a.rstrip(b"\0")) for _, c, mfg, a in read
+            (c | (0x800 if mfg else 0), a) for _, c, mfg, a in read
         ]
         assert [int(t.timestamp()) for _, t, _, _ in newest] == [int(t) for t, *_ in read]
         reg = store.registers(d).to_pydict()
