@@ -116,36 +116,50 @@ def to_arrow(d: Decoded) -> Dict[str, Any]:
     return out
 
 
-def _day(table: Any) -> Any:
-    import pyarrow.compute as pc
+def _days(table: Any) -> np.ndarray:
+    """Each row's UTC day (days since 1970-01-01, from the ``time`` column)."""
+    import pyarrow as pa
 
-    return pc.strftime(table["time"], format="%Y-%m-%d", locale="C")
+    t = table["time"]
+    per_day = {"s": 86400, "ns": 86400 * 1_000_000_000}[t.type.unit]
+    return np.floor_divide(t.cast(pa.int64()).to_numpy(zero_copy_only=False), per_day)
 
 
 def write_tables(
     tables: Dict[str, Any], out: str, token: str, partition: Sequence[str] = ("day",)
 ) -> Dict[str, int]:
-    """Write each non-empty table under OUT/<dataset>/ with hive partitions."""
-    import pyarrow.dataset as ds
+    """Write each non-empty table under OUT/<dataset>/ with hive partitions
+    (``day=YYYY-MM-DD[/meter=...]``), one file per partition, the partition
+    columns in the path only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows: Dict[str, int] = {}
     for name, t in tables.items():
         rows[name] = t.num_rows
         if not t.num_rows:
             continue
-        if "day" in partition:
-            t = t.append_column("day", _day(t))
+        day = _days(t)
         if "meter" in partition:
-            t = t.append_column("meter", t["device"])
-        ds.write_dataset(
-            t,
-            os.path.join(out, name),
-            format="parquet",
-            partitioning=list(partition),
-            partitioning_flavor="hive",
-            basename_template=f"part-{token}-{{i}}.parquet",
-            existing_data_behavior="overwrite_or_ignore",
-        )
+            meters, mcode = np.unique(
+                t["device"].to_numpy(zero_copy_only=False), return_inverse=True
+            )
+            key = day * len(meters) + mcode
+        else:
+            meters, key = np.array([""]), day
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        cuts = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True])
+        sorted_t = t.take(pa.array(order)) if len(cuts) > 2 else t
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            part = sorted_t.slice(a, b - a)
+            d = int(day[order[a]])
+            where = [f"day={np.datetime64(d, 'D')}"]
+            if "meter" in partition:
+                where.append(f"meter={meters[int(k[a]) - d * len(meters)]}")
+            path = os.path.join(out, name, *where)
+            os.makedirs(path, exist_ok=True)
+            pq.write_table(part, os.path.join(path, f"part-{token}-0.parquet"))
     return rows
 
 
