@@ -76,7 +76,8 @@ def summary(r: Report) -> str:
     if r.capture:
         lines.append("capture: " + ", ".join(f"{k} {v}" for k, v in sorted(r.capture.items())))
     lines.append(
-        f"{r.seconds:.2f} s: {r.packets / secs:,.0f} frames/s, {r.bytes / secs / 1e6:.1f} MB/s"
+        f"{r.seconds:.2f} s: {r.packets / secs:,.0f} frames/s, {r.bytes / secs / 1e6:.1f} MB/s; "
+        f"{r.cpu_seconds:.2f} CPU s: {r.packets / max(r.cpu_seconds, 1e-9):,.0f} frames/CPU s"
     )
     return "\n".join(lines)
 

@@ -97,7 +97,8 @@ class Report:
     rejected: Counter = field(default_factory=Counter)  # REASONS
     examples: Dict[str, List[str]] = field(default_factory=dict)
     rows: Counter = field(default_factory=Counter)  # per dataset
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time (of a run: from start to the last file's end)
+    cpu_seconds: float = 0.0  # CPU time of the tasks, summed over files (all cores)
 
     def reject(self, reason: str, example: str, n: int = 1) -> None:
         self.rejected[reason] += n
@@ -109,6 +110,7 @@ class Report:
         for name in ("files", "bytes", "packets", "exchanges", "verified", "writes", "images"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds = max(self.seconds, other.seconds)
+        self.cpu_seconds += other.cpu_seconds
         for name in ("capture", "frames", "rejected", "rows"):
             getattr(self, name).update(getattr(other, name))
         for reason, ex in other.examples.items():
@@ -131,6 +133,7 @@ class Report:
             "examples": {k: list(v) for k, v in self.examples.items()},
             "rows": dict(self.rows),
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
         }
 
     @classmethod
