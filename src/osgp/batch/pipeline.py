@@ -41,7 +41,13 @@ from osgp.batch.archive import Frames
 from osgp.batch.keys import Device, KeyLookup
 from osgp.errors import AuthenticationError, DecodeError, OSGPError
 from osgp.link import lon, lon_proxy
-from osgp.security.suite import AUTH_FAILURE, INVALID_SEQUENCE, PLC_ENVELOPE, LegacySuite
+from osgp.security.suite import (
+    AUTH_FAILURE,
+    INVALID_SEQUENCE,
+    PLC_ENVELOPE,
+    EnvelopeProfile,
+    LegacySuite,
+)
 from osgp.services import messages
 
 __all__ = ["Report", "Decoded", "decode_frames", "REASONS", "FATES", "MAX_EXAMPLES"]
@@ -292,8 +298,9 @@ def _iso(ts_ns: int) -> str:
 
 @dataclass
 class _Exchanges:
-    """Exchanges as columns: the device (``_addr`` form), the response's
-    capture time, and where each envelope lies in the frames' bytes."""
+    """Exchanges as columns: the device (an index into ``devices``), the
+    response's capture time, and where each envelope lies in the frames'
+    bytes."""
 
     dev: np.ndarray
     ts: np.ndarray
@@ -301,9 +308,11 @@ class _Exchanges:
     q1: np.ndarray  # request APDU end
     s0: np.ndarray  # response APDU start
     s1: np.ndarray
+    devices: List[Device]
 
     def take(self, i: np.ndarray) -> _Exchanges:
-        return _Exchanges(*(getattr(self, f)[i] for f in ("dev", "ts", "q0", "q1", "s0", "s1")))
+        cols = (getattr(self, f)[i] for f in ("dev", "ts", "q0", "q1", "s0", "s1"))
+        return _Exchanges(*cols, self.devices)
 
     def __len__(self) -> int:
         return len(self.dev)
@@ -321,14 +330,7 @@ class _Plain:
     qn: np.ndarray
     s0: np.ndarray
     sn: np.ndarray
-
-
-def _device(a: int) -> Device:
-    return Device(a >> 7, a & 0x7F)
-
-
-def _where(ts: int, dev: int) -> str:
-    return f"{_iso(ts)} {_device(dev)}"
+    devices: List[Device]
 
 
 def _reject_each(report: Report, reason: str, idx: np.ndarray, example: Any) -> None:
@@ -344,39 +346,50 @@ def _reject_each(report: Report, reason: str, idx: np.ndarray, example: Any) -> 
 def _exchanges(fr: Frames, hdr: np.ndarray, pairs: np.ndarray) -> _Exchanges:
     q, s = pairs[:, 0], pairs[:, 1]
     bq, bs = fr.bounds[q], fr.bounds[s]
+    addr, dev = np.unique(_addr(hdr["dest_subnet"][q], hdr["dest_node"][q]), return_inverse=True)
     return _Exchanges(
-        _addr(hdr["dest_subnet"][q], hdr["dest_node"][q]),
+        dev.reshape(-1),
         fr.ts_ns[s],
         bq + hdr["pdu_offset"][q].astype(np.int64) + 1,
         bq + hdr["pdu_end"][q].astype(np.int64),
         bs + hdr["pdu_offset"][s].astype(np.int64) + 1,
         bs + hdr["pdu_end"][s].astype(np.int64),
+        [Device(int(a) >> 7, int(a) & 0x7F) for a in addr],
     )
 
 
-def verify(fr: Frames, x: _Exchanges, keys: KeyLookup, report: Report) -> _Plain:
+def verify(
+    data: np.ndarray,
+    x: _Exchanges,
+    keys: KeyLookup,
+    report: Report,
+    envelope: EnvelopeProfile = PLC_ENVELOPE,
+) -> _Plain:
     """The exchanges whose request and response digests verify, with their
     plaintexts; one key lookup per device, digests in packed batch calls
     (``crypto.oma_digest_packed``, keys per message) per key size."""
-    data = fr.data
-    udev, inv = np.unique(x.dev, return_inverse=True)
-    ukeys = [keys.key_for(_device(int(d))) for d in udev]
-    known = np.array([k is not None for k in ukeys], dtype=bool)[inv] if len(udev) else inv > 0
+    inv = x.dev
+    ukeys = [keys.key_for(d) for d in x.devices]
+    known = np.array([k is not None for k in ukeys], dtype=bool)[inv]
+
+    def where(i: int) -> str:
+        return f"{_iso(int(x.ts[i]))} {x.devices[x.dev[i]]}"
+
     _reject_each(
         report,
         "unknown_device",
         np.flatnonzero(~known),
-        lambda i: f"{_where(int(x.ts[i]), int(x.dev[i]))}: no key",
+        lambda i: f"{where(i)}: no key",
     )
     short = known & ((x.q1 - x.q0 < 1 + _SEQ + _DIGEST) | (x.s1 - x.s0 < 1 + _DIGEST))
     _reject_each(
         report,
         "truncated",
         np.flatnonzero(short),
-        lambda i: f"{_where(int(x.ts[i]), int(x.dev[i]))}: envelope shorter than its trailer",
+        lambda i: f"{where(i)}: envelope shorter than its trailer",
     )
     size = np.array([len(k) if k is not None else 0 for k in ukeys], dtype=np.int64)
-    size = size[inv] if len(udev) else inv
+    size = size[inv]
     plain: List[np.ndarray] = []
     extra: List[Tuple[int, bytes, bytes]] = []  # RC4-encrypted: (exchange, request, response)
     for ks in np.unique(size[known & ~short]):
@@ -394,7 +407,7 @@ def verify(fr: Frames, x: _Exchanges, keys: KeyLookup, report: Report) -> _Plain
                 report,
                 "unknown_device",
                 g,
-                lambda i, why=why: f"{_device(int(x.dev[i]))}: key unusable ({why})",
+                lambda i, why=why: f"{x.devices[x.dev[i]]}: key unusable ({why})",
             )
             continue
         tag, toff = _gather(data, y.q1 - _DIGEST, np.full(len(g), _DIGEST))
@@ -403,12 +416,14 @@ def verify(fr: Frames, x: _Exchanges, keys: KeyLookup, report: Report) -> _Plain
             i = int(g[j])
             k = ukeys[inv[i]]
             opened = _open_encrypted(
-                bytes(k), data[x.q0[i] : x.q1[i]].tobytes(), data[x.s0[i] : x.s1[i]].tobytes()
+                LegacySuite(bytes(k), envelope),
+                data[x.q0[i] : x.q1[i]].tobytes(),
+                data[x.s0[i] : x.s1[i]].tobytes(),
             )
             if opened is not None:
                 extra.append((i, *opened))
             else:
-                report.reject("digest", f"{_where(int(x.ts[i]), int(x.dev[i]))}: request digest")
+                report.reject("digest", f"{where(i)}: request digest")
         g, y = g[~bad], y.take(np.flatnonzero(~bad))
         if not len(g):
             continue
@@ -429,12 +444,14 @@ def verify(fr: Frames, x: _Exchanges, keys: KeyLookup, report: Report) -> _Plain
             report,
             "digest",
             g[bad],
-            lambda i: f"{_where(int(x.ts[i]), int(x.dev[i]))}: response digest",
+            lambda i: f"{where(i)}: response digest",
         )
         plain.append(g[~bad])
     ok = np.concatenate(plain) if plain else np.zeros(0, dtype=np.int64)
     y = x.take(ok)
-    out = _Plain(data, y.dev, y.ts, y.q0, y.q1 - _DIGEST - y.q0, y.s0, y.s1 - _DIGEST - y.s0)
+    out = _Plain(
+        data, y.dev, y.ts, y.q0, y.q1 - _DIGEST - y.q0, y.s0, y.s1 - _DIGEST - y.s0, x.devices
+    )
     if extra:
         out = _with_extra(out, x, extra)
     report.verified += len(out.dev)
@@ -463,12 +480,14 @@ def _with_extra(p: _Plain, x: _Exchanges, extra: List[Tuple[int, bytes, bytes]])
         cat([p.qn, np.array(qn, dtype=np.int64)]),
         cat([p.s0, np.array(s0, dtype=np.int64)]),
         cat([p.sn, np.array(sn, dtype=np.int64)]),
+        p.devices,
     )
 
 
-def _open_encrypted(key: bytes, request: bytes, response: bytes) -> Optional[Tuple[bytes, bytes]]:
+def _open_encrypted(
+    suite: LegacySuite, request: bytes, response: bytes
+) -> Optional[Tuple[bytes, bytes]]:
     """An RC4-encrypted exchange's plaintexts, through the suite itself (rare: one call each)."""
-    suite = LegacySuite(key, PLC_ENVELOPE)
     try:
         _, _, ctx = suite.open_request(request)
         if not ctx.encrypted:
@@ -502,6 +521,7 @@ class _Reads:
     d0: np.ndarray
     dn: np.ndarray
     ts: np.ndarray
+    devices: List[Device]
 
 
 def to_reads(p: _Plain, report: Report) -> _Reads:
@@ -528,7 +548,7 @@ def to_reads(p: _Plain, report: Report) -> _Reads:
         last[by[1:]] = run[:-1] - (rank[1:].astype(np.int64) << 33)
 
     def where(i: int) -> str:
-        return _where(int(ts[i]), int(dev[i]))
+        return f"{_iso(int(ts[i]))} {p.devices[dev[i]]}"
 
     _reject_each(
         report,
@@ -594,7 +614,7 @@ def to_reads(p: _Plain, report: Report) -> _Reads:
         lambda i: f"{where(i)}: read response of {sn[i]} bytes, count {count[i]}",
     )
     k = np.flatnonzero(alive & ~short)
-    return _Reads(buf, dev[k], table[k], offset[k], s0[k] + 3, sn[k] - 3, ts[k])
+    return _Reads(buf, dev[k], table[k], offset[k], s0[k] + 3, sn[k] - 3, ts[k], p.devices)
 
 
 # ---- reassembly and decoding ----------------------------------------------------------------
@@ -625,9 +645,9 @@ def reassemble(r: _Reads, report: Report) -> List[Image]:
     images: List[Image] = []
     for j in range(len(first)):
         a, b = int(first[j]), int(ends[j])
-        dev, table, ts = int(r.dev[o[a]]), int(r.table[o[a]]), int(r.ts[o[b - 1]])
+        dev, table, ts = r.devices[r.dev[o[a]]], int(r.table[o[a]]), int(r.ts[o[b - 1]])
         if clean[j]:
-            images.append(Image(_device(dev), table, ts, data[boff[a] : boff[b]].tobytes()))
+            images.append(Image(dev, table, ts, data[boff[a] : boff[b]].tobytes()))
             continue
         buf, gap = bytearray(), False
         for i in range(a, b):
@@ -637,11 +657,9 @@ def reassemble(r: _Reads, report: Report) -> List[Image]:
                 buf.extend(bytes(lo - len(buf)))
             buf[lo : lo + ln] = data[boff[i] : boff[i] + ln].tobytes()
         if gap:
-            report.reject(
-                "truncated", f"{_iso(ts)} {_device(dev)} table {table}: partial reads leave a gap"
-            )
+            report.reject("truncated", f"{_iso(ts)} {dev} table {table}: partial reads leave a gap")
         else:
-            images.append(Image(_device(dev), table, ts, bytes(buf)))
+            images.append(Image(dev, table, ts, bytes(buf)))
     images.sort(key=lambda im: im.ts_ns)
     report.images += len(images)
     return images
@@ -763,8 +781,13 @@ def _register_rows(
 
 def decode_frames(fr: Frames, keys: KeyLookup, report: Report) -> Decoded:
     """Frames of one capture to images and rows, everything counted in ``report``."""
+    return decode_images(frame_images(fr, keys, report), report)
+
+
+def frame_images(fr: Frames, keys: KeyLookup, report: Report) -> List[Image]:
+    """LonTalk frames to table images (stages 1-5)."""
     status, hdr = _frames.lon_parse_batch(fr.data, fr.bounds, True, False)
     pairs = pair(fr, hdr, status == 0, report)
     report.exchanges += len(pairs)
-    plain = verify(fr, _exchanges(fr, hdr, pairs), keys, report)
-    return decode_images(reassemble(to_reads(plain, report), report), report)
+    plain = verify(fr.data, _exchanges(fr, hdr, pairs), keys, report)
+    return reassemble(to_reads(plain, report), report)
