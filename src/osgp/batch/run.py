@@ -20,9 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from osgp.batch import lines
 from osgp.batch.archive import open_capture, read_frames
 from osgp.batch.keys import KeyFile, KeyLookup, StaticKeys
-from osgp.batch.pipeline import Decoded, Report, decode_frames
+from osgp.batch.pipeline import Decoded, Image, Report, decode_images, frame_images
 from osgp.errors import ConfigurationError, DecodeError, TruncatedError
 
 __all__ = ["DATASETS", "schemas", "decode_file", "decode_captures", "to_arrow"]
@@ -184,16 +185,34 @@ def decode_file(
     at all (not a capture, bad compression) is a rejection, not an exception."""
     t0, c0 = time.perf_counter(), time.process_time()
     report = Report(files=1)
+    images = _images(path, _keys(keys), strict, report)
+    if images is not None:
+        _write(report, decode_images(images, report), out, token, partition)
+    report.seconds = time.perf_counter() - t0
+    report.cpu_seconds = time.process_time() - c0
+    return report.as_dict()
+
+
+def _images(path: str, keys: KeyLookup, strict: bool, report: Report) -> Optional[List[Image]]:
+    """The table images of one capture (pcapng, pcap or a line capture), or
+    None when it cannot be read at all (rejected)."""
     try:
         data = open_capture(path)
         report.bytes = len(data)
-        frames, info = read_frames(data, strict=strict)
+        if lines.is_line_capture(data):
+            lf, info = lines.parse_lines(data, strict=strict)
+        else:
+            frames, info = read_frames(data, strict=strict)
     except DecodeError as exc:
         reason = "truncated" if isinstance(exc, TruncatedError) else "bad_block"
         report.reject(reason, f"{path}: {exc}")
-        report.seconds = time.perf_counter() - t0
-        report.cpu_seconds = time.process_time() - c0
-        return report.as_dict()
+        return None
+    if lines.is_line_capture(data):
+        report.packets = len(lf)
+        if info["bad"]:
+            report.capture["bad_lines"] = info["bad"]
+            report.reject("bad_block", f"{path}: {info['fault'][0]}", info["bad"])
+        return lines.line_images(lf, keys, report)
     report.packets = int(info["packets"])
     for k in ("skipped", "unknown", "bad", "truncated"):
         if info[k]:
@@ -206,15 +225,17 @@ def decode_file(
         for reason, n in (("truncated", info["truncated"]), ("bad_block", info["bad"])):
             if n:
                 report.reject(reason, f"{path}: {what} at offset {off}", int(n))
-    decoded = decode_frames(frames, _keys(keys), report)
+    return frame_images(frames, keys, report)
+
+
+def _write(
+    report: Report, decoded: Decoded, out: Optional[str], token: str, partition: Sequence[str]
+) -> None:
     tables = to_arrow(decoded)
     if out is not None:
         report.rows.update(write_tables(tables, out, token, partition))
     else:
         report.rows.update({k: t.num_rows for k, t in tables.items()})
-    report.seconds = time.perf_counter() - t0
-    report.cpu_seconds = time.process_time() - c0
-    return report.as_dict()
 
 
 def decode_captures(
