@@ -402,7 +402,5 @@ def ranges_equal(data: Any, a: Any, b: Any, lengths: Any) -> np.ndarray:
     raw = as_bytes(data, "data")
     _inside("ranges_equal", len(raw), av, ln)
     _inside("ranges_equal", len(raw), bv, ln)
-    return np.array(
-        [raw[x : x + n] == raw[y : y + n] for x, y, n in zip(av.tolist(), bv.tolist(), ln.tolist())],
-        dtype=bool,
-    )
+    ranges = zip(av.tolist(), bv.tolist(), ln.tolist())
+    return np.array([raw[x : x + n] == raw[y : y + n] for x, y, n in ranges], dtype=bool)

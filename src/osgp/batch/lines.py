@@ -22,6 +22,7 @@ the frames to table images through the same stages as a pcapng capture.
 
 from __future__ import annotations
 
+import re
 from typing import IO, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -63,6 +64,8 @@ MAGIC = b"#osgp-frames 1"
 LINKS = ("lon", "mep", "optical")
 DIRECTIONS = ("tx", "rx")
 LAYER = "lines"
+# ISO 8601 extended format, UTC ("Z"), seconds with up to nine decimals
+_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 _ACK_NAK = (b"\x06", b"\x15")  # C12.18 ACK / NAK [OPT p.9]
 # read 30, partial read 3F, write 40, partial write 4F (osgp.services.messages)
 _TABLE_SERVICES = (b"\x30", b"\x3f", b"\x40", b"\x4f")
@@ -203,7 +206,7 @@ def _fields(s: bytes, start: int) -> Tuple[str, bytes, bytes, bytes, bytes]:
     if len(f) != 5:
         raise MalformedError(f"{len(f)} fields, want 5", layer=LAYER, offset=start)
     t, d, lk, dv, hx = f
-    if not t.endswith(b"Z") or b"T" not in t:
+    if not _TIME.fullmatch(t):
         raise MalformedError("time is not ISO 8601 UTC (…Z)", layer=LAYER, offset=start)
     if d not in (b"tx", b"rx"):
         raise MalformedError(f"direction {d!r}: tx or rx", layer=LAYER, offset=start)

@@ -311,8 +311,9 @@ class _Exchanges:
     devices: List[Device]
 
     def take(self, i: np.ndarray) -> _Exchanges:
-        cols = (getattr(self, f)[i] for f in ("dev", "ts", "q0", "q1", "s0", "s1"))
-        return _Exchanges(*cols, self.devices)
+        return _Exchanges(
+            self.dev[i], self.ts[i], self.q0[i], self.q1[i], self.s0[i], self.s1[i], self.devices
+        )
 
     def __len__(self) -> int:
         return len(self.dev)
@@ -400,7 +401,7 @@ def verify(
         y = x.take(g)
         msg, off = _gather(data, y.q0, y.q1 - _DIGEST - y.q0)
         try:
-            got = crypto.oma_digest_packed(kbytes, msg, off, key_size=int(ks))
+            got = crypto.oma_digest_packed(kbytes, msg.data, off.data, key_size=int(ks))
         except OSGPError as exc:  # a key of a size the digest does not take
             why = str(exc)
             _reject_each(
@@ -432,7 +433,7 @@ def verify(
         ln = np.stack([y.q1 - _DIGEST - y.q0, y.s1 - _DIGEST - y.s0], axis=1).reshape(-1)
         msg, off = _gather(data, st, ln)
         got = crypto.oma_digest_packed(
-            kmat[inv[g]].tobytes(), msg, off[::2].copy(), key_size=int(ks)
+            kmat[inv[g]].tobytes(), msg.data, off[::2].copy().data, key_size=int(ks)
         )
         tag, toff = _gather(data, y.s1 - _DIGEST, np.full(len(g), _DIGEST))
         bad = _differs(np.frombuffer(got, dtype=np.uint8), tag, toff)
