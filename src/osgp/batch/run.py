@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from osgp.batch import lines
+from osgp.batch import lines, store
 from osgp.batch.archive import open_capture, read_frames
 from osgp.batch.keys import KeyFile, KeyLookup, StaticKeys
 from osgp.batch.pipeline import Decoded, Image, Report, decode_images, frame_images
@@ -194,8 +194,13 @@ def decode_file(
 
 
 def _images(path: str, keys: KeyLookup, strict: bool, report: Report) -> Optional[List[Image]]:
-    """The table images of one capture (pcapng, pcap or a line capture), or
-    None when it cannot be read at all (rejected)."""
+    """The table images of one capture (pcapng, pcap, a line capture or a
+    concentrator store's kept frames), or None when it cannot be read at all
+    (rejected)."""
+    if store.is_store(path):
+        frames, info = store.store_frames(path)
+        report.packets, report.bytes = len(frames), info["bytes"]
+        return frame_images(frames, keys, report)
     try:
         data = open_capture(path)
         report.bytes = len(data)
@@ -265,7 +270,14 @@ def decode_captures(
         KeyFile(keyarg)  # a bad key file fails here, not in every task
     t0 = time.perf_counter()
     args = [
-        (os.fspath(p), keyarg, out, f"{i:05d}", tuple(partition), strict)
+        (
+            p if store.is_store(p) else os.fspath(p),
+            keyarg,
+            out,
+            f"{i:05d}",
+            tuple(partition),
+            strict,
+        )
         for i, p in enumerate(paths)
     ]
     total = Report()
