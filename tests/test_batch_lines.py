@@ -166,3 +166,18 @@ def test_fuzz_line_parser_raises_only_osgp_errors(captured):
             except OSGPError:
                 continue
             line_images(lf, StaticKeys({"2/7": MEP_KEY}), Report())
+
+
+def test_osgp_decode_inspects_and_decodes_a_line_capture(captured, tmp_path, capsys):
+    from osgp.cli import main
+
+    _, _, _, path = captured
+    text = path.read_text()
+    assert main(["decode", "--inspect", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert f"'mep tx': {text.count(' tx mep ')}" in shown
+    assert f"'optical rx': {text.count(' rx optical ')}" in shown
+    keys = tmp_path / "k.json"
+    keys.write_text(json.dumps({"2/7": MEP_KEY.hex()}))
+    assert main(["decode", str(path), "--keys", str(keys), "--out", str(tmp_path / "o")]) == 0
+    assert "rejected 0" in capsys.readouterr().out
