@@ -9,8 +9,9 @@
 * batch-pipeline: a capture to rows end to end (``decode_file`` without the
   Parquet write, and with it), one process, against two honest floors over
   the same file: dpkt reading every packet (no decoding at all) and pyarrow
-  writing the finished tables (``pyarrow.parquet.write_table``, nothing
-  decoded).  extra_info: frames per CPU second (``Report.cpu_seconds``: per
+  writing the finished tables (``pyarrow.parquet.write_table``, one file per
+  table, and ``pyarrow.dataset.write_dataset`` with our day partitioning:
+  the same output, nothing decoded).  extra_info: frames per CPU second (``Report.cpu_seconds``: per
   core, however loaded the machine is).
 * batch-scaling: eight files on one process against two worker processes
   (``decode_captures(jobs=1 | 2)``); extra_info: CPU seconds and the CPU
@@ -147,6 +148,38 @@ def test_pipeline_floor_pyarrow_write(benchmark, files, feeder):
     def run():
         for name, t in tables.items():
             pq.write_table(t, str(out / f"{name}.parquet"))
+
+    benchmark(run)
+    _info(benchmark, feeder.capture, info["packets"])
+
+
+@pytest.mark.benchmark(group="batch-pipeline")
+def test_pipeline_floor_pyarrow_dataset(benchmark, files, feeder):
+    """pyarrow.dataset writing the same tables partitioned by day as ours are
+    (hive ``day=``, one file per day): the same output, nothing decoded."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from osgp.batch import KeyFile, Report, decode_frames, read_frames, to_arrow
+
+    d, paths, keys = files
+    frames, info = read_frames(archive.open_capture(paths[0]))
+    tables = to_arrow(decode_frames(frames, KeyFile(keys), Report()))
+    days = {
+        n: t.append_column("day", pc.strftime(t["time"], format="%Y-%m-%d"))
+        for n, t in tables.items()
+    }
+
+    def run():
+        for name, t in days.items():
+            ds.write_dataset(
+                t,
+                str(d / "floor-ds" / name),
+                format="parquet",
+                partitioning=["day"],
+                partitioning_flavor="hive",
+                existing_data_behavior="overwrite_or_ignore",
+            )
 
     benchmark(run)
     _info(benchmark, feeder.capture, info["packets"])
