@@ -6,9 +6,17 @@
   every (timestamp, packet)) and against a memcpy-class floor (a numpy copy
   of the file).  extra_info: frames and MB per call.
 * batch-extract: walk + CN/IP extraction (what ``read_frames`` does).
-* batch-pipeline: captures to rows end to end (``decode_file`` without the
-  Parquet write, and with it), one process; and eight files on one process
-  against two worker processes (``decode_captures(jobs=1 | 2)``).
+* batch-pipeline: a capture to rows end to end (``decode_file`` without the
+  Parquet write, and with it), one process, against two honest floors over
+  the same file: dpkt reading every packet (no decoding at all) and pyarrow
+  writing the finished tables (``pyarrow.parquet.write_table``, one file per
+  table, and ``pyarrow.dataset.write_dataset`` with our day partitioning:
+  the same output, nothing decoded).  extra_info: frames per CPU second (``Report.cpu_seconds``: per
+  core, however loaded the machine is).
+* batch-scaling: eight files on one process against two worker processes
+  (``decode_captures(jobs=1 | 2)``); extra_info: CPU seconds and the CPU
+  pressure of the machine (``/proc/pressure/cpu``) over the run, since a
+  second process only helps when a second core is free.
 
     python -m pytest benches/bench_batch.py --benchmark-only
 """
@@ -37,7 +45,8 @@ FILES = 8  # captures of the scaling runs (copies of one feeder's)
 
 @pytest.fixture(scope="module")
 def feeder():
-    return build(4, seed=7, rounds=(1.5 * 86400, 1.5 * 86400 + 40000, 1.5 * 86400 + 80000))
+    # eight meters (the far ones behind repeaters), three rounds: ~35,000 frames
+    return build(8, seed=7, rounds=(1.5 * 86400, 1.5 * 86400 + 40000, 1.5 * 86400 + 80000))
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +117,79 @@ def test_pipeline_one_file(benchmark, files, feeder, write):
     d, paths, keys = files
     r = benchmark(decode_file, paths[0], keys, str(d / "out") if write else None, "b")
     _info(benchmark, feeder.capture, r["packets"])
+    benchmark.extra_info["frames_per_cpu_s"] = round(r["packets"] / r["cpu_seconds"])
+
+
+@pytest.mark.benchmark(group="batch-pipeline")
+def test_pipeline_floor_dpkt_read(benchmark, files, feeder):
+    """dpkt reading every (timestamp, packet) of the file: no decoding."""
+    _, paths, _ = files
+
+    def run():
+        with open(paths[0], "rb") as f:
+            return sum(1 for _ in dpkt.pcapng.Reader(f))
+
+    _info(benchmark, feeder.capture, benchmark(run))
+
+
+@pytest.mark.benchmark(group="batch-pipeline")
+def test_pipeline_floor_pyarrow_write(benchmark, files, feeder):
+    """pyarrow writing the same finished tables (one Parquet file each)."""
+    import pyarrow.parquet as pq
+
+    from osgp.batch import KeyFile, Report, decode_frames, read_frames, to_arrow
+
+    d, paths, keys = files
+    frames, info = read_frames(archive.open_capture(paths[0]))
+    tables = to_arrow(decode_frames(frames, KeyFile(keys), Report()))
+    out = d / "floor"
+    out.mkdir(exist_ok=True)
+
+    def run():
+        for name, t in tables.items():
+            pq.write_table(t, str(out / f"{name}.parquet"))
+
+    benchmark(run)
+    _info(benchmark, feeder.capture, info["packets"])
+
+
+@pytest.mark.benchmark(group="batch-pipeline")
+def test_pipeline_floor_pyarrow_dataset(benchmark, files, feeder):
+    """pyarrow.dataset writing the same tables partitioned by day as ours are
+    (hive ``day=``, one file per day): the same output, nothing decoded."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from osgp.batch import KeyFile, Report, decode_frames, read_frames, to_arrow
+
+    d, paths, keys = files
+    frames, info = read_frames(archive.open_capture(paths[0]))
+    tables = to_arrow(decode_frames(frames, KeyFile(keys), Report()))
+    days = {
+        n: t.append_column("day", pc.strftime(t["time"], format="%Y-%m-%d"))
+        for n, t in tables.items()
+    }
+
+    def run():
+        for name, t in days.items():
+            ds.write_dataset(
+                t,
+                str(d / "floor-ds" / name),
+                format="parquet",
+                partitioning=["day"],
+                partitioning_flavor="hive",
+                existing_data_behavior="overwrite_or_ignore",
+            )
+
+    benchmark(run)
+    _info(benchmark, feeder.capture, info["packets"])
 
 
 @pytest.mark.benchmark(group="batch-scaling")
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_pipeline_processes(benchmark, files, feeder, jobs):
     d, paths, keys = files
+    before = _pressure()
     r = benchmark.pedantic(
         decode_captures,
         args=(paths, str(d / f"j{jobs}")),
@@ -122,3 +198,22 @@ def test_pipeline_processes(benchmark, files, feeder, jobs):
         iterations=1,
     )
     _info(benchmark, feeder.capture * len(paths), r.packets)
+    benchmark.extra_info["cpu_s_per_run"] = round(r.cpu_seconds, 3)
+    after = _pressure()
+    if before is not None and after is not None:
+        # share of the run's wall time in which some runnable task waited for a CPU
+        benchmark.extra_info["cpu_pressure"] = round(
+            (after[0] - before[0]) / 1e6 / max(after[1] - before[1], 1e-9), 2
+        )
+
+
+def _pressure():
+    """(total µs some task waited for a CPU, now in s), or None without PSI."""
+    import time
+
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = f.readline().split()
+    except OSError:
+        return None
+    return int(some[-1].partition("=")[2]), time.monotonic()

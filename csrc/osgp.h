@@ -484,6 +484,16 @@ osgp_status osgp_cnip_extract(const uint8_t *buf, size_t len, const int64_t *off
                               const uint16_t *linktype, size_t n_if, uint8_t *out,
                               int64_t *out_off, uint8_t *status);
 
+/* Byte ranges of one buffer (the batch pipeline's frames): range i is
+ * src[start[i] .. start[i] + len[i]).  gather copies them back to back into
+ * `out` (room for the sum of len), out_off[n + 1] their boundaries; equal
+ * sets eq[i] = 1 when ranges a[i] and b[i] (both len[i] bytes) hold the same
+ * bytes.  OSGP_ERR_ARGUMENT when a range lies outside src. */
+osgp_status osgp_ranges_gather(const uint8_t *src, size_t len, const int64_t *start,
+                               const int64_t *rlen, size_t n, uint8_t *out, int64_t *out_off);
+osgp_status osgp_ranges_equal(const uint8_t *src, size_t len, const int64_t *a,
+                              const int64_t *b, const int64_t *rlen, size_t n, uint8_t *eq);
+
 #ifdef __cplusplus
 }
 #endif

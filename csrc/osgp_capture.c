@@ -455,3 +455,38 @@ osgp_status osgp_cnip_extract(const uint8_t *buf, size_t len, const int64_t *off
     }
     return OSGP_OK;
 }
+
+/* ---- byte ranges of one buffer (batch pipeline) ---------------------------------------- */
+
+static int range_ok(size_t len, int64_t start, int64_t n)
+{
+    return start >= 0 && n >= 0 && (uint64_t)start <= len && (uint64_t)n <= len - (size_t)start;
+}
+
+osgp_status osgp_ranges_gather(const uint8_t *src, size_t len, const int64_t *start,
+                               const int64_t *rlen, size_t n, uint8_t *out, int64_t *out_off)
+{
+    size_t i, w = 0;
+    for (i = 0; i < n; i++)
+        if (!range_ok(len, start[i], rlen[i]))
+            return OSGP_ERR_ARGUMENT;
+    out_off[0] = 0;
+    for (i = 0; i < n; i++) {
+        memcpy(out + w, src + start[i], (size_t)rlen[i]);
+        w += (size_t)rlen[i];
+        out_off[i + 1] = (int64_t)w;
+    }
+    return OSGP_OK;
+}
+
+osgp_status osgp_ranges_equal(const uint8_t *src, size_t len, const int64_t *a,
+                              const int64_t *b, const int64_t *rlen, size_t n, uint8_t *eq)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!range_ok(len, a[i], rlen[i]) || !range_ok(len, b[i], rlen[i]))
+            return OSGP_ERR_ARGUMENT;
+    for (i = 0; i < n; i++)
+        eq[i] = memcmp(src + a[i], src + b[i], (size_t)rlen[i]) == 0;
+    return OSGP_OK;
+}

@@ -118,3 +118,59 @@ def cnip_extract(data, offsets, lengths, interfaces, linktypes):
     if st != OSGP_OK:
         raise ConfigurationError("packet offsets, lengths or interfaces outside the data")
     return out[: bounds[n]], bounds, status
+
+
+def gather(data, starts, lengths):
+    """Byte ranges ``data[starts[i]:starts[i] + lengths[i]]`` packed back to
+    back: ``(bytes uint8[], offsets int64[n+1])``.  GIL released."""
+    cdef InBuf d
+    cdef osgp_status st = OSGP_OK
+    s = np.ascontiguousarray(starts, dtype=np.int64)
+    ln = np.ascontiguousarray(lengths, dtype=np.int64)
+    if s.ndim != 1 or ln.shape != s.shape:
+        raise ConfigurationError("gather: starts and lengths must be 1-d arrays of one size")
+    cdef Py_ssize_t n = s.shape[0]
+    out = np.empty(max(int(ln.sum()), 0) + 1, dtype=np.uint8)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    cdef const int64_t[::1] sv = s
+    cdef const int64_t[::1] lv = ln
+    cdef uint8_t[::1] ov = out
+    cdef int64_t[::1] fv = offsets
+    in_acquire(data, &d, "data")
+    try:
+        if n:
+            with nogil:
+                st = osgp_ranges_gather(d.ptr, <size_t>d.len, &sv[0], &lv[0], n, &ov[0], &fv[0])
+    finally:
+        in_release(&d)
+    if st != OSGP_OK:
+        raise ConfigurationError("gather: a range lies outside the data")
+    return out[: offsets[n]], offsets
+
+
+def ranges_equal(data, a, b, lengths):
+    """Per i: ``data[a[i]:a[i]+lengths[i]] == data[b[i]:b[i]+lengths[i]]``
+    (bool[n]).  GIL released."""
+    cdef InBuf d
+    cdef osgp_status st = OSGP_OK
+    av = np.ascontiguousarray(a, dtype=np.int64)
+    bv = np.ascontiguousarray(b, dtype=np.int64)
+    ln = np.ascontiguousarray(lengths, dtype=np.int64)
+    if av.ndim != 1 or bv.shape != av.shape or ln.shape != av.shape:
+        raise ConfigurationError("ranges_equal: a, b and lengths must be 1-d arrays of one size")
+    cdef Py_ssize_t n = av.shape[0]
+    eq = np.zeros(n, dtype=np.uint8)
+    cdef const int64_t[::1] ap = av
+    cdef const int64_t[::1] bp = bv
+    cdef const int64_t[::1] lp = ln
+    cdef uint8_t[::1] ev = eq
+    in_acquire(data, &d, "data")
+    try:
+        if n:
+            with nogil:
+                st = osgp_ranges_equal(d.ptr, <size_t>d.len, &ap[0], &bp[0], &lp[0], n, &ev[0])
+    finally:
+        in_release(&d)
+    if st != OSGP_OK:
+        raise ConfigurationError("ranges_equal: a range lies outside the data")
+    return eq.view(bool)

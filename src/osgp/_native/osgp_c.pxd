@@ -242,3 +242,8 @@ cdef extern from "osgp.h" nogil:
                                   const uint32_t *caplen, const uint32_t *iface, size_t n,
                                   const uint16_t *linktype, size_t n_if, uint8_t *out,
                                   int64_t *out_off, uint8_t *status)
+    osgp_status osgp_ranges_gather(const uint8_t *src, size_t len, const int64_t *start,
+                                   const int64_t *rlen, size_t n, uint8_t *out,
+                                   int64_t *out_off)
+    osgp_status osgp_ranges_equal(const uint8_t *src, size_t len, const int64_t *a,
+                                  const int64_t *b, const int64_t *rlen, size_t n, uint8_t *eq)

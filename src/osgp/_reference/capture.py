@@ -372,3 +372,35 @@ def cnip_extract(
             w += e - s
         bounds[i + 1] = w
     return np.frombuffer(b"".join(parts), dtype=np.uint8).copy(), bounds, status
+
+
+def _range_arrays(what: str, *arrays: Any) -> List[np.ndarray]:
+    a = [np.ascontiguousarray(x, dtype=np.int64) for x in arrays]
+    if any(x.ndim != 1 or x.shape != a[0].shape for x in a):
+        raise ConfigurationError(f"{what}: starts and lengths must be 1-d arrays of one size")
+    return a
+
+
+def _inside(what: str, size: int, starts: np.ndarray, lengths: np.ndarray) -> None:
+    if ((starts < 0) | (lengths < 0) | (starts > size) | (lengths > size - starts)).any():
+        raise ConfigurationError(f"{what}: a range lies outside the data")
+
+
+def gather(data: Any, starts: Any, lengths: Any) -> Tuple[np.ndarray, np.ndarray]:
+    s, ln = _range_arrays("gather", starts, lengths)
+    buf = np.frombuffer(as_bytes(data, "data"), dtype=np.uint8)
+    _inside("gather", len(buf), s, ln)
+    offsets = np.zeros(len(s) + 1, dtype=np.int64)
+    np.cumsum(ln, out=offsets[1:])
+    parts = [buf[a : a + n] for a, n in zip(s.tolist(), ln.tolist())]
+    out = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
+    return out, offsets
+
+
+def ranges_equal(data: Any, a: Any, b: Any, lengths: Any) -> np.ndarray:
+    av, bv, ln = _range_arrays("ranges_equal", a, b, lengths)
+    raw = as_bytes(data, "data")
+    _inside("ranges_equal", len(raw), av, ln)
+    _inside("ranges_equal", len(raw), bv, ln)
+    ranges = zip(av.tolist(), bv.tolist(), ln.tolist())
+    return np.array([raw[x : x + n] == raw[y : y + n] for x, y, n in ranges], dtype=bool)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from osgp.batch import lines, store
 from osgp.batch.archive import open_capture, read_frames
 from osgp.batch.pipeline import FATES, REASONS, Report
 from osgp.batch.run import decode_captures
@@ -23,7 +24,12 @@ def add_decode_command(subparsers: Any) -> argparse.ArgumentParser:
         description="Pair, verify, reassemble and decode the OSGP exchanges of capture files "
         "into a Parquet dataset partitioned by day (docs/batch.md).",
     )
-    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcapng or pcap files")
+    p.add_argument(
+        "captures",
+        nargs="+",
+        metavar="CAPTURE",
+        help="pcapng or pcap files, line captures (#osgp-frames 1), store:URL[#segment]",
+    )
     p.add_argument("--keys", help="key file: JSON {device: key hex} or CSV device,key")
     p.add_argument("--out", help="dataset directory (omit to decode and report only)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
@@ -76,14 +82,32 @@ def summary(r: Report) -> str:
     if r.capture:
         lines.append("capture: " + ", ".join(f"{k} {v}" for k, v in sorted(r.capture.items())))
     lines.append(
-        f"{r.seconds:.2f} s: {r.packets / secs:,.0f} frames/s, {r.bytes / secs / 1e6:.1f} MB/s"
+        f"{r.seconds:.2f} s: {r.packets / secs:,.0f} frames/s, {r.bytes / secs / 1e6:.1f} MB/s; "
+        f"{r.cpu_seconds:.2f} CPU s: {r.packets / max(r.cpu_seconds, 1e-9):,.0f} frames/CPU s"
     )
     return "\n".join(lines)
 
 
 def _inspect(paths: Any) -> int:
     for path in paths:
-        info = read_frames(open_capture(path), strict=False)[1]
+        if store.is_store(path):
+            print(
+                f"{path}: " + ", ".join(f"{k} {v}" for k, v in store.store_frames(path)[1].items())
+            )
+            continue
+        data = open_capture(path)
+        if lines.is_line_capture(data):
+            lf, info = lines.parse_lines(data, strict=False)
+            info["by link"] = {
+                f"{lines.LINKS[k]} {lines.DIRECTIONS[d]}": int(
+                    ((lf.link == k) & (lf.direction == d)).sum()
+                )
+                for k in range(len(lines.LINKS))
+                for d in (0, 1)
+            }
+            info["devices"] = len(lf.devices)
+        else:
+            info = read_frames(data, strict=False)[1]
         fault = info.pop("fault")
         print(f"{path}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
         if fault is not None:

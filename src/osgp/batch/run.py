@@ -20,9 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from osgp.batch import lines, store
 from osgp.batch.archive import open_capture, read_frames
 from osgp.batch.keys import KeyFile, KeyLookup, StaticKeys
-from osgp.batch.pipeline import Decoded, Report, decode_frames
+from osgp.batch.pipeline import Decoded, Image, Report, decode_images, frame_images
 from osgp.errors import ConfigurationError, DecodeError, TruncatedError
 
 __all__ = ["DATASETS", "schemas", "decode_file", "decode_captures", "to_arrow"]
@@ -117,36 +118,50 @@ def to_arrow(d: Decoded) -> Dict[str, Any]:
     return out
 
 
-def _day(table: Any) -> Any:
-    import pyarrow.compute as pc
+def _days(table: Any) -> np.ndarray:
+    """Each row's UTC day (days since 1970-01-01, from the ``time`` column)."""
+    import pyarrow as pa
 
-    return pc.strftime(table["time"], format="%Y-%m-%d", locale="C")
+    t = table["time"]
+    per_day = {"s": 86400, "ns": 86400 * 1_000_000_000}[t.type.unit]
+    return np.floor_divide(t.cast(pa.int64()).to_numpy(zero_copy_only=False), per_day)
 
 
 def write_tables(
     tables: Dict[str, Any], out: str, token: str, partition: Sequence[str] = ("day",)
 ) -> Dict[str, int]:
-    """Write each non-empty table under OUT/<dataset>/ with hive partitions."""
-    import pyarrow.dataset as ds
+    """Write each non-empty table under OUT/<dataset>/ with hive partitions
+    (``day=YYYY-MM-DD[/meter=...]``), one file per partition, the partition
+    columns in the path only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows: Dict[str, int] = {}
     for name, t in tables.items():
         rows[name] = t.num_rows
         if not t.num_rows:
             continue
-        if "day" in partition:
-            t = t.append_column("day", _day(t))
+        day = _days(t)
         if "meter" in partition:
-            t = t.append_column("meter", t["device"])
-        ds.write_dataset(
-            t,
-            os.path.join(out, name),
-            format="parquet",
-            partitioning=list(partition),
-            partitioning_flavor="hive",
-            basename_template=f"part-{token}-{{i}}.parquet",
-            existing_data_behavior="overwrite_or_ignore",
-        )
+            meters, mcode = np.unique(
+                t["device"].to_numpy(zero_copy_only=False), return_inverse=True
+            )
+            key = day * len(meters) + mcode
+        else:
+            meters, key = np.array([""]), day
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        cuts = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True])
+        sorted_t = t.take(pa.array(order)) if len(cuts) > 2 else t
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            part = sorted_t.slice(a, b - a)
+            d = int(day[order[a]])
+            where = [f"day={np.datetime64(d, 'D')}"]
+            if "meter" in partition:
+                where.append(f"meter={meters[int(k[a]) - d * len(meters)]}")
+            path = os.path.join(out, name, *where)
+            os.makedirs(path, exist_ok=True)
+            pq.write_table(part, os.path.join(path, f"part-{token}-0.parquet"))
     return rows
 
 
@@ -169,17 +184,41 @@ def decode_file(
     """One task: a capture file to Parquet under ``out`` (None: decode only).
     Returns the file's report as plain data.  A capture that cannot be read
     at all (not a capture, bad compression) is a rejection, not an exception."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = Report(files=1)
+    images = _images(path, _keys(keys), strict, report)
+    if images is not None:
+        _write(report, decode_images(images, report), out, token, partition)
+    report.seconds = time.perf_counter() - t0
+    report.cpu_seconds = time.process_time() - c0
+    return report.as_dict()
+
+
+def _images(path: str, keys: KeyLookup, strict: bool, report: Report) -> Optional[List[Image]]:
+    """The table images of one capture (pcapng, pcap, a line capture or a
+    concentrator store's kept frames), or None when it cannot be read at all
+    (rejected)."""
+    if store.is_store(path):
+        frames, info = store.store_frames(path)
+        report.packets, report.bytes = len(frames), info["bytes"]
+        return frame_images(frames, keys, report)
     try:
         data = open_capture(path)
         report.bytes = len(data)
-        frames, info = read_frames(data, strict=strict)
+        if lines.is_line_capture(data):
+            lf, info = lines.parse_lines(data, strict=strict)
+        else:
+            frames, info = read_frames(data, strict=strict)
     except DecodeError as exc:
         reason = "truncated" if isinstance(exc, TruncatedError) else "bad_block"
         report.reject(reason, f"{path}: {exc}")
-        report.seconds = time.perf_counter() - t0
-        return report.as_dict()
+        return None
+    if lines.is_line_capture(data):
+        report.packets = len(lf)
+        if info["bad"]:
+            report.capture["bad_lines"] = info["bad"]
+            report.reject("bad_block", f"{path}: {info['fault'][0]}", info["bad"])
+        return lines.line_images(lf, keys, report)
     report.packets = int(info["packets"])
     for k in ("skipped", "unknown", "bad", "truncated"):
         if info[k]:
@@ -192,14 +231,17 @@ def decode_file(
         for reason, n in (("truncated", info["truncated"]), ("bad_block", info["bad"])):
             if n:
                 report.reject(reason, f"{path}: {what} at offset {off}", int(n))
-    decoded = decode_frames(frames, _keys(keys), report)
+    return frame_images(frames, keys, report)
+
+
+def _write(
+    report: Report, decoded: Decoded, out: Optional[str], token: str, partition: Sequence[str]
+) -> None:
     tables = to_arrow(decoded)
     if out is not None:
         report.rows.update(write_tables(tables, out, token, partition))
     else:
         report.rows.update({k: t.num_rows for k, t in tables.items()})
-    report.seconds = time.perf_counter() - t0
-    return report.as_dict()
 
 
 def decode_captures(
@@ -229,7 +271,14 @@ def decode_captures(
         KeyFile(keyarg)  # a bad key file fails here, not in every task
     t0 = time.perf_counter()
     args = [
-        (os.fspath(p), keyarg, out, f"{i:05d}", tuple(partition), strict)
+        (
+            p if store.is_store(p) else os.fspath(p),
+            keyarg,
+            out,
+            f"{i:05d}",
+            tuple(partition),
+            strict,
+        )
         for i, p in enumerate(paths)
     ]
     total = Report()

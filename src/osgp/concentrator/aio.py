@@ -29,6 +29,7 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from osgp.concentrator.engine import KEY_PURPOSE, Concentrator, StatusPolicy
+from osgp.concentrator.rawframes import FrameKeeper
 from osgp.concentrator.schedule import Collector, Round
 from osgp.errors import OSGPError
 from osgp.link import lon
@@ -108,6 +109,8 @@ class AsyncChannel:
         self._wake = asyncio.Event()
         self._watch = lambda s: self._wake.set()
         self._closed = False
+        # every frame sent ("tx") and received ("rx"), e.g. a rawframes.FrameKeeper
+        self.tap: Optional[Callable[[str, bytes], None]] = None
 
     # -- the Channel protocol
     def attach(self, session: Any) -> None:
@@ -166,6 +169,8 @@ class AsyncChannel:
                     self.stats["send errors"] += 1
                     log.debug("%s: send failed: %s", self.name, exc)
                 self.stats["frames sent"] += 1
+                if self.tap is not None:
+                    self.tap("tx", picked[1])
                 now = loop.time()
             if wake.is_set():
                 continue
@@ -195,6 +200,8 @@ class AsyncChannel:
                 await asyncio.sleep(0.01)
                 continue
             self.stats["frames received"] += 1
+            if self.tap is not None:
+                self.tap("rx", frame)
             try:
                 session = route(frame)
                 if session is not None:
@@ -271,16 +278,21 @@ async def run_collection(
     load_profile: bool = True,
     events: bool = True,
     on_engine: Optional[Callable[[Concentrator], None]] = None,
+    keep_frames: bool = False,
 ) -> List[Round]:
     """Collect from every commissioned meter of the segments in ``channels``
     (segment name -> transport URL): ``rounds`` rounds, ``interval_s`` apart
-    (from one round's end to the next one's start).  Returns the rounds."""
+    (from one round's end to the next one's start).  Returns the rounds.
+    ``keep_frames``: every frame also goes to the store's raw-frame table
+    (:class:`~osgp.concentrator.rawframes.FrameKeeper`)."""
     runtime = AsyncRuntime()
     eng = Concentrator(store, runtime, policy=policy)
     opened: List[AsyncChannel] = []
     tasks: List[asyncio.Future] = []
     try:
         await attach_channels(eng, channels, opened, tasks, max_outstanding, profile)
+        for ch in opened if keep_frames else ():
+            ch.tap = FrameKeeper(store, ch.name, crc=ch.crc)
         if on_engine is not None:
             on_engine(eng)
         done: asyncio.Queue = asyncio.Queue()
@@ -307,6 +319,9 @@ async def run_collection(
             if m.session is not None and not m.busy:
                 store.set_cursor(m.device_id, *eng.save_session(m))
         await close_channels(opened, tasks)
+        for ch in opened:
+            if isinstance(ch.tap, FrameKeeper):
+                ch.tap.flush()
 
 
 async def attach_channels(
