@@ -128,3 +128,10 @@ MFG_EVENTS = {
     "group removed": 4,
     "load profile reset": 5,
 }
+
+#: Control outputs and one-time reads (layouts in osgp.sim.control and
+#: osgp.sim.onetime, which add their procedures and events to the maps above):
+#: ET11 METER_ONE_TIME_READ_QUEUE_SIZE (ET19 entries) and
+#: TIME_BASED_RELAY_SWITCHES (ET61 records per relay, [MEP p.79]; 80 there).
+ONE_TIME_QUEUE, RELAY_SWITCHES = 4, 10
+EP02, EP21, EP22, EP24, EP36, EP42 = EP + 2, EP + 21, EP + 22, EP + 24, EP + 36, EP + 42
