@@ -306,3 +306,52 @@ def test_the_meter_queues_a_one_time_request_once():
     assert getattr(exc.value, "result", None) == 3
     meter.advance(3700.0)
     assert len(events(meter, "one-time read", mfg=True)) == 4
+
+
+def test_the_command_line_runs_control_operations(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from osgp.concentrator import KeyVault
+    from osgp.concentrator.aio import commission
+    from osgp.concentrator.cli_ops import add_ops_command
+    from osgp.sim.serve import CnipMeterServer
+
+    master = bytes(range(32))
+    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    parser = argparse.ArgumentParser(prog="osgp")
+    add_ops_command(parser.add_subparsers(dest="command"))
+
+    def osgp(*argv):
+        args = parser.parse_args(list(argv))
+        return args.func(args)
+
+    common = ("--response-ms", "200")
+    with CnipMeterServer(2, seed=7, speed=1.0) as server:
+        s = Store(url, vault=KeyVault(master))
+        ids = commission(s, "s1", server.fleet)
+        s.close()
+        chan = ("--store", url, "--channel", f"s1={server.url}")
+        assert osgp("op", "relay-open", "2", *chan, "--device", str(ids[1]), *common) == 0
+        assert (
+            osgp(
+                "op",
+                "control-settings",
+                *chan,
+                "--set",
+                'PREPAY_CONTROL={"PREPAY_ENABLED": true}',
+                *common,
+            )
+            == 0
+        )
+        assert osgp("op", "prepay-credit", "1500", *chan, *common) == 0
+        with server.lock:
+            assert [m.ext["control"].relays for m in server.meters] == [
+                [True, True],
+                [True, False],
+            ]
+            assert all(len(events(m, "credit added", mfg=True)) == 1 for m in server.meters)
+            assert all(1400 < m.ext["control"].balance() <= 1500 for m in server.meters)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 + 2 + 2 and all(": confirmed" in line for line in out)
+    assert sum('"tx": ' in line for line in out) == 2
