@@ -266,16 +266,7 @@ class Control:
                 self.level_open_at = mt
                 m._log_event("max level exceeded", struct.pack("<I", v), mfg=True)
                 self._open()
-        # lock
-        if self.lock is not None:
-            start, end = self.lock
-            if not self.locked and mt >= start - 1e-3:
-                self.locked = True
-                m._log_event("disconnect locked", struct.pack("<I", int(end)), mfg=True)
-                self._open()
-            elif self.locked and end and mt >= end - 1e-3:
-                self.lock, self.locked = None, False
-                m._log_event("disconnect unlocked", mfg=True)
+        self._apply_lock(mt)
         # relays
         cal, modes = self.calendar(), self.cfg["RELAY_MODES"]
         for r in (0, 1):
@@ -287,6 +278,19 @@ class Control:
                     if self.checked < t <= mt + 1e-3:
                         self._relay(r, closed)
         self.checked = max(self.checked, mt + 1e-3)
+
+    def _apply_lock(self, mt: float) -> None:
+        """Lock or unlock when meter time ``mt`` reached the lock's start or end."""
+        m = self.m
+        if self.lock is not None:
+            start, end = self.lock
+            if not self.locked and mt >= start - 1e-3:
+                self.locked = True
+                m._log_event("disconnect locked", struct.pack("<I", int(end)), mfg=True)
+                self._open()
+            elif self.locked and end and mt >= end - 1e-3:
+                self.lock, self.locked = None, False
+                m._log_event("disconnect unlocked", mfg=True)
 
     def _open(self) -> None:
         m = self.m
@@ -360,6 +364,7 @@ class Control:
             lock = (start_at, start_at + duration if duration else 0.0)
             if lock != self.lock:  # the same schedule again (a retry) changes nothing
                 self.lock, self.locked = lock, False
+                self._apply_lock(now)  # a lock from now holds at once
         else:
             return 2, b""
         m._changed()
