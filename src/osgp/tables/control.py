@@ -137,8 +137,8 @@ ET46 = table(
     f("MAX_LEVEL_DISCONNECT_OPEN_TIME", "LTIME_DATE"),
 )
 
-# ET61 Time-Based Relay Control ([MEP p.166-167], CONFIRMED): two relays, each
-# ET11 TIME_BASED_RELAY_SWITCHES records of {state b0 (0 open, 1 closed), minute b5..10,
+# ET61 Time-Based Relay Control ([MEP p.166-167], CONFIRMED): two relays ("Relay Control",
+# here records of one field), each ET11 TIME_BASED_RELAY_SWITCHES records of {state b0 (0 open, 1 closed), minute b5..10,
 # hour b11..15}.  An hour past 23 marks an unused record (INFERRED).
 ET61 = table(
     ET + 61,
@@ -148,18 +148,20 @@ ET61 = table(
     arr(
         "RELAY_CONTROL",
         2,
-        {
-            "type": "ARRAY",
-            "count": "ET11.TIME_BASED_RELAY_SWITCHES",
-            "of": bits(
-                "SWITCH",
-                "UINT16",
-                ("STATE", 0),
-                ("FILLER", 1, 4),
-                ("MINUTE", 5, 10),
-                ("HOUR", 11, 15),
-            ),
-        },
+        [
+            arr(
+                "SWITCHES",
+                "ET11.TIME_BASED_RELAY_SWITCHES",
+                bits(
+                    "SWITCH",
+                    "UINT16",
+                    ("STATE", 0),
+                    ("FILLER", 1, 4),
+                    ("MINUTE", 5, 10),
+                    ("HOUR", 11, 15),
+                ),
+            )
+        ],
     ),
 )
 
