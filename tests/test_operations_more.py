@@ -239,7 +239,8 @@ def test_relays_by_command_and_by_their_daily_calendar(tmp_path):
     assert '"action": "ET61+EP42"' in rep[3].detail
     m = f.meters[3]
     et61 = table(m, ET + 61, f.net.now)["RELAY_CONTROL"]
-    assert [(s["HOUR"], s["MINUTE"], s["STATE"]) for s in et61[1]["SWITCHES"][:2]] == [(2, 0, 0), (3, 30, 1)]
+    got = [(s["HOUR"], s["MINUTE"], s["STATE"]) for s in et61[1]["SWITCHES"][:2]]
+    assert got == [(2, 0, 0), (3, 30, 1)]
     assert all(s["HOUR"] == 31 for s in et61[0]["SWITCHES"])
     assert table(m, ET + 5, f.net.now)["RELAY_MODES"] == (0, 1)
     f.net.run(until=2 * 86400)

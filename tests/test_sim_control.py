@@ -47,7 +47,8 @@ def test_the_new_tables_read_decode_and_are_listed(link):
     assert dec[ET + 30]["MEASURED"] == slot_power(meter.seed, int((START + now) // 900))[0]
     assert len(dec[ET + 31]["ONE_TIME_READS"]) == tables.decode(21, r.ctx["BT21"])["NBR_SELF_READS"]
     assert dec[ET + 46]["PREPAY_BALANCE"] == 0
-    assert all(s["HOUR"] == 31 for relay in dec[ET + 61]["RELAY_CONTROL"] for s in relay["SWITCHES"])
+    relays = dec[ET + 61]["RELAY_CONTROL"]
+    assert all(s["HOUR"] == 31 for relay in relays for s in relay["SWITCHES"])
     bt00 = tables.decode(0, r.ctx["BT00"])
     assert [p for p in (2, 21, 22, 24, 36, 42) if bt00["MFG_PROC_USED"][p]] == [
         2,

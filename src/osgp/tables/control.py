@@ -138,8 +138,9 @@ ET46 = table(
 )
 
 # ET61 Time-Based Relay Control ([MEP p.166-167], CONFIRMED): two relays ("Relay Control",
-# here records of one field), each ET11 TIME_BASED_RELAY_SWITCHES records of {state b0 (0 open, 1 closed), minute b5..10,
-# hour b11..15}.  An hour past 23 marks an unused record (INFERRED).
+# here records of one field), each ET11 TIME_BASED_RELAY_SWITCHES records of {state b0
+# (0 open, 1 closed), minute b5..10, hour b11..15}.  An hour past 23 marks an unused
+# record (INFERRED).
 ET61 = table(
     ET + 61,
     "ET61",
