@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, Generator, Optional, Tuple
 
 from osgp import tables
 from osgp.concentrator.collect import read_dims
-from osgp.concentrator.operations import NotConfirmed
+from osgp.concentrator.operations import NotConfirmed, _ctx
 from osgp.errors import ProtocolError
 from osgp.session.events import Operation
 
@@ -132,10 +132,6 @@ def _read(
     return (yield m.session.read(table, offset, count, priority=ops.priority))
 
 
-def _call(ops: Any, m: Any, number: int, params: bytes) -> TaskGen:
-    return (yield m.session.call(number, params, mfg=True, priority=ops.priority))
-
-
 def _et11(ops: Any, m: Any) -> TaskGen:
     """ET11 (kept with the meter's cached values: it is a dimension table)."""
     if "et11" not in m.cache:
@@ -158,7 +154,7 @@ def _settings(ops: Any, m: Any, run: Any) -> TaskGen:
     if image == cur:
         return _done(action="none")
     ops._sent(m, run, {"et05": cur.hex()})
-    yield from _call(ops, m, EP42, image)
+    yield from ops._call(m, EP42, image)
     if bytes((yield from _read(ops, m, ET + 5))) != image:
         raise NotConfirmed("ET05 does not show the settings after EP42")
     return _done(action="EP42", et05=image.hex())
@@ -170,7 +166,7 @@ def _credit(ops: Any, m: Any, run: Any) -> TaskGen:
     if before["PREPAY_LAST_TRANSACTION"] == tx:  # added by an attempt before a restart
         return _done(tx=tx, balance=before["PREPAY_BALANCE"], action="none")
     ops._sent(m, run, {"tx": tx, "balance": before["PREPAY_BALANCE"]})
-    data = yield from _call(ops, m, EP21, struct.pack("<Ii", tx, run.params["credit_wh"]))
+    data = yield from ops._call(m, EP21, struct.pack("<Ii", tx, run.params["credit_wh"]))
     after = tables.decode(ET + 46, (yield from _read(ops, m, ET + 46)))
     if after["PREPAY_LAST_TRANSACTION"] != tx:
         raise NotConfirmed(f"ET46 last credit transaction is not {tx:#x} after EP21")
@@ -190,7 +186,7 @@ def _level(ops: Any, m: Any, run: Any) -> TaskGen:
     if et30["ACTIVE_LEVEL"] == level:
         return _done(level=level, threshold=et30["ACTIVE_THRESHOLD"], action="none")
     ops._sent(m, run, {"level": et30["ACTIVE_LEVEL"]})
-    yield from _call(ops, m, EP22, bytes([level]))
+    yield from ops._call(m, EP22, bytes([level]))
     et30 = tables.decode(ET + 30, (yield from _read(ops, m, ET + 30)))
     if et30["ACTIVE_LEVEL"] != level:
         raise NotConfirmed(f"ET30 active level {et30['ACTIVE_LEVEL']} after EP22")
@@ -214,7 +210,7 @@ def _lock(ops: Any, m: Any, run: Any) -> TaskGen:
     action = "none"
     if not _lock_matches(et30, start, end):
         ops._sent(m, run, {"lock_state": et30["LOCK_STATE"], "start": start})
-        yield from _call(ops, m, EP36, struct.pack("<BII", 1, start, dur))
+        yield from ops._call(m, EP36, struct.pack("<BII", 1, start, dur))
         et30 = tables.decode(ET + 30, (yield from _read(ops, m, ET + 30)))
         if not _lock_matches(et30, start, end):
             raise NotConfirmed("ET30 does not show the disconnect lock after EP36")
@@ -230,7 +226,7 @@ def _unlock(ops: Any, m: Any, run: Any) -> TaskGen:
     if et30["LOCK_STATE"] == 0:
         return _done(action="none")
     ops._sent(m, run, {"lock_state": et30["LOCK_STATE"]})
-    yield from _call(ops, m, EP36, b"\x00")
+    yield from ops._call(m, EP36, b"\x00")
     et30 = tables.decode(ET + 30, (yield from _read(ops, m, ET + 30)))
     if et30["LOCK_STATE"] != 0:
         raise NotConfirmed(f"ET30 lock state {et30['LOCK_STATE']} after EP36 cancel")
@@ -240,8 +236,7 @@ def _unlock(ops: Any, m: Any, run: Any) -> TaskGen:
 def _relay_open(ops: Any, m: Any, relay: int) -> TaskGen:
     yield from read_dims(m.session, m.dims, ops.priority)
     bt03 = yield from _read(ops, m, 3)
-    ctx = {f"BT{k:02d}": v for k, v in m.dims.items()}
-    return bool(tables.decode(3, bt03, ctx)["ED_MFG_STATUS"][_STATUS_BIT[relay]])
+    return bool(tables.decode(3, bt03, _ctx(m.dims))["ED_MFG_STATUS"][_STATUS_BIT[relay]])
 
 
 def _relay(ops: Any, m: Any, run: Any, close: bool) -> TaskGen:
@@ -249,7 +244,7 @@ def _relay(ops: Any, m: Any, run: Any, close: bool) -> TaskGen:
     if (yield from _relay_open(ops, m, relay)) != close:
         return _done(relay=relay, open=not close, action="none")
     ops._sent(m, run, {"relay": relay, "open": close})
-    yield from _call(ops, m, EP02, bytes([relay, 1 if close else 0]))
+    yield from ops._call(m, EP02, bytes([relay, 1 if close else 0]))
     if (yield from _relay_open(ops, m, relay)) == close:
         raise NotConfirmed(f"control relay {relay} not {'closed' if close else 'open'}")
     return _done(relay=relay, open=not close, action="EP02")
@@ -284,7 +279,7 @@ def _calendar(ops: Any, m: Any, run: Any) -> TaskGen:
             raise NotConfirmed("ET61 does not read back as written")
         actions.append("ET61")
     if cur05 != new05:
-        yield from _call(ops, m, EP42, new05)
+        yield from ops._call(m, EP42, new05)
         if bytes((yield from _read(ops, m, ET + 5))) != new05:
             raise NotConfirmed("ET05 relay mode not set after EP42")
         actions.append("EP42")
@@ -310,7 +305,7 @@ def _one_time(ops: Any, m: Any, run: Any) -> TaskGen:
     action = "none"
     if e is None:
         ops._sent(m, run, {"rid": rid})
-        yield from _call(ops, m, EP24, struct.pack("<HI", rid, run.params["at"]))
+        yield from ops._call(m, EP24, struct.pack("<HI", rid, run.params["at"]))
         e = entry((yield from _read(ops, m, ET + 19)))
         if e is None:
             raise NotConfirmed(f"ET19 has no request {rid} after EP24")
