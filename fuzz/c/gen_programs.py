@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from osgp import tables
-from osgp.tables import builtin
+from osgp.tables import builtin, control
 
 OUT = Path(__file__).resolve().parent / "table_programs.h"
 
@@ -36,7 +36,7 @@ def render() -> str:
         "",
     ]
     entries = []
-    for s in builtin.BUILTIN:
+    for s in builtin.BUILTIN + control.SCHEMAS:  # control outputs (osgp.tables.control) too
         p = tables.program(s["id"])
         ident = f"prog_{p.name.lower()}"
         words = list(p.words)

@@ -15,6 +15,7 @@ import asyncio
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from osgp.concentrator import ops_control
 from osgp.concentrator.aio import (
     QUICK_RETRIES,
     AsyncChannel,
@@ -68,7 +69,7 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``op`` to an ``argparse`` subparsers object (``func`` set)."""
     op = subparsers.add_parser("op", help="fleet operations on meters as tracked store jobs")
     kinds = op.add_subparsers(dest="op_kind", required=True)
-    for kind in (*KINDS, "resume", "report"):
+    for kind in (*KINDS, *ops_control.TASKS, "resume", "report"):
         p = kinds.add_parser(kind, help=_HELP[kind])
         p.add_argument("--store", required=True, help="SQLAlchemy URL of the store")
         p.add_argument(
@@ -81,6 +82,7 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
             continue
         if kind.startswith("group-"):
             p.add_argument("group", type=int, help="group id 1..65534")
+        ops_control.add_arguments(kind, p)
         p.add_argument(
             "--channel",
             action="append",
@@ -107,6 +109,7 @@ _HELP = {
     "self-read": "record a self read (EP12)",
     "group-add": "add the meters to a group (EP27)",
     "group-remove": "remove the meters from a group (EP27)",
+    **ops_control.HELP,
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }
@@ -132,6 +135,7 @@ def _op(args: argparse.Namespace) -> int:
                     return 2
                 channels[name] = url
             params = {"group": args.group} if args.op_kind.startswith("group-") else {}
+            params.update(ops_control.params_of(args.op_kind, args))
             jobs = asyncio.run(
                 run_operation(
                     store,

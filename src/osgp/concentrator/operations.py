@@ -139,12 +139,14 @@ class Operations:
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in _more.TASKS:
             raise ProtocolError(f"operations: unknown operation {kind!r} (one of {KINDS})")
         if kind.startswith("group-"):
             g = params.get("group")
             if not isinstance(g, int) or not 0 < g < 0xFFFF:
                 raise ProtocolError(f"operations: group id must be 1..65534, not {g!r}")
+        if kind in _more.TASKS:
+            _more.TASKS[kind][0](params)
         ids = list(self.eng.meters) if devices is None else list(devices)
         unknown = [d for d in ids if d not in self.eng.meters]
         if unknown:
@@ -158,7 +160,7 @@ class Operations:
         failed and sent targets (the ids of the jobs taken up)."""
         taken = []
         for job in self.store.jobs(open_only=True):
-            if job.kind in KINDS:
+            if job.kind in KINDS or job.kind in _more.TASKS:
                 self._run_job(job.id)
                 taken.append(job.id)
         return taken
@@ -240,6 +242,8 @@ class Operations:
     # -- the tasks -----------------------------------------------------------------------------
     def _task(self, m: Meter, run: _Run) -> TaskGen:
         kind = run.kind
+        if kind in _more.TASKS:  # control outputs and one-time reads (ops_control)
+            return (yield from _more.TASKS[kind][1](self, m, run))
         if kind == "clock-sync":
             return (yield from self._clock(m, run))
         if kind in ("disconnect", "reconnect"):
@@ -364,3 +368,5 @@ class Operations:
             raise NotConfirmed(f"EP27 answered {bytes(data).hex()}, not a group count")
         return json.dumps({"group": g, "groups": data[0], "action": "EP27"})
 
+
+from osgp.concentrator import ops_control as _more  # noqa: E402  (more operation kinds)

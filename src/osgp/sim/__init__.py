@@ -19,6 +19,8 @@ URLs (importing ``osgp.sim`` registers ``osgpsim://meter?link=optical&seed=7``;
 ``osgp.transport.handlers.register()`` makes pyserial find the scheme).
 """
 
+from osgp.sim import control as _control  # noqa: F401  (EP02/21/22/36/42, ET05/30/46/61)
+from osgp.sim import onetime as _onetime  # noqa: F401  (EP24, ET19/31)
 from osgp.sim.faults import Faults
 from osgp.sim.meter import DEMAND_INTERVAL, LoadProfileConfig, MeterPort, SimMeter
 from osgp.sim.model import LoadModel, MeterClock

@@ -104,3 +104,11 @@ PARAMETER_SIZES: Dict[int, Tuple[int, ...]] = {
     EP27: (1, 3),
     EP34: (0,),
 }
+
+#: Control outputs and one-time reads (layouts in osgp.sim.control and
+#: osgp.sim.onetime, which add their procedures to PARAMETER_SIZES; their events
+#: are in osgp.tables.events):
+#: ET11 METER_ONE_TIME_READ_QUEUE_SIZE (ET19 entries) and
+#: TIME_BASED_RELAY_SWITCHES (ET61 records per relay, [MEP p.79]; 80 there).
+ONE_TIME_QUEUE, RELAY_SWITCHES = 4, 10
+EP02, EP21, EP22, EP24, EP36, EP42 = EP + 2, EP + 21, EP + 22, EP + 24, EP + 36, EP + 42

@@ -50,7 +50,7 @@ DEMAND_INTERVAL = 900  # block demand interval, seconds of meter clock (the simu
 _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2): never set
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
-_STORED = (27, 53, ET + 3)  # writable configuration tables: the image is the state
+_STORED = [27, 53, ET + 3]  # writable configuration tables: the image is the state
 # STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (docs/protocol.md §3.4): the clock stays in
 # 2000..2099 (a BP10 / EP16 outside it ends with result 2)
 _CLOCK_MIN, _CLOCK_MAX = 946_684_800.0, 4_102_444_800.0
@@ -393,6 +393,7 @@ class SimMeter:
         "contactor_s",
         "demand_resets",
         "drift_ppm",
+        "ext",
         "faults",
         "groups",
         "lp",
@@ -480,6 +481,7 @@ class SimMeter:
         self._lp_setup(m0)
         self._due = 0.0
         self._init_tables()
+        self.ext = {name: make(self) for name, make in _EXTENSIONS.items()}
         self.procedures = _Procedures(self)
         self.ports = [MeterPort(self, i, c, s, seq) for i, (c, s) in enumerate(links)]
         self._apply_groups()
@@ -610,6 +612,10 @@ class SimMeter:
             ev.append((self._contactor[1], 4, "contactor"))
         if self._jumps:
             ev.append((self._jumps[0][0], 5, "jump"))
+        for name, x in self.ext.items():
+            at = x.due()
+            if at is not None:
+                ev.append((at, 6, name))
         return ev
 
     def _schedule(self) -> None:
@@ -632,6 +638,8 @@ class SimMeter:
                     self._activate(t)
         elif kind == "contactor":
             self._move_contactor()
+        elif kind in self.ext:
+            self.ext[kind].fire()
         else:
             _, delta = self._jumps.pop(0)
             self._log_event("clock error", struct.pack("<I", int(m)))
@@ -804,6 +812,8 @@ class SimMeter:
             self._schedule()
         elif t in _STORED:
             self._log_event("table written", struct.pack("<HB", t, 0), user=port.index + 1)
+        for x in self.ext.values():
+            x.written(t)
 
     def _activation_time(self, ped: PED) -> Optional[float]:
         s = ped.storage
@@ -1078,13 +1088,13 @@ class SimMeter:
                 "DIM_STD_TBLS_USED": 10,
                 "DIM_MFG_TBLS_USED": 8,
                 "DIM_STD_PROC_USED": 2,
-                "DIM_MFG_PROC_USED": 5,
+                "DIM_MFG_PROC_USED": 6,
                 "DIM_MFG_STATUS_USED": 1,
                 "NBR_PENDING": _NBR_PENDING,
                 "STD_TBLS_USED": [t in std for t in range(80)],
                 "MFG_TBLS_USED": [t in mfg for t in range(64)],
                 "STD_PROC_USED": [p in procs for p in range(16)],
-                "MFG_PROC_USED": [p + ET in procs for p in range(40)],
+                "MFG_PROC_USED": [p + ET in procs for p in range(48)],
                 "STD_TBLS_WRITE": [t in _STORED for t in range(80)],
                 "MFG_TBLS_WRITE": [t + ET in _STORED for t in range(64)],
             },
@@ -1121,11 +1131,19 @@ class SimMeter:
                     "CLOCK_ERROR": self.clock_error,
                     "TAMPER_DETECT": self.tamper_flag,
                 },
-                # manufacturer status bit 0: contactor open (the simulator's own)
-                "ED_MFG_STATUS": [not self.closed],
+                # manufacturer status bit 0: contactor open (the simulator's own);
+                # further bits from the extensions (osgp.sim.control)
+                "ED_MFG_STATUS": self._mfg_status(),
             },
             self._ctx(3),
         )
+
+    def _mfg_status(self) -> List[bool]:
+        bits = [not self.closed] + [False] * 7
+        for x in self.ext.values():
+            for bit, on in x.mfg_status().items():
+                bits[bit] = on
+        return bits
 
     def _bt04(self) -> bytes:
         std = [False] * 80
@@ -1456,6 +1474,8 @@ class SimMeter:
             ET + 11,
             {
                 "NBR_GROUP_IDS": L.MAX_GROUPS,
+                "METER_ONE_TIME_READ_QUEUE_SIZE": L.ONE_TIME_QUEUE,
+                "TIME_BASED_RELAY_SWITCHES": L.RELAY_SWITCHES,
                 "TRANSACTION_REQUEST_LENGTH": 896,
                 "TRANSACTION_RESPONSE_LENGTH": 1785,
             },
@@ -1525,6 +1545,12 @@ class _Procedures:
             return None
         return partial(self.meter._call, pid)
 
+
+#: Per-meter extensions: name -> factory of an object with ``due()`` (virtual
+#: time of its next own event or None), ``fire()``, ``written(table)`` and
+#: ``mfg_status()`` (BT03 manufacturer bits); filled by osgp.sim.control and
+#: osgp.sim.onetime, which also add their procedures and tables below.
+_EXTENSIONS: Dict[str, Callable[[SimMeter], Any]] = {}
 
 _HANDLERS: Dict[int, Callable[[SimMeter, bytes], Any]] = {
     L.BP05: SimMeter._bp05,

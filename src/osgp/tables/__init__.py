@@ -38,6 +38,7 @@ from osgp.errors import (
 )
 from osgp.tables import builtin as _builtin
 from osgp.tables import columns as _columns
+from osgp.tables import control as _control
 from osgp.tables.schema import (
     NI_FORMAT_REFS,
     TM_FORMAT_REF,
@@ -713,4 +714,6 @@ def catalogue_entry(ident: TableId, kind: str = "table") -> CatalogueEntry:
 
 
 for _s in _builtin.BUILTIN:
+    DEFAULT_SET.register(_s)
+for _s in _control.SCHEMAS:  # control outputs and one-time reads (osgp.tables.control)
     DEFAULT_SET.register(_s)

@@ -630,6 +630,10 @@ ET11 = table(
             ("ET22_ALARM_SIZE", "UINT8"),
             ("MEP_DATA_SOURCES", "UINT8"),
             ("ET48_ENTRY_COUNT", "UINT8"),
+            # offsets 24..26 ([MEP p.79]): ET61 holds TIME_BASED_RELAY_SWITCHES per relay
+            ("MAX_CRITICAL_EVENT_BITMAPS", "UINT8"),
+            ("ET57_ENTRY_COUNT", "UINT8"),
+            ("TIME_BASED_RELAY_SWITCHES", "UINT8"),
         )
     ],
 )

@@ -43,6 +43,15 @@ MFG_EVENTS: Dict[str, int] = {
     "group added": 3,
     "group removed": 4,
     "load profile reset": 5,
+    # control outputs, prepay and one-time reads (osgp.sim.control, osgp.sim.onetime)
+    "credit added": 64,
+    "credit exhausted": 65,
+    "max level exceeded": 66,
+    "disconnect locked": 67,
+    "disconnect unlocked": 68,
+    "control relay opened": 69,
+    "control relay closed": 70,
+    "one-time read": 71,
 }
 
 _BY_CODE = {False: {c: n for n, c in EVENTS.items()}, True: {c: n for n, c in MFG_EVENTS.items()}}
