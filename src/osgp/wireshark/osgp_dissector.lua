@@ -331,6 +331,14 @@ C.MFG_EVENTS = {
   [3] = "group added",
   [4] = "group removed",
   [5] = "load profile reset",
+  [64] = "credit added",
+  [65] = "credit exhausted",
+  [66] = "max level exceeded",
+  [67] = "disconnect locked",
+  [68] = "disconnect unlocked",
+  [69] = "control relay opened",
+  [70] = "control relay closed",
+  [71] = "one-time read",
 }
 C.AES_PLC = {
   suite = "OSGP-AES-128-PSK",
