@@ -107,6 +107,7 @@ _HELP = {
     "self-read": "record a self read (EP12)",
     "group-add": "add the meters to a group (EP27)",
     "group-remove": "remove the meters from a group (EP27)",
+    "key-renewal": "renew each meter's unicast key (EP45, INFERRED; old key kept until confirmed)",
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }
