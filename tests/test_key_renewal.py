@@ -5,11 +5,12 @@ through the protocol and on the simulated meters themselves."""
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
 
-from osgp.concentrator import Store, suites
+from osgp.concentrator import KeyVault, Store, suites
 from osgp.concentrator.engine import NORMAL, StatusPolicy
 from osgp.concentrator.operations import Operations
 from osgp.errors import AuthenticationError, MalformedError
@@ -21,6 +22,7 @@ from osgp.services import key_renewal as KR
 from osgp.sim import SimMeter
 from osgp.sim import layouts as L
 from osgp.sim.keys import RenewableSuite, enable_key_renewal
+from osgp.sim.network import MediumProfile, Network
 from tests.test_concentrator import SPACING, Feeder
 
 RUN_S = 1800.0
@@ -36,13 +38,9 @@ class KeyFeeder(Feeder):
     EP45 can renew; no random loss (the tests lose frames on purpose)."""
 
     def __init__(self, tmp_path, suite, n=2, *, max_usage=1_000_000):
-        from osgp.sim.network import MediumProfile, Network
-
         self.net = Network(seed=3)
         self.seg = self.net.add_segment("seg-1", profile=MediumProfile(base_loss=0.0))
         self.url = f"sqlite:///{tmp_path / 'store.db'}"
-        from osgp.concentrator import KeyVault
-
         self.vault = KeyVault(bytes(range(32)))
         self.store = Store(self.url, vault=self.vault)
         self.meters, self.nodes, self.first = {}, {}, {}
@@ -185,6 +183,12 @@ def test_renewal_switches_the_meter_and_retires_the_old_key_only_then(tmp_path, 
     job = ops.key_renewal([1])
     assert run(f, ops, job) == {1: "confirmed"}
     assert f.keys(1).renewals == [1, 2]
+    # the session state kept in the store holds no key in clear (AES keeps
+    # its CryptoContext there, the key sealed by the vault)
+    for d in f.meters:
+        saved = json.dumps(f.store.cursor(d, "session"))
+        assert f.store.key(d, f.purpose).hex() not in saved
+        assert ("sealed_key" in saved) == (suite == "aes")
     # a restarted concentrator talks to the meter under the new key at once
     ops = f.restart()
     used, err = usage_read(f, 1, f.store.key(1, f.purpose))
@@ -242,6 +246,8 @@ def test_a_restart_between_send_and_confirm_settles_on_the_key_the_meter_answers
 def test_usage_warning_at_80_percent_and_the_count_reset_by_renewal(tmp_path, suite):
     f = KeyFeeder(tmp_path, suite, n=1, max_usage=40)
     m, key = f.meters[1], f.first[1]
+    data, err = read_with(f, 1, key, 2048 + 4, 123, 4)  # ET04 MAX_KEY_USAGE_COUNT
+    assert err is None and struct.unpack("<I", data)[0] == 40
     for _ in range(33):
         _, err = read_with(f, 1, key, 52)
         assert err is None
@@ -284,7 +290,6 @@ def test_the_meter_refuses_a_key_not_sealed_under_its_own():
 def test_the_command_line_renews_keys_over_cnip(tmp_path, monkeypatch, capsys):
     import argparse
 
-    from osgp.concentrator import KeyVault
     from osgp.concentrator.aio import commission
     from osgp.concentrator.cli_ops import add_ops_command
     from osgp.sim.serve import CnipMeterServer

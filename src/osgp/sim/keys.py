@@ -33,7 +33,14 @@ from osgp.security.suite import LegacySuite, SecuritySuite
 from osgp.services import key_renewal as KR
 from osgp.session.profiles import bundle_for
 
-__all__ = ["RenewableSuite", "enable_key_renewal", "ep45", "usage_count", "MAX_KEY_USAGE"]
+__all__ = [
+    "RenewableSuite",
+    "enable_key_renewal",
+    "ep45",
+    "usage_count",
+    "max_usage",
+    "MAX_KEY_USAGE",
+]
 
 MAX_KEY_USAGE = 1_000_000  # ET04 offset 123 default (MEP guide p.66)
 USAGE_WARNING = 0.8  # the event at 80 % of it (ibid.)
@@ -208,3 +215,11 @@ def usage_count(suite: Any) -> int:
         return suite.usage.count
     usage = getattr(getattr(suite, "ctx", None), "usage", None)
     return int(getattr(usage, "count", 0) or 0)
+
+
+def max_usage(ports: Any) -> int:
+    """ET04 MAX_KEY_USAGE_COUNT (offset 123): the first renewable port's."""
+    for p in ports:
+        if isinstance(p.suite, RenewableSuite):
+            return p.suite.usage.maximum
+    return MAX_KEY_USAGE

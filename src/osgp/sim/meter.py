@@ -1449,6 +1449,7 @@ class SimMeter:
                 "RATED_VOLTAGE": 230,
                 "SECURITY_MODE": 2 if aes else 0,  # 0 RC4, 2 OSGP-AES-128-PSK ([MEP p.66-67])
                 "MEP_SEQ_NBR": mep_seq,
+                "MAX_KEY_USAGE_COUNT": sim_keys.max_usage(self.ports),
             },
         )
 
