@@ -329,3 +329,31 @@ def test_the_command_line_renews_keys_over_cnip(tmp_path, monkeypatch, capsys):
     s.close()
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all("key-renewal" in x and ": confirmed" in x for x in out)
+
+
+class Killed(Exception):
+    """The concentrator process dies here."""
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_killed_between_saving_the_session_and_promoting_the_key(tmp_path, suite, monkeypatch):
+    f = KeyFeeder(tmp_path, suite, n=1)
+    ops = Operations(f.eng)
+    job = ops.key_renewal()
+
+    def die(*args):
+        raise Killed
+
+    monkeypatch.setattr(f.store, "promote_key", die)
+    with pytest.raises(Killed):
+        f.net.run(until=f.net.now + RUN_S)
+    assert f.keys(1).renewals == [1]  # the meter switched
+    assert f.store.key(1, f.purpose) == f.first[1]  # the vault did not
+    monkeypatch.undo()
+    ops = f.restart()
+    if suite == "aes":  # the stored session is on the new key already
+        used, err = usage_read(f, 1, f.eng.meters[1].key)
+        assert err is None, err
+    assert ops.resume() == [job]
+    assert run(f, ops, job) == {1: "confirmed"}, ops.report(job)
+    assert_renewed(f, 1, ops, job)

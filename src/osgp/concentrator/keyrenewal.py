@@ -16,7 +16,8 @@ handshake and why it stays safe across losses and restarts):
    authentic under the new key and answers under it; its key id must be the
    new one with nothing staged.  ET54 UNICAST_KEY_USAGE_COUNT (offset 82,
    UINT32; MEP guide p.137), read under the new key, shows the reset count.
-5. Only then the vault's pending key becomes active and the old one retired.
+5. The session state is stored under the new key; only then the vault's
+   pending key becomes active and the old one retired.
 
 Sequence state across the switch: the legacy suite's sequence counter is the
 session's and goes on unchanged; an AES CryptoContext starts again at 0 under
@@ -122,6 +123,10 @@ def _confirm(
     usage = yield from _under(ops, m, suite, _usage(ops, m))
     if usage > USAGE_AFTER_SWITCH:
         raise KeyNotConfirmed(f"ET54 unicast key usage {usage} after the switch: not reset")
+    # the session state (an AES context holds the new key) is stored before
+    # the vault's switch: a restart in between finds both on the new key
+    m.session.suite = suite
+    ops._save_session(m)
     ops.store.promote_key(m.device_id, m.purpose)
-    m.key, m.session.suite = key, suite
+    m.key = key
     return json.dumps({"key_id": status.key_id, "action": action, "usage": usage})
