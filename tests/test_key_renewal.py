@@ -19,7 +19,7 @@ from osgp.link.carrier import PlcDeviceCarrier
 from osgp.security.aes_suite import PLC_AES_ENVELOPE, AesPskSuite
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.services import key_renewal as KR
-from osgp.sim import SimMeter
+from osgp.sim import Faults, SimMeter
 from osgp.sim import layouts as L
 from osgp.sim.keys import RenewableSuite, enable_key_renewal
 from osgp.sim.network import MediumProfile, Network
@@ -37,7 +37,7 @@ class KeyFeeder(Feeder):
     """Meters of one suite along a segment, commissioned by hand, whose keys
     EP45 can renew; no random loss (the tests lose frames on purpose)."""
 
-    def __init__(self, tmp_path, suite, n=2, *, max_usage=1_000_000):
+    def __init__(self, tmp_path, suite, n=2, *, max_usage=1_000_000, faults=None):
         self.net = Network(seed=3)
         self.seg = self.net.add_segment("seg-1", profile=MediumProfile(base_loss=0.0))
         self.url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -53,7 +53,11 @@ class KeyFeeder(Feeder):
             else:
                 key, purpose = bytes([i + 1]) * 12, suites.LEGACY_PURPOSE
                 dev = LegacySuite(key, PLC_ENVELOPE)
-            m = SimMeter(f"SIM{i:05d}", links=[(PlcDeviceCarrier([addr, lon.NeuronId(nid)]), dev)])
+            m = SimMeter(
+                f"SIM{i:05d}",
+                links=[(PlcDeviceCarrier([addr, lon.NeuronId(nid)]), dev)],
+                faults=faults(i) if faults else None,
+            )
             enable_key_renewal(m, max_usage=max_usage)
             node = self.seg.add_meter(addr, SPACING * (i + 1), m.ports[0])
             d = self.store.upsert_device(
@@ -357,3 +361,25 @@ def test_killed_between_saving_the_session_and_promoting_the_key(tmp_path, suite
     assert ops.resume() == [job]
     assert run(f, ops, job) == {1: "confirmed"}, ops.report(job)
     assert_renewed(f, 1, ops, job)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_random_loss_duplicates_and_a_reboot_leave_no_meter_in_doubt(tmp_path, suite):
+    def faults(i):
+        return Faults(seed=11 + i, drop=0.2, busy=0.05, duplicate=0.1, delay=0.05)
+
+    f = KeyFeeder(tmp_path, suite, n=3, faults=faults)
+    ops = Operations(f.eng)
+    job = ops.key_renewal()
+    f.net.at(f.net.now + 4.0, lambda now: f.meters[2].reboot(now))
+    f.net.run(until=f.net.now + RUN_S)
+    for d in f.meters:  # a meter is on a key the vault holds
+        held = {f.store.key(d, f.purpose), f.store.key(d, f.purpose, state="pending")}
+        assert f.keys(d).key in held
+    if not ops.idle or set(ops.report(job).values()) != {"confirmed"}:
+        ops = f.restart()
+        ops.resume()
+    assert run(f, ops, job) == {1: "confirmed", 2: "confirmed", 3: "confirmed"}
+    assert sum(sum(m.ports[0].injected.values()) for m in f.meters.values()) > 0
+    for d in f.meters:
+        assert_renewed(f, d, ops, job)
