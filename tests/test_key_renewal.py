@@ -304,9 +304,7 @@ def test_the_command_line_renews_keys_over_cnip(tmp_path, monkeypatch, capsys):
     parser = argparse.ArgumentParser(prog="osgp")
     add_ops_command(parser.add_subparsers(dest="command"))
     with CnipMeterServer(2, seed=9, speed=1.0) as server:
-        with server.lock:
-            for m in server.meters:
-                enable_key_renewal(m)
+        with server.lock:  # served meters can renew their keys as they come
             old = [m.ports[0].suite.key for m in server.meters]
         s = Store(url, vault=KeyVault(master))
         ids = commission(s, "s1", server.fleet)
