@@ -6,6 +6,7 @@ through the protocol and on the simulated meters themselves."""
 from __future__ import annotations
 
 import json
+import random
 import struct
 
 import pytest
@@ -285,6 +286,11 @@ def test_the_meter_refuses_a_key_not_sealed_under_its_own():
     assert KR.decode_status(s.status()[1]) == KR.KeyStatus(0, 1)
     # the sealed key is not in the parameters in clear
     assert new not in good
+    # whatever a peer puts in the parameters ends in a result code, never an exception
+    rng = random.Random(5)
+    for n in L.PARAMETER_SIZES[L.EP45] * 50:
+        code, _ = s.stage(bytes([1]) + rng.randbytes(n - 1))
+        assert code in (2, 3, 5)
     with pytest.raises(MalformedError):
         KR.stage_params(KR.AES_RENEWAL, bytes(16), bytes(12), 1)
     with pytest.raises(MalformedError):
