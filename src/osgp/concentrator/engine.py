@@ -159,7 +159,9 @@ class Concentrator:
         if key is None:  # an AES meter
             purpose, key = suites.AES_PURPOSE, self.store.key(device_id, suites.AES_PURPOSE)
         if key is None:
-            raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} has no {KEY_PURPOSE}")
+            raise ProtocolError(
+                f"meter {dev.serial or dev.neuron_id.hex()} has no {' or '.join(suites.PURPOSES)}"
+            )
         m = Meter(
             device_id,
             dev.neuron_id,

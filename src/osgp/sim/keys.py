@@ -188,6 +188,7 @@ def enable_key_renewal(meter: Any, *, max_usage: int = MAX_KEY_USAGE) -> None:
         port.rekey(
             RenewableSuite(suite, key, make, profile, key_id=key_id, max_usage=max_usage, log=log)
         )
+    meter._changed()  # ET04 / ET54 show the renewable suite's counters from now on
 
 
 def _renewable(meter: Any) -> Optional[RenewableSuite]:
