@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -263,6 +264,17 @@ class _WallClock:
         return time.time()
 
 
+@dataclass
+class _Target:
+    """What a collection task reads of its meter (osgp.concentrator.collect):
+    one port's session, no channel or route."""
+
+    device_id: int
+    neuron: bytes
+    session: Any
+    dims: Dict[int, bytes] = field(default_factory=dict)
+
+
 class _OneMeter:
     """What a collection task asks of its engine, for one meter over one port."""
 
@@ -275,7 +287,7 @@ class _OneMeter:
 
 def _collect(args: argparse.Namespace) -> int:
     from osgp.concentrator.collect import collect
-    from osgp.concentrator.engine import Meter, run_task
+    from osgp.concentrator.engine import run_task
 
     with _open_store(args) as store, _meter(args) as m:
         ident = m.run(m.session.read(1))
@@ -286,8 +298,7 @@ def _collect(args: argparse.Namespace) -> int:
             neuron = m.run(m.session.read(2048 + 4, 4, 6))
         dev = store.upsert_device(neuron, serial=serial, segment=args.url, status="normal")
 
-        meter = Meter(dev, neuron, None, None, b"", [])  # type: ignore[arg-type]
-        meter.session = m.session
+        meter = _Target(dev, neuron, m.session)
         saved = store.cursor(dev, "dims")
         if saved:
             meter.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}

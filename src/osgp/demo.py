@@ -118,8 +118,11 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
     res = DemoResult(out, cfg.meters)
     master = secrets.token_bytes(32)
     key_file = out / "master.key"
-    key_file.write_text(master.hex() + "\n")
-    os.chmod(key_file, 0o600)
+    # created owner-only: the key is never readable by others, not even briefly
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an earlier run keeps its mode otherwise
+    with os.fdopen(fd, "w") as fh:
+        fh.write(master.hex() + "\n")
     store = Store(f"sqlite:///{out / 'concentrator.db'}", vault=KeyVault(master))
     capture = open(out / "capture.pcapng", "wb") if cfg.capture else None
     try:

@@ -110,6 +110,7 @@ _HELP = {
     "group-add": "add the meters to a group (EP27)",
     "group-remove": "remove the meters from a group (EP27)",
     **ops_control.HELP,
+    "key-renewal": "renew each meter's unicast key (EP45, INFERRED; old key kept until confirmed)",
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }

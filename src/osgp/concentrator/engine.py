@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Protocol, Tuple
 
+from osgp.concentrator import suites
 from osgp.errors import OSGPError, ProtocolError, ResponseTimeout
 from osgp.link import lon
 from osgp.link.carrier import PlcCarrier, ProxyFailed
-from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.session import ClientSession
 from osgp.session.events import Completed, Failed, Operation
 
@@ -49,7 +49,7 @@ TaskGen = Generator[Operation, Any, Any]
 # meter status (issue model: temporary fault after failed retries, permanent
 # after a time in temporary fault, back to normal on the next success)
 NORMAL, TEMPORARY_FAULT, PERMANENT_FAULT = "normal", "temporary_fault", "permanent_fault"
-KEY_PURPOSE = "plc-omak"  # the 12-byte OMA key of the legacy PLC suite
+KEY_PURPOSE = suites.LEGACY_PURPOSE  # the 12-byte OMA key of the legacy PLC suite
 
 
 class Runtime(Protocol):
@@ -103,6 +103,7 @@ class Meter:
     cache: Dict[str, Any] = field(default_factory=dict)  # what tasks derive from dims
     busy: bool = False
     attempts: int = 0
+    purpose: str = KEY_PURPOSE  # of the key: which suite (osgp.concentrator.suites)
 
     @property
     def route(self) -> Any:
@@ -154,9 +155,13 @@ class Concentrator:
         dev = self.store.device(device_id)
         if dev.subnet is None or dev.node is None:
             raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} is not commissioned")
-        key = self.store.key(device_id, KEY_PURPOSE)
+        purpose, key = KEY_PURPOSE, self.store.key(device_id, KEY_PURPOSE)
+        if key is None:  # an AES meter
+            purpose, key = suites.AES_PURPOSE, self.store.key(device_id, suites.AES_PURPOSE)
         if key is None:
-            raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} has no {KEY_PURPOSE}")
+            raise ProtocolError(
+                f"meter {dev.serial or dev.neuron_id.hex()} has no {' or '.join(suites.PURPOSES)}"
+            )
         m = Meter(
             device_id,
             dev.neuron_id,
@@ -165,6 +170,7 @@ class Concentrator:
             key,
             self.store.routes(device_id),
             status=dev.status if dev.status in (TEMPORARY_FAULT, PERMANENT_FAULT) else NORMAL,
+            purpose=purpose,
         )
         if m.status != NORMAL and dev.status_since is not None:  # UTC in the store
             now = self.runtime.time()
@@ -173,7 +179,8 @@ class Concentrator:
         if saved:
             m.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
         self.meters[device_id] = m
-        self._open(m, self.store.cursor(device_id, "session"))
+        saved_session = self.store.cursor(device_id, "session")
+        self._open(m, suites.open_state(self.store.vault, device_id, saved_session))
         return m
 
     def _open(self, m: Meter, state: Optional[Dict[str, Any]] = None) -> None:
@@ -191,7 +198,7 @@ class Concentrator:
         )
         m.session = ClientSession(
             carrier,
-            LegacySuite(m.key, PLC_ENVELOPE),
+            suites.client_suite(m.purpose, m.key, m.neuron),
             state=state,
             profile=getattr(m.channel, "link_profile", None),  # a channel's own link timers
         )
@@ -290,7 +297,7 @@ class Concentrator:
     def save_session(self, m: Meter) -> Tuple[str, Dict[str, Any]]:
         """The cursor entry that keeps the session's sequence state."""
         assert m.session is not None
-        return ("session", m.session.state())
+        return ("session", suites.seal_state(self.store.vault, m.device_id, m.session.state()))
 
 
 def run_task(session: Any, gen: TaskGen, drive: Callable[[Any, Operation], Any]) -> Any:

@@ -31,8 +31,10 @@ from functools import partial
 from typing import Any, Dict, Generator, Iterable, List, Optional
 
 from osgp import tables
+from osgp.concentrator import keyrenewal
 from osgp.concentrator.collect import read_dims
 from osgp.concentrator.engine import Concentrator, Meter, Task
+from osgp.concentrator.keyrenewal import KeyNotConfirmed
 from osgp.errors import DeviceError, ProtocolError
 from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
@@ -68,6 +70,7 @@ KINDS = (
     "self-read",
     "group-add",
     "group-remove",
+    keyrenewal.KIND,
 )
 
 
@@ -136,6 +139,10 @@ class Operations:
 
     def group_remove(self, group: int, devices: Optional[Iterable[int]] = None) -> int:
         return self.submit("group-remove", {"group": group}, devices)
+
+    def key_renewal(self, devices: Optional[Iterable[int]] = None) -> int:
+        """Renew each meter's unicast key (osgp.concentrator.keyrenewal)."""
+        return self.submit(keyrenewal.KIND, {}, devices)
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
@@ -212,7 +219,7 @@ class Operations:
         if err is None:
             eng.succeeded(m)
             self.store.set_outcome(run.job_id, m.device_id, "confirmed", at=at, detail=task.result)
-        elif isinstance(err, (DeviceError, ProcedureError, NotConfirmed)):
+        elif isinstance(err, (DeviceError, ProcedureError, NotConfirmed, KeyNotConfirmed)):
             eng.succeeded(m)  # the meter answered: the route is fine
             code = err.code if isinstance(err, DeviceError) else getattr(err, "result", None)
             self.store.set_outcome(
@@ -250,6 +257,8 @@ class Operations:
             return (yield from self._contactor(m, run, kind == "reconnect"))
         if kind == "demand-reset":
             return (yield from self._counted(m, run, EP34, self._demand_resets, 0xFF))
+        if kind == keyrenewal.KIND:
+            return (yield from keyrenewal.renew(self, m, run))
         if kind == "self-read":
             return (yield from self._counted(m, run, EP12, self._self_reads, 0xFFFF))
         return (yield from self._group(m, run, kind == "group-add"))

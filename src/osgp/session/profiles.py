@@ -23,6 +23,7 @@ from osgp.link import lon, lon_proxy, mep, optical
 from osgp.security import aes_suite
 from osgp.security import suite as legacy_suite
 from osgp.services import atm
+from osgp.services import key_renewal as KR
 from osgp.services import transactions as T
 from osgp.services.messages import (
     MEP_SERVICES,
@@ -136,6 +137,7 @@ class LinkProfile:
     timers: Timers
     tables: TableSet = DEFAULT_SET
     proxy: Optional[ProxyParams] = None
+    key_renewal: Optional[KR.KeyRenewalProfile] = None
     provenance: Mapping[str, Provenance] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -153,7 +155,16 @@ class LinkProfile:
         return {k: v for k, v in self.provenance.items() if v.status == INFERRED}
 
 
-_DOCUMENTED = ("framing", "envelope", "services", "transactions", "timers", "tables", "proxy")
+_DOCUMENTED = (
+    "framing",
+    "envelope",
+    "services",
+    "transactions",
+    "timers",
+    "tables",
+    "proxy",
+    "key_renewal",
+)
 
 
 def derived_services(
@@ -177,6 +188,11 @@ def derived_services(
 _MEP_SRC = "OSGP Alliance MEP Client Developer's Guide v1.1"
 _OPT_SRC = "ANSI C12.18; OSGP Alliance Optical Port Programmer's Guide v1.1"
 _LON_SRC = "ISO/IEC 14908-1; Wireshark packet-lon.c"
+_KEY_RENEWAL_SRC = (
+    "EP45 (a D.41 manufacturer slot) STAGE then STATUS under the new key; the meter switches "
+    "on the first request authentic under the new key; no transfer layout is public "
+    f"({_MEP_SRC} p.66 ET04 max key usage, p.137 ET54 usage counts)"
+)
 
 _AES_OVERHEAD = 4 + aes_suite.MEP_AES_ENVELOPE.aes.tag_len  # seq:4 + CCM tag, both ways
 
@@ -202,7 +218,9 @@ MEP = LinkProfile(
             CONFIRMED, f"{_MEP_SRC} p.20-21 (500 ms response, 100 ms between requests)"
         ),
         "tables": Provenance(CONFIRMED, f"{_MEP_SRC} App. B; Optical guide p.15-39"),
+        "key_renewal": Provenance(INFERRED, f"MAK sealed by the MEP suite; {_KEY_RENEWAL_SRC}"),
     },
+    key_renewal=KR.MEP_LEGACY_RENEWAL,
 )
 
 MEP_AES = replace(
@@ -219,7 +237,9 @@ MEP_AES = replace(
             INFERRED, "OSGP-AES-128-PSK: CCM frame (RFC 3610, EAP-GPSK RFC 5433); layout not public"
         ),
         "services": Provenance(INFERRED, "MEP 476-byte cap less the AES frame overhead"),
+        "key_renewal": Provenance(INFERRED, f"key inside the CCM request; {_KEY_RENEWAL_SRC}"),
     },
+    key_renewal=KR.AES_RENEWAL,
 )
 
 _OPT_FRAMING = optical.NEGOTIATED
@@ -273,6 +293,7 @@ _PLC_PROVENANCE = {
     "proxy": Provenance(
         INFERRED, "Annex G repeating as the LonTalk Enhanced Proxy (0x4D/0x4C, lcs_proxy.c)"
     ),
+    "key_renewal": Provenance(INFERRED, f"OMAK sealed by the PLC suite; {_KEY_RENEWAL_SRC}"),
 }
 
 PLC = LinkProfile(
@@ -285,6 +306,7 @@ PLC = LinkProfile(
     transactions=T.PLC_TABLES,
     timers=_PLC_TIMERS,
     proxy=_PLC_PROXY,
+    key_renewal=KR.PLC_LEGACY_RENEWAL,
     provenance=_PLC_PROVENANCE,
 )
 
@@ -308,7 +330,9 @@ PLC_AES = replace(
             INFERRED, "OSGP-AES-128-PSK: CCM frame (RFC 3610, EAP-GPSK RFC 5433) as the APDU"
         ),
         "services": Provenance(INFERRED, "PLC limits less the AES frame overhead"),
+        "key_renewal": Provenance(INFERRED, f"key inside the CCM request; {_KEY_RENEWAL_SRC}"),
     },
+    key_renewal=KR.AES_RENEWAL,
 )
 
 BUNDLES: Dict[str, LinkProfile] = {b.name: b for b in (MEP, MEP_AES, OPTICAL, PLC, PLC_AES)}

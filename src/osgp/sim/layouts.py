@@ -34,6 +34,8 @@ EP27        ACTION:UINT8 (0 add, 1 remove, 2 remove all),            NBR_GROUPS:
             GROUP_ID:UINT16 (absent for 2); at most 10 groups
             (ET11 NBR_GROUP_IDS, Optical guide p.41: CONFIRMED)
 EP34        none (demand reset)                                    NBR_RESETS:UINT8
+EP45        ACTION:UINT8: 1 stage a new key, 2 status; the rest   STATUS: KEY_ID,
+            in osgp.services.key_renewal                           STAGED, STAGED_ID
 ==========  =====================================================  ================
 
 Result codes are C12.19's (MEP guide p.53): 0 completed, 1 accepted, 2 invalid
@@ -67,6 +69,7 @@ __all__ = [
     "EP23",
     "EP27",
     "EP34",
+    "EP45",
     "EP",
     "EVENTS",
     "MFG_EVENTS",
@@ -83,6 +86,7 @@ __all__ = [
 EP = 2048  # manufacturer flag in the procedure id (BT07 bit 11)
 BP05, BP10, BP12, BP13, BP14, BP15 = 5, 10, 12, 13, 14, 15
 EP11, EP12, EP16, EP23, EP27, EP34 = EP + 11, EP + 12, EP + 16, EP + 23, EP + 27, EP + 34
+EP45 = EP + 45  # key renewal: layouts in osgp.services.key_renewal (INFERRED)
 
 LIST_HISTORY, LIST_SELF_READS, LIST_LP_SET1 = 1, 2, 3
 SET_TIME, SET_DATE, SET_QUAL = 1, 2, 4
@@ -103,6 +107,7 @@ PARAMETER_SIZES: Dict[int, Tuple[int, ...]] = {
     EP23: (1,),
     EP27: (1, 3),
     EP34: (0,),
+    EP45: (1, 20, 24, 28),  # STATUS; STAGE of an AES, PLC legacy, MEP legacy key
 }
 
 #: Control outputs and one-time reads (layouts in osgp.sim.control and

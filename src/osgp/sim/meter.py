@@ -37,6 +37,7 @@ from osgp.services.messages import PED, PENDING, FullWrite, PartialWrite, Respon
 from osgp.session.device import DeviceSession
 from osgp.session.events import Event
 from osgp.session.profiles import bundle_for
+from osgp.sim import keys as sim_keys
 from osgp.sim import layouts as L
 from osgp.sim.faults import Dice, Faults
 from osgp.sim.model import LoadModel, MeterClock, civil, seeded, splitmix64
@@ -1053,7 +1054,7 @@ class SimMeter:
         return self._stamp, tuple(
             (
                 p.session.window.current,
-                getattr(getattr(getattr(p.suite, "ctx", None), "usage", None), "count", 0),
+                sim_keys.usage_count(p.suite),
             )
             for p in self.ports
         )
@@ -1466,6 +1467,7 @@ class SimMeter:
                 "RATED_VOLTAGE": 230,
                 "SECURITY_MODE": 2 if aes else 0,  # 0 RC4, 2 OSGP-AES-128-PSK ([MEP p.66-67])
                 "MEP_SEQ_NBR": mep_seq,
+                "MAX_KEY_USAGE_COUNT": sim_keys.max_usage(self.ports),
             },
         )
 
@@ -1519,8 +1521,7 @@ class SimMeter:
     def _et54(self) -> bytes:
         usage = 0
         for p in self.ports:
-            ctx = getattr(p.suite, "ctx", None)
-            usage += getattr(getattr(ctx, "usage", None), "count", 0) or 0
+            usage += sim_keys.usage_count(p.suite)
         return tables.encode(
             ET + 54,
             {
@@ -1565,6 +1566,7 @@ _HANDLERS: Dict[int, Callable[[SimMeter, bytes], Any]] = {
     L.EP23: SimMeter._ep23,
     L.EP27: SimMeter._ep27,
     L.EP34: SimMeter._ep34,
+    L.EP45: sim_keys.ep45,
 }
 
 # Rendered tables: id -> (render function, key function).  An image is encoded

@@ -41,6 +41,7 @@ from osgp.link import lon
 from osgp.link.carrier import MepDeviceCarrier, OpticalDeviceCarrier, PlcDeviceCarrier
 from osgp.security.suite import MEP_ENVELOPE, PLC_ENVELOPE, LegacySuite
 from osgp.sim.faults import Faults
+from osgp.sim.keys import enable_key_renewal
 from osgp.sim.meter import LoadProfileConfig, SimMeter
 from osgp.transport.core import CnipFraming
 
@@ -293,6 +294,7 @@ class CnipMeterServer:
                 ],
             )
             meter.advance(start_offset)
+            enable_key_renewal(meter)  # EP45, for `osgp op key-renewal`
             self.meters.append(meter)
             self._by_address[sn.subnet << 7 | sn.node] = meter.ports[0]
             self._by_neuron[nid] = meter.ports[0]

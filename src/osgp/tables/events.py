@@ -43,6 +43,10 @@ MFG_EVENTS: Dict[str, int] = {
     "group added": 3,
     "group removed": 4,
     "load profile reset": 5,
+    # key renewal (osgp.sim.keys)
+    "key staged": 6,
+    "key renewed": 7,
+    "key usage warning": 8,
     # control outputs, prepay and one-time reads (osgp.sim.control, osgp.sim.onetime)
     "credit added": 64,
     "credit exhausted": 65,
