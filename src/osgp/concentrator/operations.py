@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Dict, Generator, Iterable, List, Optional
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional
 
 from osgp import tables
 from osgp.concentrator.collect import read_dims
@@ -38,7 +38,7 @@ from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
 from osgp.tables import TimeDate
 
-__all__ = ["Operations", "NotConfirmed", "KINDS", "CLOCK_THRESHOLD_S", "CLOCK_STEP_S"]
+__all__ = ["Operations", "NotConfirmed", "KINDS", "TASKS", "CLOCK_THRESHOLD_S", "CLOCK_STEP_S"]
 
 TaskGen = Generator[Operation, Any, Any]
 
@@ -69,6 +69,10 @@ KINDS = (
     "group-add",
     "group-remove",
 )
+
+#: Tasks of kinds other modules define (``osgp.concentrator.tariffs``):
+#: kind -> ``task(operations, meter, run)``; taken before the kinds above.
+TASKS: Dict[str, Callable[..., Any]] = {}
 
 
 class NotConfirmed(ProtocolError):
@@ -113,6 +117,7 @@ class Operations:
         self.clock_threshold_s, self.clock_step_s = clock_threshold_s, clock_step_s
         self.priority = priority
         self._runs: Dict[int, _Run] = {}  # device id -> the job it runs for
+        self.on_job_done: List[Callable[[int], None]] = []  # job id: no target in work any more
         eng.on_task_done.append(self._task_done)
 
     # -- the public operations ---------------------------------------------------------------
@@ -139,7 +144,7 @@ class Operations:
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in TASKS:
             raise ProtocolError(f"operations: unknown operation {kind!r} (one of {KINDS})")
         if kind.startswith("group-"):
             g = params.get("group")
@@ -158,7 +163,7 @@ class Operations:
         failed and sent targets (the ids of the jobs taken up)."""
         taken = []
         for job in self.store.jobs(open_only=True):
-            if job.kind in KINDS:
+            if job.kind in KINDS or job.kind in TASKS:
                 self._run_job(job.id)
                 taken.append(job.id)
         return taken
@@ -222,6 +227,9 @@ class Operations:
         else:
             self.store.set_outcome(run.job_id, m.device_id, "given_up", at=at, detail=str(err))
         del self._runs[m.device_id]
+        if all(r.job_id != run.job_id for r in self._runs.values()):
+            for cb in list(self.on_job_done):
+                cb(run.job_id)
 
     def _sent(self, m: Meter, run: _Run, before: Dict[str, Any]) -> None:
         """The request is about to go: keep what it is checked against."""
@@ -240,6 +248,8 @@ class Operations:
     # -- the tasks -----------------------------------------------------------------------------
     def _task(self, m: Meter, run: _Run) -> TaskGen:
         kind = run.kind
+        if kind in TASKS:
+            return (yield from TASKS[kind](self, m, run))
         if kind == "clock-sync":
             return (yield from self._clock(m, run))
         if kind in ("disconnect", "reconnect"):
