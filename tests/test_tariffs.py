@@ -253,3 +253,47 @@ def test_a_moment_too_close_or_off_the_minute_is_refused(tmp_path):
         tar.change(CAL, START + 60)
     with pytest.raises(ConfigurationError):
         tar.change(CAL, START + 3630)
+
+
+def test_the_command_line_writes_arms_and_rolls_back(tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+    import time
+
+    from osgp.concentrator import KeyVault, Store
+    from osgp.concentrator.aio import commission
+    from osgp.concentrator.cli_ops import add_ops_command
+    from osgp.sim.serve import CnipMeterServer
+
+    master = bytes(range(32))
+    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps(CAL.to_json()))
+    parser = argparse.ArgumentParser(prog="osgp")
+    add_ops_command(parser.add_subparsers(dest="command"))
+
+    def osgp(*argv):
+        args = parser.parse_args(list(argv))
+        return args.func(args)
+
+    # a day ahead of the concentrator's clock (the wall clock), on the minute
+    at = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() // 60 * 60 + 86400))
+    with CnipMeterServer(2, seed=5, speed=1.0) as server:
+        s = Store(url, vault=KeyVault(master))
+        commission(s, "s1", server.fleet)
+        s.close()
+        common = ("--store", url, "--channel", f"s1={server.url}", "--response-ms", "200")
+        assert osgp("op", "tou", "--calendar", str(cal), "--at", at, *common) == 0
+        with server.lock:
+            for m in server.meters:
+                (e,) = pending_54(m)
+                assert bytes(e["EVENT"])[0] == 0  # armed: absolute time
+        assert osgp("op", "tou-rollback", "1", *common) == 0
+        with server.lock:
+            assert not any(pending_54(m) for m in server.meters)
+            assert all(decoded(m, 54)["CALENDAR_ID"] == 1 for m in server.meters)
+    out = capsys.readouterr().out.splitlines()
+    assert sum(" tou device " in line for line in out) == 2
+    assert sum(" tou-arm device " in line for line in out) == 2
+    assert sum(" tou-rollback device " in line and '"BP15"' in line for line in out) == 2

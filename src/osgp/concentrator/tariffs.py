@@ -22,8 +22,10 @@ jobs, each with a per-meter outcome on the store:
     :attr:`Tariffs.broadcast` (called with the job id; it returns True when it
     sent the activation, after which ``tou-verify`` confirms each meter).
 ``tou-rollback``
-    when any meter of ``tou`` or ``tou-arm`` is not confirmed: BP15 (clear the
-    pending BT54) on every meter of the job whose BT04 still shows one.
+    when any meter of ``tou`` or ``tou-arm`` is not confirmed, or too little
+    time is left to arm the group (:class:`Tariffs`): BP15 (clear the pending
+    BT54) on every meter of the job whose BT04 still shows one; a meter that
+    already runs the new calendar is reported failed.
 ``tou-verify``
     after the moment: BT04 has nothing pending for BT54, BT54 reads back as the
     calendar, and BT55 gives the tier and season the meter runs on.
@@ -51,7 +53,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from osgp import tables
-from osgp.concentrator.collect import read_dims
 from osgp.concentrator.engine import Meter
 from osgp.concentrator.operations import TASKS, NotConfirmed, Operations, TaskGen
 from osgp.errors import ConfigurationError
@@ -68,6 +69,9 @@ _PED_LEN = 6  # [OPT p.10]
 _MANUAL = PED(2)  # no automatic activation [OPT p.10]
 _NOTHING_PENDING = 3  # result of BP13 / BP15 for a table with nothing pending (osgp.sim.layouts)
 GUARD_S = 120.0  # no meter is armed later than this before the moment
+#: Exchanges of an arming (BT04, the write, BT04) against those of writing a
+#: calendar (BT50, BT00, 4 writes, 3 reads on the simulator's PLC): its time estimate
+ARM_SHARE = 0.4
 VERIFY_S = 30.0  # tou-verify starts this long after the moment
 _DAYS = {5: 0, 6: 1}  # Saturday, Sunday index in a season record [MEP p.228]
 
@@ -203,20 +207,21 @@ def _armed(p: Dict[str, Any]) -> PED:
 
 
 # -- tasks ------------------------------------------------------------------------------------
-def _bt50(ops: Operations, m: Meter) -> TaskGen:
-    if 50 not in m.dims:
-        m.dims[50] = yield from ops._read(m, 50)
-    return m.dims[50]
+def _dim(ops: Operations, m: Meter, table: int) -> TaskGen:
+    """A dimension table (BT00 sizes BT04, BT50 sizes BT54), read once."""
+    if table not in m.dims:
+        m.dims[table] = yield from ops._read(m, table)
+    return m.dims[table]
 
 
 def _image(ops: Operations, m: Meter, run: Any) -> TaskGen:
-    bt50 = yield from _bt50(ops, m)
+    bt50 = yield from _dim(ops, m, 50)
     return Calendar.from_json(run.params["calendar"]).image(bt50)
 
 
 def _pending_54(ops: Operations, m: Meter) -> TaskGen:
     """The PED of BT54's entry in BT04, or None [OPT p.10-11]."""
-    yield from read_dims(m.session, m.dims, ops.priority)
+    yield from _dim(ops, m, 0)
     bt04 = yield from ops._read(m, 4)
     d = tables.decode(4, bt04, {"BT00": m.dims[0]})
     for e in d["PENDING_ENTRIES"]:
@@ -244,6 +249,7 @@ def _read_pending(ops: Operations, m: Meter, size: int) -> TaskGen:
 
 def _tou(ops: Operations, m: Meter, run: Any) -> TaskGen:
     image = yield from _image(ops, m, run)
+    yield from _dim(ops, m, 0)  # for BT04 when the calendar is armed
     assert m.session is not None
     ops._sent(m, run, {"calendar_id": run.params["calendar"]["calendar_id"]})
     n = m.session.services.max_write - _PED_LEN
@@ -288,8 +294,24 @@ def _pending_call(ops: Operations, m: Meter, run: Any, number: int) -> TaskGen:
     return json.dumps({"action": f"BP{number}"})
 
 
+def _calendar_id(ops: Operations, m: Meter) -> TaskGen:
+    """BT54 CALENDAR_ID, its last four bytes [MEP p.229]."""
+    bt50 = yield from _dim(ops, m, 50)
+    size = int(tables.decode(50, bt50)["CALENDAR_TBL_SIZE"])
+    assert m.session is not None
+    tail = yield m.session.read(BT54, size - 4, 4, priority=ops.priority)
+    return int.from_bytes(tail, "little")
+
+
 def _rollback(ops: Operations, m: Meter, run: Any) -> TaskGen:
-    return (yield from _pending_call(ops, m, run, BP15))
+    done = yield from _pending_call(ops, m, run, BP15)
+    if '"none"' in done and (yield from _calendar_id(ops, m)) == _cal_id(run):
+        raise NotConfirmed("the meter activated the calendar before the rollback reached it")
+    return done
+
+
+def _cal_id(run: Any) -> int:
+    return int(run.params["calendar"]["calendar_id"])
 
 
 def _activate(ops: Operations, m: Meter, run: Any) -> TaskGen:
@@ -373,8 +395,10 @@ TASKS.update(
 class Tariffs:
     """Runs calendar changes as job chains on ``ops`` (module docstring).
 
-    ``guard_s``: no meter is armed later than this before the moment (the
-    time a rollback has); ``verify_s``: how long after the moment
+    ``guard_s``: no meter is armed later than this before the moment; the
+    group is armed only while the time left is ``guard_s`` plus twice the
+    arming's estimate, ``arm_share`` of the time the writes took (an arming
+    and a rollback then both fit), else rolled back; ``verify_s``: how long after the moment
     ``tou-verify`` starts; ``auto``: chain the jobs (arm or roll back, then
     verify); ``broadcast``: the hook for a group activation (``job_id`` ->
     True when it sent it), tried before ``tou-activate`` by unicast."""
@@ -384,6 +408,7 @@ class Tariffs:
     verify_s: float = VERIFY_S
     auto: bool = True
     broadcast: Optional[Callable[[int], bool]] = None
+    arm_share: float = ARM_SHARE
     chain: Dict[int, int] = field(default_factory=dict)  # job id -> the job it started
 
     def __post_init__(self) -> None:
@@ -442,7 +467,12 @@ class Tariffs:
         elif job.kind == "tou" and job.params.get("manual"):
             self._at(at, lambda: self.activate(job_id))
         elif job.kind == "tou":
-            self.arm(job_id)
+            took = self.ops._utc() - job.created_at
+            if at - self.ops._utc() < self.guard_s + 2 * self.arm_share * took:
+                self.ops.store.audit(self.ops._utc(), "tariffs", "too late to arm", str(job_id))
+                self.rollback(job_id)
+            else:
+                self.arm(job_id)
         else:
             self._at(at + self.verify_s, lambda: self.verify(job_id))
 
@@ -474,7 +504,8 @@ def add_cli_arguments(kind: str, p: Any) -> None:
 
 
 def cli_params(args: Any, store: Any) -> Optional[Dict[str, Any]]:
-    """The job parameters from ``add_cli_arguments``' arguments (None: not ours)."""
+    """The job parameters from ``add_cli_arguments``' arguments (None: not
+    ours); a job that follows a ``tou`` job targets its meters."""
     kind = args.op_kind
     if kind == "tou":
         with open(args.calendar, encoding="utf-8") as fh:
@@ -484,7 +515,8 @@ def cli_params(args: Any, store: Any) -> Optional[Dict[str, Any]]:
                             demand_reset=args.demand_reset, manual=args.manual)  # fmt: skip
         params["guard_s"] = GUARD_S
         return params
-    if kind in KINDS:
+    if kind in KINDS:  # the tou job's targets unless --device says otherwise
+        args.device = args.device or [o.device_id for o in store.outcomes(args.of)]
         return {**store.job(args.of).params, "of": args.of}
     if kind == "clock-sync" and args.tz_min is not None:
         h, mi, sec = (int(x) for x in args.dst_time.split(":"))
