@@ -297,3 +297,18 @@ def test_the_command_line_writes_arms_and_rolls_back(tmp_path, monkeypatch, caps
     assert sum(" tou device " in line for line in out) == 2
     assert sum(" tou-arm device " in line for line in out) == 2
     assert sum(" tou-rollback device " in line and '"BP15"' in line for line in out) == 2
+
+
+def test_a_chain_stopped_between_two_steps_goes_on(tmp_path):
+    f = Feeder(tmp_path, n=2, base_loss=0.0)
+    ops = Operations(f.eng)
+    at = START + 3600
+    job = Tariffs(ops, auto=False).change(CAL, at)  # a process that stops after the writes
+    f.net.run(until=1200)
+    assert set(states(ops, job).values()) == {"confirmed"} and ops.idle
+    assert all(bytes(pending_54(m)[0]["EVENT"])[0] == 2 for m in f.meters.values())
+    tar = Tariffs(Operations(f.eng))
+    assert tar.resume() == [job] and ops.store.job(tar.chain[job]).kind == "tou-arm"
+    f.net.run(until=at - START + 300)
+    assert all(decoded(m, 54)["CALENDAR_ID"] == 42 for m in f.meters.values())
+    assert tar.resume() == []

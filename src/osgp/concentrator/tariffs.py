@@ -452,6 +452,19 @@ class Tariffs:
             return None
         return self._next(job_id, "tou-activate")
 
+    def resume(self) -> List[int]:
+        """Take the next step of every finished ``tou``, ``tou-arm`` or
+        ``tou-activate`` job no job follows yet (a process that stopped
+        between two steps); run :meth:`Operations.resume` for the open ones."""
+        jobs = self.ops.store.jobs()
+        followed = {j.params.get("of") for j in jobs}
+        taken = []
+        for j in jobs:
+            if j.kind in KINDS[:3] and not j.open and j.id not in followed:
+                self._job_done(j.id)
+                taken.append(j.id)
+        return taken
+
     def _at(self, utc: float, fn: Callable[[], Any]) -> None:
         rt = self.ops.eng.runtime
         rt.call_at(rt.time() + max(0.0, utc - self.ops._utc()), lambda _now: fn())
