@@ -94,7 +94,7 @@ def test_a_group_activates_the_new_calendar_at_the_moment(tmp_path):
     for d, m in f.meters.items():
         assert not pending_54(m)
         cal = decoded(m, 54)
-        assert cal["CALENDAR_ID"] == 42
+        assert cal["CALENDAR_ID"] == 42 == decoded(m, 2048 + 23)["ACTIVE_CALENDAR_ID"]
         sw = cal["TIER_SWITCHES"][1]["TIER_SWITCH"]
         assert (sw["SWITCH_HOUR"], sw["SWITCH_MIN"], sw["NEW_TIER"]) == (12, 0, 3)
         ((t, arg),) = activations(m)

@@ -28,7 +28,8 @@ jobs, each with a per-meter outcome on the store:
     already runs the new calendar is reported failed.
 ``tou-verify``
     after the moment: BT04 has nothing pending for BT54, BT54 reads back as the
-    calendar, and BT55 gives the tier and season the meter runs on.
+    calendar, ET23 names it the active calendar [MEP p.229], and BT55 gives the
+    tier and season the meter runs on.
 
 A pending image built from several writes, each setting the PED, is the
 simulator's reconstruction (``osgp.sim.tariff``, INFERRED): the guides
@@ -64,6 +65,8 @@ __all__ = ["Calendar", "Tariffs", "KINDS", "clock_params", "tou_params"]
 
 KINDS = ("tou", "tou-arm", "tou-activate", "tou-rollback", "tou-verify")
 BT54, BT4150 = 54, PENDING + 54  # calendar and its pending image [OPT p.8]
+ET23 = 2048 + 23  # miscellaneous information [MEP p.96-97]
+_ET23_ACTIVE_ID = 95  # ACTIVE_CALENDAR_ID offset ("ET23.95", [MEP p.229])
 BP13, BP15 = 13, 15  # activate / clear one pending table (ANSI C12.19)
 _PED_LEN = 6  # [OPT p.10]
 _MANUAL = PED(2)  # no automatic activation [OPT p.10]
@@ -327,6 +330,11 @@ def _verify(ops: Operations, m: Meter, run: Any) -> TaskGen:
     if bytes(active) != image:
         got = tables.decode(54, active, {"BT50": m.dims[50]})["CALENDAR_ID"]
         raise NotConfirmed(f"BT54 holds calendar {got}, not the one written")
+    # the calendar the meter runs on: ET23 ACTIVE_CALENDAR_ID, UINT32 at offset 95 [MEP p.229]
+    raw = yield m.session.read(ET23, _ET23_ACTIVE_ID, 4, priority=ops.priority)
+    active_id = int.from_bytes(raw, "little")
+    if active_id != _cal_id(run):
+        raise NotConfirmed(f"ET23 says calendar {active_id} is active, not {_cal_id(run)}")
     bt55 = tables.decode(55, (yield from ops._read(m, 55)))
     return json.dumps(
         {

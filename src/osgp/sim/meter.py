@@ -1498,7 +1498,13 @@ class SimMeter:
 
     def _et23(self) -> bytes:
         # DISCONNECT_INTERNAL_STATUS: 0 contactor closed, 1 open (the simulator's own values)
-        return tables.encode(ET + 23, {"DISCONNECT_INTERNAL_STATUS": 0 if self.closed else 1})
+        return tables.encode(
+            ET + 23,
+            {
+                "DISCONNECT_INTERNAL_STATUS": 0 if self.closed else 1,
+                "ACTIVE_CALENDAR_ID": tariff.calendar(self).calendar_id,  # [MEP p.229]
+            },
+        )
 
     def _et54(self) -> bytes:
         usage = 0
