@@ -71,6 +71,28 @@ def test_calendar_that_does_not_fit_is_refused():
         Calendar(1, [[(0, 0, 1)]] * 5).image(T.bt50_image())  # 5 day schedules, room for 4
     with pytest.raises(ConfigurationError):
         Calendar(1, [[(1, 0, 1)]]).image(T.bt50_image())  # the first switch is not midnight
+    with pytest.raises(ConfigurationError):
+        Calendar(1, [[(0, 0, 1), (5, 0, 2), (4, 0, 1)]]).image(T.bt50_image())  # out of order
+    with pytest.raises(ConfigurationError):
+        Calendar(1, [[(0, 0, 1)]], [(13, 1, (0, 0, 0))]).image(T.bt50_image())
+    with pytest.raises(ConfigurationError):
+        Calendar(1, [[(0, 0, 9)]]).image(T.bt50_image())  # tier in 3 bits [MEP p.228]
+
+
+def test_the_sim_meter_changes_season_on_its_date():
+    from osgp.sim.meter import SimMeter
+
+    m = SimMeter("SIMSEA1", start=START)
+    two = Calendar(9, [[(0, 0, 1)], [(0, 0, 2), (8, 0, 6)]], [(1, 1, (0, 0, 0)), (1, 3, (1, 1, 1))])
+    dict.__setitem__(m.tables, 54, bytearray(two.image(m.image(50))))
+    m._changed()
+    seen = []
+    for now in (86400 + 9 * 3600, 2 * 86400 + 3600, 2 * 86400 + 9 * 3600):
+        m.advance(float(now))
+        st = decoded(m, 55)["STATUS"]
+        seen.append((st["SEASON"], st["CURR_TIER"]))
+    assert seen == [(0, 1), (1, 2), (1, 6)]  # 2 Jan 09:00, 3 Jan 01:00, 3 Jan 09:00
+    assert decoded(m, 2048 + 23)["ACTIVE_CALENDAR_ID"] == 9
 
 
 def test_a_group_activates_the_new_calendar_at_the_moment(tmp_path):

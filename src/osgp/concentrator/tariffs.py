@@ -76,7 +76,6 @@ GUARD_S = 120.0  # no meter is armed later than this before the moment
 #: calendar (BT50, BT00, 4 writes, 3 reads on the simulator's PLC): its time estimate
 ARM_SHARE = 0.4
 VERIFY_S = 30.0  # tou-verify starts this long after the moment
-_DAYS = {5: 0, 6: 1}  # Saturday, Sunday index in a season record [MEP p.228]
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,11 @@ class Calendar:
         switches: List[Dict[str, Any]] = []
         for k in range(n_sw // per):
             day = list(self.day_schedules[k]) if k < len(self.day_schedules) else [(0, 0, 0)]
-            if len(day) > per or day[0][:2] != (0, 0):
-                raise ConfigurationError(f"tariffs: day schedule {k}: 1..{per} switches from 00:00")
+            times = [h * 60 + mi for h, mi, _ in day]
+            if len(day) > per or times[0] != 0 or times != sorted(set(times)) or times[-1] >= 1440:
+                raise ConfigurationError(
+                    f"tariffs: day schedule {k}: 1..{per} switches in time order from 00:00"
+                )
             day += [(0, 0, 0)] * (per - len(day))
             switches += [
                 {"TIER_SWITCH": {"NEW_TIER": t, "SWITCH_HOUR": h, "SWITCH_MIN": mi},
@@ -140,10 +142,13 @@ class Calendar:
             ]  # fmt: skip
         # RDATE: MONTH bits 0..3, OFFSET 4..7 (0), DAY 11..15 (docs/protocol.md §3.4); ACTION
         # 1 DST on, 2 DST off, 3 + n season n [MEP p.227]
-        dates = [(m | (d << 11), 3 + i) for i, (m, d, _) in enumerate(self.seasons)]
+        days = [(m, d, 3 + i) for i, (m, d, _) in enumerate(self.seasons)]
         if self.dst is not None:
-            (m1, d1), (m2, d2) = self.dst
-            dates += [(m1 | (d1 << 11), 1), (m2 | (d2 << 11), 2)]
+            days += [(*self.dst[0], 1), (*self.dst[1], 2)]
+        for m, d, _ in days:
+            if not (1 <= m <= 12 and 1 <= d <= 31):
+                raise ConfigurationError(f"tariffs: no date {m}/{d} (month 1..12, day 1..31)")
+        dates = [(m | (d << 11), a) for m, d, a in days]
         if len(dates) > n_rd:
             raise ConfigurationError(f"tariffs: {len(dates)} recurring dates, BT50 has {n_rd}")
         dates += [(0, 0)] * (n_rd - len(dates))
