@@ -36,6 +36,10 @@ def test_tou_change_1000_meters(benchmark, tmp_path, manual):
             "frames": run.frames,
             "tou_cpu_s": round(run.cpu_s, 1),
             "jobs": {k: run.states[k] for k in run.jobs},
+            "not_confirmed": sorted(
+                {o.detail[:80] for j in run.jobs.values() for o in store.outcomes(j)
+                 if o.state != "confirmed"}
+            )[:5],  # fmt: skip
         }
     )
     print(benchmark.extra_info)

@@ -488,7 +488,7 @@ class Tariffs:
             return
         ok = all(o.state == "confirmed" for o in self.ops.store.outcomes(job_id))
         at = float(job.params["at"])
-        if not ok:
+        if not ok and job.kind != "tou-activate":
             self.rollback(job_id)
         elif job.kind == "tou" and job.params.get("manual"):
             self._at(at, lambda: self.activate(job_id))
