@@ -56,7 +56,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from osgp import tables
 from osgp.concentrator.engine import Meter
 from osgp.concentrator.operations import TASKS, NotConfirmed, Operations, TaskGen
-from osgp.errors import ConfigurationError
+from osgp.errors import ConfigurationError, DeviceError
 from osgp.services.messages import PED, PENDING
 from osgp.services.procedures import ProcedureError
 from osgp.tables import TimeDate
@@ -70,7 +70,6 @@ _ET23_ACTIVE_ID = 95  # ACTIVE_CALENDAR_ID offset ("ET23.95", [MEP p.229])
 BP13, BP15 = 13, 15  # activate / clear one pending table (ANSI C12.19)
 _PED_LEN = 6  # [OPT p.10]
 _MANUAL = PED(2)  # no automatic activation [OPT p.10]
-_NOTHING_PENDING = 3  # result of BP13 / BP15 for a table with nothing pending (osgp.sim.layouts)
 GUARD_S = 120.0  # no meter is armed later than this before the moment
 #: Exchanges of an arming (BT04, the write, BT04) against those of writing a
 #: calendar (BT50, BT00, 4 writes, 3 reads on the simulator's PLC): its time estimate
@@ -292,12 +291,16 @@ def _pending_call(ops: Operations, m: Meter, run: Any, number: int) -> TaskGen:
     if before is None:
         return json.dumps({"action": "none"})
     ops._sent(m, run, {"ped": before.hex()})
+    refused: Optional[Exception] = None
     try:
         yield from ops._call(m, number, struct.pack("<H", BT54), mfg=False)
-    except ProcedureError as exc:  # a repeated call after a lost answer finds nothing pending
-        if exc.result != _NOTHING_PENDING:
-            raise
+    except (ProcedureError, DeviceError) as exc:
+        # a call repeated after its answer was lost is refused (its PSN, MEP p.52) or finds
+        # nothing pending: BT04 says whether the first one did it
+        refused = exc
     if (yield from _pending_54(ops, m)) is not None:
+        if refused is not None:
+            raise refused
         raise NotConfirmed(f"BT54 still pending after BP{number}")
     return json.dumps({"action": f"BP{number}"})
 
