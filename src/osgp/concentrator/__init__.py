@@ -1,5 +1,6 @@
 """The data concentrator: the store (devices, routes, keys, readings, jobs), keys at rest."""
 
+from osgp.concentrator import tariffs as _tariffs  # noqa: F401  (registers its operation kinds)
 from osgp.concentrator.keys import KeyVault, parse_key
 from osgp.concentrator.store import (
     AuditEntry,

@@ -15,7 +15,7 @@ import asyncio
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from osgp.concentrator import ops_control
+from osgp.concentrator import ops_control, tariffs
 from osgp.concentrator.aio import (
     QUICK_RETRIES,
     AsyncChannel,
@@ -53,6 +53,7 @@ async def run_operation(
     try:
         await attach_channels(eng, channels, opened, tasks, max_outstanding, profile)
         ops = Operations(eng, settle_s=policy.retry_s)
+        chain = tariffs.Tariffs(ops).chain  # a tou job goes on to tou-arm or tou-rollback
         jobs = ops.resume() if kind == "resume" else [ops.submit(kind, params or {}, devices)]
         while not ops.idle:
             await asyncio.sleep(_POLL_S)
@@ -60,7 +61,7 @@ async def run_operation(
                 if t.done():
                     t.result()  # raises what stopped the channel
                     raise OSGPError("a channel stopped before the operation ended")
-        return jobs
+        return jobs + [j for j in chain.values() if j not in jobs]
     finally:
         await close_channels(opened, tasks)
 
@@ -69,7 +70,7 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``op`` to an ``argparse`` subparsers object (``func`` set)."""
     op = subparsers.add_parser("op", help="fleet operations on meters as tracked store jobs")
     kinds = op.add_subparsers(dest="op_kind", required=True)
-    for kind in (*KINDS, *ops_control.TASKS, "resume", "report"):
+    for kind in (*KINDS, *ops_control.TASKS, *tariffs.KINDS, "resume", "report"):
         p = kinds.add_parser(kind, help=_HELP[kind])
         p.add_argument("--store", required=True, help="SQLAlchemy URL of the store")
         p.add_argument(
@@ -83,6 +84,7 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
         if kind.startswith("group-"):
             p.add_argument("group", type=int, help="group id 1..65534")
         ops_control.add_arguments(kind, p)
+        tariffs.add_cli_arguments(kind, p)
         p.add_argument(
             "--channel",
             action="append",
@@ -114,6 +116,7 @@ _HELP = {
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }
+_HELP.update(tariffs.HELP)
 
 
 def _op(args: argparse.Namespace) -> int:
@@ -137,6 +140,7 @@ def _op(args: argparse.Namespace) -> int:
                 channels[name] = url
             params = {"group": args.group} if args.op_kind.startswith("group-") else {}
             params.update(ops_control.params_of(args.op_kind, args))
+            params = tariffs.cli_params(args, store) or params
             jobs = asyncio.run(
                 run_operation(
                     store,

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Dict, Generator, Iterable, List, Optional
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional
 
 from osgp import tables
 from osgp.concentrator import keyrenewal
@@ -40,7 +40,7 @@ from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
 from osgp.tables import TimeDate
 
-__all__ = ["Operations", "NotConfirmed", "KINDS", "CLOCK_THRESHOLD_S", "CLOCK_STEP_S"]
+__all__ = ["Operations", "NotConfirmed", "KINDS", "TASKS", "CLOCK_THRESHOLD_S", "CLOCK_STEP_S"]
 
 TaskGen = Generator[Operation, Any, Any]
 
@@ -72,6 +72,10 @@ KINDS = (
     "group-remove",
     keyrenewal.KIND,
 )
+
+#: Tasks of kinds other modules define (``osgp.concentrator.tariffs``):
+#: kind -> ``task(operations, meter, run)``; taken before the kinds above.
+TASKS: Dict[str, Callable[..., Any]] = {}
 
 
 class NotConfirmed(ProtocolError):
@@ -116,6 +120,7 @@ class Operations:
         self.clock_threshold_s, self.clock_step_s = clock_threshold_s, clock_step_s
         self.priority = priority
         self._runs: Dict[int, _Run] = {}  # device id -> the job it runs for
+        self.on_job_done: List[Callable[[int], None]] = []  # job id: no target in work any more
         eng.on_task_done.append(self._task_done)
 
     # -- the public operations ---------------------------------------------------------------
@@ -146,7 +151,7 @@ class Operations:
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
-        if kind not in KINDS and kind not in _more.TASKS:
+        if kind not in KINDS and kind not in TASKS and kind not in _more.TASKS:
             raise ProtocolError(f"operations: unknown operation {kind!r} (one of {KINDS})")
         if kind.startswith("group-"):
             g = params.get("group")
@@ -167,7 +172,7 @@ class Operations:
         failed and sent targets (the ids of the jobs taken up)."""
         taken = []
         for job in self.store.jobs(open_only=True):
-            if job.kind in KINDS or job.kind in _more.TASKS:
+            if job.kind in KINDS or job.kind in TASKS or job.kind in _more.TASKS:
                 self._run_job(job.id)
                 taken.append(job.id)
         return taken
@@ -231,6 +236,9 @@ class Operations:
         else:
             self.store.set_outcome(run.job_id, m.device_id, "given_up", at=at, detail=str(err))
         del self._runs[m.device_id]
+        if all(r.job_id != run.job_id for r in self._runs.values()):
+            for cb in list(self.on_job_done):
+                cb(run.job_id)
 
     def _sent(self, m: Meter, run: _Run, before: Dict[str, Any]) -> None:
         """The request is about to go: keep what it is checked against."""
@@ -249,6 +257,8 @@ class Operations:
     # -- the tasks -----------------------------------------------------------------------------
     def _task(self, m: Meter, run: _Run) -> TaskGen:
         kind = run.kind
+        if kind in TASKS:
+            return (yield from TASKS[kind](self, m, run))
         if kind in _more.TASKS:  # control outputs and one-time reads (ops_control)
             return (yield from _more.TASKS[kind][1](self, m, run))
         if kind == "clock-sync":

@@ -39,6 +39,7 @@ from osgp.session.events import Event
 from osgp.session.profiles import bundle_for
 from osgp.sim import keys as sim_keys
 from osgp.sim import layouts as L
+from osgp.sim import tariff
 from osgp.sim.faults import Dice, Faults
 from osgp.sim.model import LoadModel, MeterClock, civil, seeded, splitmix64
 from osgp.tables import TimeDate
@@ -51,7 +52,7 @@ DEMAND_INTERVAL = 900  # block demand interval, seconds of meter clock (the simu
 _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2): never set
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
-_STORED = [27, 53, ET + 3]  # writable configuration tables: the image is the state
+_STORED = [27, 53, 54, ET + 3]  # writable configuration tables: the image is the state
 # STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (docs/protocol.md §3.4): the clock stays in
 # 2000..2099 (a BP10 / EP16 outside it ends with result 2)
 _CLOCK_MIN, _CLOCK_MAX = 946_684_800.0, 4_102_444_800.0
@@ -176,6 +177,8 @@ class _SimSession(DeviceSession):
             return Response(ResponseCode.BSY)
         t = req.table
         is_write = isinstance(req, (FullWrite, PartialWrite))
+        if not is_write and t >= PENDING and t not in self.tables:
+            return tariff.read_pending(port.meter, req)  # a pending image (osgp.sim.tariff)
         if is_write and (t in _RENDER or t - PENDING in _RENDER):
             return Response(ResponseCode.ISC)  # live tables and their pending images
         r = super().execute(req, profile)
@@ -808,6 +811,8 @@ class SimMeter:
         if t >= PENDING:
             s = port.session
             ped, off, data = s.pending.pop(t - PENDING)
+            old, active = self._pending.get(t - PENDING), dict.__getitem__(self.tables, t - PENDING)
+            ped, off, data = tariff.merge_pending(old, ped, off, data, active)
             self._pending[t - PENDING] = (ped, off, data, self._activation_time(ped))
             self._changed()
             self._schedule()
@@ -1023,6 +1028,7 @@ class SimMeter:
                 tables.encode(53, {"DST_TIME_EFF": TimeDate(0, 0, 0, 2, 0, 0), "DST_TIME_AMT": 60})
             ),
         )
+        dict.__setitem__(self.tables, 54, bytearray(tariff.factory_bt54()))
         dict.__setitem__(
             self.tables,
             ET + 3,
@@ -1333,9 +1339,7 @@ class SimMeter:
         return tables.encode(52, self._clock_values())
 
     def _bt55(self) -> bytes:
-        v = self._clock_values()
-        v["STATUS"] = {"CURR_TIER": LoadModel.tier(int((self.start + self.now) // 900))}
-        return tables.encode(55, v)
+        return tariff.clock_state(self)  # local clock and TOU status from BT53 / BT54
 
     def _bt61(self) -> bytes:
         return self._bt61_with(self._dims()[0])
@@ -1516,7 +1520,13 @@ class SimMeter:
 
     def _et23(self) -> bytes:
         # DISCONNECT_INTERNAL_STATUS: 0 contactor closed, 1 open (the simulator's own values)
-        return tables.encode(ET + 23, {"DISCONNECT_INTERNAL_STATUS": 0 if self.closed else 1})
+        return tables.encode(
+            ET + 23,
+            {
+                "DISCONNECT_INTERNAL_STATUS": 0 if self.closed else 1,
+                "ACTIVE_CALENDAR_ID": tariff.calendar(self).calendar_id,  # [MEP p.229]
+            },
+        )
 
     def _et54(self) -> bytes:
         usage = 0
@@ -1578,6 +1588,7 @@ _RENDER: Dict[int, Tuple[Callable[[SimMeter], Any], Callable[[SimMeter], Any]]] 
     25: (SimMeter._bt25_image, SimMeter._key_state),
     26: (SimMeter._bt26, SimMeter._key_state),
     28: (SimMeter._bt28, SimMeter._key_second),
+    50: (tariff.bt50, SimMeter._key_config),
     52: (SimMeter._bt52, SimMeter._key_second),
     55: (SimMeter._bt55, SimMeter._key_second),
     63: (SimMeter._bt63, SimMeter._key_state),
