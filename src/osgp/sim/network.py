@@ -178,6 +178,9 @@ class Segment:
         self.airtime_s = 0.0
         self.needed_airtime_s = 0.0  # airtime of distinct frames, each counted once
         self._sent: set = set()
+        # frame -> called with the time it has left the sender (a stage's
+        # transmit timer starts then, not while the frame waits for the medium)
+        self._on_air: Dict[bytes, Callable[[float], None]] = {}
         self.events: List[Event] = []
         # where session events go: kept in ``events`` unless a driver (a
         # concentrator) takes them as they happen
@@ -360,6 +363,9 @@ class Segment:
             self.needed_airtime_s += air
         self.net._capture(now, frame, self)
         self.net.at(end, self._heard, sender, frame)
+        armed = self._on_air.pop(frame, None) if self._on_air else None
+        if armed is not None:
+            armed(end)
         self.net._schedule_wake(self, self.busy_until)
 
     def _in_reach(self, position: float) -> List[Node]:
@@ -502,8 +508,16 @@ class Segment:
             / 1000.0
             + remaining * self.profile.stage_allowance_s
         )
-        # a stage retries evenly within what it waits (the agent: its transmit timer)
-        per_try = give_up / (tx.retries + 1)
+        # a stage retries evenly within what it waits (the agent: its
+        # transmit timer), but a try waits at least the transmit timer plus
+        # one clean pass of the stages beyond (a repeat sooner only doubles
+        # frames still on their way; the source's timer, chain_ms, leaves
+        # room for it); each try is timed from the end of its transmission
+        tries = tx.retries + 1
+        per_try = max(
+            give_up / tries,
+            lon_proxy.tx_timer_ms(tx.timer) / 1000.0 + remaining * self.profile.stage_allowance_s,
+        )
         node._tid = node._tid % 15 + 1
         to = _key(dest.subnet, dest.node) if isinstance(dest, lon.SubnetNode) else _ANY
         key = (to, node._tid)
@@ -517,30 +531,36 @@ class Segment:
             bytes(h[13]),
         )
         onward = lon.encode_lpdu(lon.Lpdu(out))
-        node._relays[key] = _Relay(requester, h[11] & 0x0F, len(p.repeaters), frame, onward)
+        relay = _Relay(requester, h[11] & 0x0F, len(p.repeaters), frame, onward)
+        relay.per_try, relay.tries_left = per_try, tries - 1
+        node._relays[key] = relay
         node._busy.add(frame)
         node.relayed += 1
-        self.send(node, onward)
-        for i in range(1, tx.retries + 1):
-            self.net.at(now + i * per_try, self._relay_retry, node, key)
-        self.net.at(now + give_up, self._relay_timeout, node, key)
+        self._send_try(node, key, relay)
 
-    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int]) -> None:
-        r = node._relays.get(key)
-        if r is not None:
+    def _send_try(self, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        """Send the onward frame; its timer runs from the end of its airtime."""
+        self._on_air[r.onward] = lambda end: self.net.at(
+            end + r.per_try, self._relay_retry, node, key, r
+        )
+        self.send(node, r.onward)
+
+    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        if node._relays.get(key) is not r:
+            return  # answered
+        if r.tries_left:
+            r.tries_left -= 1
             self.stats["proxy retries"] += 1
-            self.send(node, r.onward)
+            self._send_try(node, key, r)
+            return
+        del node._relays[key]
+        self.stats["proxy stage timed out"] += 1
+        self._answer(node, r, lon_proxy.encode_failure(r.count))
 
     def _relay_back(self, node: Node, key: Tuple[int, int], apdu: bytes) -> None:
         r = node._relays.pop(key)
         proxied = apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL]))
         self._answer(node, r, apdu if proxied else bytes([lon_proxy.PROXY]) + apdu)
-
-    def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int]) -> None:
-        r = node._relays.pop(key, None)
-        if r is not None:
-            self.stats["proxy stage timed out"] += 1
-            self._answer(node, r, lon_proxy.encode_failure(r.count))
 
     def _answer(self, node: Node, r: _Relay, apdu: bytes) -> None:
         me = node.address if node.address is not None else lon.SubnetNode(0, 0)
@@ -567,6 +587,8 @@ class _Relay:
     count: int  # proxy count at this stage, reported on failure
     request: bytes  # the frame that asked for the relay
     onward: bytes  # the frame sent on (resent on each retry)
+    per_try: float = 0.0  # seconds from the end of a try to the next (or to giving up)
+    tries_left: int = 0
 
 
 class Network:
