@@ -78,11 +78,14 @@ class Channel(Protocol):
 class StatusPolicy:
     """When a meter changes status: ``attempts`` task attempts in a round
     (each over the next route), ``retry_s`` between them, ``permanent_s`` in
-    temporary fault before the fault is called permanent."""
+    temporary fault before the fault is called permanent; ``idle_retry_s``:
+    how soon a retry may go instead when its channel has nothing else
+    waiting (the wait then costs channel time for nothing)."""
 
     attempts: int = 4
     retry_s: float = 120.0
     permanent_s: float = 3 * 86400.0
+    idle_retry_s: float = 10.0
 
 
 @dataclass

@@ -83,6 +83,8 @@ class Collector:
         self._active: Dict[int, Round] = {}  # device id -> its round
         self._waiting: Dict[str, Deque[Tuple[Meter, Round]]] = {}  # per channel
         self._running: Counter = Counter()  # collections in progress per channel
+        # per channel: device id -> (earliest, meter, round) of a retry not yet due
+        self._deferred: Dict[str, Dict[int, Tuple[float, Meter, Round]]] = {}
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -129,6 +131,17 @@ class Collector:
                 continue
             self._running[name] += 1
             self._launch(m, r)
+        deferred = self._deferred.get(name)
+        if deferred and not queue and self._running[name] < room:
+            # nothing else waits: a retry need not wait its whole retry_s
+            now = self.eng.runtime.time()
+            for dev, (earliest, m, r) in sorted(deferred.items(), key=lambda kv: kv[1][0]):
+                if earliest > now or self._running[name] >= room:
+                    break
+                del deferred[dev]
+                if not m.busy:
+                    self._running[name] += 1
+                    self._launch(m, r)
 
     def _launch(self, m: Meter, r: Round) -> None:
         what = self.what
@@ -170,8 +183,12 @@ class Collector:
                 r.retries += 1
                 counts["retries"] += 1
                 store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
-                retry_at = eng.runtime.time() + eng.policy.retry_s
-                eng.runtime.call_at(retry_at, partial(self._retry, m, r))
+                now = eng.runtime.time()
+                soon = now + min(eng.policy.idle_retry_s, eng.policy.retry_s)
+                entry = (soon, m, r)
+                self._deferred.setdefault(m.channel.name, {})[m.device_id] = entry
+                eng.runtime.call_at(now + eng.policy.retry_s, partial(self._retry, entry))
+                eng.runtime.call_at(soon, lambda now, ch=m.channel: self._pump(ch))
             else:
                 r.failed += 1
                 counts["reads_failed"] += 1
@@ -189,7 +206,12 @@ class Collector:
         if r.done:
             self._close(r)
 
-    def _retry(self, m: Meter, r: Round, now: float) -> None:
+    def _retry(self, entry: Tuple[float, Meter, Round], now: float) -> None:
+        _, m, r = entry
+        deferred = self._deferred.get(m.channel.name, {})
+        if deferred.get(m.device_id) is not entry:
+            return  # it went earlier, on an idle channel
+        del deferred[m.device_id]
         t0 = time.process_time()
         self._enqueue(m, r)
         r.cpu_s += time.process_time() - t0

@@ -70,9 +70,11 @@ class MediumProfile:
     # Exchanges the concentrator may have outstanding at once on the segment:
     # LonTalk's predictive p-persistent CSMA lets many transactions to
     # different nodes overlap (ISO/IEC 14908-1); the model defers by carrier
-    # sense and has no collisions, so 4 keeps the medium busy through a
-    # response timer without queueing much.  1 is strict half duplex.
-    max_outstanding: int = 4
+    # sense and has no collisions.  An exchange whose frame was lost keeps
+    # its place until its timer fires; at the default losses (7-14 % a hop)
+    # 8 keeps the medium busy through those timers (4 leaves it idle about
+    # 6 % of the time).  1 is strict half duplex.
+    max_outstanding: int = 8
 
     def airtime(self, nbytes: int) -> float:
         return (nbytes + 2 + self.preamble_bytes) * 8 / self.bitrate_bps
@@ -511,8 +513,8 @@ class Segment:
         # a stage retries evenly within what it waits (the agent: its
         # transmit timer), but a try waits at least the transmit timer plus
         # one clean pass of the stages beyond (a repeat sooner only doubles
-        # frames still on their way; the source's timer, chain_ms, leaves
-        # room for it); each try is timed from the end of its transmission
+        # frames still on their way); timers run from the end of a frame's
+        # transmission, not while it waits for the medium
         tries = tx.retries + 1
         per_try = max(
             give_up / tries,
@@ -532,30 +534,35 @@ class Segment:
         )
         onward = lon.encode_lpdu(lon.Lpdu(out))
         relay = _Relay(requester, h[11] & 0x0F, len(p.repeaters), frame, onward)
-        relay.per_try, relay.tries_left = per_try, tries - 1
+        relay.per_try, relay.tries_left, relay.give_up = per_try, tries - 1, give_up
         node._relays[key] = relay
         node._busy.add(frame)
         node.relayed += 1
         self._send_try(node, key, relay)
 
     def _send_try(self, node: Node, key: Tuple[int, int], r: _Relay) -> None:
-        """Send the onward frame; its timer runs from the end of its airtime."""
-        self._on_air[r.onward] = lambda end: self.net.at(
-            end + r.per_try, self._relay_retry, node, key, r
-        )
+        self._on_air[r.onward] = lambda end: self._tried(end, node, key, r)
         self.send(node, r.onward)
 
-    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
-        if node._relays.get(key) is not r:
-            return  # answered
+    def _tried(self, end: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        """A try has left the stage at ``end``: its timer starts."""
+        if r.deadline is None:  # the stage gives up what it waits after its first try
+            r.deadline = end + r.give_up
+            self.net.at(r.deadline, self._relay_timeout, node, key, r)
         if r.tries_left:
+            self.net.at(end + r.per_try, self._relay_retry, node, key, r)
+
+    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        if node._relays.get(key) is r and r.deadline is not None and now < r.deadline:
             r.tries_left -= 1
             self.stats["proxy retries"] += 1
             self._send_try(node, key, r)
-            return
-        del node._relays[key]
-        self.stats["proxy stage timed out"] += 1
-        self._answer(node, r, lon_proxy.encode_failure(r.count))
+
+    def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        if node._relays.get(key) is r:
+            del node._relays[key]
+            self.stats["proxy stage timed out"] += 1
+            self._answer(node, r, lon_proxy.encode_failure(r.count))
 
     def _relay_back(self, node: Node, key: Tuple[int, int], apdu: bytes) -> None:
         r = node._relays.pop(key)
@@ -587,8 +594,10 @@ class _Relay:
     count: int  # proxy count at this stage, reported on failure
     request: bytes  # the frame that asked for the relay
     onward: bytes  # the frame sent on (resent on each retry)
-    per_try: float = 0.0  # seconds from the end of a try to the next (or to giving up)
+    per_try: float = 0.0  # seconds from the end of a try to the next
     tries_left: int = 0
+    give_up: float = 0.0  # seconds from the end of the first try to the 0x4C answer
+    deadline: Optional[float] = None
 
 
 class Network:
