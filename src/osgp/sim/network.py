@@ -75,6 +75,9 @@ class MediumProfile:
     # 8 keeps the medium busy through those timers (4 leaves it idle about
     # 6 % of the time).  1 is strict half duplex.
     max_outstanding: int = 8
+    # No frame lost within reach (the signal figures stay as they are): a
+    # medium on which collection measures its scheduling alone.
+    loss_free: bool = False
 
     def airtime(self, nbytes: int) -> float:
         return (nbytes + 2 + self.preamble_bytes) * 8 / self.bitrate_bps
@@ -92,11 +95,15 @@ class MediumProfile:
         span = self.tx_level_db - self.noise_floor_db
         if margin <= 0:
             return 1.0
+        if self.loss_free:
+            return 0.0
         return self.base_loss + (1 - self.base_loss) * (1 - min(margin, span) / span) ** 4
 
     def loss(self, distance: float) -> float:
         if distance > self.reach_m:
             return 1.0
+        if self.loss_free:
+            return 0.0
         return self.base_loss + (1 - self.base_loss) * (distance / self.reach_m) ** 4
 
 
@@ -179,6 +186,7 @@ class Segment:
         self.stats: Counter = Counter()
         self.airtime_s = 0.0
         self.needed_airtime_s = 0.0  # airtime of distinct frames, each counted once
+        self.needed_frames = 0
         self._sent: set = set()
         # frame -> called with the time it has left the sender (a stage's
         # transmit timer starts then, not while the frame waits for the medium)
@@ -363,6 +371,7 @@ class Segment:
         if h not in self._sent:  # a frame's first transmission (retries repeat it)
             self._sent.add(h)
             self.needed_airtime_s += air
+            self.needed_frames += 1
         self.net._capture(now, frame, self)
         self.net.at(end, self._heard, sender, frame)
         armed = self._on_air.pop(frame, None) if self._on_air else None
