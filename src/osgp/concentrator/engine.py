@@ -200,6 +200,18 @@ class Concentrator:
         )
         m.channel.attach(m.session)
 
+    def move(self, m: Meter, channel: Channel, address: lon.SubnetNode, routes: List[Any]) -> None:
+        """The meter is now ``address`` on ``channel`` with ``routes`` (a
+        re-evaluation found it there): its session moves, sequence state kept."""
+        old = m.session
+        state = old.state() if old is not None else None
+        if old is not None:
+            m.channel.detach(old)
+            m.session = None
+        self.stats["meters moved" if channel is not m.channel else "route changes"] += 1
+        m.channel, m.address, m.routes, m.route_index = channel, address, routes, 0
+        self._open(m, state)
+
     def reroute(self, m: Meter) -> bool:
         """Move to the next alternate route (False: none left)."""
         if len(m.routes) < 2:

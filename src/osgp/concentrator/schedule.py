@@ -20,10 +20,10 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import PERMANENT_FAULT, Concentrator, Meter, Task
-from osgp.errors import OSGPError
+from osgp.errors import ConfigurationError, OSGPError
 from osgp.session.events import Priority
 
-__all__ = ["Round", "Collector"]
+__all__ = ["Round", "Collector", "periodic"]
 
 
 @dataclass
@@ -85,6 +85,7 @@ class Collector:
         self._running: Counter = Counter()  # collections in progress per channel
         # per channel: device id -> (earliest, meter, round) of a retry not yet due
         self._deferred: Dict[str, Dict[int, Tuple[float, Meter, Round]]] = {}
+        self._on: Dict[int, str] = {}  # device id -> the channel its collection counts on
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -143,7 +144,11 @@ class Collector:
                     self._running[name] += 1
                     self._launch(m, r)
 
+    def _pump_at(self, channel: Any, now: float) -> None:
+        self._pump(channel)
+
     def _launch(self, m: Meter, r: Round) -> None:
+        self._on[m.device_id] = m.channel.name  # counted there even if the meter moves
         what = self.what
         if m.status == PERMANENT_FAULT:
             what = dict(what, load_profile=False, events=False)  # a probe only
@@ -158,7 +163,7 @@ class Collector:
         if task.name != "collect":
             return
         m = task.meter
-        self._running[m.channel.name] -= 1
+        self._running[self._on.pop(m.device_id, m.channel.name)] -= 1
         r = self._active.get(m.device_id)
         if r is None:
             self._pump(m.channel)
@@ -188,7 +193,7 @@ class Collector:
                 entry = (soon, m, r)
                 self._deferred.setdefault(m.channel.name, {})[m.device_id] = entry
                 eng.runtime.call_at(now + eng.policy.retry_s, partial(self._retry, entry))
-                eng.runtime.call_at(soon, lambda now, ch=m.channel: self._pump(ch))
+                eng.runtime.call_at(soon, partial(self._pump_at, m.channel))
             else:
                 r.failed += 1
                 counts["reads_failed"] += 1
@@ -229,3 +234,24 @@ class Collector:
             )
         if self.on_round_done is not None:
             self.on_round_done(r)
+
+
+def periodic(
+    runtime: Any, interval_s: float, fn: Callable[[float], Any], *, first: Optional[float] = None
+) -> Callable[[], None]:
+    """Call ``fn(now)`` every ``interval_s`` seconds of ``runtime`` from
+    ``first`` (default: one interval from now), e.g. a
+    :class:`~osgp.concentrator.reevaluation.Reevaluator`'s ``start``;
+    returns a function that stops it."""
+    if interval_s <= 0:
+        raise ConfigurationError("periodic: the interval must be positive")
+    stopped = [False]
+
+    def tick(now: float) -> None:
+        if stopped[0]:
+            return
+        fn(now)
+        runtime.call_at(now + interval_s, tick)
+
+    runtime.call_at(runtime.time() + interval_s if first is None else first, tick)
+    return lambda: stopped.__setitem__(0, True)

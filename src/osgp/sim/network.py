@@ -282,6 +282,7 @@ class Segment:
         self.router.listen(engine, engine.listens)
         self.arbiter.add(engine)
         engine.watch(lambda s: self.net._schedule_wake(self))
+        self.net._schedule_wake(self)  # it may want the medium now
 
     def detach_engine(self, engine: Any) -> None:
         self.router.unlisten(engine)
