@@ -429,7 +429,7 @@ def to_reads(exchanges: Sequence[_Exchange], report: Report) -> List[_Read]:
 def reassemble(reads: Sequence[_Read], report: Report) -> List[Image]:
     """Table images: a full read as it is; partial reads of one table placed
     at their offsets, a run starting at offset 0 and ending at the next
-    read from offset 0 or at a full read."""
+    read from offset 0 past its first piece or at a full read."""
     images: List[Image] = []
     runs: Dict[Tuple[Device, int], Tuple[bytearray, int, bool]] = {}
 
@@ -447,7 +447,10 @@ def reassemble(reads: Sequence[_Read], report: Report) -> List[Image]:
                 close(k)
             images.append(Image(r.device, r.table, r.ts_ns, r.data))
             continue
-        if r.offset == 0 and k in runs:
+        # a read from offset 0 starts a new run, unless the run holds that
+        # first read alone: then it is the same piece read again (a session
+        # repeats a piece as a new transaction after a proxy failure)
+        if r.offset == 0 and k in runs and len(runs[k][0]) > len(r.data):
             close(k)
         buf, _, gap = runs.get(k, (bytearray(), 0, r.offset != 0))
         if r.offset > len(buf):
