@@ -698,13 +698,16 @@ end
 local S
 
 function osgp.init()
-    S = { pending = {}, req_of = {}, resp_of = {}, info = {}, mep_kind = {}, mep_last = nil }
+    S = { pending = {}, req_of = {}, resp_of = {}, info = {}, mep_kind = {}, mep_last = nil,
+          last = {}, again_of = {} }
     load_keys()
 end
 
 
--- a response: the frame of its request (first pass pairs, later passes look up);
--- ``keys``: the exchange keys to try, most specific first
+-- a response: the frame of its request (first pass pairs, later passes look up),
+-- and for a repeated answer of an exchange already answered (a repeater's saved
+-- answer to a retry) the request it answers again; ``keys``: the exchange keys
+-- to try, most specific first
 local function pair_response(pinfo, keys)
     local rq = S.req_of[pinfo.number]
     if rq == nil and not pinfo.visited then
@@ -712,12 +715,18 @@ local function pair_response(pinfo, keys)
             local cand = S.pending[key]
             if cand ~= nil and cand < pinfo.number then
                 S.req_of[pinfo.number], S.resp_of[cand] = cand, pinfo.number
-                S.pending[key] = nil
-                return cand
+                S.pending[key], S.last[key] = nil, cand
+                return cand, nil
+            end
+        end
+        for _, key in ipairs(keys) do
+            if S.last[key] ~= nil then
+                S.again_of[pinfo.number] = S.last[key]
+                break
             end
         end
     end
-    return rq
+    return rq, S.again_of[pinfo.number]
 end
 
 local function note_request(pinfo, keys, info)
@@ -1180,8 +1189,8 @@ local function dissect_plc(tvb, pinfo, tree)
         if info.repeaters then pinfo.cols.info:append(string.format(" (proxy, %d repeater(s))", info.repeaters)) end
         return
     end
-    local rq = pair_response(pinfo, key)
-    local req = rq and S.info[rq]
+    local rq, again = pair_response(pinfo, key)
+    local req = (rq or again) and S.info[rq or again]
     add_pairing(t, pinfo)
     if req then addr = req.addr end
     if code == C.PROXY.code or code == C.PROXY.fail then
