@@ -152,3 +152,31 @@ def test_periodic_calls_at_its_interval_until_stopped():
     stop()
     net.run(until=1000.0)
     assert np.allclose(calls, [50.0, 150.0, 250.0, 350.0])
+
+
+def test_a_meter_on_a_new_path_of_its_segment_is_re_routed_and_read(world):
+    fleet, plans, topologies, store, eng = world
+    net = fleet.network
+    a = fleet.segments[0]
+    t0 = topologies[0]
+    relays = {p for r in t0.meters.values() for p in r.path}
+    nid = next(n for n in sorted(t0.meters) if not t0.meters[n].path and n not in relays)
+    far = max(t0.meters, key=lambda n: fleet.node(n).position)
+    dev = store.device_by_neuron(nid).id
+    col = Collector(eng)
+    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
+    fleet.move(nid, a.name, fleet.node(far).position - 5.0)  # out beyond direct reach
+    reev.start()
+    net.run(until=net.now + 3 * H)
+    (r,) = reev.history
+    assert nid in r.rerouted and not r.moved
+    (path,) = [c for c in r.changes if c.nid == nid]
+    assert path.reason == "path" and path.new_path and path.new_path == a.route_to(nid)
+    assert [len(x.path) for x in store.routes(dev)][0] == len(path.new_path)
+    relayed = fleet.node(path.new_path[0]).relayed
+    done = col.start_round("after")
+    net.run(until=net.now + 2 * H)
+    assert done.done and dev not in done.missed
+    # read through its new repeater, which relayed the exchanges
+    assert fleet.node(path.new_path[0]).relayed > relayed
+    assert store.registers(dev).num_rows > 0
