@@ -193,8 +193,9 @@ def test_commissioning_again_is_idempotent(world):
     seg.detach_engine(c)
     for n in nids:
         out = c.results[n]
-        # the factory key is refused (0x0B), the same request under the new key applies
-        assert out.ok and out.attempts == 2
+        # the factory key is refused (0x0B), the same request under the new key
+        # applies (a pass that lost its exchanges adds its attempts before it)
+        assert out.ok and out.attempts >= 2
         assert (fleet.node(n).address, fleet.meters[n].groups) == before[n]
 
 

@@ -625,7 +625,7 @@ def to_reads(p: _Plain, report: Report) -> _Reads:
 def reassemble(r: _Reads, report: Report) -> List[Image]:
     """Table images: a full read as it is; partial reads of one table placed
     at their offsets, a run starting at offset 0 and ending at the next
-    read from offset 0 or at a full read.  Runs of reads that follow each
+    read from offset 0 past its first piece or at a full read.  Runs of reads that follow each
     other without gap or overlap are joined in one gather; the others are
     placed one read at a time."""
     key = (r.dev << 16) | r.table
@@ -635,7 +635,11 @@ def reassemble(r: _Reads, report: Report) -> List[Image]:
     full = off < 0
     start = np.ones(n, dtype=bool)
     if n > 1:
-        start[1:] = (k[1:] != k[:-1]) | full[1:] | full[:-1] | (off[1:] == 0)
+        # a read from offset 0 starts a new run, unless it reads again the
+        # run's lone first piece (a session repeats a piece as a new
+        # transaction after a proxy failure)
+        again = (off[:-1] == 0) & (dn[:-1] <= dn[1:])
+        start[1:] = (k[1:] != k[:-1]) | full[1:] | full[:-1] | ((off[1:] == 0) & ~again)
     run = np.cumsum(start) - 1
     first = np.flatnonzero(start)
     ends = np.append(first[1:], n)

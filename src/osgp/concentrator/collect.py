@@ -139,6 +139,19 @@ class _LpPlan:
         return out
 
 
+def _coalesce(ranges: Any) -> List[Tuple[int, int]]:
+    """(offset, count) ranges in offset order with adjacent ones merged: one
+    partial read each, which the session splits at the link's read limit,
+    instead of a request (and its frames) per piece."""
+    out: List[Tuple[int, int]] = []
+    for off, count in sorted(ranges):
+        if out and out[-1][0] + out[-1][1] == off:
+            out[-1] = (out[-1][0], out[-1][1] + count)
+        else:
+            out.append((off, count))
+    return out
+
+
 def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: bytes) -> Any:
     """The new intervals as store columns (ts_utc, channel, value, raw, status)."""
     lp = loadprofile.decode(dims[61], dims[62], bt63, image, bt00=dims[0], unread_only=True)
@@ -210,7 +223,7 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
     for _ in range(_LP_TRIES):
         plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
         image = bytearray(plan.size)
-        for _, off, count in plan.reads():
+        for off, count in _coalesce((off, count) for _, off, count in plan.reads()):
             image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
         # an interval that closed while the blocks were read moves the open
         # block's BLK_END_TIME away from the BT63 the reads were planned on
@@ -258,9 +271,9 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     head = tables.decode(74, bytes(image), ctx)
     unread = min(head["NBR_UNREAD_ENTRIES"], head["NBR_VALID_ENTRIES"])
     last, desc = head["LAST_ENTRY_ELEMENT"], head["HIST_FLAGS"]["ORDER"]
-    for slot in sorted((last + b) % n_all if desc else (last - b) % n_all for b in range(unread)):
-        off = _LOG_HEADER + slot * entry
-        image[off : off + entry] = yield m.session.read(74, off, entry, priority=priority)
+    slots = ((last + b) % n_all if desc else (last - b) % n_all for b in range(unread))
+    for off, count in _coalesce((_LOG_HEADER + slot * entry, entry) for slot in slots):
+        image[off : off + count] = yield m.session.read(74, off, count, priority=priority)
     log = loadprofile.decode_event_log(m.dims[71], bytes(image), bt00=m.dims[0])
     rows = [
         (

@@ -577,6 +577,7 @@ class Discovery(Engine):
             frontier = [n for n in self.nodes.values() if n.level == level]
             frontier.sort(key=self._outward)
             grew = False
+            barren = 0
             for cand in frontier:
                 if not (yield from self._address(cand)):
                     continue
@@ -584,8 +585,11 @@ class Discovery(Engine):
                 complete = yield from self._sweep(cand, level + 1)
                 after = sum(1 for n in self.nodes.values() if n.level == level + 1)
                 grew = grew or after > before
-                if complete and after == before:
-                    break  # the next proxy out would reach no further
+                barren = barren + 1 if complete and after == before else 0
+                if barren == 2:
+                    # the next proxy out would reach no further (two in a
+                    # row: one's sweep may have lost every answer)
+                    break
             if not grew:
                 break
             level += 1

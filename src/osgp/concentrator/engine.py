@@ -78,11 +78,14 @@ class Channel(Protocol):
 class StatusPolicy:
     """When a meter changes status: ``attempts`` task attempts in a round
     (each over the next route), ``retry_s`` between them, ``permanent_s`` in
-    temporary fault before the fault is called permanent."""
+    temporary fault before the fault is called permanent; ``idle_retry_s``:
+    how soon a retry may go instead when its channel has nothing else
+    waiting (the wait then costs channel time for nothing)."""
 
     attempts: int = 4
     retry_s: float = 120.0
     permanent_s: float = 3 * 86400.0
+    idle_retry_s: float = 10.0
 
 
 @dataclass
@@ -203,6 +206,18 @@ class Concentrator:
             profile=getattr(m.channel, "link_profile", None),  # a channel's own link timers
         )
         m.channel.attach(m.session)
+
+    def move(self, m: Meter, channel: Channel, address: lon.SubnetNode, routes: List[Any]) -> None:
+        """The meter is now ``address`` on ``channel`` with ``routes`` (a
+        re-evaluation found it there): its session moves, sequence state kept."""
+        old = m.session
+        state = old.state() if old is not None else None
+        if old is not None:
+            m.channel.detach(old)
+            m.session = None
+        self.stats["meters moved" if channel is not m.channel else "route changes"] += 1
+        m.channel, m.address, m.routes, m.route_index = channel, address, routes, 0
+        self._open(m, state)
 
     def reroute(self, m: Meter) -> bool:
         """Move to the next alternate route (False: none left)."""

@@ -20,10 +20,10 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import PERMANENT_FAULT, Concentrator, Meter, Task
-from osgp.errors import OSGPError
+from osgp.errors import ConfigurationError, OSGPError
 from osgp.session.events import Priority
 
-__all__ = ["Round", "Collector"]
+__all__ = ["Round", "Collector", "periodic"]
 
 
 @dataclass
@@ -83,6 +83,9 @@ class Collector:
         self._active: Dict[int, Round] = {}  # device id -> its round
         self._waiting: Dict[str, Deque[Tuple[Meter, Round]]] = {}  # per channel
         self._running: Counter = Counter()  # collections in progress per channel
+        # per channel: device id -> (earliest, meter, round) of a retry not yet due
+        self._deferred: Dict[str, Dict[int, Tuple[float, Meter, Round]]] = {}
+        self._on: Dict[int, str] = {}  # device id -> the channel its collection counts on
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -129,8 +132,23 @@ class Collector:
                 continue
             self._running[name] += 1
             self._launch(m, r)
+        deferred = self._deferred.get(name)
+        if deferred and not queue and self._running[name] < room:
+            # nothing else waits: a retry need not wait its whole retry_s
+            now = self.eng.runtime.time()
+            for dev, (earliest, m, r) in sorted(deferred.items(), key=lambda kv: kv[1][0]):
+                if earliest > now or self._running[name] >= room:
+                    break
+                del deferred[dev]
+                if not m.busy:
+                    self._running[name] += 1
+                    self._launch(m, r)
+
+    def _pump_at(self, channel: Any, now: float) -> None:
+        self._pump(channel)
 
     def _launch(self, m: Meter, r: Round) -> None:
+        self._on[m.device_id] = m.channel.name  # counted there even if the meter moves
         what = self.what
         if m.status == PERMANENT_FAULT:
             what = dict(what, load_profile=False, events=False)  # a probe only
@@ -145,7 +163,7 @@ class Collector:
         if task.name != "collect":
             return
         m = task.meter
-        self._running[m.channel.name] -= 1
+        self._running[self._on.pop(m.device_id, m.channel.name)] -= 1
         r = self._active.get(m.device_id)
         if r is None:
             self._pump(m.channel)
@@ -170,8 +188,12 @@ class Collector:
                 r.retries += 1
                 counts["retries"] += 1
                 store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
-                retry_at = eng.runtime.time() + eng.policy.retry_s
-                eng.runtime.call_at(retry_at, partial(self._retry, m, r))
+                now = eng.runtime.time()
+                soon = now + min(eng.policy.idle_retry_s, eng.policy.retry_s)
+                entry = (soon, m, r)
+                self._deferred.setdefault(m.channel.name, {})[m.device_id] = entry
+                eng.runtime.call_at(now + eng.policy.retry_s, partial(self._retry, entry))
+                eng.runtime.call_at(soon, partial(self._pump_at, m.channel))
             else:
                 r.failed += 1
                 counts["reads_failed"] += 1
@@ -189,7 +211,12 @@ class Collector:
         if r.done:
             self._close(r)
 
-    def _retry(self, m: Meter, r: Round, now: float) -> None:
+    def _retry(self, entry: Tuple[float, Meter, Round], now: float) -> None:
+        _, m, r = entry
+        deferred = self._deferred.get(m.channel.name, {})
+        if deferred.get(m.device_id) is not entry:
+            return  # it went earlier, on an idle channel
+        del deferred[m.device_id]
         t0 = time.process_time()
         self._enqueue(m, r)
         r.cpu_s += time.process_time() - t0
@@ -207,3 +234,24 @@ class Collector:
             )
         if self.on_round_done is not None:
             self.on_round_done(r)
+
+
+def periodic(
+    runtime: Any, interval_s: float, fn: Callable[[float], Any], *, first: Optional[float] = None
+) -> Callable[[], None]:
+    """Call ``fn(now)`` every ``interval_s`` seconds of ``runtime`` from
+    ``first`` (default: one interval from now), e.g. a
+    :class:`~osgp.concentrator.reevaluation.Reevaluator`'s ``start``;
+    returns a function that stops it."""
+    if interval_s <= 0:
+        raise ConfigurationError("periodic: the interval must be positive")
+    stopped = [False]
+
+    def tick(now: float) -> None:
+        if stopped[0]:
+            return
+        fn(now)
+        runtime.call_at(now + interval_s, tick)
+
+    runtime.call_at(runtime.time() + interval_s if first is None else first, tick)
+    return lambda: stopped.__setitem__(0, True)

@@ -70,9 +70,14 @@ class MediumProfile:
     # Exchanges the concentrator may have outstanding at once on the segment:
     # LonTalk's predictive p-persistent CSMA lets many transactions to
     # different nodes overlap (ISO/IEC 14908-1); the model defers by carrier
-    # sense and has no collisions, so 4 keeps the medium busy through a
-    # response timer without queueing much.  1 is strict half duplex.
-    max_outstanding: int = 4
+    # sense and has no collisions.  An exchange whose frame was lost keeps
+    # its place until its timer fires; at the default losses (7-14 % a hop)
+    # 8 keeps the medium busy through those timers (4 leaves it idle about
+    # 6 % of the time).  1 is strict half duplex.
+    max_outstanding: int = 8
+    # No frame lost within reach (the signal figures stay as they are): a
+    # medium on which collection measures its scheduling alone.
+    loss_free: bool = False
 
     def airtime(self, nbytes: int) -> float:
         return (nbytes + 2 + self.preamble_bytes) * 8 / self.bitrate_bps
@@ -90,11 +95,15 @@ class MediumProfile:
         span = self.tx_level_db - self.noise_floor_db
         if margin <= 0:
             return 1.0
+        if self.loss_free:
+            return 0.0
         return self.base_loss + (1 - self.base_loss) * (1 - min(margin, span) / span) ** 4
 
     def loss(self, distance: float) -> float:
         if distance > self.reach_m:
             return 1.0
+        if self.loss_free:
+            return 0.0
         return self.base_loss + (1 - self.base_loss) * (distance / self.reach_m) ** 4
 
 
@@ -177,7 +186,11 @@ class Segment:
         self.stats: Counter = Counter()
         self.airtime_s = 0.0
         self.needed_airtime_s = 0.0  # airtime of distinct frames, each counted once
+        self.needed_frames = 0
         self._sent: set = set()
+        # frame -> called with the time it has left the sender (a stage's
+        # transmit timer starts then, not while the frame waits for the medium)
+        self._on_air: Dict[bytes, Callable[[float], None]] = {}
         self.events: List[Event] = []
         # where session events go: kept in ``events`` unless a driver (a
         # concentrator) takes them as they happen
@@ -269,6 +282,7 @@ class Segment:
         self.router.listen(engine, engine.listens)
         self.arbiter.add(engine)
         engine.watch(lambda s: self.net._schedule_wake(self))
+        self.net._schedule_wake(self)  # it may want the medium now
 
     def detach_engine(self, engine: Any) -> None:
         self.router.unlisten(engine)
@@ -358,8 +372,12 @@ class Segment:
         if h not in self._sent:  # a frame's first transmission (retries repeat it)
             self._sent.add(h)
             self.needed_airtime_s += air
+            self.needed_frames += 1
         self.net._capture(now, frame, self)
         self.net.at(end, self._heard, sender, frame)
+        armed = self._on_air.pop(frame, None) if self._on_air else None
+        if armed is not None:
+            armed(end)
         self.net._schedule_wake(self, self.busy_until)
 
     def _in_reach(self, position: float) -> List[Node]:
@@ -502,8 +520,16 @@ class Segment:
             / 1000.0
             + remaining * self.profile.stage_allowance_s
         )
-        # a stage retries evenly within what it waits (the agent: its transmit timer)
-        per_try = give_up / (tx.retries + 1)
+        # a stage retries evenly within what it waits (the agent: its
+        # transmit timer), but a try waits at least the transmit timer plus
+        # one clean pass of the stages beyond (a repeat sooner only doubles
+        # frames still on their way); timers run from the end of a frame's
+        # transmission, not while it waits for the medium
+        tries = tx.retries + 1
+        per_try = max(
+            give_up / tries,
+            lon_proxy.tx_timer_ms(tx.timer) / 1000.0 + remaining * self.profile.stage_allowance_s,
+        )
         node._tid = node._tid % 15 + 1
         to = _key(dest.subnet, dest.node) if isinstance(dest, lon.SubnetNode) else _ANY
         key = (to, node._tid)
@@ -517,30 +543,41 @@ class Segment:
             bytes(h[13]),
         )
         onward = lon.encode_lpdu(lon.Lpdu(out))
-        node._relays[key] = _Relay(requester, h[11] & 0x0F, len(p.repeaters), frame, onward)
+        relay = _Relay(requester, h[11] & 0x0F, len(p.repeaters), frame, onward)
+        relay.per_try, relay.tries_left, relay.give_up = per_try, tries - 1, give_up
+        node._relays[key] = relay
         node._busy.add(frame)
         node.relayed += 1
-        self.send(node, onward)
-        for i in range(1, tx.retries + 1):
-            self.net.at(now + i * per_try, self._relay_retry, node, key)
-        self.net.at(now + give_up, self._relay_timeout, node, key)
+        self._send_try(node, key, relay)
 
-    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int]) -> None:
-        r = node._relays.get(key)
-        if r is not None:
+    def _send_try(self, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        self._on_air[r.onward] = lambda end: self._tried(end, node, key, r)
+        self.send(node, r.onward)
+
+    def _tried(self, end: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        """A try has left the stage at ``end``: its timer starts."""
+        if r.deadline is None:  # the stage gives up what it waits after its first try
+            r.deadline = end + r.give_up
+            self.net.at(r.deadline, self._relay_timeout, node, key, r)
+        if r.tries_left:
+            self.net.at(end + r.per_try, self._relay_retry, node, key, r)
+
+    def _relay_retry(self, now: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        if node._relays.get(key) is r and r.deadline is not None and now < r.deadline:
+            r.tries_left -= 1
             self.stats["proxy retries"] += 1
-            self.send(node, r.onward)
+            self._send_try(node, key, r)
+
+    def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int], r: _Relay) -> None:
+        if node._relays.get(key) is r:
+            del node._relays[key]
+            self.stats["proxy stage timed out"] += 1
+            self._answer(node, r, lon_proxy.encode_failure(r.count))
 
     def _relay_back(self, node: Node, key: Tuple[int, int], apdu: bytes) -> None:
         r = node._relays.pop(key)
         proxied = apdu[:1] in (bytes([lon_proxy.PROXY]), bytes([lon_proxy.PROXY_FAIL]))
         self._answer(node, r, apdu if proxied else bytes([lon_proxy.PROXY]) + apdu)
-
-    def _relay_timeout(self, now: float, node: Node, key: Tuple[int, int]) -> None:
-        r = node._relays.pop(key, None)
-        if r is not None:
-            self.stats["proxy stage timed out"] += 1
-            self._answer(node, r, lon_proxy.encode_failure(r.count))
 
     def _answer(self, node: Node, r: _Relay, apdu: bytes) -> None:
         me = node.address if node.address is not None else lon.SubnetNode(0, 0)
@@ -567,6 +604,10 @@ class _Relay:
     count: int  # proxy count at this stage, reported on failure
     request: bytes  # the frame that asked for the relay
     onward: bytes  # the frame sent on (resent on each retry)
+    per_try: float = 0.0  # seconds from the end of a try to the next
+    tries_left: int = 0
+    give_up: float = 0.0  # seconds from the end of the first try to the 0x4C answer
+    deadline: Optional[float] = None
 
 
 class Network:
