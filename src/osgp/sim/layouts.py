@@ -34,6 +34,10 @@ EP27        ACTION:UINT8 (0 add, 1 remove, 2 remove all),            NBR_GROUPS:
             GROUP_ID:UINT16 (absent for 2); at most 10 groups
             (ET11 NBR_GROUP_IDS, Optical guide p.41: CONFIRMED)
 EP34        none (demand reset)                                    NBR_RESETS:UINT8
+EP08        IMAGE_LENGTH:UINT32, PACKET_SIZE:UINT8, VERSION:UINT16, HELD:UINT16
+            CHECK_TYPE:UINT8, CHECK:16 (osgp.services.firmware)
+EP09        PACKET:UINT16, DATA (osgp.services.firmware)             --
+EP10        AT:UINT32 meter-clock epoch second (0 = now)            --
 ==========  =====================================================  ================
 
 Result codes are C12.19's (MEP guide p.53): 0 completed, 1 accepted, 2 invalid
@@ -66,6 +70,9 @@ __all__ = [
     "EP23",
     "EP27",
     "EP34",
+    "EP08",
+    "EP09",
+    "EP10",
     "EP",
     "EVENTS",
     "MFG_EVENTS",
@@ -82,6 +89,7 @@ __all__ = [
 EP = 2048  # manufacturer flag in the procedure id (BT07 bit 11)
 BP05, BP10, BP12, BP13, BP14, BP15 = 5, 10, 12, 13, 14, 15
 EP11, EP12, EP16, EP23, EP27, EP34 = EP + 11, EP + 12, EP + 16, EP + 23, EP + 27, EP + 34
+EP08, EP09, EP10 = EP + 8, EP + 9, EP + 10  # firmware download (osgp.services.firmware)
 
 LIST_HISTORY, LIST_SELF_READS, LIST_LP_SET1 = 1, 2, 3
 SET_TIME, SET_DATE, SET_QUAL = 1, 2, 4
@@ -102,6 +110,9 @@ PARAMETER_SIZES: Dict[int, Tuple[int, ...]] = {
     EP23: (1,),
     EP27: (1, 3),
     EP34: (0,),
+    EP08: (24,),
+    EP09: tuple(range(3, 73)),
+    EP10: (4,),
 }
 
 #: ANSI C12.19 standard event numbers (INFERRED for OSGP, see above).
@@ -127,4 +138,6 @@ MFG_EVENTS = {
     "group added": 3,
     "group removed": 4,
     "load profile reset": 5,
+    "code bank changed": 64,  # firmware switched (osgp.sim.firmware)
+    "firmware rejected": 65,
 }
