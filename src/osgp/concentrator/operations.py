@@ -33,6 +33,7 @@ from typing import Any, Dict, Generator, Iterable, List, Optional
 from osgp import tables
 from osgp.concentrator.collect import read_dims
 from osgp.concentrator.engine import Concentrator, Meter, Task
+from osgp.concentrator.firmware import FirmwareRunner, firmware_params
 from osgp.errors import DeviceError, ProtocolError
 from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
@@ -68,6 +69,7 @@ KINDS = (
     "self-read",
     "group-add",
     "group-remove",
+    "firmware",  # osgp.concentrator.firmware
 )
 
 
@@ -114,6 +116,7 @@ class Operations:
         self.priority = priority
         self._runs: Dict[int, _Run] = {}  # device id -> the job it runs for
         eng.on_task_done.append(self._task_done)
+        self.firmware_runner = FirmwareRunner(self)
 
     # -- the public operations ---------------------------------------------------------------
     def clock_sync(self, devices: Optional[Iterable[int]] = None) -> int:
@@ -136,6 +139,18 @@ class Operations:
 
     def group_remove(self, group: int, devices: Optional[Iterable[int]] = None) -> int:
         return self.submit("group-remove", {"group": group}, devices)
+
+    def firmware(
+        self,
+        image: bytes,
+        version: int,
+        group: int,
+        devices: Optional[Iterable[int]] = None,
+        **kw: Any,
+    ) -> int:
+        """Download ``image`` (firmware word ``version``) to the meters of
+        broadcast ``group``; ``kw``: :func:`~osgp.concentrator.firmware.firmware_params`."""
+        return self.submit("firmware", firmware_params(image, version, group, **kw), devices)
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
@@ -170,7 +185,7 @@ class Operations:
     @property
     def idle(self) -> bool:
         """No target of any job is still being worked on."""
-        return not self._runs
+        return not self._runs and self.firmware_runner.idle
 
     # -- running -----------------------------------------------------------------------------
     def _utc(self) -> float:
@@ -178,6 +193,8 @@ class Operations:
 
     def _run_job(self, job_id: int) -> None:
         job = self.store.job(job_id)
+        if job.kind == "firmware":
+            return self.firmware_runner.run(job_id)
         for o in self.store.outcomes(job_id):
             if o.state not in ("pending", "failed", "sent"):
                 continue

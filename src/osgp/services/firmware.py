@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import List, Optional
 
 from osgp.errors import ConfigurationError, TruncatedError
 from osgp.security.aes_psk import firmware_image_mac
@@ -111,9 +111,7 @@ class Download:
         return -(-self.length // self.packet_size)
 
     def encode(self) -> bytes:
-        return _EP08.pack(
-            self.length, self.packet_size, self.version, self.check_type, self.check
-        )
+        return _EP08.pack(self.length, self.packet_size, self.version, self.check_type, self.check)
 
     @classmethod
     def decode(cls, params: bytes) -> Download:
@@ -137,7 +135,8 @@ class Download:
             raise ConfigurationError(f"packet size {packet_size}: 1..{PACKET_SIZE + 6}")
         if not image:
             raise ConfigurationError("an empty firmware image")
-        return cls(len(image), packet_size, version, check_type, image_check(image, check_type, key))
+        check = image_check(image, check_type, key)
+        return cls(len(image), packet_size, version, check_type, check)
 
     def packet(self, image: bytes, i: int) -> bytes:
         """EP09 parameters of packet ``i``."""
@@ -178,7 +177,9 @@ class CodeBank:
             raise TruncatedError(
                 layer="table.et17", offset=0, needed=ET17_HEADER, remaining=len(data)
             )
-        return cls(*_ET17.unpack_from(data), bitmap=bytes(data[ET17_HEADER:]))
+        state, active, new, length, size, packets, held, at = _ET17.unpack_from(data)
+        bitmap = bytes(data[ET17_HEADER:])
+        return cls(state, active, new, length, size, packets, held, at, bitmap)
 
     def missing(self) -> List[int]:
         return missing(self.bitmap, self.packets)
@@ -192,14 +193,3 @@ def missing(bitmap: bytes, packets: int) -> List[int]:
         if byte >= len(bitmap) or not (bitmap[byte] >> (i & 7)) & 1:
             out.append(i)
     return out
-
-
-def bitmap_of(held: Iterable[int], packets: int) -> bytes:
-    b = bytearray((packets + 7) // 8)
-    for i in held:
-        b[i >> 3] |= 1 << (i & 7)
-    return bytes(b)
-
-
-def chunks(image: bytes, size: int) -> Tuple[bytes, ...]:
-    return tuple(image[i : i + size] for i in range(0, len(image), size))

@@ -131,8 +131,9 @@ class CodeBanks:
         m._log_event("code bank changed", struct.pack("<HH", old, d.version), mfg=True)
 
     def _reject(self) -> None:
-        if self.state != F.REJECTED and self.download is not None:
-            self.meter._log_event("firmware rejected", struct.pack("<H", self.download.version), mfg=True)
+        d = self.download
+        if self.state != F.REJECTED and d is not None:
+            self.meter._log_event("firmware rejected", struct.pack("<H", d.version), mfg=True)
         self.state = F.REJECTED if self.download is not None else self.state
         self.switch_at = None
         self.meter._changed()
