@@ -60,6 +60,10 @@ class Broadcaster:
         priority: int = Priority.OPERATION,
         profile: lon.PlcProfile = lon.PLC_PROFILE,
     ) -> None:
+        attach = getattr(channel, "attach_engine", None)
+        if attach is None:
+            name = getattr(channel, "name", channel)
+            raise ConfigurationError(f"channel {name!r} cannot broadcast")
         self.channel = channel
         self.envelope = LegacyBroadcast(envelope) if isinstance(envelope, bytes) else envelope
         self.next_seq, self.priority, self.profile = next_seq, int(priority), profile
@@ -71,10 +75,6 @@ class Broadcaster:
         self._queue: Deque[Tuple[bytes, Optional[Done]]] = deque()
         self._cbs: List[Callable[[Any], None]] = []
         self._tid = 0
-        attach = getattr(channel, "attach_engine", None)
-        if attach is None:
-            name = getattr(channel, "name", channel)
-            raise ConfigurationError(f"channel {name!r} cannot broadcast")
         attach(self)
 
     def close(self) -> None:

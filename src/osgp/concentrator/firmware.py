@@ -22,8 +22,9 @@ osgp.services.firmware, INFERRED):
 4. **confirm**, per meter, after the switch moment: BT01 must show the new
    version (the meter logs "code bank changed" then).
 
-A target's outcome is ``sent`` from EP08 on, its detail the stage reached
-(``erased``, ``switch`` with the moment); that is all :meth:`resume` needs
+A target's outcome is ``sent`` from EP08 on; its ``firmware`` cursor keeps
+the stage reached (``erased``, ``switch`` with the moment); that is all
+:meth:`resume` needs
 after a restart: targets in ``erased`` are prepared again (EP08 erases
 nothing of the same image) and the broadcast round repeats only the packets
 still missing at several meters; targets in ``switch`` are confirmed.
@@ -52,6 +53,7 @@ __all__ = ["FirmwareRunner", "BROADCAST_KEY", "firmware_params"]
 
 TaskGen = Generator[Operation, Any, Any]
 BROADCAST_KEY = "plc-broadcast"  # store key purpose of a meter's broadcast key
+CURSOR = "firmware"  # store cursor: the job and stage a meter reached
 _ET04_BASE = 82  # ET04 "Secure broadcast base value (B)", UINT32 [MEP p.60-61]
 _BUSY_S = 5.0
 _CONFIRM_S = 5.0  # after the switch moment, the meter is read this much later
@@ -135,9 +137,9 @@ class FirmwareRunner:
             if m is None:
                 continue
             self._active[m.device_id] = job_id
-            detail = json.loads(o.detail) if o.state == "sent" and o.detail else {}
-            if detail.get("stage") == "switch":
-                at = self._monotonic(float(detail["at"])) + _CONFIRM_S
+            stage = self.store.cursor(m.device_id, CURSOR) or {}
+            if o.state == "sent" and stage.get("job") == job_id and stage["stage"] == "switch":
+                at = self._monotonic(float(stage["at"])) + _CONFIRM_S
                 self._go(j, m, "confirm", at)
             else:
                 self._go(j, m, "prepare")
@@ -214,9 +216,12 @@ class FirmwareRunner:
         at = j.params.get("switch_at")
         return float(at) if at is not None else self._utc()
 
-    def _sent(self, j: _Job, m: Meter, detail: Dict[str, Any]) -> None:
+    def _sent(self, j: _Job, m: Meter, stage: Dict[str, Any]) -> None:
+        """The outcome goes ``sent``; the stage reached is the meter's
+        ``firmware`` cursor (a ``sent`` outcome keeps its first detail)."""
         self.ops._save_session(m)
-        self.store.set_outcome(j.id, m.device_id, "sent", at=self._utc(), detail=json.dumps(detail))
+        self.store.set_cursor(m.device_id, CURSOR, {"job": j.id, **stage})
+        self.store.set_outcome(j.id, m.device_id, "sent", at=self._utc(), detail=json.dumps(stage))
 
     # -- the broadcast round ------------------------------------------------------------------
     def _maybe_broadcast(self, j: _Job) -> None:
