@@ -75,8 +75,9 @@ def firmware_run(tmp: Any, meters: int, kib: int, broadcast: bool) -> Dict[str, 
             m.groups.append(GROUP)
             m._apply_groups()
             m.broadcasts.set_key(bkey)
-            d = store.upsert_device(nid, serial=m.serial, segment=seg.name, subnet=addr.subnet,
-                                    node=addr.node)
+            d = store.upsert_device(
+                nid, serial=m.serial, segment=seg.name, subnet=addr.subnet, node=addr.node
+            )
             store.put_key(d, KEY_PURPOSE, fleet.factory_key(nid))
             store.put_key(d, BROADCAST_KEY, bkey)
             store.put_routes(d, [([], 1.0)])

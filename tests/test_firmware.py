@@ -169,7 +169,7 @@ def test_a_download_reaches_every_meter_and_switches_at_the_set_time(tmp_path):
     packets = -(-len(img) // F.PACKET_SIZE)
     for d, m in f.meters.items():
         assert m.banks.version == NEW, d
-        (t, _, _, arg), = mfg_events(m, "code bank changed")
+        ((t, _, _, arg),) = mfg_events(m, "code bank changed")
         assert struct.unpack("<HH", arg[:4]) == (F.version_word(4, 60, 5), NEW)
         assert t >= at - 1  # the meter's clock said so (within its drift)
         bt01 = tables.decode(1, m.image(1), {"BT00": m.image(0)})
@@ -242,9 +242,7 @@ def test_a_meter_already_on_the_image_is_left_alone(tmp_path):
     assert run(f, ops, job) == {1: "confirmed", 2: "confirmed"}
     assert f.meters[2].banks.download is None  # never erased
     inv = L.EVENTS["procedure invoked"]
-    ran = [
-        struct.unpack_from("<H", a)[0] for _, c, mfg, a in f.meters[2].history() if c == inv
-    ]
+    ran = [struct.unpack_from("<H", a)[0] for _, c, mfg, a in f.meters[2].history() if c == inv]
     assert L.EP08 not in ran
 
 
