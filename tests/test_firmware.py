@@ -324,3 +324,49 @@ def test_a_small_medium_profile_still_delivers(tmp_path):
     job = ops.firmware(image(64 * 20), NEW, GROUP)
     assert set(run(f, ops, job).values()) == {"confirmed"}
     assert all(m.broadcasts.stats["served"] == 20 for m in f.meters.values())
+
+
+def test_the_command_line_downloads_an_image(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from osgp.concentrator import KeyVault
+    from osgp.concentrator.aio import commission
+    from osgp.concentrator.cli_ops import add_ops_command
+    from osgp.sim.serve import CnipMeterServer
+
+    master = bytes(range(32))
+    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    parser = argparse.ArgumentParser(prog="osgp")
+    add_ops_command(parser.add_subparsers(dest="command"))
+    path = tmp_path / "image.bin"
+    path.write_bytes(image(64 * 6 + 5))
+    with CnipMeterServer(3, seed=5, speed=1.0) as server:
+        s = Store(url, vault=KeyVault(master))
+        ids = commission(s, "s1", server.fleet)
+        with server.lock:
+            for d, m in zip(ids, server.meters):
+                m.broadcasts.set_key(BKEY)
+                m.groups.append(GROUP)
+                m._apply_groups()
+                s.put_key(d, BROADCAST_KEY, BKEY)
+        s.close()
+        argv = [
+            "op",
+            "firmware",
+            str(path),
+            "--fw-version",
+            "5.1.0",
+            "--group",
+            str(GROUP),
+            "--repeats",
+            "0",
+        ]
+        argv += ["--store", url, "--channel", f"s1={server.url}", "--response-ms", "200"]
+        args = parser.parse_args(argv)
+        assert args.func(args) == 0
+        with server.lock:
+            assert [m.banks.version for m in server.meters] == [NEW] * 3
+            assert all(m.broadcasts.stats["served"] == 7 for m in server.meters)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all(": confirmed" in line and "5.01.00" in line for line in out)

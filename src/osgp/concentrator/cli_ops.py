@@ -24,6 +24,7 @@ from osgp.concentrator.aio import (
     plc_profile,
 )
 from osgp.concentrator.engine import Concentrator, StatusPolicy
+from osgp.concentrator.firmware import add_firmware_arguments, firmware_cli_params
 from osgp.concentrator.operations import KINDS, Operations
 from osgp.errors import OSGPError
 
@@ -81,6 +82,8 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
             continue
         if kind.startswith("group-"):
             p.add_argument("group", type=int, help="group id 1..65534")
+        if kind == "firmware":
+            add_firmware_arguments(p)
         p.add_argument(
             "--channel",
             action="append",
@@ -107,6 +110,7 @@ _HELP = {
     "self-read": "record a self read (EP12)",
     "group-add": "add the meters to a group (EP27)",
     "group-remove": "remove the meters from a group (EP27)",
+    "firmware": "download a firmware image (EP08/EP09 by broadcast and repair/EP10)",
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }
@@ -132,6 +136,8 @@ def _op(args: argparse.Namespace) -> int:
                     return 2
                 channels[name] = url
             params = {"group": args.group} if args.op_kind.startswith("group-") else {}
+            if args.op_kind == "firmware":
+                params = firmware_cli_params(args)
             jobs = asyncio.run(
                 run_operation(
                     store,

@@ -5,7 +5,7 @@ osgp.services.firmware, INFERRED):
 
 1. **prepare**, per meter: BT01 gives the running version (a meter already
    on the new one is confirmed at once); ET04 offset 82 the broadcast base B
-   [MEP p.60-61]; EP08 prepares the inactive bank and answers how many
+   [MEP p.61-62]; EP08 prepares the inactive bank and answers how many
    packets of this image it already holds (a resumed job erases nothing);
    ET17 says which ones when it holds some.
 2. **broadcast**, per channel: every packet missing at ``rebroadcast_at``
@@ -54,7 +54,7 @@ __all__ = ["FirmwareRunner", "BROADCAST_KEY", "firmware_params"]
 TaskGen = Generator[Operation, Any, Any]
 BROADCAST_KEY = "plc-broadcast"  # store key purpose of a meter's broadcast key
 CURSOR = "firmware"  # store cursor: the job and stage a meter reached
-_ET04_BASE = 82  # ET04 "Secure broadcast base value (B)", UINT32 [MEP p.60-61]
+_ET04_BASE = 82  # ET04 "Secure broadcast base value (B)", UINT32 [MEP p.61-62]
 _BUSY_S = 5.0
 _CONFIRM_S = 5.0  # after the switch moment, the meter is read this much later
 
@@ -186,8 +186,9 @@ class FirmwareRunner:
             elif nxt == "ready":
                 j.stage[m.device_id] = "ready"
                 self._maybe_broadcast(j)
-            elif nxt == "confirm":
-                t = self._monotonic(self._switch_at(j)) + _CONFIRM_S
+            elif nxt == "confirm":  # a set moment: read the meter a little after it
+                at = j.params.get("switch_at")
+                t = None if at is None else self._monotonic(float(at)) + _CONFIRM_S
                 self._go(j, m, "confirm", t)
             else:
                 self._go(j, m, nxt)
@@ -376,3 +377,34 @@ class FirmwareRunner:
         raise NotSwitched(
             f"meter runs {F.version_text((yield from self._version(m)))}, ET17 state {bank.state}"
         )
+
+
+# -- osgp op firmware ---------------------------------------------------------------------------
+def add_firmware_arguments(p: Any) -> None:
+    """The arguments of ``osgp op firmware`` (osgp.concentrator.cli_ops)."""
+    p.add_argument("image", help="the firmware image file")
+    p.add_argument("--fw-version", required=True, help="the image's version x.yy.zz")
+    p.add_argument("--group", type=int, required=True, help="broadcast group of the meters")
+    p.add_argument("--switch-at", type=float, default=None, help="UTC epoch second to switch")
+    p.add_argument("--repeats", type=int, default=2, help="copies after each broadcast")
+    p.add_argument("--unicast", action="store_true", help="no broadcast: every packet unicast")
+
+
+def firmware_cli_params(args: Any) -> Dict[str, Any]:
+    try:
+        major, minor, patch = (int(x) for x in args.fw_version.split("."))
+    except ValueError:
+        raise ConfigurationError(f"--fw-version {args.fw_version!r}: x.yy.zz") from None
+    try:
+        with open(args.image, "rb") as fh:
+            image = fh.read()
+    except OSError as exc:
+        raise ConfigurationError(f"firmware image {args.image}: {exc.strerror}") from None
+    return firmware_params(
+        image,
+        F.version_word(major, minor, patch),
+        args.group,
+        switch_at=args.switch_at,
+        repeats=args.repeats,
+        broadcast=not args.unicast,
+    )

@@ -5,9 +5,9 @@ receiver's sequence-number range.  Everything here is INFERRED
 What the public record gives: ET04 offset 76 "Broadcast Receipt" (LTIME_DATE,
 UTC of the last successful secure broadcast receipt), offset 82 "Secure
 broadcast base value (B)" (UINT32) and offset 86 "Secure broadcast delta value
-(D)" (UINT16) [MEP p.60-61]; ET54 offset 86 "Broadcast Key Usage Count",
+(D)" (UINT16) [MEP p.61-62]; ET54 offset 86 "Broadcast Key Usage Count",
 counting every use of the broadcast key whatever the outcome, distinct from
-the unicast key's [MEP p.131].  A broadcast is unacknowledged, so no 0x0C
+the unicast key's [MEP p.137].  A broadcast is unacknowledged, so no 0x0C
 answer can resynchronise a sender; the reconstruction:
 
 * a broadcast carries a 4-byte big-endian sequence number like a unicast

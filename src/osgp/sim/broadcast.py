@@ -5,7 +5,7 @@ format 1) with the unacknowledged service (an APDU) or the
 unacknowledged-repeated one (a TPDU UNACKD_RPT); its APDU is an OSGP request
 sealed under the broadcast key (osgp.security.broadcast, INFERRED).  A meter
 outside the group drops it; a member checks the sequence number against its
-range (B, B + D] (ET04 offsets 82 and 86 [MEP p.60-61]), then the digest,
+range (B, B + D] (ET04 offsets 82 and 86 [MEP p.61-62]), then the digest,
 counts every use of the key (ET54 offset 86), and serves the request without
 answering: a table write, or a procedure through BT07 (its PSN is not
 checked: the broadcast sequence number is what refuses a repeat).

@@ -1460,7 +1460,7 @@ class SimMeter:
                 "RATED_VOLTAGE": 230,
                 "SECURITY_MODE": 2 if aes else 0,  # 0 RC4, 2 OSGP-AES-128-PSK ([MEP p.66-67])
                 "MEP_SEQ_NBR": mep_seq,
-                # secure broadcast receipt, base B and delta D ([MEP p.60-61], osgp.sim.broadcast)
+                # secure broadcast receipt, base B and delta D ([MEP p.61-62], osgp.sim.broadcast)
                 "BROADCAST_RECEIPT": (
                     _stime(self.broadcasts.receipt) if self.broadcasts.receipt else _ZERO_TIME
                 ),
