@@ -18,7 +18,6 @@ from osgp.errors import AuthenticationError, ConfigurationError, SequenceError
 from osgp.security.broadcast import AesBroadcast, BroadcastRange, LegacyBroadcast
 from osgp.services import firmware as F
 from osgp.sim import layouts as L
-from osgp.sim.network import MediumProfile
 from tests.test_concentrator import Feeder
 
 ET = 2048
@@ -316,14 +315,17 @@ def test_firmware_parameters_are_checked():
     assert F.image_check(b"123456789", F.CHECK_CRC32)[:4] == bytes.fromhex("2639f4cb")
 
 
-def test_a_small_medium_profile_still_delivers(tmp_path):
-    """A segment whose reach covers every meter: the whole image by broadcast."""
+def test_with_no_loss_the_whole_image_goes_by_broadcast(tmp_path):
     f = feeder(tmp_path, n=3, reach=1000.0)
-    assert isinstance(f.seg.profile, MediumProfile)
     ops = Operations(f.eng)
     job = ops.firmware(image(64 * 20), NEW, GROUP)
     assert set(run(f, ops, job).values()) == {"confirmed"}
     assert all(m.broadcasts.stats["served"] == 20 for m in f.meters.values())
+    # and no EP09 went by unicast: the meters logged the 20 broadcast ones alone
+    inv = L.EVENTS["procedure invoked"]
+    for m in f.meters.values():
+        ran = [struct.unpack_from("<H", a)[0] for _, c, mfg, a in m.history() if c == inv]
+        assert ran.count(L.EP09) == 20 and ran.count(L.EP08) == 1
 
 
 def test_the_command_line_downloads_an_image(tmp_path, monkeypatch, capsys):
