@@ -190,6 +190,8 @@ class FirmwareRunner:
                 at = j.params.get("switch_at")
                 t = None if at is None else self._monotonic(float(at)) + _CONFIRM_S
                 self._go(j, m, "confirm", t)
+            elif nxt == "wait":  # the switch is still to come on the meter's clock
+                self._go(j, m, "confirm", eng.runtime.time() + _CONFIRM_S)
             else:
                 self._go(j, m, nxt)
             return
@@ -371,7 +373,7 @@ class FirmwareRunner:
             return "done"
         bank = yield from self._bank(j, m)
         if bank.state == F.SCHEDULED:
-            return "confirm"  # not yet (the meter's clock is behind)
+            return "wait"  # not yet (the meter's clock is behind)
         if bank.state in (F.RECEIVING, F.COMPLETE) and bank.new_version == j.download.version:
             return "repair"  # EP10 was lost with a restart
         raise NotSwitched(
