@@ -478,13 +478,15 @@ static const uint32_t prog_et04[203] = {
     0x00000001u, 0xffffffffu, 0x00000002u, 0x00000004u, 0x00040001u, 0xffffffffu, 0x00000008u, 0x00010001u,
     0xffffffffu, 0x00020001u, 0xffffffffu,
 };
-static const uint32_t prog_et11[48] = {
+static const uint32_t prog_et11[64] = {
     0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu,
     0x00010001u, 0xffffffffu, 0x00020001u, 0xffffffffu, 0x00020001u, 0xffffffffu, 0x00020001u, 0xffffffffu,
     0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu,
     0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu,
     0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu,
     0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu,
+    0x00010001u, 0xffffffffu, 0x00020001u, 0xffffffffu, 0x00020001u, 0xffffffffu, 0x00010001u, 0xffffffffu,
+    0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00010001u, 0xffffffffu, 0x00020001u, 0xffffffffu,
 };
 static const uint32_t prog_et21[64] = {
     0x00000007u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000001u, 0x00000000u, 0x00000001u, 0xffffffffu,
@@ -660,7 +662,7 @@ static const fz_program fz_programs[] = {
     {"BT74", prog_bt74, 85, 6, 6},
     {"ET03", prog_et03, 8, 0, 0},
     {"ET04", prog_et04, 203, 1, 1},
-    {"ET11", prog_et11, 48, 0, 0},
+    {"ET11", prog_et11, 64, 0, 0},
     {"ET21", prog_et21, 64, 2, 2},
     {"ET23", prog_et23, 24, 0, 0},
     {"ET27", prog_et27, 59, 0, 3},

@@ -124,6 +124,20 @@ class AsyncChannel:
         self.arbiter.remove(session)
         session.unwatch(self._watch)
 
+    def attach_engine(self, engine: Any) -> None:
+        """A sender that matches its own exchanges or expects none (a
+        broadcaster, osgp.concentrator.broadcast): it gets the frames whose
+        APDU codes it ``listens`` for and sends when the arbiter lets it."""
+        self.router.listen(engine, engine.listens)
+        self.arbiter.add(engine)
+        engine.watch(self._watch)
+        self._wake.set()
+
+    def detach_engine(self, engine: Any) -> None:
+        self.router.unlisten(engine)
+        self.arbiter.remove(engine)
+        engine.unwatch(self._watch)
+
     def emit(self, events: List[Any]) -> None:
         if not events:
             return

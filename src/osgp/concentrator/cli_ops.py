@@ -25,6 +25,7 @@ from osgp.concentrator.aio import (
     plc_profile,
 )
 from osgp.concentrator.engine import Concentrator, StatusPolicy
+from osgp.concentrator.firmware import add_firmware_arguments, firmware_cli_params
 from osgp.concentrator.operations import KINDS, Operations
 from osgp.errors import OSGPError
 
@@ -85,6 +86,8 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
             p.add_argument("group", type=int, help="group id 1..65534")
         ops_control.add_arguments(kind, p)
         tariffs.add_cli_arguments(kind, p)
+        if kind == "firmware":
+            add_firmware_arguments(p)
         p.add_argument(
             "--channel",
             action="append",
@@ -113,6 +116,7 @@ _HELP = {
     "group-remove": "remove the meters from a group (EP27)",
     **ops_control.HELP,
     "key-renewal": "renew each meter's unicast key (EP45, INFERRED; old key kept until confirmed)",
+    "firmware": "download a firmware image (EP08/EP09 by broadcast and repair/EP10)",
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }
@@ -141,6 +145,8 @@ def _op(args: argparse.Namespace) -> int:
             params = {"group": args.group} if args.op_kind.startswith("group-") else {}
             params.update(ops_control.params_of(args.op_kind, args))
             params = tariffs.cli_params(args, store) or params
+            if args.op_kind == "firmware":
+                params = firmware_cli_params(args)
             jobs = asyncio.run(
                 run_operation(
                     store,

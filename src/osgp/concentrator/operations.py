@@ -35,6 +35,7 @@ from osgp.concentrator import keyrenewal
 from osgp.concentrator.collect import read_dims
 from osgp.concentrator.engine import Concentrator, Meter, Task
 from osgp.concentrator.keyrenewal import KeyNotConfirmed
+from osgp.concentrator.firmware import FirmwareRunner, firmware_params
 from osgp.errors import DeviceError, ProtocolError
 from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
@@ -71,6 +72,7 @@ KINDS = (
     "group-add",
     "group-remove",
     keyrenewal.KIND,
+    "firmware",  # osgp.concentrator.firmware
 )
 
 #: Tasks of kinds other modules define (``osgp.concentrator.tariffs``):
@@ -122,6 +124,7 @@ class Operations:
         self._runs: Dict[int, _Run] = {}  # device id -> the job it runs for
         self.on_job_done: List[Callable[[int], None]] = []  # job id: no target in work any more
         eng.on_task_done.append(self._task_done)
+        self.firmware_runner = FirmwareRunner(self)
 
     # -- the public operations ---------------------------------------------------------------
     def clock_sync(self, devices: Optional[Iterable[int]] = None) -> int:
@@ -148,6 +151,18 @@ class Operations:
     def key_renewal(self, devices: Optional[Iterable[int]] = None) -> int:
         """Renew each meter's unicast key (osgp.concentrator.keyrenewal)."""
         return self.submit(keyrenewal.KIND, {}, devices)
+
+    def firmware(
+        self,
+        image: bytes,
+        version: int,
+        group: int,
+        devices: Optional[Iterable[int]] = None,
+        **kw: Any,
+    ) -> int:
+        """Download ``image`` (firmware word ``version``) to the meters of
+        broadcast ``group``; ``kw``: :func:`~osgp.concentrator.firmware.firmware_params`."""
+        return self.submit("firmware", firmware_params(image, version, group, **kw), devices)
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
@@ -184,7 +199,7 @@ class Operations:
     @property
     def idle(self) -> bool:
         """No target of any job is still being worked on."""
-        return not self._runs
+        return not self._runs and self.firmware_runner.idle
 
     # -- running -----------------------------------------------------------------------------
     def _utc(self) -> float:
@@ -192,6 +207,8 @@ class Operations:
 
     def _run_job(self, job_id: int) -> None:
         job = self.store.job(job_id)
+        if job.kind == "firmware":
+            return self.firmware_runner.run(job_id)
         for o in self.store.outcomes(job_id):
             if o.state not in ("pending", "failed", "sent"):
                 continue

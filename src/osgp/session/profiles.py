@@ -165,6 +165,7 @@ _DOCUMENTED = (
     "proxy",
     "key_renewal",
 )
+_PROVENANCE_ONLY = ("broadcast", "firmware")  # choices of the link without a profile field
 
 
 def derived_services(
@@ -294,6 +295,20 @@ _PLC_PROVENANCE = {
         INFERRED, "Annex G repeating as the LonTalk Enhanced Proxy (0x4D/0x4C, lcs_proxy.c)"
     ),
     "key_renewal": Provenance(INFERRED, f"OMAK sealed by the PLC suite; {_KEY_RENEWAL_SRC}"),
+    # osgp.security.broadcast, osgp.sim.broadcast (docs/operations-firmware.md)
+    "broadcast": Provenance(
+        INFERRED,
+        "secure group broadcast: an OSGP request sealed under a broadcast key of its own "
+        "(ET54 offset 86 counts it apart, MEP p.137) with a seq:4 BE, to a LonTalk group "
+        "(unacknowledged or unacknowledged-repeated, ISO/IEC 14908-1); accepted only within "
+        "(B, B + D] of ET04 offsets 82/86 (MEP p.61-62), B set to each accepted number",
+    ),
+    # osgp.services.firmware, osgp.sim.firmware, osgp.concentrator.firmware
+    "firmware": Provenance(
+        INFERRED,
+        "EP08/EP09/EP10 parameter layouts and ET17 (CLC/TS 50586 names; bitmap size ET11 "
+        "offset 36, OPT p.41); image length and AES-CMAC image MAC as MEP p.246, else CRC-32",
+    ),
 }
 
 PLC = LinkProfile(
@@ -409,7 +424,7 @@ def conformance_table() -> str:
     README's conformance section embeds it (a test keeps the two equal)."""
     rows = ["| bundle | choice | status | source |", "|---|---|---|---|"]
     for b in BUNDLES.values():
-        for name in _DOCUMENTED:
+        for name in _DOCUMENTED + _PROVENANCE_ONLY:
             p = b.provenance.get(name)
             if p is not None:
                 rows.append(f"| {b.name} | {name} | {p.status} | {p.source} |")

@@ -36,6 +36,10 @@ EP27        ACTION:UINT8 (0 add, 1 remove, 2 remove all),            NBR_GROUPS:
 EP34        none (demand reset)                                    NBR_RESETS:UINT8
 EP45        ACTION:UINT8: 1 stage a new key, 2 status; the rest   STATUS: KEY_ID,
             in osgp.services.key_renewal                           STAGED, STAGED_ID
+EP08        IMAGE_LENGTH:UINT32, PACKET_SIZE:UINT8, VERSION:UINT16, HELD:UINT16
+            CHECK_TYPE:UINT8, CHECK:16 (osgp.services.firmware)
+EP09        PACKET:UINT16, DATA (osgp.services.firmware)             --
+EP10        AT:UINT32 meter-clock epoch second (0 = now)            --
 ==========  =====================================================  ================
 
 Result codes are C12.19's (MEP guide p.53): 0 completed, 1 accepted, 2 invalid
@@ -70,6 +74,9 @@ __all__ = [
     "EP27",
     "EP34",
     "EP45",
+    "EP08",
+    "EP09",
+    "EP10",
     "EP",
     "EVENTS",
     "MFG_EVENTS",
@@ -87,6 +94,7 @@ EP = 2048  # manufacturer flag in the procedure id (BT07 bit 11)
 BP05, BP10, BP12, BP13, BP14, BP15 = 5, 10, 12, 13, 14, 15
 EP11, EP12, EP16, EP23, EP27, EP34 = EP + 11, EP + 12, EP + 16, EP + 23, EP + 27, EP + 34
 EP45 = EP + 45  # key renewal: layouts in osgp.services.key_renewal (INFERRED)
+EP08, EP09, EP10 = EP + 8, EP + 9, EP + 10  # firmware download (osgp.services.firmware)
 
 LIST_HISTORY, LIST_SELF_READS, LIST_LP_SET1 = 1, 2, 3
 SET_TIME, SET_DATE, SET_QUAL = 1, 2, 4
@@ -108,6 +116,9 @@ PARAMETER_SIZES: Dict[int, Tuple[int, ...]] = {
     EP27: (1, 3),
     EP34: (0,),
     EP45: (1, 20, 24, 28),  # STATUS; STAGE of an AES, PLC legacy, MEP legacy key
+    EP08: (24,),
+    EP09: tuple(range(3, 73)),
+    EP10: (4,),
 }
 
 #: Control outputs and one-time reads (layouts in osgp.sim.control and

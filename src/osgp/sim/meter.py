@@ -40,7 +40,9 @@ from osgp.session.profiles import bundle_for
 from osgp.sim import keys as sim_keys
 from osgp.sim import layouts as L
 from osgp.sim import tariff
+from osgp.sim.broadcast import BroadcastListener
 from osgp.sim.faults import Dice, Faults
+from osgp.sim.firmware import CodeBanks
 from osgp.sim.model import LoadModel, MeterClock, civil, seeded, splitmix64
 from osgp.tables import TimeDate
 from osgp.tables.schema import ni_encode
@@ -277,6 +279,8 @@ class MeterPort:
         if not m.powered:
             self.drops["powered off"] += 1
             return []
+        if self.link == "plc" and m.broadcasts.receive(self, data, now):
+            return []  # a group broadcast: never answered
         dice = self.dice
         if dice is None:
             return self.session.receive_data(data, now)
@@ -349,6 +353,8 @@ class SimMeter:
     __slots__ = (
         "_base",
         "_bt23_tpl",
+        "banks",
+        "broadcasts",
         "_bt25",
         "_contactor",
         "_cum",
@@ -484,6 +490,8 @@ class SimMeter:
         self._lp_next = 0.0  # meter time of the next interval end
         self._lp_setup(m0)
         self._due = 0.0
+        self.banks = CodeBanks(self)  # firmware code banks (osgp.sim.firmware)
+        self.broadcasts = BroadcastListener(self)  # secure group broadcasts (osgp.sim.broadcast)
         self._init_tables()
         self.ext = {name: make(self) for name, make in _EXTENSIONS.items()}
         self.procedures = _Procedures(self)
@@ -620,6 +628,8 @@ class SimMeter:
             at = x.due()
             if at is not None:
                 ev.append((at, 6, name))
+        if self.banks.due() is not None:
+            ev.append((v(cast(float, self.banks.due())), 6, "switch"))
         return ev
 
     def _schedule(self) -> None:
@@ -644,6 +654,8 @@ class SimMeter:
             self._move_contactor()
         elif kind in self.ext:
             self.ext[kind].fire()
+        elif kind == "switch":
+            self.banks.fire()
         else:
             _, delta = self._jumps.pop(0)
             self._log_event("clock error", struct.pack("<I", int(m)))
@@ -1114,7 +1126,7 @@ class SimMeter:
         return self._lp_img  # the ring is the table image
 
     def _bt01(self) -> bytes:
-        fw = (4 << 12) | (60 << 5) | 5  # x.yy.zz as the NES word ([OPT p.19])
+        fw = self.banks.version  # x.yy.zz as the NES word ([OPT p.19])
         return tables.encode(
             1,
             {
@@ -1472,6 +1484,12 @@ class SimMeter:
                 "SECURITY_MODE": 2 if aes else 0,  # 0 RC4, 2 OSGP-AES-128-PSK ([MEP p.66-67])
                 "MEP_SEQ_NBR": mep_seq,
                 "MAX_KEY_USAGE_COUNT": sim_keys.max_usage(self.ports),
+                # secure broadcast receipt, base B and delta D ([MEP p.61-62], osgp.sim.broadcast)
+                "BROADCAST_RECEIPT": (
+                    _stime(self.broadcasts.receipt) if self.broadcasts.receipt else _ZERO_TIME
+                ),
+                "BROADCAST_BASE": self.broadcasts.range.base,
+                "BROADCAST_DELTA": self.broadcasts.range.delta,
             },
         )
 
@@ -1484,6 +1502,7 @@ class SimMeter:
                 "TIME_BASED_RELAY_SWITCHES": L.RELAY_SWITCHES,
                 "TRANSACTION_REQUEST_LENGTH": 896,
                 "TRANSACTION_RESPONSE_LENGTH": 1785,
+                "ET17_BITMAP_SIZE": self.banks.bitmap_size,  # [OPT p.41]
             },
         )
 
@@ -1537,6 +1556,7 @@ class SimMeter:
             {
                 "LOAD_PROFILE_STATUS": {"LOAD_PROFILE_DISABLED": not self.lp_enabled},
                 "UNICAST_KEY_USAGE_COUNT": usage,
+                "BROADCAST_KEY_USAGE_COUNT": self.broadcasts.usage,
                 "SUPPORTED_SECURITY_MODES": 0x05,  # RC4 and AES ([MEP] ET54 offset 90 default)
             },
         )
@@ -1577,6 +1597,9 @@ _HANDLERS: Dict[int, Callable[[SimMeter, bytes], Any]] = {
     L.EP27: SimMeter._ep27,
     L.EP34: SimMeter._ep34,
     L.EP45: sim_keys.ep45,
+    L.EP08: lambda m, p: m.banks.ep08(p),  # firmware download (osgp.sim.firmware)
+    L.EP09: lambda m, p: m.banks.ep09(p),
+    L.EP10: lambda m, p: m.banks.ep10(p),
 }
 
 # Rendered tables: id -> (render function, key function).  An image is encoded
@@ -1611,6 +1634,7 @@ _RENDER: Dict[int, Tuple[Callable[[SimMeter], Any], Callable[[SimMeter], Any]]] 
     70: (SimMeter._bt71, SimMeter._key_config),
     71: (SimMeter._bt71, SimMeter._key_config),
     ET + 11: (SimMeter._et11, SimMeter._key_config),
+    ET + 17: (lambda m: m.banks.et17(), SimMeter._key_state),  # code bank info
 }
 
 

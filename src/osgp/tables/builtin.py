@@ -630,10 +630,18 @@ ET11 = table(
             ("ET22_ALARM_SIZE", "UINT8"),
             ("MEP_DATA_SOURCES", "UINT8"),
             ("ET48_ENTRY_COUNT", "UINT8"),
-            # offsets 24..26 ([MEP p.79]): ET61 holds TIME_BASED_RELAY_SWITCHES per relay
+            # offsets 24..37, added by firmware versions 3.30 to 4.0 ([OPT p.40-41])
             ("MAX_CRITICAL_EVENT_BITMAPS", "UINT8"),
             ("ET57_ENTRY_COUNT", "UINT8"),
             ("TIME_BASED_RELAY_SWITCHES", "UINT8"),
+            ("MEP_DELTA_DATA_ALERT_SOURCES", "UINT8"),
+            ("RAM_ONLY_TRANSACTION_REQUEST_LENGTH", "UINT16"),
+            ("RAM_ONLY_TRANSACTION_RESPONSE_LENGTH", "UINT16"),
+            ("FIRMWARE_MODULE_ENTRY_COUNT", "UINT8"),
+            ("FIRMWARE_MODULE_ENTRY_LENGTH", "UINT8"),
+            ("MEP_CHANNEL_COUNT", "UINT8"),
+            ("RESERVED_35", "UINT8"),
+            ("ET17_BITMAP_SIZE", "UINT16"),
         )
     ],
 )

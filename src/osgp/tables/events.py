@@ -56,6 +56,9 @@ MFG_EVENTS: Dict[str, int] = {
     "control relay opened": 69,
     "control relay closed": 70,
     "one-time read": 71,
+    # firmware download (osgp.sim.firmware)
+    "code bank changed": 72,
+    "firmware rejected": 73,
 }
 
 _BY_CODE = {False: {c: n for n, c in EVENTS.items()}, True: {c: n for n, c in MFG_EVENTS.items()}}

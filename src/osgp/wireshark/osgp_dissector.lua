@@ -342,6 +342,8 @@ C.MFG_EVENTS = {
   [69] = "control relay opened",
   [70] = "control relay closed",
   [71] = "one-time read",
+  [72] = "code bank changed",
+  [73] = "firmware rejected",
 }
 C.AES_PLC = {
   suite = "OSGP-AES-128-PSK",
