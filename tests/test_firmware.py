@@ -273,9 +273,11 @@ def test_a_restarted_concentrator_resumes_without_starting_over(tmp_path, kill_a
     assert set(run(f, ops, job).values()) == {"confirmed"}, ops.report(job)
     for d, m in f.meters.items():
         assert m.banks.version == NEW
-        # the second process erased nothing: EP08 found what was held
+        # the second process erased nothing: EP08 found at least what was held
+        # (a packet already on the air when the process died still arrives)
         if held[d] < 200:
-            assert answers[d] == (0, struct.pack("<H", held[d])), d
+            code, found = answers[d]
+            assert code == 0 and struct.unpack("<H", found)[0] >= held[d], d
         assert len(mfg_events(m, "code bank changed")) == 1
     # and broadcast again only what several meters still missed
     again = sum(b.stats["broadcasts"] for b in ops.firmware_runner.broadcasters.values())

@@ -29,8 +29,8 @@ BT50 = bytes([0x20, 0, 0x12, 2, 2, 3, 0, 16, 0]) + bytes(16)
 BT71 = bytes([0b111, 8, 0, 4, 0, 5, 0, 0, 0])
 CONTEXT = {"BT00": bt00_bytes(), "BT21": BT21, "BT61": bt61_bytes(), "BT50": BT50, "BT71": BT71}
 # ET11 ([OPT p.39-42], [MEP p.79]): 3 one-time read queue entries (offset 14), the default
-# 80 time-based relay switches (offset 26)
-CONTEXT["ET11"] = bytes(14) + b"\x03" + bytes(11) + b"\x50"
+# 80 time-based relay switches (offset 26), a 25-byte ET17 bitmap (offset 36, UINT16)
+CONTEXT["ET11"] = bytes(14) + b"\x03" + bytes(11) + b"\x50" + bytes(9) + b"\x19\x00"
 
 # Layouts whose offsets depend on their own fields or on the table length
 VARIABLE = {"BT00", "BT07", "BT08", "ET27", "ET28", "ET52", "ET53"}
