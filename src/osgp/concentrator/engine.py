@@ -151,29 +151,46 @@ class Concentrator:
 
     def add_meter(self, device_id: int, channel: Channel) -> Meter:
         """Load a commissioned meter from the store and open its session."""
-        dev = self.store.device(device_id)
+        st = self.store
+        cursors = {n: st.cursor(device_id, n) for n in ("dims", "session")}
+        dev, key = st.device(device_id), st.key(device_id, KEY_PURPOSE)
+        return self._add(dev, key, st.routes(device_id), cursors, channel)
+
+    def add_meters(self, channel: Channel) -> List[Meter]:
+        """Load every commissioned meter of the channel's segment (the
+        segment is the channel's ``name``) in one read of the store, and open
+        their sessions."""
+        recs = self.store.meter_records(channel.name, KEY_PURPOSE, ("dims", "session"))
+        return [
+            self._add(r.device, r.key, r.routes, r.cursors, channel)
+            for r in recs
+            if r.device.subnet is not None and r.device.node is not None
+        ]
+
+    def _add(
+        self, dev: Any, key: Optional[bytes], routes: List[Any], cursors: Dict, channel: Channel
+    ) -> Meter:
         if dev.subnet is None or dev.node is None:
             raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} is not commissioned")
-        key = self.store.key(device_id, KEY_PURPOSE)
         if key is None:
             raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} has no {KEY_PURPOSE}")
         m = Meter(
-            device_id,
+            dev.id,
             dev.neuron_id,
             channel,
             lon.SubnetNode(dev.subnet, dev.node),
             key,
-            self.store.routes(device_id),
+            routes,
             status=dev.status if dev.status in (TEMPORARY_FAULT, PERMANENT_FAULT) else NORMAL,
         )
         if m.status != NORMAL and dev.status_since is not None:  # UTC in the store
             now = self.runtime.time()
             m.fault_since = now - (self.runtime.utc(now) - dev.status_since)
-        saved = self.store.cursor(device_id, "dims")
+        saved = cursors.get("dims")
         if saved:
             m.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
-        self.meters[device_id] = m
-        self._open(m, self.store.cursor(device_id, "session"))
+        self.meters[dev.id] = m
+        self._open(m, cursors.get("session"))
         return m
 
     def _open(self, m: Meter, state: Optional[Dict[str, Any]] = None) -> None:

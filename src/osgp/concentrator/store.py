@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "Device",
     "Route",
+    "MeterRecord",
     "Link",
     "Job",
     "Outcome",
@@ -79,6 +80,16 @@ class Route:
     quality: float
     successes: int
     failures: int
+
+
+@dataclass(frozen=True)
+class MeterRecord:
+    """What a concentrator loads to drive one meter (:meth:`Store.meter_records`)."""
+
+    device: Device
+    key: Optional[bytes]  # the active key of the purpose asked for
+    routes: list[Route]
+    cursors: dict  # stream -> value, for the streams asked for
 
 
 @dataclass(frozen=True)
@@ -381,18 +392,7 @@ class Store:
         r = s.routes
         q = r.select().where(r.c.device_id == device_id).order_by(r.c.rank)
         with self._read("routes") as conn:
-            return [
-                Route(
-                    x.id,
-                    x.device_id,
-                    x.rank,
-                    [(a, b) for a, b in x.path],
-                    x.quality,
-                    x.successes,
-                    x.failures,
-                )
-                for x in conn.execute(q)
-            ]
+            return [_route(x) for x in conn.execute(q)]
 
     def route_outcome(self, route_id: int, ok: bool) -> None:
         """Count a success or failure on a route (a replaced route's id is ignored)."""
@@ -422,6 +422,54 @@ class Store:
             ]
 
     # ---- keys
+
+    def meter_records(
+        self, segment: str, purpose: str, streams: Sequence[str] = ()
+    ) -> list[MeterRecord]:
+        """Every device of ``segment`` (by id) with its active ``purpose`` key,
+        its routes (best first) and its cursors of ``streams``: what
+        :meth:`device`, :meth:`key`, :meth:`routes` and :meth:`cursor` give
+        one device at a time, in four queries of one read transaction."""
+        vault = self._vault("meter_records")
+        d, k, r, c = s.devices, s.keys, s.routes, s.cursors
+        mine = sa.select(d.c.id).where(d.c.segment == segment)
+        with self._read("meter_records") as conn:
+            q = d.select().where(d.c.segment == segment).order_by(d.c.id)
+            devs = [_device(x) for x in conn.execute(q)]
+            sealed = {
+                x.device_id: x.sealed
+                for x in conn.execute(
+                    sa.select(k.c.device_id, k.c.sealed)
+                    .where(k.c.device_id.in_(mine), k.c.purpose == purpose, k.c.state == "active")
+                    .order_by(k.c.id)  # the newest last, so it wins
+                )
+            }
+            routes: dict[int, list[Route]] = {}
+            for x in conn.execute(
+                r.select().where(r.c.device_id.in_(mine)).order_by(r.c.device_id, r.c.rank)
+            ):
+                routes.setdefault(x.device_id, []).append(_route(x))
+            cursors: dict[int, dict] = {}
+            if streams:
+                for x in conn.execute(
+                    sa.select(c.c.device_id, c.c.stream, c.c.value).where(
+                        c.c.device_id.in_(mine), c.c.stream.in_(list(streams))
+                    )
+                ):
+                    v = x.value
+                    cursors.setdefault(x.device_id, {})[x.stream] = (
+                        json.loads(v) if isinstance(v, str) else v
+                    )
+        out = []
+        for dev in devs:
+            key = None
+            if dev.id in sealed:
+                try:
+                    key = vault.open(dev.id, purpose, sealed[dev.id])
+                except AuthenticationError as e:
+                    raise AuthenticationError(f"store {self.url}: {e}") from None
+            out.append(MeterRecord(dev, key, routes.get(dev.id, []), cursors.get(dev.id, {})))
+        return out
 
     def _vault(self, operation: str) -> KeyVault:
         if self.vault is None:
@@ -987,6 +1035,12 @@ def _device(row: Any) -> Device:
         row.status,
         row.status_since,
         dict(row.meta or {}),
+    )
+
+
+def _route(x: Any) -> Route:
+    return Route(
+        x.id, x.device_id, x.rank, [(a, b) for a, b in x.path], x.quality, x.successes, x.failures
     )
 
 
