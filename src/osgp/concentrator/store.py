@@ -202,6 +202,7 @@ class Store:
         migrate: bool = True,
     ) -> None:
         self.vault = vault
+        self._batch: Optional[Connection] = None
         try:
             u = make_url(url)
         except (SQLAlchemyError, ValueError):
@@ -265,9 +266,29 @@ class Store:
 
     @contextmanager
     def _tx(self, operation: str) -> Iterator[Connection]:
-        """One transaction; on SQLite a write transaction (BEGIN IMMEDIATE)."""
+        """One transaction; on SQLite a write transaction (BEGIN IMMEDIATE).
+        Inside :meth:`batch`, the batch's transaction."""
+        if self._batch is not None:
+            with self._guard(operation):
+                yield self._batch
+            return
         with self._guard(operation), self._engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the writes called inside one transaction, committed when the
+        block ends (rolled back, all of them, if it raises).  Reads inside it
+        see only what is committed."""
+        if self._batch is not None:
+            yield
+            return
+        with self._guard("batch"), self._engine.connect() as conn, conn.begin():
+            self._batch = conn
+            try:
+                yield
+            finally:
+                self._batch = None
 
     @contextmanager
     def _read(self, operation: str) -> Iterator[Connection]:
@@ -322,6 +343,19 @@ class Store:
         )
         with self._tx("upsert_device") as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def update_meta(
+        self, device_id: int, changes: dict, *, cursor: Optional[tuple[str, dict]] = None
+    ) -> None:
+        """Set keys of a device's meta (the others stay), with a cursor, in one transaction."""
+        d = s.devices
+        _json(changes, "a device's meta")
+        with self._tx("update_meta") as conn:
+            meta = conn.execute(sa.select(d.c.meta).where(d.c.id == device_id)).scalar_one_or_none()
+            if meta is None:
+                raise self._missing("update_meta", f"no device with id {device_id}")
+            conn.execute(d.update().where(d.c.id == device_id).values(meta={**meta, **changes}))
+            self._put_cursor(conn, device_id, cursor)
 
     def device(self, device_id: int) -> Device:
         with self._read("device") as conn:
