@@ -220,7 +220,7 @@ class Concentrator:
         if m.status != NORMAL and dev.status_since is not None:  # UTC in the store
             now = self.runtime.time()
             m.fault_since = now - (self.runtime.utc(now) - dev.status_since)
-        if "lp" in cursors:  # None: none yet (the store says so, no need to ask again)
+        if "lp" in cursors:  # None: the store has none yet (no need to ask again)
             m.cursors["lp"] = cursors["lp"]
         saved = cursors.get("dims")
         if saved:

@@ -89,7 +89,7 @@ class MeterRecord:
     device: Device
     key: Optional[bytes]  # the active key of the purpose asked for
     routes: list[Route]
-    cursors: dict  # stream -> value, for the streams asked for
+    cursors: dict  # stream -> value (None: none stored), for each stream asked for
 
 
 @dataclass(frozen=True)
@@ -348,13 +348,19 @@ class Store:
         self, device_id: int, changes: dict, *, cursor: Optional[tuple[str, dict]] = None
     ) -> None:
         """Set keys of a device's meta (the others stay), with a cursor, in one transaction."""
-        d = s.devices
-        _json(changes, "a device's meta")
+        m = self._mark
+        meta_mark = m if self.dialect == "sqlite" else f"CAST({m} AS json)"
         with self._tx("update_meta") as conn:
-            meta = conn.execute(sa.select(d.c.meta).where(d.c.id == device_id)).scalar_one_or_none()
-            if meta is None:
+            row = conn.exec_driver_sql(
+                f"SELECT meta FROM devices WHERE id = {m}", (device_id,)
+            ).first()
+            if row is None:
                 raise self._missing("update_meta", f"no device with id {device_id}")
-            conn.execute(d.update().where(d.c.id == device_id).values(meta={**meta, **changes}))
+            meta = json.loads(row[0]) if isinstance(row[0], str) else dict(row[0] or {})
+            conn.exec_driver_sql(
+                f"UPDATE devices SET meta = {meta_mark} WHERE id = {m}",
+                (_json({**meta, **changes}, "a device's meta"), device_id),
+            )
             self._put_cursor(conn, device_id, cursor)
 
     def device(self, device_id: int) -> Device:
@@ -502,7 +508,10 @@ class Store:
                     key = vault.open(dev.id, purpose, sealed[dev.id])
                 except AuthenticationError as e:
                     raise AuthenticationError(f"store {self.url}: {e}") from None
-            out.append(MeterRecord(dev, key, routes.get(dev.id, []), cursors.get(dev.id, {})))
+            saved = cursors.get(dev.id, {})
+            out.append(
+                MeterRecord(dev, key, routes.get(dev.id, []), {n: saved.get(n) for n in streams})
+            )
         return out
 
     def _vault(self, operation: str) -> KeyVault:
