@@ -61,6 +61,9 @@ class DemoResult:
     drops: Counter = field(default_factory=Counter)
     cpu_s: Dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    collect_wall_s: float = 0.0  # wall time of the virtual day's collection alone
+    collect_events: int = 0  # simulation events the collection processed
+    collect_virtual_s: float = 0.0  # virtual time the collection covered
     exchanges: int = 0
     fleet: Any = None  # the simulated fleet itself (the truth a test compares with)
     metrics: List[Dict[str, Any]] = field(default_factory=list)  # the store's, per day and segment
@@ -149,7 +152,7 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             found, commissioned = _discover_and_commission(fleet, store, steps, cfg.seed)
             res.found, res.commissioned = found, commissioned
             res.cpu_s["discover and commission"] = time.process_time() - t0
-            t0 = time.process_time()
+            t0, w0, e0, v0 = time.process_time(), time.perf_counter(), net.processed, net.time()
             eng = Concentrator(store, net)
             for seg in fleet.segments:
                 eng.add_channel(seg)
@@ -162,6 +165,9 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             }
             res.rounds = _collect_day(eng, net, fleet, steps)
             res.cpu_s["collect"] = time.process_time() - t0
+            res.collect_wall_s = time.perf_counter() - w0
+            res.collect_events = net.processed - e0
+            res.collect_virtual_s = net.time() - v0
             res.exchanges = eng.stats["exchanges"]
             res.channel = _channel_use(fleet, res.rounds, before)
             res.metrics = store.metrics().to_pylist()

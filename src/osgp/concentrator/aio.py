@@ -37,7 +37,7 @@ from osgp.session import Arbiter, Router
 from osgp.session.profiles import PLC, LinkProfile
 from osgp.transport.aio import AsyncTransport, open_transport
 from osgp.transport.core import CnipFraming
-from osgp.transport.errors import TransportClosed, TransportError, TransportTimeout
+from osgp.transport.errors import TransportClosed, TransportError
 
 __all__ = [
     "AsyncRuntime",
@@ -55,7 +55,7 @@ log = logging.getLogger("osgp.concentrator")
 
 CONCENTRATOR = lon.SubnetNode(1, 1)  # the default node of a channel's concentrator
 QUICK_RETRIES = StatusPolicy(attempts=4, retry_s=1.0)
-_IDLE_S = 1.0  # the receiver's wait when nothing is due (it loops until closed)
+WRITE_BATCH_S = 0.02  # readings of the meters that finish within 20 ms share a commit
 
 
 class AsyncRuntime:
@@ -106,8 +106,10 @@ class AsyncChannel:
         self.on_events: Optional[Callable[[List[Any]], None]] = None
         self.events: List[Any] = []  # kept here while no engine takes them
         self.stats: Counter = Counter()
-        self._wake = asyncio.Event()
-        self._watch = lambda s: self._wake.set()
+        self._loop = asyncio.get_running_loop()
+        self._waiter: Optional[asyncio.Future] = None
+        self._woken = False
+        self._watch = self._wakeup
         self._closed = False
         # every frame sent ("tx") and received ("rx"), e.g. a rawframes.FrameKeeper
         self.tap: Optional[Callable[[str, bytes], None]] = None
@@ -117,7 +119,7 @@ class AsyncChannel:
         self.router.attach(session)
         self.arbiter.add(session)
         session.watch(self._watch)
-        self._wake.set()
+        self._wakeup()
 
     def detach(self, session: Any) -> None:
         self.router.detach(session)
@@ -153,21 +155,23 @@ class AsyncChannel:
     # -- running
     async def run(self) -> None:
         """Move frames until :meth:`close` (or the transport fails)."""
-        receiver = asyncio.ensure_future(self._receive())
+        self.transport.set_receiver(self._received)
         try:
             await self._send()
         finally:
-            receiver.cancel()
-            try:
-                await receiver
-            except asyncio.CancelledError:
-                pass
+            self.transport.set_receiver(None)
+
+    def _wakeup(self, _session: Any = None) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        self._woken = True
 
     async def _send(self) -> None:
         loop = asyncio.get_running_loop()
-        arbiter, wake, send = self.arbiter, self._wake, self.transport.send
+        arbiter, send = self.arbiter, self.transport.send
         while not self._closed:
-            wake.clear()
+            self._woken = False
             now = loop.time()
             self.emit(arbiter.handle_timeout(now))
             while True:
@@ -186,47 +190,37 @@ class AsyncChannel:
                 if self.tap is not None:
                     self.tap("tx", picked[1])
                 now = loop.time()
-            if wake.is_set():
+            if self._woken:
                 continue
+            # one future and at most one timer per wait: woken by a session's
+            # watch hook (something new to send) or by the earliest deadline
             d = arbiter.next_deadline()
             self.stats["waits"] += 1
+            self._waiter = w = loop.create_future()
+            timer = None if d is None else loop.call_at(d, self._wakeup)
             try:
-                if d is None:
-                    await wake.wait()
-                else:
-                    await asyncio.wait_for(wake.wait(), max(0.0, d - loop.time()))
-            except asyncio.TimeoutError:
-                pass
+                await w
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
 
-    async def _receive(self) -> None:
-        loop = asyncio.get_running_loop()
-        route, receive = self.router.route, self.transport.receive
-        while not self._closed:
-            try:
-                frame = await receive(_IDLE_S)
-            except TransportTimeout:
-                continue
-            except TransportClosed:
-                return
-            except TransportError as exc:
-                self.stats["receive errors"] += 1
-                log.debug("%s: receive failed: %s", self.name, exc)
-                await asyncio.sleep(0.01)
-                continue
-            self.stats["frames received"] += 1
-            if self.tap is not None:
-                self.tap("rx", frame)
-            try:
-                session = route(frame)
-                if session is not None:
-                    self.emit(session.receive_data(frame, loop.time()))
-            except Exception as exc:  # noqa: BLE001 - nothing a peer sends may stop the channel
-                self.stats["rejected frames"] += 1
-                log.debug("%s: frame %s rejected: %r", self.name, frame.hex(), exc)
+    def _received(self, frame: bytes) -> None:
+        """Route one LPDU from the transport (called in the loop's thread)."""
+        self.stats["frames received"] += 1
+        if self.tap is not None:
+            self.tap("rx", frame)
+        try:
+            session = self.router.route(frame)
+            if session is not None:
+                self.emit(session.receive_data(frame, self._loop.time()))
+        except Exception as exc:  # noqa: BLE001 - nothing a peer sends may stop the channel
+            self.stats["rejected frames"] += 1
+            log.debug("%s: frame %s rejected: %r", self.name, frame.hex(), exc)
 
     async def close(self) -> None:
         self._closed = True
-        self._wake.set()
+        self._wakeup()
         await self.transport.close()
 
 
@@ -293,14 +287,18 @@ async def run_collection(
     events: bool = True,
     on_engine: Optional[Callable[[Concentrator], None]] = None,
     keep_frames: bool = False,
+    write_batch_s: Optional[float] = WRITE_BATCH_S,
 ) -> List[Round]:
     """Collect from every commissioned meter of the segments in ``channels``
     (segment name -> transport URL): ``rounds`` rounds, ``interval_s`` apart
-    (from one round's end to the next one's start).  Returns the rounds.
-    ``keep_frames``: every frame also goes to the store's raw-frame table
-    (:class:`~osgp.concentrator.rawframes.FrameKeeper`)."""
+    (from one round's end to the next one's start).  ``keep_frames``: every
+    frame also goes to the store's raw-frame table
+    (:class:`~osgp.concentrator.rawframes.FrameKeeper`).  ``write_batch_s``:
+    the readings committed within that time share one transaction (each
+    meter is told, BP05, only after it; None: one transaction each).
+    Returns the rounds."""
     runtime = AsyncRuntime()
-    eng = Concentrator(store, runtime, policy=policy)
+    eng = Concentrator(store, runtime, policy=policy, write_batch_s=write_batch_s)
     opened: List[AsyncChannel] = []
     tasks: List[asyncio.Future] = []
     try:
@@ -329,9 +327,11 @@ async def run_collection(
     finally:
         # the sessions' sequence numbers and PSNs as they are now (a collection
         # saves them with its readings, before its last BP05)
-        for m in eng.meters.values():
-            if m.session is not None and not m.busy:
-                store.set_cursor(m.device_id, *eng.save_session(m))
+        eng.flush()  # what the last batch has not committed yet
+        with store.batch():
+            for m in eng.meters.values():
+                if m.session is not None and not m.busy:
+                    store.set_cursor(m.device_id, *eng.save_session(m))
         await close_channels(opened, tasks)
         for ch in opened:
             if isinstance(ch.tap, FrameKeeper):
@@ -354,9 +354,7 @@ async def attach_channels(
         ch = await open_channel(name, url, max_outstanding=max_outstanding, profile=profile)
         opened.append(ch)
         eng.add_channel(ch)
-        for dev in eng.store.devices(segment=name):
-            if dev.subnet is not None and dev.node is not None:
-                eng.add_meter(dev.id, ch)
+        eng.add_meters(ch)
         tasks.append(asyncio.ensure_future(ch.run()))
 
 

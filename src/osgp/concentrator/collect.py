@@ -185,6 +185,15 @@ def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: by
     }
 
 
+def _stored(eng: Any, fn: Any, *args: Any, **kwargs: Any) -> TaskGen:
+    """A store write, through the engine's :meth:`~osgp.concentrator.engine.
+    Concentrator.write` when it has one (the task resumes after the commit)."""
+    write = getattr(eng, "write", None)
+    if write is None:
+        return fn(*args, **kwargs)
+    return (yield write(fn, *args, **kwargs))
+
+
 def collect(
     eng: Any,
     m: Any,
@@ -200,15 +209,24 @@ def collect(
     had = len(m.dims)
     yield from read_dims(m.session, m.dims, priority)
     if len(m.dims) != had:
-        store.set_cursor(dev, "dims", {str(k): v.hex() for k, v in m.dims.items()})
         nch = tables.decode(61, m.dims[61], {"BT00": m.dims[0]})["LP_DATA_SETS"][0]["NBR_CHNS_SET"]
-        meta = dict(store.device(dev).meta, channel_units=list(SOURCE_UNITS[:nch]))
-        store.upsert_device(m.neuron, meta=meta)
+        yield from _stored(
+            eng,
+            store.update_meta,
+            dev,
+            {"channel_units": list(SOURCE_UNITS[:nch])},
+            cursor=("dims", {str(k): v.hex() for k, v in m.dims.items()}),
+        )
     if registers:
         bt23 = yield m.session.read(23, priority=priority)
         at = eng.runtime.utc(eng.runtime.time())
-        stored["registers"] = store.commit_registers(
-            dev, at, register_values(bt23, m.dims), cursor=eng.save_session(m)
+        stored["registers"] = yield from _stored(
+            eng,
+            store.commit_registers,
+            dev,
+            at,
+            register_values(bt23, m.dims),
+            cursor=eng.save_session(m),
         )
     if load_profile:
         stored["intervals"] = yield from _collect_lp(eng, m, priority)
@@ -221,7 +239,8 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
     store, dev = eng.store, m.device_id
     bt63 = yield m.session.read(63, priority=priority)
     for _ in range(_LP_TRIES):
-        plan = _LpPlan(m.dims, bt63, store.cursor(dev, "lp"))
+        saved = m.cursors["lp"] if "lp" in m.cursors else store.cursor(dev, "lp")
+        plan = _LpPlan(m.dims, bt63, saved)
         image = bytearray(plan.size)
         for off, count in _coalesce((off, count) for _, off, count in plan.reads()):
             image[off : off + count] = yield m.session.read(64, off, count, priority=priority)
@@ -243,7 +262,14 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
             "acked_seq": plan.seqs[done - 1] if done else None,
         }
         cols = _interval_rows(plan, m.dims, bt63, bytes(image))
-        new = store.commit_intervals(dev, cols if cols is not None else [], cursor=("lp", cursor))
+        new = yield from _stored(
+            eng,
+            store.commit_intervals,
+            dev,
+            cols if cols is not None else [],
+            cursor=("lp", cursor),
+        )
+        m.cursors["lp"] = cursor  # committed: what the next read starts from
     if done:
         yield m.session.call(BP05, struct.pack("<BH", LIST_LP_SET1, done), priority=priority)
     return new
@@ -285,7 +311,7 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
         )
         for e in (log[len(log) - unread :] if unread else log[:0])
     ]
-    new = store.commit_events(dev, rows, cursor=eng.save_session(m))
+    new = yield from _stored(eng, store.commit_events, dev, rows, cursor=eng.save_session(m))
     if unread:
         yield m.session.call(BP05, struct.pack("<BH", LIST_HISTORY, unread), priority=priority)
     return new

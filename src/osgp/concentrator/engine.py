@@ -38,18 +38,20 @@ __all__ = [
     "Concentrator",
     "StatusPolicy",
     "Task",
+    "Write",
     "run_task",
     "NORMAL",
     "TEMPORARY_FAULT",
     "PERMANENT_FAULT",
 ]
 
-TaskGen = Generator[Operation, Any, Any]
+TaskGen = Generator[Any, Any, Any]  # yields Operation or Write handles
 
 # meter status (issue model: temporary fault after failed retries, permanent
 # after a time in temporary fault, back to normal on the next success)
 NORMAL, TEMPORARY_FAULT, PERMANENT_FAULT = "normal", "temporary_fault", "permanent_fault"
 KEY_PURPOSE = suites.LEGACY_PURPOSE  # the 12-byte OMA key of the legacy PLC suite
+_STREAMS = ("dims", "session", "lp")  # the cursors a meter is loaded with
 
 
 class Runtime(Protocol):
@@ -104,6 +106,7 @@ class Meter:
     session: Optional[ClientSession] = None
     dims: Dict[int, bytes] = field(default_factory=dict)  # dimension tables by id
     cache: Dict[str, Any] = field(default_factory=dict)  # what tasks derive from dims
+    cursors: Dict[str, Any] = field(default_factory=dict)  # as last committed, by stream
     busy: bool = False
     attempts: int = 0
     purpose: str = KEY_PURPOSE  # of the key: which suite (osgp.concentrator.suites)
@@ -134,16 +137,47 @@ class Task:
 TaskFactory = Callable[["Concentrator", Meter], TaskGen]
 
 
+class Write:
+    """A store write a task yields and waits for, like an operation
+    (:meth:`Concentrator.write`); ``result`` / ``error`` once ``done``."""
+
+    __slots__ = ("fn", "args", "kwargs", "done", "result", "error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: Dict[str, Any]) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.done = False
+        self.result: Any = None
+        self.error: Optional[OSGPError] = None
+
+    def run(self) -> None:
+        try:
+            self.result, self.error = self.fn(*self.args, **self.kwargs), None
+        except OSGPError as exc:
+            self.result, self.error = None, exc
+
+
 class Concentrator:
     """Meters on channels, and the tasks that act on them.
 
     ``store``: :class:`~osgp.concentrator.store.Store` (keys need a vault);
-    ``runtime``: time and timers; ``policy``: the status rules."""
+    ``runtime``: time and timers; ``policy``: the status rules.
+    ``write_batch_s``: when not None, the store writes tasks :meth:`write`
+    within that many seconds of each other share one transaction (the
+    tasks resume after its commit); None: each is its own, at once."""
 
-    def __init__(self, store: Any, runtime: Runtime, *, policy: StatusPolicy = StatusPolicy()):
+    def __init__(
+        self,
+        store: Any,
+        runtime: Runtime,
+        *,
+        policy: StatusPolicy = StatusPolicy(),
+        write_batch_s: Optional[float] = None,
+    ) -> None:
         self.store, self.runtime, self.policy = store, runtime, policy
+        self.write_batch_s = write_batch_s
+        self._writes: List[Write] = []
         self.meters: Dict[int, Meter] = {}
-        self._waiting: Dict[Operation, Task] = {}
+        self._waiting: Dict[Any, Task] = {}  # Operation or Write -> its task
         self.stats: Counter = Counter()
         self.on_task_done: List[Callable[[Task], None]] = []
 
@@ -155,35 +189,59 @@ class Concentrator:
 
     def add_meter(self, device_id: int, channel: Channel) -> Meter:
         """Load a commissioned meter from the store and open its session."""
-        dev = self.store.device(device_id)
+        st = self.store
+        cursors = {n: st.cursor(device_id, n) for n in _STREAMS}
+        purpose, key = KEY_PURPOSE, st.key(device_id, KEY_PURPOSE)
+        if key is None:  # an AES meter
+            purpose, key = suites.AES_PURPOSE, st.key(device_id, suites.AES_PURPOSE)
+        return self._add(st.device(device_id), purpose, key, st.routes(device_id), cursors, channel)
+
+    def add_meters(self, channel: Channel) -> List[Meter]:
+        """Load every commissioned meter of the channel's segment (the
+        segment is the channel's ``name``) in one read of the store, and open
+        their sessions."""
+        recs = self.store.meter_records(channel.name, suites.PURPOSES, _STREAMS)
+        return [
+            self._add(r.device, r.purpose or KEY_PURPOSE, r.key, r.routes, r.cursors, channel)
+            for r in recs
+            if r.device.subnet is not None and r.device.node is not None
+        ]
+
+    def _add(
+        self,
+        dev: Any,
+        purpose: str,
+        key: Optional[bytes],
+        routes: List[Any],
+        cursors: Dict,
+        channel: Channel,
+    ) -> Meter:
         if dev.subnet is None or dev.node is None:
             raise ProtocolError(f"meter {dev.serial or dev.neuron_id.hex()} is not commissioned")
-        purpose, key = KEY_PURPOSE, self.store.key(device_id, KEY_PURPOSE)
-        if key is None:  # an AES meter
-            purpose, key = suites.AES_PURPOSE, self.store.key(device_id, suites.AES_PURPOSE)
         if key is None:
             raise ProtocolError(
                 f"meter {dev.serial or dev.neuron_id.hex()} has no {' or '.join(suites.PURPOSES)}"
             )
         m = Meter(
-            device_id,
+            dev.id,
             dev.neuron_id,
             channel,
             lon.SubnetNode(dev.subnet, dev.node),
             key,
-            self.store.routes(device_id),
+            routes,
             status=dev.status if dev.status in (TEMPORARY_FAULT, PERMANENT_FAULT) else NORMAL,
             purpose=purpose,
         )
         if m.status != NORMAL and dev.status_since is not None:  # UTC in the store
             now = self.runtime.time()
             m.fault_since = now - (self.runtime.utc(now) - dev.status_since)
-        saved = self.store.cursor(device_id, "dims")
+        if "lp" in cursors:  # None: the store has none yet (no need to ask again)
+            m.cursors["lp"] = cursors["lp"]
+        saved = cursors.get("dims")
         if saved:
             m.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
-        self.meters[device_id] = m
-        saved_session = self.store.cursor(device_id, "session")
-        self._open(m, suites.open_state(self.store.vault, device_id, saved_session))
+        self.meters[dev.id] = m
+        self._open(m, suites.open_state(self.store.vault, dev.id, cursors.get("session")))
         return m
 
     def _open(self, m: Meter, state: Optional[Dict[str, Any]] = None) -> None:
@@ -266,6 +324,56 @@ class Concentrator:
             else:
                 self._waiting[op] = task
 
+    # -- store writes --------------------------------------------------------------------------
+    def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Write:
+        """``fn(*args, **kwargs)`` (a store call) as a handle a task yields:
+        the task resumes with its result only after it is committed, so a
+        reading is in the store before the meter is told it was read."""
+        w = Write(fn, args, kwargs)
+        if self.write_batch_s is None:
+            w.run()
+            w.done = True
+            return w
+        if not self._writes:
+            self.runtime.call_at(self.runtime.time() + self.write_batch_s, self.flush)
+        self._writes.append(w)
+        return w
+
+    def write_soon(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A store write nothing waits for (a route's outcome, a job's state):
+        at once, or with the next batch of :meth:`write` (a failure there is
+        logged and counted in ``stats["write errors"]``)."""
+        if self.write_batch_s is None:
+            fn(*args, **kwargs)
+            return
+        if not self._writes:
+            self.runtime.call_at(self.runtime.time() + self.write_batch_s, self.flush)
+        self._writes.append(Write(fn, args, kwargs))
+
+    def flush(self, _now: float = 0.0) -> None:
+        """Commit the waiting writes in one transaction, then resume their tasks."""
+        writes, self._writes = self._writes, []
+        if not writes:
+            return
+        try:
+            with self.store.batch():
+                for w in writes:
+                    w.run()
+                    if w.error is not None:
+                        raise w.error  # roll the others back with it
+        except OSGPError:
+            for w in writes:  # each alone, so one bad write fails only its task
+                w.run()
+        self.stats["write batches"] += 1
+        for w in writes:
+            w.done = True
+            task = self._waiting.pop(w, None)
+            if task is not None:
+                self._advance(task, w.result, w.error)
+            elif w.error is not None:
+                self.stats["write errors"] += 1
+                log.warning("store write %s failed: %s", getattr(w.fn, "__name__", w.fn), w.error)
+
     def _finish(self, task: Task, result: Any, error: Optional[OSGPError]) -> None:
         task.done, task.result, task.error = True, result, error
         task.meter.busy = False
@@ -279,7 +387,7 @@ class Concentrator:
         m.attempts = 0
         r = m.route
         if r is not None:
-            self.store.route_outcome(r.id, True)
+            self.write_soon(self.store.route_outcome, r.id, True)
         if m.status != NORMAL:
             self.store.set_status(m.device_id, NORMAL, self.runtime.utc(now), "read again")
             m.status, m.fault_since = NORMAL, None
@@ -292,7 +400,7 @@ class Concentrator:
         r = m.route
         route_fault = isinstance(error, (ResponseTimeout, ProxyFailed))
         if r is not None and route_fault:
-            self.store.route_outcome(r.id, False)
+            self.write_soon(self.store.route_outcome, r.id, False)
             self.reroute(m)
         if m.attempts < self.policy.attempts:
             return True

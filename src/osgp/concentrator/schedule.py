@@ -176,7 +176,7 @@ class Collector:
             eng.succeeded(m)
             r.ok += 1
             r.stored.update(task.result)
-            store.set_outcome(r.job_id, m.device_id, "confirmed", at=at)
+            eng.write_soon(store.set_outcome, r.job_id, m.device_id, "confirmed", at=at)
             del self._active[m.device_id]
         else:
             err: OSGPError = task.error
@@ -187,7 +187,9 @@ class Collector:
             if again:
                 r.retries += 1
                 counts["retries"] += 1
-                store.set_outcome(r.job_id, m.device_id, "sent", at=at, detail=str(err))
+                eng.write_soon(
+                    store.set_outcome, r.job_id, m.device_id, "sent", at=at, detail=str(err)
+                )
                 now = eng.runtime.time()
                 soon = now + min(eng.policy.idle_retry_s, eng.policy.retry_s)
                 entry = (soon, m, r)
@@ -199,8 +201,14 @@ class Collector:
                 counts["reads_failed"] += 1
                 r.missed.append(m.device_id)
                 code = getattr(err, "code", None)
-                store.set_outcome(
-                    r.job_id, m.device_id, "failed", at=at, code=code, detail=str(err)
+                eng.write_soon(
+                    store.set_outcome,
+                    r.job_id,
+                    m.device_id,
+                    "failed",
+                    at=at,
+                    code=code,
+                    detail=str(err),
                 )
                 del self._active[m.device_id]
         if m.device_id not in self._active:

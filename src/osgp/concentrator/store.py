@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "Device",
     "Route",
+    "MeterRecord",
     "Link",
     "Job",
     "Outcome",
@@ -79,6 +80,17 @@ class Route:
     quality: float
     successes: int
     failures: int
+
+
+@dataclass(frozen=True)
+class MeterRecord:
+    """What a concentrator loads to drive one meter (:meth:`Store.meter_records`)."""
+
+    device: Device
+    key: Optional[bytes]  # the active key of the first purpose asked for it has
+    purpose: Optional[str]  # that key's purpose (None: no key of those purposes)
+    routes: list[Route]
+    cursors: dict  # stream -> value (None: none stored), for each stream asked for
 
 
 @dataclass(frozen=True)
@@ -191,6 +203,7 @@ class Store:
         migrate: bool = True,
     ) -> None:
         self.vault = vault
+        self._batch: Optional[Connection] = None
         try:
             u = make_url(url)
         except (SQLAlchemyError, ValueError):
@@ -254,9 +267,29 @@ class Store:
 
     @contextmanager
     def _tx(self, operation: str) -> Iterator[Connection]:
-        """One transaction; on SQLite a write transaction (BEGIN IMMEDIATE)."""
+        """One transaction; on SQLite a write transaction (BEGIN IMMEDIATE).
+        Inside :meth:`batch`, the batch's transaction."""
+        if self._batch is not None:
+            with self._guard(operation):
+                yield self._batch
+            return
         with self._guard(operation), self._engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the writes called inside one transaction, committed when the
+        block ends (rolled back, all of them, if it raises).  Reads inside it
+        see only what is committed."""
+        if self._batch is not None:
+            yield
+            return
+        with self._guard("batch"), self._engine.connect() as conn, conn.begin():
+            self._batch = conn
+            try:
+                yield
+            finally:
+                self._batch = None
 
     @contextmanager
     def _read(self, operation: str) -> Iterator[Connection]:
@@ -311,6 +344,25 @@ class Store:
         )
         with self._tx("upsert_device") as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def update_meta(
+        self, device_id: int, changes: dict, *, cursor: Optional[tuple[str, dict]] = None
+    ) -> None:
+        """Set keys of a device's meta (the others stay), with a cursor, in one transaction."""
+        m = self._mark
+        meta_mark = m if self.dialect == "sqlite" else f"CAST({m} AS json)"
+        with self._tx("update_meta") as conn:
+            row = conn.exec_driver_sql(
+                f"SELECT meta FROM devices WHERE id = {m}", (device_id,)
+            ).first()
+            if row is None:
+                raise self._missing("update_meta", f"no device with id {device_id}")
+            meta = json.loads(row[0]) if isinstance(row[0], str) else dict(row[0] or {})
+            conn.exec_driver_sql(
+                f"UPDATE devices SET meta = {meta_mark} WHERE id = {m}",
+                (_json({**meta, **changes}, "a device's meta"), device_id),
+            )
+            self._put_cursor(conn, device_id, cursor)
 
     def device(self, device_id: int) -> Device:
         with self._read("device") as conn:
@@ -381,18 +433,7 @@ class Store:
         r = s.routes
         q = r.select().where(r.c.device_id == device_id).order_by(r.c.rank)
         with self._read("routes") as conn:
-            return [
-                Route(
-                    x.id,
-                    x.device_id,
-                    x.rank,
-                    [(a, b) for a, b in x.path],
-                    x.quality,
-                    x.successes,
-                    x.failures,
-                )
-                for x in conn.execute(q)
-            ]
+            return [_route(x) for x in conn.execute(q)]
 
     def route_outcome(self, route_id: int, ok: bool) -> None:
         """Count a success or failure on a route (a replaced route's id is ignored)."""
@@ -422,6 +463,64 @@ class Store:
             ]
 
     # ---- keys
+
+    def meter_records(
+        self, segment: str, purposes: Union[str, Sequence[str]], streams: Sequence[str] = ()
+    ) -> list[MeterRecord]:
+        """Every device of ``segment`` (by id) with its active key of the first
+        of ``purposes`` it has,
+        its routes (best first) and its cursors of ``streams``: what
+        :meth:`device`, :meth:`key`, :meth:`routes` and :meth:`cursor` give
+        one device at a time, in four queries of one read transaction."""
+        vault = self._vault("meter_records")
+        d, k, r, c = s.devices, s.keys, s.routes, s.cursors
+        mine = sa.select(d.c.id).where(d.c.segment == segment)
+        with self._read("meter_records") as conn:
+            q = d.select().where(d.c.segment == segment).order_by(d.c.id)
+            devs = [_device(x) for x in conn.execute(q)]
+            wanted = [purposes] if isinstance(purposes, str) else list(purposes)
+            rank = {p: i for i, p in enumerate(wanted)}
+            sealed: dict[int, tuple[str, bytes]] = {}
+            for x in conn.execute(
+                sa.select(k.c.device_id, k.c.purpose, k.c.sealed)
+                .where(k.c.device_id.in_(mine), k.c.purpose.in_(wanted), k.c.state == "active")
+                .order_by(k.c.id)  # the newest last, so it wins within a purpose
+            ):
+                had = sealed.get(x.device_id)
+                if had is None or rank[x.purpose] <= rank[had[0]]:
+                    sealed[x.device_id] = (x.purpose, x.sealed)
+            routes: dict[int, list[Route]] = {}
+            for x in conn.execute(
+                r.select().where(r.c.device_id.in_(mine)).order_by(r.c.device_id, r.c.rank)
+            ):
+                routes.setdefault(x.device_id, []).append(_route(x))
+            cursors: dict[int, dict] = {}
+            if streams:
+                for x in conn.execute(
+                    sa.select(c.c.device_id, c.c.stream, c.c.value).where(
+                        c.c.device_id.in_(mine), c.c.stream.in_(list(streams))
+                    )
+                ):
+                    v = x.value
+                    cursors.setdefault(x.device_id, {})[x.stream] = (
+                        json.loads(v) if isinstance(v, str) else v
+                    )
+        out = []
+        for dev in devs:
+            key, purpose = None, None
+            if dev.id in sealed:
+                purpose, box = sealed[dev.id]
+                try:
+                    key = vault.open(dev.id, purpose, box)
+                except AuthenticationError as e:
+                    raise AuthenticationError(f"store {self.url}: {e}") from None
+            saved = cursors.get(dev.id, {})
+            out.append(
+                MeterRecord(
+                    dev, key, purpose, routes.get(dev.id, []), {n: saved.get(n) for n in streams}
+                )
+            )
+        return out
 
     def _vault(self, operation: str) -> KeyVault:
         if self.vault is None:
@@ -987,6 +1086,12 @@ def _device(row: Any) -> Device:
         row.status,
         row.status_since,
         dict(row.meta or {}),
+    )
+
+
+def _route(x: Any) -> Route:
+    return Route(
+        x.id, x.device_id, x.rank, [(a, b) for a, b in x.path], x.quality, x.successes, x.failures
     )
 
 

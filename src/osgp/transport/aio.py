@@ -64,6 +64,18 @@ class AsyncTransport(Channel):
         self._waiter: Optional[asyncio.Future[None]] = None
         self._writable: Optional[asyncio.Future[None]] = None
         self._gone: Optional[asyncio.Future[None]] = None
+        self._receiver: Optional[Callable[[bytes], None]] = None
+
+    def set_receiver(self, receiver: Optional[Callable[[bytes], None]]) -> None:
+        """Hand each received payload to ``receiver`` as it arrives (in the
+        loop's thread, no task or future per payload) instead of queueing it
+        for :meth:`receive`; what already waits goes to it at once.  None
+        queues again."""
+        self._receiver = receiver
+        while receiver is not None and self._rx:
+            payload = self.core.incoming(self._rx.popleft())
+            if payload is not None:
+                receiver(payload)
 
     async def _bounded(self, aw: Awaitable[T], what: str) -> T:
         try:
@@ -147,6 +159,12 @@ class AsyncTransport(Channel):
             w.set_result(None)
 
     def _feed(self, wire: bytes) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            payload = self.core.incoming(wire)
+            if payload is not None:
+                receiver(payload)
+            return
         self._rx.append(bytes(wire))
         self._wake()
 
