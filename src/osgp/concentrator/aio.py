@@ -133,7 +133,7 @@ class AsyncChannel:
         self.router.listen(engine, engine.listens)
         self.arbiter.add(engine)
         engine.watch(self._watch)
-        self._wake.set()
+        self._wakeup()
 
     def detach_engine(self, engine: Any) -> None:
         self.router.unlisten(engine)

@@ -34,8 +34,8 @@ from osgp import tables
 from osgp.concentrator import keyrenewal
 from osgp.concentrator.collect import read_dims
 from osgp.concentrator.engine import Concentrator, Meter, Task
-from osgp.concentrator.keyrenewal import KeyNotConfirmed
 from osgp.concentrator.firmware import FirmwareRunner, firmware_params
+from osgp.concentrator.keyrenewal import KeyNotConfirmed
 from osgp.errors import DeviceError, ProtocolError
 from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
