@@ -273,6 +273,7 @@ class _Target:
     neuron: bytes
     session: Any
     dims: Dict[int, bytes] = field(default_factory=dict)
+    cursors: Dict[str, Any] = field(default_factory=dict)  # as last committed, by stream
 
 
 class _OneMeter:
