@@ -4,16 +4,20 @@ history log), every outcome on the store."""
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
 
+from osgp import tables
 from osgp.concentrator import Store
 from osgp.concentrator.engine import StatusPolicy
 from osgp.concentrator.operations import CLOCK_THRESHOLD_S, Operations
 from osgp.errors import ProtocolError
 from osgp.sim import layouts as L
 from tests.test_concentrator import Feeder
+
+ET33 = 2048 + 33
 
 RUN_S = 900.0  # virtual seconds a job is given to finish
 
@@ -115,6 +119,22 @@ def test_groups_added_removed_and_an_eleventh_refused(tmp_path):
     assert len(events(f.meters[1], "group removed", mfg=True)) == 1
     with pytest.raises(ProtocolError):
         ops.group_add(0)
+
+
+def test_et33_lists_the_groups_and_a_member_is_left_alone(tmp_path):
+    # the INFERRED ET33 layout over a hand-made image: count, then NBR_GROUP_IDS UINT16 LE
+    image = bytes([2]) + struct.pack("<10H", 7, 0x0102, *([0] * 8))
+    d = tables.decode(ET33, image, {"ET11.NBR_GROUP_IDS": 10})
+    assert d["NBR_GROUPS"] == 2 and list(d["GROUP_IDS"][:3]) == [7, 0x0102, 0]
+    f = Feeder(tmp_path, n=2, base_loss=0.0)
+    f.meters[2].groups[:] = [9, 7]
+    ops = Operations(f.eng)
+    job = ops.group_add(7)
+    assert run(f, ops, job) == {1: "confirmed", 2: "confirmed"}
+    detail = {d: json.loads(o.detail) for d, o in ops.report(job).items()}
+    assert detail[1] == {"group": 7, "groups": [7], "action": "EP27"}
+    assert detail[2] == {"group": 7, "groups": [9, 7], "action": "none"}  # read from ET33
+    assert not events(f.meters[2], "group added", mfg=True)  # EP27 never sent to it
 
 
 def test_a_meter_out_of_reach_is_given_up_and_the_others_confirm(tmp_path):

@@ -613,6 +613,10 @@ static const uint32_t prog_et31[286] = {
     0x00000000u, 0x00000000u, 0x00000001u, 0x00000000u, 0x00000001u, 0xffffffffu, 0x00000002u, 0x00000003u,
     0x00000004u, 0x0000000au, 0x00000008u, 0x00000008u, 0x00000008u, 0x00000008u,
 };
+static const uint32_t prog_et33[15] = {
+    0x00010001u, 0xffffffffu, 0x00000007u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000001u, 0x00000000u,
+    0x00000001u, 0xffffffffu, 0x00000002u, 0x00000002u, 0x00020001u, 0xffffffffu, 0x00000008u,
+};
 static const uint32_t prog_et46[34] = {
     0x00040101u, 0xffffffffu, 0x00040001u, 0xffffffffu, 0x00010002u, 0x00000003u, 0x00000000u, 0xffffffffu,
     0x00000101u, 0xffffffffu, 0x00000702u, 0xffffffffu, 0x0000000au, 0xffffffffu, 0x00000000u, 0x00000000u,
@@ -674,6 +678,7 @@ static const fz_program fz_programs[] = {
     {"ET19", prog_et19, 19, 2, 2},
     {"ET30", prog_et30, 14, 1, 1},
     {"ET31", prog_et31, 286, 13, 13},
+    {"ET33", prog_et33, 15, 1, 1},
     {"ET46", prog_et46, 34, 1, 1},
     {"ET61", prog_et61, 32, 1, 1},
 };

@@ -392,17 +392,30 @@ class Operations:
             raise NotConfirmed(f"counter {now} -> {after} after procedure {number}")
         return json.dumps({"count": after, "action": f"EP{number}"})
 
+    def _groups(self, m: Meter) -> TaskGen:
+        """The meter's group ids from ET33 (osgp.tables.control, INFERRED),
+        sized by ET11 NBR_GROUP_IDS."""
+        ctx = {"ET11": (yield from _more._et11(self, m))}
+        d = tables.decode(ET + 33, (yield from self._read(m, ET + 33)), ctx)
+        return [int(g) for g in d["GROUP_IDS"][: d["NBR_GROUPS"]] if g]
+
     def _group(self, m: Meter, run: _Run, add: bool) -> TaskGen:
-        """EP27 answers NBR_GROUPS, the meter's group count after the call
-        (osgp.sim.layouts, INFERRED); a second call with the same group
-        changes nothing, so a retry is harmless."""
+        """EP27 (osgp.sim.layouts, INFERRED) only when ET33 does not list the
+        meter in the state asked for, confirmed by ET33 read back; a second
+        call with the same group changes nothing, so a retry is harmless."""
         g = int(run.params["group"])
-        self._sent(m, run, {"group": g})
+        have = yield from self._groups(m)
+        if (g in have) == add:
+            return json.dumps({"group": g, "groups": have, "action": "none"})
+        self._sent(m, run, {"group": g, "groups": have})
         action = GROUP_ADD if add else GROUP_REMOVE
         data = yield from self._call(m, EP27, struct.pack("<BH", action, g))
         if len(data) != 1 or data[0] > MAX_GROUPS:
             raise NotConfirmed(f"EP27 answered {bytes(data).hex()}, not a group count")
-        return json.dumps({"group": g, "groups": data[0], "action": "EP27"})
+        have = yield from self._groups(m)
+        if (g in have) != add or len(have) != data[0]:
+            raise NotConfirmed(f"after EP27 (count {data[0]}) ET33 lists groups {have}")
+        return json.dumps({"group": g, "groups": have, "action": "EP27"})
 
 
 from osgp.concentrator import ops_control as _more  # noqa: E402  (more operation kinds)

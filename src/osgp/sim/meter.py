@@ -1547,6 +1547,15 @@ class SimMeter:
             },
         )
 
+    def _et33(self) -> bytes:
+        # group configuration (osgp.tables.control ET33, INFERRED): unused ids 0x0000
+        ids = list(self.groups) + [0] * (L.MAX_GROUPS - len(self.groups))
+        ctx = {"ET11.NBR_GROUP_IDS": L.MAX_GROUPS}
+        return tables.encode(ET + 33, {"NBR_GROUPS": len(self.groups), "GROUP_IDS": ids}, ctx)
+
+    def _key_groups(self) -> Any:
+        return tuple(self.groups)
+
     def _et54(self) -> bytes:
         usage = 0
         for p in self.ports:
@@ -1620,6 +1629,7 @@ _RENDER: Dict[int, Tuple[Callable[[SimMeter], Any], Callable[[SimMeter], Any]]] 
     ET + 4: (SimMeter._et04, SimMeter._key_links),
     ET + 21: (SimMeter._et21, SimMeter._key_state),
     ET + 23: (SimMeter._et23, SimMeter._key_state),
+    ET + 33: (SimMeter._et33, SimMeter._key_groups),
     ET + 54: (SimMeter._et54, SimMeter._key_links),
     0: (SimMeter._bt00, SimMeter._key_config),
     1: (SimMeter._bt01, SimMeter._key_config),

@@ -1,5 +1,5 @@
-"""Layouts of the control-output and one-time-read tables: ET05, ET19, ET30,
-ET31, ET46 and ET61.
+"""Layouts of the control-output, one-time-read and group tables: ET05, ET19,
+ET30, ET31, ET33, ET46 and ET61.
 
 Sources: [MEP] = OSGP Alliance *MEP Client Developer's Guide* v1.1 (printed
 pages).  What the guide prints is marked CONFIRMED; everything else is the
@@ -13,7 +13,7 @@ from __future__ import annotations
 from osgp.tables.builtin import _REGISTER_DATA as REGISTER_DATA
 from osgp.tables.builtin import ET, arr, bits, f, if_, table
 
-__all__ = ["ET05", "ET19", "ET30", "ET31", "ET46", "ET61", "SCHEMAS"]
+__all__ = ["ET05", "ET19", "ET30", "ET31", "ET33", "ET46", "ET61", "SCHEMAS"]
 
 # ET05 Control Output Settings: MAK-writable ([MEP p.260], CONFIRMED).  CONFIRMED offsets:
 # 0 the primary maximum power level in W ([MEP p.183] "ET05.0"), 8..23 the prepay
@@ -166,4 +166,17 @@ ET61 = table(
     ),
 )
 
-SCHEMAS = [ET05, ET19, ET30, ET31, ET46, ET61]
+# ET33 Group Configuration: only its title is public (CLC/TS 50586 B.29).  INFERRED: the
+# number of groups the device belongs to, then ET11 NBR_GROUP_IDS group ids ([OPT p.41]:
+# up to 10), UINT16 as EP27 takes them and as the ET52 group-broadcast list carries them
+# ([MEP p.131]); unused entries 0x0000, which that list calls an invalid group id.
+ET33 = table(
+    ET + 33,
+    "ET33",
+    "Group Configuration",
+    "CLC/TS 50586 B.29 (title); layout INFERRED",
+    f("NBR_GROUPS", "UINT8"),
+    arr("GROUP_IDS", "ET11.NBR_GROUP_IDS", {"type": "UINT16"}),
+)
+
+SCHEMAS = [ET05, ET19, ET30, ET31, ET33, ET46, ET61]
