@@ -230,6 +230,26 @@ def test_a_broadcast_hook_that_reached_no_one_is_caught_by_the_unicast_fallback(
         assert invocations(m, L.BP13) == 1 and len(activations(m)) == 1
 
 
+def test_a_restart_after_the_broadcast_verification_takes_the_fallback_step(tmp_path):
+    f = Feeder(tmp_path, n=2, base_loss=0.0)
+    ops = Operations(f.eng)
+    tar = Tariffs(ops, broadcast=lambda job: True)  # sent, but reached no one
+    job = tar.change(CAL, START + 1800, manual=True)
+    f.net.run(until=1700)
+    tar.auto = False  # the process stops following its jobs: no step after the verification
+    f.net.run(until=1800 + 600)
+    verify = tar.chain[job]
+    assert {o.detail for o in ops.report(verify).values()} == {STILL_PENDING}
+    assert verify not in tar.chain
+    again = Tariffs(ops)
+    assert again.resume() == [verify]
+    f.net.run(until=1800 + 1200)
+    act = again.chain[verify]
+    assert ops.store.job(act).kind == "tou-activate"
+    assert set(states(ops, again.chain[act]).values()) == {"confirmed"}
+    assert all(len(activations(m)) == 1 for m in f.meters.values())
+
+
 def test_tou_activation_by_secured_group_broadcast_with_unicast_fallback(tmp_path):
     n, group, key = 30, 7, bytes(range(12))
     # every meter within the concentrator's direct reach: a broadcast is not repeated

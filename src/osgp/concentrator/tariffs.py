@@ -490,14 +490,19 @@ class Tariffs:
 
     def resume(self) -> List[int]:
         """Take the next step of every finished ``tou``, ``tou-arm`` or
-        ``tou-activate`` job no job follows yet (a process that stopped
-        between two steps); run :meth:`Operations.resume` for the open ones."""
+        ``tou-activate`` job, and of every ``tou-verify`` after a broadcast
+        with no target left to work on (its failures are what the fallback
+        takes), that no job follows yet (a process that stopped between two
+        steps); run :meth:`Operations.resume` for the open ones."""
         jobs = self.ops.store.jobs()
         followed = {j.params.get("of") for j in jobs}
         taken = []
         for j in jobs:
-            after_broadcast = j.kind == "tou-verify" and j.params.get("broadcast")
-            if (j.kind in KINDS[:3] or after_broadcast) and not j.open and j.id not in followed:
+            if j.id in followed:
+                continue
+            busy = any(n for st, n in j.counts.items() if st in ("pending", "sent"))
+            after_broadcast = j.kind == "tou-verify" and j.params.get("broadcast") and not busy
+            if (j.kind in KINDS[:3] and not j.open) or after_broadcast:
                 self._job_done(j.id)
                 taken.append(j.id)
         return taken
