@@ -4,29 +4,11 @@ reads it there, every interval stored once and equal to the meter's own."""
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
-
-from osgp import loadprofile
 from osgp.cli import main
 from osgp.concentrator import KeyVault, Store
 from osgp.demo import DemoConfig, run_demo, summary
 from osgp.link import lon
-
-
-def _intervals(path, nid):
-    iv = pq.read_table(path)
-    got = {}
-    for n, ts, ch, raw in zip(
-        iv.column("neuron_id").to_pylist(),
-        iv.column("ts_utc").cast("int64").to_pylist(),
-        iv.column("channel").to_pylist(),
-        iv.column("raw").to_pylist(),
-    ):
-        if n == nid.hex():
-            key = (ts // 1000 if ts > 10**11 else ts, ch)
-            assert key not in got, f"stored twice: {key}"
-            got[key] = raw
-    return got
+from tests.test_demo import day_truth, stored_intervals
 
 
 def test_the_demo_finds_a_moved_meter_and_reads_it_on_its_new_segment(tmp_path):
@@ -57,16 +39,10 @@ def test_the_demo_finds_a_moved_meter_and_reads_it_on_its_new_segment(tmp_path):
     finally:
         store.close()
     # nothing lost, nothing doubled: the day of the meter's own BT64, each interval once
-    got = _intervals(tmp_path / "export" / "intervals.parquet", nid)
-    m = fleet.meters[nid]
-    img = {t: m.image(t) for t in (0, 61, 62, 63, 64)}
-    lp = loadprofile.decode(img[61], img[62], img[63], img[64], bt00=img[0])
-    ts = lp.timestamps.astype("int64")
-    day = ts <= int(fleet.network.utc(0)) + 86400
-    assert day.sum() >= 96
-    want = {(t, c): int(row[c]) for t, row in zip(ts[day].tolist(), lp.values[day])
-            for c in range(lp.channels)}  # fmt: skip
-    assert {k: got.get(k) for k in want} == want
+    got = stored_intervals(tmp_path / "export" / "intervals.parquet")
+    want = day_truth(fleet.meters[nid], int(fleet.network.utc(0)) + 86400)
+    assert len({t for t, _ in want}) >= 96
+    assert {k: got.get((nid.hex(), *k)) for k in want} == want
 
 
 def test_without_the_re_evaluation_the_moved_meter_is_missed(tmp_path):
