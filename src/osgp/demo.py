@@ -56,7 +56,7 @@ class DemoConfig:
     base_loss: float = 0.01
     loss_free: bool = False  # a medium that loses no frame in reach (MediumProfile.loss_free)
     # re-evaluate the topology between the rounds (at 1,000 meters on 4 segments: 3.3 virtual
-    # hours from 14 h, about 18 s more host CPU, so not by default)
+    # hours from 14 h, 14 to 18 s more host CPU in the collection, so not by default)
     reevaluate: bool = False
     move_meter: bool = False  # move one meter to another segment before the re-evaluation
 

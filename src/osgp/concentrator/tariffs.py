@@ -420,7 +420,9 @@ class Tariffs:
     and a rollback then both fit), else rolled back; ``verify_s``: how long after the moment
     ``tou-verify`` starts; ``auto``: chain the jobs (arm or roll back, then
     verify); ``broadcast``: the hook for a group activation (``job_id`` ->
-    True when it sent it), tried before ``tou-activate`` by unicast."""
+    True when it sent it; :func:`broadcast_activation`), tried before
+    ``tou-activate`` by unicast, which then goes only to the meters the
+    verification after it finds still pending."""
 
     ops: Operations
     guard_s: float = GUARD_S
