@@ -9,9 +9,16 @@ import struct
 import pytest
 
 from osgp import tables
+from osgp.concentrator.broadcast import Broadcaster
 from osgp.concentrator.engine import StatusPolicy
 from osgp.concentrator.operations import Operations
-from osgp.concentrator.tariffs import Calendar, Tariffs, clock_params
+from osgp.concentrator.tariffs import (
+    STILL_PENDING,
+    Calendar,
+    Tariffs,
+    broadcast_activation,
+    clock_params,
+)
 from osgp.errors import ConfigurationError
 from osgp.sim import layouts as L
 from osgp.sim import tariff as T
@@ -205,15 +212,85 @@ def test_manual_activation_by_bp13_at_the_moment(tmp_path):
         assert decoded(m, 54)["CALENDAR_ID"] == 42
 
 
-def test_the_broadcast_hook_replaces_the_unicast_activation(tmp_path):
+def test_a_broadcast_hook_that_reached_no_one_is_caught_by_the_unicast_fallback(tmp_path):
     f = Feeder(tmp_path, n=2, base_loss=0.0)
     ops = Operations(f.eng)
     sent = []
     tar = Tariffs(ops, broadcast=lambda job: sent.append(job) or True)
     job = tar.change(CAL, START + 1800, manual=True)
-    f.net.run(until=1800 + 100)
-    assert sent == [job] and job not in tar.chain
-    assert all(invocations(m, L.BP13) == 0 for m in f.meters.values())
+    f.net.run(until=1800 + 600)
+    assert sent == [job]
+    verify = tar.chain[job]
+    assert ops.store.job(verify).kind == "tou-verify"
+    assert {o.detail for o in ops.report(verify).values()} == {STILL_PENDING}
+    act = tar.chain[verify]
+    assert ops.store.job(act).kind == "tou-activate"
+    assert set(states(ops, tar.chain[act]).values()) == {"confirmed"}
+    for m in f.meters.values():
+        assert invocations(m, L.BP13) == 1 and len(activations(m)) == 1
+
+
+def test_a_restart_after_the_broadcast_verification_takes_the_fallback_step(tmp_path):
+    f = Feeder(tmp_path, n=2, base_loss=0.0)
+    ops = Operations(f.eng)
+    tar = Tariffs(ops, broadcast=lambda job: True)  # sent, but reached no one
+    job = tar.change(CAL, START + 1800, manual=True)
+    f.net.run(until=1700)
+    tar.auto = False  # the process stops following its jobs: no step after the verification
+    f.net.run(until=1800 + 600)
+    verify = tar.chain[job]
+    assert {o.detail for o in ops.report(verify).values()} == {STILL_PENDING}
+    assert verify not in tar.chain
+    again = Tariffs(ops)
+    assert again.resume() == [verify]
+    f.net.run(until=1800 + 1200)
+    act = again.chain[verify]
+    assert ops.store.job(act).kind == "tou-activate"
+    assert set(states(ops, again.chain[act]).values()) == {"confirmed"}
+    assert all(len(activations(m)) == 1 for m in f.meters.values())
+
+
+def test_tou_activation_by_secured_group_broadcast_with_unicast_fallback(tmp_path):
+    n, group, key = 30, 7, bytes(range(12))
+    # every meter within the concentrator's direct reach: a broadcast is not repeated
+    f = Feeder(tmp_path, n=n, base_loss=0.2, reach=5000.0)
+    ids = sorted(f.meters)
+    outsider, non_member = ids[-1], ids[-2]  # outside the job and the group / in the job only
+    for d, m in f.meters.items():
+        m.broadcasts.set_key(key)
+        if d != outsider and d != non_member:
+            m.groups.append(group)
+            m._apply_groups()
+    ops = Operations(f.eng)
+    b = Broadcaster(f.seg, key)
+    tar = Tariffs(ops, broadcast=broadcast_activation(b, group, repeats=1))
+    at = START + 3600
+    job = tar.change(CAL, at, ids[:-1], manual=True)
+    f.net.run(until=at - START + 3000)
+    assert set(states(ops, job).values()) == {"confirmed"}, ops.report(job)
+    assert b.stats == {"broadcasts": 1, "frames": 2}
+    verify = tar.chain[job]
+    missed = {d for d, o in ops.report(verify).items() if o.detail == STILL_PENDING}
+    heard = {d for d in ids[:-1] if f.meters[d].broadcasts.stats["served"] == 1}
+    assert missed == set(ids[:-1]) - heard
+    assert non_member in missed and len(missed) >= 2, "the lossy medium lost no broadcast"
+    act = tar.chain[verify]
+    assert sorted(ops.report(act)) == sorted(missed)
+    assert set(states(ops, tar.chain[act]).values()) == {"confirmed"}
+    for d in ids[:-1]:
+        m = f.meters[d]
+        ((t, _),) = activations(m)
+        assert not pending_54(m)
+        assert decoded(m, 54)["CALENDAR_ID"] == 42 == decoded(m, 2048 + 23)["ACTIVE_CALENDAR_ID"]
+        assert invocations(m, L.BP13) == 1
+        if d in heard:  # by the broadcast, at the moment
+            assert at - 2 <= t < at + 5  # the meter clock: drift of at most 50 ppm
+        else:  # by the unicast fallback, after the verification
+            assert t >= at + tar.verify_s
+    m = f.meters[outsider]
+    assert m.broadcasts.stats["not a member"] >= 1 and m.broadcasts.stats["served"] == 0
+    assert not activations(m) and not pending_54(m) and invocations(m, L.BP13) == 0
+    assert decoded(m, 54)["CALENDAR_ID"] == 1 == decoded(m, 2048 + 23)["ACTIVE_CALENDAR_ID"]
 
 
 def test_the_sim_local_clock_follows_bt53_and_the_calendar_dst_dates(tmp_path):

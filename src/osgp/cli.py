@@ -172,6 +172,8 @@ def _demo(args: argparse.Namespace) -> int:
             out=Path(args.out) if args.out else None,
             plots=not args.no_plots,
             capture=args.capture,
+            reevaluate=args.reevaluate,
+            move_meter=args.move_meter,
         ),
         show=not args.quiet and sys.stderr.isatty(),
     )
@@ -411,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-plots", action="store_true")
     d.add_argument("--capture", action="store_true", help="also write capture.pcapng")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.add_argument(
+        "--reevaluate", action="store_true", help="re-evaluate the topology at 14 h (discovery)"
+    )
+    d.add_argument(
+        "--move-meter", action="store_true", help="move a meter to another segment at 13 h"
+    )
     d.set_defaults(func=_demo)
 
     r = sub.add_parser("read", help="read a table (BTnn, ETnn or a number)")

@@ -1,6 +1,12 @@
 """``osgp demo``: a simulated fleet discovered, commissioned, collected for a
 virtual day, exported and plotted, with no hardware.
 
+Between the noon and midnight rounds the topology is re-evaluated
+(:mod:`osgp.concentrator.reevaluation`, scheduled with
+:func:`osgp.concentrator.schedule.periodic`); with ``move_meter`` one meter
+is first moved to another segment, which the re-evaluation finds and
+re-homes before the midnight round reads it there.
+
 The fleet is :mod:`osgp.sim.fleet` (meters on power-line segments, some
 beyond direct reach of their concentrator); the concentrator is
 :mod:`osgp.concentrator` running on the simulated network's virtual clock,
@@ -23,7 +29,8 @@ import numpy as np
 from osgp.concentrator import KeyVault, Store
 from osgp.concentrator.engine import KEY_PURPOSE, NORMAL, Concentrator
 from osgp.concentrator.export import export
-from osgp.concentrator.schedule import Collector, Round
+from osgp.concentrator.reevaluation import Reevaluation, Reevaluator
+from osgp.concentrator.schedule import Collector, Round, periodic
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo", "ROUND_HOURS"]
 
@@ -32,6 +39,9 @@ __all__ = ["DemoConfig", "DemoResult", "run_demo", "ROUND_HOURS"]
 # after midnight, then a catch-up of the meters the midnight round missed
 ROUND_HOURS = (12.0, 24.05)
 CATCH_UP_HOURS = 26.0
+MOVE_HOURS = 13.0  # move_meter: a meter hangs on another segment from then
+REEVALUATE_HOURS = 14.0  # the first re-evaluation, then every REEVALUATE_EVERY_S
+REEVALUATE_EVERY_S = 86400.0
 DAY = 86400.0
 
 
@@ -45,6 +55,10 @@ class DemoConfig:
     capture: bool = False
     base_loss: float = 0.01
     loss_free: bool = False  # a medium that loses no frame in reach (MediumProfile.loss_free)
+    # re-evaluate the topology between the rounds (at 1,000 meters on 4 segments: 3.3 virtual
+    # hours from 14 h, 14 to 18 s more host CPU in the collection, so not by default)
+    reevaluate: bool = False
+    move_meter: bool = False  # move one meter to another segment before the re-evaluation
 
 
 @dataclass
@@ -67,6 +81,8 @@ class DemoResult:
     exchanges: int = 0
     fleet: Any = None  # the simulated fleet itself (the truth a test compares with)
     metrics: List[Dict[str, Any]] = field(default_factory=list)  # the store's, per day and segment
+    reevaluations: List[Reevaluation] = field(default_factory=list)
+    moved: Optional[bytes] = None  # the neuron id move_meter moved
 
 
 def _default_out() -> Path:
@@ -149,7 +165,9 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             res.fleet = fleet
             net = fleet.network
             t0 = time.process_time()
-            found, commissioned = _discover_and_commission(fleet, store, steps, cfg.seed)
+            found, commissioned, plans, topologies = _discover_and_commission(
+                fleet, store, steps, cfg.seed
+            )
             res.found, res.commissioned = found, commissioned
             res.cpu_s["discover and commission"] = time.process_time() - t0
             t0, w0, e0, v0 = time.process_time(), time.perf_counter(), net.processed, net.time()
@@ -163,7 +181,14 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
                 s.name: (s.stats["frames"], s.airtime_s, s.needed_airtime_s, s.needed_frames)
                 for s in fleet.segments
             }
-            res.rounds = _collect_day(eng, net, fleet, steps)
+            reev = None
+            if cfg.reevaluate:
+                channels = {seg.name: seg for seg in fleet.segments}
+                reev = Reevaluator(eng, channels, plans, topologies)
+            if cfg.move_meter and len(fleet.segments) > 1:
+                res.moved = _move_one(fleet, topologies, net)
+            res.rounds = _collect_day(eng, net, fleet, steps, reev)
+            res.reevaluations = reev.history if reev is not None else []
             res.cpu_s["collect"] = time.process_time() - t0
             res.collect_wall_s = time.perf_counter() - w0
             res.collect_events = net.processed - e0
@@ -274,15 +299,38 @@ def _discover_and_commission(fleet: Any, store: Store, steps: _Steps, seed: int)
                 ],
             )
             commissioned += 1
-    return found, commissioned
+    return found, commissioned, plans, topologies
 
 
-def _collect_day(eng: Concentrator, net: Any, fleet: Any, steps: _Steps) -> List[Round]:
+def _move_one(fleet: Any, topologies: List[Any], net: Any) -> Optional[bytes]:
+    """At MOVE_HOURS, move a meter of the first segment that answers
+    directly and relays for no one to the second segment; its neuron id."""
+    first, second = fleet.segments[0], fleet.segments[1]
+    t = next((t for t in topologies if t.segment == first.name), None)
+    if t is None:
+        return None
+    relays = {p for r in t.meters.values() for p in r.path}
+    nid = next((n for n in sorted(t.meters) if not t.meters[n].path and n not in relays), None)
+    if nid is None:
+        return None
+    start = net.time()
+    day0 = (int(net.utc(start)) // 86400) * 86400 - net.utc(0)
+    net.at(max(start, day0 + MOVE_HOURS * 3600), lambda now: fleet.move(nid, second.name, 150.0))
+    return nid
+
+
+def _collect_day(
+    eng: Concentrator, net: Any, fleet: Any, steps: _Steps, reev: Optional[Reevaluator] = None
+) -> List[Round]:
     col = Collector(eng)
     start = net.time()
     day0 = (int(net.utc(start)) // 86400) * 86400 - net.utc(0)  # virtual time of midnight
     for h in ROUND_HOURS:
         net.at(max(start, day0 + h * 3600), lambda now, h=h: col.start_round(f"{h:g} h"))
+    stop: Optional[Callable[[], None]] = None
+    if reev is not None:
+        first = max(start, day0 + REEVALUATE_HOURS * 3600)
+        stop = periodic(net, REEVALUATE_EVERY_S, reev.start, first=first)
 
     def catch_up(now: float) -> None:
         last = col.rounds[-1] if col.rounds else None
@@ -298,8 +346,11 @@ def _collect_day(eng: Concentrator, net: Any, fleet: Any, steps: _Steps) -> List
         t = min(end, t + 900)
         net.run(until=t)
         progress((t - start) / 3600)
-        if net.time() > day0 + CATCH_UP_HOURS * 3600 and all(r.done for r in col.rounds):
+        idle = reev is None or not reev.running
+        if net.time() > day0 + CATCH_UP_HOURS * 3600 and all(r.done for r in col.rounds) and idle:
             break
+    if stop is not None:
+        stop()
     return col.rounds
 
 
@@ -425,6 +476,16 @@ def summary(res: DemoResult) -> str:
         )
     if rate:
         lines.append(f"  read rate: {min(rate):.1%} (worst round) .. {max(rate):.1%}")
+    if res.moved is not None:
+        lines.append(f"  moved to another segment at {MOVE_HOURS:g} h: meter {res.moved.hex()}")
+    for ev in res.reevaluations:
+        found = Counter(c.reason for c in ev.changes)
+        lines.append(
+            f"  re-evaluation: {found['moved']} moved ({len(ev.moved)} re-homed, "
+            f"{len(ev.failed)} not commissioned there), {found['path']} new path "
+            f"({len(ev.rerouted)} re-routed), {found['lost']} lost, "
+            f"{(ev.finished or ev.started) - ev.started:.0f} s"
+        )
     for name, c in res.channel.items():
         lines.append(
             f"  {name}: {c['frames']:.0f} frames, {c['airtime_s']:.0f} s airtime, "

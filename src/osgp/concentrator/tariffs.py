@@ -20,7 +20,9 @@ jobs, each with a per-meter outcome on the store:
     the other path, for ``manual=True``: BP13 (activate the pending BT54) per
     meter at the moment.  A secured group broadcast of BP13 goes in
     :attr:`Tariffs.broadcast` (called with the job id; it returns True when it
-    sent the activation, after which ``tou-verify`` confirms each meter).
+    sent the activation; :func:`broadcast_activation` makes one); then
+    ``tou-verify`` reads every meter back, and a meter it finds still pending
+    gets ``tou-activate`` by unicast, verified once more.
 ``tou-rollback``
     when any meter of ``tou`` or ``tou-arm`` is not confirmed, or too little
     time is left to arm the group (:class:`Tariffs`): BP15 (clear the pending
@@ -61,7 +63,7 @@ from osgp.services.messages import PED, PENDING
 from osgp.services.procedures import ProcedureError
 from osgp.tables import TimeDate
 
-__all__ = ["Calendar", "Tariffs", "KINDS", "clock_params", "tou_params"]
+__all__ = ["Calendar", "Tariffs", "KINDS", "broadcast_activation", "clock_params", "tou_params"]
 
 KINDS = ("tou", "tou-arm", "tou-activate", "tou-rollback", "tou-verify")
 BT54, BT4150 = 54, PENDING + 54  # calendar and its pending image [OPT p.8]
@@ -75,6 +77,7 @@ GUARD_S = 120.0  # no meter is armed later than this before the moment
 #: calendar (BT50, BT00, 4 writes, 3 reads on the simulator's PLC): its time estimate
 ARM_SHARE = 0.4
 VERIFY_S = 30.0  # tou-verify starts this long after the moment
+STILL_PENDING = "BT54 is still pending after the moment"  # a tou-verify failure
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,7 @@ def _activate(ops: Operations, m: Meter, run: Any) -> TaskGen:
 
 def _verify(ops: Operations, m: Meter, run: Any) -> TaskGen:
     if (yield from _pending_54(ops, m)) is not None:
-        raise NotConfirmed("BT54 is still pending after the moment")
+        raise NotConfirmed(STILL_PENDING)
     image = yield from _image(ops, m, run)
     assert m.session is not None
     active = yield m.session.read(BT54, 0, len(image), priority=ops.priority)
@@ -417,7 +420,9 @@ class Tariffs:
     and a rollback then both fit), else rolled back; ``verify_s``: how long after the moment
     ``tou-verify`` starts; ``auto``: chain the jobs (arm or roll back, then
     verify); ``broadcast``: the hook for a group activation (``job_id`` ->
-    True when it sent it), tried before ``tou-activate`` by unicast."""
+    True when it sent it; :func:`broadcast_activation`), tried before
+    ``tou-activate`` by unicast, which then goes only to the meters the
+    verification after it finds still pending."""
 
     ops: Operations
     guard_s: float = GUARD_S
@@ -444,10 +449,13 @@ class Tariffs:
         params["guard_s"] = self.guard_s
         return self.ops.submit("tou", params, devices)
 
-    def _next(self, job_id: int, kind: str) -> int:
+    def _next(
+        self, job_id: int, kind: str, devices: Optional[List[int]] = None, **extra: Any
+    ) -> int:
         job = self.ops.store.job(job_id)
-        params = {**job.params, "of": job_id}
-        devices = [o.device_id for o in self.ops.store.outcomes(job_id)]
+        params = {**job.params, **extra, "of": job_id}
+        if devices is None:
+            devices = [o.device_id for o in self.ops.store.outcomes(job_id)]
         new = self.ops.submit(kind, params, devices)
         self.chain[job_id] = new
         return new
@@ -463,20 +471,40 @@ class Tariffs:
 
     def activate(self, job_id: int) -> Optional[int]:
         """BP13 at the moment: by :attr:`broadcast` when it sends it (then
-        None), else as a ``tou-activate`` job."""
+        None, and ``tou-verify`` follows ``verify_s`` later), else as a
+        ``tou-activate`` job."""
         if self.broadcast is not None and self.broadcast(job_id):
+            self.ops.store.audit(self.ops._utc(), "tariffs", "BP13 broadcast", str(job_id))
+            at = float(self.ops.store.job(job_id).params["at"])
+            self._at(at + self.verify_s, lambda: self._next(job_id, "tou-verify", broadcast=True))
             return None
         return self._next(job_id, "tou-activate")
 
+    def _fallback(self, job_id: int) -> None:
+        """Unicast ``tou-activate`` for the meters the verification after a
+        broadcast found still pending."""
+        missed = [
+            o.device_id for o in self.ops.store.outcomes(job_id)
+            if o.state == "failed" and o.detail == STILL_PENDING
+        ]  # fmt: skip
+        if missed:
+            self._next(job_id, "tou-activate", missed, broadcast=False)
+
     def resume(self) -> List[int]:
         """Take the next step of every finished ``tou``, ``tou-arm`` or
-        ``tou-activate`` job no job follows yet (a process that stopped
-        between two steps); run :meth:`Operations.resume` for the open ones."""
+        ``tou-activate`` job, and of every ``tou-verify`` after a broadcast
+        with no target left to work on (its failures are what the fallback
+        takes), that no job follows yet (a process that stopped between two
+        steps); run :meth:`Operations.resume` for the open ones."""
         jobs = self.ops.store.jobs()
         followed = {j.params.get("of") for j in jobs}
         taken = []
         for j in jobs:
-            if j.kind in KINDS[:3] and not j.open and j.id not in followed:
+            if j.id in followed:
+                continue
+            busy = any(n for st, n in j.counts.items() if st in ("pending", "sent"))
+            after_broadcast = j.kind == "tou-verify" and j.params.get("broadcast") and not busy
+            if (j.kind in KINDS[:3] and not j.open) or after_broadcast:
                 self._job_done(j.id)
                 taken.append(j.id)
         return taken
@@ -487,6 +515,8 @@ class Tariffs:
 
     def _job_done(self, job_id: int) -> None:
         job = self.ops.store.job(job_id)
+        if self.auto and job.kind == "tou-verify" and job.params.get("broadcast"):
+            self._fallback(job_id)
         if not self.auto or job.kind not in ("tou", "tou-arm", "tou-activate"):
             return
         ok = all(o.state == "confirmed" for o in self.ops.store.outcomes(job_id))
@@ -504,6 +534,25 @@ class Tariffs:
                 self.arm(job_id)
         else:
             self._at(at + self.verify_s, lambda: self.verify(job_id))
+
+
+def broadcast_activation(
+    broadcasters: Any, group: int, *, repeats: int = 2
+) -> Callable[[int], bool]:
+    """A :attr:`Tariffs.broadcast` hook: BP13 on BT54 (its table id as
+    UINT16, the simulator's layout, INFERRED) by secured group broadcast to
+    ``group`` through each of ``broadcasters`` (one
+    :class:`~osgp.concentrator.broadcast.Broadcaster` a channel, or a
+    sequence of them), ``repeats`` identical copies more (unacknowledged-repeated)."""
+    every = list(broadcasters) if isinstance(broadcasters, (list, tuple)) else [broadcasters]
+    params = struct.pack("<H", BT54)
+
+    def send(job_id: int) -> bool:
+        for b in every:
+            b.procedure(group, BP13, params, mfg=False, repeats=repeats)
+        return True
+
+    return send
 
 
 HELP = {
