@@ -331,22 +331,16 @@ def test_with_no_loss_the_whole_image_goes_by_broadcast(tmp_path):
 
 
 def test_the_command_line_downloads_an_image(tmp_path, monkeypatch, capsys):
-    import argparse
-
-    from osgp.concentrator import KeyVault
     from osgp.concentrator.aio import commission
-    from osgp.concentrator.cli_ops import add_ops_command
     from osgp.sim.serve import CnipMeterServer
+    from tests.ops_cli import OpsCli
 
-    master = bytes(range(32))
-    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    parser = argparse.ArgumentParser(prog="osgp")
-    add_ops_command(parser.add_subparsers(dest="command"))
+    osgp = OpsCli(tmp_path, monkeypatch)
+    url = osgp.url
     path = tmp_path / "image.bin"
     path.write_bytes(image(64 * 6 + 5))
     with CnipMeterServer(3, seed=5, speed=1.0) as server:
-        s = Store(url, vault=KeyVault(master))
+        s = osgp.store()
         ids = commission(s, "s1", server.fleet)
         with server.lock:
             for d, m in zip(ids, server.meters):
@@ -367,8 +361,7 @@ def test_the_command_line_downloads_an_image(tmp_path, monkeypatch, capsys):
             "0",
         ]
         argv += ["--store", url, "--channel", f"s1={server.url}", "--response-ms", "200"]
-        args = parser.parse_args(argv)
-        assert args.func(args) == 0
+        assert osgp(*argv) == 0
         with server.lock:
             assert [m.banks.version for m in server.meters] == [NEW] * 3
             assert all(m.broadcasts.stats["served"] == 7 for m in server.meters)

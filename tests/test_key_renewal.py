@@ -298,40 +298,21 @@ def test_the_meter_refuses_a_key_not_sealed_under_its_own():
 
 
 def test_the_command_line_renews_keys_over_cnip(tmp_path, monkeypatch, capsys):
-    import argparse
-
-    from osgp.concentrator.aio import commission
-    from osgp.concentrator.cli_ops import add_ops_command
     from osgp.sim.serve import CnipMeterServer
+    from tests.ops_cli import OpsCli
 
-    master = bytes(range(32))
-    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    parser = argparse.ArgumentParser(prog="osgp")
-    add_ops_command(parser.add_subparsers(dest="command"))
+    osgp = OpsCli(tmp_path, monkeypatch)
+    url = osgp.url
     with CnipMeterServer(2, seed=9, speed=1.0) as server:
         with server.lock:  # served meters can renew their keys as they come
             old = [m.ports[0].suite.key for m in server.meters]
-        s = Store(url, vault=KeyVault(master))
-        ids = commission(s, "s1", server.fleet)
-        s.close()
-        args = parser.parse_args(
-            [
-                "op",
-                "key-renewal",
-                "--store",
-                url,
-                "--channel",
-                f"s1={server.url}",
-                "--response-ms",
-                "200",
-            ]
-        )
-        assert args.func(args) == 0
+        ids = osgp.commission(server)
+        chan = ("--channel", f"s1={server.url}", "--response-ms", "200")
+        assert osgp("op", "key-renewal", "--store", url, *chan) == 0
         with server.lock:
             now = [m.ports[0].suite.key for m in server.meters]
             assert all(m.ports[0].suite.renewals == [1] for m in server.meters)
-    s = Store(url, vault=KeyVault(master))
+    s = osgp.store()
     assert [s.key(d, suites.LEGACY_PURPOSE) for d in ids] == now
     assert [s.key(d, suites.LEGACY_PURPOSE, state="retired") for d in ids] == old
     s.close()

@@ -189,27 +189,13 @@ def test_a_killed_runner_resumes_without_redoing_a_meter(tmp_path, kill_at):
 
 
 def test_the_command_line_runs_a_job_and_reports_it(tmp_path, monkeypatch, capsys):
-    import argparse
-
-    from osgp.concentrator import KeyVault
-    from osgp.concentrator.aio import commission
-    from osgp.concentrator.cli_ops import add_ops_command
     from osgp.sim.serve import CnipMeterServer
+    from tests.ops_cli import OpsCli
 
-    master = bytes(range(32))
-    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    parser = argparse.ArgumentParser(prog="osgp")
-    add_ops_command(parser.add_subparsers(dest="command"))
-
-    def osgp(*argv):
-        args = parser.parse_args(list(argv))
-        return args.func(args)
-
+    osgp = OpsCli(tmp_path, monkeypatch)
+    url = osgp.url
     with CnipMeterServer(3, seed=5, speed=1.0) as server:
-        s = Store(url, vault=KeyVault(master))
-        ids = commission(s, "s1", server.fleet)
-        s.close()
+        ids = osgp.commission(server)
         chan = f"s1={server.url}"
         assert osgp("op", "group-add", "42", "--store", url, "--channel", chan, "--device",
                     str(ids[0]), "--device", str(ids[2]), "--response-ms", "200") == 0

@@ -310,28 +310,14 @@ def test_the_meter_queues_a_one_time_request_once():
 
 
 def test_the_command_line_runs_control_operations(tmp_path, monkeypatch, capsys):
-    import argparse
-
-    from osgp.concentrator import KeyVault
-    from osgp.concentrator.aio import commission
-    from osgp.concentrator.cli_ops import add_ops_command
     from osgp.sim.serve import CnipMeterServer
+    from tests.ops_cli import OpsCli
 
-    master = bytes(range(32))
-    monkeypatch.setenv("OSGP_MASTER_KEY", master.hex())
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    parser = argparse.ArgumentParser(prog="osgp")
-    add_ops_command(parser.add_subparsers(dest="command"))
-
-    def osgp(*argv):
-        args = parser.parse_args(list(argv))
-        return args.func(args)
-
+    osgp = OpsCli(tmp_path, monkeypatch)
+    url = osgp.url
     common = ("--response-ms", "200")
     with CnipMeterServer(2, seed=7, speed=1.0) as server:
-        s = Store(url, vault=KeyVault(master))
-        ids = commission(s, "s1", server.fleet)
-        s.close()
+        ids = osgp.commission(server)
         chan = ("--store", url, "--channel", f"s1={server.url}")
         assert osgp("op", "relay-open", "2", *chan, "--device", str(ids[1]), *common) == 0
         assert (
