@@ -51,7 +51,7 @@ from osgp import tables
 from osgp.errors import DecodeError
 from osgp.sim import layouts as L
 from osgp.sim import meter as M
-from osgp.sim.model import SLOT, civil
+from osgp.sim.model import SLOT
 from osgp.tables import TimeDate
 
 __all__ = ["Control", "RATED_VOLTAGE", "UNUSED_SWITCH"]
@@ -75,11 +75,6 @@ _DEFAULTS = {
     "LEVEL_CONTROL": {},
     "RELAY_MODES": [0, 0],
 }
-
-
-def _ltime(epoch: float) -> TimeDate:
-    d = civil(epoch)
-    return TimeDate(d.year, d.month, d.day, d.hour, d.minute, d.second)
 
 
 class Control:
@@ -394,8 +389,8 @@ class Control:
                 "MEASURED": self.measured(),
                 "EXCEEDED_COUNT": self.exceeded,
                 "LOCK_STATE": self.lock_state(),
-                "LOCK_START": _ltime(start) if start else _ZERO,
-                "LOCK_END": _ltime(end) if end else _ZERO,
+                "LOCK_START": M.time_date(start) if start else _ZERO,
+                "LOCK_END": M.time_date(end) if end else _ZERO,
             },
         )
 
@@ -413,7 +408,7 @@ class Control:
                 "DISCONNECT_CONTROL_TYPE": self.control_type,
                 "PREPAY_NEGATIVE_CREDIT": self.negative_credit,
                 "MAX_LEVEL_DISCONNECT_OPEN_TIME": (
-                    _ltime(self.level_open_at) if self.level_open_at else _ZERO
+                    M.time_date(self.level_open_at) if self.level_open_at else _ZERO
                 ),
             },
         )

@@ -106,7 +106,8 @@ class LoadProfileConfig:
         return self.int0 + self.intervals * self.int_size
 
 
-def _stime(epoch: float) -> TimeDate:
+def time_date(epoch: float) -> TimeDate:
+    """The C12.19 date and time of an epoch second (UTC calendar fields)."""
     d = civil(epoch)
     return TimeDate(d.year, d.month, d.day, d.hour, d.minute, d.second)
 
@@ -929,7 +930,7 @@ class SimMeter:
             new = tables.decode(52, p[1:8])["CLOCK_CALENDAR"]
         except DecodeError:
             return 2, b""
-        old = _stime(self.clock.meter(self.now))
+        old = time_date(self.clock.meter(self.now))
         date = new[:3] if mask & L.SET_DATE else old[:3]
         tod = new[3:] if mask & L.SET_TIME else old[3:]
         try:
@@ -1183,7 +1184,7 @@ class SimMeter:
                 "STD_TBLS_PENDING": std,
                 "MFG_TBLS_PENDING": mfg,
                 "LAST_ACTIVATION_DATE_TIME": (
-                    _stime(self._last_activation) if self._last_activation else _ZERO_TIME
+                    time_date(self._last_activation) if self._last_activation else _ZERO_TIME
                 ),
                 "NBR_PENDING_ACTIVATION": len(self._pending),
                 "PENDING_ENTRIES": entries,
@@ -1222,7 +1223,7 @@ class SimMeter:
     def _register_values(self, wh: Sequence[int]) -> Dict[str, Any]:
 
         def block(i: int, sums: List[int]) -> Dict[str, Any]:
-            t = _stime(self._max_t[i]) if self._max_t[i] else _ZERO_TIME
+            t = time_date(self._max_t[i]) if self._max_t[i] else _ZERO_TIME
             return {
                 "SUMMATIONS": sums,
                 "DEMANDS": [
@@ -1280,7 +1281,10 @@ class SimMeter:
         at, regs = snap
         return tables.encode(
             tid,
-            {"END_DATE_TIME": _stime(at), "REGISTER_DATA": tables.decode(23, regs, self._ctx(23))},
+            {
+                "END_DATE_TIME": time_date(at),
+                "REGISTER_DATA": tables.decode(23, regs, self._ctx(23)),
+            },
             ctx,
         )
 
@@ -1300,7 +1304,7 @@ class SimMeter:
                 entries.append(
                     {
                         "SELF_READ_SEQ_NBR": seq,
-                        "END_DATE_TIME": _stime(at),
+                        "END_DATE_TIME": time_date(at),
                         "SELF_READ_REGISTER_DATA": tables.decode(23, regs, self._ctx(23)),
                     }
                 )
@@ -1434,7 +1438,7 @@ class SimMeter:
             t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)
             entries.append(
                 {
-                    "HISTORY_TIME": _stime(t) if t else _ZERO_TIME,
+                    "HISTORY_TIME": time_date(t) if t else _ZERO_TIME,
                     "EVENT_NUMBER": num,
                     "HISTORY_SEQ_NBR": seq,
                     "USER_ID": user,
@@ -1486,7 +1490,7 @@ class SimMeter:
                 "MAX_KEY_USAGE_COUNT": sim_keys.max_usage(self.ports),
                 # secure broadcast receipt, base B and delta D ([MEP p.61-62], osgp.sim.broadcast)
                 "BROADCAST_RECEIPT": (
-                    _stime(self.broadcasts.receipt) if self.broadcasts.receipt else _ZERO_TIME
+                    time_date(self.broadcasts.receipt) if self.broadcasts.receipt else _ZERO_TIME
                 ),
                 "BROADCAST_BASE": self.broadcasts.range.base,
                 "BROADCAST_DELTA": self.broadcasts.range.delta,

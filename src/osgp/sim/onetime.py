@@ -38,11 +38,6 @@ _ZERO = TimeDate(2000, 0, 0, 0, 0, 0)
 L.PARAMETER_SIZES[L.EP24] = (6,)
 
 
-def _ltime(epoch: float) -> TimeDate:
-    d = civil(epoch)
-    return TimeDate(d.year, d.month, d.day, d.hour, d.minute, d.second)
-
-
 class OneTime:
     """ET19 queue and ET31 log of one meter."""
 
@@ -111,7 +106,7 @@ class OneTime:
             {
                 "REQUEST_ID": e[0],
                 "STATE": e[1],
-                "READ_TIME": _ltime(e[2]) if e[1] != FREE else _ZERO,
+                "READ_TIME": M.time_date(e[2]) if e[1] != FREE else _ZERO,
                 "LOG_SEQ_NBR": e[3],
             }
             for e in self.queue
