@@ -25,7 +25,7 @@ from osgp.link import lon
 from osgp.security.broadcast import LegacyBroadcast
 from osgp.services import procedures as P
 from osgp.services.messages import PLC_SERVICES, FullWrite, Request
-from osgp.session.events import Priority
+from osgp.session.events import Priority, Watched
 
 __all__ = ["Broadcaster", "procedure_request"]
 
@@ -38,7 +38,7 @@ def procedure_request(number: int, params: bytes = b"", *, mfg: bool = True) -> 
     return FullWrite(P.BT07, P.ProcedureCall(number, 0, params, mfg, P.SELECT_NONE).encode())
 
 
-class Broadcaster:
+class Broadcaster(Watched):
     """Broadcasts on ``channel`` (a Segment, or any channel whose arbiter
     takes session-like participants) under ``envelope`` (a
     :class:`~osgp.security.broadcast.LegacyBroadcast`, ``AesBroadcast``, or
@@ -73,7 +73,7 @@ class Broadcaster:
         self.stats: dict = {"broadcasts": 0, "frames": 0}
         self.sent_bytes = 0
         self._queue: Deque[Tuple[bytes, Optional[Done]]] = deque()
-        self._cbs: List[Callable[[Any], None]] = []
+        Watched.__init__(self)
         self._tid = 0
         attach(self)
 
@@ -121,17 +121,6 @@ class Broadcaster:
         return len(self._queue)
 
     # -- session-like interface (osgp.session.Arbiter)
-    def watch(self, cb: Callable[[Any], None]) -> None:
-        self._cbs.append(cb)
-
-    def unwatch(self, cb: Callable[[Any], None]) -> None:
-        if cb in self._cbs:
-            self._cbs.remove(cb)
-
-    def _changed(self) -> None:
-        for cb in list(self._cbs):
-            cb(self)
-
     def next_priority(self) -> Optional[int]:
         return self.priority if self._queue else None
 

@@ -38,14 +38,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
 
 from osgp import _backend
 from osgp.errors import ConfigurationError, OSGPError
 from osgp.link import lon, lon_proxy
 from osgp.link.carrier import PlcCarrier, ProxyFailed
 from osgp.services import atm
-from osgp.session.events import Event, Priority
+from osgp.session.events import Event, Priority, Watched
 from osgp.session.profiles import PLC
 
 __all__ = [
@@ -283,7 +283,7 @@ class Wait:
 Command = Any
 
 
-class Engine:
+class Engine(Watched):
     """The sans-IO driving of a sequence of exchanges written as a generator
     (``_run`` yields :class:`Request`, :class:`Round`, :class:`Wait`):
     one frame at a time, retries of the identical frame, timers from the PLC
@@ -312,7 +312,7 @@ class Engine:
         self.done = False
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
-        self._cbs: List[Callable[[Any], None]] = []
+        Watched.__init__(self)
         self._gen: Optional[Generator[Command, Any, None]] = None
         self._cmd: Command = None
         self._out: Optional[bytes] = None
@@ -335,17 +335,6 @@ class Engine:
     @property
     def result(self) -> Any:
         return None
-
-    def watch(self, cb: Callable[[Any], None]) -> None:
-        self._cbs.append(cb)
-
-    def unwatch(self, cb: Callable[[Any], None]) -> None:
-        if cb in self._cbs:
-            self._cbs.remove(cb)
-
-    def _changed(self) -> None:
-        for cb in list(self._cbs):
-            cb(self)
 
     @property
     def awaiting(self) -> bool:

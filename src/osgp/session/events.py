@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Union
 
 from osgp.errors import OSGPError, ProtocolError
 
@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from osgp.session.client import ClientSession
 
 __all__ = [
+    "Watched",
     "Priority",
     "Operation",
     "OperationCancelled",
@@ -167,3 +168,23 @@ class Served(_Event):
 
 
 Event = Union[Completed, Failed, AlertReceived, Served]
+
+
+class Watched:
+    """The arbiter's hook on a participant that is not a session (a
+    discovery engine, a broadcaster): ``watch(callback)`` is called back
+    with the participant whenever what it wants to send may have changed."""
+
+    def __init__(self) -> None:
+        self._watchers: List[Callable[[Any], None]] = []
+
+    def watch(self, callback: Callable[[Any], None]) -> None:
+        self._watchers.append(callback)
+
+    def unwatch(self, callback: Callable[[Any], None]) -> None:
+        if callback in self._watchers:
+            self._watchers.remove(callback)
+
+    def _changed(self) -> None:
+        for w in list(self._watchers):
+            w(self)
