@@ -17,6 +17,9 @@
   (``decode_captures(jobs=1 | 2)``); extra_info: CPU seconds and the CPU
   pressure of the machine (``/proc/pressure/cpu``) over the run, since a
   second process only helps when a second core is free.
+* batch-write: the writer alone (``run.write_tables``, day partitions)
+  against ``pyarrow.dataset.write_dataset`` writing the same finished
+  table (2 M load-profile rows over four days) with the same partitioning.
 
     python -m pytest benches/bench_batch.py --benchmark-only
 """

@@ -28,6 +28,14 @@ Groups:
                access) vs its kernel (lp_decode, dense, into preallocated arrays) and
                vs the same outputs with vectorised numpy (structured-dtype view,
                vectorised calendar arithmetic, boolean-mask compaction).
+  lp-day-meters : one day (one block of 96 intervals) of 100,000 meters
+               (OSGP_BENCH_METERS=1000000 for a million), each meter's image its
+               own buffer, through osgp.loadprofile.decode_many into an Arrow
+               table, vs vectorised numpy over the same images already joined
+               into one buffer (its best case).
+  lp-day-meters-pipeline : 5,000 such meters through osgp.batch's image
+               decoding (one loadprofile.decode per image) into its load_profile
+               table; extra_info us_per_meter.
 Run: PYTHONPATH=src python -m pytest benches/bench_loadprofile.py --benchmark-only
 """
 
