@@ -17,6 +17,9 @@
   (``decode_captures(jobs=1 | 2)``); extra_info: CPU seconds and the CPU
   pressure of the machine (``/proc/pressure/cpu``) over the run, since a
   second process only helps when a second core is free.
+* batch-write: the writer alone (``run.write_tables``, day partitions)
+  against ``pyarrow.dataset.write_dataset`` writing the same finished
+  table (2 M load-profile rows over four days) with the same partitioning.
 
     python -m pytest benches/bench_batch.py --benchmark-only
 """
@@ -217,3 +220,68 @@ def _pressure():
     except OSError:
         return None
     return int(some[-1].partition("=")[2]), time.monotonic()
+
+
+# ---- the writer alone: a finished table to the day-partitioned dataset ------------------------
+
+WRITE_ROWS = 2_000_000  # load-profile rows over four days
+
+
+@pytest.fixture(scope="module")
+def lp_table():
+    import pyarrow as pa
+
+    from osgp.batch import schemas
+
+    rng = np.random.default_rng(3)
+    n = WRITE_ROWS
+    t0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+    # meters' readings in capture order: the days interleave, as files of several days do
+    time = t0 + rng.integers(0, 4 * 86400 // 900, n) * 900
+    cols = {
+        "device": pa.array([f"{1 + i // 250}.{1 + i % 250}" for i in range(5000)]).take(
+            pa.array(rng.integers(0, 5000, n))
+        ),
+        "time": pa.array(time, pa.timestamp("s", tz="UTC")),
+        "channel": pa.array(rng.integers(0, 4, n).astype(np.uint8)),
+        "value": pa.array(rng.integers(0, 2**31, n)),
+        "scaled": pa.array(rng.random(n)),
+        "status": pa.array(rng.integers(0, 16, n).astype(np.uint8)),
+        "flags": pa.array(rng.integers(0, 16, n).astype(np.uint8)),
+    }
+    return pa.table(cols, schema=schemas()["load_profile"])
+
+
+@pytest.mark.benchmark(group="batch-write")
+def test_write_dataset_osgp(benchmark, tmp_path, lp_table):
+    """osgp.batch's writer (run.write_tables): hive day= partitions, one file each."""
+    from osgp.batch.run import write_tables
+
+    rows = benchmark.pedantic(
+        write_tables, ({"load_profile": lp_table}, str(tmp_path), "b"), rounds=5, iterations=1
+    )
+    assert rows == {"load_profile": WRITE_ROWS}
+    benchmark.extra_info["rows"] = WRITE_ROWS
+
+
+@pytest.mark.benchmark(group="batch-write")
+def test_write_dataset_pyarrow(benchmark, tmp_path, lp_table):
+    """pyarrow.dataset.write_dataset of the same table, the same partitioning
+    (its best case: the day column is computed before timing)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    t = lp_table.append_column("day", pc.strftime(lp_table["time"], format="%Y-%m-%d"))
+
+    def run():
+        ds.write_dataset(
+            t,
+            str(tmp_path / "load_profile"),
+            format="parquet",
+            partitioning=["day"],
+            partitioning_flavor="hive",
+            existing_data_behavior="overwrite_or_ignore",
+        )
+
+    benchmark.pedantic(run, rounds=5, iterations=1)
+    benchmark.extra_info["rows"] = WRITE_ROWS

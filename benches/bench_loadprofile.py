@@ -28,11 +28,20 @@ Groups:
                access) vs its kernel (lp_decode, dense, into preallocated arrays) and
                vs the same outputs with vectorised numpy (structured-dtype view,
                vectorised calendar arithmetic, boolean-mask compaction).
+  lp-day-meters : one day (one block of 96 intervals) of 100,000 meters
+               (OSGP_BENCH_METERS=1000000 for a million), each meter's image its
+               own buffer, through osgp.loadprofile.decode_many into an Arrow
+               table, vs vectorised numpy over the same images already joined
+               into one buffer (its best case).
+  lp-day-meters-pipeline : 5,000 such meters through osgp.batch's image
+               decoding (one loadprofile.decode per image) into its load_profile
+               table; extra_info us_per_meter.
 Run: PYTHONPATH=src python -m pytest benches/bench_loadprofile.py --benchmark-only
 """
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -339,3 +348,112 @@ def test_public_osgp(benchmark, public_tables):
 @pytest.mark.benchmark(group="lp-public")
 def test_public_numpy(benchmark, public_tables):
     benchmark(numpy_month, *public_tables)
+
+
+# ---- one day of a million meters into Arrow (issue #12) ---------------------------------------
+
+# one BT64 block of 96 intervals (a day at 15 min) per meter; 100,000 meters here,
+# OSGP_BENCH_METERS=1000000 for the full million (2 GB of images, 5 GB of output,
+# some 15 GB at peak)
+DAY_METERS = int(os.environ.get("OSGP_BENCH_METERS", "100000"))
+
+
+@pytest.fixture(scope="module")
+def day_images():
+    """DAY_METERS images of one block each (the same layout as make_blocks,
+    built vectorised), as separate buffers the way they come off the wire."""
+    rng = np.random.default_rng(5)
+    arr = np.zeros(DAY_METERS, block_dtype())
+    arr["end"] = (26, 1, 2, 0, 0)
+    arr["simple"] = 0xFF
+    arr["ints"]["ext"] = rng.integers(0, 256, size=(DAY_METERS, NINT, EXT), dtype=np.uint8)
+    arr["ints"]["v"] = rng.integers(0, 2**31 - 1, size=(DAY_METERS, NINT, NCH), dtype=np.int32)
+    buf = memoryview(arr.tobytes())
+    return [buf[i * BLOCK : (i + 1) * BLOCK] for i in range(DAY_METERS)]
+
+
+def _day_table(meter, times, values, status, flags):
+    """One row per meter and interval; the channels' values and statuses as
+    fixed-size lists over the decoder's row-major arrays (no copy)."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "meter": pa.array(meter),
+            "time": pa.array(times, pa.timestamp("s", tz="UTC")),
+            "flags": pa.array(flags),
+            "values": pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), NCH),
+            "status": pa.FixedSizeListArray.from_arrays(pa.array(status.reshape(-1)), NCH),
+        }
+    )
+
+
+def day_osgp(images):
+    """osgp.loadprofile.decode_many (one call, GIL released) into an Arrow table."""
+    n = len(images)
+    one = np.zeros(1, np.uint32)
+    (values, status, flags, times, valid), _ = loadprofile.decode_many(GEOM, images, [one] * n)
+    meter = np.repeat(np.arange(n, dtype=np.uint32), NINT)
+    return _day_table(meter, times, values, status, flags), valid
+
+
+def day_numpy(joined):
+    """The same table with vectorised numpy, given the images already joined
+    into one buffer (its best case: the join is not timed)."""
+    n = len(joined) // BLOCK
+    a = np.frombuffer(joined, block_dtype(), count=n)
+    values, status, flags, times, valid = numpy_decode(a, n)
+    meter = np.repeat(np.arange(n, dtype=np.uint32), NINT)
+    return _day_table(meter, times, values, status, flags), valid
+
+
+@pytest.mark.benchmark(group="lp-day-meters")
+@pytest.mark.parametrize("impl", ["osgp", "numpy"])
+def test_day_meters_to_arrow(benchmark, day_images, impl):
+    pytest.importorskip("pyarrow")
+    if impl == "osgp" and _backend.native_module("tables") is None:
+        pytest.skip("native extensions not built")
+    joined = b"".join(day_images)
+    fn, arg = (day_osgp, day_images) if impl == "osgp" else (day_numpy, joined)
+    # a million meters' table is some 5 GB: two rounds (the first one faults
+    # its fresh pages in, the second reuses them), so that three never coexist
+    rounds = 3 if DAY_METERS <= 200_000 else 2
+    table, valid = benchmark.pedantic(fn, (arg,), rounds=rounds, iterations=1)
+    benchmark.extra_info.update(meters=DAY_METERS, rows=table.num_rows)
+    assert valid.all()
+    if impl == "osgp":
+        n = min(DAY_METERS, 100_000) * NINT  # the first 100,000 meters' rows
+        ref, _ = day_numpy(joined[: n // NINT * BLOCK])
+        assert table.slice(0, n).equals(ref)
+
+
+PIPELINE_METERS = 5000
+
+
+@pytest.mark.benchmark(group="lp-day-meters-pipeline")
+def test_day_meters_batch_pipeline(benchmark, day_images):
+    """The same images through osgp.batch's image decoding (one
+    loadprofile.decode per image, each with the meter's BT61-BT63) into its
+    load_profile Arrow table (one row per interval and channel), at
+    PIPELINE_METERS meters: extra_info gives the time per meter."""
+    pytest.importorskip("pyarrow")
+    from osgp.batch import Report, to_arrow
+    from osgp.batch.keys import Device
+    from osgp.batch.pipeline import Image, decode_images
+
+    bt61, bt62, bt63, _ = month_tables(1, spare=0)
+    images = []
+    for i, data in enumerate(day_images[:PIPELINE_METERS]):
+        dev = Device(1 + i // 250, 1 + i % 250)
+        for table, img in ((61, bt61), (62, bt62), (63, bt63), (64, bytes(data))):
+            images.append(Image(dev, table, 0, img))
+
+    def run():
+        report = Report()
+        return to_arrow(decode_images(images, report))["load_profile"], report
+
+    table, report = benchmark.pedantic(run, rounds=3, iterations=1)
+    assert not report.rejected and table.num_rows == PIPELINE_METERS * NINT * NCH
+    benchmark.extra_info.update(
+        meters=PIPELINE_METERS, us_per_meter=round(benchmark.stats["min"] / PIPELINE_METERS * 1e6)
+    )
