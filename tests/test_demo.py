@@ -4,6 +4,8 @@ exports and plots written."""
 
 from __future__ import annotations
 
+import stat
+
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -39,6 +41,9 @@ def day_truth(meter, day_end):
 
 
 def test_demo_collects_the_fleets_day(tmp_path):
+    stale = tmp_path / "master.key"  # left by an earlier run, readable by everyone
+    stale.write_text("00\n")
+    stale.chmod(0o644)
     res = run_demo(DemoConfig(meters=60, segments=2, seed=5, out=tmp_path), show=False)
     fleet = res.fleet
     assert res.found == res.commissioned == len(fleet.meters) == 60
@@ -54,6 +59,7 @@ def test_demo_collects_the_fleets_day(tmp_path):
     for name in ("load_profile.png", "fleet_consumption.png", "topology.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     assert (tmp_path / "export" / "registers.csv").stat().st_size > 0
+    assert stat.S_IMODE((tmp_path / "master.key").stat().st_mode) == 0o600  # owner only
     for c in res.channel.values():
         assert 0.0 < c["efficiency"] <= 1.0
 
