@@ -245,12 +245,14 @@ def test_et04_et54_published_offsets(both):
     et54 = tables.decode("ET54", bytes(raw))
     assert (et54["UNICAST_KEY_USAGE_COUNT"], et54["BROADCAST_KEY_USAGE_COUNT"]) == (11, 22)
     assert et54["SUPPORTED_SECURITY_MODES"] == 0x05
-    # ET23 [MEP p.96-97]: LonTalk counters @0/@4, active calendar ID @95
+    # ET23 [MEP p.98-99]: LonTalk counters @0/@4, disconnect status @94, active calendar ID @95
     raw = bytearray(186)
     raw[4:8] = struct.pack("<I", 5)
+    raw[94] = 2  # opened
     raw[95:99] = struct.pack("<I", 0xCAFE)
     et23 = tables.decode("ET23", bytes(raw))
     assert et23["LONTALK_MESSAGES_VALIDATED"] == 5 and et23["ACTIVE_CALENDAR_ID"] == 0xCAFE
+    assert et23["DISCONNECT_INTERNAL_STATUS"] == 2
 
 
 def test_bt54_calendar_and_pending_image(both):

@@ -67,7 +67,7 @@ __all__ = ["Calendar", "Tariffs", "KINDS", "broadcast_activation", "clock_params
 
 KINDS = ("tou", "tou-arm", "tou-activate", "tou-rollback", "tou-verify")
 BT54, BT4150 = 54, PENDING + 54  # calendar and its pending image [OPT p.8]
-ET23 = 2048 + 23  # miscellaneous information [MEP p.96-97]
+ET23 = 2048 + 23  # miscellaneous information [MEP p.98-99]
 _ET23_ACTIVE_ID = 95  # ACTIVE_CALENDAR_ID offset ("ET23.95", [MEP p.229])
 BP13, BP15 = 13, 15  # activate / clear one pending table (ANSI C12.19)
 _PED_LEN = 6  # [OPT p.10]

@@ -1542,11 +1542,12 @@ class SimMeter:
         )
 
     def _et23(self) -> bytes:
-        # DISCONNECT_INTERNAL_STATUS: 0 contactor closed, 1 open (the simulator's own values)
+        # DISCONNECT_INTERNAL_STATUS: 0 closed, 1 closing, 2 opened, 3 opening [MEP p.99]; the
+        # simulated contactor changes state at one instant, so it shows 0 or 2
         return tables.encode(
             ET + 23,
             {
-                "DISCONNECT_INTERNAL_STATUS": 0 if self.closed else 1,
+                "DISCONNECT_INTERNAL_STATUS": 0 if self.closed else 2,
                 "ACTIVE_CALENDAR_ID": tariff.calendar(self).calendar_id,  # [MEP p.229]
             },
         )

@@ -911,12 +911,13 @@ ET04 = table(
     f("REVERSE_ENERGY_ALARM_TIME_S", "UINT16"),
 )
 
-# ET23 Miscellaneous Information ([MEP p.96-97]), firmware 3.X size (186 bytes).
+# ET23 Miscellaneous Information ([MEP p.98-99]), firmware 3.X size (186 bytes);
+# DISCONNECT_INTERNAL_STATUS: 0 closed, 1 closing, 2 opened, 3 opening [MEP p.99].
 ET23 = table(
     ET + 23,
     "ET23",
     "Miscellaneous Information",
-    "[MEP p.96-97]",
+    "[MEP p.98-99]",
     f("LONTALK_MESSAGES_RECEIVED", "UINT32"),
     f("LONTALK_MESSAGES_VALIDATED", "UINT32"),
     {"type": "FILL", "length": 86},  # 8..93 internal
