@@ -173,6 +173,14 @@ class _SimSession(DeviceSession):
     port: MeterPort
 
     def execute(self, req: Any, profile: ServiceProfile) -> Response:
+        try:
+            return self._execute(req, profile)
+        except Exception as exc:  # the meter's own fault (a render, a procedure handler)
+            self.port.errors[type(exc).__name__] += 1
+            # answered, so a retry is not met with 0x0C: "table operation not possible" [MEP p.11]
+            return Response(ResponseCode.IAR)
+
+    def _execute(self, req: Any, profile: ServiceProfile) -> Response:
         port = self.port
         top = profile is self.services
         if top and port._busy:
@@ -227,6 +235,7 @@ class MeterPort:
         self.link = carrier.link
         self.drops: Counter = Counter()
         self.injected: Counter = Counter()
+        self.errors: Counter = Counter()  # requests answered 0x05 after an internal fault
         self.faulted: List[Tuple[int, str]] = []  # (frame number, fault) as injected
         self._frames = 0
         f = meter.faults
