@@ -1,7 +1,7 @@
 """``osgp op``: fleet operations from the command line, over CN/IP channels.
 
 ``osgp op KIND --store URL --channel NAME=URL [--device ID ...]`` runs one
-operation (:data:`osgp.concentrator.operations.KINDS`) as a store job on the
+operation (:func:`osgp.concentrator.operations.kinds`) as a store job on the
 commissioned meters of the channels' segments and prints one line per meter;
 ``osgp op resume`` goes on with the store's open operation jobs and
 ``osgp op report JOB`` prints a job's outcomes without touching a meter.
@@ -26,7 +26,8 @@ from osgp.concentrator.aio import (
 )
 from osgp.concentrator.engine import Concentrator, StatusPolicy
 from osgp.concentrator.firmware import add_firmware_arguments, firmware_cli_params
-from osgp.concentrator.operations import KINDS, Operations
+from osgp.concentrator.operations import TASKS, Operations
+from osgp.concentrator.operations import kinds as op_kinds
 from osgp.errors import OSGPError
 
 __all__ = ["add_ops_command", "run_operation"]
@@ -71,8 +72,8 @@ def add_ops_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``op`` to an ``argparse`` subparsers object (``func`` set)."""
     op = subparsers.add_parser("op", help="fleet operations on meters as tracked store jobs")
     kinds = op.add_subparsers(dest="op_kind", required=True)
-    for kind in (*KINDS, *ops_control.TASKS, *tariffs.KINDS, "resume", "report"):
-        p = kinds.add_parser(kind, help=_HELP[kind])
+    for kind in (*op_kinds(), "resume", "report"):
+        p = kinds.add_parser(kind, help=_HELP.get(kind) or TASKS[kind].help)
         p.add_argument("--store", required=True, help="SQLAlchemy URL of the store")
         p.add_argument(
             "--key-env",
@@ -114,13 +115,11 @@ _HELP = {
     "self-read": "record a self read (EP12)",
     "group-add": "add the meters to a group (EP27)",
     "group-remove": "remove the meters from a group (EP27)",
-    **ops_control.HELP,
     "key-renewal": "renew each meter's unicast key (EP45, INFERRED; old key kept until confirmed)",
     "firmware": "download a firmware image (EP08/EP09 by broadcast and repair/EP10)",
     "resume": "go on with the store's open operation jobs",
     "report": "print a job's per-meter outcomes",
 }
-_HELP.update(tariffs.HELP)
 
 
 def _op(args: argparse.Namespace) -> int:

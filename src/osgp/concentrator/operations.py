@@ -41,7 +41,16 @@ from osgp.services.procedures import ProcedureError
 from osgp.session.events import Operation, Priority
 from osgp.tables import TimeDate
 
-__all__ = ["Operations", "NotConfirmed", "KINDS", "TASKS", "CLOCK_THRESHOLD_S", "CLOCK_STEP_S"]
+__all__ = [
+    "Operations",
+    "NotConfirmed",
+    "Kind",
+    "KINDS",
+    "TASKS",
+    "kinds",
+    "CLOCK_THRESHOLD_S",
+    "CLOCK_STEP_S",
+]
 
 TaskGen = Generator[Operation, Any, Any]
 
@@ -75,9 +84,28 @@ KINDS = (
     "firmware",  # osgp.concentrator.firmware
 )
 
-#: Tasks of kinds other modules define (``osgp.concentrator.tariffs``):
-#: kind -> ``task(operations, meter, run)``; taken before the kinds above.
-TASKS: Dict[str, Callable[..., Any]] = {}
+
+@dataclass(frozen=True)
+class Kind:
+    """An operation kind another module defines: ``task(operations, meter,
+    run)``, the check of its parameters when a job is submitted (raises
+    :class:`~osgp.errors.ProtocolError`) and its line in ``osgp op --help``."""
+
+    task: Callable[..., Any]
+    check: Optional[Callable[[Dict[str, Any]], None]] = None
+    help: str = ""
+
+
+#: The registry of the kinds other modules define (``osgp.concentrator.ops_control``,
+#: ``osgp.concentrator.tariffs``): kind -> :class:`Kind`, taken before the kinds
+#: above.  ``osgp op``, :meth:`Operations.submit` and :meth:`Operations.resume`
+#: all look kinds up here.
+TASKS: Dict[str, Kind] = {}
+
+
+def kinds() -> tuple:
+    """Every operation kind, those of :data:`KINDS` first, each once."""
+    return tuple(dict.fromkeys((*KINDS, *TASKS)))
 
 
 class NotConfirmed(ProtocolError):
@@ -166,14 +194,15 @@ class Operations:
 
     def submit(self, kind: str, params: Dict[str, Any], devices: Optional[Iterable[int]]) -> int:
         """Create the job (every meter of the concentrator by default) and start it."""
-        if kind not in KINDS and kind not in TASKS and kind not in _more.TASKS:
-            raise ProtocolError(f"operations: unknown operation {kind!r} (one of {KINDS})")
+        if kind not in KINDS and kind not in TASKS:
+            raise ProtocolError(f"operations: unknown operation {kind!r} (one of {kinds()})")
         if kind.startswith("group-"):
             g = params.get("group")
             if not isinstance(g, int) or not 0 < g < 0xFFFF:
                 raise ProtocolError(f"operations: group id must be 1..65534, not {g!r}")
-        if kind in _more.TASKS:
-            _more.TASKS[kind][0](params)
+        check = TASKS[kind].check if kind in TASKS else None
+        if check is not None:
+            check(params)
         ids = list(self.eng.meters) if devices is None else list(devices)
         unknown = [d for d in ids if d not in self.eng.meters]
         if unknown:
@@ -187,7 +216,7 @@ class Operations:
         failed and sent targets (the ids of the jobs taken up)."""
         taken = []
         for job in self.store.jobs(open_only=True):
-            if job.kind in KINDS or job.kind in TASKS or job.kind in _more.TASKS:
+            if job.kind in KINDS or job.kind in TASKS:
                 self._run_job(job.id)
                 taken.append(job.id)
         return taken
@@ -275,9 +304,7 @@ class Operations:
     def _task(self, m: Meter, run: _Run) -> TaskGen:
         kind = run.kind
         if kind in TASKS:
-            return (yield from TASKS[kind](self, m, run))
-        if kind in _more.TASKS:  # control outputs and one-time reads (ops_control)
-            return (yield from _more.TASKS[kind][1](self, m, run))
+            return (yield from TASKS[kind].task(self, m, run))
         if kind == "clock-sync":
             return (yield from self._clock(m, run))
         if kind in ("disconnect", "reconnect"):

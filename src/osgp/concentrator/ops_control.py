@@ -1,6 +1,7 @@
 """More fleet operations: control outputs and one-time reads, as store jobs
 of :class:`~osgp.concentrator.operations.Operations` (same outcomes, resume
-and read-back rules; docs/operations-more.md).
+and read-back rules; docs/operations-more.md), registered in its
+:data:`~osgp.concentrator.operations.TASKS`.
 
 ==================  =========================================  ===============================
 kind                parameters                                 confirmed by reading back
@@ -30,15 +31,15 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Callable, Dict, Generator, Optional, Tuple
+from typing import Any, Dict, Generator, Optional, Tuple
 
 from osgp import tables
 from osgp.concentrator.collect import read_dims
-from osgp.concentrator.operations import NotConfirmed, _ctx
+from osgp.concentrator.operations import TASKS, Kind, NotConfirmed, _ctx
 from osgp.errors import ProtocolError
 from osgp.session.events import Operation
 
-__all__ = ["TASKS", "HELP", "credit_transaction", "one_time_request", "add_arguments", "params_of"]
+__all__ = ["HELP", "credit_transaction", "one_time_request", "add_arguments", "params_of"]
 
 TaskGen = Generator[Operation, Any, Any]
 
@@ -111,10 +112,6 @@ def _check_calendar(params: Dict[str, Any]) -> None:
 
 def _check_at(params: Dict[str, Any]) -> None:
     _int(params, "at", 0, 2**32 - 1)
-
-
-def _check_none(params: Dict[str, Any]) -> None:
-    pass
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -339,23 +336,6 @@ def _one_time(ops: Any, m: Any, run: Any) -> TaskGen:
     )
 
 
-Check = Callable[[Dict[str, Any]], None]
-Task = Callable[[Any, Any, Any], TaskGen]
-
-#: kind -> (parameter check, task(operations, meter, run)).
-TASKS: Dict[str, Tuple[Check, Task]] = {
-    "control-settings": (_check_settings, _settings),
-    "prepay-credit": (_check_credit, _credit),
-    "power-level": (_check_level, _level),
-    "disconnect-lock": (_check_lock, _lock),
-    "disconnect-unlock": (_check_none, _unlock),
-    "relay-open": (_check_relay, lambda o, m, r: _relay(o, m, r, False)),
-    "relay-close": (_check_relay, lambda o, m, r: _relay(o, m, r, True)),
-    "relay-calendar": (_check_calendar, _calendar),
-    "one-time-read": (_check_at, _one_time),
-}
-
-
 # -- osgp op -----------------------------------------------------------------------------------
 def _switch(spec: str) -> list:
     """``HH:MM=open|closed`` -> [hour, minute, closed]."""
@@ -442,3 +422,20 @@ HELP = {
     "relay-calendar": "set a relay's daily switches (ET61) and calendar mode (EP42)",
     "one-time-read": "post a one-time read (EP24; ET19 queue, ET31 log)",
 }
+
+TASKS.update(
+    {
+        k: Kind(task, check, HELP[k])
+        for k, (task, check) in {
+            "control-settings": (_settings, _check_settings),
+            "prepay-credit": (_credit, _check_credit),
+            "power-level": (_level, _check_level),
+            "disconnect-lock": (_lock, _check_lock),
+            "disconnect-unlock": (_unlock, None),
+            "relay-open": (lambda o, m, r: _relay(o, m, r, False), _check_relay),
+            "relay-close": (lambda o, m, r: _relay(o, m, r, True), _check_relay),
+            "relay-calendar": (_calendar, _check_calendar),
+            "one-time-read": (_one_time, _check_at),
+        }.items()
+    }
+)

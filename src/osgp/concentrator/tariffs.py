@@ -57,7 +57,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from osgp import tables
 from osgp.concentrator.engine import Meter
-from osgp.concentrator.operations import TASKS, NotConfirmed, Operations, TaskGen
+from osgp.concentrator.operations import TASKS, Kind, NotConfirmed, Operations, TaskGen
 from osgp.errors import ConfigurationError, DeviceError
 from osgp.services.messages import PED, PENDING
 from osgp.services.procedures import ProcedureError
@@ -397,18 +397,6 @@ def _clock_sync(ops: Operations, m: Meter, run: Any) -> TaskGen:
     return json.dumps(detail)
 
 
-TASKS.update(
-    {
-        "clock-sync": _clock_sync,
-        "tou": _tou,
-        "tou-arm": _arm,
-        "tou-activate": _activate,
-        "tou-rollback": _rollback,
-        "tou-verify": _verify,
-    }
-)
-
-
 # -- the job chain ----------------------------------------------------------------------------
 @dataclass
 class Tariffs:
@@ -562,6 +550,16 @@ HELP = {
     "tou-rollback": "clear the pending calendar of a tou job (BP15)",
     "tou-verify": "check BT54 and BT55 after a tou job's moment",
 }
+
+TASKS.update(
+    {
+        "clock-sync": Kind(_clock_sync),  # its help line is the built-in kind's
+        **{
+            k: Kind(t, help=HELP[k])
+            for k, t in zip(KINDS, (_tou, _arm, _activate, _rollback, _verify))
+        },
+    }
+)
 
 
 def add_cli_arguments(kind: str, p: Any) -> None:
