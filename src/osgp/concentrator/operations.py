@@ -370,22 +370,31 @@ class Operations:
             {"drift_s": round(first, 3), "actions": actions, "after_s": round(drift, 3)}
         )
 
-    def _open(self, m: Meter) -> TaskGen:
-        """True when the contactor is open: BT03 ED_MFG_STATUS bit 0 (the
-        simulator's own choice, osgp.sim.meter; a real meter's is its maker's)."""
+    def _open(self, m: Meter, bit: int = 0) -> TaskGen:
+        """True when BT03 ED_MFG_STATUS bit ``bit`` is set: the contactor
+        (bit 0) or a control relay (bits 3, 4, osgp.sim.control) is open (the
+        simulator's own choices, osgp.sim.meter; a real meter's are its maker's)."""
         yield from read_dims(m.session, m.dims, self.priority)
         bt03 = yield from self._read(m, 3)
-        return bool(tables.decode(3, bt03, _ctx(m.dims))["ED_MFG_STATUS"][0])
+        return bool(tables.decode(3, bt03, _ctx(m.dims))["ED_MFG_STATUS"][bit])
+
+    def _switch(
+        self, m: Meter, run: _Run, bit: int, close: bool, call: tuple, what: str, **detail: Any
+    ) -> TaskGen:
+        """Close or open the output BT03 bit ``bit`` shows by procedure
+        ``call`` (number, parameters) unless it already is, confirmed by BT03
+        read back; ``detail`` leads the outcome's detail."""
+        want_open = not close
+        if (yield from self._open(m, bit)) == want_open:
+            return json.dumps({**detail, "open": want_open, "action": "none"})
+        self._sent(m, run, {**detail, "open": not want_open})
+        yield from self._call(m, *call)
+        if (yield from self._open(m, bit)) != want_open:
+            raise NotConfirmed(f"{what} not {'closed' if close else 'open'} after EP{call[0]:02d}")
+        return json.dumps({**detail, "open": want_open, "action": f"EP{call[0]:02d}"})
 
     def _contactor(self, m: Meter, run: _Run, close: bool) -> TaskGen:
-        want_open = not close
-        if (yield from self._open(m)) == want_open:
-            return json.dumps({"open": want_open, "action": "none"})
-        self._sent(m, run, {"open": not want_open})
-        yield from self._call(m, EP23, bytes([1 if close else 0]))
-        if (yield from self._open(m)) != want_open:
-            raise NotConfirmed(f"contactor not {'closed' if close else 'open'} after EP23")
-        return json.dumps({"open": want_open, "action": "EP23"})
+        return (yield from self._switch(m, run, 0, close, (EP23, bytes([close])), "contactor"))
 
     def _demand_resets(self, m: Meter) -> TaskGen:
         """BT23 NBR_DEMAND_RESETS (ANSI C12.19; present when BT21 says so)."""

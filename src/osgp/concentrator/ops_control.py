@@ -35,7 +35,7 @@ from typing import Any, Dict, Generator, Optional, Tuple
 
 from osgp import tables
 from osgp.concentrator.collect import read_dims
-from osgp.concentrator.operations import TASKS, Kind, NotConfirmed, _ctx
+from osgp.concentrator.operations import TASKS, Kind, NotConfirmed
 from osgp.errors import ProtocolError
 from osgp.session.events import Operation
 
@@ -230,21 +230,11 @@ def _unlock(ops: Any, m: Any, run: Any) -> TaskGen:
     return _done(action="EP36")
 
 
-def _relay_open(ops: Any, m: Any, relay: int) -> TaskGen:
-    yield from read_dims(m.session, m.dims, ops.priority)
-    bt03 = yield from _read(ops, m, 3)
-    return bool(tables.decode(3, bt03, _ctx(m.dims))["ED_MFG_STATUS"][_STATUS_BIT[relay]])
-
-
 def _relay(ops: Any, m: Any, run: Any, close: bool) -> TaskGen:
     relay = run.params["relay"]
-    if (yield from _relay_open(ops, m, relay)) != close:
-        return _done(relay=relay, open=not close, action="none")
-    ops._sent(m, run, {"relay": relay, "open": close})
-    yield from ops._call(m, EP02, bytes([relay, 1 if close else 0]))
-    if (yield from _relay_open(ops, m, relay)) == close:
-        raise NotConfirmed(f"control relay {relay} not {'closed' if close else 'open'}")
-    return _done(relay=relay, open=not close, action="EP02")
+    call = (EP02, bytes([relay, close]))
+    what = f"control relay {relay}"
+    return (yield from ops._switch(m, run, _STATUS_BIT[relay], close, call, what, relay=relay))
 
 
 def _calendar(ops: Any, m: Any, run: Any) -> TaskGen:
