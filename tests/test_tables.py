@@ -642,3 +642,27 @@ def test_nested_empty_arrays_are_bounded(both, outer, inner, ok):
         with pytest.raises(MalformedError) as ei:
             tables.decode(3996, image)
         assert ei.value.layer == "table ET1948"
+
+
+def test_list_headers_bt26_et31_bt74(both):
+    # ANSI C12.19 list header: status bits (b0 order, b1 overflow, b2 list type, b3 inhibit
+    # overflow), valid entries, last element, last sequence number, unread entries;
+    # UINT8 counts in BT26 [OPT p.28-29] and ET31 [MEP p.104], UINT16 and a UINT32
+    # sequence number in BT74 [OPT p.51-53]; no entries (BT21/BT71 counts of zero)
+    bt00 = tables.encode(0, {})
+    ctx = {"BT00": bt00, "BT21": tables.encode(21, {}, {"BT00": bt00})}
+    ctx["BT71"] = tables.encode(71, {}, ctx)
+    narrow = bytes([0b1010, 3, 2]) + struct.pack("<H", 0x1234) + bytes([1])
+    for tid in (26, builtin.ET + 31):
+        d = tables.decode(tid, narrow, ctx)
+        assert dict(d["LIST_STATUS"]) == {"ORDER": False, "OVERFLOW_FLAG": True, "LIST_TYPE": False,
+                                   "INHIBIT_OVERFLOW_FLAG": True, "FILLER": 0}  # fmt: skip
+        assert (d["NBR_VALID_ENTRIES"], d["LAST_ENTRY_ELEMENT"]) == (3, 2)
+        assert d["LAST_ENTRY_SEQ_NUMBER"] == 0x1234
+        assert d["NBR_UNREAD_ENTRIES"] == 1 and tables.encode(tid, d, ctx) == narrow
+    wide = bytes([0b0101]) + struct.pack("<HHIH", 300, 299, 0x12345678, 7)
+    d = tables.decode(74, wide, ctx)
+    assert d["HIST_FLAGS"]["ORDER"] and d["HIST_FLAGS"]["LIST_TYPE"]
+    assert (d["NBR_VALID_ENTRIES"], d["LAST_ENTRY_ELEMENT"]) == (300, 299)
+    assert (d["LAST_ENTRY_SEQ_NBR"], d["NBR_UNREAD_ENTRIES"]) == (0x12345678, 7)
+    assert tables.encode(74, d, ctx) == wide

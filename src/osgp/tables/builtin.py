@@ -42,6 +42,33 @@ def if_(when: Any, *then: dict) -> dict:
     return {"type": "IF", "when": when, "then": list(then)}
 
 
+def list_header(
+    status: str = "LIST_STATUS",
+    count: str = "UINT8",
+    seq: tuple = ("LAST_ENTRY_SEQ_NUMBER", "UINT16"),
+) -> list:
+    """The ANSI C12.19 list header that leads a list table: the status bit
+    field (order, overflow, list type, inhibit overflow), the valid entries,
+    the last entry's element, the last entry's sequence number and the
+    unread entries ([OPT p.28-29, 51-53], [MEP p.104]).  BT26 and ET31 count
+    in UINT8; BT74 in UINT16, with a UINT32 sequence number."""
+    return [
+        bits(
+            status,
+            "UINT8",
+            ("ORDER", 0),
+            ("OVERFLOW_FLAG", 1),
+            ("LIST_TYPE", 2),
+            ("INHIBIT_OVERFLOW_FLAG", 3),
+            ("FILLER", 4, 7),
+        ),
+        f("NBR_VALID_ENTRIES", count),
+        f("LAST_ENTRY_ELEMENT", count),
+        f(*seq),
+        f("NBR_UNREAD_ENTRIES", count),
+    ]
+
+
 def table(tid: int, name: str, title: str, source: str, *fields: dict) -> dict:
     return {"id": tid, "name": name, "title": title, "source": source, "fields": list(fields)}
 
@@ -300,19 +327,7 @@ BT26 = table(
     "BT26",
     "Self Read Data",
     "[OPT p.28-29]; docs/protocol.md §7.9",
-    bits(
-        "LIST_STATUS",
-        "UINT8",
-        ("ORDER", 0),
-        ("OVERFLOW_FLAG", 1),
-        ("LIST_TYPE", 2),
-        ("INHIBIT_OVERFLOW_FLAG", 3),
-        ("FILLER", 4, 7),
-    ),
-    f("NBR_VALID_ENTRIES", "UINT8"),
-    f("LAST_ENTRY_ELEMENT", "UINT8"),
-    f("LAST_ENTRY_SEQ_NUMBER", "UINT16"),
-    f("NBR_UNREAD_ENTRIES", "UINT8"),
+    *list_header(),
     arr(
         "SELF_READS",
         "BT21.NBR_SELF_READS",
@@ -560,19 +575,7 @@ BT74 = table(
     "BT74",
     "History Log Data",
     "[OPT p.51-53]; docs/protocol.md §7.8",
-    bits(
-        "HIST_FLAGS",
-        "UINT8",
-        ("ORDER", 0),
-        ("OVERFLOW_FLAG", 1),
-        ("LIST_TYPE", 2),
-        ("INHIBIT_OVERFLOW_FLAG", 3),
-        ("FILLER", 4, 7),
-    ),
-    f("NBR_VALID_ENTRIES", "UINT16"),
-    f("LAST_ENTRY_ELEMENT", "UINT16"),
-    f("LAST_ENTRY_SEQ_NBR", "UINT32"),
-    f("NBR_UNREAD_ENTRIES", "UINT16"),
+    *list_header("HIST_FLAGS", "UINT16", ("LAST_ENTRY_SEQ_NBR", "UINT32")),
     arr(
         "ENTRIES",
         "BT71.NBR_HISTORY_ENTRIES",

@@ -11,7 +11,7 @@ LSB first (docs/protocol.md §3.4).
 from __future__ import annotations
 
 from osgp.tables.builtin import _REGISTER_DATA as REGISTER_DATA
-from osgp.tables.builtin import ET, arr, bits, f, if_, table
+from osgp.tables.builtin import ET, arr, bits, f, if_, list_header, table
 
 __all__ = ["ET05", "ET19", "ET30", "ET31", "ET33", "ET46", "ET61", "SCHEMAS"]
 
@@ -87,19 +87,7 @@ ET31 = table(
     "ET31",
     "Meter One-Time Read Log",
     "[MEP p.104-105]",
-    bits(
-        "LIST_STATUS",
-        "UINT8",
-        ("ORDER", 0),
-        ("OVERFLOW_FLAG", 1),
-        ("LIST_TYPE", 2),
-        ("INHIBIT_OVERFLOW_FLAG", 3),
-        ("FILLER", 4, 7),
-    ),
-    f("NBR_VALID_ENTRIES", "UINT8"),
-    f("LAST_ENTRY_ELEMENT", "UINT8"),
-    f("LAST_ENTRY_SEQ_NUMBER", "UINT16"),
-    f("NBR_UNREAD_ENTRIES", "UINT8"),
+    *list_header(),
     arr(
         "ONE_TIME_READS",
         "BT21.NBR_SELF_READS",
