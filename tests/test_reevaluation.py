@@ -6,18 +6,15 @@ BT64 ring and BT63 status, its address on the medium)."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from osgp import loadprofile, tables
 from osgp.concentrator import KeyVault, Store
-from osgp.concentrator.commissioning import Commissioning
-from osgp.concentrator.discovery import AddressPlan, Discovery
-from osgp.concentrator.engine import KEY_PURPOSE, NORMAL, Concentrator
+from osgp.concentrator.engine import Concentrator
 from osgp.concentrator.reevaluation import Reevaluator
 from osgp.concentrator.schedule import Collector, periodic
+from osgp.demo import discover_and_commission, load_fleet
 from osgp.errors import ConfigurationError
 from osgp.link import lon
 from osgp.sim.fleet import FleetSpec, build_fleet
@@ -25,56 +22,16 @@ from osgp.sim.fleet import FleetSpec, build_fleet
 H = 3600.0
 
 
-def new_key(nid):
-    return hashlib.blake2b(nid, digest_size=12, person=b"test-reeval").digest()
-
-
-def _run(fleet, engines):
-    for seg, e in zip(fleet.segments, engines):
-        seg.attach_engine(e)
-    fleet.network.run(until=fleet.network.now + 4 * H)
-    for seg, e in zip(fleet.segments, engines):
-        seg.detach_engine(e)
-        assert e.done
-
-
 @pytest.fixture
 def world(tmp_path):
     """Two segments discovered, commissioned and loaded into a concentrator."""
     fleet = build_fleet(FleetSpec(meters=24, segments=2, seed=5))
-    plans = {
-        s.name: AddressPlan(fleet.subnets(s.name), reserved=[s.concentrator])
-        for s in fleet.segments
-    }
-    finders = [
-        Discovery(s.name, s.concentrator, plans[s.name], expected=len(s.members))
-        for s in fleet.segments
-    ]
-    _run(fleet, finders)
-    topologies = [e.topology for e in finders]
-    workers = [Commissioning(t, plans[t.segment], new_key, fleet.factory_key) for t in topologies]
-    _run(fleet, workers)
     store = Store(f"sqlite:///{tmp_path / 'store.db'}", vault=KeyVault(bytes(range(32))))
-    for t, w in zip(topologies, workers):
-        for nid, route in t.meters.items():
-            a = w.results[nid].address
-            d = store.upsert_device(
-                nid,
-                serial=route.serial,
-                segment=t.segment,
-                subnet=a.subnet,
-                node=a.node,
-                status=NORMAL,
-            )
-            store.put_key(d, KEY_PURPOSE, new_key(nid))
-            path = [(t.proxies[n].subnet, t.proxies[n].node) for n in route.path]
-            store.put_routes(d, [(path, 1.0)])
+    done = discover_and_commission(fleet, store, 5, groups=())
+    assert done.found == done.commissioned == len(fleet.meters)
     eng = Concentrator(store, fleet.network)
-    for s in fleet.segments:
-        eng.add_channel(s)
-    for dev in store.devices():
-        eng.add_meter(dev.id, fleet.segment(dev.segment))
-    return fleet, plans, topologies, store, eng
+    load_fleet(eng, fleet, store)
+    return fleet, done.plans, done.topologies, store, eng
 
 
 def _truth(meter, until_ts):

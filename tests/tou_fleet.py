@@ -9,10 +9,10 @@ from typing import Dict, List
 
 from osgp import tables
 from osgp.concentrator import KeyVault, Store
-from osgp.concentrator.engine import NORMAL, Concentrator, StatusPolicy
+from osgp.concentrator.engine import Concentrator, StatusPolicy
 from osgp.concentrator.operations import Operations
 from osgp.concentrator.tariffs import Calendar, Tariffs
-from osgp.demo import _discover_and_commission, _Steps
+from osgp.demo import discover_and_commission, load_fleet
 from osgp.sim.fleet import FleetSpec, build_fleet
 
 CAL = Calendar(77, [[(0, 0, 2), (6, 0, 3), (22, 0, 2)]])
@@ -41,15 +41,9 @@ def run_tou(
     fleet = build_fleet(FleetSpec(meters=meters, segments=segments, seed=seed, base_loss=0.01))
     net = fleet.network
     store = Store(f"sqlite:///{db}", vault=KeyVault(bytes(32)))
-    _discover_and_commission(fleet, store, _Steps(False), seed)
+    discover_and_commission(fleet, store, seed)
     eng = Concentrator(store, net, policy=StatusPolicy(attempts=6, retry_s=60))
-    for seg in fleet.segments:
-        eng.add_channel(seg)
-    sims = {}
-    for dev in store.devices():
-        if dev.subnet is not None and dev.status == NORMAL:
-            eng.add_meter(dev.id, fleet.segment(dev.segment))
-            sims[dev.id] = fleet.meters[dev.neuron_id]
+    sims = load_fleet(eng, fleet, store)
     ops = Operations(eng)
     tar = Tariffs(ops)
     run = TouRun()

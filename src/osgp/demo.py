@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -32,7 +32,15 @@ from osgp.concentrator.export import export
 from osgp.concentrator.reevaluation import Reevaluation, Reevaluator
 from osgp.concentrator.schedule import Collector, Round, periodic
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo", "ROUND_HOURS"]
+__all__ = [
+    "DemoConfig",
+    "DemoResult",
+    "Commissioned",
+    "run_demo",
+    "discover_and_commission",
+    "load_fleet",
+    "ROUND_HOURS",
+]
 
 # collection rounds, hours after midnight of the virtual day: registers and the
 # open load-profile block at noon, the closed day with the history log just
@@ -165,18 +173,14 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             res.fleet = fleet
             net = fleet.network
             t0 = time.process_time()
-            found, commissioned, plans, topologies = _discover_and_commission(
-                fleet, store, steps, cfg.seed
+            found, commissioned, plans, topologies = discover_and_commission(
+                fleet, store, cfg.seed, progress=steps.step
             )
             res.found, res.commissioned = found, commissioned
             res.cpu_s["discover and commission"] = time.process_time() - t0
             t0, w0, e0, v0 = time.process_time(), time.perf_counter(), net.processed, net.time()
             eng = Concentrator(store, net)
-            for seg in fleet.segments:
-                eng.add_channel(seg)
-            for dev in store.devices():
-                if dev.subnet is not None and dev.segment and dev.status == NORMAL:
-                    eng.add_meter(dev.id, fleet.segment(dev.segment))
+            load_fleet(eng, fleet, store)
             before = {
                 s.name: (s.stats["frames"], s.airtime_s, s.needed_airtime_s, s.needed_frames)
                 for s in fleet.segments
@@ -238,10 +242,33 @@ def _run_engines(
         seg.detach_engine(e)
 
 
-def _discover_and_commission(fleet: Any, store: Store, steps: _Steps, seed: int) -> tuple:
-    """Discovery on every segment at once (ATM reconstruction), then
-    commissioning of every meter found with an address, a new key and group 1;
-    the topology, routes and keys go to the store."""
+class Commissioned(NamedTuple):
+    """What :func:`discover_and_commission` did: meters found and commissioned,
+    segment name -> its address plan, the topologies discovered."""
+
+    found: int
+    commissioned: int
+    plans: Dict[str, Any]
+    topologies: List[Any]
+
+
+def _no_progress(name: str, total: float) -> Callable[[float], None]:
+    return lambda done: None
+
+
+def discover_and_commission(
+    fleet: Any,
+    store: Store,
+    seed: int = 0,
+    *,
+    groups: Sequence[int] = (1,),
+    progress: Callable[[str, float], Callable[[float], None]] = _no_progress,
+) -> Commissioned:
+    """Discovery on every segment of a simulated ``fleet`` (osgp.sim.fleet)
+    at once (ATM reconstruction), then commissioning of every meter found
+    with an address, a new key drawn from ``seed`` and ``groups``; the
+    topology, routes and keys go to ``store``.  ``progress(step, total)``
+    returns the callback told how far each step got."""
     from osgp.concentrator.commissioning import Commissioning
     from osgp.concentrator.discovery import AddressPlan, Discovery
 
@@ -254,17 +281,18 @@ def _discover_and_commission(fleet: Any, store: Store, steps: _Steps, seed: int)
         Discovery(s.name, s.concentrator, plans[s.name], expected=len(s.members))
         for s in fleet.segments
     ]
-    progress = steps.step("discovering meters (ATM)", len(fleet.meters))
-    _run_engines(net, fleet, finders, progress, lambda: sum(len(e.nodes) for e in finders))
+    told = progress("discovering meters (ATM)", len(fleet.meters))
+    _run_engines(net, fleet, finders, told, lambda: sum(len(e.nodes) for e in finders))
     topologies = [e.topology for e in finders if e.topology is not None]
     found = sum(len(t.meters) for t in topologies)
     rng = np.random.default_rng(seed)
     keys = {nid: rng.bytes(12) for t in topologies for nid in t.meters}
     workers = [
-        Commissioning(t, plans[t.segment], keys, fleet.factory_key, groups=(1,)) for t in topologies
+        Commissioning(t, plans[t.segment], keys, fleet.factory_key, groups=groups)
+        for t in topologies
     ]
-    progress = steps.step("commissioning", found)
-    _run_engines(net, fleet, workers, progress, lambda: sum(len(w.results) for w in workers))
+    told = progress("commissioning", found)
+    _run_engines(net, fleet, workers, told, lambda: sum(len(w.results) for w in workers))
     commissioned = 0
     at = net.utc(net.time())
     for t, w in zip(topologies, workers):
@@ -299,7 +327,20 @@ def _discover_and_commission(fleet: Any, store: Store, steps: _Steps, seed: int)
                 ],
             )
             commissioned += 1
-    return found, commissioned, plans, topologies
+    return Commissioned(found, commissioned, plans, topologies)
+
+
+def load_fleet(eng: Concentrator, fleet: Any, store: Store) -> Dict[int, Any]:
+    """Put the segments of ``fleet`` on ``eng`` as channels and every meter
+    the store has commissioned on its segment; device id -> simulated meter."""
+    for seg in fleet.segments:
+        eng.add_channel(seg)
+    sims = {}
+    for dev in store.devices():
+        if dev.subnet is not None and dev.segment and dev.status == NORMAL:
+            eng.add_meter(dev.id, fleet.segment(dev.segment))
+            sims[dev.id] = fleet.meters[dev.neuron_id]
+    return sims
 
 
 def _move_one(fleet: Any, topologies: List[Any], net: Any) -> Optional[bytes]:
