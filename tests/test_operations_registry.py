@@ -73,3 +73,22 @@ def test_osgp_op_offers_every_registered_kind(toy):
     for kind in (*ops_control.HELP, *tariffs.KINDS, "clock-sync"):
         assert kind in TASKS and kind in offered.choices
     assert set(offered.choices) == {*ops_mod.KINDS, *TASKS, "resume", "report"}
+
+
+def test_osgp_op_repeatable_options():
+    parser = argparse.ArgumentParser()
+    add_ops_command(parser.add_subparsers())
+    common = ["--store", "sqlite://", "--channel", "s1=udp://127.0.0.1:1"]
+    args = parser.parse_args(
+        ["op", "relay-calendar", "2", *common, "--switch", "06:30=closed", "--switch", "22:00=open"]
+    )
+    assert ops_control.params_of("relay-calendar", args) == {
+        "relay": 2,
+        "switches": [[6, 30, 1], [22, 0, 0]],
+    }
+    args = parser.parse_args(["op", "relay-calendar", "1", *common])
+    assert ops_control.params_of("relay-calendar", args) == {"relay": 1, "switches": []}
+    args = parser.parse_args(["op", "control-settings", *common, "--set", "PRIMARY_MAX_LEVEL=9"])
+    assert ops_control.params_of("control-settings", args) == {"set": {"PRIMARY_MAX_LEVEL": 9}}
+    with pytest.raises(SystemExit):  # --set is required
+        parser.parse_args(["op", "control-settings", *common])

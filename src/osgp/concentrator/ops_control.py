@@ -347,18 +347,16 @@ def _setting(spec: str) -> Tuple[str, Any]:
 CLOSED = {"open": 0, "closed": 1}
 
 
+def _repeatable(p: Any, flag: str, dest: str, parse: Any, metavar: str, **kw: Any) -> None:
+    """An option given once per value, each parsed by ``parse``."""
+    p.add_argument(flag, dest=dest, type=parse, action="append", metavar=metavar, **kw)
+
+
 def add_arguments(kind: str, p: Any) -> None:
     """The command-line arguments of ``osgp op KIND``."""
     if kind == "control-settings":
-        p.add_argument(
-            "--set",
-            dest="settings",
-            type=_setting,
-            action="append",
-            required=True,
-            metavar="FIELD=JSON",
-            help="an ET05 field and its value (repeatable)",
-        )
+        what = "an ET05 field and its value (repeatable)"
+        _repeatable(p, "--set", "settings", _setting, "FIELD=JSON", required=True, help=what)
     elif kind == "prepay-credit":
         p.add_argument("credit_wh", type=int, help="credit to add, Wh")
     elif kind == "power-level":
@@ -369,15 +367,8 @@ def add_arguments(kind: str, p: Any) -> None:
     elif kind.startswith("relay-"):
         p.add_argument("relay", type=int, choices=(1, 2), help="control relay")
         if kind == "relay-calendar":
-            p.add_argument(
-                "--switch",
-                dest="switches",
-                type=_switch,
-                action="append",
-                default=[],
-                metavar="HH:MM=open|closed",
-                help="a daily switch",
-            )
+            when = "HH:MM=open|closed"
+            _repeatable(p, "--switch", "switches", _switch, when, default=[], help="a daily switch")
     elif kind == "one-time-read":
         p.add_argument("--at", type=int, default=0, help="UTC epoch seconds (default now)")
 
