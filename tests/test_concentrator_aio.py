@@ -230,3 +230,24 @@ def test_junk_from_the_peer_is_counted_and_collection_goes_on(store):
         dropped = ch.transport.framing.dropped + sum(ch.router.drops.values())
         assert dropped + ch.stats["rejected frames"] == len(junk)
         assert all(store.intervals(d).num_rows for d in ids)
+
+
+def test_a_transport_that_cannot_send_at_once_still_carries_the_round(store, monkeypatch):
+    # as a serial port read by a helper thread: every frame through send's coroutine
+    from osgp.transport.aio import AsyncCnipTransport
+
+    monkeypatch.setattr(AsyncCnipTransport, "_writes_at_once", lambda self: False)
+    channels = []
+    with CnipMeterServer(3, seed=8, speed=900.0, start_offset=86400.0) as server:
+        ids = commission(store, "s1", server.fleet)
+        server.freeze()  # what the meters hold stays what the store is compared with
+        rounds = collect(
+            store,
+            server,
+            max_outstanding=2,
+            on_engine=lambda eng: channels.extend({m.channel for m in eng.meters.values()}),
+        )
+        assert rounds[0].ok == 3
+        ch = channels[0]
+        assert ch.stats["frames sent"] >= ch.router.delivered > 3 * 20
+        check_store(store, server, ids)

@@ -120,6 +120,10 @@ def test_cnip_framing_drops_what_is_not_lontalk_data():
     assert [f.unwrap(b) for b in bad] == [None] * 5 and f.dropped == 5
     # a security flag (b5) alone is still LonTalk data
     assert f.unwrap(lon.encode_cnip(lon.CnipHeader(flags=0x20), b"\x02")) == b"\x02"
+    # an extension header is skipped, and the header kept is the last packet's
+    h = lon.CnipHeader(sequence=9, vendor=7, extension=bytes(range(8)))
+    assert f.unwrap(lon.encode_cnip(h, b"\x03")) == b"\x03" and f.last_header == h
+    assert f.unwrap(ok) == b"\x01" and f.last_header == lon.CnipHeader()
 
 
 # -- pyserial --------------------------------------------------------------------------------

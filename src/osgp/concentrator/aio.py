@@ -4,11 +4,12 @@
 :class:`AsyncChannel` is one medium (a CN/IP UDP endpoint, ISO/IEC 14908-4,
 or any other :mod:`osgp.transport` asyncio transport carrying LonTalk LPDUs)
 with the :class:`~osgp.session.Router` and :class:`~osgp.session.Arbiter` its
-sessions live on.  The channel runs two coroutines: a sender that sends what
-the arbiter gives whenever the medium has room and calls its timeouts at its
-deadlines, and a receiver that routes each LPDU to the waiting session.
-Sessions wake the sender through their ``watch`` hook when they have
-something new to send.
+sessions live on.  The channel routes each received LPDU to the waiting
+session and, in the same callback, sends what the arbiter gives while the
+medium has room; one timer at the earliest deadline calls the sessions'
+timeouts.  Sessions that have something new to send outside those callbacks
+(a task resumed by a store commit) schedule one such send through their
+``watch`` hook: no task or future per exchange.
 
 :func:`run_collection` loads the commissioned meters of some segments from a
 store and runs collection rounds over them; ``python -m
@@ -107,10 +108,14 @@ class AsyncChannel:
         self.events: List[Any] = []  # kept here while no engine takes them
         self.stats: Counter = Counter()
         self._loop = asyncio.get_running_loop()
-        self._waiter: Optional[asyncio.Future] = None
-        self._woken = False
+        self._done: asyncio.Future = self._loop.create_future()  # run() ends with it
         self._watch = self._wakeup
         self._closed = False
+        self._inside = False  # in a callback that pumps when it ends
+        self._pump_soon = False  # a pump is scheduled (call_soon)
+        self._slow = False  # a frame waits for the transport (send's coroutine)
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_at = 0.0
         # every frame sent ("tx") and received ("rx"), e.g. a rawframes.FrameKeeper
         self.tap: Optional[Callable[[str, bytes], None]] = None
 
@@ -153,63 +158,100 @@ class AsyncChannel:
             log.warning("%s: engine error: %s", self.name, exc)
 
     # -- running
+    # No task runs per exchange: frames go out from the callback that made
+    # room or work for them (a response received, a timer, a write
+    # committed), and one timer, at the earliest deadline, calls the
+    # sessions' timeouts.
     async def run(self) -> None:
         """Move frames until :meth:`close` (or the transport fails)."""
         self.transport.set_receiver(self._received)
         try:
-            await self._send()
+            self._pump()
+            await self._done
         finally:
             self.transport.set_receiver(None)
+            if self._timer is not None:
+                self._timer.cancel()
 
     def _wakeup(self, _session: Any = None) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-        self._woken = True
+        """A session has something new to send: pump once the current
+        callback ends (at once when it is one of this channel's own)."""
+        if self._inside or self._pump_soon or self._closed:
+            return
+        self._pump_soon = True
+        self._loop.call_soon(self._pump)
 
-    async def _send(self) -> None:
-        loop = asyncio.get_running_loop()
-        arbiter, send = self.arbiter, self.transport.send
-        while not self._closed:
-            self._woken = False
-            now = loop.time()
-            self.emit(arbiter.handle_timeout(now))
+    def _pump(self) -> None:
+        """Send what the arbiter gives while the medium has room, then set
+        the timer for the earliest deadline."""
+        self._pump_soon = False
+        if self._closed or self._slow:
+            return
+        self._inside = True
+        arbiter, transport, stats = self.arbiter, self.transport, self.stats
+        try:
+            now = self._loop.time()
             while True:
                 picked = arbiter.poll_transmit(now)
                 self.emit(arbiter.take_events())
                 if picked is None:
                     break
+                frame = picked[1]
                 try:
-                    await send(picked[1])
+                    if not transport.send_nowait(frame):
+                        self._slow = True  # wait for the transport, then go on
+                        asyncio.ensure_future(self._send_slow(frame))
+                        return
                 except TransportClosed:
+                    self._stop()
                     return
                 except TransportError as exc:  # the response timer decides what it means
-                    self.stats["send errors"] += 1
+                    stats["send errors"] += 1
                     log.debug("%s: send failed: %s", self.name, exc)
-                self.stats["frames sent"] += 1
+                stats["frames sent"] += 1
                 if self.tap is not None:
-                    self.tap("tx", picked[1])
-                now = loop.time()
-            if self._woken:
-                continue
-            # one future and at most one timer per wait: woken by a session's
-            # watch hook (something new to send) or by the earliest deadline
-            d = arbiter.next_deadline()
-            self.stats["waits"] += 1
-            self._waiter = w = loop.create_future()
-            timer = None if d is None else loop.call_at(d, self._wakeup)
-            try:
-                await w
-            finally:
-                self._waiter = None
-                if timer is not None:
-                    timer.cancel()
+                    self.tap("tx", frame)
+        finally:
+            self._inside = False
+        d = arbiter.next_deadline()
+        if d is not None and (self._timer is None or d < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            # a deadline that moves later leaves this timer early: it then
+            # finds nothing due and sets the next one
+            self._timer, self._timer_at = self._loop.call_at(d, self._on_timer), d
+
+    async def _send_slow(self, frame: bytes) -> None:
+        try:
+            await self.transport.send(frame)
+        except TransportClosed:
+            self._stop()
+            return
+        except TransportError as exc:
+            self.stats["send errors"] += 1
+            log.debug("%s: send failed: %s", self.name, exc)
+        self.stats["frames sent"] += 1
+        if self.tap is not None:
+            self.tap("tx", frame)
+        self._slow = False
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._inside = True
+        try:
+            self.emit(self.arbiter.handle_timeout(self._loop.time()))
+        finally:
+            self._inside = False
+        self._pump()
 
     def _received(self, frame: bytes) -> None:
-        """Route one LPDU from the transport (called in the loop's thread)."""
+        """Route one LPDU from the transport (called in the loop's thread),
+        then send what it made room or work for."""
         self.stats["frames received"] += 1
         if self.tap is not None:
             self.tap("rx", frame)
+        self._inside = True
         try:
             session = self.router.route(frame)
             if session is not None:
@@ -217,10 +259,17 @@ class AsyncChannel:
         except Exception as exc:  # noqa: BLE001 - nothing a peer sends may stop the channel
             self.stats["rejected frames"] += 1
             log.debug("%s: frame %s rejected: %r", self.name, frame.hex(), exc)
+        finally:
+            self._inside = False
+        self._pump()
+
+    def _stop(self) -> None:
+        self._closed = True
+        if not self._done.done():
+            self._done.set_result(None)
 
     async def close(self) -> None:
-        self._closed = True
-        self._wakeup()
+        self._stop()
         await self.transport.close()
 
 

@@ -68,10 +68,26 @@ def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> TaskGen:
     return dims
 
 
+@functools.lru_cache(maxsize=256)
+def _dim(tid: int, image: bytes, bt00: bytes) -> Any:
+    """Dimension table ``tid`` decoded once per model (the meters of a model
+    give the same bytes); BT00 is decoded with no context."""
+    return tables.decode(tid, image, None if tid == 0 else {"BT00": _dim(0, bt00, bt00)})
+
+
+def _dims_ctx(dims: Dict[int, bytes], *tids: int) -> Dict[str, Any]:
+    """A decoding context of BT00 and the dimension tables ``tids``, decoded."""
+    bt00 = dims[0]
+    ctx = {"BT00": _dim(0, bt00, bt00)}
+    for t in tids:
+        ctx[f"BT{t:02d}"] = _dim(t, dims[t], bt00)
+    return ctx
+
+
 def register_values(bt23: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
     """BT23 as ``name -> (value, unit)``: summations total and per tier, the
     demand maxima (ANSI C12.19 BT23; Optical guide p.28-30)."""
-    d = tables.decode(23, bt23, {"BT00": dims[0], "BT21": dims[21]})
+    d = tables.decode(23, bt23, _dims_ctx(dims, 21))
     out: Dict[str, Tuple[float, str]] = {"demand_resets": (float(d["NBR_DEMAND_RESETS"]), "count")}
     blocks = [("total", d["TOT_DATA_BLOCK"])] + [
         (f"tier{i + 1}", b) for i, b in enumerate(d["TIER_DATA_BLOCK"])
@@ -103,8 +119,8 @@ class _LpPlan:
 
     def __init__(self, dims: Dict[int, bytes], bt63: bytes, cursor: Optional[Dict]) -> None:
         self.g, nblks = _lp_geometry(dims[0], dims[61], dims[62])
-        ctx = {"BT00": dims[0], "BT61": dims[61]}
-        st = tables.decode(63, bt63, ctx)["LP_STATUS_SETS"][0]
+        self.bt63 = tables.decode(63, bt63, _dims_ctx(dims, 61))  # decoded once
+        st = self.bt63["LP_STATUS_SETS"][0]
         self.status = st
         self.blocks, self.seqs = loadprofile.block_order(nblks, st, unread_only=True)
         self.nvi = st["NBR_VALID_INT"]
@@ -152,9 +168,9 @@ def _coalesce(ranges: Any) -> List[Tuple[int, int]]:
     return out
 
 
-def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], bt63: bytes, image: bytes) -> Any:
+def _interval_rows(plan: _LpPlan, dims: Dict[int, bytes], image: bytes) -> Any:
     """The new intervals as store columns (ts_utc, channel, value, raw, status)."""
-    lp = loadprofile.decode(dims[61], dims[62], bt63, image, bt00=dims[0], unread_only=True)
+    lp = loadprofile.decode(dims[61], dims[62], plan.bt63, image, bt00=dims[0], unread_only=True)
     if not len(lp):
         return None
     keep = np.ones(len(lp), bool)
@@ -209,7 +225,7 @@ def collect(
     had = len(m.dims)
     yield from read_dims(m.session, m.dims, priority)
     if len(m.dims) != had:
-        nch = tables.decode(61, m.dims[61], {"BT00": m.dims[0]})["LP_DATA_SETS"][0]["NBR_CHNS_SET"]
+        nch = _dims_ctx(m.dims, 61)["BT61"]["LP_DATA_SETS"][0]["NBR_CHNS_SET"]
         yield from _stored(
             eng,
             store.update_meta,
@@ -261,7 +277,7 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
             "open_k": 0 if plan.complete(last) else plan.recorded(last),
             "acked_seq": plan.seqs[done - 1] if done else None,
         }
-        cols = _interval_rows(plan, m.dims, bt63, bytes(image))
+        cols = _interval_rows(plan, m.dims, bytes(image))
         new = yield from _stored(
             eng,
             store.commit_intervals,
@@ -276,11 +292,16 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
 
 
 @functools.lru_cache(maxsize=64)
-def _log_geometry(bt00: bytes, bt71: bytes) -> Tuple[int, int]:
-    """(BT74 size, entries) under these dimension tables: meters of one model
-    share them, so this is worked out once per model."""
-    ctx = {"BT00": bt00, "BT71": bt71}
-    return len(tables.encode(74, {}, ctx)), tables.decode(71, bt71, ctx)["NBR_HISTORY_ENTRIES"]
+def _log_geometry(bt00: bytes, bt71: bytes) -> Tuple[int, int, Dict[str, Any]]:
+    """(BT74 size, entries, the context its header alone decodes in) under
+    these dimension tables: meters of one model share them, so this is
+    worked out once per model.  The header's context is a BT71 of no
+    entries, under which BT74 is its header."""
+    ctx = _dims_ctx({0: bt00, 71: bt71}, 71)
+    t71 = ctx["BT71"]
+    empty = tables.encode(71, {**t71, "NBR_HISTORY_ENTRIES": 0}, ctx)
+    head_ctx = {"BT00": ctx["BT00"], "BT71": tables.decode(71, empty, ctx)}
+    return len(tables.encode(74, {}, ctx)), t71["NBR_HISTORY_ENTRIES"], head_ctx
 
 
 def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
@@ -289,18 +310,18 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NBR,
     NBR_UNREAD_ENTRIES) and a ring of BT71.NBR_HISTORY_ENTRIES entries."""
     store, dev = eng.store, m.device_id
-    ctx = {"BT00": m.dims[0], "BT71": m.dims[71]}
-    size, n_all = _log_geometry(m.dims[0], m.dims[71])
+    size, n_all, head_ctx = _log_geometry(m.dims[0], m.dims[71])
     entry = (size - _LOG_HEADER) // max(n_all, 1)
     image = bytearray(size)
     image[:_LOG_HEADER] = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)
-    head = tables.decode(74, bytes(image), ctx)
+    head = tables.decode(74, bytes(image[:_LOG_HEADER]), head_ctx)
     unread = min(head["NBR_UNREAD_ENTRIES"], head["NBR_VALID_ENTRIES"])
     last, desc = head["LAST_ENTRY_ELEMENT"], head["HIST_FLAGS"]["ORDER"]
     slots = ((last + b) % n_all if desc else (last - b) % n_all for b in range(unread))
     for off, count in _coalesce((_LOG_HEADER + slot * entry, entry) for slot in slots):
         image[off : off + count] = yield m.session.read(74, off, count, priority=priority)
-    log = loadprofile.decode_event_log(m.dims[71], bytes(image), bt00=m.dims[0])
+    ctx = _dims_ctx(m.dims, 71)
+    log = loadprofile.decode_event_log(ctx["BT71"], tables.decode(74, bytes(image), ctx))
     rows = [
         (
             int(e["time"].astype("int64")) if not np.isnat(e["time"]) else 0,

@@ -352,13 +352,12 @@ class Store:
         m = self._mark
         meta_mark = m if self.dialect == "sqlite" else f"CAST({m} AS json)"
         with self._tx("update_meta") as conn:
-            row = conn.exec_driver_sql(
-                f"SELECT meta FROM devices WHERE id = {m}", (device_id,)
-            ).first()
+            row = _run(conn, f"SELECT meta FROM devices WHERE id = {m}", (device_id,), one=True)
             if row is None:
                 raise self._missing("update_meta", f"no device with id {device_id}")
             meta = json.loads(row[0]) if isinstance(row[0], str) else dict(row[0] or {})
-            conn.exec_driver_sql(
+            _run(
+                conn,
                 f"UPDATE devices SET meta = {meta_mark} WHERE id = {m}",
                 (_json({**meta, **changes}, "a device's meta"), device_id),
             )
@@ -440,7 +439,7 @@ class Store:
         col = "successes" if ok else "failures"
         sql = f"UPDATE routes SET {col} = {col} + 1 WHERE id = {self._mark}"
         with self._tx("route_outcome") as conn:
-            conn.exec_driver_sql(sql, (route_id,))
+            _run(conn, sql, (route_id,))
 
     def put_link(self, segment: str, a: bytes, b: bytes, ssi: float, margin: float) -> None:
         ins = self._insert(s.links).values(
@@ -613,7 +612,7 @@ class Store:
             f"INSERT INTO cursors (device_id, stream, value) VALUES ({m}, {m}, {value_mark}) "
             "ON CONFLICT (device_id, stream) DO UPDATE SET value = excluded.value"
         )
-        conn.exec_driver_sql(sql, (device_id, stream, text))
+        _run(conn, sql, (device_id, stream, text))
 
     def _insert_rows(self, conn: Connection, table: sa.Table, params: Iterable[Sequence]) -> int:
         """executemany straight on the driver's cursor (no per-row SQLAlchemy work);
@@ -891,7 +890,7 @@ class Store:
             float(at),
         )
         with self._tx("set_outcome") as conn:
-            conn.exec_driver_sql(sql, params)
+            _run(conn, sql, params)
 
     def _jobs(self, conn: Connection, q: sa.Select) -> list[Job]:
         found = conn.execute(q).all()
@@ -1107,6 +1106,18 @@ def _pyarrow() -> Any:
 
 def _utc(pa: Any) -> Any:
     return pa.timestamp("s", tz="UTC")
+
+
+def _run(conn: Connection, sql: str, params: Sequence, *, one: bool = False) -> Any:
+    """One statement in the driver's own paramstyle straight on its cursor, in
+    ``conn``'s transaction (none of SQLAlchemy's per-statement work: the hot
+    writes of a collection); with ``one``, the first row or None."""
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, params)
+        return cur.fetchone() if one else None
+    finally:
+        cur.close()
 
 
 def alembic_config() -> Any:

@@ -117,8 +117,29 @@ class AsyncTransport(Channel):
             raise self._eof
         await self._write(self.core.outgoing(data))
 
-    async def _write(self, wire: bytes) -> None:
+    def send_nowait(self, data: bytes) -> bool:
+        """Send ``data`` as :meth:`send` does but without a coroutine, when
+        the transport can (its write does not block and its buffer is not
+        full); False, with nothing sent, when it cannot: then await
+        :meth:`send`."""
+        if self._writable is not None or not self._writes_at_once():
+            return False
+        self.core.check_open()
+        if self._eof is not None:
+            raise self._eof
+        self._put(self.core.outgoing(data))
+        return True
+
+    def _writes_at_once(self) -> bool:
+        return True
+
+    def _put(self, wire: bytes) -> None:
+        """Hand ``wire`` to the asyncio transport (which buffers what the OS
+        does not take at once)."""
         self._transport.write(wire)
+
+    async def _write(self, wire: bytes) -> None:
+        self._put(wire)
         if self._writable is not None:  # the asyncio buffer is full: wait for it to drain
             await self._bounded(asyncio.shield(self._writable), "write")
 
@@ -286,6 +307,9 @@ class AsyncSerialTransport(AsyncTransport):
             loop, lambda: proto, ser
         )
 
+    def _writes_at_once(self) -> bool:
+        return not isinstance(self._transport, _ThreadedSerial)
+
     async def _write(self, wire: bytes) -> None:
         if isinstance(self._transport, _ThreadedSerial):
             try:
@@ -375,7 +399,7 @@ class AsyncCnipTransport(AsyncTransport):
         self.peer = remote
         self.local_address = self._transport.get_extra_info("sockname")
 
-    async def _write(self, wire: bytes) -> None:
+    def _put(self, wire: bytes) -> None:
         if self.remote is not None:
             self._transport.sendto(wire)
         elif self.peer is None:
@@ -421,7 +445,7 @@ class AsyncMemoryTransport(AsyncTransport):
             self._eof = self._eof or TransportClosed(self.url)
             self._wake()
 
-    async def _write(self, wire: bytes) -> None:
+    def _put(self, wire: bytes) -> None:
         if not self.outbox.put(wire):
             raise TransportClosed(self.url, "closed by the peer")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Protocol, Tuple
 from urllib.parse import parse_qs, urlsplit
@@ -163,6 +164,14 @@ class MessageFraming(StreamFraming):
     datagram = True
 
 
+# CN/IP common header (ISO/IEC 14908-4; osgp.link.lon.decode_cnip): length,
+# version, packet type, extension words, flags, vendor, session, sequence,
+# timestamp; big-endian
+_CNIP = struct.Struct(">HBBBBHIII")
+_CNIP_FRONT = struct.Struct(">HBBBB")
+_DATA_V1 = (1, lon.CNIP_DATA, 0, 0)
+
+
 class CnipFraming:
     """One CN/IP data packet per datagram (ISO/IEC 14908-4; docs/protocol.md §6.2):
     the 20-byte common header (osgp.link.lon.encode_cnip) then the LonTalk
@@ -177,14 +186,33 @@ class CnipFraming:
         self.vendor = vendor
         self.sequence = 0
         self.dropped = 0
-        self.last_header: Optional[lon.CnipHeader] = None
+        self._last: Optional[bytes] = None  # the last packet taken
+
+    @property
+    def last_header(self) -> Optional[lon.CnipHeader]:
+        """The common header of the last packet taken (None before one)."""
+        return None if self._last is None else lon.decode_cnip(self._last)[0]
 
     def wrap(self, payload: bytes) -> bytes:
-        h = lon.CnipHeader(session=self.session, sequence=self.sequence, vendor=self.vendor)
-        self.sequence = (self.sequence + 1) & 0xFFFFFFFF  # 32-bit sequence field
-        return lon.encode_cnip(h, payload)
+        seq = self.sequence
+        self.sequence = (seq + 1) & 0xFFFFFFFF  # 32-bit sequence field
+        total = lon.CNIP_HEADER + len(payload)
+        if total > 0xFFFF:  # the encoder's error
+            h = lon.CnipHeader(session=self.session, sequence=seq, vendor=self.vendor)
+            return lon.encode_cnip(h, payload)
+        # the header lon.encode_cnip builds for a data packet with no
+        # extension, flags or timestamp, packed at once
+        head = _CNIP.pack(total, 1, lon.CNIP_DATA, 0, 0, self.vendor, self.session, seq, 0)
+        return head + payload
 
     def unwrap(self, wire: bytes) -> Optional[bytes]:
+        if len(wire) >= lon.CNIP_HEADER:
+            # the common case checked at once: whole packet, version 1, data,
+            # no extension, LonTalk; anything else goes through the decoder
+            total, version, ptype, ext, flags = _CNIP_FRONT.unpack_from(wire)
+            if total == len(wire) and (version, ptype, ext, flags & 0x1F) == _DATA_V1:
+                self._last = wire
+                return wire[lon.CNIP_HEADER :]
         try:
             h, payload = lon.decode_cnip(wire)
         except DecodeError as exc:
@@ -194,7 +222,7 @@ class CnipFraming:
                 f"CN/IP packet version {h.version}, type 0x{h.packet_type:02X}, "
                 f"protocol {h.flags & 0x1F} is not LonTalk data"
             )
-        self.last_header = h
+        self._last = bytes(wire)
         return bytes(payload)
 
     def _drop(self, why: str) -> Optional[bytes]:
