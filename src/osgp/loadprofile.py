@@ -757,6 +757,216 @@ def decode_many(
     return arrs, offs
 
 
+class LoadProfiles(NamedTuple):
+    """Load profiles of many meters sharing one configuration, as columns: the
+    rows of meter i are ``offsets[i]:offsets[i+1]`` (as :class:`LoadProfile`,
+    valid rows only, chronological per meter); ``scale`` (float64 [nch] or
+    None) and ``implied`` give ``scaled = values * scale * implied``."""
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    status: np.ndarray
+    flags: np.ndarray
+    offsets: np.ndarray
+    geometry: Geometry
+    scale: Optional[np.ndarray]
+    implied: float
+
+    @property
+    def scaled(self) -> np.ndarray:
+        out = self.values.astype(np.float64)
+        if self.scale is not None:
+            out *= self.scale
+        if self.implied != 1.0:
+            out *= self.implied
+        return out
+
+
+def decode_images(
+    bt61: Any,
+    bt62: Any,
+    bt63s: Sequence[Any],
+    bt64s: Sequence[Any],
+    *,
+    bt00: Any = None,
+    et21: Any = None,
+    set_index: int = 0,
+    unread_only: bool = False,
+    profile: LoadProfileProfile = DEFAULT_PROFILE,
+) -> LoadProfiles:
+    """:func:`decode` of many meters at once: meter i's BT63 and BT64+set images
+    are ``bt63s[i]`` and ``bt64s[i]``, the configuration tables shared.  BT63
+    is decoded as columns, the block order computed as arrays and every block
+    decoded by one kernel call without the GIL (no Python object per meter or
+    block).  An error names the meter's index as ``meter``."""
+    n = len(bt64s)
+    if len(bt63s) != n:
+        raise ConfigurationError("one BT63 image per BT64 image")
+    cfg = _config(bt00, bt61, bt62, et21, set_index, profile)
+    g = cfg.geometry
+    sets = tables.decode_columns(63, bt63s, cfg.ctx) if n else {}
+    if n and sets["LP_STATUS_SETS.NBR_VALID_BLOCKS"].shape[1] <= set_index:
+        raise ConfigurationError(f"BT63 describes too few data sets, no set {set_index}")
+    descending = n and sets["LP_STATUS_SETS.LP_SET_STATUS_FLAGS.INTERVAL_ORDER"][:, set_index].any()
+    if (
+        (g.fmt_code >= 64 and g.ni_format in (2, 3, 13))
+        or (not profile.full_block_last and g.simple_off != NONE)
+        or (descending and profile.descending_newest_first)
+    ):
+        # the cases :func:`decode` treats per meter (FLOAT_CHAR text, the other
+        # block end reading, newest interval first): one call per meter
+        return _decode_each(bt61, bt62, bt63s, bt64s, bt00, et21, set_index, unread_only, profile)
+
+    def col(name: str) -> np.ndarray:
+        if not n:
+            return np.zeros(0, np.int64)
+        return sets["LP_STATUS_SETS." + name][:, set_index].astype(np.int64)
+
+    nvalid, last, nvi = col("NBR_VALID_BLOCKS"), col("LAST_BLOCK_ELEMENT"), col("NBR_VALID_INT")
+    base = 13 * set_index
+    _check_each(
+        nvalid > cfg.nbr_blks, "NBR_VALID_BLOCKS", base + 1, "more valid blocks than BT61 allows"
+    )
+    _check_each(
+        (nvalid > 0) & (last >= cfg.nbr_blks),
+        "LAST_BLOCK_ELEMENT",
+        base + 3,
+        "block outside the list",
+    )
+    _check_each(nvi > g.nint, "NBR_VALID_INT", base + 11, "more valid intervals than a block holds")
+    count = nvalid
+    if unread_only:
+        unread = col("NBR_UNREAD_BLOCKS")
+        _check_each(
+            unread > cfg.nbr_blks,
+            "NBR_UNREAD_BLOCKS",
+            base + 9,
+            "more unread blocks than BT61 allows",
+        )
+        count = np.minimum(nvalid, unread)
+    keep = count - ((count > 0) & (nvi == 0))  # a newest block with nothing recorded is left out
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(keep, out=starts[1:])
+    meter = np.repeat(np.arange(n), keep)
+    back = count[meter] - 1 - (np.arange(len(meter)) - starts[meter])
+    desc = col("LP_SET_STATUS_FLAGS.BLOCK_ORDER")[meter] != 0
+    idx = np.where(desc, last[meter] + back, last[meter] - back) % max(cfg.nbr_blks, 1)
+    lasts = np.full(len(meter), g.nint - 1, np.uint32)
+    newest = starts[1:][(keep > 0) & (keep == count)] - 1
+    lasts[newest] = nvi[(keep > 0) & (keep == count)] - 1
+    blocks = idx.astype(np.uint32)
+    return _decode_run(g, bt64s, blocks, starts, lasts, cfg, profile)
+
+
+def _check_each(bad: np.ndarray, field: str, offset: int, msg: str) -> None:
+    if bad.any():
+        i = int(np.argmax(bad))
+        exc = _mal("BT63", field, offset, f"meter {i}: {msg}")
+        exc.meter = i  # type: ignore[attr-defined]
+        raise exc
+
+
+def _decode_run(
+    g: Geometry,
+    bt64s: Sequence[Any],
+    blocks: np.ndarray,
+    starts: np.ndarray,
+    lasts: np.ndarray,
+    cfg: _Config,
+    profile: LoadProfileProfile,
+) -> LoadProfiles:
+    rows = len(blocks) * g.nint
+    values, status, flags, times = _empty(g, rows)[:4]
+    counts = np.empty(len(blocks), np.uint32)
+    try:
+        n = _kernel.lp_decode_images(
+            tuple(g),
+            bt64s,
+            blocks,
+            starts,
+            lasts,
+            values,
+            status,
+            flags,
+            times,
+            np.empty(g.nint, np.uint8),
+            counts,
+        )
+    except DecodeError as exc:
+        raise _rewrap_block(exc, "BT64", g) from None
+    per_block = np.zeros(len(blocks) + 1, np.int64)
+    np.cumsum(counts, out=per_block[1:])
+    values, status, flags, times = values[:n], status[:n], flags[:n], times[:n]
+    if g.fmt_code >= 64 and g.ni_format in (0, 1):
+        values = values.view(np.float64)
+    if not profile.common_flags_high_nibble:
+        flags = _NIBBLE_REVERSE[flags]
+    return LoadProfiles(
+        times.view("datetime64[s]"),
+        values,
+        status,
+        flags,
+        per_block[starts],
+        g,
+        cfg.scale,
+        1e-4 if g.fmt_code >= 64 and g.ni_format == 4 else 1.0,
+    )
+
+
+def _decode_each(
+    bt61: Any,
+    bt62: Any,
+    bt63s: Sequence[Any],
+    bt64s: Sequence[Any],
+    bt00: Any,
+    et21: Any,
+    set_index: int,
+    unread_only: bool,
+    profile: LoadProfileProfile,
+) -> LoadProfiles:
+    """Formats the block kernel leaves to :func:`decode` (FLOAT_CHAR text, the
+    alternative block end reading): one call per meter, joined."""
+    lps = []
+    for i, (t63, t64) in enumerate(zip(bt63s, bt64s)):
+        try:
+            lps.append(
+                decode(
+                    bt61,
+                    bt62,
+                    t63,
+                    t64,
+                    bt00=bt00,
+                    et21=et21,
+                    set_index=set_index,
+                    unread_only=unread_only,
+                    profile=profile,
+                )
+            )
+        except DecodeError as exc:
+            exc.meter = i  # type: ignore[attr-defined]
+            raise
+    g = _config(bt00, bt61, bt62, et21, set_index, profile).geometry
+    offsets = np.zeros(len(lps) + 1, np.int64)
+    np.cumsum([len(p) for p in lps], out=offsets[1:])
+    cols = [
+        np.concatenate([getattr(p, f) for p in lps]) if lps else np.zeros((0, g.nch)[:d], t)
+        for f, d, t in (
+            ("timestamps", 1, "datetime64[s]"),
+            ("values", 2, np.int64),
+            ("status", 2, np.uint8),
+            ("flags", 1, np.uint8),
+        )
+    ]
+    last = lps[-1] if lps else None
+    return LoadProfiles(
+        *cols,
+        offsets,
+        last.geometry if last else g,
+        last._scale if last else None,
+        last._implied if last else 1.0,
+    )
+
+
 # ---- event log --------------------------------------------------------------------------------
 
 

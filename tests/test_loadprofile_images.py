@@ -1,0 +1,186 @@
+"""osgp.loadprofile.decode_images (many meters, one configuration) against the rows
+test_loadprofile.py builds with struct and datetime arithmetic, and the
+lp_decode_images kernel against its twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from osgp import _backend, loadprofile
+from osgp.errors import MalformedError, TruncatedError
+from tests.test_loadprofile import (
+    NINT,
+    bt00_bytes,
+    bt61_bytes,
+    bt62_bytes,
+    bt63_bytes,
+    build_archive,
+    check,
+)
+
+
+class _Rows:
+    """One meter's rows of a LoadProfiles, in the shape check() reads."""
+
+    def __init__(self, lps, i):
+        a, b = lps.offsets[i], lps.offsets[i + 1]
+        self.timestamps, self.values = lps.timestamps[a:b], lps.values[a:b]
+        self.status, self.flags = lps.status[a:b], lps.flags[a:b]
+        self.scaled = lps.scaled[a:b]
+        self.block_seq = None
+
+    def __len__(self):
+        return len(self.timestamps)
+
+
+def _check(lps, i, expected):
+    rows = _Rows(lps, i)
+    if not expected:
+        assert len(rows) == 0
+        return
+    rows.block_seq = np.array([e[4] for e in expected])  # not a column of LoadProfiles
+    check(rows, expected)
+
+
+def meters():
+    """Five meters: wrapped ascending, descending block order, the newest
+    block empty (NBR_VALID_INT 0), no valid block, and the first again."""
+    asc = build_archive(0)
+    desc = build_archive(1)
+    bt63_empty_newest = bt63_bytes(4, asc[0][3], 41, 2, 0)
+    exp_empty = [e for e in asc[2] if e[4] != 41]
+    return [
+        (asc[0], asc[1], asc[2]),
+        (desc[0], desc[1], desc[2]),
+        (bt63_empty_newest, asc[1], exp_empty),
+        (bt63_bytes(0, 0, 0, 0, 0), asc[1], []),
+        (asc[0], asc[1], asc[2]),
+    ]
+
+
+def test_many_meters_rows(tables_backend):
+    ms = meters()
+    lps = loadprofile.decode_images(
+        bt61_bytes(), bt62_bytes(), [m[0] for m in ms], [m[1] for m in ms], bt00=bt00_bytes()
+    )
+    assert len(lps.offsets) == len(ms) + 1
+    for i, m in enumerate(ms):
+        _check(lps, i, m[2])
+
+
+def test_same_as_one_call_per_meter(tables_backend):
+    ms = meters()
+    for unread in (False, True):
+        lps = loadprofile.decode_images(
+            bt61_bytes(), bt62_bytes(), [m[0] for m in ms], [m[1] for m in ms],
+            bt00=bt00_bytes(), unread_only=unread,
+        )  # fmt: skip
+        for i, m in enumerate(ms):
+            one = loadprofile.decode(
+                bt61_bytes(), bt62_bytes(), m[0], m[1], bt00=bt00_bytes(), unread_only=unread
+            )
+            a, b = lps.offsets[i], lps.offsets[i + 1]
+            np.testing.assert_array_equal(lps.timestamps[a:b], one.timestamps)
+            np.testing.assert_array_equal(lps.values[a:b], one.values)
+            np.testing.assert_array_equal(lps.status[a:b], one.status)
+            np.testing.assert_array_equal(lps.flags[a:b], one.flags)
+            np.testing.assert_allclose(lps.scaled[a:b], one.scaled)
+
+
+def test_no_meters(tables_backend):
+    lps = loadprofile.decode_images(bt61_bytes(), bt62_bytes(), [], [], bt00=bt00_bytes())
+    assert len(lps.timestamps) == 0 and lps.offsets.tolist() == [0]
+
+
+def test_bad_meter_is_named(tables_backend):
+    ms = meters()
+    bt64s = [m[1] for m in ms]
+    bt64s[2] = bt64s[2][:-7]
+    with pytest.raises(TruncatedError) as ei:
+        loadprofile.decode_images(
+            bt61_bytes(), bt62_bytes(), [m[0] for m in ms], bt64s, bt00=bt00_bytes()
+        )
+    assert ei.value.meter == 2 and ei.value.layer == "table BT64"
+    bt63s = [m[0] for m in ms]
+    bt63s[1] = bt63_bytes(4, 9, 41, 2, 4)  # LAST_BLOCK_ELEMENT outside the 4-block list
+    with pytest.raises(MalformedError) as ei:
+        loadprofile.decode_images(bt61_bytes(), bt62_bytes(), bt63s, bt64s, bt00=bt00_bytes())
+    assert ei.value.meter == 1 and ei.value.layer == "table BT63" and ei.value.offset == 3
+
+
+def _kernel_case(seed, nmeters=40):
+    rng = np.random.default_rng(seed)
+    g = loadprofile.Geometry(
+        5 + 1 + NINT * 14, NINT, 3, 0, 2, 5, 6, 14, 0, 2, 32, 8, 900, 0
+    )
+    datas, blocks, lasts, starts = [], [], [], [0]
+    for _ in range(nmeters):
+        nb = int(rng.integers(0, 4))
+        img = bytearray(rng.integers(0, 256, nb * g.block_size + 3, dtype=np.uint8).tobytes())
+        for b in range(nb):  # a valid STIME_DATE at each block start
+            img[b * g.block_size : b * g.block_size + 5] = bytes([26, 1 + b, 2, 3, 15])
+        datas.append(bytes(img))
+        blocks += rng.permutation(nb).tolist()
+        lasts += rng.integers(0, NINT, nb).tolist()
+        starts.append(starts[-1] + nb)
+    return (
+        tuple(g),
+        datas,
+        np.array(blocks, np.uint32),
+        np.array(starts, np.int64),
+        np.array(lasts, np.uint32),
+    )
+
+
+def _outs(rows, nch, vdtype):
+    return [
+        np.zeros((rows, nch), vdtype),
+        np.zeros((rows, nch), np.uint8),
+        np.zeros(rows, np.uint8),
+        np.zeros(rows, np.int64),
+        np.zeros(rows, np.uint8),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["int64", "int32", "compact"])
+def test_kernel_twin(mode):
+    native = _backend.native_module("tables")
+    if native is None:
+        pytest.skip("native extensions not built")
+    twin = _backend.reference("tables")
+    for seed in range(4):
+        g, datas, blocks, starts, lasts = _kernel_case(seed)
+        rows = len(blocks) * NINT
+        got = []
+        for mod in (native, twin):
+            outs = _outs(rows, 3, np.int32 if mode == "int32" else np.int64)
+            counts = np.zeros(len(blocks), np.uint32) if mode == "compact" else None
+            if counts is not None:
+                outs[4] = np.zeros(NINT, np.uint8)
+            n = mod.lp_decode_images(g, datas, blocks, starts, lasts, *outs, counts)
+            got.append((n, outs[:4] if counts is None else [o[:n] for o in outs[:4]], counts))
+        assert got[0][0] == got[1][0]
+        for a, b in zip(got[0][1], got[1][1]):
+            np.testing.assert_array_equal(a, b)
+        if mode == "compact":
+            np.testing.assert_array_equal(got[0][2], got[1][2])
+            assert got[0][0] == int(got[0][2].sum())
+
+
+def test_kernel_twin_errors():
+    native = _backend.native_module("tables")
+    if native is None:
+        pytest.skip("native extensions not built")
+    twin = _backend.reference("tables")
+    g, datas, blocks, starts, lasts = _kernel_case(7)
+    m = int(np.flatnonzero(np.diff(starts) > 1)[0])
+    datas[m] = datas[m][: len(datas[m]) // 2]
+    seen = []
+    for mod in (native, twin):
+        with pytest.raises(TruncatedError) as ei:
+            mod.lp_decode_images(
+                g, datas, blocks, starts, lasts, *_outs(len(blocks) * NINT, 3, np.int64)
+            )
+        seen.append((ei.value.meter, ei.value.offset, ei.value.pc))
+    assert seen[0] == seen[1] and seen[0][0] == m
