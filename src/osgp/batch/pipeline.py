@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -157,6 +157,14 @@ class Image:
     table: int
     ts_ns: int  # capture time of the response that completed it
     data: bytes
+
+
+class Repeated(NamedTuple):
+    """A part of a string column: ``counts[i]`` copies of ``items[i]``, kept so
+    until Arrow (one string per item, not per row)."""
+
+    items: List[str]
+    counts: np.ndarray
 
 
 @dataclass
@@ -676,6 +684,11 @@ def _name(table: int) -> str:
 
 
 _NEEDS = {23: ("BT00", "BT21"), 64: ("BT61", "BT62", "BT63"), 74: ("BT71",)}
+_LP_CONFIG = ("BT00", "BT61", "BT62", "ET21")  # what BT64 images share to be decoded together
+
+
+def _where(im: Image) -> str:
+    return f"{_iso(im.ts_ns)} {im.device} {_name(im.table)}"
 
 
 def decode_images(images: Sequence[Image], report: Report) -> Decoded:
@@ -702,16 +715,18 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
     }
     registers: Dict[bytes, List[Image]] = defaultdict(list)
     reg_ctx: Dict[bytes, Dict[str, bytes]] = {}
+    profiles: Dict[tuple, List[Tuple[Image, bytes]]] = defaultdict(list)
     for im in images:
         c = ctx[im.device]
         c[_name(im.table)] = im.data
         need = _NEEDS.get(im.table)
         if need is None:
             continue
-        where = f"{_iso(im.ts_ns)} {im.device} {_name(im.table)}"
         missing = [t for t in need if t not in c]
         if missing:
-            report.reject("missing_context", f"{where}: {', '.join(missing)} not read before it")
+            report.reject(
+                "missing_context", f"{_where(im)}: {', '.join(missing)} not read before it"
+            )
             continue
         try:
             if im.table == 23:
@@ -720,23 +735,45 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
                 registers[sig].append(im)
                 reg_ctx[sig] = dims
             elif im.table == 64:
-                _lp_rows(lp, im, c)
+                cfg = tuple(c.get(t) for t in _LP_CONFIG)
+                profiles[cfg].append((im, c["BT63"]))
             else:
                 _event_rows(ev, im, c)
         except OSGPError as exc:  # a decoder's DecodeError, or a layout it cannot take
-            report.reject("undecodable", f"{where}: {exc}")
+            report.reject("undecodable", f"{_where(im)}: {exc}")
     for sig, group in registers.items():
         _register_rows(reg, group, reg_ctx[sig], report)
+    for sig, members in profiles.items():
+        _lp_rows(lp, members, dict(zip(_LP_CONFIG, sig)), report)
     return Decoded(list(images), reg, lp, ev)
 
 
-def _lp_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
-    p = loadprofile.decode(
-        c["BT61"], c["BT62"], c["BT63"], im.data, bt00=c.get("BT00"), et21=c.get("ET21")
-    )
+def _lp_rows(
+    out: Dict[str, list],
+    members: List[Tuple[Image, bytes]],
+    cfg: Dict[str, Optional[bytes]],
+    report: Report,
+) -> None:
+    """BT64 images sharing BT00/BT61/BT62/ET21, each with the BT63 read
+    before it: one columnar decode; when it fails, one decode per image, so
+    that only the bad ones are rejected."""
+    bt61, bt62, bt00, et21 = cfg["BT61"], cfg["BT62"], cfg["BT00"], cfg["ET21"]
+    try:
+        p = loadprofile.decode_images(
+            bt61, bt62, [m[1] for m in members], [m[0].data for m in members], bt00=bt00, et21=et21
+        )
+    except OSGPError as exc:
+        if len(members) == 1:
+            im = members[0][0]
+            report.reject("undecodable", f"{_where(im)}: {exc}")
+            return
+        for m in members:
+            _lp_rows(out, [m], cfg, report)
+        return
     n, nch = p.values.shape
-    out["device"].append(np.full(n * nch, str(im.device), dtype=object))
-    out["time"].append(np.repeat(p.timestamps.astype("datetime64[s]").astype(np.int64), nch))
+    per_meter = np.diff(p.offsets) * nch
+    out["device"].append(Repeated([str(m[0].device) for m in members], per_meter))
+    out["time"].append(np.repeat(p.timestamps.astype(np.int64), nch))
     out["channel"].append(np.tile(np.arange(nch, dtype=np.uint8), n))
     out["value"].append(p.values.reshape(-1))
     out["scaled"].append(p.scaled.reshape(-1))
@@ -746,7 +783,7 @@ def _lp_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
 
 def _event_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
     e = loadprofile.decode_event_log(c["BT71"], im.data, bt00=c.get("BT00"))
-    out["device"].append(np.full(len(e), str(im.device), dtype=object))
+    out["device"].append(Repeated([str(im.device)], np.array([len(e)])))
     out["time"].append(e["time"].astype("datetime64[s]").astype(np.int64))
     for name in ("event_number", "seq", "user_id", "code", "mfg"):
         out[name].append(e[name])
@@ -775,7 +812,7 @@ def _register_rows(
         return
     n = len(group)
     times = np.array([im.ts_ns // _NS for im in group], dtype=np.int64)
-    devs = np.array([str(im.device) for im in group], dtype=object)
+    devs = [str(im.device) for im in group]
     for name, arr in cols.items():
         a = np.asarray(arr).reshape(n, -1)
         width = a.shape[1]
@@ -783,7 +820,7 @@ def _register_rows(
             continue
         shape = np.asarray(arr).shape[1:]
         names = [name + "".join(f"[{i}]" for i in ix) for ix in np.ndindex(*shape)] or [name]
-        out["device"].append(np.repeat(devs, width))
+        out["device"].append(Repeated(devs, np.full(n, width)))
         out["time"].append(np.repeat(times, width))
         out["field"].append(np.tile(np.array(names, dtype=object), n))
         flat = a.reshape(-1)
