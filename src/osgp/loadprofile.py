@@ -862,7 +862,7 @@ def _check_each(bad: np.ndarray, field: str, offset: int, msg: str) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         exc = _mal("BT63", field, offset, f"meter {i}: {msg}")
-        exc.meter = i  # type: ignore[attr-defined]
+        exc.meter = i
         raise exc
 
 
@@ -943,23 +943,23 @@ def _decode_each(
                 )
             )
         except DecodeError as exc:
-            exc.meter = i  # type: ignore[attr-defined]
+            exc.meter = i
             raise
     g = _config(bt00, bt61, bt62, et21, set_index, profile).geometry
     offsets = np.zeros(len(lps) + 1, np.int64)
     np.cumsum([len(p) for p in lps], out=offsets[1:])
-    cols = [
-        np.concatenate([getattr(p, f) for p in lps]) if lps else np.zeros((0, g.nch)[:d], t)
-        for f, d, t in (
-            ("timestamps", 1, "datetime64[s]"),
-            ("values", 2, np.int64),
-            ("status", 2, np.uint8),
-            ("flags", 1, np.uint8),
-        )
-    ]
+
+    def join(f: str, dims: int, dtype: Any) -> np.ndarray:
+        if not lps:
+            return np.zeros((0, g.nch)[:dims], dtype)
+        return np.concatenate([getattr(p, f) for p in lps])
+
     last = lps[-1] if lps else None
     return LoadProfiles(
-        *cols,
+        join("timestamps", 1, "datetime64[s]"),
+        join("values", 2, np.int64),
+        join("status", 2, np.uint8),
+        join("flags", 1, np.uint8),
         offsets,
         last.geometry if last else g,
         last._scale if last else None,

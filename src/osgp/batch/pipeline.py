@@ -743,8 +743,8 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
             report.reject("undecodable", f"{_where(im)}: {exc}")
     for sig, group in registers.items():
         _register_rows(reg, group, reg_ctx[sig], report)
-    for sig, members in profiles.items():
-        _lp_rows(lp, members, dict(zip(_LP_CONFIG, sig)), report)
+    for config, members in profiles.items():
+        _lp_rows(lp, members, dict(zip(_LP_CONFIG, config)), report)
     return Decoded(list(images), reg, lp, ev)
 
 
