@@ -69,13 +69,15 @@ def test_many_meters_rows(tables_backend):
         _check(lps, i, m[2])
 
 
-def test_same_as_one_call_per_meter(tables_backend):
+@pytest.mark.parametrize("int32", [False, True])
+def test_same_as_one_call_per_meter(tables_backend, int32):
     ms = meters()
     for unread in (False, True):
         lps = loadprofile.decode_images(
             bt61_bytes(), bt62_bytes(), [m[0] for m in ms], [m[1] for m in ms],
-            bt00=bt00_bytes(), unread_only=unread,
+            bt00=bt00_bytes(), unread_only=unread, int32=int32,
         )  # fmt: skip
+        assert lps.values.dtype == (np.int32 if int32 else np.int64)
         for i, m in enumerate(ms):
             one = loadprofile.decode(
                 bt61_bytes(), bt62_bytes(), m[0], m[1], bt00=bt00_bytes(), unread_only=unread

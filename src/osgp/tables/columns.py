@@ -305,13 +305,17 @@ def images_buffer(images: Any, offsets: Any) -> tuple[Any, np.ndarray]:
     if isinstance(images, (bytes, bytearray, memoryview)):
         raise ConfigurationError("one buffer of images needs offsets=")
     try:
-        parts = [bytes(memoryview(x).cast("B")) for x in images]
+        buf = b"".join(images)  # one copy, no object per image
+        lens = np.fromiter(
+            (len(x) if type(x) is bytes else memoryview(x).nbytes for x in images),
+            np.int64,
+            len(images),
+        )
     except TypeError:
         raise ArgumentTypeError("images must be bytes-like objects") from None
-    lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
-    offs = np.zeros(len(parts), np.int64)
+    offs = np.zeros(len(lens), np.int64)
     np.cumsum(lens[:-1], out=offs[1:])
-    return b"".join(parts), offs
+    return buf, offs
 
 
 def decode(
