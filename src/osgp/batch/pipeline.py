@@ -106,6 +106,7 @@ class Report:
     rows: Counter = field(default_factory=Counter)  # per dataset
     seconds: float = 0.0  # wall time (of a run: from start to the last file's end)
     cpu_seconds: float = 0.0  # CPU time of the tasks, summed over files (all cores)
+    worker_cpu: Counter = field(default_factory=Counter)  # CPU seconds per process id
 
     def reject(self, reason: str, example: str, n: int = 1) -> None:
         self.rejected[reason] += n
@@ -118,7 +119,7 @@ class Report:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds = max(self.seconds, other.seconds)
         self.cpu_seconds += other.cpu_seconds
-        for name in ("capture", "frames", "rejected", "rows"):
+        for name in ("capture", "frames", "rejected", "rows", "worker_cpu"):
             getattr(self, name).update(getattr(other, name))
         for reason, ex in other.examples.items():
             mine = self.examples.setdefault(reason, [])
@@ -141,6 +142,7 @@ class Report:
             "rows": dict(self.rows),
             "seconds": self.seconds,
             "cpu_seconds": self.cpu_seconds,
+            "worker_cpu": dict(self.worker_cpu),
         }
 
     @classmethod

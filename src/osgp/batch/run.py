@@ -197,6 +197,7 @@ def decode_file(
         _write(report, decode_images(images, report), out, token, partition)
     report.seconds = time.perf_counter() - t0
     report.cpu_seconds = time.process_time() - c0
+    report.worker_cpu[str(os.getpid())] = report.cpu_seconds
     return report.as_dict()
 
 
