@@ -318,10 +318,26 @@ def images_buffer(images: Any, offsets: Any) -> tuple[Any, np.ndarray]:
     return buf, offs
 
 
+_PLANS: dict = {}
+_PLANS_SIZE = 256
+
+
+def plan_for(prog: Program, values: dict) -> Plan:
+    """The plan of ``prog`` under ``values``, built once per layout and values
+    (a batch decodes many small groups of images of one layout)."""
+    key = (prog, tuple(values.items()))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        plan = _PLANS[key] = Plan(prog, values)
+    return plan
+
+
 def decode(
     prog: Program, images: Any, values: dict, kernel: Any, offsets: Any = None
 ) -> dict[str, np.ndarray]:
-    plan = Plan(prog, values)
+    plan = plan_for(prog, values)
     buf, offs = images_buffer(images, offsets)
     arrays = plan.empty(len(offs))
     try:
