@@ -4,6 +4,8 @@ lp_decode_images kernel against its twin."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from tests.test_loadprofile import (
     bt61_bytes,
     bt62_bytes,
     bt63_bytes,
+    bt71_bytes,
     build_archive,
     check,
 )
@@ -186,3 +189,38 @@ def test_kernel_twin_errors():
             )
         seen.append((ei.value.meter, ei.value.offset, ei.value.pc))
     assert seen[0] == seen[1] and seen[0][0] == m
+
+
+def _bt74(order, nvalid, last, entries):
+    return struct.pack("<BHHIHH", order, nvalid, last, 103, 1, 0)[:11] + b"".join(entries)
+
+
+def _entries(n, arg):
+    # BT74 NES entry [OPT p.51-53]: LTIME_DATE(6), seq UINT16, user UINT16, code UINT16, arg
+    return [
+        bytes([25, 5, 1, 12, k, 30])
+        + struct.pack("<HHH", 100 + k, 7 * k, ((k & 1) << 11) | (20 + k))
+        + bytes([k] + [0] * (arg - 1))
+        for k in range(n)
+    ]
+
+
+def test_event_logs_same_as_one_call_per_image(tables_backend):
+    e = _entries(4, 2)
+    bt74s = [
+        _bt74(0b100, 3, 0, [e[3], e[0], e[1], e[2]]),  # newest first, wrapped
+        _bt74(0b000, 4, 3, e),  # oldest first, full
+        _bt74(0b000, 0, 0, e),  # empty log
+        _bt74(0b000, 2, 1, e),
+    ]
+    entries, offsets = loadprofile.decode_event_logs(bt71_bytes(), bt74s)
+    assert offsets.tolist() == [0, 3, 7, 7, 9]
+    for i, bt74 in enumerate(bt74s):
+        one = loadprofile.decode_event_log(bt71_bytes(), bt74)
+        part = entries[offsets[i] : offsets[i + 1]]
+        for name in one.dtype.names:
+            assert part[name].tolist() == one[name].tolist(), (i, name)
+    bad = bt74s[:2] + [_bt74(0b000, 2, 4, e)]  # LAST_ENTRY_ELEMENT outside the 4-entry list
+    with pytest.raises(MalformedError) as ei:
+        loadprofile.decode_event_logs(bt71_bytes(), bad)
+    assert ei.value.meter == 2 and ei.value.layer == "table BT74" and ei.value.offset == 3

@@ -861,10 +861,10 @@ def decode_images(
     return _decode_run(g, bt64s, blocks, starts, lasts, cfg, profile, int32)
 
 
-def _check_each(bad: np.ndarray, field: str, offset: int, msg: str) -> None:
+def _check_each(bad: np.ndarray, field: str, offset: int, msg: str, table: str = "BT63") -> None:
     if bad.any():
         i = int(np.argmax(bad))
-        exc = _mal("BT63", field, offset, f"meter {i}: {msg}")
+        exc = _mal(table, field, offset, f"meter {i}: {msg}")
         exc.meter = i
         raise exc
 
@@ -976,6 +976,65 @@ def _decode_each(
 # ---- event log --------------------------------------------------------------------------------
 
 
+EVENT_DTYPE = np.dtype(
+    [
+        ("time", "datetime64[s]"),
+        ("event_number", "<u2"),
+        ("seq", "<u2"),
+        ("user_id", "<u2"),
+        ("code", "<u2"),
+        ("mfg", "?"),
+        # bytes objects: numpy's fixed-size S dtype drops trailing zero bytes
+        ("argument", object),
+    ]
+)
+
+#: columns of BT74 (osgp.tables.decode_columns names) behind EVENT_DTYPE's fields
+_EVENT_COLUMNS = (
+    ("time", "ENTRIES.HISTORY_TIME"),
+    ("event_number", "ENTRIES.EVENT_NUMBER"),
+    ("seq", "ENTRIES.HISTORY_SEQ_NBR"),
+    ("user_id", "ENTRIES.USER_ID"),
+    ("code", "ENTRIES.HISTORY_CODE.TBL_PROC_NBR"),
+    ("mfg", "ENTRIES.HISTORY_CODE.STD_VS_MFG_FLAG"),
+)
+
+
+def decode_event_logs(
+    bt71: Any, bt74s: Sequence[Any], *, bt00: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_event_log` of many BT74 images sharing BT71 (and BT00):
+    ``(entries, offsets)``, image i's entries being ``entries[offsets[i]:offsets[i+1]]``.
+    BT74 is decoded as columns and the circular order computed as arrays; an
+    error names the image's index as ``meter``."""
+    ctx: dict = {"BT71": bt71}
+    if bt00 is not None:
+        ctx["BT00"] = bt00
+    n_all = _as_table("BT71", bt71, ctx)["NBR_HISTORY_ENTRIES"]
+    n = len(bt74s)
+    cols = tables.decode_columns(74, bt74s, ctx) if n else {}
+    nvalid = cols["NBR_VALID_ENTRIES"].astype(np.int64) if n else np.zeros(0, np.int64)
+    last = cols["LAST_ENTRY_ELEMENT"].astype(np.int64) if n else nvalid
+    _check_each(nvalid > n_all, "NBR_VALID_ENTRIES", 1, "more entries than BT71 allows", "BT74")
+    _check_each(
+        (nvalid > 0) & (last >= n_all), "LAST_ENTRY_ELEMENT", 3, "entry outside the list", "BT74"
+    )
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(nvalid, out=offsets[1:])
+    img = np.repeat(np.arange(n), nvalid)
+    back = nvalid[img] - 1 - (np.arange(len(img)) - offsets[img])  # oldest first
+    desc = cols["HIST_FLAGS.ORDER"][img] if n else np.zeros(0, bool)
+    at = np.where(desc, last[img] + back, last[img] - back) % max(n_all, 1)
+    out = np.zeros(len(img), dtype=EVENT_DTYPE)
+    out["time"] = np.datetime64("NaT")
+    for name, col in _EVENT_COLUMNS:
+        if col in cols:
+            out[name] = cols[col][img, at]
+    arg = cols.get("ENTRIES.HISTORY_ARGUMENT")
+    out["argument"] = [bytes(a) for a in arg[img, at]] if arg is not None else b""
+    return out, offsets
+
+
 def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     """BT74 history log entries as a numpy structured array in chronological
     order (valid entries only; circular list as BT63, docs/protocol.md §7.8).  Fields:
@@ -995,19 +1054,7 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     if nvalid and last >= n_all:
         raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
     desc = t74["HIST_FLAGS"]["ORDER"]
-    dt = np.dtype(
-        [
-            ("time", "datetime64[s]"),
-            ("event_number", "<u2"),
-            ("seq", "<u2"),
-            ("user_id", "<u2"),
-            ("code", "<u2"),
-            ("mfg", "?"),
-            # bytes objects: numpy's fixed-size S dtype drops trailing zero bytes
-            ("argument", object),
-        ]
-    )
-    out = np.zeros(nvalid, dtype=dt)
+    out = np.zeros(nvalid, dtype=EVENT_DTYPE)
     entries = t74["ENTRIES"]
     for i in range(nvalid):
         back = nvalid - 1 - i

@@ -106,7 +106,7 @@ class Report:
     rows: Counter = field(default_factory=Counter)  # per dataset
     seconds: float = 0.0  # wall time (of a run: from start to the last file's end)
     cpu_seconds: float = 0.0  # CPU time of the tasks, summed over files (all cores)
-    worker_cpu: Counter = field(default_factory=Counter)  # CPU seconds per process id
+    worker_cpu: Dict[str, float] = field(default_factory=dict)  # CPU seconds per process id
 
     def reject(self, reason: str, example: str, n: int = 1) -> None:
         self.rejected[reason] += n
@@ -119,8 +119,10 @@ class Report:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds = max(self.seconds, other.seconds)
         self.cpu_seconds += other.cpu_seconds
-        for name in ("capture", "frames", "rejected", "rows", "worker_cpu"):
+        for name in ("capture", "frames", "rejected", "rows"):
             getattr(self, name).update(getattr(other, name))
+        for pid, cpu in other.worker_cpu.items():
+            self.worker_cpu[pid] = self.worker_cpu.get(pid, 0.0) + cpu
         for reason, ex in other.examples.items():
             mine = self.examples.setdefault(reason, [])
             mine.extend(ex[: MAX_EXAMPLES - len(mine)])
@@ -718,6 +720,7 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
     registers: Dict[bytes, List[Image]] = defaultdict(list)
     reg_ctx: Dict[bytes, Dict[str, bytes]] = {}
     profiles: Dict[tuple, List[Tuple[Image, bytes]]] = defaultdict(list)
+    logs: Dict[tuple, List[Image]] = defaultdict(list)
     for im in images:
         c = ctx[im.device]
         c[_name(im.table)] = im.data
@@ -740,13 +743,15 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
                 cfg = tuple(c.get(t) for t in _LP_CONFIG)
                 profiles[cfg].append((im, c["BT63"]))
             else:
-                _event_rows(ev, im, c)
+                logs[(c.get("BT00"), c["BT71"])].append(im)
         except OSGPError as exc:  # a decoder's DecodeError, or a layout it cannot take
             report.reject("undecodable", f"{_where(im)}: {exc}")
     for sig, group in registers.items():
         _register_rows(reg, group, reg_ctx[sig], report)
     for config, members in profiles.items():
         _lp_rows(lp, members, dict(zip(_LP_CONFIG, config)), report)
+    for (bt00, bt71), group in logs.items():
+        _event_rows(ev, group, {"BT00": bt00, "BT71": bt71}, report)
     return Decoded(list(images), reg, lp, ev)
 
 
@@ -783,16 +788,31 @@ def _lp_rows(
     out["flags"].append(np.repeat(p.flags, nch))
 
 
-def _event_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
-    e = loadprofile.decode_event_log(c["BT71"], im.data, bt00=c.get("BT00"))
-    out["device"].append(Repeated([str(im.device)], np.array([len(e)])))
+def _event_rows(
+    out: Dict[str, list], group: List[Image], cfg: Dict[str, Optional[bytes]], report: Report
+) -> None:
+    """BT74 images sharing BT00/BT71: one columnar decode; when it fails, one
+    decode per image, so that only the bad ones are rejected."""
+    try:
+        e, offsets = loadprofile.decode_event_logs(
+            cfg["BT71"], [im.data for im in group], bt00=cfg["BT00"]
+        )
+    except OSGPError as exc:
+        if len(group) == 1:
+            report.reject("undecodable", f"{_where(group[0])}: {exc}")
+            return
+        for im in group:
+            _event_rows(out, [im], cfg, report)
+        return
+    out["device"].append(Repeated([str(im.device) for im in group], np.diff(offsets)))
     out["time"].append(e["time"].astype("datetime64[s]").astype(np.int64))
     for name in ("event_number", "seq", "user_id", "code", "mfg"):
         out[name].append(e[name])
+    names = {k: event_name(k[0], k[1]) for k in set(zip(e["code"].tolist(), e["mfg"].tolist()))}
     out["name"].append(
-        np.array([event_name(int(c), bool(m)) for c, m in zip(e["code"], e["mfg"])], dtype=object)
+        np.array([names[k] for k in zip(e["code"].tolist(), e["mfg"].tolist())], dtype=object)
     )
-    out["argument"].append(e["argument"].astype(object))
+    out["argument"].append(e["argument"])
 
 
 def _register_rows(
