@@ -224,3 +224,18 @@ def test_event_logs_same_as_one_call_per_image(tables_backend):
     with pytest.raises(MalformedError) as ei:
         loadprofile.decode_event_logs(bt71_bytes(), bad)
     assert ei.value.meter == 2 and ei.value.layer == "table BT74" and ei.value.offset == 3
+
+
+def test_newest_interval_first_as_one_call_per_meter(tables_backend):
+    """BT63 INTERVAL_ORDER (LP_SET_STATUS_FLAGS bit 4, [OPT p.34-35]) set for one
+    meter: decode_images gives what decode gives for each meter."""
+    asc = build_archive(0)
+    newest_first = bytes([asc[0][0] | 0x10]) + asc[0][1:]
+    bt63s, bt64s = [asc[0], newest_first], [asc[1], asc[1]]
+    lps = loadprofile.decode_images(bt61_bytes(), bt62_bytes(), bt63s, bt64s, bt00=bt00_bytes())
+    for i in range(2):
+        one = loadprofile.decode(bt61_bytes(), bt62_bytes(), bt63s[i], bt64s[i], bt00=bt00_bytes())
+        a, b = lps.offsets[i], lps.offsets[i + 1]
+        np.testing.assert_array_equal(lps.values[a:b], one.values)
+        np.testing.assert_array_equal(lps.timestamps[a:b], one.timestamps)
+    assert one.geometry.descending == 1
