@@ -239,3 +239,27 @@ def test_newest_interval_first_as_one_call_per_meter(tables_backend):
         np.testing.assert_array_equal(lps.values[a:b], one.values)
         np.testing.assert_array_equal(lps.timestamps[a:b], one.timestamps)
     assert one.geometry.descending == 1
+
+
+def test_batch_rejects_only_the_bad_image(tables_backend):
+    """osgp.batch: three meters' BT64 images share one configuration; the
+    truncated one is rejected and the other two give their rows."""
+    from osgp.batch import Report
+    from osgp.batch.keys import Device
+    from osgp.batch.pipeline import Image, decode_images
+
+    bt63, bt64, expected = build_archive(0)
+    images = []
+    for node, data in ((1, bt64), (2, bt64[:-9]), (3, bt64)):
+        dev = Device(1, node)
+        for table, img in ((0, bt00_bytes()), (61, bt61_bytes()), (62, bt62_bytes()), (63, bt63)):
+            images.append(Image(dev, table, 0, img))
+        images.append(Image(dev, 64, 0, data))
+    report = Report()
+    lp = decode_images(images, report).load_profile
+    assert report.rejected == {"undecodable": 1}
+    assert "1.2 BT64" in report.examples["undecodable"][0]
+    assert "table BT64" in report.examples["undecodable"][0]
+    rows = sum(int(p.counts.sum()) for p in lp["device"])
+    assert rows == 2 * len(expected) * 3  # two meters, every interval and channel
+    assert [x for p in lp["device"] for x in p.items] == ["1.1", "1.3"]
