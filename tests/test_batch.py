@@ -308,3 +308,19 @@ def test_key_files(tmp_path):
         KeyFile(bad)
     with pytest.raises(ConfigurationError):
         StaticKeys({"300/1": "00"})
+
+
+def test_key_order_with_and_without_the_composite_sort(monkeypatch):
+    """Pairing orders frames by (key, index): the composite integer sort and
+    the lexsort it falls back to for indices past 2**29 agree with a stable
+    argsort of the keys."""
+    from osgp.batch import pipeline
+
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, 1 << 34, 40)[rng.integers(0, 5, 500)]
+    idx = np.flatnonzero(rng.random(500) < 0.7)
+    want = idx[np.argsort(key[idx], kind="stable")]
+    for bits in (29, 4):  # 4: every index "too large", the fallback
+        monkeypatch.setattr(pipeline, "_IDX_BITS", bits)
+        assert (pipeline._sorted_by_key(key, idx) == want).all()
+        assert (idx[pipeline._order_by_key(key, idx)] == want).all()

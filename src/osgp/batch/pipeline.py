@@ -218,6 +218,32 @@ def _same_bytes(fr: Frames, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+_IDX_BITS = 29  # frame indices below 2**29; pairing keys (below) take 34 bits
+
+
+def _composite(key: np.ndarray, idx: np.ndarray) -> Optional[np.ndarray]:
+    """key[idx] << 29 | idx for distinct frame indices ``idx``: integers whose
+    order is (key, index), sorted far faster than a stable argsort of the keys;
+    None when an index does not fit."""
+    if len(idx) and int(idx.max()) >= 1 << _IDX_BITS:
+        return None
+    return (key[idx] << _IDX_BITS) | idx
+
+
+def _sorted_by_key(key: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``idx`` ordered by its frames' keys, then by index."""
+    ck = _composite(key, idx)
+    if ck is None:
+        return idx[np.lexsort((idx, key[idx]))]
+    return np.sort(ck) & ((1 << _IDX_BITS) - 1)
+
+
+def _order_by_key(key: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The positions that order ``idx`` by its frames' keys, then by index."""
+    ck = _composite(key, idx)
+    return np.lexsort((idx, key[idx])) if ck is None else np.argsort(ck)
+
+
 def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndarray:
     """(request index, response index) of every exchange and relay leg, in
     request order; every frame's fate counted in ``report.frames``."""
@@ -240,8 +266,7 @@ def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndar
     dst = _addr(hdr["dest_subnet"], hdr["dest_node"])
     # one key per exchange: (requester, responder, transaction number)
     key = np.where(is_req, (src << 19) | (dst << 4) | trans, (dst << 19) | (src << 4) | trans)
-    ev = np.flatnonzero(is_req | is_resp)
-    ev = ev[np.argsort(key[ev], kind="stable")]
+    ev = _sorted_by_key(key, np.flatnonzero(is_req | is_resp))
     # retransmissions: same key, same kind, same bytes as the event before
     k, r = key[ev], is_req[ev]
     cand = np.flatnonzero((k[1:] == k[:-1]) & (r[1:] == r[:-1])) + 1
@@ -254,11 +279,11 @@ def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndar
     # a response pairs with the request just before it under its key
     j = np.flatnonzero(~r[1:] & r[:-1] & (k[1:] == k[:-1])) + 1
     req, resp = ev[j - 1], ev[j]
-    order = np.argsort(req, kind="stable")
+    order = np.argsort(req)  # frame indices: no two equal
     req, resp = req[order], resp[order]
     # duplicate exchanges: the pair before under the same key, byte for byte
     pk = key[req]
-    byk = np.lexsort((req, pk))
+    byk = _order_by_key(key, req)
     prev_same = np.zeros(len(req), dtype=bool)
     if len(req) > 1:
         a, b = byk[1:], byk[:-1]
