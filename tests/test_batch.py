@@ -4,6 +4,7 @@ sessions read; damaged, tampered and unkeyed traffic shows in the report."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -246,8 +247,11 @@ def test_process_pool_and_dask_write_the_same_rows(tmp_path, feeder, files):
     allkeys.write_text(json.dumps(k))
     one = decode_captures([cap, second], str(tmp_path / "one"), keys=str(allkeys), jobs=1)
     two = decode_captures([cap, second], str(tmp_path / "two"), keys=str(allkeys), jobs=2)
-    wall = {"seconds": 0, "cpu_seconds": 0}
+    wall = {"seconds": 0, "cpu_seconds": 0, "worker_cpu": {}}
     assert one.as_dict() | wall == two.as_dict() | wall
+    # jobs=1 decodes in this process, jobs=2 in worker processes only
+    assert list(one.worker_cpu) == [str(os.getpid())]
+    assert two.worker_cpu and str(os.getpid()) not in two.worker_cpu
     want = table_rows(tmp_path / "one")
     assert want == table_rows(tmp_path / "two")
     pytest.importorskip("dask.distributed")
@@ -304,3 +308,19 @@ def test_key_files(tmp_path):
         KeyFile(bad)
     with pytest.raises(ConfigurationError):
         StaticKeys({"300/1": "00"})
+
+
+def test_key_order_with_and_without_the_composite_sort(monkeypatch):
+    """Pairing orders frames by (key, index): the composite integer sort and
+    the lexsort it falls back to for indices past 2**29 agree with a stable
+    argsort of the keys."""
+    from osgp.batch import pipeline
+
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, 1 << 34, 40)[rng.integers(0, 5, 500)]
+    idx = np.flatnonzero(rng.random(500) < 0.7)
+    want = idx[np.argsort(key[idx], kind="stable")]
+    for bits in (29, 4):  # 4: every index "too large", the fallback
+        monkeypatch.setattr(pipeline, "_IDX_BITS", bits)
+        assert (pipeline._sorted_by_key(key, idx) == want).all()
+        assert (idx[pipeline._order_by_key(key, idx)] == want).all()

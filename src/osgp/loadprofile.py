@@ -757,7 +757,282 @@ def decode_many(
     return arrs, offs
 
 
+class LoadProfiles(NamedTuple):
+    """Load profiles of many meters sharing one configuration, as columns: the
+    rows of meter i are ``offsets[i]:offsets[i+1]`` (as :class:`LoadProfile`,
+    valid rows only, chronological per meter); ``scale`` (float64 [nch] or
+    None) and ``implied`` give ``scaled = values * scale * implied``."""
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    status: np.ndarray
+    flags: np.ndarray
+    offsets: np.ndarray
+    geometry: Geometry
+    scale: Optional[np.ndarray]
+    implied: float
+
+    @property
+    def scaled(self) -> np.ndarray:
+        out = self.values.astype(np.float64)
+        if self.scale is not None:
+            out *= self.scale
+        if self.implied != 1.0:
+            out *= self.implied
+        return out
+
+
+def decode_images(
+    bt61: Any,
+    bt62: Any,
+    bt63s: Sequence[Any],
+    bt64s: Sequence[Any],
+    *,
+    bt00: Any = None,
+    et21: Any = None,
+    set_index: int = 0,
+    unread_only: bool = False,
+    profile: LoadProfileProfile = DEFAULT_PROFILE,
+    int32: bool = False,
+) -> LoadProfiles:
+    """:func:`decode` of many meters at once: meter i's BT63 and BT64+set images
+    are ``bt63s[i]`` and ``bt64s[i]``, the configuration tables shared.  BT63
+    is decoded as columns, the block order computed as arrays and every block
+    decoded by one kernel call without the GIL (no Python object per meter or
+    block).  ``int32``: values as int32 when INT_FMT_CDE is 1, 2, 8, 16 or 32
+    (every value fits; half the bytes).  An error names the meter's index as
+    ``meter``."""
+    n = len(bt64s)
+    if len(bt63s) != n:
+        raise ConfigurationError("one BT63 image per BT64 image")
+    cfg = _config(bt00, bt61, bt62, et21, set_index, profile)
+    g = cfg.geometry
+    sets = tables.decode_columns(63, bt63s, cfg.ctx) if n else {}
+    if n and sets["LP_STATUS_SETS.NBR_VALID_BLOCKS"].shape[1] <= set_index:
+        raise ConfigurationError(f"BT63 describes too few data sets, no set {set_index}")
+    descending = n and sets["LP_STATUS_SETS.LP_SET_STATUS_FLAGS.INTERVAL_ORDER"][:, set_index].any()
+    if (
+        (g.fmt_code >= 64 and g.ni_format in (2, 3, 13))
+        or (not profile.full_block_last and g.simple_off != NONE)
+        or (descending and profile.descending_newest_first)
+    ):
+        # the cases :func:`decode` treats per meter (FLOAT_CHAR text, the other
+        # block end reading, newest interval first): one call per meter
+        return _decode_each(bt61, bt62, bt63s, bt64s, bt00, et21, set_index, unread_only, profile)
+
+    def col(name: str) -> np.ndarray:
+        if not n:
+            return np.zeros(0, np.int64)
+        return sets["LP_STATUS_SETS." + name][:, set_index].astype(np.int64)
+
+    nvalid, last, nvi = col("NBR_VALID_BLOCKS"), col("LAST_BLOCK_ELEMENT"), col("NBR_VALID_INT")
+    base = 13 * set_index
+    _check_each(
+        nvalid > cfg.nbr_blks, "NBR_VALID_BLOCKS", base + 1, "more valid blocks than BT61 allows"
+    )
+    _check_each(
+        (nvalid > 0) & (last >= cfg.nbr_blks),
+        "LAST_BLOCK_ELEMENT",
+        base + 3,
+        "block outside the list",
+    )
+    _check_each(nvi > g.nint, "NBR_VALID_INT", base + 11, "more valid intervals than a block holds")
+    count = nvalid
+    if unread_only:
+        unread = col("NBR_UNREAD_BLOCKS")
+        _check_each(
+            unread > cfg.nbr_blks,
+            "NBR_UNREAD_BLOCKS",
+            base + 9,
+            "more unread blocks than BT61 allows",
+        )
+        count = np.minimum(nvalid, unread)
+    keep = count - ((count > 0) & (nvi == 0))  # a newest block with nothing recorded is left out
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(keep, out=starts[1:])
+    meter = np.repeat(np.arange(n), keep)
+    back = count[meter] - 1 - (np.arange(len(meter)) - starts[meter])
+    desc = col("LP_SET_STATUS_FLAGS.BLOCK_ORDER")[meter] != 0
+    idx = np.where(desc, last[meter] + back, last[meter] - back) % max(cfg.nbr_blks, 1)
+    lasts = np.full(len(meter), g.nint - 1, np.uint32)
+    newest = starts[1:][(keep > 0) & (keep == count)] - 1
+    lasts[newest] = nvi[(keep > 0) & (keep == count)] - 1
+    blocks = idx.astype(np.uint32)
+    return _decode_run(g, bt64s, blocks, starts, lasts, cfg, profile, int32)
+
+
+def _check_each(bad: np.ndarray, field: str, offset: int, msg: str, table: str = "BT63") -> None:
+    if bad.any():
+        i = int(np.argmax(bad))
+        exc = _mal(table, field, offset, f"meter {i}: {msg}")
+        exc.meter = i
+        raise exc
+
+
+def _decode_run(
+    g: Geometry,
+    bt64s: Sequence[Any],
+    blocks: np.ndarray,
+    starts: np.ndarray,
+    lasts: np.ndarray,
+    cfg: _Config,
+    profile: LoadProfileProfile,
+    int32: bool,
+) -> LoadProfiles:
+    rows = len(blocks) * g.nint
+    narrow = int32 and g.fmt_code in (1, 2, 8, 16, 32)
+    # every output allocated once and written once by the kernel (dense: nint
+    # rows per block); only when some rows are not recorded are the rest copied
+    values = np.empty((rows, g.nch), np.int32 if narrow else np.int64)
+    status, flags, times, valid = _empty(g, rows)[1:]
+    try:
+        _kernel.lp_decode_images(
+            tuple(g), bt64s, blocks, starts, lasts, values, status, flags, times, valid
+        )
+    except DecodeError as exc:
+        raise _rewrap_block(exc, "BT64", g) from None
+    per_block = np.full(len(blocks), g.nint, np.int64)
+    if not valid.all():
+        per_block = valid.reshape(len(blocks), g.nint).sum(axis=1, dtype=np.int64)
+        keep = np.flatnonzero(valid)
+        values, status, flags, times = (
+            values.take(keep, axis=0),
+            status.take(keep, axis=0),
+            flags.take(keep),
+            times.take(keep),
+        )
+    ends = np.zeros(len(blocks) + 1, np.int64)
+    np.cumsum(per_block, out=ends[1:])
+    if g.fmt_code >= 64 and g.ni_format in (0, 1):
+        values = values.view(np.float64)
+    if not profile.common_flags_high_nibble:
+        flags = _NIBBLE_REVERSE[flags]
+    return LoadProfiles(
+        times.view("datetime64[s]"),
+        values,
+        status,
+        flags,
+        ends[starts],
+        g,
+        cfg.scale,
+        1e-4 if g.fmt_code >= 64 and g.ni_format == 4 else 1.0,
+    )
+
+
+def _decode_each(
+    bt61: Any,
+    bt62: Any,
+    bt63s: Sequence[Any],
+    bt64s: Sequence[Any],
+    bt00: Any,
+    et21: Any,
+    set_index: int,
+    unread_only: bool,
+    profile: LoadProfileProfile,
+) -> LoadProfiles:
+    """Formats the block kernel leaves to :func:`decode` (FLOAT_CHAR text, the
+    alternative block end reading): one call per meter, joined."""
+    lps = []
+    for i, (t63, t64) in enumerate(zip(bt63s, bt64s)):
+        try:
+            lps.append(
+                decode(
+                    bt61,
+                    bt62,
+                    t63,
+                    t64,
+                    bt00=bt00,
+                    et21=et21,
+                    set_index=set_index,
+                    unread_only=unread_only,
+                    profile=profile,
+                )
+            )
+        except DecodeError as exc:
+            exc.meter = i
+            raise
+    g = _config(bt00, bt61, bt62, et21, set_index, profile).geometry
+    offsets = np.zeros(len(lps) + 1, np.int64)
+    np.cumsum([len(p) for p in lps], out=offsets[1:])
+
+    def join(f: str, dims: int, dtype: Any) -> np.ndarray:
+        if not lps:
+            return np.zeros((0, g.nch)[:dims], dtype)
+        return np.concatenate([getattr(p, f) for p in lps])
+
+    last = lps[-1] if lps else None
+    return LoadProfiles(
+        join("timestamps", 1, "datetime64[s]"),
+        join("values", 2, np.int64),
+        join("status", 2, np.uint8),
+        join("flags", 1, np.uint8),
+        offsets,
+        last.geometry if last else g,
+        last._scale if last else None,
+        last._implied if last else 1.0,
+    )
+
+
 # ---- event log --------------------------------------------------------------------------------
+
+
+EVENT_DTYPE = np.dtype(
+    [
+        ("time", "datetime64[s]"),
+        ("event_number", "<u2"),
+        ("seq", "<u2"),
+        ("user_id", "<u2"),
+        ("code", "<u2"),
+        ("mfg", "?"),
+        # bytes objects: numpy's fixed-size S dtype drops trailing zero bytes
+        ("argument", object),
+    ]
+)
+
+#: columns of BT74 (osgp.tables.decode_columns names) behind EVENT_DTYPE's fields
+_EVENT_COLUMNS = (
+    ("time", "ENTRIES.HISTORY_TIME"),
+    ("event_number", "ENTRIES.EVENT_NUMBER"),
+    ("seq", "ENTRIES.HISTORY_SEQ_NBR"),
+    ("user_id", "ENTRIES.USER_ID"),
+    ("code", "ENTRIES.HISTORY_CODE.TBL_PROC_NBR"),
+    ("mfg", "ENTRIES.HISTORY_CODE.STD_VS_MFG_FLAG"),
+)
+
+
+def decode_event_logs(
+    bt71: Any, bt74s: Sequence[Any], *, bt00: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_event_log` of many BT74 images sharing BT71 (and BT00):
+    ``(entries, offsets)``, image i's entries being ``entries[offsets[i]:offsets[i+1]]``.
+    BT74 is decoded as columns and the circular order computed as arrays; an
+    error names the image's index as ``meter``."""
+    ctx: dict = {"BT71": bt71}
+    if bt00 is not None:
+        ctx["BT00"] = bt00
+    n_all = _as_table("BT71", bt71, ctx)["NBR_HISTORY_ENTRIES"]
+    n = len(bt74s)
+    cols = tables.decode_columns(74, bt74s, ctx) if n else {}
+    nvalid = cols["NBR_VALID_ENTRIES"].astype(np.int64) if n else np.zeros(0, np.int64)
+    last = cols["LAST_ENTRY_ELEMENT"].astype(np.int64) if n else nvalid
+    _check_each(nvalid > n_all, "NBR_VALID_ENTRIES", 1, "more entries than BT71 allows", "BT74")
+    _check_each(
+        (nvalid > 0) & (last >= n_all), "LAST_ENTRY_ELEMENT", 3, "entry outside the list", "BT74"
+    )
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(nvalid, out=offsets[1:])
+    img = np.repeat(np.arange(n), nvalid)
+    back = nvalid[img] - 1 - (np.arange(len(img)) - offsets[img])  # oldest first
+    desc = cols["HIST_FLAGS.ORDER"][img] if n else np.zeros(0, bool)
+    at = np.where(desc, last[img] + back, last[img] - back) % max(n_all, 1)
+    out = np.zeros(len(img), dtype=EVENT_DTYPE)
+    out["time"] = np.datetime64("NaT")
+    for name, col in _EVENT_COLUMNS:
+        if col in cols:
+            out[name] = cols[col][img, at]
+    arg = cols.get("ENTRIES.HISTORY_ARGUMENT")
+    out["argument"] = [bytes(a) for a in arg[img, at]] if arg is not None else b""
+    return out, offsets
 
 
 def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
@@ -779,19 +1054,7 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     if nvalid and last >= n_all:
         raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
     desc = t74["HIST_FLAGS"]["ORDER"]
-    dt = np.dtype(
-        [
-            ("time", "datetime64[s]"),
-            ("event_number", "<u2"),
-            ("seq", "<u2"),
-            ("user_id", "<u2"),
-            ("code", "<u2"),
-            ("mfg", "?"),
-            # bytes objects: numpy's fixed-size S dtype drops trailing zero bytes
-            ("argument", object),
-        ]
-    )
-    out = np.zeros(nvalid, dtype=dt)
+    out = np.zeros(nvalid, dtype=EVENT_DTYPE)
     entries = t74["ENTRIES"]
     for i in range(nvalid):
         back = nvalid - 1 - i

@@ -29,6 +29,19 @@ def lp_decode_batch(
     times: Any,
     valid: Any,
 ) -> list[int]: ...
+def lp_decode_images(
+    geometry: Sequence[int],
+    datas: Sequence[Any],
+    blocks: Any,
+    starts: Any,
+    lasts: Optional[Any],
+    values: Any,
+    status: Any,
+    flags: Any,
+    times: Any,
+    valid: Any,
+    counts: Any = None,
+) -> int: ...
 def table_decode(
     program: Any, shape: tuple, params: Sequence[int], data: Any, nregs: int
 ) -> Any: ...

@@ -354,6 +354,113 @@ def lp_decode_batch(geometry, datas, blocks_list, lasts_list, values, status, fl
 
 
 
+def lp_decode_images(geometry, datas, blocks, starts, lasts, values, status, flags, times,
+                     valid, counts=None):
+    """N images of one geometry (one per meter) in one call without the GIL.
+    ``blocks`` (uint32) and ``lasts`` (uint32 or None) hold every meter's blocks
+    one after the other, meter i's being ``starts[i]:starts[i+1]`` (int64, n+1
+    entries).  Dense (``counts`` None): block k's rows are k*nint.. of the
+    outputs, ``values`` int64 or int32 as in lp_decode.  With ``counts`` (uint32,
+    one per block) only the valid rows are kept, meter after meter (int64
+    values, ``valid`` = nint bytes of scratch).  Returns the rows written."""
+    cdef osgp_lp_geometry g
+    datas = tuple(datas)  # keeps the images alive and unchanged while the GIL is off
+    cdef Py_ssize_t n = len(datas), i, acq = 0
+    cdef InBuf *bufs = NULL
+    cdef InBuf bb, sb, lb
+    cdef OutBufs o
+    cdef Py_buffer cv
+    cdef osgp_table_fault f
+    cdef osgp_status st = OSGP_OK
+    cdef const int64_t *sp
+    cdef const uint32_t *bp
+    cdef const uint32_t *lp
+    cdef uint32_t *cp = NULL
+    cdef size_t nb, r = 0, k = 0, s, e, failed = 0, nch, nint
+    cdef int compact = counts is not None, vw
+    _geometry(geometry, &g)
+    nch, nint = g.nch, g.nint
+    vw = _value_width(values, g.fmt_code)
+    if vw == 4 and compact:
+        raise ConfigurationError("counts needs int64 values")
+    bb.held = sb.held = lb.held = False
+    bufs = <InBuf *>PyMem_Malloc((n + 1) * sizeof(InBuf))
+    if not bufs:
+        raise MemoryError()
+    try:
+        in_acquire(blocks, &bb, "blocks")
+        in_acquire(starts, &sb, "starts")
+        if bb.len % 4:
+            raise ConfigurationError("blocks must be a buffer of uint32")
+        nb = <size_t>bb.len // 4
+        if sb.len != 8 * (n + 1):
+            raise ConfigurationError("starts must hold n + 1 int64 offsets")
+        sp = <const int64_t *>sb.ptr
+        if sp[0] != 0 or sp[n] != <int64_t>nb:
+            raise ConfigurationError("starts must run from 0 to the number of blocks")
+        for i in range(n):
+            if sp[i + 1] < sp[i]:
+                raise ConfigurationError("starts must not decrease")
+        bp = <const uint32_t *>bb.ptr
+        lp = NULL
+        if lasts is not None:
+            in_acquire(lasts, &lb, "lasts")
+            if lb.len != bb.len:
+                raise ConfigurationError("lasts must have one uint32 per block")
+            lp = <const uint32_t *>lb.ptr
+        for i in range(n):
+            in_acquire(datas[i], &bufs[i], "data")
+            acq += 1
+        _acquire_outs(&o, nb * nint, nch, values, status, flags, times, valid, vw,
+                      (nint if nb else 0) if compact else -1)
+        try:
+            if compact:
+                _out(counts, &cv, nb * 4, "counts")
+                cp = <uint32_t *>cv.buf
+            try:
+                with nogil:
+                    for i in range(n):
+                        s = <size_t>sp[i]
+                        e = <size_t>sp[i + 1]
+                        if compact:
+                            st = osgp_lp_decode_rows(
+                                bufs[i].ptr, bufs[i].len, &g, bp + s, lp + s if lp else NULL,
+                                e - s, <int64_t *>o.v.buf + r * nch,
+                                <uint8_t *>o.s.buf + r * nch, <uint8_t *>o.f.buf + r,
+                                <int64_t *>o.t.buf + r, <uint8_t *>o.ok.buf, cp + s, &k, &f)
+                            r += k
+                        elif vw == 4:
+                            st = osgp_lp_decode_i32(
+                                bufs[i].ptr, bufs[i].len, &g, bp + s, lp + s if lp else NULL,
+                                e - s, <int32_t *>o.v.buf + s * nint * nch,
+                                <uint8_t *>o.s.buf + s * nint * nch, <uint8_t *>o.f.buf + s * nint,
+                                <int64_t *>o.t.buf + s * nint, <uint8_t *>o.ok.buf + s * nint, &f)
+                        else:
+                            st = osgp_lp_decode(
+                                bufs[i].ptr, bufs[i].len, &g, bp + s, lp + s if lp else NULL,
+                                e - s, <int64_t *>o.v.buf + s * nint * nch,
+                                <uint8_t *>o.s.buf + s * nint * nch, <uint8_t *>o.f.buf + s * nint,
+                                <int64_t *>o.t.buf + s * nint, <uint8_t *>o.ok.buf + s * nint, &f)
+                        if st != OSGP_OK:
+                            failed = i
+                            break
+            finally:
+                if compact:
+                    PyBuffer_Release(&cv)
+        finally:
+            _release_outs(&o)
+        if st != OSGP_OK:
+            raise _fault_error(st, &f, "load profile", f"meter {failed} block {f.pc}", failed)
+        return r if compact else nb * nint
+    finally:
+        for i in range(acq):
+            in_release(&bufs[i])
+        PyMem_Free(bufs)
+        in_release(&lb)
+        in_release(&sb)
+        in_release(&bb)
+
+
 # ---- dispatch knobs for tests and benches ----
 
 def _lp_stream_min(nbytes=None):

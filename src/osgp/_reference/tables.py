@@ -576,16 +576,34 @@ def lp_decode(
     outs = _outs(rows, nch, values, status, flags, times, bytearray(rows), vw)
     _writable(valid, "valid", nint if bl else 0)  # scratch of nint bytes (native)
     cv = _writable(counts, "counts", 4 * len(bl))
+    try:
+        return _decode_rows(d, g, bl, ll, 0, outs, cv, 0)
+    except _Fault as f:
+        raise _error(f, "load profile", f"block {f.pc}") from None
+
+
+def _decode_rows(
+    d: bytes,
+    g: tuple[int, ...],
+    bl: list[int],
+    ll: Optional[list[int]],
+    k: int,
+    outs: tuple[memoryview, ...],
+    cv: memoryview,
+    c0: int,
+) -> int:
+    """Valid rows of blocks ``bl`` from row ``k`` on (osgp_lp_decode_rows), the
+    count of block b at ``counts[c0 + b]``; returns the next free row."""
+    nint, nch = g[1], g[2]
     mv_v, mv_s, mv_f, mv_t, mv_ok = outs
-    k = 0
     for b, blk in enumerate(bl):  # decode each block at row k, then squeeze it
         try:
-            _decode_blocks(d, g, [blk], None if ll is None else [ll[b]], k, outs, vw)
+            _decode_blocks(d, g, [blk], None if ll is None else [ll[b]], k, outs)
         except _Fault as f:
             f.pc = b
-            raise _error(f, "load profile", f"block {f.pc}") from None
+            raise
         k0 = k
-        for j in range(k0, k0 + nint):  # keep valid rows, chronological (osgp_lp_decode_rows)
+        for j in range(k0, k0 + nint):  # keep valid rows, chronological
             if not mv_ok[j]:
                 continue
             if k != j:
@@ -594,7 +612,7 @@ def lp_decode(
                 mv_f[k] = mv_f[j]
                 mv_t[8 * k : 8 * k + 8] = mv_t[8 * j : 8 * j + 8]
             k += 1
-        struct.pack_into("<I", cv, 4 * b, k - k0)
+        struct.pack_into("<I", cv, 4 * (c0 + b), k - k0)
     return k
 
 
@@ -652,6 +670,63 @@ def lp_decode_batch(
         except _Fault as f:
             raise _error(f, "load profile", f"meter {i} block {f.pc}", i) from None
     return offs
+
+
+def lp_decode_images(
+    geometry: Any,
+    datas: Sequence[Any],
+    blocks: Any,
+    starts: Any,
+    lasts: Any,
+    values: Any,
+    status: Any,
+    flags: Any,
+    times: Any,
+    valid: Any,
+    counts: Any = None,
+) -> int:
+    """N images of one geometry, meter i's blocks ``starts[i]:starts[i+1]``;
+    see the native docstring.  Returns the rows written."""
+    g = _geometry(geometry)
+    nint, nch = g[1], g[2]
+    n = len(datas)
+    bl = _u32(blocks, "blocks")
+    sb = as_bytes(starts, "starts")
+    if len(sb) != 8 * (n + 1):
+        raise ConfigurationError("starts must hold n + 1 int64 offsets")
+    sp = memoryview(sb).cast("q").tolist()
+    if sp[0] != 0 or sp[n] != len(bl):
+        raise ConfigurationError("starts must run from 0 to the number of blocks")
+    if any(sp[i + 1] < sp[i] for i in range(n)):
+        raise ConfigurationError("starts must not decrease")
+    ll = None
+    if lasts is not None:
+        ll = _u32(lasts, "lasts")
+        if len(ll) != len(bl):
+            raise ConfigurationError("lasts must have one uint32 per block")
+    vw = _value_width(values, g[10])
+    if vw == 4 and counts is not None:
+        raise ConfigurationError("counts needs int64 values")
+    ds = [as_bytes(d, "data") for d in datas]
+    rows = len(bl) * nint
+    if counts is None:
+        outs = _outs(rows, nch, values, status, flags, times, valid, vw)
+    else:
+        outs = _outs(rows, nch, values, status, flags, times, bytearray(rows), vw)
+        _writable(valid, "valid", nint if bl else 0)
+        cv = _writable(counts, "counts", 4 * len(bl))
+    k = 0
+    for i in range(n):
+        s, e = sp[i], sp[i + 1]
+        part = None if ll is None else ll[s:e]
+        try:
+            if counts is None:
+                _decode_blocks(ds[i], g, bl[s:e], part, s * nint, outs, vw)
+            else:
+                k = _decode_rows(ds[i], g, bl[s:e], part, k, outs, cv, s)
+        except _Fault as f:
+            raise _error(f, "load profile", f"meter {i} block {f.pc}", i) from None
+    return rows if counts is None else k
 
 
 # ---- slots -> nested mapping (osgp.tables.schema shape codes) -------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -106,6 +106,7 @@ class Report:
     rows: Counter = field(default_factory=Counter)  # per dataset
     seconds: float = 0.0  # wall time (of a run: from start to the last file's end)
     cpu_seconds: float = 0.0  # CPU time of the tasks, summed over files (all cores)
+    worker_cpu: Dict[str, float] = field(default_factory=dict)  # CPU seconds per process id
 
     def reject(self, reason: str, example: str, n: int = 1) -> None:
         self.rejected[reason] += n
@@ -120,6 +121,8 @@ class Report:
         self.cpu_seconds += other.cpu_seconds
         for name in ("capture", "frames", "rejected", "rows"):
             getattr(self, name).update(getattr(other, name))
+        for pid, cpu in other.worker_cpu.items():
+            self.worker_cpu[pid] = self.worker_cpu.get(pid, 0.0) + cpu
         for reason, ex in other.examples.items():
             mine = self.examples.setdefault(reason, [])
             mine.extend(ex[: MAX_EXAMPLES - len(mine)])
@@ -141,6 +144,7 @@ class Report:
             "rows": dict(self.rows),
             "seconds": self.seconds,
             "cpu_seconds": self.cpu_seconds,
+            "worker_cpu": dict(self.worker_cpu),
         }
 
     @classmethod
@@ -157,6 +161,14 @@ class Image:
     table: int
     ts_ns: int  # capture time of the response that completed it
     data: bytes
+
+
+class Repeated(NamedTuple):
+    """A part of a string column: ``counts[i]`` copies of ``items[i]``, kept so
+    until Arrow (one string per item, not per row)."""
+
+    items: List[str]
+    counts: np.ndarray
 
 
 @dataclass
@@ -206,6 +218,32 @@ def _same_bytes(fr: Frames, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+_IDX_BITS = 29  # frame indices below 2**29; pairing keys (below) take 34 bits
+
+
+def _composite(key: np.ndarray, idx: np.ndarray) -> Optional[np.ndarray]:
+    """key[idx] << 29 | idx for distinct frame indices ``idx``: integers whose
+    order is (key, index), sorted far faster than a stable argsort of the keys;
+    None when an index does not fit."""
+    if len(idx) and int(idx.max()) >= 1 << _IDX_BITS:
+        return None
+    return (key[idx] << _IDX_BITS) | idx
+
+
+def _sorted_by_key(key: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``idx`` ordered by its frames' keys, then by index."""
+    ck = _composite(key, idx)
+    if ck is None:
+        return idx[np.lexsort((idx, key[idx]))]
+    return np.sort(ck) & ((1 << _IDX_BITS) - 1)
+
+
+def _order_by_key(key: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The positions that order ``idx`` by its frames' keys, then by index."""
+    ck = _composite(key, idx)
+    return np.lexsort((idx, key[idx])) if ck is None else np.argsort(ck)
+
+
 def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndarray:
     """(request index, response index) of every exchange and relay leg, in
     request order; every frame's fate counted in ``report.frames``."""
@@ -228,8 +266,7 @@ def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndar
     dst = _addr(hdr["dest_subnet"], hdr["dest_node"])
     # one key per exchange: (requester, responder, transaction number)
     key = np.where(is_req, (src << 19) | (dst << 4) | trans, (dst << 19) | (src << 4) | trans)
-    ev = np.flatnonzero(is_req | is_resp)
-    ev = ev[np.argsort(key[ev], kind="stable")]
+    ev = _sorted_by_key(key, np.flatnonzero(is_req | is_resp))
     # retransmissions: same key, same kind, same bytes as the event before
     k, r = key[ev], is_req[ev]
     cand = np.flatnonzero((k[1:] == k[:-1]) & (r[1:] == r[:-1])) + 1
@@ -242,11 +279,11 @@ def pair(fr: Frames, hdr: np.ndarray, ok: np.ndarray, report: Report) -> np.ndar
     # a response pairs with the request just before it under its key
     j = np.flatnonzero(~r[1:] & r[:-1] & (k[1:] == k[:-1])) + 1
     req, resp = ev[j - 1], ev[j]
-    order = np.argsort(req, kind="stable")
+    order = np.argsort(req)  # frame indices: no two equal
     req, resp = req[order], resp[order]
     # duplicate exchanges: the pair before under the same key, byte for byte
     pk = key[req]
-    byk = np.lexsort((req, pk))
+    byk = _order_by_key(key, req)
     prev_same = np.zeros(len(req), dtype=bool)
     if len(req) > 1:
         a, b = byk[1:], byk[:-1]
@@ -676,6 +713,11 @@ def _name(table: int) -> str:
 
 
 _NEEDS = {23: ("BT00", "BT21"), 64: ("BT61", "BT62", "BT63"), 74: ("BT71",)}
+_LP_CONFIG = ("BT00", "BT61", "BT62", "ET21")  # what BT64 images share to be decoded together
+
+
+def _where(im: Image) -> str:
+    return f"{_iso(im.ts_ns)} {im.device} {_name(im.table)}"
 
 
 def decode_images(images: Sequence[Image], report: Report) -> Decoded:
@@ -702,16 +744,19 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
     }
     registers: Dict[bytes, List[Image]] = defaultdict(list)
     reg_ctx: Dict[bytes, Dict[str, bytes]] = {}
+    profiles: Dict[tuple, List[Tuple[Image, bytes]]] = defaultdict(list)
+    logs: Dict[tuple, List[Image]] = defaultdict(list)
     for im in images:
         c = ctx[im.device]
         c[_name(im.table)] = im.data
         need = _NEEDS.get(im.table)
         if need is None:
             continue
-        where = f"{_iso(im.ts_ns)} {im.device} {_name(im.table)}"
         missing = [t for t in need if t not in c]
         if missing:
-            report.reject("missing_context", f"{where}: {', '.join(missing)} not read before it")
+            report.reject(
+                "missing_context", f"{_where(im)}: {', '.join(missing)} not read before it"
+            )
             continue
         try:
             if im.table == 23:
@@ -720,23 +765,47 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
                 registers[sig].append(im)
                 reg_ctx[sig] = dims
             elif im.table == 64:
-                _lp_rows(lp, im, c)
+                cfg = tuple(c.get(t) for t in _LP_CONFIG)
+                profiles[cfg].append((im, c["BT63"]))
             else:
-                _event_rows(ev, im, c)
+                logs[(c.get("BT00"), c["BT71"])].append(im)
         except OSGPError as exc:  # a decoder's DecodeError, or a layout it cannot take
-            report.reject("undecodable", f"{where}: {exc}")
+            report.reject("undecodable", f"{_where(im)}: {exc}")
     for sig, group in registers.items():
         _register_rows(reg, group, reg_ctx[sig], report)
+    for config, members in profiles.items():
+        _lp_rows(lp, members, dict(zip(_LP_CONFIG, config)), report)
+    for (bt00, bt71), group in logs.items():
+        _event_rows(ev, group, {"BT00": bt00, "BT71": bt71}, report)
     return Decoded(list(images), reg, lp, ev)
 
 
-def _lp_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
-    p = loadprofile.decode(
-        c["BT61"], c["BT62"], c["BT63"], im.data, bt00=c.get("BT00"), et21=c.get("ET21")
-    )
+def _lp_rows(
+    out: Dict[str, list],
+    members: List[Tuple[Image, bytes]],
+    cfg: Dict[str, Optional[bytes]],
+    report: Report,
+) -> None:
+    """BT64 images sharing BT00/BT61/BT62/ET21, each with the BT63 read
+    before it: one columnar decode; when it fails, one decode per image, so
+    that only the bad ones are rejected."""
+    bt61, bt62, bt00, et21 = cfg["BT61"], cfg["BT62"], cfg["BT00"], cfg["ET21"]
+    try:
+        p = loadprofile.decode_images(
+            bt61, bt62, [m[1] for m in members], [m[0].data for m in members], bt00=bt00, et21=et21
+        )
+    except OSGPError as exc:
+        if len(members) == 1:
+            im = members[0][0]
+            report.reject("undecodable", f"{_where(im)}: {exc}")
+            return
+        for m in members:
+            _lp_rows(out, [m], cfg, report)
+        return
     n, nch = p.values.shape
-    out["device"].append(np.full(n * nch, str(im.device), dtype=object))
-    out["time"].append(np.repeat(p.timestamps.astype("datetime64[s]").astype(np.int64), nch))
+    per_meter = np.diff(p.offsets) * nch
+    out["device"].append(Repeated([str(m[0].device) for m in members], per_meter))
+    out["time"].append(np.repeat(p.timestamps.astype(np.int64), nch))
     out["channel"].append(np.tile(np.arange(nch, dtype=np.uint8), n))
     out["value"].append(p.values.reshape(-1))
     out["scaled"].append(p.scaled.reshape(-1))
@@ -744,16 +813,31 @@ def _lp_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
     out["flags"].append(np.repeat(p.flags, nch))
 
 
-def _event_rows(out: Dict[str, list], im: Image, c: Dict[str, bytes]) -> None:
-    e = loadprofile.decode_event_log(c["BT71"], im.data, bt00=c.get("BT00"))
-    out["device"].append(np.full(len(e), str(im.device), dtype=object))
+def _event_rows(
+    out: Dict[str, list], group: List[Image], cfg: Dict[str, Optional[bytes]], report: Report
+) -> None:
+    """BT74 images sharing BT00/BT71: one columnar decode; when it fails, one
+    decode per image, so that only the bad ones are rejected."""
+    try:
+        e, offsets = loadprofile.decode_event_logs(
+            cfg["BT71"], [im.data for im in group], bt00=cfg["BT00"]
+        )
+    except OSGPError as exc:
+        if len(group) == 1:
+            report.reject("undecodable", f"{_where(group[0])}: {exc}")
+            return
+        for im in group:
+            _event_rows(out, [im], cfg, report)
+        return
+    out["device"].append(Repeated([str(im.device) for im in group], np.diff(offsets)))
     out["time"].append(e["time"].astype("datetime64[s]").astype(np.int64))
     for name in ("event_number", "seq", "user_id", "code", "mfg"):
         out[name].append(e[name])
+    names = {k: event_name(k[0], k[1]) for k in set(zip(e["code"].tolist(), e["mfg"].tolist()))}
     out["name"].append(
-        np.array([event_name(int(c), bool(m)) for c, m in zip(e["code"], e["mfg"])], dtype=object)
+        np.array([names[k] for k in zip(e["code"].tolist(), e["mfg"].tolist())], dtype=object)
     )
-    out["argument"].append(e["argument"].astype(object))
+    out["argument"].append(e["argument"])
 
 
 def _register_rows(
@@ -775,7 +859,7 @@ def _register_rows(
         return
     n = len(group)
     times = np.array([im.ts_ns // _NS for im in group], dtype=np.int64)
-    devs = np.array([str(im.device) for im in group], dtype=object)
+    devs = [str(im.device) for im in group]
     for name, arr in cols.items():
         a = np.asarray(arr).reshape(n, -1)
         width = a.shape[1]
@@ -783,7 +867,7 @@ def _register_rows(
             continue
         shape = np.asarray(arr).shape[1:]
         names = [name + "".join(f"[{i}]" for i in ix) for ix in np.ndindex(*shape)] or [name]
-        out["device"].append(np.repeat(devs, width))
+        out["device"].append(Repeated(devs, np.full(n, width)))
         out["time"].append(np.repeat(times, width))
         out["field"].append(np.tile(np.array(names, dtype=object), n))
         flat = a.reshape(-1)

@@ -23,7 +23,7 @@ import numpy as np
 from osgp.batch import lines, store
 from osgp.batch.archive import open_capture, read_frames
 from osgp.batch.keys import KeyFile, KeyLookup, StaticKeys
-from osgp.batch.pipeline import Decoded, Image, Report, decode_images, frame_images
+from osgp.batch.pipeline import Decoded, Image, Repeated, Report, decode_images, frame_images
 from osgp.errors import ConfigurationError, DecodeError, TruncatedError
 
 __all__ = ["DATASETS", "schemas", "decode_file", "decode_captures", "to_arrow"]
@@ -104,6 +104,12 @@ def to_arrow(d: Decoded) -> Dict[str, Any]:
         arrays = []
         for f in schema:
             parts = cols[f.name]
+            if parts and isinstance(parts[0], Repeated):
+                items = [x for p in parts for x in p.items]
+                counts = np.concatenate([p.counts for p in parts])
+                take = np.repeat(np.arange(len(items)), counts)
+                arrays.append(pa.array(items, f.type).take(pa.array(take)))
+                continue
             v = np.concatenate(parts) if parts else np.array([], dtype=object)
             if pa.types.is_timestamp(f.type):
                 v = v.astype(np.int64)
@@ -191,6 +197,7 @@ def decode_file(
         _write(report, decode_images(images, report), out, token, partition)
     report.seconds = time.perf_counter() - t0
     report.cpu_seconds = time.process_time() - c0
+    report.worker_cpu[str(os.getpid())] = report.cpu_seconds
     return report.as_dict()
 
 

@@ -305,19 +305,39 @@ def images_buffer(images: Any, offsets: Any) -> tuple[Any, np.ndarray]:
     if isinstance(images, (bytes, bytearray, memoryview)):
         raise ConfigurationError("one buffer of images needs offsets=")
     try:
-        parts = [bytes(memoryview(x).cast("B")) for x in images]
+        buf = b"".join(images)  # one copy, no object per image
+        lens = np.fromiter(
+            (len(x) if type(x) is bytes else memoryview(x).nbytes for x in images),
+            np.int64,
+            len(images),
+        )
     except TypeError:
         raise ArgumentTypeError("images must be bytes-like objects") from None
-    lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
-    offs = np.zeros(len(parts), np.int64)
+    offs = np.zeros(len(lens), np.int64)
     np.cumsum(lens[:-1], out=offs[1:])
-    return b"".join(parts), offs
+    return buf, offs
+
+
+_PLANS: dict = {}
+_PLANS_SIZE = 256
+
+
+def plan_for(prog: Program, values: dict) -> Plan:
+    """The plan of ``prog`` under ``values``, built once per layout and values
+    (a batch decodes many small groups of images of one layout)."""
+    key = (prog, tuple(values.items()))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        plan = _PLANS[key] = Plan(prog, values)
+    return plan
 
 
 def decode(
     prog: Program, images: Any, values: dict, kernel: Any, offsets: Any = None
 ) -> dict[str, np.ndarray]:
-    plan = Plan(prog, values)
+    plan = plan_for(prog, values)
     buf, offs = images_buffer(images, offsets)
     arrays = plan.empty(len(offs))
     try:
