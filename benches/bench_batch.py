@@ -46,7 +46,8 @@ pytest.importorskip("pyarrow")
 NATIVE = _backend.native_module("capture")
 TWIN = _backend.reference("capture")
 PACKETS = 100_000
-FILES = 16  # captures of the scaling runs (copies of one feeder's)
+# captures of the scaling runs (copies of one feeder's); more under OSGP_BENCH_FILES
+FILES = int(os.environ.get("OSGP_BENCH_FILES", "16"))
 
 
 @pytest.fixture(scope="module")
