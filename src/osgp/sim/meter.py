@@ -106,6 +106,13 @@ class LoadProfileConfig:
         return self.int0 + self.intervals * self.int_size
 
 
+@lru_cache(maxsize=1024)
+def _ymd(day: int) -> Tuple[int, int, int]:
+    """UTC (year, month, day) of day ``day`` since the epoch."""
+    d = civil(day * 86400)
+    return d.year, d.month, d.day
+
+
 def time_date(epoch: float) -> TimeDate:
     """The C12.19 date and time of an epoch second (UTC calendar fields)."""
     d = civil(epoch)
@@ -364,6 +371,7 @@ class SimMeter:
         "_dmd_next",
         "_dmd_start",
         "_due",
+        "_e_memo",
         "_f_base",
         "_flowing",
         "_fresh",
@@ -468,6 +476,7 @@ class SimMeter:
         self._base: Tuple[float, ...] = (0.0,) * 6
         self._f_base = self.model.cumulative(self.start)
         self._flowing = True
+        self._e_memo: Optional[Tuple[float, Tuple[float, ...]]] = None  # (now, _energy())
         # demand (per block: total, tier 1, tier 2)
         m0 = self.clock.meter(0.0)
         self._dmd_next = (m0 // DEMAND_INTERVAL + 1) * DEMAND_INTERVAL
@@ -537,6 +546,8 @@ class SimMeter:
         """Run the meter up to virtual time ``now`` (never backwards)."""
         if now <= self.now:
             return
+        if self._due <= now and not self._irregular():
+            self._advance_regular(now)
         while self._due <= now:
             self.now = max(self.now, self._due)
             self._fire()
@@ -589,8 +600,13 @@ class SimMeter:
     def _energy(self) -> Tuple[float, ...]:
         if not self._flowing:
             return self._base
+        memo = self._e_memo
+        if memo is not None and memo[0] == self.now:
+            return memo[1]
         f = self.model.cumulative(self.start + self.now)
-        return tuple([b + x - y for b, x, y in zip(self._base, f, self._f_base)])
+        e = tuple([b + x - y for b, x, y in zip(self._base, f, self._f_base)])
+        self._e_memo = (self.now, e)
+        return e
 
     def _wh_active(self) -> Tuple[int, int, int]:
         e = self._energy()
@@ -604,6 +620,7 @@ class SimMeter:
         if closed is not None:
             self.closed = closed
         self._flowing = self.powered and self.closed
+        self._e_memo = None
         self._changed()
 
     def _power_now(self) -> Tuple[int, int]:
@@ -635,6 +652,39 @@ class SimMeter:
 
     def _schedule(self) -> None:
         self._due = min(self._events())[0]
+
+    def _irregular(self) -> bool:
+        """Whether an event other than the interval, demand and self-read
+        ends is scheduled (none of those three can schedule one)."""
+        return (
+            bool(self._jumps)
+            or self._contactor is not None
+            or any(x[3] is not None for x in self._pending.values())
+            or self.banks.due() is not None
+            or any(x.due() is not None for x in self.ext.values())
+        )
+
+    def _advance_regular(self, now: float) -> None:
+        """What :meth:`advance` does while only interval, demand and self-read
+        ends fall due: the same events in the same order (by time, then the
+        order of :meth:`_events`), without rebuilding the event list."""
+        v = self.clock.virtual
+        lp, dmd, sr = v(self._lp_next), v(self._dmd_next), v(self._sr_next)
+        t = min(lp, dmd, sr)
+        while t <= now:
+            self.now = max(self.now, t)
+            if lp == t:
+                self._lp_close(self._lp_next)
+                lp = v(self._lp_next)
+            elif dmd == t:
+                self._demand_close(self._dmd_next)
+                dmd = v(self._dmd_next)
+            else:
+                self._self_read(self._sr_next)
+                self._sr_next += 86400
+                sr = v(self._sr_next)
+            t = min(lp, dmd, sr)
+        self._schedule()
 
     def _fire(self) -> None:
         _, _, kind = min(self._events())
@@ -755,8 +805,10 @@ class SimMeter:
             self._lp_open_block()
         img, base, i = self._lp_img, self._lp_last * c.block_size, self._lp_nvi
         # BLK_END_TIME: STIME_DATE, TM_FORMAT 2 = YY MM DD hh mm (docs/protocol.md §3.4)
-        d = civil(at)
-        struct.pack_into("<5B", img, base, d.year - 2000, d.month, d.day, d.hour, d.minute)
+        s = int(at // 1)
+        year, month, day = _ymd(s // 86400)
+        hour, minute = s % 86400 // 3600, s % 3600 // 60
+        struct.pack_into("<5B", img, base, year - 2000, month, day, hour, minute)
         struct.pack_into(f"<{c.channels}i", img, base + 5, *readings)  # END_READINGS
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i
         ip = base + c.int0 + i * c.int_size
