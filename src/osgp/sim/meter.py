@@ -379,6 +379,8 @@ class SimMeter:
         "_jumps",
         "_last_activation",
         "_log",
+        "_log_dirty",
+        "_log_enc",
         "_log_last",
         "_log_overflow",
         "_log_seq",
@@ -495,6 +497,9 @@ class SimMeter:
         self._log = bytearray(_LOG_REC.size * _HIST_ENTRIES)
         self._log_last, self._log_valid, self._log_unread, self._log_seq = 0, 0, 0, -1
         self._log_overflow = False
+        # BT74's ENTRIES as encoded when last read, and the ring slots written since
+        self._log_enc: Optional[Tuple[Dict[str, Any], bytearray]] = None
+        self._log_dirty = 0
         # load profile (ring state: _lp_setup)
         self._lp_flags = 0  # common flags for the interval running now
         self._lp_next = 0.0  # meter time of the next interval end
@@ -860,6 +865,7 @@ class SimMeter:
             code,
             arg[:_HIST_ARG].ljust(_HIST_ARG, b"\0"),
         )
+        self._log_dirty |= 1 << self._log_last
         self._changed()
 
     def history(self) -> List[Tuple[float, int, bool, bytes]]:
@@ -1484,21 +1490,25 @@ class SimMeter:
             },
         )
 
+    def _bt74_entry(self, i: int) -> Dict[str, Any]:
+        t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)
+        return {
+            "HISTORY_TIME": time_date(t) if t else _ZERO_TIME,
+            "EVENT_NUMBER": num,
+            "HISTORY_SEQ_NBR": seq,
+            "USER_ID": user,
+            "HISTORY_CODE": {"TBL_PROC_NBR": code & 0x7FF, "STD_VS_MFG_FLAG": code >> 11},
+            "HISTORY_ARGUMENT": arg,
+        }
+
     def _bt74(self) -> bytes:
-        entries = []
-        for i in range(_HIST_ENTRIES):
-            t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)
-            entries.append(
-                {
-                    "HISTORY_TIME": time_date(t) if t else _ZERO_TIME,
-                    "EVENT_NUMBER": num,
-                    "HISTORY_SEQ_NBR": seq,
-                    "USER_ID": user,
-                    "HISTORY_CODE": {"TBL_PROC_NBR": code & 0x7FF, "STD_VS_MFG_FLAG": code >> 11},
-                    "HISTORY_ARGUMENT": arg,
-                }
-            )
-        return tables.encode(
+        """BT74 (Optical guide p.49, p.51): the header, then NBR_HISTORY_ENTRIES
+        entries of one fixed size.  Only the ring slots logged since the last
+        read are encoded again (in one call with that many entries); the
+        others keep the bytes they had."""
+        ctx = self._ctx(74)
+        n = ctx["BT71.NBR_HISTORY_ENTRIES"]
+        head = tables.encode(
             74,
             {
                 "HIST_FLAGS": {"LIST_TYPE": True, "OVERFLOW_FLAG": self._log_overflow},
@@ -1506,10 +1516,29 @@ class SimMeter:
                 "LAST_ENTRY_ELEMENT": self._log_last,
                 "LAST_ENTRY_SEQ_NBR": max(self._log_seq, 0),
                 "NBR_UNREAD_ENTRIES": self._log_unread,
-                "ENTRIES": entries,
+                "ENTRIES": [],
             },
-            self._ctx(74),
+            {**ctx, "BT71.NBR_HISTORY_ENTRIES": 0},
         )
+        enc = self._log_enc
+        if enc is None or enc[0] is not ctx:
+            enc = self._log_enc = (ctx, bytearray())
+            self._log_dirty = (1 << n) - 1
+        slots = [i for i in range(n) if self._log_dirty >> i & 1]
+        if slots:
+            part = tables.encode(
+                74,
+                {"ENTRIES": [self._bt74_entry(i) for i in slots]},
+                {**ctx, "BT71.NBR_HISTORY_ENTRIES": len(slots)},
+            )[len(head) :]
+            size = len(part) // len(slots)
+            body = enc[1]
+            if not body:
+                body.extend(bytes(size * n))
+            for k, i in enumerate(slots):
+                body[i * size : (i + 1) * size] = part[k * size : (k + 1) * size]
+            self._log_dirty = 0
+        return head + bytes(enc[1])
 
     def _et04(self) -> bytes:
         nid, sn = bytes(6), (0, 0)
