@@ -22,7 +22,7 @@ import re
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 from osgp import tables
@@ -52,6 +52,7 @@ __all__ = ["SimMeter", "MeterPort", "LoadProfileConfig", "DEMAND_INTERVAL"]
 ET = 2048
 DEMAND_INTERVAL = 900  # block demand interval, seconds of meter clock (the simulator's own)
 _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2): never set
+_INT32S = {n: struct.Struct(f"<{n}i") for n in (1, 2)}  # INT32 per load-profile channel
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = [27, 53, 54, ET + 3]  # writable configuration tables: the image is the state
@@ -78,30 +79,30 @@ class LoadProfileConfig:
         if not 1 <= self.intervals <= 255 or not 1 <= self.blocks <= 255:
             raise ConfigurationError("load profile: 1..255 intervals per block and blocks")
 
-    @property
+    @cached_property  # frozen: computed once per configuration
     def step(self) -> int:
         return 60 * self.interval_min
 
     # block layout ([OPT p.35-36]): BLK_END_TIME STIME_DATE (5), END_READINGS
     # NI_FMAT1 INT32 per channel, SIMPLE_INT_STATUS bits, then intervals of
     # EXTENDED_INT_STATUS (channels // 2 + 1 nibble bytes) + INT32 per channel
-    @property
+    @cached_property
     def simple_off(self) -> int:
         return 5 + 4 * self.channels
 
-    @property
+    @cached_property
     def int0(self) -> int:
         return self.simple_off + (self.intervals + 7) // 8
 
-    @property
+    @cached_property
     def ext(self) -> int:
         return self.channels // 2 + 1
 
-    @property
+    @cached_property
     def int_size(self) -> int:
         return self.ext + 4 * self.channels
 
-    @property
+    @cached_property
     def block_size(self) -> int:
         return self.int0 + self.intervals * self.int_size
 
@@ -794,12 +795,13 @@ class SimMeter:
 
     def _lp_readings(self) -> Tuple[int, ...]:
         e = self._energy()
-        return tuple(int(e[ch] // 3600) for ch in range(self.lp.channels))
+        return tuple([int(x // 3600) for x in e[: self.lp.channels]])
 
     def _lp_close(self, at: float) -> None:
         c = self.lp
         readings = self._lp_readings()
         deltas = [r - p for r, p in zip(readings, self._lp_prev)]
+        ints = _INT32S[c.channels]
         self._lp_prev = readings
         self._lp_next = at + c.step
         flags = self._lp_flags | (0 if self.powered else FLAG_POWER_FAIL)
@@ -814,11 +816,11 @@ class SimMeter:
         year, month, day = _ymd(s // 86400)
         hour, minute = s % 86400 // 3600, s % 3600 // 60
         struct.pack_into("<5B", img, base, year - 2000, month, day, hour, minute)
-        struct.pack_into(f"<{c.channels}i", img, base + 5, *readings)  # END_READINGS
+        ints.pack_into(img, base + 5, *readings)  # END_READINGS
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i
         ip = base + c.int0 + i * c.int_size
         img[ip] = flags << 4  # common flags in the high nibble, channel 0 status low
-        struct.pack_into(f"<{c.channels}i", img, ip + c.ext, *deltas)
+        ints.pack_into(img, ip + c.ext, *deltas)
         self._lp_nvi = i + 1
         self._changed()
 
