@@ -393,6 +393,9 @@ def test_event_log_stays_current_across_reads_as_its_ring_wraps():
         assert list(log["seq"]) == list(range(caused - kept, caused))
         assert list(log["code"]) == [reset, invoked] * (kept // 2)
         assert not log["mfg"].any()
+        # the slots never logged (the ring fills from slot 0) read as empty entries
+        unused = tables.decode(74, bt74, r.ctx)["ENTRIES"][caused:]
+        assert all(e["HISTORY_SEQ_NBR"] == 0 and e["HISTORY_TIME"].month == 0 for e in unused)
 
 
 def test_ep23_disconnect_is_slow_and_stops_the_registers():

@@ -1507,7 +1507,8 @@ class SimMeter:
         """BT74 (Optical guide p.49, p.51): the header, then NBR_HISTORY_ENTRIES
         entries of one fixed size.  Only the ring slots logged since the last
         read are encoded again (in one call with that many entries); the
-        others keep the bytes they had."""
+        others keep the bytes they had, and never-logged slots share one
+        encoding."""
         ctx = self._ctx(74)
         n = ctx["BT71.NBR_HISTORY_ENTRIES"]
         head = tables.encode(
@@ -1523,9 +1524,12 @@ class SimMeter:
             {**ctx, "BT71.NBR_HISTORY_ENTRIES": 0},
         )
         enc = self._log_enc
+        blank: List[int] = []  # never-logged slots: one is encoded, the others copy it
         if enc is None or enc[0] is not ctx:
             enc = self._log_enc = (ctx, bytearray())
-            self._log_dirty = (1 << n) - 1
+            rec = _LOG_REC.size
+            blank = [i for i in range(n) if not any(self._log[i * rec : (i + 1) * rec])]
+            self._log_dirty = ((1 << n) - 1) & ~sum(1 << i for i in blank[1:])
         slots = [i for i in range(n) if self._log_dirty >> i & 1]
         if slots:
             part = tables.encode(
@@ -1539,6 +1543,8 @@ class SimMeter:
                 body.extend(bytes(size * n))
             for k, i in enumerate(slots):
                 body[i * size : (i + 1) * size] = part[k * size : (k + 1) * size]
+            for i in blank[1:]:
+                body[i * size : (i + 1) * size] = body[blank[0] * size : (blank[0] + 1) * size]
             self._log_dirty = 0
         return head + bytes(enc[1])
 
