@@ -147,6 +147,33 @@ def _bt63(m):
     ][0]
 
 
+def test_a_catch_up_waits_for_the_meters_its_round_is_still_retrying(tmp_path):
+    """A catch-up asked for while its round still retries a meter takes that
+    meter once its last attempt has failed, and reads it."""
+    f = Feeder(tmp_path, n=4, base_loss=0.0)
+    dead, t0 = max(f.meters), 3 * 3600.0
+    f.net.run(until=t0)
+    f.meters[dead].power_fail(t0)
+    first = f.col.start_round("first")
+    f.net.run(until=t0 + 5)
+    assert not first.done and not first.missed  # the dead meter is still being retried
+    f.col.catch_up(first, not_before=t0 + 900)
+    f.net.at(t0 + 600, f.meters[dead].power_restore)
+    f.net.run(until=t0 + 1800)
+    assert first.missed == [dead]
+    names = [r.name for r in f.col.rounds]
+    assert names == ["first", "catch-up"], names
+    catch = f.col.rounds[1]
+    assert catch.started >= t0 + 900 and catch.meters == 1 and catch.ok == 1
+    # the meter's own load profile up to the catch-up's read is stored in full
+    ts, values = f.lp_truth(dead, int(f.net.utc(catch.finished)))
+    got_ts, ch, raw = f.stored(dead)
+    assert len(ts) >= 12 and sorted(set(got_ts.tolist())) == ts.tolist()
+    got = {(t, c): r for t, c, r in zip(got_ts.tolist(), ch.tolist(), raw.tolist())}
+    assert all(got[(t, 0)] == values[i, 0] for i, t in enumerate(ts.tolist()))
+    assert len(loadprofile.block_order(4, _bt63(f.meters[dead]), unread_only=True)[0]) <= 1
+
+
 def test_events_are_collected_once_and_acknowledged(tmp_path):
     f = Feeder(tmp_path, n=3)
     f.rounds((24.1, 30), until=DAY + 8 * 3600)

@@ -21,6 +21,7 @@ from osgp.services.messages import PED, FullRead, pending_write
 from osgp.services.procedures import ProcedureError
 from osgp.session import ClientSession
 from osgp.sim import Faults, LoadProfileConfig, SimMeter
+from osgp.sim import layouts as L
 from osgp.sim.model import DAILY, WEEKLY
 
 from .conftest import MEP_KEY, PLC_OMAK, pump
@@ -370,6 +371,31 @@ def test_ep12_self_read_and_ep34_demand_reset():
     assert bt25["REGISTER_DATA"]["TOT_DATA_BLOCK"]["DEMANDS"][0]["DEMAND"][0] == before
     r.call(now + 2, 5, bytes([2, 1, 0]), mfg=False)  # BP05 on the self-read list
     assert r.decode(now + 3, 26)["NBR_UNREAD_ENTRIES"] == 0
+
+
+def test_event_log_stays_current_across_reads_as_its_ring_wraps():
+    """BT74 keeps the entry bytes of slots logged before the last read: every
+    read must still show each event the test caused, in order, and nothing
+    older than the ring holds."""
+    meter, port, c = make("mep")
+    r = Reader(c, port)
+    reset, invoked = L.EVENTS["demand reset"], L.EVENTS["procedure invoked"]
+    r.dims(590.0)
+    caused = 0
+    for k, calls in enumerate((1, 3, 1, 9, 14, 2, 17)):  # 47 calls: 94 events, 32 slots
+        now = 600.0 + 60 * k
+        for j in range(calls):
+            r.call(now + j, 34)
+        caused += 2 * calls
+        bt74 = r.read(now + 50, 74)
+        log = loadprofile.decode_event_log(r.ctx["BT71"], bt74, bt00=r.ctx["BT00"])
+        kept = min(caused, 32)
+        assert list(log["seq"]) == list(range(caused - kept, caused))
+        assert list(log["code"]) == [reset, invoked] * (kept // 2)
+        assert not log["mfg"].any()
+        # the slots never logged (the ring fills from slot 0) read as empty entries
+        unused = tables.decode(74, bt74, r.ctx)["ENTRIES"][caused:]
+        assert all(e["HISTORY_SEQ_NBR"] == 0 and e["HISTORY_TIME"].month == 0 for e in unused)
 
 
 def test_ep23_disconnect_is_slow_and_stops_the_registers():

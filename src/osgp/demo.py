@@ -374,10 +374,8 @@ def _collect_day(
         stop = periodic(net, REEVALUATE_EVERY_S, reev.start, first=first)
 
     def catch_up(now: float) -> None:
-        last = col.rounds[-1] if col.rounds else None
-        missed = [eng.meters[d] for d in getattr(last, "missed", [])]
-        if missed:
-            col.start_round("catch-up", missed)
+        if col.rounds:  # the last round's misses, once its last retry is over
+            col.catch_up(col.rounds[-1])
 
     net.at(day0 + CATCH_UP_HOURS * 3600, catch_up)
     end = day0 + CATCH_UP_HOURS * 3600 + 4 * 3600

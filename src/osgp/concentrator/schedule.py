@@ -86,6 +86,7 @@ class Collector:
         # per channel: device id -> (earliest, meter, round) of a retry not yet due
         self._deferred: Dict[str, Dict[int, Tuple[float, Meter, Round]]] = {}
         self._on: Dict[int, str] = {}  # device id -> the channel its collection counts on
+        self._when_done: Dict[int, List[Callable[[], None]]] = {}  # id(round) -> to call at its end
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -116,6 +117,24 @@ class Collector:
         if not todo:
             self._close(r)
         return r
+
+    def catch_up(
+        self, r: Round, name: str = "catch-up", *, not_before: Optional[float] = None
+    ) -> None:
+        """A round of the meters ``r`` missed, started once ``r`` is done and
+        not before ``not_before``: a meter ``r`` is still retrying counts as
+        missed only when its last attempt has failed."""
+        if not r.done:
+            again = partial(self.catch_up, r, name, not_before=not_before)
+            self._when_done.setdefault(id(r), []).append(again)
+            return
+        rt = self.eng.runtime
+        if not_before is not None and rt.time() < not_before:
+            rt.call_at(not_before, lambda now: self.catch_up(r, name))
+            return
+        missed = [self.eng.meters[d] for d in r.missed if d in self.eng.meters]
+        if missed:
+            self.start_round(name, missed)
 
     def _enqueue(self, m: Meter, r: Round) -> None:
         self._waiting.setdefault(m.channel.name, deque()).append((m, r))
@@ -242,6 +261,8 @@ class Collector:
             )
         if self.on_round_done is not None:
             self.on_round_done(r)
+        for then in self._when_done.pop(id(r), ()):
+            then()
 
 
 def periodic(

@@ -22,7 +22,7 @@ import re
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 from osgp import tables
@@ -52,6 +52,7 @@ __all__ = ["SimMeter", "MeterPort", "LoadProfileConfig", "DEMAND_INTERVAL"]
 ET = 2048
 DEMAND_INTERVAL = 900  # block demand interval, seconds of meter clock (the simulator's own)
 _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2): never set
+_INT32S = {n: struct.Struct(f"<{n}i") for n in (1, 2)}  # INT32 per load-profile channel
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = [27, 53, 54, ET + 3]  # writable configuration tables: the image is the state
@@ -78,32 +79,39 @@ class LoadProfileConfig:
         if not 1 <= self.intervals <= 255 or not 1 <= self.blocks <= 255:
             raise ConfigurationError("load profile: 1..255 intervals per block and blocks")
 
-    @property
+    @cached_property  # frozen: computed once per configuration
     def step(self) -> int:
         return 60 * self.interval_min
 
     # block layout ([OPT p.35-36]): BLK_END_TIME STIME_DATE (5), END_READINGS
     # NI_FMAT1 INT32 per channel, SIMPLE_INT_STATUS bits, then intervals of
     # EXTENDED_INT_STATUS (channels // 2 + 1 nibble bytes) + INT32 per channel
-    @property
+    @cached_property
     def simple_off(self) -> int:
         return 5 + 4 * self.channels
 
-    @property
+    @cached_property
     def int0(self) -> int:
         return self.simple_off + (self.intervals + 7) // 8
 
-    @property
+    @cached_property
     def ext(self) -> int:
         return self.channels // 2 + 1
 
-    @property
+    @cached_property
     def int_size(self) -> int:
         return self.ext + 4 * self.channels
 
-    @property
+    @cached_property
     def block_size(self) -> int:
         return self.int0 + self.intervals * self.int_size
+
+
+@lru_cache(maxsize=1024)
+def _ymd(day: int) -> Tuple[int, int, int]:
+    """UTC (year, month, day) of day ``day`` since the epoch."""
+    d = civil(day * 86400)
+    return d.year, d.month, d.day
 
 
 def time_date(epoch: float) -> TimeDate:
@@ -373,6 +381,7 @@ class SimMeter:
         "_dmd_next",
         "_dmd_start",
         "_due",
+        "_e_memo",
         "_f_base",
         "_flowing",
         "_fresh",
@@ -380,6 +389,8 @@ class SimMeter:
         "_jumps",
         "_last_activation",
         "_log",
+        "_log_dirty",
+        "_log_enc",
         "_log_last",
         "_log_overflow",
         "_log_seq",
@@ -477,6 +488,7 @@ class SimMeter:
         self._base: Tuple[float, ...] = (0.0,) * 6
         self._f_base = self.model.cumulative(self.start)
         self._flowing = True
+        self._e_memo: Optional[Tuple[float, Tuple[float, ...]]] = None  # (now, _energy())
         # demand (per block: total, tier 1, tier 2)
         m0 = self.clock.meter(0.0)
         self._dmd_next = (m0 // DEMAND_INTERVAL + 1) * DEMAND_INTERVAL
@@ -495,6 +507,9 @@ class SimMeter:
         self._log = bytearray(_LOG_REC.size * _HIST_ENTRIES)
         self._log_last, self._log_valid, self._log_unread, self._log_seq = 0, 0, 0, -1
         self._log_overflow = False
+        # BT74's ENTRIES as encoded when last read, and the ring slots written since
+        self._log_enc: Optional[Tuple[Dict[str, Any], bytearray]] = None
+        self._log_dirty = 0
         # load profile (ring state: _lp_setup)
         self._lp_flags = 0  # common flags for the interval running now
         self._lp_next = 0.0  # meter time of the next interval end
@@ -546,6 +561,8 @@ class SimMeter:
         """Run the meter up to virtual time ``now`` (never backwards)."""
         if now <= self.now:
             return
+        if self._due <= now and not self._irregular():
+            self._advance_regular(now)
         while self._due <= now:
             self.now = max(self.now, self._due)
             self._fire()
@@ -598,8 +615,13 @@ class SimMeter:
     def _energy(self) -> Tuple[float, ...]:
         if not self._flowing:
             return self._base
+        memo = self._e_memo
+        if memo is not None and memo[0] == self.now:
+            return memo[1]
         f = self.model.cumulative(self.start + self.now)
-        return tuple([b + x - y for b, x, y in zip(self._base, f, self._f_base)])
+        e = tuple([b + x - y for b, x, y in zip(self._base, f, self._f_base)])
+        self._e_memo = (self.now, e)
+        return e
 
     def _wh_active(self) -> Tuple[int, int, int]:
         e = self._energy()
@@ -613,6 +635,7 @@ class SimMeter:
         if closed is not None:
             self.closed = closed
         self._flowing = self.powered and self.closed
+        self._e_memo = None
         self._changed()
 
     def _power_now(self) -> Tuple[int, int]:
@@ -644,6 +667,39 @@ class SimMeter:
 
     def _schedule(self) -> None:
         self._due = min(self._events())[0]
+
+    def _irregular(self) -> bool:
+        """Whether an event other than the interval, demand and self-read
+        ends is scheduled (none of those three can schedule one)."""
+        return (
+            bool(self._jumps)
+            or self._contactor is not None
+            or any(x[3] is not None for x in self._pending.values())
+            or self.banks.due() is not None
+            or any(x.due() is not None for x in self.ext.values())
+        )
+
+    def _advance_regular(self, now: float) -> None:
+        """What :meth:`advance` does while only interval, demand and self-read
+        ends fall due: the same events in the same order (by time, then the
+        order of :meth:`_events`), without rebuilding the event list."""
+        v = self.clock.virtual
+        lp, dmd, sr = v(self._lp_next), v(self._dmd_next), v(self._sr_next)
+        t = min(lp, dmd, sr)
+        while t <= now:
+            self.now = max(self.now, t)
+            if lp == t:
+                self._lp_close(self._lp_next)
+                lp = v(self._lp_next)
+            elif dmd == t:
+                self._demand_close(self._dmd_next)
+                dmd = v(self._dmd_next)
+            else:
+                self._self_read(self._sr_next)
+                self._sr_next += 86400
+                sr = v(self._sr_next)
+            t = min(lp, dmd, sr)
+        self._schedule()
 
     def _fire(self) -> None:
         _, _, kind = min(self._events())
@@ -748,12 +804,13 @@ class SimMeter:
 
     def _lp_readings(self) -> Tuple[int, ...]:
         e = self._energy()
-        return tuple(int(e[ch] // 3600) for ch in range(self.lp.channels))
+        return tuple([int(x // 3600) for x in e[: self.lp.channels]])
 
     def _lp_close(self, at: float) -> None:
         c = self.lp
         readings = self._lp_readings()
         deltas = [r - p for r, p in zip(readings, self._lp_prev)]
+        ints = _INT32S[c.channels]
         self._lp_prev = readings
         self._lp_next = at + c.step
         flags = self._lp_flags | (0 if self.powered else FLAG_POWER_FAIL)
@@ -764,13 +821,15 @@ class SimMeter:
             self._lp_open_block()
         img, base, i = self._lp_img, self._lp_last * c.block_size, self._lp_nvi
         # BLK_END_TIME: STIME_DATE, TM_FORMAT 2 = YY MM DD hh mm (docs/protocol.md §3.4)
-        d = civil(at)
-        struct.pack_into("<5B", img, base, d.year - 2000, d.month, d.day, d.hour, d.minute)
-        struct.pack_into(f"<{c.channels}i", img, base + 5, *readings)  # END_READINGS
+        s = int(at // 1)
+        year, month, day = _ymd(s // 86400)
+        hour, minute = s % 86400 // 3600, s % 3600 // 60
+        struct.pack_into("<5B", img, base, year - 2000, month, day, hour, minute)
+        ints.pack_into(img, base + 5, *readings)  # END_READINGS
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i
         ip = base + c.int0 + i * c.int_size
         img[ip] = flags << 4  # common flags in the high nibble, channel 0 status low
-        struct.pack_into(f"<{c.channels}i", img, ip + c.ext, *deltas)
+        ints.pack_into(img, ip + c.ext, *deltas)
         self._lp_nvi = i + 1
         self._changed()
 
@@ -817,6 +876,7 @@ class SimMeter:
             code,
             arg[:_HIST_ARG].ljust(_HIST_ARG, b"\0"),
         )
+        self._log_dirty |= 1 << self._log_last
         self._changed()
 
     def history(self) -> List[Tuple[float, int, bool, bytes]]:
@@ -1441,21 +1501,26 @@ class SimMeter:
             },
         )
 
+    def _bt74_entry(self, i: int) -> Dict[str, Any]:
+        t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)
+        return {
+            "HISTORY_TIME": time_date(t) if t else _ZERO_TIME,
+            "EVENT_NUMBER": num,
+            "HISTORY_SEQ_NBR": seq,
+            "USER_ID": user,
+            "HISTORY_CODE": {"TBL_PROC_NBR": code & 0x7FF, "STD_VS_MFG_FLAG": code >> 11},
+            "HISTORY_ARGUMENT": arg,
+        }
+
     def _bt74(self) -> bytes:
-        entries = []
-        for i in range(_HIST_ENTRIES):
-            t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)
-            entries.append(
-                {
-                    "HISTORY_TIME": time_date(t) if t else _ZERO_TIME,
-                    "EVENT_NUMBER": num,
-                    "HISTORY_SEQ_NBR": seq,
-                    "USER_ID": user,
-                    "HISTORY_CODE": {"TBL_PROC_NBR": code & 0x7FF, "STD_VS_MFG_FLAG": code >> 11},
-                    "HISTORY_ARGUMENT": arg,
-                }
-            )
-        return tables.encode(
+        """BT74 (Optical guide p.49, p.51): the header, then NBR_HISTORY_ENTRIES
+        entries of one fixed size.  Only the ring slots logged since the last
+        read are encoded again (in one call with that many entries); the
+        others keep the bytes they had, and never-logged slots share one
+        encoding."""
+        ctx = self._ctx(74)
+        n = ctx["BT71.NBR_HISTORY_ENTRIES"]
+        head = tables.encode(
             74,
             {
                 "HIST_FLAGS": {"LIST_TYPE": True, "OVERFLOW_FLAG": self._log_overflow},
@@ -1463,10 +1528,34 @@ class SimMeter:
                 "LAST_ENTRY_ELEMENT": self._log_last,
                 "LAST_ENTRY_SEQ_NBR": max(self._log_seq, 0),
                 "NBR_UNREAD_ENTRIES": self._log_unread,
-                "ENTRIES": entries,
+                "ENTRIES": [],
             },
-            self._ctx(74),
+            {**ctx, "BT71.NBR_HISTORY_ENTRIES": 0},
         )
+        enc = self._log_enc
+        blank: List[int] = []  # never-logged slots: one is encoded, the others copy it
+        if enc is None or enc[0] is not ctx:
+            enc = self._log_enc = (ctx, bytearray())
+            rec = _LOG_REC.size
+            blank = [i for i in range(n) if not any(self._log[i * rec : (i + 1) * rec])]
+            self._log_dirty = ((1 << n) - 1) & ~sum(1 << i for i in blank[1:])
+        slots = [i for i in range(n) if self._log_dirty >> i & 1]
+        if slots:
+            part = tables.encode(
+                74,
+                {"ENTRIES": [self._bt74_entry(i) for i in slots]},
+                {**ctx, "BT71.NBR_HISTORY_ENTRIES": len(slots)},
+            )[len(head) :]
+            size = len(part) // len(slots)
+            body = enc[1]
+            if not body:
+                body.extend(bytes(size * n))
+            for k, i in enumerate(slots):
+                body[i * size : (i + 1) * size] = part[k * size : (k + 1) * size]
+            for i in blank[1:]:
+                body[i * size : (i + 1) * size] = body[blank[0] * size : (blank[0] + 1) * size]
+            self._log_dirty = 0
+        return head + bytes(enc[1])
 
     def _et04(self) -> bytes:
         nid, sn = bytes(6), (0, 0)

@@ -85,9 +85,10 @@ class LoadModel:
         """(W, var) of slot ``k``."""
         if self._last[0] == k:
             return self._last[1]
-        d = civil(k * SLOT)
+        t = k * SLOT  # the hour and weekday (1970-01-01 was a Thursday) of the slot start
+        hour, weekday = t % 86400 // 3600, (t // 86400 + 3) % 7
         noise = splitmix64(self.seed ^ (k & _M64)) % 401 - 200
-        p = round(self.peak_w * DAILY[d.hour] * WEEKLY[d.weekday()] * (1000 + noise) / 1e9)
+        p = round(self.peak_w * DAILY[hour] * WEEKLY[weekday] * (1000 + noise) / 1e9)
         self._last = (k, (p, p * self.q_permille // 1000))
         return self._last[1]
 

@@ -196,7 +196,7 @@ class Segment:
         # concentrator) takes them as they happen
         self.on_events: Optional[Callable[[List[Event]], None]] = None
         self._watch = lambda s: self.net._schedule_wake(self)
-        self._wake_at: Optional[float] = None
+        self._wakes: set = set()  # times a wake of this segment is scheduled for
         self.endpoint = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
 
     # -- building
@@ -351,17 +351,17 @@ class Segment:
         self.airtime_s += air
         self.net._schedule_wake(self, self.busy_until)
 
-    def _transmit(self, now: float) -> None:
-        """Start the next frame if the medium is free."""
+    def _transmit(self, now: float) -> bool:
+        """Start the next frame if the medium is free; whether it did."""
         if now < self.busy_until:
-            return
+            return False
         if not self.queue:
             picked = self.arbiter.poll_transmit(now)
             self.emit(self.arbiter.take_events())
             if picked is not None:
                 self.queue.append((None, picked[1]))
         if not self.queue:
-            return
+            return False
         sender, frame = self.queue.popleft()
         air = self.profile.airtime(len(frame))
         end = now + air
@@ -378,7 +378,7 @@ class Segment:
         armed = self._on_air.pop(frame, None) if self._on_air else None
         if armed is not None:
             armed(end)
-        self.net._schedule_wake(self, self.busy_until)
+        return True
 
     def _in_reach(self, position: float) -> List[Node]:
         """The nodes within ``reach_m`` of ``position``, in position order."""
@@ -626,7 +626,6 @@ class Network:
         self.segments: List[Segment] = []
         self._heap: List[Tuple[float, int, Callable[..., None], tuple]] = []
         self._order = 0
-        self._wakes: Dict[int, set] = {}
         self.epoch_ns = epoch_ns
         self.processed = 0
         self._writer = PcapngWriter(capture) if capture is not None else None
@@ -672,24 +671,23 @@ class Network:
     def _schedule_wake(self, seg: Segment, t: Optional[float] = None) -> None:
         """Look at ``seg`` again at ``t`` (default: as soon as its medium is
         free) and at its sessions' next deadline; one event per distinct time."""
-        when = max(self.now, seg.busy_until) if t is None else max(self.now, t)
-        self._wake_at(seg, when)
+        now = self.now
+        when = seg.busy_until if t is None else t
+        self._wake_at(seg, now if when < now else when)
         d = seg.arbiter.next_deadline()
-        if d is not None and d > self.now:
+        if d is not None and d > now and d not in seg._wakes:
             self._wake_at(seg, d)
 
     def _wake_at(self, seg: Segment, t: float) -> None:
-        pending = self._wakes.setdefault(id(seg), set())
-        if t not in pending:
-            pending.add(t)
-            self.at(t, self._wake, seg, t)
+        if t not in seg._wakes:
+            seg._wakes.add(t)
+            self._order += 1
+            heapq.heappush(self._heap, (t, self._order, self._wake, (seg, t)))
 
     def _wake(self, now: float, seg: Segment, t: float) -> None:
-        self._wakes[id(seg)].discard(t)
+        seg._wakes.discard(t)
         seg.emit(seg.arbiter.handle_timeout(now))
-        before = seg.stats["frames"]
-        seg._transmit(now)
-        if seg.stats["frames"] != before or seg.queue:
+        if seg._transmit(now) or seg.queue:
             self._wake_at(seg, max(now, seg.busy_until))
         d = seg.arbiter.next_deadline()
         if d is not None and d > now:
@@ -705,9 +703,11 @@ class Network:
         for seg in self.segments:
             self._schedule_wake(seg)
         n = 0
-        while self._heap and self._heap[0][0] <= until:
-            t, _, fn, args = heapq.heappop(self._heap)
-            self.now = max(self.now, t)
+        heap, pop = self._heap, heapq.heappop
+        while heap and heap[0][0] <= until:
+            t, _, fn, args = pop(heap)
+            if t > self.now:
+                self.now = t
             fn(self.now, *args)
             n += 1
             if n >= max_events:
