@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds every libFuzzer harness fuzz/c/fuzz_*.c against the C kernels
-# (csrc/*.c linked directly, no Python) with ASan + UBSan.
+# (csrc/*.c linked directly, no Python) with ASan + UBSan at -O2.
 #   fuzz/c/build.sh [OUTDIR [HARNESS...]]   (OUTDIR default build/fuzz-c, HARNESS e.g.
 #   fuzz_lon_parse, default all; FUZZ_CC defaults to clang)
 set -euo pipefail
@@ -10,7 +10,7 @@ OUT=${1:-$ROOT/build/fuzz-c}
 FUZZ_CC=${FUZZ_CC:-clang}
 mkdir -p "$OUT"
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
-COMMON=(-g -O1 -fno-omit-frame-pointer -fno-strict-aliasing -std=c99 -I"$ROOT/csrc")
+COMMON=(-g -O2 -fno-omit-frame-pointer -fno-strict-aliasing -std=c99 -I"$ROOT/csrc")
 # the kernels once, with coverage instrumentation but without libFuzzer's main
 KOBJ="$OUT/kernels"
 mkdir -p "$KOBJ"

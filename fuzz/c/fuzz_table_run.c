@@ -11,9 +11,10 @@
  *
  * The slot buffer grows like the Cython wrapper's (64 + 2 x len, x4 on
  * OSGP_ERR_CAPACITY, bounded here).  Checks: documented statuses only, fault
- * fields inside the input, and on success the same slots when re-run with an
- * exact-size slot buffer, OSGP_ERR_CAPACITY with one slot less, the same
- * result over in[0..consumed) and OSGP_ERR_TRUNCATED over one byte less.
+ * fields inside the input, and on success one re-run chosen by the input
+ * length mod 3: the same slots with an exact-size slot buffer and
+ * OSGP_ERR_CAPACITY with one slot less (0), the same result over
+ * in[0..consumed) (1), OSGP_ERR_TRUNCATED over one byte less (2).
  */
 #include "fuzz_common.h"
 #include "table_programs.h"
@@ -115,22 +116,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
     }
     if (st == OSGP_OK) {
-        size_t n2 = 0, c2 = 0;
+        size_t n2 = 0, c2 = 0, form = size % 3;
         int64_t *exact = (int64_t *)malloc((nslots ? nslots : 1) * sizeof(int64_t));
         uint8_t *prefix = fz_dup(img, consumed);
         CHECK(exact != NULL);
-        /* exact-size slot buffer: same slots */
-        CHECK(run(&t, img, len, exact, nslots, &n2, &c2, &f) == OSGP_OK);
-        CHECK(n2 == nslots && c2 == consumed);
-        CHECK(nslots == 0 || memcmp(exact, slots, nslots * sizeof(int64_t)) == 0);
-        if (nslots)
-            CHECK(run(&t, img, len, exact, nslots - 1, &n2, &c2, &f) == OSGP_ERR_CAPACITY);
-        /* the program reads nothing past consumed */
-        CHECK(run(&t, prefix, consumed, exact, nslots, &n2, &c2, &f) == OSGP_OK);
-        CHECK(n2 == nslots && c2 == consumed);
-        CHECK(nslots == 0 || memcmp(exact, slots, nslots * sizeof(int64_t)) == 0);
-        if (consumed)
+        if (form == 0) {
+            /* exact-size slot buffer: same slots */
+            CHECK(run(&t, img, len, exact, nslots, &n2, &c2, &f) == OSGP_OK);
+            CHECK(n2 == nslots && c2 == consumed);
+            CHECK(nslots == 0 || memcmp(exact, slots, nslots * sizeof(int64_t)) == 0);
+            if (nslots)
+                CHECK(run(&t, img, len, exact, nslots - 1, &n2, &c2, &f) == OSGP_ERR_CAPACITY);
+        } else if (form == 1) {
+            /* the program reads nothing past consumed */
+            CHECK(run(&t, prefix, consumed, exact, nslots, &n2, &c2, &f) == OSGP_OK);
+            CHECK(n2 == nslots && c2 == consumed);
+            CHECK(nslots == 0 || memcmp(exact, slots, nslots * sizeof(int64_t)) == 0);
+        } else if (consumed) {
             CHECK(run(&t, prefix, consumed - 1, slots, cap, &n2, &c2, &f) == OSGP_ERR_TRUNCATED);
+        }
         free(prefix);
         free(exact);
     }

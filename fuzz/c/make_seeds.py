@@ -177,15 +177,17 @@ def lp_seed(nch: int, nint: int, fmt: int, width: int, nblocks: int, flags: int 
 
 
 def lp_seeds() -> list[bytes]:
-    return [
-        lp_seed(2, 4, 32, 4, 2),
-        lp_seed(4, 8, 32, 4, 3, flags=2),
-        lp_seed(8, 8, 4, 4, 2),
-        lp_seed(1, 12, 16, 2, 2, flags=1),
-        lp_seed(3, 8, 1, 1, 2, flags=3),
-        lp_seed(2, 4, 64, 4, 1),  # NI_FMAT1 with NI_FORMAT 8 (INT32)
-        lp_seed(10, 4, 32, 4, 2),
+    base = [
+        ((2, 4, 32, 4, 2), 0),
+        ((4, 8, 32, 4, 3), 2),
+        ((8, 8, 4, 4, 2), 0),
+        ((1, 12, 16, 2, 2), 1),
+        ((3, 8, 1, 1, 2), 3),
+        ((2, 4, 64, 4, 1), 0),  # NI_FMAT1 with NI_FORMAT 8 (INT32)
+        ((10, 4, 32, 4, 2), 0),
     ]
+    # each with every alternate form (flags bits 2-3, fuzz_lp_decode.c)
+    return [lp_seed(*g, flags=f | form << 2) for g, f in base for form in range(4)]
 
 
 def _ccm_seed(key: bytes, nonce: bytes, aad: bytes, data: bytes, tag_len: int, seal: bool) -> bytes:
@@ -208,7 +210,8 @@ def ccm_seeds() -> list[bytes]:
                 out.append(
                     _ccm_seed(_hex(t["key"]), nonce, _hex(t["aad"]), sealed, len(tag), False)
                 )
-    return out
+    # each also with the batch form as the alternate (selector bit 7, fuzz_ccm_open.c)
+    return out + [bytes([s[0] | 0x80]) + s[1:] for s in out]
 
 
 def capture_seeds() -> list[bytes]:

@@ -293,7 +293,10 @@ class PlcCarrier:
 
     def frame(self, wire: bytes) -> bytes:
         profile = self.profile
-        apdu = profile.wrap(wire)
+        if profile.message_code is None and len(wire) <= profile.max_apdu:
+            apdu = wire  # PlcProfile.wrap with nothing to add or refuse, inlined
+        else:
+            apdu = profile.wrap(wire)
         if self.path:
             t = self._target()
             reps = tuple(lon_proxy.Repeater(r.node, r.subnet) for r in self.path[1:])
@@ -302,11 +305,19 @@ class PlcCarrier:
                     reps, lon_proxy.Sicb(t.type, txctrl=self.proxy_tx), t, apdu, self.proxy_tx
                 )
             )
-        trans = self._trans = self.tids(self.source_key, self._trans)
+        tids = self.tids
+        if tids is _next_tid:
+            trans = self._trans = (self._trans + 1) & 0x0F  # _next_tid, inlined
+        else:
+            trans = self._trans = tids(self.source_key, self._trans)
         self.expected = (self.source_key, trans)
         if profile.service_request in _NO_MEMBER_LIST:
             # template header || SPDU byte (trans in b3..0) || APDU
-            head, spdu = self._template(self.neighbour)
+            last = self._last_template
+            if last[0] is self.neighbour and last[1] is self.src and last[2] is profile:
+                head, spdu = last[3]  # _template's own shortcut, inlined
+            else:
+                head, spdu = self._template(self.neighbour)
             body = head + _BYTES[spdu | trans] + apdu
             return body + _crc16_lon(body).to_bytes(2, "big") if self.crc else body
         npdu = lon.Npdu(
@@ -359,6 +370,8 @@ class PlcCarrier:
                     )
                 ]
             apdu = r
+        if self.profile.message_code is None:
+            return b"", [apdu]  # PlcProfile.unwrap with no code to check, inlined
         return b"", [self.profile.unwrap(apdu)]
 
     def reset(self) -> None:

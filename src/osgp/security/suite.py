@@ -34,7 +34,7 @@ they all live in :class:`EnvelopeProfile`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from osgp import crypto
 from osgp.errors import AuthenticationError, ConfigurationError, TruncatedError
@@ -111,8 +111,7 @@ PLC_ENVELOPE = EnvelopeProfile(
 )
 
 
-@dataclass
-class LegacyContext:
+class LegacyContext(NamedTuple):
     """Per-exchange state: the key that verified, the request plaintext
     (code..seq) and, when encrypted, the request's per-message RC4 key."""
 
@@ -120,6 +119,9 @@ class LegacyContext:
     request_plain: bytes
     encrypted: bool
     rc4_key: Optional[bytes] = None
+
+
+_tuple_new = tuple.__new__  # a LegacyContext per request without a Python-level __new__
 
 
 class LegacySuite:
@@ -157,9 +159,9 @@ class LegacySuite:
         key, dkey = self._keys[0], self._dkeys[0]
         digest = crypto.oma_digest(dkey, plain)
         if not self.encrypt:
-            return plain + digest, LegacyContext(key, plain, False)
+            return plain + digest, _tuple_new(LegacyContext, (key, plain, False, None))
         k = message_key(self._base_key(key), digest)
-        return crypto.rc4(k, plain) + digest, LegacyContext(key, plain, True, k)
+        return crypto.rc4(k, plain) + digest, _tuple_new(LegacyContext, (key, plain, True, k))
 
     def open_response(self, ctx: LegacyContext, wire: bytes) -> bytes:
         p = self.profile
@@ -175,7 +177,8 @@ class LegacySuite:
         clear_0b = p.auth_failure_in_clear and n == 1 and body[0] == AUTH_FAILURE
         if clear_0b and not ctx.encrypted:
             return body
-        dkey = p.crypto.digest_key(ctx.key)
+        # the digest key seal_request used (computed once per key), else derived
+        dkey = self._dkeys[0] if ctx.key is self._keys[0] else p.crypto.digest_key(ctx.key)
         plain = self._response_cipher(ctx, digest).process(body) if ctx.encrypted else body
         covered = ctx.request_plain + plain if p.chain_response else plain
         try:

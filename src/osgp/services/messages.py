@@ -129,8 +129,8 @@ class PartialRead(NamedTuple):
 
     def encode(self, profile: ServiceProfile = MEP_SERVICES) -> bytes:
         table, offset, count = self.table, self.offset, self.count
-        _check_table(table)
-        if not 0 <= offset < 1 << 24 or not 0 <= count <= 0xFFFF:
+        if not (0 <= table <= 0xFFFF and 0 <= offset < 1 << 24 and 0 <= count <= 0xFFFF):
+            _check_table(table)
             raise ConfigurationError("offset must fit in 24 bits and count in 16")
         # code | table:2 | offset:3 (as 1 + 2 bytes) | count:2, all big-endian
         return _PARTIAL_READ.pack(PARTIAL_READ, table, offset >> 16, offset & 0xFFFF, count)

@@ -249,11 +249,15 @@ class ClientSession:
         if self._op is None:
             if not self._queue:
                 return None
-            if self._last_tx is not None:
-                gap = self.ready_at()
-                if gap is not None and now < gap:
+            last_tx = self._last_tx
+            if last_tx is not None:
+                gap_ms = self.timers.request_gap_ms
+                if gap_ms and now < last_tx + gap_ms / 1000.0:  # ready_at, inlined
                     return None
-            self._start_next()
+            self._op = heapq.heappop(self._queue)[2]  # _start_next's first turn, inlined
+            self._advance(None)
+            if self._op is None:
+                self._start_next()
         elif self._awaiting or self._msg is None:
             return None
         pending = self._pending_frame
@@ -338,7 +342,10 @@ class ClientSession:
             self._outbox.append(tx)
         for item in items:
             self._item(item)
-        return self._take_events()
+        ev, self._events = self._events, []  # _take_events, inlined
+        if self._watchers:
+            self._changed()
+        return ev
 
     # -- state ------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
@@ -435,7 +442,11 @@ class ClientSession:
                 except OSGPError as exc:
                     self._finish(Failed(op, exc))
                     return
-                self._finish(completed(op, result))
+                # _finish of a Completed event for the operation in flight, inlined
+                op.done = True
+                op.result = result
+                self._op = self._msg = self._pending_frame = None
+                self._events.append(completed(op, result))
                 return
             msg = step[1]
         else:
