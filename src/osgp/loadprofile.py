@@ -850,15 +850,32 @@ def decode_images(
     keep = count - ((count > 0) & (nvi == 0))  # a newest block with nothing recorded is left out
     starts = np.zeros(n + 1, np.int64)
     np.cumsum(keep, out=starts[1:])
-    meter = np.repeat(np.arange(n), keep)
-    back = count[meter] - 1 - (np.arange(len(meter)) - starts[meter])
-    desc = col("LP_SET_STATUS_FLAGS.BLOCK_ORDER")[meter] != 0
-    idx = np.where(desc, last[meter] + back, last[meter] - back) % max(cfg.nbr_blks, 1)
+    desc = col("LP_SET_STATUS_FLAGS.BLOCK_ORDER") != 0
+    meter, idx = _ring_positions(keep, count, starts, last, desc, cfg.nbr_blks)
     lasts = np.full(len(meter), g.nint - 1, np.uint32)
     newest = starts[1:][(keep > 0) & (keep == count)] - 1
     lasts[newest] = nvi[(keep > 0) & (keep == count)] - 1
     blocks = idx.astype(np.uint32)
     return _decode_run(g, bt64s, blocks, starts, lasts, cfg, profile, int32)
+
+
+def _ring_positions(
+    take: np.ndarray,
+    count: np.ndarray,
+    starts: np.ndarray,
+    last: np.ndarray,
+    desc: np.ndarray,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in circular lists of ``size`` elements (BT63 blocks, BT74
+    entries; docs/protocol.md §7.8), one list per image: image i has
+    ``count[i]`` valid elements, the newest at ``last[i]``, stored ascending or
+    (``desc[i]``) descending; its oldest ``take[i]`` elements come out oldest
+    first at ``starts[i]:``.  Returns (image index, position) per element."""
+    owner = np.repeat(np.arange(len(take)), take)
+    back = count[owner] - 1 - (np.arange(len(owner)) - starts[owner])
+    newest = last[owner]
+    return owner, np.where(desc[owner], newest + back, newest - back) % max(size, 1)
 
 
 def _check_each(bad: np.ndarray, field: str, offset: int, msg: str, table: str = "BT63") -> None:
@@ -1021,10 +1038,8 @@ def decode_event_logs(
     )
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(nvalid, out=offsets[1:])
-    img = np.repeat(np.arange(n), nvalid)
-    back = nvalid[img] - 1 - (np.arange(len(img)) - offsets[img])  # oldest first
-    desc = cols["HIST_FLAGS.ORDER"][img] if n else np.zeros(0, bool)
-    at = np.where(desc, last[img] + back, last[img] - back) % max(n_all, 1)
+    desc = cols["HIST_FLAGS.ORDER"] if n else np.zeros(0, bool)
+    img, at = _ring_positions(nvalid, nvalid, offsets, last, desc, n_all)
     out = np.zeros(len(img), dtype=EVENT_DTYPE)
     out["time"] = np.datetime64("NaT")
     for name, col in _EVENT_COLUMNS:
