@@ -238,6 +238,7 @@ def test_newest_interval_first_as_one_call_per_meter(tables_backend):
         a, b = lps.offsets[i], lps.offsets[i + 1]
         np.testing.assert_array_equal(lps.values[a:b], one.values)
         np.testing.assert_array_equal(lps.timestamps[a:b], one.timestamps)
+        np.testing.assert_allclose(lps.scaled[a:b], one.scaled)
     assert one.geometry.descending == 1
 
 

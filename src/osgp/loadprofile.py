@@ -563,7 +563,7 @@ def decode(
             "interval_s": g.interval_s,
         },
         scale=cfg.scale,
-        implied=1e-4 if g.fmt_code >= 64 and g.ni_format == 4 else 1.0,
+        implied=_implied(g),
         block_rows=(seqs, counts),
     )
 
@@ -760,8 +760,10 @@ def decode_many(
 class LoadProfiles(NamedTuple):
     """Load profiles of many meters sharing one configuration, as columns: the
     rows of meter i are ``offsets[i]:offsets[i+1]`` (as :class:`LoadProfile`,
-    valid rows only, chronological per meter); ``scale`` (float64 [nch] or
-    None) and ``implied`` give ``scaled = values * scale * implied``."""
+    valid rows only, chronological per meter); ``geometry`` is the shared
+    configuration's (``descending`` stays 0: interval order is each meter's
+    own, in its BT63); ``scale`` (float64 [nch] or None) and ``implied`` give
+    ``scaled = values * scale * implied``."""
 
     timestamps: np.ndarray
     values: np.ndarray
@@ -932,8 +934,14 @@ def _decode_run(
         ends[starts],
         g,
         cfg.scale,
-        1e-4 if g.fmt_code >= 64 and g.ni_format == 4 else 1.0,
+        _implied(g),
     )
+
+
+def _implied(g: Any) -> float:
+    """The factor of NI_FORMAT 4 interval values: INT32 with 4 implied
+    decimals (the BT00 NI_FORMAT enumeration, docs/protocol.md)."""
+    return 1e-4 if g.fmt_code >= 64 and g.ni_format == 4 else 1.0
 
 
 def _decode_each(
@@ -947,8 +955,9 @@ def _decode_each(
     unread_only: bool,
     profile: LoadProfileProfile,
 ) -> LoadProfiles:
-    """Formats the block kernel leaves to :func:`decode` (FLOAT_CHAR text, the
-    alternative block end reading): one call per meter, joined."""
+    """The cases the block kernel leaves to :func:`decode` (FLOAT_CHAR text,
+    the alternative block end reading, newest interval first): one call per
+    meter, joined."""
     lps = []
     for i, (t63, t64) in enumerate(zip(bt63s, bt64s)):
         try:
@@ -968,7 +977,8 @@ def _decode_each(
         except DecodeError as exc:
             exc.meter = i
             raise
-    g = _config(bt00, bt61, bt62, et21, set_index, profile).geometry
+    cfg = _config(bt00, bt61, bt62, et21, set_index, profile)
+    g = cfg.geometry
     offsets = np.zeros(len(lps) + 1, np.int64)
     np.cumsum([len(p) for p in lps], out=offsets[1:])
 
@@ -977,16 +987,15 @@ def _decode_each(
             return np.zeros((0, g.nch)[:dims], dtype)
         return np.concatenate([getattr(p, f) for p in lps])
 
-    last = lps[-1] if lps else None
     return LoadProfiles(
         join("timestamps", 1, "datetime64[s]"),
         join("values", 2, np.int64),
         join("status", 2, np.uint8),
         join("flags", 1, np.uint8),
         offsets,
-        last.geometry if last else g,
-        last._scale if last else None,
-        last._implied if last else 1.0,
+        g,
+        cfg.scale,
+        _implied(g),
     )
 
 
