@@ -6,22 +6,35 @@
   the same APDU, "not ours", or a DecodeError);
 * decode_response's read fast path against its cursor path (a bytearray
   input takes the cursor path);
-* CryptoContext's precomputed nonce prefix against AesPskProfile.nonce.
+* CryptoContext's precomputed nonce prefix against AesPskProfile.nonce;
+* CryptoContext.seal / open (KeyUsage.use, next_seq, the nonce and the
+  ReplayWindow check and commit written out) against those steps one by one,
+  with the `cryptography` package's AES-CCM as the cipher;
+* ClientSession.poll_transmit's request gap against ready_at, and the end of a
+  one-exchange operation against _finish.
 
 Runs on the native frames kernel and, with OSGP_NO_EXTENSIONS=1, on the twin.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+
 import pytest
-from hypothesis import given, settings
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from osgp.errors import DecodeError
+from osgp.errors import AuthenticationError, DecodeError, ProtocolError, SequenceError
 from osgp.link import carrier as S
 from osgp.link import lon
 from osgp.security import aes_psk
+from osgp.security.suite import MEP_ENVELOPE, LegacySuite
 from osgp.services import messages as m
+from osgp.session import ClientSession, DeviceSession
+from osgp.session.events import Completed
 
 addresses = st.one_of(
     st.builds(lon.SubnetNode, st.integers(0, 255), st.integers(0, 127)),
@@ -296,3 +309,166 @@ def test_decode_lpdu_fast_path_equals_general_path(dest, domain, pdu, lp, flip, 
     assert got == lpdu_outcome(lon._decode_lpdu, frame, crc)
     if flip is None and cut is None:
         assert got == lon.Lpdu(n, *lp)  # round trip
+
+
+# -- CryptoContext.seal / open against their steps one by one ------------------------------
+KEY16 = bytes(range(0x20, 0x30))
+
+
+def _contexts(role, maximum, fraction, count, warned, highest, bits, send_seq):
+    """Two contexts in the same state: one for the code under test, one
+    stepped through the general calls."""
+    prof = dataclasses.replace(
+        aes_psk.DEFAULT_PROFILE,
+        replay_window=8,
+        max_ahead=16,
+        max_key_usage=maximum,
+        usage_warning=fraction,
+    )
+    out = []
+    for _ in range(2):
+        ctx = aes_psk.CryptoContext(KEY16, bytes(6), role=role, profile=prof, send_seq=send_seq)
+        ctx.usage.count, ctx.usage.warned = count, warned
+        ctx.window.highest, ctx.window.bits = highest, bits
+        out.append(ctx)
+    return out
+
+
+def _state(ctx):
+    u, w = ctx.usage, ctx.window
+    return (u.count, u.warned, list(u.events), w.highest, w.bits, ctx.send_seq)
+
+
+def _outcome(f, *args):
+    try:
+        return ("ok", f(*args))
+    except (ProtocolError, SequenceError, AuthenticationError) as exc:
+        return (type(exc).__name__,)
+
+
+def _general_seal(ctx, payload, header):
+    ctx.usage.use("unicast")
+    seq = ctx.next_seq()
+    sb = struct.pack(">I", seq)
+    nonce = ctx.profile.nonce(ctx.tx_dir, False, ctx.address, ctx.key_id, seq)
+    return sb + AESCCM(KEY16, ctx.profile.tag_len).encrypt(nonce, payload, header + sb)
+
+
+def _general_open(ctx, frame, header):
+    seq = int.from_bytes(frame[:4], "big")
+    ctx.window.check(seq)
+    ctx.usage.use("unicast")
+    nonce = ctx.profile.nonce(ctx.rx_dir, False, ctx.address, ctx.key_id, seq)
+    try:
+        plain = AESCCM(KEY16, ctx.profile.tag_len).decrypt(nonce, frame[4:], header + frame[:4])
+    except InvalidTag:
+        raise AuthenticationError("bad tag") from None
+    ctx.window.commit(seq)
+    return plain
+
+
+usage_states = st.tuples(
+    st.integers(1, 6), st.sampled_from([0.5, 0.8, 1.0]), st.integers(0, 6), st.booleans()
+).filter(lambda t: t[2] <= t[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    role=st.sampled_from(["concentrator", "device"]),
+    usage=usage_states,
+    send_seq=st.sampled_from([0, 1, 0xFFFFFFFE, 0xFFFFFFFF, 0x1_0000_0000]),
+    payload=st.binary(max_size=40),
+    header=st.binary(max_size=6),
+)
+def test_seal_equals_its_steps(role, usage, send_seq, payload, header):
+    fast, ref = _contexts(role, *usage, -1, 0, send_seq)
+    assert _outcome(fast.seal, payload, header) == _outcome(_general_seal, ref, payload, header)
+    assert _state(fast) == _state(ref)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    role=st.sampled_from(["concentrator", "device"]),
+    usage=usage_states,
+    highest=st.integers(-1, 40),
+    bits=st.integers(0, 0xFF),
+    delta=st.integers(-12, 20),
+    tamper=st.booleans(),
+    payload=st.binary(max_size=40),
+    header=st.binary(max_size=6),
+)
+def test_open_equals_its_steps(role, usage, highest, bits, delta, tamper, payload, header):
+    fast, ref = _contexts(role, *usage, highest, bits if highest >= 0 else 0, 0)
+    seq = max(0, highest + delta)
+    peer = aes_psk.CryptoContext(
+        KEY16,
+        bytes(6),
+        role="device" if role == "concentrator" else "concentrator",
+        profile=fast.profile,
+        send_seq=seq,
+    )
+    frame = bytearray(peer.seal(payload, header))
+    if tamper:
+        frame[-1] ^= 0x01
+    frame = bytes(frame)
+    assert _outcome(fast.open, frame, header) == _outcome(_general_open, ref, frame, header)
+    assert _state(fast) == _state(ref)
+
+
+# -- ClientSession: request gap and the end of a one-exchange operation --------------------
+TABLE = bytes(range(44))
+
+
+def _mep_pair():
+    key = bytes([1]) * 16
+    from osgp.link.carrier import MepCarrier, MepDeviceCarrier
+
+    c = ClientSession(MepCarrier(), LegacySuite(key, MEP_ENVELOPE), seq=100)
+    d = DeviceSession(
+        MepDeviceCarrier(), LegacySuite(key, MEP_ENVELOPE), tables={0x17: bytearray(TABLE)}, seq=100
+    )
+    return c, d
+
+
+def _exchange(c, d, now):
+    d.receive_data(c.poll_transmit(now))
+    return d.poll_transmit()
+
+
+@settings(max_examples=200, deadline=None)
+@given(gap_ms=st.integers(0, 3000), dt=st.floats(0.0, 4.0, allow_nan=False))
+@example(gap_ms=1000, dt=1.0)  # now == ready_at: the request may go
+@example(gap_ms=1000, dt=0.999)
+def test_poll_transmit_waits_as_ready_at_says(gap_ms, dt):
+    c, d = _mep_pair()
+    c.timers = dataclasses.replace(c.timers, request_gap_ms=gap_ms)
+    op = c.read(0x17, 0, 44)
+    c.receive_data(_exchange(c, d, 10.0), 10.05)
+    assert op.done and op.result == TABLE
+    c.read(0x17, 0, 44)
+    ready = c.ready_at()
+    assert ready == (10.0 + gap_ms / 1000.0 if gap_ms else None)
+    assert c.next_deadline() == ready
+    sent = c.poll_transmit(10.0 + dt)
+    assert (sent is None) == (ready is not None and 10.0 + dt < ready)
+
+
+@pytest.mark.parametrize("count", [44, 3])
+def test_one_exchange_ends_as_finish_does(count):
+    """The response of a one-exchange read ends the operation as
+    ``_finish(Completed(...))`` ends the same operation in a twin session."""
+    ends = []
+    for direct in (True, False):
+        c, d = _mep_pair()
+        op = c.read(0x17, 0, count)
+        resp = _exchange(c, d, 1.0)
+        if direct:
+            events = c.receive_data(resp, 1.1)
+        else:
+            c._finish(Completed(op, TABLE[:count]))
+            events = c.take_events()
+        assert [type(e) for e in events] == [Completed] and events[0].op is op
+        ends.append(
+            (events[0].result, op.done, op.result, op.error, c._op, c._msg, c._pending_frame)
+        )
+    assert ends[0] == ends[1] == (TABLE[:count], True, TABLE[:count], None, None, None, None)
