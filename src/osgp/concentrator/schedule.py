@@ -48,6 +48,8 @@ class Round:
     by_channel: Dict[str, Counter] = field(default_factory=dict)
     # per channel: (the channel, its airtime at the start) where it counts airtime
     air0: Dict[str, tuple] = field(default_factory=dict)
+    # what to call once the round is done (a catch-up waiting for it)
+    when_done: List[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -86,7 +88,6 @@ class Collector:
         # per channel: device id -> (earliest, meter, round) of a retry not yet due
         self._deferred: Dict[str, Dict[int, Tuple[float, Meter, Round]]] = {}
         self._on: Dict[int, str] = {}  # device id -> the channel its collection counts on
-        self._when_done: Dict[int, List[Callable[[], None]]] = {}  # id(round) -> to call at its end
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -126,7 +127,7 @@ class Collector:
         missed only when its last attempt has failed."""
         if not r.done:
             again = partial(self.catch_up, r, name, not_before=not_before)
-            self._when_done.setdefault(id(r), []).append(again)
+            r.when_done.append(again)
             return
         rt = self.eng.runtime
         if not_before is not None and rt.time() < not_before:
@@ -261,8 +262,9 @@ class Collector:
             )
         if self.on_round_done is not None:
             self.on_round_done(r)
-        for then in self._when_done.pop(id(r), ()):
-            then()
+        then, r.when_done = r.when_done, []
+        for f in then:
+            f()
 
 
 def periodic(
