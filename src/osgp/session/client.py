@@ -72,6 +72,7 @@ __all__ = ["ClientSession"]
 
 _BARE = ServiceProfile("bare", 0, 0, False, "transaction records")
 _AUTH_FAILURE = bytes([AUTH_FAILURE])
+_tuple_new = tuple.__new__
 _SEAL = b"seal when sent"  # marks a pending frame that poll_transmit seals
 
 # A one-exchange operation (a read or write that needs no split, a raw
@@ -144,7 +145,8 @@ class ClientSession:
         if offset is None and count is None:
             step: Any = (_FULL_READ, FullRead(table))
         elif count is not None and count <= self.services.max_read:
-            step = (_PARTIAL_READ, PartialRead(table, offset or 0, count))
+            # tuple.__new__ as NamedTuple._make uses it, without its Python frame
+            step = (_PARTIAL_READ, _tuple_new(PartialRead, (table, offset or 0, count)))
         else:
             step = self._read(table, offset, count)
         return self._submit(f"read {table}", step, priority)
@@ -284,8 +286,6 @@ class ClientSession:
         self._awaiting = True
         self._last_tx = now
         self._deadline = now + self._timeout
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("tx %s", pending.hex())
         if self._watchers:
             self._changed()
         return pending
