@@ -193,7 +193,8 @@ class AsyncChannel:
             now = self._loop.time()
             while True:
                 picked = arbiter.poll_transmit(now)
-                self.emit(arbiter.take_events())
+                if arbiter.has_events:
+                    self.emit(arbiter.take_events())
                 if picked is None:
                     break
                 frame = picked[1]

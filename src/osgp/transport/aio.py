@@ -124,10 +124,10 @@ class AsyncTransport(Channel):
         :meth:`send`."""
         if self._writable is not None or not self._writes_at_once():
             return False
-        self.core.check_open()
         if self._eof is not None:
+            self.core.check_open()
             raise self._eof
-        self._put(self.core.outgoing(data))
+        self._put(self.core.outgoing(data))  # which checks that it is open
         return True
 
     def _writes_at_once(self) -> bool:
