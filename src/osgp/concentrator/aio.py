@@ -7,9 +7,10 @@ with the :class:`~osgp.session.Router` and :class:`~osgp.session.Arbiter` its
 sessions live on.  The channel routes each received LPDU to the waiting
 session and, once the LPDUs that arrived together (every datagram waiting at
 a wake-up) are routed, sends what the arbiter gives while the medium has
-room; one timer at the earliest deadline calls the sessions' timeouts.  Sessions that have something new to send outside those callbacks
-(a task resumed by a store commit) schedule one such send through their
-``watch`` hook: no task or future per exchange.
+room; one timer at the earliest deadline calls the sessions' timeouts.
+Sessions that have something new to send outside those callbacks (a task
+resumed by a store commit) schedule one such send through their ``watch``
+hook: no task or future per exchange.
 
 :func:`run_collection` loads the commissioned meters of some segments from a
 store and runs collection rounds over them; ``python -m
