@@ -191,6 +191,26 @@ def test_arbiter_limits_outstanding_requests_and_lets_acks_through():
     assert nxt == (s, b"\x06")
 
 
+def test_arbiter_asks_no_session_while_the_medium_is_full():
+    pairs = [_mep_pair() for _ in range(3)]
+    arb = Arbiter([c for c, _ in pairs], max_outstanding=1)
+    asked = []
+    for c, _ in pairs:
+        c.read(52)
+        poll = c.poll_transmit
+        c.poll_transmit = lambda now=0.0, c=c, poll=poll: asked.append(c) or poll(now)
+    s, frame = arb.poll_transmit(0.0)
+    assert asked == [s]
+    for _ in range(3):
+        assert arb.poll_transmit(0.0) is None
+    assert asked == [s] and arb.outstanding == 1  # the two waiting were not asked
+    d = next(d for c, d in pairs if c is s)
+    d.receive_data(frame)
+    s.receive_data(d.poll_transmit())  # its response: the medium has room again
+    nxt, _ = arb.poll_transmit(1.0)
+    assert nxt is not s and asked == [s, nxt] and arb.outstanding == 1
+
+
 # -- state ---------------------------------------------------------------------------------------
 def test_legacy_sessions_resume_from_plain_data_without_resync():
     c, d = make_pair("plc", tables={52: bytearray(T52)})

@@ -66,6 +66,47 @@ def test_migrations_reach_the_metadata_and_are_idempotent(store_url):
     assert {"devices", "intervals", "keys", "jobs", "outcomes", "schedules"} <= tables
 
 
+def _migrate_to(st, revision, down=False):
+    from alembic import command
+
+    with st._tx("migrate") as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def test_readings_kept_through_migration_0002_both_ways(store_url):
+    """0002 rebuilds the readings tables on SQLite as WITHOUT ROWID tables:
+    the rows, their keys (a reading again is not stored twice) and the
+    device cascade stay, up and down."""
+    with Store(store_url, vault=KeyVault(MASTER), migrate=False) as st:
+        _migrate_to(st, "0001")
+        d = st.upsert_device(N1, segment="s", subnet=1, node=2)
+        st.commit_intervals(d, lp_rows(n=4, channels=2))
+        st.commit_registers(d, 1.0, {"A+": (12.5, "Wh")})
+        st.commit_events(d, [(T, 7, 3, "x", b"\x01")])
+        _migrate_to(st, "head")
+        assert st.commit_intervals(d, lp_rows(n=5, channels=2)) == 2  # only the fifth interval
+        assert st.commit_registers(d, 1.0, {"A+": (12.5, "Wh")}) == 0
+        assert st.commit_events(d, [(T, 7, 3, "x", b"\x01")]) == 0
+        counts = (st.intervals().num_rows, st.registers().num_rows, st.events().num_rows)
+        assert counts == (10, 1, 1)
+        if st.dialect == "sqlite":
+            with st._read("t") as conn:
+                sql = conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE name IN "
+                    "('intervals', 'registers', 'events')"
+                ).all()
+            assert len(sql) == 3 and all(x.strip().endswith("WITHOUT ROWID") for _, x in sql)
+        _migrate_to(st, "0001", down=True)
+        assert st.intervals().num_rows == 10
+        assert st.commit_intervals(d, lp_rows(n=6, channels=2)) == 2  # the sixth
+        _migrate_to(st, "head")
+        with st._tx("t") as conn:
+            conn.execute(sa.text("DELETE FROM devices WHERE id = :d"), {"d": d})
+        assert (st.intervals().num_rows, st.registers().num_rows, st.events().num_rows) == (0, 0, 0)
+
+
 def test_without_migrations_an_empty_database_gives_store_errors(store_url):
     with Store(store_url, migrate=False) as st:
         with pytest.raises(StoreError) as e:

@@ -136,6 +136,35 @@ def test_cnip_asyncio_packets_on_the_wire():
         raw.close()
 
 
+def test_cnip_datagrams_waiting_at_a_wake_up_are_one_batch():
+    """The datagrams already waiting when the loop wakes are all read in that
+    wake-up, in order, and ``batch_end`` is called once after them."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind(("127.0.0.1", 0))
+
+    async def main(port):
+        async with await aio.open_transport(f"udp://127.0.0.1:{port}", timeout=2) as t:
+            got, batches = [], []
+            t.set_receiver(got.append, lambda: batches.append(len(got)))
+            head = b"\x00\x15\x01\x01" + bytes(16)  # a 21-byte CN/IP data packet's header
+            for n in range(5):  # sent before the loop runs again: all five wait
+                raw.sendto(head + bytes([n]), t.local_address)
+                if n == 2:
+                    raw.sendto(b"\x00\x02", t.local_address)  # no CN/IP header: dropped
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if got:
+                    break
+            await asyncio.sleep(0.05)
+            return got, batches, t.framing.dropped
+
+    try:
+        got, batches, dropped = run(main(raw.getsockname()[1]))
+    finally:
+        raw.close()
+    assert got == [bytes([n]) for n in range(5)] and batches == [5] and dropped == 1
+
+
 def test_cnip_peer_not_listening_is_a_silence_not_an_error():
     async def main(port):
         async with await aio.open_transport(f"udp://127.0.0.1:{port}", timeout=2) as t:

@@ -5,11 +5,12 @@
 or any other :mod:`osgp.transport` asyncio transport carrying LonTalk LPDUs)
 with the :class:`~osgp.session.Router` and :class:`~osgp.session.Arbiter` its
 sessions live on.  The channel routes each received LPDU to the waiting
-session and, in the same callback, sends what the arbiter gives while the
-medium has room; one timer at the earliest deadline calls the sessions'
-timeouts.  Sessions that have something new to send outside those callbacks
-(a task resumed by a store commit) schedule one such send through their
-``watch`` hook: no task or future per exchange.
+session and, once the LPDUs that arrived together (every datagram waiting at
+a wake-up) are routed, sends what the arbiter gives while the medium has
+room; one timer at the earliest deadline calls the sessions' timeouts.
+Sessions that have something new to send outside those callbacks (a task
+resumed by a store commit) schedule one such send through their ``watch``
+hook: no task or future per exchange.
 
 :func:`run_collection` loads the commissioned meters of some segments from a
 store and runs collection rounds over them; ``python -m
@@ -164,7 +165,7 @@ class AsyncChannel:
     # sessions' timeouts.
     async def run(self) -> None:
         """Move frames until :meth:`close` (or the transport fails)."""
-        self.transport.set_receiver(self._received)
+        self.transport.set_receiver(self._received, self._pump)
         try:
             self._pump()
             await self._done
@@ -193,7 +194,8 @@ class AsyncChannel:
             now = self._loop.time()
             while True:
                 picked = arbiter.poll_transmit(now)
-                self.emit(arbiter.take_events())
+                if arbiter.has_events:
+                    self.emit(arbiter.take_events())
                 if picked is None:
                     break
                 frame = picked[1]
@@ -246,8 +248,9 @@ class AsyncChannel:
         self._pump()
 
     def _received(self, frame: bytes) -> None:
-        """Route one LPDU from the transport (called in the loop's thread),
-        then send what it made room or work for."""
+        """Route one LPDU from the transport (called in the loop's thread);
+        once the frames that arrived together are routed, the transport calls
+        :meth:`_pump` to send what they made room or work for."""
         self.stats["frames received"] += 1
         if self.tap is not None:
             self.tap("rx", frame)
@@ -261,7 +264,6 @@ class AsyncChannel:
             log.debug("%s: frame %s rejected: %r", self.name, frame.hex(), exc)
         finally:
             self._inside = False
-        self._pump()
 
     def _stop(self) -> None:
         self._closed = True

@@ -117,6 +117,7 @@ intervals = Table(
     Column("value", Float, nullable=False),
     Column("raw", BigInteger, nullable=False),
     Column("status", SmallInteger, nullable=False),
+    sqlite_with_rowid=False,  # rows kept in the primary key's tree (migration 0002)
 )
 
 registers = Table(
@@ -127,6 +128,7 @@ registers = Table(
     Column("read_at", BigInteger, primary_key=True),  # UTC epoch milliseconds
     Column("value", Float, nullable=False),
     Column("unit", String(16), nullable=False),
+    sqlite_with_rowid=False,  # rows kept in the primary key's tree (migration 0002)
 )
 
 events = Table(
@@ -138,6 +140,7 @@ events = Table(
     Column("code", Integer, nullable=False),
     Column("name", String(64), nullable=False),
     Column("arg", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,  # rows kept in the primary key's tree (migration 0002)
 )
 
 jobs = Table(

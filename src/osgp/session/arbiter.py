@@ -9,7 +9,10 @@ segment on a half-duplex power line; more where the medium allows).
 
 Sessions tell the arbiter when what they want changes (``watch``), so the
 arbiter keeps two heaps, of sessions with something to send and of deadlines,
-and never scans every session: a thousand idle meters cost nothing.
+and never scans every session: a thousand idle meters cost nothing.  A change
+only marks its session; the arbiter asks it once, when it next polls, looks
+for a deadline or counts what is outstanding (a session changes several
+times in one callback: a response arrives, its task submits the next read).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class Arbiter:
         self._ready: List[Tuple[int, int, int, int]] = []  # (priority, served, tick, id)
         self._timers: List[Tuple[float, int, int]] = []  # (deadline, tick, id)
         self._awaiting: Set[int] = set()
+        self._dirty: Dict[int, Any] = {}  # sessions changed since the last look
         self._events: List[Any] = []
+        self.has_events = False  # take_events has something
         for s in sessions:
             self.add(s)
 
@@ -53,6 +58,7 @@ class Arbiter:
         self._sessions.pop(key, None)
         self._served.pop(key, None)
         self._awaiting.discard(key)
+        self._dirty.pop(key, None)
         session.unwatch(self._changed)
 
     @property
@@ -62,26 +68,39 @@ class Arbiter:
     @property
     def outstanding(self) -> int:
         """Requests on the medium still waiting for their responses."""
+        if self._dirty:
+            self._refresh()
         return len(self._awaiting)
 
     def _changed(self, session: Any) -> None:
-        key = id(session)
-        if key not in self._sessions:
-            return
-        if session.awaiting:
-            self._awaiting.add(key)
-        else:
-            self._awaiting.discard(key)
-        self._tick += 1
-        p = session.next_priority()
-        if p is not None:
-            heapq.heappush(self._ready, (p, self._served[key], self._tick, key))
-        d = session.next_deadline()
-        if d is not None:
-            heapq.heappush(self._timers, (d, self._tick, key))
+        self._dirty[id(session)] = session
+
+    def _refresh(self) -> None:
+        """Ask each session changed since the last look what it wants now."""
+        dirty, self._dirty = self._dirty, {}
+        sessions, awaiting, served = self._sessions, self._awaiting, self._served
+        for key, session in dirty.items():
+            if key not in sessions:
+                continue
+            if session.awaiting:
+                awaiting.add(key)
+            else:
+                awaiting.discard(key)
+            self._tick += 1
+            p = session.next_priority()
+            if p is not None:
+                heapq.heappush(self._ready, (p, served[key], self._tick, key))
+            d = session.next_deadline()
+            if d is not None:
+                heapq.heappush(self._timers, (d, self._tick, key))
 
     def poll_transmit(self, now: float) -> Optional[Tuple[Any, bytes]]:
         """(session, frame) to put on the medium now, or None."""
+        if self._dirty:
+            self._refresh()
+        ready = self._ready
+        if not ready or (ready[0][0] >= 0 and len(self._awaiting) >= self.max_outstanding):
+            return None  # no room, and no link-level frame (p < 0, they sort first) waits
         held: List[Tuple[int, int, int, int]] = []
         seen: Set[int] = set()
         picked: Optional[Tuple[Any, bytes]] = None
@@ -98,6 +117,7 @@ class Arbiter:
             frame = s.poll_transmit(now)
             if getattr(s, "has_events", False):
                 self._events += s.take_events()
+                self.has_events = bool(self._events)
             if frame is None:
                 held.append(entry)  # not yet (a request gap): its timer brings it back
                 continue
@@ -113,10 +133,13 @@ class Arbiter:
         """Events of operations that failed as a poll started them: a driver
         takes them after every :meth:`poll_transmit`."""
         ev, self._events = self._events, []
+        self.has_events = False
         return ev
 
     def next_deadline(self) -> Optional[float]:
         """The earliest deadline of any session (response timers, request gaps)."""
+        if self._dirty:
+            self._refresh()
         while self._timers:
             d, _, key = self._timers[0]
             s = self._sessions.get(key)
@@ -126,6 +149,8 @@ class Arbiter:
         return None
 
     def handle_timeout(self, now: float) -> List[Event]:
+        if self._dirty:
+            self._refresh()
         events: List[Event] = []
         due: Dict[int, Any] = {}
         while self._timers and self._timers[0][0] <= now:

@@ -10,6 +10,7 @@ datagram endpoints.  Every method that waits is bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Optional, Tuple, TypeVar
@@ -46,6 +47,8 @@ __all__ = [
 
 T = TypeVar("T")
 _POLL = 0.05  # seconds: how often the helper thread of fd-less serial ports checks for close
+_DRAIN = 64  # at most the datagrams read at once after one readiness (then the loop goes on)
+_MAX_DATAGRAM = 256 * 1024  # what asyncio's datagram transport reads at once
 
 
 class AsyncTransport(Channel):
@@ -65,17 +68,28 @@ class AsyncTransport(Channel):
         self._writable: Optional[asyncio.Future[None]] = None
         self._gone: Optional[asyncio.Future[None]] = None
         self._receiver: Optional[Callable[[bytes], None]] = None
+        self._batch_end: Optional[Callable[[], None]] = None
 
-    def set_receiver(self, receiver: Optional[Callable[[bytes], None]]) -> None:
+    def set_receiver(
+        self,
+        receiver: Optional[Callable[[bytes], None]],
+        batch_end: Optional[Callable[[], None]] = None,
+    ) -> None:
         """Hand each received payload to ``receiver`` as it arrives (in the
         loop's thread, no task or future per payload) instead of queueing it
         for :meth:`receive`; what already waits goes to it at once.  None
-        queues again."""
+        queues again.  ``batch_end``: called once after the payloads that
+        arrived together (the datagrams waiting at one wake-up, one read of a
+        stream), e.g. to send once for all of them."""
         self._receiver = receiver
+        self._batch_end = batch_end if receiver is not None else None
+        queued = bool(self._rx)
         while receiver is not None and self._rx:
             payload = self.core.incoming(self._rx.popleft())
             if payload is not None:
                 receiver(payload)
+        if queued:
+            self._fed()
 
     async def _bounded(self, aw: Awaitable[T], what: str) -> T:
         try:
@@ -124,10 +138,10 @@ class AsyncTransport(Channel):
         :meth:`send`."""
         if self._writable is not None or not self._writes_at_once():
             return False
-        self.core.check_open()
         if self._eof is not None:
+            self.core.check_open()
             raise self._eof
-        self._put(self.core.outgoing(data))
+        self._put(self.core.outgoing(data))  # which checks that it is open
         return True
 
     def _writes_at_once(self) -> bool:
@@ -189,6 +203,11 @@ class AsyncTransport(Channel):
         self._rx.append(bytes(wire))
         self._wake()
 
+    def _fed(self) -> None:
+        """What arrived together has gone to the receiver."""
+        if self._batch_end is not None:
+            self._batch_end()
+
     def _lost(self, exc: Optional[BaseException]) -> None:
         if self._eof is None:
             self._eof = (
@@ -218,6 +237,7 @@ class _StreamProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.owner._feed(data)
+        self.owner._fed()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.owner._lost(exc)
@@ -346,9 +366,23 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: Tuple[Any, ...]) -> None:
-        if self.owner.remote is None:
-            self.owner.peer = addr
-        self.owner._feed(data)
+        owner = self.owner
+        owner._datagram(data, addr)
+        # asyncio reads one datagram a readiness: the others waiting now are
+        # read here, in the same wake-up
+        sock, transport = owner._sock, owner._transport
+        for _ in range(_DRAIN):
+            if sock is None or transport is None or transport.is_closing():
+                break
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.error_received(exc)
+                break
+            owner._datagram(data, addr)
+        owner._fed()
 
     def error_received(self, exc: Exception) -> None:
         # e.g. ICMP port unreachable: the peer may come up later; the
@@ -375,6 +409,7 @@ class AsyncCnipTransport(AsyncTransport):
         self.remote, self.local = remote, local
         self.peer: Optional[Tuple[Any, ...]] = None
         self.local_address: Optional[Tuple[Any, ...]] = None
+        self._sock: Optional[socket.socket] = None  # the endpoint's socket, read when drained
 
     @property
     def framing(self) -> CnipFraming:
@@ -383,21 +418,34 @@ class AsyncCnipTransport(AsyncTransport):
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         remote = local = None
-        if self.remote is not None:
-            remote = resolve_udp(self.url, *self.remote)[1]
         if self.local is not None:
-            local = resolve_udp(self.url, *self.local)[1]
+            family, local = resolve_udp(self.url, *self.local)
+        if self.remote is not None:
+            family, remote = resolve_udp(self.url, *self.remote)
+        # the socket made here (bound, connected) so that the protocol can
+        # read every datagram waiting at a wake-up
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            sock.setblocking(False)
+            if local is not None:
+                sock.bind(local)
+            if remote is not None:
+                sock.connect(remote)  # a UDP connect: no packet, at once
             self._transport, _ = await self._bounded(
-                loop.create_datagram_endpoint(
-                    lambda: _DatagramProtocol(self), local_addr=local, remote_addr=remote
-                ),
+                loop.create_datagram_endpoint(lambda: _DatagramProtocol(self), sock=sock),
                 "connect",
             )
         except OSError as exc:
+            sock.close()
             raise ConnectError(self.url, str(exc)) from exc
+        self._sock = sock
         self.peer = remote
         self.local_address = self._transport.get_extra_info("sockname")
+
+    def _datagram(self, data: bytes, addr: Tuple[Any, ...]) -> None:
+        if self.remote is None:
+            self.peer = addr
+        self._feed(data)
 
     def _put(self, wire: bytes) -> None:
         if self.remote is not None:
@@ -434,6 +482,7 @@ class AsyncMemoryTransport(AsyncTransport):
             if item is None:
                 break
             self._feed(item)
+        self._fed()
         if self.inbox.closed:
             self._lost(None)
 
