@@ -54,6 +54,7 @@ DEMAND_INTERVAL = 900  # block demand interval, seconds of meter clock (the simu
 _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2): never set
 _INT32S = {n: struct.Struct(f"<{n}i") for n in (1, 2)}  # INT32 per load-profile channel
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
+_BLK_END = struct.Struct("<5B")  # BLK_END_TIME as STIME_DATE: YY MM DD hh mm
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = [27, 53, 54, ET + 3]  # writable configuration tables: the image is the state
 # STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (docs/protocol.md §3.4): the clock stays in
@@ -757,15 +758,16 @@ class SimMeter:
 
     # ---- demand ------------------------------------------------------------------------------
     def _demand_close(self, at: float) -> None:
-        wh = self._wh_active()
+        e = self._energy()
+        wh = int(e[0] // 3600), int(e[2] // 3600), int(e[3] // 3600)  # _wh_active()
         for i in range(3):
             d = (wh[i] - self._dmd_start[i]) * 3600 // DEMAND_INTERVAL
             if d > self._max[i]:
                 self._max[i], self._max_t[i] = d, at
         self._dmd_start = wh
-        self._dmd_j0 = self._energy()[0]
+        self._dmd_j0 = e[0]
         self._dmd_next = at + DEMAND_INTERVAL
-        self._changed()
+        self._stamp += 1  # _changed()
 
     def demand_reset(self) -> None:
         """EP34: keep the registers in BT25, fold the maxima into the
@@ -808,7 +810,8 @@ class SimMeter:
 
     def _lp_close(self, at: float) -> None:
         c = self.lp
-        readings = self._lp_readings()
+        e = self._energy()
+        readings = tuple([int(x // 3600) for x in e[: c.channels]])  # _lp_readings()
         deltas = [r - p for r, p in zip(readings, self._lp_prev)]
         ints = _INT32S[c.channels]
         self._lp_prev = readings
@@ -824,14 +827,14 @@ class SimMeter:
         s = int(at // 1)
         year, month, day = _ymd(s // 86400)
         hour, minute = s % 86400 // 3600, s % 3600 // 60
-        struct.pack_into("<5B", img, base, year - 2000, month, day, hour, minute)
+        _BLK_END.pack_into(img, base, year - 2000, month, day, hour, minute)
         ints.pack_into(img, base + 5, *readings)  # END_READINGS
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i
         ip = base + c.int0 + i * c.int_size
         img[ip] = flags << 4  # common flags in the high nibble, channel 0 status low
         ints.pack_into(img, ip + c.ext, *deltas)
         self._lp_nvi = i + 1
-        self._changed()
+        self._stamp += 1  # _changed()
 
     def _lp_open_block(self) -> None:
         c = self.lp
