@@ -23,7 +23,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, cast
 
 from osgp import tables
 from osgp.errors import ConfigurationError, DecodeError
@@ -153,6 +153,129 @@ def _flat_context(tid: int, dims: Tuple[bytes, ...]) -> Dict[str, Any]:
         if not ref.startswith("@"):
             out[ref] = _resolve(decoded, ref)
     return out
+
+
+_Sizes = Tuple[Tuple[int, Tuple[int, ...]], ...]  # procedure id -> parameter sizes
+
+
+@lru_cache(maxsize=8)
+def _bt00_image(
+    rendered: FrozenSet[int],
+    stored: Tuple[int, ...],
+    sizes: _Sizes,
+) -> bytes:
+    """BT00 of the tables rendered and stored and the procedures with their
+    parameter sizes: the same for every meter, encoded once."""
+    std = {t for t in rendered | set(stored) | {7, 8} if t < 80}
+    mfg = {t - ET for t in rendered | set(stored) if t >= ET}
+    mfg |= {27, 28, 52, 53}  # transaction tables (DeviceSession)
+    procs = {p for p, _ in sizes}
+    return tables.encode(
+        0,
+        {
+            "FORMAT_CONTROL_1": {"CHAR_FORMAT": 1},
+            "FORMAT_CONTROL_2": {"TM_FORMAT": 2, "ID_FORM": 0},
+            "FORMAT_CONTROL_3": {"NI_FORMAT1": 8, "NI_FORMAT2": 8},
+            "DEVICE_CLASS": "OSGP",
+            "MAX_PROC_PARM_LENGTH": max(max(s) for _, s in sizes),
+            "MAX_RESP_DATA_LEN": 4,
+            "STD_VERSION_NO": 1,
+            "DIM_STD_TBLS_USED": 10,
+            "DIM_MFG_TBLS_USED": 8,
+            "DIM_STD_PROC_USED": 2,
+            "DIM_MFG_PROC_USED": 6,
+            "DIM_MFG_STATUS_USED": 1,
+            "NBR_PENDING": _NBR_PENDING,
+            "STD_TBLS_USED": [t in std for t in range(80)],
+            "MFG_TBLS_USED": [t in mfg for t in range(64)],
+            "STD_PROC_USED": [p in procs for p in range(16)],
+            "MFG_PROC_USED": [p + ET in procs for p in range(48)],
+            "STD_TBLS_WRITE": [t in stored for t in range(80)],
+            "MFG_TBLS_WRITE": [t + ET in stored for t in range(64)],
+        },
+    )
+
+
+@lru_cache(maxsize=1)
+def _bt21_image() -> bytes:
+    """BT21, the same for every meter: encoded once."""
+    return tables.encode(
+        21,
+        {
+            "REG_FUNC1_FLAGS": {
+                "DATE_TIME_FIELD_FLAG": True,
+                "DEMAND_RESET_CTR_FLAG": True,
+                "CUM_DEMAND_FLAG": True,
+                "TIME_REMAINING_FLAG": True,
+            },
+            "REG_FUNC2_FLAGS": {"SELF_READ_SEQ_NBR_FLAG": True, "DAILY_SELF_READ_FLAG": True},
+            "NBR_SELF_READS": _SELF_READS,
+            "NBR_SUMMATIONS": 2,
+            "NBR_DEMANDS": 1,
+            "NBR_OCCUR": 1,
+            "NBR_TIERS": 2,
+            "NBR_PRESENT_DEMANDS": 1,
+            "NBR_PRESENT_VALUES": 2,
+        },
+    )
+
+
+@lru_cache(maxsize=1)
+def _bt71_image() -> bytes:
+    """BT71, the same for every meter: encoded once."""
+    return tables.encode(
+        71,
+        {
+            "LOG_FLAGS": {
+                "EVENT_NUMBER_FLAG": True,
+                "HIST_DATE_TIME_FLAG": True,
+                "HIST_SEQ_NBR_FLAG": True,
+            },
+            "NBR_STD_EVENTS": 7,
+            "NBR_MFG_EVENTS": 1,
+            "HIST_DATA_LENGTH": _HIST_ARG,
+            "NBR_HISTORY_ENTRIES": _HIST_ENTRIES,
+        },
+    )
+
+
+@lru_cache(maxsize=64)
+def _bt61_image(lp: LoadProfileConfig, memory_len: int, bt00: bytes) -> bytes:
+    """BT61 of a load-profile configuration: shared by the meters that have it."""
+    return tables.encode(
+        61,
+        {
+            "LP_MEMORY_LEN": memory_len,
+            "LP_FLAGS": {
+                "BLK_END_READ_FLAG": True,
+                "EXTENDED_INT_STATUS_FLAG": True,
+                "SIMPLE_INT_STATUS_FLAG": True,
+            },
+            "LP_DATA_SETS": [
+                {
+                    "NBR_BLKS_SET": lp.blocks,
+                    "NBR_BLK_INTS_SET": lp.intervals,
+                    "NBR_CHNS_SET": lp.channels,
+                    "MAX_INT_TIME_SET": lp.interval_min,
+                }
+            ],
+        },
+        {"BT00": bt00},
+    )
+
+
+@lru_cache(maxsize=64)
+def _bt62_image(channels: int, dims: Tuple[bytes, ...]) -> bytes:
+    """BT62 of a channel count and dimension set: shared by the meters that have them."""
+    sel = [
+        {
+            "CHNL_FLAG": {"END_RDG_FLAG": True},
+            "LP_SOURCE_SELECT": ch,
+            "END_BLK_RDG_SOURCE_SELECT": ch,
+        }
+        for ch in range(channels)
+    ]
+    return tables.encode(62, {"LP_SEL_SET1": sel, "INT_FMT_CDE1": 32}, _flat_context(62, dims))
 
 
 class _Images(dict):
@@ -1163,34 +1286,7 @@ class SimMeter:
         return _flat_context(tid, self._dims())
 
     def _bt00(self) -> bytes:
-        std = {t for t in set(_RENDER) | set(_STORED) | {7, 8} if t < 80}
-        mfg = {t - ET for t in set(_RENDER) | set(_STORED) if t >= ET}
-        mfg |= {27, 28, 52, 53}  # transaction tables (DeviceSession)
-        procs = set(L.PARAMETER_SIZES)
-        return tables.encode(
-            0,
-            {
-                "FORMAT_CONTROL_1": {"CHAR_FORMAT": 1},
-                "FORMAT_CONTROL_2": {"TM_FORMAT": 2, "ID_FORM": 0},
-                "FORMAT_CONTROL_3": {"NI_FORMAT1": 8, "NI_FORMAT2": 8},
-                "DEVICE_CLASS": "OSGP",
-                "MAX_PROC_PARM_LENGTH": max(max(s) for s in L.PARAMETER_SIZES.values()),
-                "MAX_RESP_DATA_LEN": 4,
-                "STD_VERSION_NO": 1,
-                "DIM_STD_TBLS_USED": 10,
-                "DIM_MFG_TBLS_USED": 8,
-                "DIM_STD_PROC_USED": 2,
-                "DIM_MFG_PROC_USED": 6,
-                "DIM_MFG_STATUS_USED": 1,
-                "NBR_PENDING": _NBR_PENDING,
-                "STD_TBLS_USED": [t in std for t in range(80)],
-                "MFG_TBLS_USED": [t in mfg for t in range(64)],
-                "STD_PROC_USED": [p in procs for p in range(16)],
-                "MFG_PROC_USED": [p + ET in procs for p in range(48)],
-                "STD_TBLS_WRITE": [t in _STORED for t in range(80)],
-                "MFG_TBLS_WRITE": [t + ET in _STORED for t in range(64)],
-            },
-        )
+        return _bt00_image(frozenset(_RENDER), tuple(_STORED), tuple(L.PARAMETER_SIZES.items()))
 
     def _bt05(self) -> bytes:
         return tables.encode(5, {"IDENTIFICATION": self.serial.ljust(20)})
@@ -1265,25 +1361,7 @@ class SimMeter:
         )
 
     def _bt21(self) -> bytes:
-        return tables.encode(
-            21,
-            {
-                "REG_FUNC1_FLAGS": {
-                    "DATE_TIME_FIELD_FLAG": True,
-                    "DEMAND_RESET_CTR_FLAG": True,
-                    "CUM_DEMAND_FLAG": True,
-                    "TIME_REMAINING_FLAG": True,
-                },
-                "REG_FUNC2_FLAGS": {"SELF_READ_SEQ_NBR_FLAG": True, "DAILY_SELF_READ_FLAG": True},
-                "NBR_SELF_READS": _SELF_READS,
-                "NBR_SUMMATIONS": 2,
-                "NBR_DEMANDS": 1,
-                "NBR_OCCUR": 1,
-                "NBR_TIERS": 2,
-                "NBR_PRESENT_DEMANDS": 1,
-                "NBR_PRESENT_VALUES": 2,
-            },
-        )
+        return _bt21_image()
 
     def _bt22(self) -> bytes:
         return tables.encode(
@@ -1433,38 +1511,10 @@ class SimMeter:
         return self._bt61_with(self._dims()[0])
 
     def _bt61_with(self, bt00: bytes) -> bytes:
-        c = self.lp
-        return tables.encode(
-            61,
-            {
-                "LP_MEMORY_LEN": len(self._lp_img),
-                "LP_FLAGS": {
-                    "BLK_END_READ_FLAG": True,
-                    "EXTENDED_INT_STATUS_FLAG": True,
-                    "SIMPLE_INT_STATUS_FLAG": True,
-                },
-                "LP_DATA_SETS": [
-                    {
-                        "NBR_BLKS_SET": c.blocks,
-                        "NBR_BLK_INTS_SET": c.intervals,
-                        "NBR_CHNS_SET": c.channels,
-                        "MAX_INT_TIME_SET": c.interval_min,
-                    }
-                ],
-            },
-            {"BT00": bt00},
-        )
+        return _bt61_image(self.lp, len(self._lp_img), bt00)
 
     def _bt62(self) -> bytes:
-        sel = [
-            {
-                "CHNL_FLAG": {"END_RDG_FLAG": True},
-                "LP_SOURCE_SELECT": ch,
-                "END_BLK_RDG_SOURCE_SELECT": ch,
-            }
-            for ch in range(self.lp.channels)
-        ]
-        return tables.encode(62, {"LP_SEL_SET1": sel, "INT_FMT_CDE1": 32}, self._ctx(62))
+        return _bt62_image(self.lp.channels, self._dims())
 
     def _bt63(self) -> bytes:
         return tables.encode(
@@ -1489,20 +1539,7 @@ class SimMeter:
         )
 
     def _bt71(self) -> bytes:
-        return tables.encode(
-            71,
-            {
-                "LOG_FLAGS": {
-                    "EVENT_NUMBER_FLAG": True,
-                    "HIST_DATE_TIME_FLAG": True,
-                    "HIST_SEQ_NBR_FLAG": True,
-                },
-                "NBR_STD_EVENTS": 7,
-                "NBR_MFG_EVENTS": 1,
-                "HIST_DATA_LENGTH": _HIST_ARG,
-                "NBR_HISTORY_ENTRIES": _HIST_ENTRIES,
-            },
-        )
+        return _bt71_image()
 
     def _bt74_entry(self, i: int) -> Dict[str, Any]:
         t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)
