@@ -807,21 +807,25 @@ class SimMeter:
         """What :meth:`advance` does while only interval, demand and self-read
         ends fall due: the same events in the same order (by time, then the
         order of :meth:`_events`), without rebuilding the event list."""
-        v = self.clock.virtual
-        lp, dmd, sr = v(self._lp_next), v(self._dmd_next), v(self._sr_next)
+        clock = self.clock  # MeterClock.virtual written out: the clock is not set in here
+        t0, m0, rate = clock._t0, clock._m0, 1.0 + clock.ppm * 1e-6
+        lp = t0 + (self._lp_next - m0) / rate
+        dmd = t0 + (self._dmd_next - m0) / rate
+        sr = t0 + (self._sr_next - m0) / rate
         t = min(lp, dmd, sr)
         while t <= now:
-            self.now = max(self.now, t)
+            if t > self.now:
+                self.now = t
             if lp == t:
                 self._lp_close(self._lp_next)
-                lp = v(self._lp_next)
+                lp = t0 + (self._lp_next - m0) / rate
             elif dmd == t:
                 self._demand_close(self._dmd_next)
-                dmd = v(self._dmd_next)
+                dmd = t0 + (self._dmd_next - m0) / rate
             else:
                 self._self_read(self._sr_next)
                 self._sr_next += 86400
-                sr = v(self._sr_next)
+                sr = t0 + (self._sr_next - m0) / rate
             t = min(lp, dmd, sr)
         self._schedule()
 

@@ -198,6 +198,7 @@ class Segment:
         self._watch = lambda s: self.net._schedule_wake(self)
         self._wakes: set = set()  # times a wake of this segment is scheduled for
         self._airtimes: Dict[int, float] = {}  # frame length -> profile.airtime
+        self._losses: Dict[float, float] = {}  # distance -> profile.loss (positions repeat)
         self.endpoint = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
 
     # -- building
@@ -397,12 +398,18 @@ class Segment:
             bisect.bisect_left(pos, position - r) : bisect.bisect_right(pos, position + r)
         ]
 
+    def _loss(self, d: float) -> float:
+        p = self._losses.get(d)
+        if p is None:
+            p = self._losses[d] = self.profile.loss(d)
+        return p
+
     def _heard(self, now: float, sender: Optional[Node], frame: bytes) -> None:
         rng = self.net.rng
         prof = self.profile
         if sender is not None:
             d0 = abs(sender._position)  # its distance to the concentrator, at 0
-            if rng.random() >= prof.loss(d0):
+            if rng.random() >= self._loss(d0):
                 session = self.router.route(frame)
                 if session is not None:
                     if getattr(session, "measures_signal", False):
@@ -432,7 +439,7 @@ class Segment:
             if node is sender:
                 continue
             d = abs(node._position - here)
-            if d > prof.reach_m or rng.random() < prof.loss(d):
+            if d > prof.reach_m or rng.random() < self._loss(d):
                 continue
             node.heard += 1
             self._deliver(now, node, frame, h, d)
