@@ -1,12 +1,15 @@
 """Simulator speed: a virtual day of collection from 10,000 meters on 20 segments.
 
-Group "sim-day": ``osgp demo``'s collection (the noon and after-midnight
+Group "sim-day": one whole virtual day (86,400 virtual seconds, noon to
+noon) of ``osgp demo``'s scheduled collection (the noon and after-midnight
 rounds and the catch-up: registers, load profile, history log, BP05) of
-``METERS`` simulated meters on ``SEGMENTS`` power-line segments, after
-discovery and commissioning (not timed), on the network's virtual clock in
-this one process.  The baseline is real time: ``speed`` is virtual seconds
-per wall second (goal: at least 1,440, i.e. at most 60 s of wall time per
-virtual day); ``extra_info`` also has the simulation events per second and
+``METERS`` simulated meters on ``SEGMENTS`` power-line segments, on the
+network's virtual clock in this one process.  Discovery, commissioning and
+the idle run to the first noon are not timed; the day ends with every meter
+brought to the next noon, so each meter's day of interval ends is in it.
+The baseline is real time: ``speed`` is virtual seconds per wall second
+(goal: at least 1,440, i.e. at most 60 s of wall time per virtual day);
+``extra_info`` also has the simulation events per second and
 the CPU per completed exchange of the whole simulation (meters, network,
 concentrator and store), the same figures on CPU time (``process_time``:
 what the collection costs whatever else the machine runs), the machine's
@@ -32,7 +35,9 @@ DAY = 86400.0
 
 @pytest.mark.benchmark(group="sim-day")
 def test_sim_day(benchmark, tmp_path):
-    cfg = DemoConfig(meters=METERS, segments=SEGMENTS, seed=1, out=tmp_path, plots=False)
+    cfg = DemoConfig(
+        meters=METERS, segments=SEGMENTS, seed=1, out=tmp_path, plots=False, whole_day=True
+    )
     res = benchmark.pedantic(run_demo, (cfg,), {"show": False}, rounds=1, iterations=1)
     wall, cpu, virtual = res.collect_wall_s, res.cpu_s["collect"], res.collect_virtual_s
     read_at_end = _read_by_the_end(res.rounds)
@@ -42,11 +47,9 @@ def test_sim_day(benchmark, tmp_path):
         "commissioned": res.commissioned,
         "read_per_round": [(r.name, r.ok, r.meters) for r in res.rounds],
         "unread_at_end": res.commissioned - read_at_end,
-        "collect_wall_s": round(wall, 1),
-        "collect_cpu_s": round(cpu, 1),
-        "virtual_h": round(virtual / 3600, 2),
-        "wall_s_per_virtual_day": round(wall * DAY / virtual, 1),
-        "cpu_s_per_virtual_day": round(cpu * DAY / virtual, 1),
+        "wall_s_per_virtual_day": round(wall, 1),
+        "cpu_s_per_virtual_day": round(cpu, 1),
+        "virtual_h": round(virtual / 3600, 2),  # 24: the timed span is one virtual day
         "speed": round(virtual / wall),
         "speed_on_cpu": round(virtual / cpu),
         "events": res.collect_events,
@@ -60,6 +63,7 @@ def test_sim_day(benchmark, tmp_path):
     benchmark.extra_info.update(info)
     print("\nsim-day", info)
     # the figures above are printed first: a shortfall must not hide them
+    assert virtual == DAY
     assert res.commissioned >= 0.99 * METERS
     assert read_at_end == res.commissioned, info["read_per_round"]
 

@@ -67,6 +67,10 @@ class DemoConfig:
     # hours from 14 h, 14 to 18 s more host CPU in the collection, so not by default)
     reevaluate: bool = False
     move_meter: bool = False  # move one meter to another segment before the re-evaluation
+    # time exactly one virtual day of the schedule: from the first noon after commissioning
+    # (the network run idle and every meter brought to it, untimed) to the next noon, every
+    # meter brought to it at the end (its day of interval ends counted whether read or not)
+    whole_day: bool = False
 
 
 @dataclass
@@ -178,6 +182,8 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
             )
             res.found, res.commissioned = found, commissioned
             res.cpu_s["discover and commission"] = time.process_time() - t0
+            if cfg.whole_day:
+                _to_noon(net, fleet)
             t0, w0, e0, v0 = time.process_time(), time.perf_counter(), net.processed, net.time()
             eng = Concentrator(store, net)
             load_fleet(eng, fleet, store)
@@ -191,7 +197,7 @@ def run_demo(cfg: DemoConfig, *, show: bool = True) -> DemoResult:
                 reev = Reevaluator(eng, channels, plans, topologies)
             if cfg.move_meter and len(fleet.segments) > 1:
                 res.moved = _move_one(fleet, topologies, net)
-            res.rounds = _collect_day(eng, net, fleet, steps, reev)
+            res.rounds = _collect_day(eng, net, fleet, steps, reev, whole_day=cfg.whole_day)
             res.reevaluations = reev.history if reev is not None else []
             res.cpu_s["collect"] = time.process_time() - t0
             res.collect_wall_s = time.perf_counter() - w0
@@ -360,8 +366,25 @@ def _move_one(fleet: Any, topologies: List[Any], net: Any) -> Optional[bytes]:
     return nid
 
 
+def _to_noon(net: Any, fleet: Any) -> None:
+    """Run the network idle to the next noon and every meter up to it."""
+    day0 = (int(net.utc(net.time())) // 86400) * 86400 - net.utc(0)
+    noon = day0 + ROUND_HOURS[0] * 3600
+    if noon < net.time():
+        noon += DAY
+    net.run(until=noon)
+    for m in fleet.meters.values():
+        m.advance(noon)
+
+
 def _collect_day(
-    eng: Concentrator, net: Any, fleet: Any, steps: _Steps, reev: Optional[Reevaluator] = None
+    eng: Concentrator,
+    net: Any,
+    fleet: Any,
+    steps: _Steps,
+    reev: Optional[Reevaluator] = None,
+    *,
+    whole_day: bool = False,
 ) -> List[Round]:
     col = Collector(eng)
     start = net.time()
@@ -378,7 +401,7 @@ def _collect_day(
             col.catch_up(col.rounds[-1])
 
     net.at(day0 + CATCH_UP_HOURS * 3600, catch_up)
-    end = day0 + CATCH_UP_HOURS * 3600 + 4 * 3600
+    end = start + DAY if whole_day else day0 + CATCH_UP_HOURS * 3600 + 4 * 3600
     progress = steps.step("collecting a virtual day (hours)", (end - start) / 3600)
     t = start
     while t < end:
@@ -386,10 +409,14 @@ def _collect_day(
         net.run(until=t)
         progress((t - start) / 3600)
         idle = reev is None or not reev.running
-        if net.time() > day0 + CATCH_UP_HOURS * 3600 and all(r.done for r in col.rounds) and idle:
+        done = net.time() > day0 + CATCH_UP_HOURS * 3600 and all(r.done for r in col.rounds)
+        if done and idle and not whole_day:
             break
     if stop is not None:
         stop()
+    if whole_day:  # the day's interval ends of every meter, read since or not
+        for m in fleet.meters.values():
+            m.advance(end)
     return col.rounds
 
 

@@ -23,7 +23,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, cast
 
 from osgp import tables
 from osgp.errors import ConfigurationError, DecodeError
@@ -54,6 +54,7 @@ DEMAND_INTERVAL = 900  # block demand interval, seconds of meter clock (the simu
 _ZERO_TIME = TimeDate(2000, 0, 0, 0, 0, 0)  # all-zero STIME_DATE (TM_FORMAT 2): never set
 _INT32S = {n: struct.Struct(f"<{n}i") for n in (1, 2)}  # INT32 per load-profile channel
 _LOG_REC = struct.Struct("<IHHHH6s")  # meter time, event number, seq, user, code, argument
+_BLK_END = struct.Struct("<5B")  # BLK_END_TIME as STIME_DATE: YY MM DD hh mm
 _HIST_ENTRIES, _HIST_ARG, _SELF_READS, _NBR_PENDING = 32, 6, 4, 4
 _STORED = [27, 53, 54, ET + 3]  # writable configuration tables: the image is the state
 # STIME_DATE with TM_FORMAT 2 holds years 2000 + YY (docs/protocol.md §3.4): the clock stays in
@@ -152,6 +153,129 @@ def _flat_context(tid: int, dims: Tuple[bytes, ...]) -> Dict[str, Any]:
         if not ref.startswith("@"):
             out[ref] = _resolve(decoded, ref)
     return out
+
+
+_Sizes = Tuple[Tuple[int, Tuple[int, ...]], ...]  # procedure id -> parameter sizes
+
+
+@lru_cache(maxsize=8)
+def _bt00_image(
+    rendered: FrozenSet[int],
+    stored: Tuple[int, ...],
+    sizes: _Sizes,
+) -> bytes:
+    """BT00 of the tables rendered and stored and the procedures with their
+    parameter sizes: the same for every meter, encoded once."""
+    std = {t for t in rendered | set(stored) | {7, 8} if t < 80}
+    mfg = {t - ET for t in rendered | set(stored) if t >= ET}
+    mfg |= {27, 28, 52, 53}  # transaction tables (DeviceSession)
+    procs = {p for p, _ in sizes}
+    return tables.encode(
+        0,
+        {
+            "FORMAT_CONTROL_1": {"CHAR_FORMAT": 1},
+            "FORMAT_CONTROL_2": {"TM_FORMAT": 2, "ID_FORM": 0},
+            "FORMAT_CONTROL_3": {"NI_FORMAT1": 8, "NI_FORMAT2": 8},
+            "DEVICE_CLASS": "OSGP",
+            "MAX_PROC_PARM_LENGTH": max(max(s) for _, s in sizes),
+            "MAX_RESP_DATA_LEN": 4,
+            "STD_VERSION_NO": 1,
+            "DIM_STD_TBLS_USED": 10,
+            "DIM_MFG_TBLS_USED": 8,
+            "DIM_STD_PROC_USED": 2,
+            "DIM_MFG_PROC_USED": 6,
+            "DIM_MFG_STATUS_USED": 1,
+            "NBR_PENDING": _NBR_PENDING,
+            "STD_TBLS_USED": [t in std for t in range(80)],
+            "MFG_TBLS_USED": [t in mfg for t in range(64)],
+            "STD_PROC_USED": [p in procs for p in range(16)],
+            "MFG_PROC_USED": [p + ET in procs for p in range(48)],
+            "STD_TBLS_WRITE": [t in stored for t in range(80)],
+            "MFG_TBLS_WRITE": [t + ET in stored for t in range(64)],
+        },
+    )
+
+
+@lru_cache(maxsize=1)
+def _bt21_image() -> bytes:
+    """BT21, the same for every meter: encoded once."""
+    return tables.encode(
+        21,
+        {
+            "REG_FUNC1_FLAGS": {
+                "DATE_TIME_FIELD_FLAG": True,
+                "DEMAND_RESET_CTR_FLAG": True,
+                "CUM_DEMAND_FLAG": True,
+                "TIME_REMAINING_FLAG": True,
+            },
+            "REG_FUNC2_FLAGS": {"SELF_READ_SEQ_NBR_FLAG": True, "DAILY_SELF_READ_FLAG": True},
+            "NBR_SELF_READS": _SELF_READS,
+            "NBR_SUMMATIONS": 2,
+            "NBR_DEMANDS": 1,
+            "NBR_OCCUR": 1,
+            "NBR_TIERS": 2,
+            "NBR_PRESENT_DEMANDS": 1,
+            "NBR_PRESENT_VALUES": 2,
+        },
+    )
+
+
+@lru_cache(maxsize=1)
+def _bt71_image() -> bytes:
+    """BT71, the same for every meter: encoded once."""
+    return tables.encode(
+        71,
+        {
+            "LOG_FLAGS": {
+                "EVENT_NUMBER_FLAG": True,
+                "HIST_DATE_TIME_FLAG": True,
+                "HIST_SEQ_NBR_FLAG": True,
+            },
+            "NBR_STD_EVENTS": 7,
+            "NBR_MFG_EVENTS": 1,
+            "HIST_DATA_LENGTH": _HIST_ARG,
+            "NBR_HISTORY_ENTRIES": _HIST_ENTRIES,
+        },
+    )
+
+
+@lru_cache(maxsize=64)
+def _bt61_image(lp: LoadProfileConfig, memory_len: int, bt00: bytes) -> bytes:
+    """BT61 of a load-profile configuration: shared by the meters that have it."""
+    return tables.encode(
+        61,
+        {
+            "LP_MEMORY_LEN": memory_len,
+            "LP_FLAGS": {
+                "BLK_END_READ_FLAG": True,
+                "EXTENDED_INT_STATUS_FLAG": True,
+                "SIMPLE_INT_STATUS_FLAG": True,
+            },
+            "LP_DATA_SETS": [
+                {
+                    "NBR_BLKS_SET": lp.blocks,
+                    "NBR_BLK_INTS_SET": lp.intervals,
+                    "NBR_CHNS_SET": lp.channels,
+                    "MAX_INT_TIME_SET": lp.interval_min,
+                }
+            ],
+        },
+        {"BT00": bt00},
+    )
+
+
+@lru_cache(maxsize=64)
+def _bt62_image(channels: int, dims: Tuple[bytes, ...]) -> bytes:
+    """BT62 of a channel count and dimension set: shared by the meters that have them."""
+    sel = [
+        {
+            "CHNL_FLAG": {"END_RDG_FLAG": True},
+            "LP_SOURCE_SELECT": ch,
+            "END_BLK_RDG_SOURCE_SELECT": ch,
+        }
+        for ch in range(channels)
+    ]
+    return tables.encode(62, {"LP_SEL_SET1": sel, "INT_FMT_CDE1": 32}, _flat_context(62, dims))
 
 
 class _Images(dict):
@@ -683,21 +807,25 @@ class SimMeter:
         """What :meth:`advance` does while only interval, demand and self-read
         ends fall due: the same events in the same order (by time, then the
         order of :meth:`_events`), without rebuilding the event list."""
-        v = self.clock.virtual
-        lp, dmd, sr = v(self._lp_next), v(self._dmd_next), v(self._sr_next)
+        clock = self.clock  # MeterClock.virtual written out: the clock is not set in here
+        t0, m0, rate = clock._t0, clock._m0, 1.0 + clock.ppm * 1e-6
+        lp = t0 + (self._lp_next - m0) / rate
+        dmd = t0 + (self._dmd_next - m0) / rate
+        sr = t0 + (self._sr_next - m0) / rate
         t = min(lp, dmd, sr)
         while t <= now:
-            self.now = max(self.now, t)
+            if t > self.now:
+                self.now = t
             if lp == t:
                 self._lp_close(self._lp_next)
-                lp = v(self._lp_next)
+                lp = t0 + (self._lp_next - m0) / rate
             elif dmd == t:
                 self._demand_close(self._dmd_next)
-                dmd = v(self._dmd_next)
+                dmd = t0 + (self._dmd_next - m0) / rate
             else:
                 self._self_read(self._sr_next)
                 self._sr_next += 86400
-                sr = v(self._sr_next)
+                sr = t0 + (self._sr_next - m0) / rate
             t = min(lp, dmd, sr)
         self._schedule()
 
@@ -757,15 +885,16 @@ class SimMeter:
 
     # ---- demand ------------------------------------------------------------------------------
     def _demand_close(self, at: float) -> None:
-        wh = self._wh_active()
+        e = self._energy()
+        wh = int(e[0] // 3600), int(e[2] // 3600), int(e[3] // 3600)  # _wh_active()
         for i in range(3):
             d = (wh[i] - self._dmd_start[i]) * 3600 // DEMAND_INTERVAL
             if d > self._max[i]:
                 self._max[i], self._max_t[i] = d, at
         self._dmd_start = wh
-        self._dmd_j0 = self._energy()[0]
+        self._dmd_j0 = e[0]
         self._dmd_next = at + DEMAND_INTERVAL
-        self._changed()
+        self._stamp += 1  # _changed()
 
     def demand_reset(self) -> None:
         """EP34: keep the registers in BT25, fold the maxima into the
@@ -808,7 +937,8 @@ class SimMeter:
 
     def _lp_close(self, at: float) -> None:
         c = self.lp
-        readings = self._lp_readings()
+        e = self._energy()
+        readings = tuple([int(x // 3600) for x in e[: c.channels]])  # _lp_readings()
         deltas = [r - p for r, p in zip(readings, self._lp_prev)]
         ints = _INT32S[c.channels]
         self._lp_prev = readings
@@ -824,14 +954,14 @@ class SimMeter:
         s = int(at // 1)
         year, month, day = _ymd(s // 86400)
         hour, minute = s % 86400 // 3600, s % 3600 // 60
-        struct.pack_into("<5B", img, base, year - 2000, month, day, hour, minute)
+        _BLK_END.pack_into(img, base, year - 2000, month, day, hour, minute)
         ints.pack_into(img, base + 5, *readings)  # END_READINGS
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i
         ip = base + c.int0 + i * c.int_size
         img[ip] = flags << 4  # common flags in the high nibble, channel 0 status low
         ints.pack_into(img, ip + c.ext, *deltas)
         self._lp_nvi = i + 1
-        self._changed()
+        self._stamp += 1  # _changed()
 
     def _lp_open_block(self) -> None:
         c = self.lp
@@ -1160,34 +1290,7 @@ class SimMeter:
         return _flat_context(tid, self._dims())
 
     def _bt00(self) -> bytes:
-        std = {t for t in set(_RENDER) | set(_STORED) | {7, 8} if t < 80}
-        mfg = {t - ET for t in set(_RENDER) | set(_STORED) if t >= ET}
-        mfg |= {27, 28, 52, 53}  # transaction tables (DeviceSession)
-        procs = set(L.PARAMETER_SIZES)
-        return tables.encode(
-            0,
-            {
-                "FORMAT_CONTROL_1": {"CHAR_FORMAT": 1},
-                "FORMAT_CONTROL_2": {"TM_FORMAT": 2, "ID_FORM": 0},
-                "FORMAT_CONTROL_3": {"NI_FORMAT1": 8, "NI_FORMAT2": 8},
-                "DEVICE_CLASS": "OSGP",
-                "MAX_PROC_PARM_LENGTH": max(max(s) for s in L.PARAMETER_SIZES.values()),
-                "MAX_RESP_DATA_LEN": 4,
-                "STD_VERSION_NO": 1,
-                "DIM_STD_TBLS_USED": 10,
-                "DIM_MFG_TBLS_USED": 8,
-                "DIM_STD_PROC_USED": 2,
-                "DIM_MFG_PROC_USED": 6,
-                "DIM_MFG_STATUS_USED": 1,
-                "NBR_PENDING": _NBR_PENDING,
-                "STD_TBLS_USED": [t in std for t in range(80)],
-                "MFG_TBLS_USED": [t in mfg for t in range(64)],
-                "STD_PROC_USED": [p in procs for p in range(16)],
-                "MFG_PROC_USED": [p + ET in procs for p in range(48)],
-                "STD_TBLS_WRITE": [t in _STORED for t in range(80)],
-                "MFG_TBLS_WRITE": [t + ET in _STORED for t in range(64)],
-            },
-        )
+        return _bt00_image(frozenset(_RENDER), tuple(_STORED), tuple(L.PARAMETER_SIZES.items()))
 
     def _bt05(self) -> bytes:
         return tables.encode(5, {"IDENTIFICATION": self.serial.ljust(20)})
@@ -1262,25 +1365,7 @@ class SimMeter:
         )
 
     def _bt21(self) -> bytes:
-        return tables.encode(
-            21,
-            {
-                "REG_FUNC1_FLAGS": {
-                    "DATE_TIME_FIELD_FLAG": True,
-                    "DEMAND_RESET_CTR_FLAG": True,
-                    "CUM_DEMAND_FLAG": True,
-                    "TIME_REMAINING_FLAG": True,
-                },
-                "REG_FUNC2_FLAGS": {"SELF_READ_SEQ_NBR_FLAG": True, "DAILY_SELF_READ_FLAG": True},
-                "NBR_SELF_READS": _SELF_READS,
-                "NBR_SUMMATIONS": 2,
-                "NBR_DEMANDS": 1,
-                "NBR_OCCUR": 1,
-                "NBR_TIERS": 2,
-                "NBR_PRESENT_DEMANDS": 1,
-                "NBR_PRESENT_VALUES": 2,
-            },
-        )
+        return _bt21_image()
 
     def _bt22(self) -> bytes:
         return tables.encode(
@@ -1430,38 +1515,10 @@ class SimMeter:
         return self._bt61_with(self._dims()[0])
 
     def _bt61_with(self, bt00: bytes) -> bytes:
-        c = self.lp
-        return tables.encode(
-            61,
-            {
-                "LP_MEMORY_LEN": len(self._lp_img),
-                "LP_FLAGS": {
-                    "BLK_END_READ_FLAG": True,
-                    "EXTENDED_INT_STATUS_FLAG": True,
-                    "SIMPLE_INT_STATUS_FLAG": True,
-                },
-                "LP_DATA_SETS": [
-                    {
-                        "NBR_BLKS_SET": c.blocks,
-                        "NBR_BLK_INTS_SET": c.intervals,
-                        "NBR_CHNS_SET": c.channels,
-                        "MAX_INT_TIME_SET": c.interval_min,
-                    }
-                ],
-            },
-            {"BT00": bt00},
-        )
+        return _bt61_image(self.lp, len(self._lp_img), bt00)
 
     def _bt62(self) -> bytes:
-        sel = [
-            {
-                "CHNL_FLAG": {"END_RDG_FLAG": True},
-                "LP_SOURCE_SELECT": ch,
-                "END_BLK_RDG_SOURCE_SELECT": ch,
-            }
-            for ch in range(self.lp.channels)
-        ]
-        return tables.encode(62, {"LP_SEL_SET1": sel, "INT_FMT_CDE1": 32}, self._ctx(62))
+        return _bt62_image(self.lp.channels, self._dims())
 
     def _bt63(self) -> bytes:
         return tables.encode(
@@ -1486,20 +1543,7 @@ class SimMeter:
         )
 
     def _bt71(self) -> bytes:
-        return tables.encode(
-            71,
-            {
-                "LOG_FLAGS": {
-                    "EVENT_NUMBER_FLAG": True,
-                    "HIST_DATE_TIME_FLAG": True,
-                    "HIST_SEQ_NBR_FLAG": True,
-                },
-                "NBR_STD_EVENTS": 7,
-                "NBR_MFG_EVENTS": 1,
-                "HIST_DATA_LENGTH": _HIST_ARG,
-                "NBR_HISTORY_ENTRIES": _HIST_ENTRIES,
-            },
-        )
+        return _bt71_image()
 
     def _bt74_entry(self, i: int) -> Dict[str, Any]:
         t, num, seq, user, code, arg = _LOG_REC.unpack_from(self._log, i * _LOG_REC.size)

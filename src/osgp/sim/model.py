@@ -94,8 +94,10 @@ class LoadModel:
 
     def _walk(self, c: List[int], k0: int, k1: int) -> None:
         for j in range(k0, k1):
-            p, q = self.slot_power(j)
-            tr = self.tier(j)
+            last = self._last
+            p, q = last[1] if last[0] == j else self.slot_power(j)
+            h = (j * SLOT // 3600) % 24
+            tr = 0 if 7 <= h < 23 else 1  # tier(j), written out: one call less a slot
             c[0] += p * SLOT
             c[1] += q * SLOT
             c[2 + tr] += p * SLOT
@@ -118,9 +120,11 @@ class LoadModel:
             self._walk(c, self.origin, k)
         else:
             c = self._c
-            self._walk(c, self._k, k)
-            self._k = k
-        p, q = self.slot_power(k)
+            if k > self._k:
+                self._walk(c, self._k, k)
+                self._k = k
+        last = self._last
+        p, q = last[1] if last[0] == k else self.slot_power(k)
         dt = t - k * SLOT
         pe, qe = p * dt, q * dt
         if self.tier(k):

@@ -197,6 +197,8 @@ class Segment:
         self.on_events: Optional[Callable[[List[Event]], None]] = None
         self._watch = lambda s: self.net._schedule_wake(self)
         self._wakes: set = set()  # times a wake of this segment is scheduled for
+        self._airtimes: Dict[int, float] = {}  # frame length -> profile.airtime
+        self._losses: Dict[float, float] = {}  # distance -> profile.loss (positions repeat)
         self.endpoint = Endpoint(bytes([192, 0, 2, 1]), bytes.fromhex("020000000001"))
 
     # -- building
@@ -363,7 +365,9 @@ class Segment:
         if not self.queue:
             return False
         sender, frame = self.queue.popleft()
-        air = self.profile.airtime(len(frame))
+        air = self._airtimes.get(len(frame))
+        if air is None:
+            air = self._airtimes[len(frame)] = self.profile.airtime(len(frame))
         end = now + air
         self.busy_until = end + self.profile.gap_s
         self.stats["frames"] += 1
@@ -373,8 +377,11 @@ class Segment:
             self._sent.add(h)
             self.needed_airtime_s += air
             self.needed_frames += 1
-        self.net._capture(now, frame, self)
-        self.net.at(end, self._heard, sender, frame)
+        net = self.net
+        if net._writer is not None:
+            net._capture(now, frame, self)
+        net._order += 1
+        heapq.heappush(net._heap, (end, net._order, self._heard, (sender, frame)))
         armed = self._on_air.pop(frame, None) if self._on_air else None
         if armed is not None:
             armed(end)
@@ -391,29 +398,35 @@ class Segment:
             bisect.bisect_left(pos, position - r) : bisect.bisect_right(pos, position + r)
         ]
 
+    def _loss(self, d: float) -> float:
+        p = self._losses.get(d)
+        if p is None:
+            p = self._losses[d] = self.profile.loss(d)
+        return p
+
     def _heard(self, now: float, sender: Optional[Node], frame: bytes) -> None:
         rng = self.net.rng
         prof = self.profile
         if sender is not None:
-            d0 = self.distance(sender, None)
-            if rng.random() >= prof.loss(d0):
+            d0 = abs(sender._position)  # its distance to the concentrator, at 0
+            if rng.random() >= self._loss(d0):
                 session = self.router.route(frame)
                 if session is not None:
                     if getattr(session, "measures_signal", False):
-                        self.emit(
-                            session.receive_data(
-                                frame, now, ssi=prof.ssi(d0), margin=prof.margin(d0)
-                            )
+                        ev = session.receive_data(
+                            frame, now, ssi=prof.ssi(d0), margin=prof.margin(d0)
                         )
                     else:
-                        self.emit(session.receive_data(frame, now))
+                        ev = session.receive_data(frame, now)
+                    if ev:
+                        self.emit(ev)
             else:
                 self.stats["not heard at the concentrator"] += 1
         try:
             h = _frames.lon_parse(frame, True, True)
         except DecodeError:
             return
-        here = 0.0 if sender is None else sender.position
+        here = 0.0 if sender is None else sender._position
         # a unicast frame matters only at its destination (the others drop it
         # at their address check): draw its reception there alone
         fmt = h[2]
@@ -425,8 +438,8 @@ class Segment:
         for node in hearers:
             if node is sender:
                 continue
-            d = abs(node.position - here)
-            if d > prof.reach_m or rng.random() < prof.loss(d):
+            d = abs(node._position - here)
+            if d > prof.reach_m or rng.random() < self._loss(d):
                 continue
             node.heard += 1
             self._deliver(now, node, frame, h, d)
@@ -670,13 +683,22 @@ class Network:
 
     def _schedule_wake(self, seg: Segment, t: Optional[float] = None) -> None:
         """Look at ``seg`` again at ``t`` (default: as soon as its medium is
-        free) and at its sessions' next deadline; one event per distinct time."""
+        free) and at its sessions' next deadline; one event per distinct time
+        (``_wake_at``, written out here: this runs for every frame)."""
         now = self.now
         when = seg.busy_until if t is None else t
-        self._wake_at(seg, now if when < now else when)
+        if when < now:
+            when = now
+        wakes = seg._wakes
+        if when not in wakes:
+            wakes.add(when)
+            self._order += 1
+            heapq.heappush(self._heap, (when, self._order, self._wake, (seg, when)))
         d = seg.arbiter.next_deadline()
-        if d is not None and d > now and d not in seg._wakes:
-            self._wake_at(seg, d)
+        if d is not None and d > now and d not in wakes:
+            wakes.add(d)
+            self._order += 1
+            heapq.heappush(self._heap, (d, self._order, self._wake, (seg, d)))
 
     def _wake_at(self, seg: Segment, t: float) -> None:
         if t not in seg._wakes:
@@ -686,11 +708,13 @@ class Network:
 
     def _wake(self, now: float, seg: Segment, t: float) -> None:
         seg._wakes.discard(t)
-        seg.emit(seg.arbiter.handle_timeout(now))
+        events = seg.arbiter.handle_timeout(now)
+        if events:
+            seg.emit(events)
         if seg._transmit(now) or seg.queue:
             self._wake_at(seg, max(now, seg.busy_until))
         d = seg.arbiter.next_deadline()
-        if d is not None and d > now:
+        if d is not None and d > now and d not in seg._wakes:
             self._wake_at(seg, d)
 
     def pending(self) -> bool:
