@@ -11,7 +11,9 @@
   ReplayWindow check and commit written out) against those steps one by one,
   with the `cryptography` package's AES-CCM as the cipher;
 * ClientSession.poll_transmit's request gap against ready_at, and the end of a
-  one-exchange operation against _finish.
+  one-exchange operation against _finish;
+* the ATM discovery request's one-step unpack against its field-by-field
+  reads (same message, same cursor position, or the same error and offset).
 
 Runs on the native frames kernel and, with OSGP_NO_EXTENSIONS=1, on the twin.
 """
@@ -30,8 +32,10 @@ from hypothesis import strategies as st
 from osgp.errors import AuthenticationError, DecodeError, ProtocolError, SequenceError
 from osgp.link import carrier as S
 from osgp.link import lon
+from osgp.link._cursor import Cursor
 from osgp.security import aes_psk
 from osgp.security.suite import MEP_ENVELOPE, LegacySuite
+from osgp.services import atm
 from osgp.services import messages as m
 from osgp.session import ClientSession, DeviceSession
 from osgp.session.events import Completed
@@ -472,3 +476,45 @@ def test_one_exchange_ends_as_finish_does(count):
             (events[0].result, op.done, op.result, op.error, c._op, c._msg, c._pending_frame)
         )
     assert ends[0] == ends[1] == (TABLE[:count], True, TABLE[:count], None, None, None, None)
+
+
+def _discover_outcome(decode, body, base):
+    c = Cursor(body, atm.LAYER, base=base)
+    try:
+        return decode(c), c.pos
+    except DecodeError as exc:
+        return type(exc), str(exc), exc.offset
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    head=st.tuples(
+        st.integers(0, 255),
+        st.sampled_from([0, 1, 2, 16, 17, 255]),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF),
+        st.sampled_from([0, 1, 16, 255]),
+        st.sampled_from([0, 1, 200, 0xFFFF]),
+        st.integers(0, 255),
+        st.sampled_from([0, 1, 3, 24, 25, 255]),
+    ),
+    tail=st.binary(max_size=80),
+    fit=st.booleans(),
+    cut=st.sampled_from([0, 0, 0, 1, 3, 12]),
+    base=st.integers(0, 40),
+)
+@example(head=(1, 1, 0, 0xFFFF, 16, 200, 0, 2), tail=bytes(6), fit=True, cut=0, base=0)
+@example(head=(1, 16, 7, 7, 1, 1, 0, 25), tail=b"t", fit=True, cut=0, base=3)
+@example(head=(1, 0, 0, 9, 1, 1, 0, 1), tail=b"t", fit=True, cut=0, base=0)
+@example(head=(1, 17, 0, 9, 1, 1, 0, 1), tail=b"t", fit=True, cut=0, base=0)
+@example(head=(1, 1, 9, 8, 1, 1, 0, 1), tail=b"t", fit=True, cut=0, base=0)
+@example(head=(1, 1, 0, 9, 0, 1, 0, 1), tail=b"t", fit=True, cut=0, base=0)
+@example(head=(1, 1, 0, 9, 1, 0, 0, 1), tail=b"t", fit=True, cut=0, base=0)
+def test_discover_unpack_equals_field_reads(head, tail, fit, cut, base):
+    body = struct.pack(">BBHHBHBB", *head)
+    if fit:  # exactly the tags announced, so well-formed heads take the one-step path
+        tail = (tail * 80)[: 3 * head[7]] if tail else bytes(3 * head[7])
+    body = (body + tail)[: max(0, len(body + tail) - cut)]
+    assert _discover_outcome(atm._decode_discover, body, base) == _discover_outcome(
+        atm._decode_discover_fields, body, base
+    )

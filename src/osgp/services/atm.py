@@ -30,6 +30,7 @@ polynomial) of its six bytes; a range is two inclusive 16-bit bounds.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
@@ -317,7 +318,34 @@ def encode(m: Any, *, session: int = 0, proxy: bool = False) -> bytes:
     raise ConfigurationError(f"not an ATM message: {type(m).__name__}")
 
 
+# session, hops, lo, hi, slots, slot_ms, flags, tag count (the layout of _discover_body)
+_DISCOVER_HEAD = struct.Struct(">BBHHBHBB")
+
+
 def _decode_discover(c: Cursor) -> Discover:
+    # Every meter in reach decodes every discovery request, so a well-formed
+    # one is unpacked in one step; anything else takes the field-by-field
+    # reads below, which name the field and offset at fault.
+    buf, pos, end = c.buf, c.pos, c.end
+    if end - pos >= 11:
+        session, hops, lo, hi, slots, slot_ms, flags, n = _DISCOVER_HEAD.unpack_from(buf, pos)
+        if (
+            end - pos == 11 + 3 * n
+            and n <= MAX_ACKS
+            and 1 <= hops <= 16
+            and lo <= hi
+            and slots
+            and slot_ms
+        ):
+            c.pos = end
+            tags = range(pos + 11, end, 3)
+            return Discover(
+                session, hops, lo, hi, slots, slot_ms, flags, tuple(buf[i : i + 3] for i in tags)
+            )
+    return _decode_discover_fields(c)
+
+
+def _decode_discover_fields(c: Cursor) -> Discover:
     session, hops = c.u8(), c.u8()
     lo, hi = c.be(2), c.be(2)
     slots, slot_ms, flags, n = c.u8(), c.be(2), c.u8(), c.u8()
