@@ -496,6 +496,10 @@ class _Node:
     level: Optional[int] = None  # accepted hop count
     via: Optional[bytes] = None  # the proxy it is accepted behind (None: direct)
     link: Optional[Link] = None  # the accepted (or best weak) link
+    hash: int = field(init=False)  # its discovery hash, looked at every round
+
+    def __post_init__(self) -> None:
+        self.hash = atm.nid_hash(self.nid)
 
 
 class Discovery(Engine):
@@ -768,8 +772,8 @@ class Discovery(Engine):
         return sorted(
             atm.ack_tag(n.nid)
             for n in self.nodes.values()
-            if (n.nid in here or (n.level is not None and n.level <= hops))
-            and lo <= atm.nid_hash(n.nid) <= hi
+            if lo <= n.hash <= hi
+            and (n.nid in here or (n.level is not None and n.level <= hops))
         )
 
     def _learn(self, proxy: Optional[_Node], hops: int, heard: List[Link]) -> int:
