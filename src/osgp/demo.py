@@ -496,29 +496,46 @@ def _plots(store: Store, fleet: Any, out: Path) -> List[Path]:
 
 
 def _plot_topology(store: Store, fleet: Any, out: Path, plt: Any) -> Path:
+    from matplotlib.colors import BoundaryNorm
+    from matplotlib.ticker import MaxNLocator
+
     segs = fleet.segments
-    fig, axes = plt.subplots(len(segs), 1, figsize=(9, 1.8 * len(segs) + 0.5), squeeze=False)
-    by_addr = {}
-    for dev in store.devices():
-        if dev.subnet is not None:
-            by_addr[(dev.segment, dev.subnet, dev.node)] = dev
-    for ax, seg in zip(axes[:, 0], segs):
-        pos = {}
-        for nid, place in fleet.placement.items():
-            if place.segment == seg.name:
-                pos[nid] = place.position_m
+    placed = []  # per segment: (positions in m, hop counts; -1 without a route)
+    for seg in segs:
+        pos = {n: p.position_m for n, p in fleet.placement.items() if p.segment == seg.name}
         hops_of = {}
         for dev in store.devices(segment=seg.name):
             routes = store.routes(dev.id)
             hops_of[dev.neuron_id] = len(routes[0].path) if routes else -1
-        xs = np.array([pos[n] for n in pos])
-        hs = np.array([hops_of.get(n, -1) for n in pos])
-        sc = ax.scatter(xs, hs, c=hs, cmap="viridis", s=8)
-        ax.scatter([0], [0], marker="s", color="red", s=40)
+        placed.append(
+            (np.array(list(pos.values())), np.array([hops_of.get(n, -1) for n in pos], dtype=int))
+        )
+    top = max([int(h.max()) for _, h in placed if h.size] + [0])
+    # one colour per hop count, the same in every panel
+    norm = BoundaryNorm(np.arange(-0.5, top + 1.5), plt.get_cmap("viridis").N)
+    fig, axes = plt.subplots(
+        len(segs),
+        1,
+        figsize=(9, 1.8 * len(segs) + 0.8),
+        squeeze=False,
+        sharex=True,
+        constrained_layout=True,
+    )
+    sc = None
+    for ax, seg, (xs, hs) in zip(axes[:, 0], segs, placed):
+        routed = hs >= 0
+        sc = ax.scatter(xs[routed], hs[routed], c=hs[routed], cmap="viridis", norm=norm, s=8)
+        if (~routed).any():
+            ax.scatter(xs[~routed], hs[~routed], marker="x", color="grey", s=12, label="no route")
+        ax.scatter([0], [0], marker="s", color="red", s=40, label="concentrator")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("hops")
         ax.set_title(f"{seg.name}: meters by distance and repeater hops", fontsize=9)
+    axes[0, 0].legend(loc="upper left", fontsize=8)
     axes[-1, 0].set_xlabel("distance from the concentrator along the feeder (m)")
-    fig.colorbar(sc, ax=axes[:, 0].tolist(), label="hops")
+    if sc is not None:
+        bar = fig.colorbar(sc, ax=axes[:, 0].tolist(), label="hops", ticks=range(top + 1))
+        bar.ax.tick_params(labelsize=8)
     p = out / "topology.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
