@@ -103,3 +103,15 @@ def test_errors_name_the_meter_and_the_layer(capsys):
     assert code == 1 and "socket://127.0.0.1:1" in err and "ConnectError" in err
     code, _, err = run(capsys, "keys", "parse", "xyz")
     assert code == 1 and "ConfigurationError" in err
+
+
+def test_optical_password_as_typed(capsys):
+    # C12.18 security pads a short password with zeros (Optical guide p.12);
+    # the simulated optical port holds the blank one
+    with MeterServer(1, kind="tcp", link="optical", seed=5) as server:
+        ((serial, url),) = server.urls().items()
+        code, out, _ = run(capsys, "read", url, "BT01", "--link", "optical", "--key", "")
+        assert code == 0 and json.loads(out)["MFG_SERIAL_NUMBER"].strip() == serial
+        code, out, err = run(capsys, "read", url, "BT01", "--link", "optical", "--key", "secret")
+        assert code == 1 and out == ""
+        assert url in err and "0x" in err  # the meter's response code to the wrong password

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from osgp.concentrator import KeyVault, Store, parse_key
+from osgp.concentrator import KeyVault, Store, parse_key, parse_password
 from osgp.concentrator.schema import metadata
 from osgp.concentrator.store import alembic_config
 from osgp.errors import AuthenticationError, ConfigurationError, StoreError
@@ -311,6 +311,20 @@ def test_parse_key_forms():
     for bad in ("", "0g", "010", "short", "x" * 21):
         with pytest.raises(ConfigurationError):
             parse_key(bad)
+
+
+def test_parse_password_forms():
+    # C12.18 security carries 20 bytes, zero padded (Optical guide p.12); a
+    # shorter ASCII password is taken as termineter's c1218 client takes it
+    assert parse_password("") == b""
+    assert parse_password("secret") == b"secret"
+    assert parse_password("deadbeef") == b"deadbeef"  # hex only as 20 whole bytes
+    assert parse_password("ABCDEFGHIJ0123456789") == b"ABCDEFGHIJ0123456789"
+    assert parse_password("41" * 20) == b"A" * 20
+    assert parse_password(" ".join(["00"] * 20)) == bytes(20)
+    for bad in ("x" * 21, "caf\u00e9", "tab\there"):
+        with pytest.raises(ConfigurationError, match="optical password"):
+            parse_password(bad)
 
 
 # ---- cursors and readings

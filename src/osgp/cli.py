@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 KEY_HELP = (
     "key: hex (spaces or colons allowed) or the 20-character ASCII form utilities issue. "
     "MEP: the 16-byte MAK (MEP guide p.13-15; default 01 x 16); PLC: the 12-byte OMA key; "
-    "optical: the 20-byte C12.18 password (ASCII, zero padded)"
+    "optical: the C12.18 password, up to 20 ASCII characters (zero padded) or 40 hex digits"
 )
 
 
@@ -54,12 +54,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _key(text: Optional[str]) -> Optional[bytes]:
+def _key(text: Optional[str], link: str = "mep") -> Optional[bytes]:
     if text is None:
         return None
-    from osgp.concentrator.keys import parse_key
+    from osgp.concentrator.keys import parse_key, parse_password
 
-    return parse_key(text)
+    return parse_password(text) if link == "optical" else parse_key(text)
 
 
 class _Meter:
@@ -116,7 +116,7 @@ def _usage(msg: str) -> Exception:
 
 
 def _meter(args: argparse.Namespace) -> _Meter:
-    return _Meter(args.url, args.link, _key(args.key), args.address)
+    return _Meter(args.url, args.link, _key(args.key, args.link), args.address)
 
 
 def _add_link_args(p: argparse.ArgumentParser) -> None:
@@ -337,7 +337,7 @@ def _keys(args: argparse.Namespace) -> int:
             dev = store.device_by_neuron(bytes.fromhex(args.neuron_id))
             if dev is None:
                 raise _usage(f"no device with Neuron ID {args.neuron_id} in {args.store}")
-            k = _key(args.key)
+            k = _key(args.key, "optical" if args.purpose == "optical" else "mep")
             assert k is not None
             store.put_key(dev.id, args.purpose, k, state=args.state)
             store.audit(_now(), "cli", "key set", f"{args.purpose} ({args.state})", dev.id)

@@ -1,7 +1,7 @@
 """The data concentrator: the store (devices, routes, keys, readings, jobs), keys at rest."""
 
 from osgp.concentrator import tariffs as _tariffs  # noqa: F401  (registers its operation kinds)
-from osgp.concentrator.keys import KeyVault, parse_key
+from osgp.concentrator.keys import KeyVault, parse_key, parse_password
 from osgp.concentrator.store import (
     AuditEntry,
     Device,
@@ -17,6 +17,7 @@ __all__ = [
     "Store",
     "KeyVault",
     "parse_key",
+    "parse_password",
     "Device",
     "Route",
     "Link",

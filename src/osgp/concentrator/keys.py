@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from osgp.errors import AuthenticationError, ConfigurationError
 
-__all__ = ["KeyVault", "parse_key"]
+__all__ = ["KeyVault", "parse_key", "parse_password"]
 
 _VERSION = b"\x01"
 _NONCE = 12  # 96-bit GCM nonce (SP 800-38D §5.2.1.1)
@@ -116,4 +116,25 @@ def parse_key(text: str) -> bytes:
     raise ConfigurationError(
         "key: expected hex (spaces or colons allowed) or 20 ASCII characters, "
         f"got {len(text)} characters that are neither"
+    )
+
+
+def parse_password(text: str) -> bytes:
+    """An optical-port password typed on the command line.
+
+    The C12.18 security service (0x51) carries a 20-byte password, zero
+    padded (Optical guide p.12: it must match one of the meter's keys).
+    Forty hex digits (spaces or colons allowed) give the 20 bytes as they
+    are; anything else of at most 20 printable ASCII characters is the
+    password itself, padded with zeros on the wire as other C12.18 clients
+    (termineter's ``c1218``) pad it.
+    """
+    digits = re.sub(r"[\s:]", "", text)
+    if len(digits) == 40 and re.fullmatch(r"[0-9A-Fa-f]+", digits):
+        return bytes.fromhex(digits)
+    if len(text) <= 20 and text.isascii() and text.isprintable():
+        return text.encode("ascii")
+    raise ConfigurationError(
+        "optical password: at most 20 printable ASCII characters or 40 hex digits, "
+        f"got {len(text)} characters"
     )
