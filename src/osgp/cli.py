@@ -100,9 +100,22 @@ class _Meter:
         return run_until_complete(self.session, self.transport, op, timeout)
 
     def __enter__(self) -> _Meter:
+        from osgp.codes import code_name
+        from osgp.errors import DeviceError
+
         self.transport.__enter__()
         for req in self.opening:
-            self.run(self.session.exchange(req))
+            apdu = self.run(self.session.exchange(req))
+            # every C12.18 response opens with its response code (0 ok)
+            if apdu[:1] != b"\x00":
+                self.transport.__exit__(None, None, None)
+                code = apdu[0] if apdu else 0xFF
+                raise DeviceError(
+                    code,
+                    code_name(code),
+                    f"{type(req).__name__.lower()} refused: device response 0x{code:02X}"
+                    f" ({code_name(code)})",
+                )
         return self
 
     def __exit__(self, *exc: object) -> None:
