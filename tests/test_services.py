@@ -47,7 +47,9 @@ def test_procedure_result():
     assert r.matches(P.ProcedureCall(17, 7, mfg=True)) and r.check() == b"\xaa"
     with pytest.raises(P.ProcedureError) as ei:
         P.ProcedureResult(0x811, 7, 5).check()
-    assert "no authorisation" in str(ei.value)
+    assert "no authorisation" in str(ei.value) and "EP17 (2065)" in str(ei.value)
+    with pytest.raises(P.ProcedureError, match=r"procedure BP10 \(10\) ended with result 2"):
+        P.ProcedureResult(10, 7, 2).check()
 
 
 def test_psn_rules():

@@ -54,7 +54,9 @@ class ProcedureError(ProtocolError):
         self.result = result
         self.number = number
         name = RESULT_CODES.get(result, f"procedure-specific code {result}")
-        super().__init__(f"procedure {number} ended with result {result} ({name})")
+        # bit 11 of the procedure number: manufacturer's (EPnn), else standard (BPnn)
+        label = f"EP{number & 0x7FF:02d}" if number & 0x800 else f"BP{number:02d}"
+        super().__init__(f"procedure {label} ({number}) ended with result {result} ({name})")
 
 
 @dataclass(frozen=True)
