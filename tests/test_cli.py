@@ -117,3 +117,35 @@ def test_optical_password_as_typed(capsys):
         # refused at the security request, with the meter's response code (err:
         # a password that matches no key, ANSI C12.18 0x01)
         assert url in err and "security refused: device response 0x01" in err
+
+
+def test_commands_start_without_the_simulator_or_the_store():
+    # a command imports what it uses: `osgp read` and `osgp --help` leave the
+    # simulator, SQLAlchemy and the batch pipeline unloaded
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from osgp.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('osgp.sim', 'sqlalchemy', 'osgp.batch', 'osgp.concentrator')"
+        " if m in sys.modules), file=sys.stderr)\n"
+    )
+    for argv, listed in ((["--help"], True), (["read", "socket://127.0.0.1:1", "BT01"], False)):
+        r = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60
+        )
+        assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+        if listed:  # the late commands are still listed with their help
+            assert all(f"    {name}" in r.stdout for name in ("op", "wireshark", "decode"))
+
+
+def test_late_commands_have_their_options(capsys):
+    for argv, option in ((["op", "--help"], "clock-sync"), (["decode", "--help"], "--dask")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert option in capsys.readouterr().out

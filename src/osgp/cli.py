@@ -406,7 +406,51 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_op(sub: Any) -> None:
+    from osgp.concentrator.cli_ops import add_ops_command
+
+    add_ops_command(sub)
+
+
+def _add_wireshark(sub: Any) -> None:
+    from osgp.wireshark.cli import add_wireshark_command
+
+    add_wireshark_command(sub)
+
+
+def _add_decode(sub: Any) -> None:
+    from osgp.batch.cli import add_decode_command
+
+    add_decode_command(sub)
+
+
+# Commands whose options come from modules that import the store, the
+# simulator or the batch pipeline: listed by name and help, and built in
+# full only when the command line names them, so that every other command
+# starts without importing them.
+_LATE_COMMANDS = {
+    "op": (_add_op, "fleet operations on meters as tracked store jobs"),
+    "wireshark": (_add_wireshark, "install the OSGP dissector for Wireshark, or print it"),
+    "decode": (
+        _add_decode,
+        "decode pcapng/pcap captures (plain, .gz, .zst) of CN/IP traffic to Parquet",
+    ),
+}
+
+
+def _command_named(argv: Optional[Sequence[str]]) -> Optional[str]:
+    """The command in ``argv``: its first word that is not an option (the
+    top-level options take no value)."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The parser of ``argv`` (default ``sys.argv[1:]``), with the options of
+    the command it names."""
+    command = _command_named(argv)
     p = argparse.ArgumentParser(prog="osgp", description="Open Smart Grid Protocol tools")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="log every frame in hex")
@@ -489,9 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
     )
-    from osgp.sim.serve import add_cnip_arguments
+    if command == "simulate":
+        from osgp.sim.serve import add_cnip_arguments
 
-    add_cnip_arguments(sim)
+        add_cnip_arguments(sim)
     sim.set_defaults(func=_simulate)
 
     st = sub.add_parser(
@@ -502,22 +547,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.set_defaults(func=_selftest)
 
-    from osgp.concentrator.cli_ops import add_ops_command
-
-    add_ops_command(sub)
-    from osgp.wireshark.cli import add_wireshark_command
-
-    add_wireshark_command(sub)
-    from osgp.batch.cli import add_decode_command
-
-    add_decode_command(sub)
+    for name, (add_command, help_text) in _LATE_COMMANDS.items():
+        if name == command:
+            add_command(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from osgp.errors import OSGPError
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.version:
         import osgp
