@@ -90,6 +90,7 @@ def bt50(meter: SimMeter) -> bytes:
     return bt50_image()
 
 
+@lru_cache(maxsize=1)
 def factory_bt54() -> bytes:
     """The calendar a meter leaves the factory with: the load model's two
     rates (:meth:`osgp.sim.model.LoadModel.tier`: tier 0 07:00 to 23:00,
