@@ -43,6 +43,21 @@ _CODES = frozenset(
 _GUARD_S = 0.5  # a repeater keeps its round open this long after the last slot
 
 
+class _LastDiscover:
+    """The last discovery request decoded: every node in reach hears the same
+    broadcast, one after another, so each one decodes it only once."""
+
+    last: Tuple[bytes, Optional[atm.Discover]] = (b"", None)  # one tuple: read and set at once
+
+    @classmethod
+    def decode(cls, apdu: bytes) -> atm.Discover:
+        seen, m = cls.last
+        if m is None or seen != apdu:
+            m = atm.decode(apdu)[1]  # raises on a malformed request, caching nothing
+            cls.last = (apdu, m)
+        return m
+
+
 class AtmAgent:
     """ATM device side of one node whose meter port is ``port``."""
 
@@ -102,7 +117,7 @@ class AtmAgent:
     ) -> None:
         apdu = frame[h[14] + (1 if spdu else 0) : h[15]]
         if code == atm.DISCOVER and not spdu:
-            self._discover(seg, node, h, now, d, atm.decode(apdu)[1])
+            self._discover(seg, node, h, now, d, _LastDiscover.decode(apdu))
         elif code == atm.REPLY and not spdu:
             session, r = atm.decode(apdu)[1]
             rnd = self._round
