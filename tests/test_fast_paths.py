@@ -518,3 +518,15 @@ def test_discover_unpack_equals_field_reads(head, tail, fit, cut, base):
     assert _discover_outcome(atm._decode_discover, body, base) == _discover_outcome(
         atm._decode_discover_fields, body, base
     )
+
+
+def test_shared_discover_decode_equals_decode():
+    from osgp.sim.atm import _LastDiscover
+
+    a = atm.encode(atm.Discover(1, 1, 0, 0x7FFF, 16, 200, 0, (b"abc",)))
+    b = atm.encode(atm.Discover(2, 3, 5, 9, 8, 100, atm.UNCONFIGURED_ONLY))
+    for apdu in (a, a, b, a):
+        assert _LastDiscover.decode(apdu) == atm.decode(apdu)[1]
+    with pytest.raises(DecodeError):
+        _LastDiscover.decode(a[:-1])  # a malformed one raises and is not kept
+    assert _LastDiscover.decode(a) == atm.decode(a)[1]
