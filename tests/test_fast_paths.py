@@ -13,7 +13,9 @@
 * ClientSession.poll_transmit's request gap against ready_at, and the end of a
   one-exchange operation against _finish;
 * the ATM discovery request's one-step unpack against its field-by-field
-  reads (same message, same cursor position, or the same error and offset).
+  reads (same message, same cursor position, or the same error and offset),
+  and the simulator's one decode of a broadcast for all its hearers against
+  atm.decode.
 
 Runs on the native frames kernel and, with OSGP_NO_EXTENSIONS=1, on the twin.
 """
