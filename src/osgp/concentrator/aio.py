@@ -9,8 +9,8 @@ session and, once the LPDUs that arrived together (every datagram waiting at
 a wake-up) are routed, sends what the arbiter gives while the medium has
 room; one timer at the earliest deadline calls the sessions' timeouts.
 Sessions that have something new to send outside those callbacks (a task
-resumed by a store commit) schedule one such send through their ``watch``
-hook: no task or future per exchange.
+resumed by a store commit) schedule one such send through the arbiter's
+``on_dirty`` hook: no task or future per exchange.
 
 :func:`run_collection` loads the commissioned meters of some segments from a
 store and runs collection rounds over them; ``python -m
@@ -110,7 +110,7 @@ class AsyncChannel:
         self.stats: Counter = Counter()
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future = self._loop.create_future()  # run() ends with it
-        self._watch = self._wakeup
+        self.arbiter.on_dirty = self._wakeup  # a session has something new to send
         self._closed = False
         self._inside = False  # in a callback that pumps when it ends
         self._pump_soon = False  # a pump is scheduled (call_soon)
@@ -124,13 +124,11 @@ class AsyncChannel:
     def attach(self, session: Any) -> None:
         self.router.attach(session)
         self.arbiter.add(session)
-        session.watch(self._watch)
         self._wakeup()
 
     def detach(self, session: Any) -> None:
         self.router.detach(session)
         self.arbiter.remove(session)
-        session.unwatch(self._watch)
 
     def attach_engine(self, engine: Any) -> None:
         """A sender that matches its own exchanges or expects none (a
@@ -138,13 +136,11 @@ class AsyncChannel:
         APDU codes it ``listens`` for and sends when the arbiter lets it."""
         self.router.listen(engine, engine.listens)
         self.arbiter.add(engine)
-        engine.watch(self._watch)
         self._wakeup()
 
     def detach_engine(self, engine: Any) -> None:
         self.router.unlisten(engine)
         self.arbiter.remove(engine)
-        engine.unwatch(self._watch)
 
     def emit(self, events: List[Any]) -> None:
         if not events:
@@ -174,9 +170,10 @@ class AsyncChannel:
             if self._timer is not None:
                 self._timer.cancel()
 
-    def _wakeup(self, _session: Any = None) -> None:
-        """A session has something new to send: pump once the current
-        callback ends (at once when it is one of this channel's own)."""
+    def _wakeup(self) -> None:
+        """A session has something new to send (the arbiter's ``on_dirty``):
+        pump once the current callback ends (at once when it is one of this
+        channel's own, which pump as they end)."""
         if self._inside or self._pump_soon or self._closed:
             return
         self._pump_soon = True
