@@ -117,6 +117,7 @@ class AsyncChannel:
         self._slow = False  # a frame waits for the transport (send's coroutine)
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = 0.0
+        self._now: Optional[float] = None  # the loop's time at the frames that arrived together
         # every frame sent ("tx") and received ("rx"), e.g. a rawframes.FrameKeeper
         self.tap: Optional[Callable[[str, bytes], None]] = None
 
@@ -183,6 +184,7 @@ class AsyncChannel:
         """Send what the arbiter gives while the medium has room, then set
         the timer for the earliest deadline."""
         self._pump_soon = False
+        self._now = None  # the next frames are another batch
         if self._closed or self._slow:
             return
         self._inside = True
@@ -255,7 +257,10 @@ class AsyncChannel:
         try:
             session = self.router.route(frame)
             if session is not None:
-                self.emit(session.receive_data(frame, self._loop.time()))
+                now = self._now  # one reading of the clock for the frames of one wake-up
+                if now is None:
+                    now = self._now = self._loop.time()
+                self.emit(session.receive_data(frame, now))
         except Exception as exc:  # noqa: BLE001 - nothing a peer sends may stop the channel
             self.stats["rejected frames"] += 1
             log.debug("%s: frame %s rejected: %r", self.name, frame.hex(), exc)
