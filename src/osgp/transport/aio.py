@@ -367,14 +367,20 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Tuple[Any, ...]) -> None:
         owner = self.owner
-        sock, feed = owner._sock, owner._feed
+        sock, incoming = owner._sock, owner.core.incoming
         listening = owner.remote is None  # answers go to whoever sent last
         # asyncio reads one datagram a readiness: the others waiting now are
         # read here, in the same wake-up (until the transport closes: _eof)
         for _ in range(_DRAIN + 1):
             if listening:
                 owner.peer = addr
-            feed(data)
+            receiver = owner._receiver
+            if receiver is None:
+                owner._feed(data)
+            else:  # what _feed does, a call fewer a datagram
+                payload = incoming(data)
+                if payload is not None:
+                    receiver(payload)
             if sock is None or owner._eof is not None:
                 break
             try:
