@@ -189,6 +189,7 @@ class AsyncChannel:
             return
         self._inside = True
         arbiter, transport, stats = self.arbiter, self.transport, self.stats
+        arbiter.on_dirty = None  # what the polls change is looked at by the next poll
         try:
             now = self._loop.time()
             while True:
@@ -214,6 +215,7 @@ class AsyncChannel:
                     self.tap("tx", frame)
         finally:
             self._inside = False
+            arbiter.on_dirty = self._wakeup
         d = arbiter.next_deadline()
         if d is not None and (self._timer is None or d < self._timer_at):
             if self._timer is not None:
