@@ -17,7 +17,9 @@
   round stored (per meter its registers, intervals and events with their
   cursors, the outcome and route updates, 8 meters a transaction) again
   into a fresh store; the rest is the event loop and sockets, the channel,
-  router and arbiter, the engine's tasks and the decoding.
+  router and arbiter, the engine's tasks and the decoding.  With
+  ``OSGP_BENCH_CONC_CALLS=1`` one more round runs under cProfile for the
+  Python function calls (built-ins included) per read.
 
     python -m pytest benches/bench_concentrator.py --benchmark-only -s
 """
@@ -25,7 +27,9 @@
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import os
+import pstats
 import resource
 import time
 
@@ -42,6 +46,7 @@ from tests.simulate_cnip import simulate_cnip
 
 N_METERS = 200
 RUNS = int(os.environ.get("OSGP_BENCH_CONC_RUNS", "1"))
+CALLS = os.environ.get("OSGP_BENCH_CONC_CALLS") == "1"
 DATA = bytes(range(44))
 
 
@@ -50,15 +55,17 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _collect(tmp_path, i):
-    """One round on a fresh simulator: (round, CPU seconds, exchanges, store)."""
+def _collect(tmp_path, i, profiler=None):
+    """One round on a fresh simulator: (round, CPU seconds, exchanges, store);
+    ``profiler`` (a cProfile.Profile) runs during the round only."""
     with simulate_cnip(N_METERS, "--speed", "1", "--start-offset", "86400") as (url, meters):
         store = Store(f"sqlite:///{tmp_path / f'bench{i}.db'}", vault=KeyVault(bytes(32)))
         commission(store, "s1", meters)
         channels = []
         t0 = _cpu()
         rounds = asyncio.run(
-            run_collection(
+            _profiled(
+                profiler,
                 store,
                 {"s1": url},
                 profile=plc_profile(200),
@@ -69,6 +76,24 @@ def _collect(tmp_path, i):
         )
         cpu = _cpu() - t0
     return rounds[0], cpu, sum(ch.router.delivered for ch in channels), store
+
+
+async def _profiled(profiler, *args, **kwargs):
+    if profiler is None:
+        return await run_collection(*args, **kwargs)
+    profiler.enable()
+    try:
+        return await run_collection(*args, **kwargs)
+    finally:
+        profiler.disable()
+
+
+def _calls_per_read(tmp_path) -> float:
+    """Python function calls (built-ins included) per read in one more round."""
+    prof = cProfile.Profile()
+    _, _, exchanges, store = _collect(tmp_path, "calls", prof)
+    store.close()
+    return sum(v[1] for v in pstats.Stats(prof).stats.values()) / exchanges
 
 
 def _store_replay_cpu(store, tmp_path) -> float:
@@ -177,5 +202,7 @@ def test_concentrator_aio_collection(benchmark, tmp_path):
         "ratio_to_bare": round(per_read / bare, 1),
         "load_1min": round(os.getloadavg()[0], 2),
     }
+    if CALLS:
+        info["calls_per_read"] = round(_calls_per_read(tmp_path), 1)
     benchmark.extra_info.update(info)
     print("\nconcentrator-aio", info)

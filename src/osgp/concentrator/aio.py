@@ -9,8 +9,8 @@ session and, once the LPDUs that arrived together (every datagram waiting at
 a wake-up) are routed, sends what the arbiter gives while the medium has
 room; one timer at the earliest deadline calls the sessions' timeouts.
 Sessions that have something new to send outside those callbacks (a task
-resumed by a store commit) schedule one such send through their ``watch``
-hook: no task or future per exchange.
+resumed by a store commit) schedule one such send through the arbiter's
+``on_dirty`` hook: no task or future per exchange.
 
 :func:`run_collection` loads the commissioned meters of some segments from a
 store and runs collection rounds over them; ``python -m
@@ -110,13 +110,14 @@ class AsyncChannel:
         self.stats: Counter = Counter()
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future = self._loop.create_future()  # run() ends with it
-        self._watch = self._wakeup
+        self.arbiter.on_dirty = self._wakeup  # a session has something new to send
         self._closed = False
         self._inside = False  # in a callback that pumps when it ends
         self._pump_soon = False  # a pump is scheduled (call_soon)
         self._slow = False  # a frame waits for the transport (send's coroutine)
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = 0.0
+        self._now: Optional[float] = None  # the loop's time at the frames that arrived together
         # every frame sent ("tx") and received ("rx"), e.g. a rawframes.FrameKeeper
         self.tap: Optional[Callable[[str, bytes], None]] = None
 
@@ -124,13 +125,11 @@ class AsyncChannel:
     def attach(self, session: Any) -> None:
         self.router.attach(session)
         self.arbiter.add(session)
-        session.watch(self._watch)
         self._wakeup()
 
     def detach(self, session: Any) -> None:
         self.router.detach(session)
         self.arbiter.remove(session)
-        session.unwatch(self._watch)
 
     def attach_engine(self, engine: Any) -> None:
         """A sender that matches its own exchanges or expects none (a
@@ -138,13 +137,11 @@ class AsyncChannel:
         APDU codes it ``listens`` for and sends when the arbiter lets it."""
         self.router.listen(engine, engine.listens)
         self.arbiter.add(engine)
-        engine.watch(self._watch)
         self._wakeup()
 
     def detach_engine(self, engine: Any) -> None:
         self.router.unlisten(engine)
         self.arbiter.remove(engine)
-        engine.unwatch(self._watch)
 
     def emit(self, events: List[Any]) -> None:
         if not events:
@@ -174,9 +171,10 @@ class AsyncChannel:
             if self._timer is not None:
                 self._timer.cancel()
 
-    def _wakeup(self, _session: Any = None) -> None:
-        """A session has something new to send: pump once the current
-        callback ends (at once when it is one of this channel's own)."""
+    def _wakeup(self) -> None:
+        """A session has something new to send (the arbiter's ``on_dirty``):
+        pump once the current callback ends (at once when it is one of this
+        channel's own, which pump as they end)."""
         if self._inside or self._pump_soon or self._closed:
             return
         self._pump_soon = True
@@ -186,10 +184,12 @@ class AsyncChannel:
         """Send what the arbiter gives while the medium has room, then set
         the timer for the earliest deadline."""
         self._pump_soon = False
+        self._now = None  # the next frames are another batch
         if self._closed or self._slow:
             return
         self._inside = True
         arbiter, transport, stats = self.arbiter, self.transport, self.stats
+        arbiter.on_dirty = None  # what the polls change is looked at by the next poll
         try:
             now = self._loop.time()
             while True:
@@ -215,6 +215,7 @@ class AsyncChannel:
                     self.tap("tx", frame)
         finally:
             self._inside = False
+            arbiter.on_dirty = self._wakeup
         d = arbiter.next_deadline()
         if d is not None and (self._timer is None or d < self._timer_at):
             if self._timer is not None:
@@ -258,7 +259,10 @@ class AsyncChannel:
         try:
             session = self.router.route(frame)
             if session is not None:
-                self.emit(session.receive_data(frame, self._loop.time()))
+                now = self._now  # one reading of the clock for the frames of one wake-up
+                if now is None:
+                    now = self._now = self._loop.time()
+                self.emit(session.receive_data(frame, now))
         except Exception as exc:  # noqa: BLE001 - nothing a peer sends may stop the channel
             self.stats["rejected frames"] += 1
             log.debug("%s: frame %s rejected: %r", self.name, frame.hex(), exc)

@@ -21,7 +21,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ContextManager,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -252,27 +262,33 @@ class Store:
     def _guard(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except (StoreError, ConfigurationError, AuthenticationError):
-            raise
         except Exception as e:
-            if (
-                not isinstance(e, SQLAlchemyError)
-                and not isinstance(e, getattr(self, "_dbapi_error", ()))
-                and type(e).__module__.split(".")[0] not in ("alembic", "sqlalchemy")
-            ):
-                raise
-            orig = getattr(e, "orig", None) or e
-            reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-            raise StoreError(reason, url=self.url, operation=operation) from None
+            self._database_error(e, operation)
+            raise
 
-    @contextmanager
-    def _tx(self, operation: str) -> Iterator[Connection]:
+    def _database_error(self, e: BaseException, operation: str) -> None:
+        """Raise the StoreError that a database's ``e`` means; return on any other."""
+        if isinstance(e, (StoreError, ConfigurationError, AuthenticationError)):
+            return
+        if (
+            not isinstance(e, SQLAlchemyError)
+            and not isinstance(e, getattr(self, "_dbapi_error", ()))
+            and type(e).__module__.split(".")[0] not in ("alembic", "sqlalchemy")
+        ):
+            return
+        orig = getattr(e, "orig", None) or e
+        reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        raise StoreError(reason, url=self.url, operation=operation) from None
+
+    def _tx(self, operation: str) -> ContextManager[Connection]:
         """One transaction; on SQLite a write transaction (BEGIN IMMEDIATE).
         Inside :meth:`batch`, the batch's transaction."""
         if self._batch is not None:
-            with self._guard(operation):
-                yield self._batch
-            return
+            return _InBatch(self, operation)
+        return self._own_tx(operation)
+
+    @contextmanager
+    def _own_tx(self, operation: str) -> Iterator[Connection]:
         with self._guard(operation), self._engine.connect() as conn, conn.begin():
             yield conn
 
@@ -1072,6 +1088,25 @@ class Store:
                 nxt += (math.floor((now - nxt) / row.period_s) + 1) * row.period_s
             conn.execute(t.update().where(t.c.name == name).values(next_at=nxt))
         return nxt
+
+
+class _InBatch:
+    """A store call's transaction inside :meth:`Store.batch`: the batch's
+    connection, database errors as StoreError (the collection's many small
+    writes, without a generator's context managers each)."""
+
+    __slots__ = ("store", "operation")
+
+    def __init__(self, store: Store, operation: str) -> None:
+        self.store, self.operation = store, operation
+
+    def __enter__(self) -> Connection:
+        assert self.store._batch is not None
+        return self.store._batch
+
+    def __exit__(self, _type: Any, exc: Optional[BaseException], _tb: Any) -> None:
+        if exc is not None:
+            self.store._database_error(exc, self.operation)
 
 
 def _device(row: Any) -> Device:

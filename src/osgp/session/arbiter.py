@@ -18,7 +18,7 @@ times in one callback: a response arrives, its task submits the next read).
 from __future__ import annotations
 
 import heapq
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from osgp.errors import ConfigurationError
 from osgp.session.events import Event
@@ -43,6 +43,9 @@ class Arbiter:
         self._dirty: Dict[int, Any] = {}  # sessions changed since the last look
         self._events: List[Any] = []
         self.has_events = False  # take_events has something
+        # called when a session changes while no other change waits for a look
+        # (a driver then polls soon: it need not watch every session itself)
+        self.on_dirty: Optional[Callable[[], None]] = None
         for s in sessions:
             self.add(s)
 
@@ -73,7 +76,10 @@ class Arbiter:
         return len(self._awaiting)
 
     def _changed(self, session: Any) -> None:
+        clean = not self._dirty
         self._dirty[id(session)] = session
+        if clean and self.on_dirty is not None:
+            self.on_dirty()
 
     def _refresh(self) -> None:
         """Ask each session changed since the last look what it wants now."""

@@ -181,12 +181,19 @@ class Router:
         s = self._waiting.get(key)
         if s is not None and self._live(s, key):
             del self._waiting[key]
-            return self._deliver(key, frame, s)
-        s = self._by_trans.get(trans)
-        if s is not None and self._live(s, trans):
+        else:
+            s = self._by_trans.get(trans)
+            if s is None or not self._live(s, trans):
+                return None
             del self._by_trans[trans]
-            return self._deliver(key, frame, s)
-        return None
+        # delivered, and remembered to tell a duplicate of it later
+        self.delivered += 1
+        recent = self._recent
+        recent[key] = frame
+        recent.move_to_end(key)
+        if len(recent) > _RECENT:
+            recent.popitem(last=False)
+        return s
 
     def _drop(self, src: int, trans: int, frame: bytes) -> None:
         if self._recent.get(src << 4 | trans) == frame:
@@ -201,14 +208,6 @@ class Router:
         if s is None:
             self._drop(src, trans, frame)
         return s
-
-    def _deliver(self, key: int, frame: bytes, session: Any) -> Any:
-        self.delivered += 1
-        self._recent[key] = frame
-        self._recent.move_to_end(key)
-        if len(self._recent) > _RECENT:
-            self._recent.popitem(last=False)
-        return session
 
     def route_batch(self, frames: Sequence[bytes]) -> List[Tuple[Any, bytes]]:
         """Route many frames at once: one native header parse for the batch,

@@ -367,12 +367,21 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Tuple[Any, ...]) -> None:
         owner = self.owner
-        owner._datagram(data, addr)
+        sock, incoming = owner._sock, owner.core.incoming
+        listening = owner.remote is None  # answers go to whoever sent last
         # asyncio reads one datagram a readiness: the others waiting now are
-        # read here, in the same wake-up
-        sock, transport = owner._sock, owner._transport
-        for _ in range(_DRAIN):
-            if sock is None or transport is None or transport.is_closing():
+        # read here, in the same wake-up (until the transport closes: _eof)
+        for _ in range(_DRAIN + 1):
+            if listening:
+                owner.peer = addr
+            receiver = owner._receiver
+            if receiver is None:
+                owner._feed(data)
+            else:  # what _feed does, a call fewer a datagram
+                payload = incoming(data)
+                if payload is not None:
+                    receiver(payload)
+            if sock is None or owner._eof is not None:
                 break
             try:
                 data, addr = sock.recvfrom(_MAX_DATAGRAM)
@@ -381,7 +390,6 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
             except OSError as exc:
                 self.error_received(exc)
                 break
-            owner._datagram(data, addr)
         owner._fed()
 
     def error_received(self, exc: Exception) -> None:
@@ -410,6 +418,8 @@ class AsyncCnipTransport(AsyncTransport):
         self.peer: Optional[Tuple[Any, ...]] = None
         self.local_address: Optional[Tuple[Any, ...]] = None
         self._sock: Optional[socket.socket] = None  # the endpoint's socket, read when drained
+        # the connected socket send_nowait writes to itself (None: through asyncio)
+        self._direct: Optional[socket.socket] = None
 
     @property
     def framing(self) -> CnipFraming:
@@ -441,11 +451,28 @@ class AsyncCnipTransport(AsyncTransport):
         self._sock = sock
         self.peer = remote
         self.local_address = self._transport.get_extra_info("sockname")
+        if remote is not None and self._writes_at_once():
+            self._direct = sock
 
-    def _datagram(self, data: bytes, addr: Tuple[Any, ...]) -> None:
-        if self.remote is None:
-            self.peer = addr
-        self._feed(data)
+    def send_nowait(self, data: bytes) -> bool:
+        sock = self._direct
+        if sock is None or self._eof is not None:
+            return super().send_nowait(data)
+        wire = self.core.outgoing(data)  # which checks that it is open
+        # what asyncio's sendto does first, without its checks: the socket
+        # is connected and nothing waits in the transport's buffer
+        try:
+            sock.send(wire)
+        except (BlockingIOError, InterruptedError):
+            self._direct = None  # from now on behind asyncio's buffer, in order
+            self._transport.sendto(wire)
+        except OSError as exc:  # e.g. ICMP port unreachable: the response timer decides
+            log.debug("%s: %s", self.url, exc)
+        return True
+
+    def _lost(self, exc: Optional[BaseException]) -> None:
+        self._direct = None
+        super()._lost(exc)
 
     def _put(self, wire: bytes) -> None:
         if self.remote is not None:
