@@ -258,6 +258,26 @@ def test_connect_errors_name_the_url(url):
     run(main())
 
 
+def test_cnip_socket_refused_by_the_host_is_a_connect_error(monkeypatch):
+    # socket() itself can fail (an address family or a descriptor the host
+    # will not give): a ConnectError naming the URL, not a bare OSError
+    real = socket.socket
+
+    def refuse_datagrams(family=-1, type=-1, *args, **kwargs):
+        if type == socket.SOCK_DGRAM:
+            raise OSError(97, "Address family not supported by protocol")
+        return real(family, type, *args, **kwargs)  # the event loop's own sockets
+
+    monkeypatch.setattr(socket, "socket", refuse_datagrams)
+
+    async def main():
+        with pytest.raises(ConnectError) as e:
+            await aio.open_transport("udp://127.0.0.1:1628", timeout=2)
+        assert e.value.url == "udp://127.0.0.1:1628" and "not supported" in str(e.value)
+
+    run(main())
+
+
 @pytest.mark.parametrize("make", ["loop", "tcp", "udp", "mem", "pty"])
 def test_close_is_idempotent_and_final(make):
     async def main(url):

@@ -434,7 +434,10 @@ class AsyncCnipTransport(AsyncTransport):
             family, remote = resolve_udp(self.url, *self.remote)
         # the socket made here (bound, connected) so that the protocol can
         # read every datagram waiting at a wake-up
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:  # e.g. an address family this host lacks
+            raise ConnectError(self.url, str(exc)) from exc
         try:
             sock.setblocking(False)
             if local is not None:
@@ -448,6 +451,9 @@ class AsyncCnipTransport(AsyncTransport):
         except OSError as exc:
             sock.close()
             raise ConnectError(self.url, str(exc)) from exc
+        except BaseException:  # a bounded wait ran out, or the task was cancelled
+            sock.close()
+            raise
         self._sock = sock
         self.peer = remote
         self.local_address = self._transport.get_extra_info("sockname")
