@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from osgp.transport import ConnectError, TransportClosed, TransportTimeout, aio
+from osgp.transport import ConnectError, TransportClosed, TransportTimeout, aio, open_transport
 from osgp.transport.handlers import protocol_osgpsim
 
 from .test_transport import _closed_port, cnip_fields
@@ -276,6 +276,9 @@ def test_cnip_socket_refused_by_the_host_is_a_connect_error(monkeypatch):
         assert e.value.url == "udp://127.0.0.1:1628" and "not supported" in str(e.value)
 
     run(main())
+    with pytest.raises(ConnectError) as e:  # the blocking transport alike
+        open_transport("udp://127.0.0.1:1628", timeout=2)
+    assert e.value.url == "udp://127.0.0.1:1628" and "not supported" in str(e.value)
 
 
 @pytest.mark.parametrize("make", ["loop", "tcp", "udp", "mem", "pty"])

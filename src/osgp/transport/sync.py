@@ -272,10 +272,14 @@ class CnipTransport(Transport):
             family, self.peer = resolve_udp(self.url, *self.remote)
         else:
             family = resolve_udp(self.url, *self.local)[0]  # type: ignore[misc]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        local = resolve_udp(self.url, *self.local)[1] if self.local is not None else None
         try:
-            if self.local is not None:
-                sock.bind(resolve_udp(self.url, *self.local)[1])
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:  # e.g. an address family this host lacks
+            raise ConnectError(self.url, str(exc)) from exc
+        try:
+            if local is not None:
+                sock.bind(local)
             if self.peer is not None:
                 sock.connect(self.peer)
         except OSError as exc:
