@@ -683,28 +683,30 @@ class Network:
 
     def _schedule_wake(self, seg: Segment, t: Optional[float] = None) -> None:
         """Look at ``seg`` again at ``t`` (default: as soon as its medium is
-        free) and at its sessions' next deadline; one event per distinct time
-        (``_wake_at``, written out here: this runs for every frame)."""
+        free) and by its sessions' next deadline."""
         now = self.now
         when = seg.busy_until if t is None else t
-        if when < now:
-            when = now
-        wakes = seg._wakes
-        if when not in wakes:
-            wakes.add(when)
-            self._order += 1
-            heapq.heappush(self._heap, (when, self._order, self._wake, (seg, when)))
-        d = seg.arbiter.next_deadline()
-        if d is not None and d > now and d not in wakes:
-            wakes.add(d)
-            self._order += 1
-            heapq.heappush(self._heap, (d, self._order, self._wake, (seg, d)))
+        self._wake_at(seg, when if when > now else now)
+        self._wake_by_deadline(seg, now)
 
     def _wake_at(self, seg: Segment, t: float) -> None:
+        """One wake event of ``seg`` per distinct time."""
         if t not in seg._wakes:
             seg._wakes.add(t)
             self._order += 1
             heapq.heappush(self._heap, (t, self._order, self._wake, (seg, t)))
+
+    def _wake_by_deadline(self, seg: Segment, now: float) -> None:
+        """A wake of ``seg`` no later than its sessions' next deadline.  A wake
+        already due by then is enough (every wake looks again), so a deadline
+        that a response clears before it comes costs no event."""
+        d = seg.arbiter.next_deadline()
+        if d is None or d <= now:
+            return
+        for w in seg._wakes:
+            if w <= d:
+                return
+        self._wake_at(seg, d)
 
     def _wake(self, now: float, seg: Segment, t: float) -> None:
         seg._wakes.discard(t)
@@ -713,9 +715,7 @@ class Network:
             seg.emit(events)
         if seg._transmit(now) or seg.queue:
             self._wake_at(seg, max(now, seg.busy_until))
-        d = seg.arbiter.next_deadline()
-        if d is not None and d > now and d not in seg._wakes:
-            self._wake_at(seg, d)
+        self._wake_by_deadline(seg, now)
 
     def pending(self) -> bool:
         """Whether anything is scheduled."""
