@@ -48,7 +48,9 @@ def test_cumulative_many_is_cumulative_and_moves_the_cursor_alike():
     later = float(ts[-1]) + 5000.5
     assert vec.cumulative(later) == one.cumulative(later)
     behind = ts[:5]  # behind the cursor: summed afresh, as the scalar path does
-    assert [tuple(r) for r in vec.cumulative_many(behind)] == [one.cumulative(float(t)) for t in behind]
+    assert [tuple(r) for r in vec.cumulative_many(behind)] == [
+        one.cumulative(float(t)) for t in behind
+    ]
 
 
 def test_virtual_many_is_virtual():

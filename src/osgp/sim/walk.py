@@ -14,7 +14,7 @@ which the tests hold it to).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
 
@@ -32,12 +32,10 @@ def advance_regular(m: SimMeter, now: float, demand_interval: int, power_fail_fl
     interval end, then the demand end, then the self read)."""
     clock, step = m.clock, m.lp.step
     while True:
-        lp_at = _due(m, m._lp_next, step, now)
-        dmd_at = _due(m, m._dmd_next, demand_interval, now)
         sr = clock.virtual(m._sr_next)
-        if sr <= now:  # the ends up to the self read first, then the self read
-            lp_at = lp_at[:, lp_at[1] <= sr]
-            dmd_at = dmd_at[:, dmd_at[1] <= sr]
+        until = min(now, sr)  # the ends up to a self read due by now first, then the read
+        lp_at = _due(m, m._lp_next, step, until)
+        dmd_at = _due(m, m._dmd_next, demand_interval, until)
         _close_span(m, lp_at, dmd_at, demand_interval, power_fail_flag)
         if sr > now:
             return
@@ -47,32 +45,43 @@ def advance_regular(m: SimMeter, now: float, demand_interval: int, power_fail_fl
         m._sr_next += 86400
 
 
-def _due(m: SimMeter, first: float, step: int, now: float) -> np.ndarray:
-    """Rows (meter-clock times, virtual times) of the ends ``first``,
-    ``first + step``, ... that fall at or before virtual time ``now``."""
-    n = max(int((m.clock.meter(now) - first) // step) + 2, 0)
+def _due(m: SimMeter, first: float, step: int, until: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(meter-clock times, virtual times) of the ends ``first``, ``first +
+    step``, ... that fall at or before virtual time ``until``."""
+    virtual = m.clock.virtual
+    n = max(int((m.clock.meter(until) - first) // step) + 1, 0)
+    while n and virtual(first + (n - 1) * step) > until:
+        n -= 1
+    while virtual(first + n * step) <= until:
+        n += 1
     at = first + step * np.arange(n, dtype=np.float64)  # whole seconds: exact sums
-    t = m.clock.virtual_many(at)
-    keep = t <= now
-    return np.vstack((at[keep], t[keep]))
+    return at, m.clock.virtual_many(at)
 
 
 def _close_span(
-    m: SimMeter, lp_at: np.ndarray, dmd_at: np.ndarray, demand_interval: int, pf_flag: int
+    m: SimMeter,
+    lp_at: Tuple[np.ndarray, np.ndarray],
+    dmd_at: Tuple[np.ndarray, np.ndarray],
+    demand_interval: int,
+    pf_flag: int,
 ) -> None:
-    n_lp, n_dmd = lp_at.shape[1], dmd_at.shape[1]
+    n_lp, n_dmd = len(lp_at[0]), len(dmd_at[0])
     if not n_lp and not n_dmd:
         return
-    times = np.concatenate((lp_at[1], dmd_at[1]))
-    energy = _energies(m, times)
-    last = float(times.max())
+    if m.lp.step == demand_interval and n_lp == n_dmd and lp_at[0][0] == dmd_at[0][0]:
+        # the interval and demand ends fall at the same instants
+        lp_e = dmd_e = _energies(m, lp_at[1])
+    else:
+        both = _energies(m, np.concatenate((lp_at[1], dmd_at[1])))
+        lp_e, dmd_e = both[:n_lp], both[n_lp:]
+    last = max(lp_at[1][-1] if n_lp else -np.inf, dmd_at[1][-1] if n_dmd else -np.inf)
     if last > m.now:
-        m.now = last
+        m.now = float(last)
     m._e_memo = None
     if n_lp:
-        _lp_closes(m, lp_at[0], energy[:n_lp], pf_flag)
+        _lp_closes(m, lp_at[0], lp_e, pf_flag)
     if n_dmd:
-        _demand_closes(m, dmd_at[0], energy[n_lp:], demand_interval)
+        _demand_closes(m, dmd_at[0], dmd_e, demand_interval)
 
 
 def _energies(m: SimMeter, times: np.ndarray) -> np.ndarray:
@@ -80,9 +89,12 @@ def _energies(m: SimMeter, times: np.ndarray) -> np.ndarray:
     base = np.asarray(m._base, dtype=np.float64)
     if not m._flowing:
         return np.broadcast_to(base, (len(times), len(base)))
-    order = np.argsort(times, kind="stable")
-    f = np.empty((len(times), 6), dtype=np.float64)
-    f[order] = m.model.cumulative_many(m.start + times[order])
+    if len(times) > 1 and not (times[1:] >= times[:-1]).all():
+        order = np.argsort(times, kind="stable")
+        f = np.empty((len(times), 6), dtype=np.float64)
+        f[order] = m.model.cumulative_many(m.start + times[order])
+    else:
+        f = m.model.cumulative_many(m.start + times)
     return (base + f) - np.asarray(m._f_base, dtype=np.float64)
 
 
@@ -134,7 +146,7 @@ def _demand_closes(m: SimMeter, at: np.ndarray, energy: np.ndarray, interval: in
         j = int(np.argmax(demand[:, i]))  # the first end with the span's largest demand
         if demand[j, i] > m._max[i]:
             m._max[i], m._max_t[i] = int(demand[j, i]), float(at[j])
-    m._dmd_start = tuple(int(x) for x in wh[-1])
+    m._dmd_start = (int(wh[-1, 0]), int(wh[-1, 1]), int(wh[-1, 2]))
     m._dmd_j0 = float(energy[-1, 0])
     m._dmd_next = float(at[-1]) + interval
     m._stamp += len(at)
