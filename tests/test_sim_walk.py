@@ -91,8 +91,12 @@ def test_span_walk_equals_one_end_at_a_time(lp):
                 m.power_fail(t)
             if step == 24:
                 m.power_restore(t)
+            if step == 30:  # forward: the ends jumped over close at once
+                m.set_clock(t, m.clock.meter(t) + 3 * 3600.0 + 10.0)
             if step == 40:
                 m.demand_reset()
+            if step == 45:  # back by two hours
+                m.set_clock(t, m.clock.meter(t) - 7200.0)
         assert _state(span) == _state(one), step
     assert span.registers()["active"] > 0 and span._sr_seq == one._sr_seq > 0
 

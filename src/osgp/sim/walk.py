@@ -68,13 +68,15 @@ def _close_span(
     n_lp, n_dmd = len(lp_at[0]), len(dmd_at[0])
     if not n_lp and not n_dmd:
         return
+    # an end the clock has already passed (it was set forward) closes now
+    lp_t, dmd_t = np.maximum(lp_at[1], m.now), np.maximum(dmd_at[1], m.now)
     if m.lp.step == demand_interval and n_lp == n_dmd and lp_at[0][0] == dmd_at[0][0]:
         # the interval and demand ends fall at the same instants
-        lp_e = dmd_e = _energies(m, lp_at[1])
+        lp_e = dmd_e = _energies(m, lp_t)
     else:
-        both = _energies(m, np.concatenate((lp_at[1], dmd_at[1])))
+        both = _energies(m, np.concatenate((lp_t, dmd_t)))
         lp_e, dmd_e = both[:n_lp], both[n_lp:]
-    last = max(lp_at[1][-1] if n_lp else -np.inf, dmd_at[1][-1] if n_dmd else -np.inf)
+    last = max(lp_t[-1] if n_lp else -np.inf, dmd_t[-1] if n_dmd else -np.inf)
     if last > m.now:
         m.now = float(last)
     m._e_memo = None
