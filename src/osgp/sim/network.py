@@ -697,16 +697,10 @@ class Network:
             heapq.heappush(self._heap, (t, self._order, self._wake, (seg, t)))
 
     def _wake_by_deadline(self, seg: Segment, now: float) -> None:
-        """A wake of ``seg`` no later than its sessions' next deadline.  A wake
-        already due by then is enough (every wake looks again), so a deadline
-        that a response clears before it comes costs no event."""
+        """A wake of ``seg`` at its sessions' next deadline."""
         d = seg.arbiter.next_deadline()
-        if d is None or d <= now:
-            return
-        for w in seg._wakes:
-            if w <= d:
-                return
-        self._wake_at(seg, d)
+        if d is not None and d > now:
+            self._wake_at(seg, d)
 
     def _wake(self, now: float, seg: Segment, t: float) -> None:
         seg._wakes.discard(t)
