@@ -61,3 +61,44 @@ def test_a_timer_that_comes_due_is_served_at_its_deadline():
 def _dest(frame: bytes) -> lon.Address:
     _, lpdu, _ = parse_cnip_udp_frame(frame)
     return lon.decode_lpdu(lpdu, crc=False).npdu.dest
+
+
+def _wake_times(net, seg):
+    return sorted(e[0] for e in net._heap if e[2] == net._wake and e[3][0] is seg)
+
+
+def test_schedule_wake_pushes_as_wake_at_does():
+    # Network._schedule_wake writes Network._wake_at out: one wake event per
+    # distinct time of a segment, whichever of the two asked for it
+    net, seg = _segment()
+    seg.busy_until = 5.0
+    net._schedule_wake(seg)
+    net._wake_at(seg, 5.0)
+    net._schedule_wake(seg, 5.0)
+    net._wake_at(seg, 7.0)
+    net._schedule_wake(seg, 7.0)
+    net._schedule_wake(seg, 9.0)
+    net._wake_at(seg, 9.0)
+    assert _wake_times(net, seg) == [5.0, 7.0, 9.0]
+    assert seg._wakes == {5.0, 7.0, 9.0}
+    net.now = 6.0
+    net._schedule_wake(seg, 2.0)  # a time gone by: as soon as possible
+    assert _wake_times(net, seg) == [5.0, 6.0, 7.0, 9.0]
+
+
+def test_a_reception_is_ordered_with_other_events_of_its_instant_as_at_orders_them():
+    # Segment._transmit writes Network.at out for the reception event: it
+    # takes its place among the events of the same instant in the order
+    # they were scheduled
+    net, seg = _segment()
+    node = seg.nodes[(2 << 7) | 1]
+    frame = lon.encode_lpdu(
+        lon.Lpdu(lon.Npdu(1, 1, lon.SubnetNode(2, 1), lon.Spdu(lon.SPDU_REQUEST, 1, b"\x30")))
+    )
+    end = seg.profile.airtime(len(frame))
+    seen = []
+    net.at(end, lambda now: seen.append(("before", node.heard)))
+    seg.send(None, frame)
+    net.at(0.0, lambda now: net.at(end, lambda now: seen.append(("after", node.heard))))
+    net.run(until=10.0)
+    assert seen == [("before", 0), ("after", 1)]

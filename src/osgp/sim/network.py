@@ -683,11 +683,17 @@ class Network:
 
     def _schedule_wake(self, seg: Segment, t: Optional[float] = None) -> None:
         """Look at ``seg`` again at ``t`` (default: as soon as its medium is
-        free) and by its sessions' next deadline."""
+        free) and at its sessions' next deadline; one event per distinct time
+        (``_wake_at``, written out here: this runs for every frame)."""
         now = self.now
         when = seg.busy_until if t is None else t
-        self._wake_at(seg, when if when > now else now)
-        self._wake_by_deadline(seg, now)
+        d = seg.arbiter.next_deadline()
+        wakes = seg._wakes
+        for w in (when if when > now else now, d if d is not None and d > now else None):
+            if w is not None and w not in wakes:
+                wakes.add(w)
+                self._order += 1
+                heapq.heappush(self._heap, (w, self._order, self._wake, (seg, w)))
 
     def _wake_at(self, seg: Segment, t: float) -> None:
         """One wake event of ``seg`` per distinct time."""
@@ -696,12 +702,6 @@ class Network:
             self._order += 1
             heapq.heappush(self._heap, (t, self._order, self._wake, (seg, t)))
 
-    def _wake_by_deadline(self, seg: Segment, now: float) -> None:
-        """A wake of ``seg`` at its sessions' next deadline."""
-        d = seg.arbiter.next_deadline()
-        if d is not None and d > now:
-            self._wake_at(seg, d)
-
     def _wake(self, now: float, seg: Segment, t: float) -> None:
         seg._wakes.discard(t)
         events = seg.arbiter.handle_timeout(now)
@@ -709,7 +709,9 @@ class Network:
             seg.emit(events)
         if seg._transmit(now) or seg.queue:
             self._wake_at(seg, max(now, seg.busy_until))
-        self._wake_by_deadline(seg, now)
+        d = seg.arbiter.next_deadline()
+        if d is not None and d > now and d not in seg._wakes:
+            self._wake_at(seg, d)
 
     def pending(self) -> bool:
         """Whether anything is scheduled."""
