@@ -84,7 +84,8 @@ def test_span_walk_equals_one_end_at_a_time(lp):
     span, one = SimMeter("WALK0001", seed=9, lp=lp), OneByOne("WALK0001", seed=9, lp=lp)
     t = 0.0
     for step in range(60):
-        t += float(rng.choice([1.0, 37.5, 900.0, 3 * 3600.0, 86400.0 + 0.25]))
+        # spans of a few ends (walked one by one) and of many (in one pass)
+        t += float(rng.choice([1.0, 37.5, 900.0, 3 * 3600.0, 6 * 3600.0, 86400.0 + 0.25]))
         for m in (span, one):
             m.advance(t)
             if step == 20:
