@@ -39,7 +39,7 @@ from osgp.session.events import Event
 from osgp.session.profiles import bundle_for
 from osgp.sim import keys as sim_keys
 from osgp.sim import layouts as L
-from osgp.sim import tariff
+from osgp.sim import tariff, walk
 from osgp.sim.broadcast import BroadcastListener
 from osgp.sim.faults import Dice, Faults
 from osgp.sim.firmware import CodeBanks
@@ -113,6 +113,19 @@ def _ymd(day: int) -> Tuple[int, int, int]:
     """UTC (year, month, day) of day ``day`` since the epoch."""
     d = civil(day * 86400)
     return d.year, d.month, d.day
+
+
+def write_block_end(
+    img: bytearray, base: int, at: float, readings: Tuple[int, ...], c: LoadProfileConfig
+) -> None:
+    """A load-profile block's BLK_END_TIME (STIME_DATE, TM_FORMAT 2 = YY MM DD
+    hh mm, docs/protocol.md §3.4) and END_READINGS (INT32 per channel) for
+    its interval ending at meter time ``at`` with registers ``readings``."""
+    s = int(at // 1)
+    year, month, day = _ymd(s // 86400)
+    hour, minute = s % 86400 // 3600, s % 3600 // 60
+    _BLK_END.pack_into(img, base, year - 2000, month, day, hour, minute)
+    _INT32S[c.channels].pack_into(img, base + 5, *readings)
 
 
 def time_date(epoch: float) -> TimeDate:
@@ -806,27 +819,29 @@ class SimMeter:
     def _advance_regular(self, now: float) -> None:
         """What :meth:`advance` does while only interval, demand and self-read
         ends fall due: the same events in the same order (by time, then the
-        order of :meth:`_events`), without rebuilding the event list."""
-        clock = self.clock  # MeterClock.virtual written out: the clock is not set in here
-        t0, m0, rate = clock._t0, clock._m0, 1.0 + clock.ppm * 1e-6
-        lp = t0 + (self._lp_next - m0) / rate
-        dmd = t0 + (self._dmd_next - m0) / rate
-        sr = t0 + (self._sr_next - m0) / rate
-        t = min(lp, dmd, sr)
-        while t <= now:
-            if t > self.now:
-                self.now = t
-            if lp == t:
-                self._lp_close(self._lp_next)
-                lp = t0 + (self._lp_next - m0) / rate
-            elif dmd == t:
-                self._demand_close(self._dmd_next)
-                dmd = t0 + (self._dmd_next - m0) / rate
-            else:
-                self._self_read(self._sr_next)
-                self._sr_next += 86400
-                sr = t0 + (self._sr_next - m0) / rate
+        order of :meth:`_events`), without rebuilding the event list; a span
+        of many ends in one NumPy pass (:mod:`osgp.sim.walk`, whose fixed
+        cost a few ends one by one do not repay)."""
+        v = self.clock.virtual
+        if (self.clock.meter(now) - self._lp_next) // self.lp.step >= walk.SPAN_ENDS:
+            walk.advance_regular(self, now, DEMAND_INTERVAL, FLAG_POWER_FAIL)
+        else:
+            lp, dmd, sr = v(self._lp_next), v(self._dmd_next), v(self._sr_next)
             t = min(lp, dmd, sr)
+            while t <= now:
+                if t > self.now:
+                    self.now = t
+                if lp == t:
+                    self._lp_close(self._lp_next)
+                    lp = v(self._lp_next)
+                elif dmd == t:
+                    self._demand_close(self._dmd_next)
+                    dmd = v(self._dmd_next)
+                else:
+                    self._self_read(self._sr_next)
+                    self._sr_next += 86400
+                    sr = v(self._sr_next)
+                t = min(lp, dmd, sr)
         self._schedule()
 
     def _fire(self) -> None:
@@ -950,12 +965,7 @@ class SimMeter:
         if self._lp_valid == 0 or self._lp_nvi == c.intervals or self._lp_new_block:
             self._lp_open_block()
         img, base, i = self._lp_img, self._lp_last * c.block_size, self._lp_nvi
-        # BLK_END_TIME: STIME_DATE, TM_FORMAT 2 = YY MM DD hh mm (docs/protocol.md §3.4)
-        s = int(at // 1)
-        year, month, day = _ymd(s // 86400)
-        hour, minute = s % 86400 // 3600, s % 3600 // 60
-        _BLK_END.pack_into(img, base, year - 2000, month, day, hour, minute)
-        ints.pack_into(img, base + 5, *readings)  # END_READINGS
+        write_block_end(img, base, at, readings, c)
         img[base + c.simple_off + i // 8] |= 1 << (i % 8)  # SIMPLE_INT_STATUS bit i
         ip = base + c.int0 + i * c.int_size
         img[ip] = flags << 4  # common flags in the high nibble, channel 0 status low

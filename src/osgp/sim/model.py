@@ -28,6 +28,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import List, Tuple
 
+import numpy as np
+
 __all__ = ["splitmix64", "seeded", "LoadModel", "MeterClock", "civil", "SLOT", "DAILY", "WEEKLY"]
 
 SLOT = 900
@@ -42,6 +44,8 @@ DAILY = (
 #: Weekday factor, per mille, Monday first: weekends use more at home.
 WEEKLY = (950, 940, 950, 960, 1000, 1120, 1150)
 _UTC = _dt.timezone.utc
+_DAILY, _WEEKLY = np.array(DAILY, dtype=np.int64), np.array(WEEKLY, dtype=np.int64)
+_TIER1 = np.array([not 7 <= h < 23 for h in range(24)])  # LoadModel.tier of each hour
 
 
 def splitmix64(x: int) -> int:
@@ -50,6 +54,14 @@ def splitmix64(x: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
     return z ^ (z >> 31)
+
+
+def splitmix64_many(x: np.ndarray) -> np.ndarray:
+    """:func:`splitmix64` of each element of a uint64 array (wrapping arithmetic)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def seeded(seed: int) -> Tuple[int, int, int]:
@@ -110,6 +122,48 @@ class LoadModel:
         h = (k * SLOT // 3600) % 24
         return 0 if 7 <= h < 23 else 1
 
+    def slot_powers(self, k: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """:meth:`slot_power` of each slot of ``k`` (int64, at or after 0)."""
+        t = k * SLOT
+        hour, weekday = t % 86400 // 3600, (t // 86400 + 3) % 7
+        noise = (splitmix64_many(np.uint64(self.seed) ^ k.astype(np.uint64)) % 401).astype(
+            np.int64
+        ) - 200
+        share = _DAILY[hour] * _WEEKLY[weekday] * (1000 + noise) * self.peak_w
+        p = np.rint(share / 1e9).astype(np.int64)  # round(): half to even, as np.rint
+        return p, p * self.q_permille // 1000
+
+    def cumulative_many(self, ts: np.ndarray) -> np.ndarray:
+        """:meth:`cumulative` at each of the increasing true times ``ts``
+        (rows of its six sums), in one pass over the slots they span; the
+        cursor ends where :meth:`cumulative` at the last time leaves it."""
+        ks = np.maximum(np.floor_divide(ts, SLOT).astype(np.int64), self.origin)
+        k0, k1 = self._k, int(ks[-1])
+        if int(ks[0]) < k0:  # behind the cursor: the scalar path sums those afresh
+            return np.array([self.cumulative(float(t)) for t in ts], dtype=np.float64)
+        p, q = self.slot_powers(np.arange(k0, k1 + 1, dtype=np.int64))
+        tier1 = _TIER1[np.arange(k0, k1 + 1) * SLOT // 3600 % 24]
+        add = np.zeros((len(p) + 1, 6), dtype=np.int64)  # joules of each slot, by register
+        add[0] = self._c
+        add[1:, 0], add[1:, 1] = p * SLOT, q * SLOT
+        add[1:, 2], add[1:, 3] = np.where(tier1, 0, p * SLOT), np.where(tier1, p * SLOT, 0)
+        add[1:, 4], add[1:, 5] = np.where(tier1, 0, q * SLOT), np.where(tier1, q * SLOT, 0)
+        before = np.cumsum(add, axis=0)  # row r: the sums before slot k0 + r
+        i = ks - k0
+        dt = ts - (ks * SLOT).astype(np.float64)
+        pe, qe = p[i] * dt, q[i] * dt
+        out = before[i].astype(np.float64)
+        t1 = tier1[i]
+        out[:, 0] += pe
+        out[:, 1] += qe
+        out[:, 2] += np.where(t1, 0.0, pe)
+        out[:, 3] += np.where(t1, pe, 0.0)
+        out[:, 4] += np.where(t1, 0.0, qe)
+        out[:, 5] += np.where(t1, qe, 0.0)
+        self._k, self._c = k1, [int(x) for x in before[k1 - k0]]
+        self._last = (k1, (int(p[-1]), int(q[-1])))
+        return out
+
     def cumulative(self, t: float) -> Tuple[float, ...]:
         """Joules since the start of the origin slot at true time ``t``
         (``t`` at or after it): (active, reactive, active tier 0, active
@@ -148,6 +202,10 @@ class MeterClock:
 
     def virtual(self, m: float) -> float:
         """Virtual time at which the meter clock shows ``m``."""
+        return self._t0 + (m - self._m0) / (1.0 + self.ppm * 1e-6)
+
+    def virtual_many(self, m: np.ndarray) -> np.ndarray:
+        """:meth:`virtual` of each meter-clock time of ``m``."""
         return self._t0 + (m - self._m0) / (1.0 + self.ppm * 1e-6)
 
     def set(self, t: float, m: float) -> None:

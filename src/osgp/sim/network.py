@@ -687,20 +687,16 @@ class Network:
         (``_wake_at``, written out here: this runs for every frame)."""
         now = self.now
         when = seg.busy_until if t is None else t
-        if when < now:
-            when = now
-        wakes = seg._wakes
-        if when not in wakes:
-            wakes.add(when)
-            self._order += 1
-            heapq.heappush(self._heap, (when, self._order, self._wake, (seg, when)))
         d = seg.arbiter.next_deadline()
-        if d is not None and d > now and d not in wakes:
-            wakes.add(d)
-            self._order += 1
-            heapq.heappush(self._heap, (d, self._order, self._wake, (seg, d)))
+        wakes = seg._wakes
+        for w in (when if when > now else now, d if d is not None and d > now else None):
+            if w is not None and w not in wakes:
+                wakes.add(w)
+                self._order += 1
+                heapq.heappush(self._heap, (w, self._order, self._wake, (seg, w)))
 
     def _wake_at(self, seg: Segment, t: float) -> None:
+        """One wake event of ``seg`` per distinct time."""
         if t not in seg._wakes:
             seg._wakes.add(t)
             self._order += 1
