@@ -110,11 +110,10 @@ class _Meter:
             if apdu[:1] != b"\x00":
                 self.transport.__exit__(None, None, None)
                 code = apdu[0] if apdu else 0xFF
+                name = code_name(code)
+                what = type(req).__name__.lower()
                 raise DeviceError(
-                    code,
-                    code_name(code),
-                    f"{type(req).__name__.lower()} refused: device response 0x{code:02X}"
-                    f" ({code_name(code)})",
+                    code, name, f"{what} refused: device response 0x{code:02X} ({name})"
                 )
         return self
 

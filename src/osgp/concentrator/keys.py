@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -96,6 +96,15 @@ class KeyVault:
             ) from None
 
 
+def _hex(text: str) -> Optional[bytes]:
+    """The bytes of ``text`` as hex digits, spaces or colons allowed; None
+    when it is not that."""
+    digits = re.sub(r"[\s:]", "", text)
+    if len(digits) % 2 == 0 and re.fullmatch(r"[0-9A-Fa-f]*", digits):
+        return bytes.fromhex(digits)
+    return None
+
+
 def parse_key(text: str) -> bytes:
     """A key typed on the command line.
 
@@ -110,9 +119,9 @@ def parse_key(text: str) -> bytes:
     """
     if len(text) == 20 and text.isascii() and text.isprintable():
         return text.encode("ascii")
-    digits = re.sub(r"[\s:]", "", text)
-    if digits and len(digits) % 2 == 0 and re.fullmatch(r"[0-9A-Fa-f]+", digits):
-        return bytes.fromhex(digits)
+    key = _hex(text)
+    if key:
+        return key
     raise ConfigurationError(
         "key: expected hex (spaces or colons allowed) or 20 ASCII characters, "
         f"got {len(text)} characters that are neither"
@@ -129,9 +138,9 @@ def parse_password(text: str) -> bytes:
     password itself, padded with zeros on the wire as other C12.18 clients
     (termineter's ``c1218``) pad it.
     """
-    digits = re.sub(r"[\s:]", "", text)
-    if len(digits) == 40 and re.fullmatch(r"[0-9A-Fa-f]+", digits):
-        return bytes.fromhex(digits)
+    key = _hex(text)
+    if key is not None and len(key) == 20:
+        return key
     if len(text) <= 20 and text.isascii() and text.isprintable():
         return text.encode("ascii")
     raise ConfigurationError(
