@@ -139,6 +139,22 @@ def test_fips197_appendix_b(path):
     assert path.encrypt_block(key, pt).hex() == "3925841d02dc09fbdc118597196a0b32"
 
 
+def test_every_sbox_input_in_the_first_round(path):
+    """Plaintext = key ^ (v repeated): after the first AddRoundKey every state
+    byte is v, so 16 blocks put each of the 256 bytes through the first
+    round's SubBytes; each block is compared with `cryptography`'s ECB."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    key = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    for hi in range(16):
+        values = [16 * hi + j for j in range(16)]
+        blocks = b"".join(bytes(k ^ v for k in key) for v in values)
+        expected = ecb.update(blocks)
+        got = b"".join(path.encrypt_block(key, blocks[i : i + 16]) for i in range(0, 256, 16))
+        assert got == expected, f"S-box inputs {values[0]:#04x}..{values[-1]:#04x}"
+
+
 def test_twin_aes128_key_schedule_and_sbox():
     """The pure-Python AES-128 of the twin: the last round key of the FIPS-197
     A.1 expansion, S-box entries of FIPS-197 5.1.1 / Figure 7, and random blocks
