@@ -3,6 +3,7 @@ a client session through the transports (and the ``osgp simulate`` command)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -51,6 +52,44 @@ def test_osgp_simulate_prints_urls_that_work():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("offset", [None, "0", "3600"])
+def test_osgp_simulate_serial_meters_have_run_the_start_offset(offset):
+    """``--start-offset`` (default one day) applies to served serial meters
+    too: their load profile holds one 15-minute interval per quarter hour
+    they have run (BT63 NBR_VALID_INT, read by ``osgp read``), the last one
+    perhaps not yet closed by the meter's own clock, which drifts."""
+    cmd = [sys.executable, "-m", "osgp", "simulate", "--kind", "tcp", "--duration", "20"]
+    if offset is not None:
+        cmd += ["--start-offset", offset]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        url = proc.stdout.readline().split()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "osgp", "read", url, "BT63"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert out.returncode == 0, out.stderr
+    valid = json.loads(out.stdout)["LP_STATUS_SETS"][0]["NBR_VALID_INT"]
+    quarters = {None: 96, "0": 0, "3600": 4}[offset]
+    assert valid in (quarters, max(quarters - 1, 0)), valid
+
+
+def test_osgp_simulate_refuses_cnip_options_for_serial_meters():
+    out = subprocess.run(
+        [sys.executable, "-m", "osgp", "simulate", "--kind", "tcp", "--speed", "60"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == 2 and "--speed: for --kind cnip only" in out.stderr
 
 
 def test_osgpsim_url_serves_a_full_meter_over_mep():

@@ -381,14 +381,25 @@ def _selftest(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import time
 
-    from osgp.sim.serve import MeterServer, serve_cnip
+    from osgp.sim.serve import CNIP_ONLY, MeterServer, serve_cnip
 
     if (args.kind == "cnip") != (args.link == "plc"):
         print("error: the plc link is served as --kind cnip, and only it", file=sys.stderr)
         return 2
     if args.kind == "cnip":
         return serve_cnip(args, sys.stdout)
-    with MeterServer(args.meters, kind=args.kind, link=args.link, seed=args.seed) as server:
+    given = [k for k, default in CNIP_ONLY.items() if getattr(args, k) != default]
+    if given:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        print(f"error: {names}: for --kind cnip only", file=sys.stderr)
+        return 2
+    with MeterServer(
+        args.meters,
+        kind=args.kind,
+        link=args.link,
+        seed=args.seed,
+        start_offset=args.start_offset,
+    ) as server:
         print(
             f"{args.meters} simulated meter(s), {args.link} link "
             f"({'key 01 x 16' if args.link == 'mep' else 'blank password'}); Ctrl-C stops"

@@ -84,8 +84,11 @@ class MeterServer:
     """``n`` simulated meters, each on its own pseudo-terminal (``kind="pty"``)
     or loopback TCP port (``kind="tcp"``), on ``link`` ``"mep"`` or
     ``"optical"``.  ``clock``: any monotonic clock in seconds; the meters'
-    virtual time is its advance since the server was made.  Use as a context
-    manager or call :meth:`start` and :meth:`close`."""
+    virtual time is ``start_offset`` plus its advance since the server was
+    made (the meters are run to ``start_offset`` first, so they have
+    readings).  Virtual time runs at wall speed: the serial links' own
+    timeouts (MEP inter-byte, C12.18 channel traffic) are real time.  Use as
+    a context manager or call :meth:`start` and :meth:`close`."""
 
     def __init__(
         self,
@@ -96,10 +99,13 @@ class MeterServer:
         seed: int = 1,
         key: bytes = DEFAULT_MEP_KEY,
         start_time: float = DEFAULT_START,
+        start_offset: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if kind not in ("pty", "tcp") or link not in ("mep", "optical"):
             raise ConfigurationError("kind is 'pty' or 'tcp', link is 'mep' or 'optical'")
+        if start_offset < 0:
+            raise ConfigurationError("start_offset must not be negative")
         if kind == "pty" and not hasattr(os, "openpty"):
             raise ConfigurationError("pseudo-terminals need a POSIX system; use kind='tcp'")
         if not 1 <= n <= 1000:
@@ -110,10 +116,12 @@ class MeterServer:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._clock = clock
-        self._t0 = clock()
+        self._v0 = start_offset
         for i in range(n):
             meter = _meter(f"SIM{seed:04d}{i:05d}"[:16], seed * 100_003 + i, link, key, start_time)
+            meter.advance(start_offset)
             self.served.append(self._open(meter))
+        self._t0 = clock()
 
     # -- streams
     def _open(self, meter: SimMeter) -> ServedMeter:
@@ -134,7 +142,7 @@ class MeterServer:
         return ServedMeter(meter, url, self.link, [listener])
 
     def _now(self) -> float:
-        return self._clock() - self._t0
+        return self._v0 + (self._clock() - self._t0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -462,17 +470,32 @@ class CnipMeterServer:
 
 
 def add_cnip_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``osgp simulate --link plc --kind cnip``."""
-    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second")
+    """The options of ``osgp simulate``: ``--start-offset`` for every kind,
+    the others for ``--link plc --kind cnip`` only."""
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="virtual seconds per wall second (cnip only; serial links run at wall speed)",
+    )
     p.add_argument(
         "--start-offset",
         type=float,
         default=86400.0,
         help="virtual seconds the meters have run at the start (default one day)",
     )
-    p.add_argument("--port", type=int, default=0, help="UDP port (default: any free one)")
-    p.add_argument("--drop", type=float, default=0.0, help="probability a datagram is lost")
-    p.add_argument("--fleet-json", default=None, help="write the meters as JSON to this file")
+    p.add_argument(
+        "--port", type=int, default=0, help="UDP port (cnip only; default: any free one)"
+    )
+    p.add_argument(
+        "--drop", type=float, default=0.0, help="probability a datagram is lost (cnip only)"
+    )
+    p.add_argument(
+        "--fleet-json", default=None, help="write the meters as JSON to this file (cnip only)"
+    )
+
+
+CNIP_ONLY = {"speed": 1.0, "port": 0, "drop": 0.0, "fleet_json": None}  # option -> default
 
 
 def serve_cnip(args: argparse.Namespace, out: IO[str]) -> int:
