@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
 
 from osgp import _backend
 from osgp.errors import ConfigurationError, OSGPError
@@ -322,6 +322,9 @@ class Engine(Watched):
         self._carrier: Optional[PlcCarrier] = None
         self._heard: List[Link] = []
         self._tid = 0
+        # where transaction numbers come from: the channel's router (use_tids),
+        # else the engine's own counter
+        self._lent_tids: Optional[Callable[[Optional[int], int], int]] = None
         self._now = 0.0
         self._replies: Dict[bytes, atm.Reply] = {}  # the latest answer of each node
 
@@ -476,8 +479,20 @@ class Engine(Watched):
             self._out = None
             self._deadline = self._now + cmd.seconds
 
+    @property
+    def carrier(self) -> Optional[PlcCarrier]:
+        """The carrier of the exchange in progress (what a router matches on)."""
+        return self._carrier
+
+    def use_tids(self, allocate: Callable[[Optional[int], int], int]) -> None:
+        """Take transaction numbers from ``allocate`` (osgp.session.Router.listen),
+        so that none is one a session's outstanding exchange to the same
+        neighbour waits on."""
+        self._lent_tids = allocate
+
     def _next_tid(self, source: Optional[int], last: int) -> int:
-        self._tid = self._tid % 15 + 1
+        lent = self._lent_tids
+        self._tid = self._tid % 15 + 1 if lent is None else lent(source, self._tid)
         return self._tid
 
     def _run(self) -> Generator[Command, Any, None]:  # pragma: no cover - abstract

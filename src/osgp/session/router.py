@@ -20,7 +20,9 @@ reason:
 
 The router also hands out the transaction numbers (ISO/IEC 14908-1 4-bit
 numbers, never one still outstanding to the same neighbour), so two sessions
-behind one repeater cannot wait for the same (source, number) pair.
+behind one repeater cannot wait for the same (source, number) pair; nor can a
+session and a listening engine (topology discovery, commissioning) that takes
+its numbers from the router (``use_tids``).
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ class Router:
             self._known[carrier.source_key] -= 1
             if self._known[carrier.source_key] <= 0:
                 del self._known[carrier.source_key]
+        self._release(session)
+
+    def _release(self, session: Any) -> None:
+        """Forget the transaction numbers ``session`` holds."""
         for table in (self._waiting, self._by_trans):
             for k in [k for k, s in table.items() if s is session]:
                 del table[k]
@@ -94,7 +100,8 @@ class Router:
         return list(self._sessions.values())
 
     def _live(self, session: Any, key: int) -> bool:
-        exp = session.carrier.expected
+        carrier = session.carrier  # an engine between exchanges has none
+        exp = carrier.expected if carrier is not None else None
         return exp is not None and (
             (exp[0] << 4 | exp[1]) == key if exp[0] is not None else exp[1] == key
         )
@@ -102,7 +109,8 @@ class Router:
     def _tid_allocator(self, session: Any) -> Any:
         def allocate(source: Optional[int], last: int) -> int:
             table, base = (self._by_trans, 0) if source is None else (self._waiting, source << 4)
-            old = session.carrier.expected
+            carrier = session.carrier
+            old = carrier.expected if carrier is not None else None
             if old is not None:  # the session's previous exchange is over
                 self._forget(session, old)
             for step in range(1, 17):
@@ -156,7 +164,12 @@ class Router:
         exchange waits for and whose APDU starts with one of ``codes``
         (unacknowledged APDUs, and responses to an engine that matches its
         own exchanges, such as topology discovery).  With several listeners
-        on a code, the first whose ``claims(frame)`` is true takes it."""
+        on a code, the first whose ``claims(frame)`` is true takes it.  A
+        listener with ``use_tids`` gets the router's transaction numbers, and
+        the responses to its exchanges are matched as a session's are."""
+        use_tids = getattr(session, "use_tids", None)
+        if use_tids is not None:
+            use_tids(self._tid_allocator(session))
         for c in codes:
             ls = self._listeners.setdefault(c, [])
             if session not in ls:
@@ -166,6 +179,7 @@ class Router:
         for ls in self._listeners.values():
             if session in ls:
                 ls.remove(session)
+        self._release(session)
 
     def _listener(self, frame: bytes, start: int) -> Optional[Any]:
         ls = self._listeners.get(frame[start]) if start < len(frame) else None
