@@ -23,6 +23,7 @@ from osgp.concentrator.engine import (
     StatusPolicy,
 )
 from osgp.concentrator.schedule import Collector
+from osgp.errors import ConfigurationError
 from osgp.link import lon
 from osgp.link.carrier import PlcDeviceCarrier
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
@@ -172,6 +173,49 @@ def test_a_catch_up_waits_for_the_meters_its_round_is_still_retrying(tmp_path):
     got = {(t, c): r for t, c, r in zip(got_ts.tolist(), ch.tolist(), raw.tolist())}
     assert all(got[(t, 0)] == values[i, 0] for i, t in enumerate(ts.tolist()))
     assert len(loadprofile.block_order(4, _bt63(f.meters[dead]), unread_only=True)[0]) <= 1
+
+
+def test_catch_ups_repeat_every_interval_until_the_meter_is_read(tmp_path):
+    """A meter dead through the first catch-ups is read by a later one; the
+    catch-ups stop once nothing is missed, and none starts at or after ``until``."""
+    f = Feeder(tmp_path, n=3, base_loss=0.0)
+    dead, t0 = max(f.meters), 3 * 3600.0
+    f.net.run(until=t0)
+    f.meters[dead].power_fail(t0)
+    first = f.col.start_round("first")
+    f.col.catch_up(first, every_s=1800, until=t0 + 6 * 3600)
+    f.net.at(t0 + 2.2 * 3600, f.meters[dead].power_restore)
+    assert not f.col.idle
+    f.net.run(until=t0 + 8 * 3600)
+    assert f.col.idle
+    catches = f.col.rounds[1:]
+    assert [r.name for r in catches] == ["catch-up"] * len(catches)
+    # dead until 2.2 h: the catch-ups before then miss it, the first after reads it
+    assert all(r.meters == 1 and r.missed == [dead] for r in catches[:-1])
+    assert catches[-1].ok == 1 and catches[-1].started >= t0 + 2.2 * 3600
+    assert len(catches) >= 4  # 0.5 h apart at least, each taking its retries
+    starts = [r.started for r in catches]
+    assert all(b - a >= 1800 for a, b in zip(starts, starts[1:]))
+    assert all(b >= a.finished for a, b in zip(catches, starts[1:]))
+    ts, values = f.lp_truth(dead, int(f.net.utc(catches[-1].finished)))
+    assert sorted(set(f.stored(dead)[0].tolist())) == ts.tolist()
+
+
+def test_catch_ups_end_at_until_with_the_meter_still_missed(tmp_path):
+    f = Feeder(tmp_path, n=2, base_loss=0.0)
+    dead, t0 = max(f.meters), 3 * 3600.0
+    f.net.run(until=t0)
+    f.meters[dead].power_fail(t0)
+    first = f.col.start_round("first")
+    f.col.catch_up(first, every_s=1800, until=t0 + 2 * 3600)
+    f.net.run(until=t0 + 12 * 3600)
+    assert f.col.idle
+    catches = f.col.rounds[1:]
+    assert catches and all(r.missed == [dead] for r in catches)
+    assert all(r.started < t0 + 2 * 3600 for r in catches)
+    assert 2 <= len(catches) <= 4
+    with pytest.raises(ConfigurationError):
+        f.col.catch_up(first, every_s=0)
 
 
 def test_events_are_collected_once_and_acknowledged(tmp_path):

@@ -44,9 +44,11 @@ __all__ = [
 
 # collection rounds, hours after midnight of the virtual day: registers and the
 # open load-profile block at noon, the closed day with the history log just
-# after midnight, then a catch-up of the meters the midnight round missed
+# after midnight, then catch-ups of the meters the midnight round missed (one
+# an hour while any is missed, to the end of the collection)
 ROUND_HOURS = (12.0, 24.05)
 CATCH_UP_HOURS = 26.0
+CATCH_UP_EVERY_S = 3600.0
 MOVE_HOURS = 13.0  # move_meter: a meter hangs on another segment from then
 REEVALUATE_HOURS = 14.0  # the first re-evaluation, then every REEVALUATE_EVERY_S
 REEVALUATE_EVERY_S = 86400.0
@@ -396,12 +398,13 @@ def _collect_day(
         first = max(start, day0 + REEVALUATE_HOURS * 3600)
         stop = periodic(net, REEVALUATE_EVERY_S, reev.start, first=first)
 
+    end = start + DAY if whole_day else day0 + CATCH_UP_HOURS * 3600 + 4 * 3600
+
     def catch_up(now: float) -> None:
-        if col.rounds:  # the last round's misses, once its last retry is over
-            col.catch_up(col.rounds[-1])
+        if col.rounds:  # the last round's misses, once its last retry is over, again and again
+            col.catch_up(col.rounds[-1], every_s=CATCH_UP_EVERY_S, until=end)
 
     net.at(day0 + CATCH_UP_HOURS * 3600, catch_up)
-    end = start + DAY if whole_day else day0 + CATCH_UP_HOURS * 3600 + 4 * 3600
     progress = steps.step("collecting a virtual day (hours)", (end - start) / 3600)
     t = start
     while t < end:
@@ -409,7 +412,7 @@ def _collect_day(
         net.run(until=t)
         progress((t - start) / 3600)
         idle = reev is None or not reev.running
-        done = net.time() > day0 + CATCH_UP_HOURS * 3600 and all(r.done for r in col.rounds)
+        done = net.time() > day0 + CATCH_UP_HOURS * 3600 and col.idle
         if done and idle and not whole_day:
             break
     if stop is not None:

@@ -88,6 +88,7 @@ class Collector:
         # per channel: device id -> (earliest, meter, round) of a retry not yet due
         self._deferred: Dict[str, Dict[int, Tuple[float, Meter, Round]]] = {}
         self._on: Dict[int, str] = {}  # device id -> the channel its collection counts on
+        self._pending_catch_ups = 0  # asked for, waiting for their round or their time
         eng.on_task_done.append(self._task_done)
 
     def start_round(self, name: str, meters: Optional[Iterable[Meter]] = None) -> Round:
@@ -120,22 +121,59 @@ class Collector:
         return r
 
     def catch_up(
-        self, r: Round, name: str = "catch-up", *, not_before: Optional[float] = None
+        self,
+        r: Round,
+        name: str = "catch-up",
+        *,
+        not_before: Optional[float] = None,
+        every_s: Optional[float] = None,
+        until: Optional[float] = None,
     ) -> None:
         """A round of the meters ``r`` missed, started once ``r`` is done and
         not before ``not_before``: a meter ``r`` is still retrying counts as
-        missed only when its last attempt has failed."""
+        missed only when its last attempt has failed.
+
+        With ``every_s``, each catch-up's own misses get another catch-up,
+        started once it is done and at least ``every_s`` after it started,
+        until none is missed or the next would start at or after ``until``
+        (a run-time in seconds; no limit when None)."""
+        if every_s is not None and every_s <= 0:
+            raise ConfigurationError("catch_up: every_s must be positive")
         if not r.done:
-            again = partial(self.catch_up, r, name, not_before=not_before)
-            r.when_done.append(again)
+            self._pending_catch_ups += 1
+            r.when_done.append(partial(self._catch_up_due, r, name, not_before, every_s, until))
             return
         rt = self.eng.runtime
-        if not_before is not None and rt.time() < not_before:
-            rt.call_at(not_before, lambda now: self.catch_up(r, name))
+        now = rt.time()
+        start = now if not_before is None else max(now, not_before)
+        if until is not None and start >= until:
+            return
+        if start > now:
+            self._pending_catch_ups += 1
+            rt.call_at(start, lambda _at: self._catch_up_due(r, name, None, every_s, until))
             return
         missed = [self.eng.meters[d] for d in r.missed if d in self.eng.meters]
-        if missed:
-            self.start_round(name, missed)
+        if not missed:
+            return
+        c = self.start_round(name, missed)
+        if every_s is not None:
+            self.catch_up(c, name, not_before=c.started + every_s, every_s=every_s, until=until)
+
+    def _catch_up_due(
+        self,
+        r: Round,
+        name: str,
+        not_before: Optional[float],
+        every_s: Optional[float],
+        until: Optional[float],
+    ) -> None:
+        self._pending_catch_ups -= 1
+        self.catch_up(r, name, not_before=not_before, every_s=every_s, until=until)
+
+    @property
+    def idle(self) -> bool:
+        """Whether every round is done and no catch-up waits to start."""
+        return self._pending_catch_ups == 0 and all(r.done for r in self.rounds)
 
     def _enqueue(self, m: Meter, r: Round) -> None:
         self._waiting.setdefault(m.channel.name, deque()).append((m, r))

@@ -47,6 +47,11 @@ __all__ = ["Network", "Segment", "Node", "MediumProfile"]
 
 _frames, _ = _backend.load("frames")
 
+# How long a segment remembers a frame to tell its repeats from new frames
+# (needed_airtime_s): longer than any exchange's retries last (the deepest
+# chain's timers add up to minutes, docs/protocol.md §6.3).
+SENT_WINDOW_S = 900.0
+
 
 @dataclass(frozen=True)
 class MediumProfile:
@@ -187,7 +192,12 @@ class Segment:
         self.airtime_s = 0.0
         self.needed_airtime_s = 0.0  # airtime of distinct frames, each counted once
         self.needed_frames = 0
+        # hashes of the frames sent in this and the last window of
+        # SENT_WINDOW_S: a retry repeats its frame within seconds, and a
+        # simulation that runs for days keeps two windows, not every frame
         self._sent: set = set()
+        self._sent_before: set = set()
+        self._sent_turn = 0.0  # when the window turns
         # frame -> called with the time it has left the sender (a stage's
         # transmit timer starts then, not while the frame waits for the medium)
         self._on_air: Dict[bytes, Callable[[float], None]] = {}
@@ -372,8 +382,12 @@ class Segment:
         self.busy_until = end + self.profile.gap_s
         self.stats["frames"] += 1
         self.airtime_s += air
+        if now >= self._sent_turn:
+            self._sent_before, self._sent = self._sent, set()
+            self._sent_turn = now + SENT_WINDOW_S
         h = hash(frame)
-        if h not in self._sent:  # a frame's first transmission (retries repeat it)
+        # a frame's first transmission (retries repeat it)
+        if h not in self._sent and h not in self._sent_before:
             self._sent.add(h)
             self.needed_airtime_s += air
             self.needed_frames += 1
@@ -511,7 +525,9 @@ class Segment:
         if fwd is not None:
             dest = lon.SubnetNode(nxt[0], nxt[1])
             payload = lon_proxy.encode_proxy(fwd)
-            remaining = len(fwd.repeaters)
+            # the stages still ahead, down to and including the agent: stage
+            # i of an n-stage chain waits for n-1-i (ProxyParams.chain_ms)
+            remaining = len(fwd.repeaters) + 1
         elif p.target.type == 1:  # subnet/node target: the agent sends the plain request
             dest = lon.SubnetNode(p.target.fields[0], p.target.fields[1] & 0x7F)
             payload = p.apdu
