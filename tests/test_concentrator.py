@@ -175,15 +175,22 @@ def test_a_catch_up_waits_for_the_meters_its_round_is_still_retrying(tmp_path):
     assert len(loadprofile.block_order(4, _bt63(f.meters[dead]), unread_only=True)[0]) <= 1
 
 
-def test_catch_ups_repeat_every_interval_until_the_meter_is_read(tmp_path):
-    """A meter dead through the first catch-ups is read by a later one; the
-    catch-ups stop once nothing is missed, and none starts at or after ``until``."""
-    f = Feeder(tmp_path, n=3, base_loss=0.0)
+def _dead_meter_with_catch_ups(tmp_path, n, *, hours):
+    """A round at 3 h with its last meter dead, and catch-ups every 0.5 h
+    for ``hours``: (feeder, the dead meter's id, the round's start)."""
+    f = Feeder(tmp_path, n=n, base_loss=0.0)
     dead, t0 = max(f.meters), 3 * 3600.0
     f.net.run(until=t0)
     f.meters[dead].power_fail(t0)
     first = f.col.start_round("first")
-    f.col.catch_up(first, every_s=1800, until=t0 + 6 * 3600)
+    f.col.catch_up(first, every_s=1800, until=t0 + hours * 3600)
+    return f, dead, t0
+
+
+def test_catch_ups_repeat_every_interval_until_the_meter_is_read(tmp_path):
+    """A meter dead through the first catch-ups is read by a later one; the
+    catch-ups stop once nothing is missed, and none starts at or after ``until``."""
+    f, dead, t0 = _dead_meter_with_catch_ups(tmp_path, 3, hours=6)
     f.net.at(t0 + 2.2 * 3600, f.meters[dead].power_restore)
     assert not f.col.idle
     f.net.run(until=t0 + 8 * 3600)
@@ -202,12 +209,7 @@ def test_catch_ups_repeat_every_interval_until_the_meter_is_read(tmp_path):
 
 
 def test_catch_ups_end_at_until_with_the_meter_still_missed(tmp_path):
-    f = Feeder(tmp_path, n=2, base_loss=0.0)
-    dead, t0 = max(f.meters), 3 * 3600.0
-    f.net.run(until=t0)
-    f.meters[dead].power_fail(t0)
-    first = f.col.start_round("first")
-    f.col.catch_up(first, every_s=1800, until=t0 + 2 * 3600)
+    f, dead, t0 = _dead_meter_with_catch_ups(tmp_path, 2, hours=2)
     f.net.run(until=t0 + 12 * 3600)
     assert f.col.idle
     catches = f.col.rounds[1:]
@@ -215,7 +217,7 @@ def test_catch_ups_end_at_until_with_the_meter_still_missed(tmp_path):
     assert all(r.started < t0 + 2 * 3600 for r in catches)
     assert 2 <= len(catches) <= 4
     with pytest.raises(ConfigurationError):
-        f.col.catch_up(first, every_s=0)
+        f.col.catch_up(f.col.rounds[0], every_s=0)
 
 
 def test_events_are_collected_once_and_acknowledged(tmp_path):

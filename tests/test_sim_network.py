@@ -102,9 +102,9 @@ def _silent_target_chain(stages, deaf):
 
 @pytest.mark.parametrize("stages", [2, 3, 5])
 def test_a_silent_target_is_reported_by_the_agent_not_by_a_stage_before_it(stages):
-    # every stage waits for all the stages ahead of it down to the agent
-    # (ProxyParams.chain_ms), so the agent's 0x4C (count 0: its target did
-    # not answer) comes back before any earlier stage gives up
+    # every stage waits for all the stages ahead of it, the agent included,
+    # so the agent's 0x4C (count 0: its target did not answer) comes back
+    # before any earlier stage gives up
     net, seg, far = _silent_target_chain(stages, None)
     op = far.read(0x17, 0, 40)
     net.run(until=3600)

@@ -107,8 +107,11 @@ class ProxyParams:
 
     def chain_ms(self, hops: int) -> int:
         """What the stages of a chain add to the source's timer: each stage
-        waits its own retries and adds the per-hop allowance for the stages
-        still ahead of it (lcs_proxy.c timer rules, docs/protocol.md §6.3)."""
+        waits its own retries plus the per-hop addition for the stages still
+        ahead of it (docs/protocol.md §6.3).  A bound: stage i is counted
+        with the count it receives, hops-1-i, one more than the count
+        lcs_proxy.c adds by, and the stages' waits are summed although
+        each stage's wait holds the waits of the stages beyond it."""
         if not 0 <= hops <= self.max_hops:
             raise ConfigurationError(f"a proxy chain has 0..{self.max_hops} hops, got {hops}")
         per_try = lon_proxy.tx_timer_ms(self.tx.timer)

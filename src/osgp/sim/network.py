@@ -62,9 +62,10 @@ class MediumProfile:
     gap_s: float = 0.010  # inter-frame gap after carrier sense
     reach_m: float = 400.0
     base_loss: float = 0.01
-    # What a stage waits for the stages beyond it, on top of the Annex G rule
-    # (lon_proxy.hop_timeout_ms adds 512 ms a stage, tuned for 5.4 kbit/s
-    # LonWorks PL-20; one hop here takes about 0.5 s each way and back).
+    # What a stage waits for each stage beyond it (the agent included), on
+    # top of the Annex G rule (lon_proxy.hop_timeout_ms adds 512 ms a stage,
+    # tuned for 5.4 kbit/s LonWorks PL-20; one hop here takes about 0.5 s
+    # each way and back).
     stage_allowance_s: float = 1.0
     # Signal model: the received level falls linearly in dB with distance
     # along the line, from ``tx_level_db`` at the sender to ``noise_floor_db``
@@ -521,34 +522,30 @@ class Segment:
         # the onward leg's timer: ProxyTxCtrl towards a repeater, the SICB's
         # own TxCtrl from the agent to the target
         tx = p.txctrl if fwd is not None else p.sicb.txctrl
+        last_retry_ms = lon_proxy.tx_timer_ms(tx.timer) * (tx.retries + 1)
         dest: lon.Address
         if fwd is not None:
             dest = lon.SubnetNode(nxt[0], nxt[1])
             payload = lon_proxy.encode_proxy(fwd)
-            # the stages still ahead, down to and including the agent: stage
-            # i of an n-stage chain waits for n-1-i (ProxyParams.chain_ms)
-            remaining = len(fwd.repeaters) + 1
+            # Annex G adds to a repeater's last retry timer by the count it
+            # forwards (lcs_proxy.c decrements the count first); the model's
+            # allowance covers every stage beyond, the agent included
+            wait_ms = lon_proxy.hop_timeout_ms(
+                last_retry_ms, len(fwd.repeaters), tx.timer, p.long_timer
+            )
+            beyond = len(fwd.repeaters) + 1
         elif p.target.type == 1:  # subnet/node target: the agent sends the plain request
             dest = lon.SubnetNode(p.target.fields[0], p.target.fields[1] & 0x7F)
             payload = p.apdu
-            remaining = 0
+            wait_ms, beyond = last_retry_ms, 0  # the agent adds nothing (lcs_proxy.c)
         elif p.target.type == 2 and len(p.target.fields) == 7:  # subnet + Neuron ID
             dest = lon.NeuronId(bytes(p.target.fields[1:]), p.target.fields[0])
             payload = p.apdu
-            remaining = 0
+            wait_ms, beyond = last_retry_ms, 0
         else:
             self.stats["unsupported proxy target"] += 1
             return
-        give_up = (
-            lon_proxy.hop_timeout_ms(
-                lon_proxy.tx_timer_ms(tx.timer) * (tx.retries + 1),
-                remaining,
-                tx.timer,
-                p.long_timer,
-            )
-            / 1000.0
-            + remaining * self.profile.stage_allowance_s
-        )
+        give_up = wait_ms / 1000.0 + beyond * self.profile.stage_allowance_s
         # a stage retries evenly within what it waits (the agent: its
         # transmit timer), but a try waits at least the transmit timer plus
         # one clean pass of the stages beyond (a repeat sooner only doubles
@@ -557,7 +554,7 @@ class Segment:
         tries = tx.retries + 1
         per_try = max(
             give_up / tries,
-            lon_proxy.tx_timer_ms(tx.timer) / 1000.0 + remaining * self.profile.stage_allowance_s,
+            lon_proxy.tx_timer_ms(tx.timer) / 1000.0 + beyond * self.profile.stage_allowance_s,
         )
         node._tid = node._tid % 15 + 1
         to = _key(dest.subnet, dest.node) if isinstance(dest, lon.SubnetNode) else _ANY
