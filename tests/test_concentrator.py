@@ -8,12 +8,14 @@ what the concentrator stored about itself."""
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import numpy as np
 import pytest
 
 from osgp import loadprofile
 from osgp.concentrator import KeyVault, Store
+from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import (
     KEY_PURPOSE,
     NORMAL,
@@ -205,6 +207,28 @@ def test_catch_ups_repeat_every_interval_until_the_meter_is_read(tmp_path):
     assert all(b - a >= 1800 for a, b in zip(starts, starts[1:]))
     assert all(b >= a.finished for a, b in zip(catches, starts[1:]))
     ts, values = f.lp_truth(dead, int(f.net.utc(catches[-1].finished)))
+    assert sorted(set(f.stored(dead)[0].tolist())) == ts.tolist()
+
+
+def test_a_meter_busy_when_a_catch_up_starts_is_in_the_next_one(tmp_path):
+    f = Feeder(tmp_path, n=2, base_loss=0.0)
+    dead, t0 = max(f.meters), 3 * 3600.0
+    f.net.run(until=t0)
+    f.meters[dead].power_fail(t0)
+    first = f.col.start_round("first")
+    f.net.at(t0 + 3600, f.meters[dead].power_restore)
+    f.col.catch_up(first, not_before=t0 + 5400, every_s=1800, until=t0 + 4 * 3600)
+    m = f.eng.meters[dead]
+    probe = partial(collect, f.eng, m, load_profile=False, events=False)
+    f.net.at(t0 + 5399, lambda now: f.eng.start(m, probe(), "probe"))
+    busy = []
+    f.net.at(t0 + 5400, lambda now: busy.append(m.busy))
+    f.net.run(until=t0 + 5 * 3600)
+    assert busy == [True]
+    skipped, read = f.col.rounds[1:]
+    assert (skipped.meters, skipped.missed) == (0, [dead])
+    assert read.started >= skipped.started + 1800 and (read.meters, read.ok) == (1, 1)
+    ts, values = f.lp_truth(dead, int(f.net.utc(read.finished)))
     assert sorted(set(f.stored(dead)[0].tolist())) == ts.tolist()
 
 

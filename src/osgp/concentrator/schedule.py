@@ -133,6 +133,9 @@ class Collector:
         not before ``not_before``: a meter ``r`` is still retrying counts as
         missed only when its last attempt has failed.
 
+        A missed meter busy with another task when the catch-up starts is
+        not in it and counts among its misses.
+
         With ``every_s``, each catch-up's own misses get another catch-up,
         started once it is done and at least ``every_s`` after it started,
         until none is missed or the next would start at or after ``until``
@@ -156,6 +159,8 @@ class Collector:
         if not missed:
             return
         c = self.start_round(name, missed)
+        # a meter busy with another task is not in the catch-up: still missed
+        c.missed += [m.device_id for m in missed if self._active.get(m.device_id) is not c]
         if every_s is not None:
             self.catch_up(c, name, not_before=c.started + every_s, every_s=every_s, until=until)
 
