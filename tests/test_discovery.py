@@ -238,6 +238,30 @@ def _frame(src, dest, pdu):
     return lon.encode_lpdu(lon.Lpdu(lon.Npdu(src.subnet, src.node, dest, pdu)))
 
 
+def test_a_meter_first_heard_in_the_shortening_sweeps_is_found(monkeypatch):
+    """A meter none of the level-by-level sweeps heard (out of everyone's
+    reach until then) answers in the sweeps that shorten routes: it is found
+    with the route of the geometry (counting the shortened routes took it
+    for one it had before and raised KeyError out of receive_data)."""
+    fleet = build_fleet(FleetSpec(meters=40, segments=1, seed=3))
+    seg = fleet.segments[0]
+    plan = AddressPlan(fleet.subnets(seg.name), reserved=[seg.concentrator])
+    late = min(fleet.meters, key=lambda nid: fleet.node(nid).position)  # nearest the concentrator
+    node = fleet.node(late)
+    where, node.position = node.position, 1e9
+    shorten = Discovery._shorten
+
+    def back_in_reach(self):
+        node.position = where
+        yield from shorten(self)
+
+    monkeypatch.setattr(Discovery, "_shorten", back_in_reach)
+    (topology,), _ = discover(fleet, {seg.name: plan})
+    assert late in topology.meters
+    assert len(topology.meters[late].path) == len(seg.route_to(late))
+    assert set(topology.meters) == set(seg.by_nid)
+
+
 def test_bad_frames_never_raise_out_of_the_engines():
     fleet = build_fleet(FleetSpec(meters=8, segments=1, seed=9))
     seg = fleet.segments[0]

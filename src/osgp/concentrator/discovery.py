@@ -628,10 +628,11 @@ class Discovery(Engine):
             ):
                 yield from self._sweep(src, depth + 1, again=True)
         self._relevel()
+        # a node first heard in these sweeps is found, not shortened
         self.stats["routes shortened"] += sum(
             1
             for n in self.nodes.values()
-            if n.level is not None and (before[n.nid] or 99) > n.level
+            if n.level is not None and n.nid in before and (before[n.nid] or 99) > n.level
         )
 
     def _relevel(self) -> None:
