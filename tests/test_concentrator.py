@@ -177,14 +177,19 @@ def test_a_catch_up_waits_for_the_meters_its_round_is_still_retrying(tmp_path):
     assert len(loadprofile.block_order(4, _bt63(f.meters[dead]), unread_only=True)[0]) <= 1
 
 
-def _dead_meter_with_catch_ups(tmp_path, n, *, hours):
-    """A round at 3 h with its last meter dead, and catch-ups every 0.5 h
-    for ``hours``: (feeder, the dead meter's id, the round's start)."""
+def _round_with_a_dead_meter(tmp_path, n):
+    """A round at 3 h with its last meter dead: (feeder, the dead meter's
+    id, the round's start, the round)."""
     f = Feeder(tmp_path, n=n, base_loss=0.0)
     dead, t0 = max(f.meters), 3 * 3600.0
     f.net.run(until=t0)
     f.meters[dead].power_fail(t0)
-    first = f.col.start_round("first")
+    return f, dead, t0, f.col.start_round("first")
+
+
+def _dead_meter_with_catch_ups(tmp_path, n, *, hours):
+    """That round, and catch-ups every 0.5 h for ``hours``."""
+    f, dead, t0, first = _round_with_a_dead_meter(tmp_path, n)
     f.col.catch_up(first, every_s=1800, until=t0 + hours * 3600)
     return f, dead, t0
 
@@ -206,16 +211,12 @@ def test_catch_ups_repeat_every_interval_until_the_meter_is_read(tmp_path):
     starts = [r.started for r in catches]
     assert all(b - a >= 1800 for a, b in zip(starts, starts[1:]))
     assert all(b >= a.finished for a, b in zip(catches, starts[1:]))
-    ts, values = f.lp_truth(dead, int(f.net.utc(catches[-1].finished)))
+    ts, _ = f.lp_truth(dead, int(f.net.utc(catches[-1].finished)))
     assert sorted(set(f.stored(dead)[0].tolist())) == ts.tolist()
 
 
 def test_a_meter_busy_when_a_catch_up_starts_is_in_the_next_one(tmp_path):
-    f = Feeder(tmp_path, n=2, base_loss=0.0)
-    dead, t0 = max(f.meters), 3 * 3600.0
-    f.net.run(until=t0)
-    f.meters[dead].power_fail(t0)
-    first = f.col.start_round("first")
+    f, dead, t0, first = _round_with_a_dead_meter(tmp_path, 2)
     f.net.at(t0 + 3600, f.meters[dead].power_restore)
     f.col.catch_up(first, not_before=t0 + 5400, every_s=1800, until=t0 + 4 * 3600)
     m = f.eng.meters[dead]
@@ -228,7 +229,7 @@ def test_a_meter_busy_when_a_catch_up_starts_is_in_the_next_one(tmp_path):
     skipped, read = f.col.rounds[1:]
     assert (skipped.meters, skipped.missed) == (0, [dead])
     assert read.started >= skipped.started + 1800 and (read.meters, read.ok) == (1, 1)
-    ts, values = f.lp_truth(dead, int(f.net.utc(read.finished)))
+    ts, _ = f.lp_truth(dead, int(f.net.utc(read.finished)))
     assert sorted(set(f.stored(dead)[0].tolist())) == ts.tolist()
 
 
