@@ -14,7 +14,7 @@ import pytest
 
 from osgp.concentrator.commissioning import Commissioning
 from osgp.concentrator.discovery import AddressPlan, Discovery, Topology, reevaluate
-from osgp.errors import ConfigurationError
+from osgp.errors import ConfigurationError, ProtocolError
 from osgp.link import lon
 from osgp.link.carrier import PlcCarrier
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
@@ -259,6 +259,32 @@ def test_a_meter_first_heard_in_the_shortening_sweeps_is_found(monkeypatch):
     (topology,), _ = discover(fleet, {seg.name: plan})
     assert late in topology.meters
     assert len(topology.meters[late].path) == len(seg.route_to(late))
+    assert set(topology.meters) == set(seg.by_nid)
+
+
+def test_a_defect_in_the_procedure_ends_the_engine_with_its_error(monkeypatch, caplog):
+    """A bare exception of the procedure on what a node answered (as the
+    KeyError above was) ends that engine with an error of the hierarchy, is
+    logged, and does not stop the medium that drives the other sessions."""
+    fleet = build_fleet(FleetSpec(meters=8, segments=1, seed=9))
+    seg = fleet.segments[0]
+    plan = AddressPlan(fleet.subnets(seg.name), reserved=[seg.concentrator])
+    sweep = Discovery._sweep
+
+    def broken(self, *args):
+        yield from sweep(self, *args)
+        raise KeyError("a node it never knew")
+
+    monkeypatch.setattr(Discovery, "_sweep", broken)
+    with caplog.at_level("ERROR", logger="osgp.concentrator"):
+        (topology,), (engine,) = discover(fleet, {seg.name: plan})
+    assert topology is None and engine.done
+    assert isinstance(engine.error, ProtocolError) and "KeyError" in str(engine.error)
+    assert isinstance(engine.error.__cause__, KeyError)
+    assert "discovery stopped" in caplog.text
+    # the medium goes on: a sound engine on it finds every meter
+    monkeypatch.undo()
+    (topology,), _ = discover(fleet, {seg.name: plan})
     assert set(topology.meters) == set(seg.by_nid)
 
 

@@ -248,6 +248,9 @@ def _run_engines(
             break
     for seg, e in zip(fleet.segments, engines):
         seg.detach_engine(e)
+    for e in engines:
+        if e.error is not None:
+            raise e.error
 
 
 class Commissioned(NamedTuple):

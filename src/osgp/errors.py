@@ -14,7 +14,8 @@ it is created.
 
 from __future__ import annotations
 
-from typing import Optional
+import struct
+from typing import Optional, Tuple, Type
 
 __all__ = [
     "OSGPError",
@@ -31,7 +32,21 @@ __all__ = [
     "TransportError",
     "ResponseTimeout",
     "StoreError",
+    "DATA_DEFECTS",
 ]
+
+# What code computing on a peer's odd values raises where a check is missing
+# (a count of 0 as a divisor, a field the layout left out, an index past a
+# list): the concentrator's engines fail the one task or procedure that met
+# it with a ProtocolError instead of stopping (docs/concentrator.md).  Other
+# exceptions (a store outage, a kill) still propagate.
+DATA_DEFECTS: Tuple[Type[Exception], ...] = (
+    ArithmeticError,
+    LookupError,
+    ValueError,
+    TypeError,
+    struct.error,
+)
 
 
 class OSGPError(Exception):

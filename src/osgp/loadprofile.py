@@ -1059,6 +1059,19 @@ def decode_event_logs(
     return out, offsets
 
 
+def check_log_header(bt74: Any, n_all: int) -> None:
+    """Refuse a decoded BT74 header (its first fields suffice) whose valid
+    entries or last entry do not fit a list of ``n_all`` entries
+    (BT71.NBR_HISTORY_ENTRIES): MalformedError naming the field and its
+    offset in BT74 (HIST_FLAGS at 0, NBR_VALID_ENTRIES at 1,
+    LAST_ENTRY_ELEMENT at 3; Optical guide p.51)."""
+    nvalid, last = bt74["NBR_VALID_ENTRIES"], bt74["LAST_ENTRY_ELEMENT"]
+    if nvalid > n_all:
+        raise _mal("BT74", "NBR_VALID_ENTRIES", 1, f"{nvalid} valid entries, BT71 allows {n_all}")
+    if nvalid and last >= n_all:
+        raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
+
+
 def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     """BT74 history log entries as a numpy structured array in chronological
     order (valid entries only; circular list as BT63, docs/protocol.md §7.8).  Fields:
@@ -1072,11 +1085,8 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     t71 = _as_table("BT71", bt71, ctx)
     t74 = _as_table("BT74", bt74, ctx)
     n_all = t71["NBR_HISTORY_ENTRIES"]
+    check_log_header(t74, n_all)
     nvalid, last = t74["NBR_VALID_ENTRIES"], t74["LAST_ENTRY_ELEMENT"]
-    if nvalid > n_all:
-        raise _mal("BT74", "NBR_VALID_ENTRIES", 1, f"{nvalid} valid entries, BT71 allows {n_all}")
-    if nvalid and last >= n_all:
-        raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
     desc = t74["HIST_FLAGS"]["ORDER"]
     out = np.zeros(nvalid, dtype=EVENT_DTYPE)
     entries = t74["ENTRIES"]

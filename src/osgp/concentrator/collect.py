@@ -29,7 +29,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple
 import numpy as np
 
 from osgp import loadprofile, tables
-from osgp.errors import ProtocolError
+from osgp.errors import OSGPError, ProtocolError
 from osgp.session.events import Operation, Priority
 from osgp.tables.events import event_name
 
@@ -88,7 +88,9 @@ def register_values(bt23: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
     """BT23 as ``name -> (value, unit)``: summations total and per tier, the
     demand maxima (ANSI C12.19 BT23; Optical guide p.28-30)."""
     d = tables.decode(23, bt23, _dims_ctx(dims, 21))
-    out: Dict[str, Tuple[float, str]] = {"demand_resets": (float(d["NBR_DEMAND_RESETS"]), "count")}
+    out: Dict[str, Tuple[float, str]] = {}
+    if "NBR_DEMAND_RESETS" in d:  # present when BT21 sets DEMAND_RESET_CTR_FLAG
+        out["demand_resets"] = (float(d["NBR_DEMAND_RESETS"]), "count")
     blocks = [("total", d["TOT_DATA_BLOCK"])] + [
         (f"tier{i + 1}", b) for i, b in enumerate(d["TIER_DATA_BLOCK"])
     ]
@@ -109,8 +111,25 @@ def _lp_geometry(bt00: bytes, bt61: bytes, bt62: bytes) -> Tuple[Any, int]:
     t00 = tables.decode(0, bt00)
     t61 = tables.decode(61, bt61, ctx)
     t62 = tables.decode(62, bt62, ctx)
+    if not t61["LP_DATA_SETS"]:
+        raise ProtocolError("BT61 describes no load-profile set 1 (BT00 does not list it)")
     g = loadprofile.geometry(t61, t62, tm_format=t00["FORMAT_CONTROL_2"]["TM_FORMAT"])
     return g, t61["LP_DATA_SETS"][0]["NBR_BLKS_SET"]
+
+
+def _check_dims(dims: Dict[int, bytes], load_profile: bool) -> int:
+    """Decode the meter's dimension tables (and, for a load-profile read,
+    the geometry of set 1): a model the collector cannot work with fails
+    the task here, with the tables forgotten so that the next read asks for
+    them again.  Returns the channels of load-profile set 1 (0: none)."""
+    try:
+        sets = _dims_ctx(dims, 21, 61, 71)["BT61"]["LP_DATA_SETS"]
+        if load_profile:
+            _lp_geometry(dims[0], dims[61], dims[62])
+    except OSGPError:
+        dims.clear()
+        raise
+    return int(sets[0]["NBR_CHNS_SET"]) if sets else 0
 
 
 class _LpPlan:
@@ -224,8 +243,8 @@ def collect(
     stored = {"intervals": 0, "registers": 0, "events": 0}
     had = len(m.dims)
     yield from read_dims(m.session, m.dims, priority)
+    nch = _check_dims(m.dims, load_profile)
     if len(m.dims) != had:
-        nch = _dims_ctx(m.dims, 61)["BT61"]["LP_DATA_SETS"][0]["NBR_CHNS_SET"]
         yield from _stored(
             eng,
             store.update_meta,
@@ -315,6 +334,7 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     image = bytearray(size)
     image[:_LOG_HEADER] = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)
     head = tables.decode(74, bytes(image[:_LOG_HEADER]), head_ctx)
+    loadprofile.check_log_header(head, n_all)  # before any entry is read
     unread = min(head["NBR_UNREAD_ENTRIES"], head["NBR_VALID_ENTRIES"])
     last, desc = head["LAST_ENTRY_ELEMENT"], head["HIST_FLAGS"]["ORDER"]
     slots = ((last + b) % n_all if desc else (last - b) % n_all for b in range(unread))

@@ -36,17 +36,20 @@ transformer, a lost meter, a changed path).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
 
 from osgp import _backend
-from osgp.errors import ConfigurationError, OSGPError
+from osgp.errors import DATA_DEFECTS, ConfigurationError, OSGPError, ProtocolError
 from osgp.link import lon, lon_proxy
 from osgp.link.carrier import PlcCarrier, ProxyFailed
 from osgp.services import atm
 from osgp.session.events import Event, Priority, Watched
 from osgp.session.profiles import PLC
+
+log = logging.getLogger("osgp.concentrator")
 
 __all__ = [
     "AddressPlan",
@@ -451,6 +454,11 @@ class Engine(Watched):
         self._resume(item if isinstance(item, (bytes, ProxyFailed)) else None)
 
     # -- generator plumbing ---------------------------------------------------------------
+    def _stop(self) -> None:
+        self._cmd, self._out, self._deadline = None, None, None
+        self.done = True
+        self.finished_at = self._now
+
     def _resume(self, value: Any) -> None:
         self._advance(value)
         self._changed()
@@ -460,9 +468,16 @@ class Engine(Watched):
         try:
             cmd = self._gen.send(value)
         except StopIteration:
-            self._cmd, self._out, self._deadline = None, None, None
-            self.done = True
-            self.finished_at = self._now
+            self._stop()
+            return
+        except DATA_DEFECTS as exc:  # the procedure's own defect on what a node sent
+            # ends this engine with its error (run_until_complete raises it),
+            # not the medium that drives every session on the segment
+            log.exception("%s stopped", self.name)
+            err = ProtocolError(f"{self.name}: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self.error = err
+            self._stop()
             return
         self._cmd = cmd
         self._tries = 0

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Protocol, Tuple
 
 from osgp.concentrator import suites
-from osgp.errors import OSGPError, ProtocolError, ResponseTimeout
+from osgp.errors import DATA_DEFECTS, OSGPError, ProtocolError, ResponseTimeout
 from osgp.link import lon
 from osgp.link.carrier import PlcCarrier, ProxyFailed
 from osgp.session import ClientSession
@@ -317,6 +317,13 @@ class Concentrator:
             self._finish(task, stop.value, None)
         except OSGPError as exc:
             self._finish(task, None, exc)
+        except DATA_DEFECTS as exc:  # a task's own defect on what a meter sent
+            # fails this task alone, so the engine goes on serving the others
+            self.stats["task errors"] += 1
+            log.exception("task %s of meter %d raised", task.name, task.meter.device_id)
+            err = ProtocolError(f"{task.name}: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self._finish(task, None, err)
         else:
             task.ops += 1
             if op.done:  # failed at once (a bad argument): resume with its outcome
