@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from osgp import tables
 from osgp.concentrator import KeyVault, Store
 from osgp.concentrator.collect import DIM_TABLES, collect
-from osgp.concentrator.engine import Concentrator
+from osgp.concentrator.engine import Concentrator, run_task
 from osgp.errors import MalformedError, OSGPError, ProtocolError
 from osgp.link import lon
 from osgp.link.carrier import PlcDeviceCarrier
@@ -265,3 +265,14 @@ def test_a_task_that_raises_a_bare_exception_fails_alone(store, caplog):
     assert isinstance(done[0].error.__cause__, ZeroDivisionError)
     assert eng.stats["task errors"] == 1 and eng.stats["tasks ok"] == 1
     assert not meters[0].busy and "divide" in caplog.text
+
+
+def test_run_task_turns_a_data_defect_into_a_protocol_error():
+    # the synchronous driver (osgp collect over one port) reports it the same way
+    def task():
+        data = yield _Done(b"")
+        return 100 // len(data)
+
+    with pytest.raises(ProtocolError, match="ZeroDivisionError") as info:
+        run_task(None, task(), lambda session, op: op.result)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)

@@ -33,6 +33,7 @@ __all__ = [
     "ResponseTimeout",
     "StoreError",
     "DATA_DEFECTS",
+    "data_defect",
 ]
 
 # What code computing on a peer's odd values raises where a check is missing
@@ -255,3 +256,11 @@ class StoreError(OSGPError):
         self.url = url
         self.operation = operation
         super().__init__(f"[store {url}] {operation}: {message}" if operation else message)
+
+
+def data_defect(what: str, exc: BaseException) -> ProtocolError:
+    """The ProtocolError that stands for one of :data:`DATA_DEFECTS` raised
+    by ``what`` (a task, a procedure), with the original as its cause."""
+    err = ProtocolError(f"{what}: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
 
 from osgp import _backend
-from osgp.errors import DATA_DEFECTS, ConfigurationError, OSGPError, ProtocolError
+from osgp.errors import DATA_DEFECTS, ConfigurationError, OSGPError, data_defect
 from osgp.link import lon, lon_proxy
 from osgp.link.carrier import PlcCarrier, ProxyFailed
 from osgp.services import atm
@@ -474,9 +474,7 @@ class Engine(Watched):
             # ends this engine with its error (run_until_complete raises it),
             # not the medium that drives every session on the segment
             log.exception("%s stopped", self.name)
-            err = ProtocolError(f"{self.name}: {type(exc).__name__}: {exc}")
-            err.__cause__ = exc
-            self.error = err
+            self.error = data_defect(self.name, exc)
             self._stop()
             return
         self._cmd = cmd

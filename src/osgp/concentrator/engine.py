@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Protocol, Tuple
 
 from osgp.concentrator import suites
-from osgp.errors import DATA_DEFECTS, OSGPError, ProtocolError, ResponseTimeout
+from osgp.errors import DATA_DEFECTS, OSGPError, ProtocolError, ResponseTimeout, data_defect
 from osgp.link import lon
 from osgp.link.carrier import PlcCarrier, ProxyFailed
 from osgp.session import ClientSession
@@ -321,9 +321,7 @@ class Concentrator:
             # fails this task alone, so the engine goes on serving the others
             self.stats["task errors"] += 1
             log.exception("task %s of meter %d raised", task.name, task.meter.device_id)
-            err = ProtocolError(f"{task.name}: {type(exc).__name__}: {exc}")
-            err.__cause__ = exc
-            self._finish(task, None, err)
+            self._finish(task, None, data_defect(task.name, exc))
         else:
             task.ops += 1
             if op.done:  # failed at once (a bad argument): resume with its outcome
@@ -441,6 +439,8 @@ def run_task(session: Any, gen: TaskGen, drive: Callable[[Any, Operation], Any])
             op = gen.send(value) if error is None else gen.throw(error)
         except StopIteration as stop:
             return stop.value
+        except DATA_DEFECTS as exc:  # as Concentrator._advance: an error of the hierarchy
+            raise data_defect("task", exc) from exc
         value, error = None, None
         try:
             value = drive(session, op)
