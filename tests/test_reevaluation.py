@@ -11,6 +11,7 @@ import pytest
 
 from osgp import loadprofile, tables
 from osgp.concentrator import KeyVault, Store
+from osgp.concentrator.discovery import Discovery
 from osgp.concentrator.engine import Concentrator
 from osgp.concentrator.reevaluation import Reevaluator
 from osgp.concentrator.schedule import Collector, periodic
@@ -137,3 +138,30 @@ def test_a_meter_on_a_new_path_of_its_segment_is_re_routed_and_read(world):
     # read through its new repeater, which relayed the exchanges
     assert fleet.node(path.new_path[0]).relayed > relayed
     assert store.registers(dev).num_rows > 0
+
+
+def test_a_failed_discovery_loses_no_meter_and_is_recorded(world, monkeypatch):
+    # one segment's discovery stops on a defect of the procedure: its meters
+    # are not reported lost (they were not looked at), the other segment is
+    # re-evaluated, and the failure is in the outcome and the audit log
+    fleet, plans, topologies, store, eng = world
+    net = fleet.network
+    a, b = fleet.segments
+    sweep = Discovery._sweep
+
+    def broken(self, *args):
+        yield from sweep(self, *args)
+        if self.segment == a.name:
+            raise KeyError("a node it never knew")
+
+    monkeypatch.setattr(Discovery, "_sweep", broken)
+    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
+    reev.start()
+    net.run(until=net.now + 3 * H)
+    (r,) = reev.history
+    assert list(r.errors) == [a.name] and "KeyError" in r.errors[a.name]
+    assert r.changes == [] and not r.moved and not r.rerouted
+    assert reev.topologies[a.name] is topologies[0]  # the baseline stays for the next time
+    assert reev.topologies[b.name] is not topologies[1]  # b was discovered again
+    audit = [e for e in store.audit_log() if e.actor == "reevaluation"]
+    assert [e.action for e in audit] == ["discovery failed"] and a.name in audit[0].detail

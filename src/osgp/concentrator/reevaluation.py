@@ -48,6 +48,8 @@ class Reevaluation:
     moved: List[bytes] = field(default_factory=list)  # re-homed on their new segment
     rerouted: List[bytes] = field(default_factory=list)  # a new path on the same segment
     failed: List[bytes] = field(default_factory=list)  # moved, but not commissioned there
+    # segment -> why its discovery failed (its meters are compared next time)
+    errors: Dict[str, str] = field(default_factory=dict)
     finished: Optional[float] = None
 
 
@@ -110,16 +112,22 @@ class Reevaluator:
             rt.call_at(now + _POLL_S, self._discovered)
             return
         new: Dict[str, Topology] = {}
-        for name, e in self._engines.items():
-            self.channels[name].detach_engine(e)
-            if e.topology is not None:
-                new[name] = e.topology
-        self._engines = {}
         r = self._current
         assert r is not None
-        r.changes = reevaluate(self.topologies.values(), new.values())
         at = rt.utc(now)
         store = self.eng.store
+        for name, e in self._engines.items():
+            self.channels[name].detach_engine(e)
+            if e.error is not None:
+                r.errors[name] = str(e.error)
+                store.audit(at, "reevaluation", "discovery failed", f"{name}: {e.error}", None)
+            elif e.topology is not None:
+                new[name] = e.topology
+        self._engines = {}
+        # a segment whose discovery failed is left out on both sides: its
+        # meters are not lost, only not looked at this time
+        old = [t for name, t in self.topologies.items() if name not in r.errors]
+        r.changes = reevaluate(old, new.values())
         by_nid = {m.neuron: m for m in self.eng.meters.values()}
         moves: Dict[str, List[bytes]] = {}
         for c in r.changes:
