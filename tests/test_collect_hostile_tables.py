@@ -30,16 +30,17 @@ from osgp.link.carrier import PlcDeviceCarrier
 from osgp.security.suite import PLC_ENVELOPE, LegacySuite
 from osgp.sim import SimMeter
 
-READ_TABLES = DIM_TABLES + (23, 63, 64, 74)
+READ_TABLES = DIM_TABLES + (23, 26, 27, 28, 63, 64, 74)
+LISTS = (26, 74)  # the list tables whose entries are read by offset
 MAX_OPS = 5_000
 
 
-def _honest():
+def _honest(days=1.3):
     m = SimMeter(
         "SIM00001",
         links=[(PlcDeviceCarrier([lon.SubnetNode(2, 1)]), LegacySuite(bytes(12), PLC_ENVELOPE))],
     )
-    m.advance(86400 * 1.3)  # a day and more of intervals, some events
+    m.advance(86400 * days)  # a day and more of intervals, some events
     return {t: bytes(m.tables[t]) for t in READ_TABLES}
 
 
@@ -58,24 +59,31 @@ class _Done:
 class _Session:
     """Answers reads from ``images``; counts what the task asked for."""
 
-    def __init__(self, images):
+    def __init__(self, images, fail_call=None, on_read=None):
         self.images = images
+        self.fail_call, self.on_read = fail_call, on_read  # (procedure, first byte), table ->
         self.ops = 0
-        self.entry_reads = 0
+        self.entry_reads = dict.fromkeys(LISTS, 0)  # per list table: reads past its header
+        self.calls = []
 
     def read(self, table, offset=None, count=None, priority=0):
         self.ops += 1
+        if self.on_read is not None:
+            self.on_read(table)
         image = self.images[table]
         if offset is None:
             return _Done(image)
-        if table == 74 and offset > 0:
-            self.entry_reads += 1
+        if table in LISTS and offset > 0:
+            self.entry_reads[table] += 1
         if offset + count > len(image):  # what a meter answers: 0x05 [MEP p.11]
             return _Done(error=ProtocolError(f"BT{table}: read beyond the table"))
         return _Done(image[offset : offset + count])
 
     def call(self, proc, data, priority=0):
         self.ops += 1
+        self.calls.append((proc, bytes(data)))
+        if self.fail_call == (proc, data[0]):  # e.g. the link lost as the meter is told
+            return _Done(error=ProtocolError(f"procedure {proc}: no response"))
         return _Done(b"")
 
     def state(self):
@@ -89,18 +97,18 @@ def store():
     s.close()
 
 
-def _run(store, images):
-    """(outcome, stored counts or the error, the session) of one collect task
-    of a meter new to the store."""
+def _run(store, images, *, present=True, **session_kw):
+    """(outcome, stored counts or the error, the session, the meter) of one
+    collect task of the meter (new to the store the first time)."""
     dev = store.upsert_device(bytes(6), segment="s1", subnet=2, node=1)
     eng = SimpleNamespace(
         store=store,
         runtime=SimpleNamespace(time=lambda: 0.0, utc=lambda t: 1.8e9),
         save_session=lambda m: ("session", {}),
     )
-    session = _Session(images)
+    session = _Session(images, **session_kw)
     m = SimpleNamespace(device_id=dev, session=session, dims={}, cursors={})
-    task = collect(eng, m, events=True)
+    task = collect(eng, m, events=True, self_reads=True, present=present)
     value = error = None
     for _ in range(MAX_OPS):
         try:
@@ -142,6 +150,7 @@ def test_an_honest_meter_is_collected():
     outcome, stored, _, _ = _run(fresh, dict(HONEST))
     assert outcome == "ok"
     assert stored["registers"] > 0 and stored["intervals"] > 0 and stored["events"] > 0
+    assert any(n.startswith("self_read.") for n in fresh.registers().column("name").to_pylist())
     fresh.close()
 
 
@@ -154,11 +163,15 @@ def test_registers_of_a_meter_without_a_demand_reset_counter():
     images[21] = tables.encode(21, bt21, {"BT00": ctx["BT00"]})
     del bt23["NBR_DEMAND_RESETS"]  # BT23 without the field, as BT21 now says
     images[23] = tables.encode(23, bt23, _ctx(images, 21))
+    bt26 = _thaw(tables.decode(26, images[26], ctx))  # and its self reads (BT23 snapshots)
+    for e in bt26["SELF_READS"]:
+        del e["SELF_READ_REGISTER_DATA"]["NBR_DEMAND_RESETS"]
+    images[26] = tables.encode(26, bt26, _ctx(images, 21))
     store = Store("sqlite://", vault=KeyVault(bytes(32)))
     outcome, stored, _, m = _run(store, images)
     assert outcome == "ok", stored
     regs = {r["name"]: r["value"] for r in store.registers().to_pylist()}
-    assert "demand_resets" not in regs
+    assert "demand_resets" not in regs and "self_read.demand_resets" not in regs
     assert regs["total.summation0"] == float(bt23["TOT_DATA_BLOCK"]["SUMMATIONS"][0])
     store.close()
 
@@ -168,7 +181,7 @@ def _log_refused(store, images, field):
     assert outcome == "failed"
     assert isinstance(error, MalformedError)
     assert (error.table, error.field) == ("BT74", field)
-    assert session.entry_reads == 0  # refused on its header, before any entry is read
+    assert session.entry_reads[74] == 0  # refused on its header, before any entry is read
 
 
 def test_a_log_header_that_claims_entries_of_an_empty_ring(store):
@@ -233,12 +246,13 @@ def test_changed_table_bytes_end_the_task_in_bounded_reads(store, table, edits, 
     assert outcome in ("ok", "failed")
     if outcome == "failed":
         assert isinstance(result, OSGPError)
-    assert session.entry_reads <= _max_entries(images)
+    assert session.entry_reads[74] <= _max_entries(images, 71, "NBR_HISTORY_ENTRIES")
+    assert session.entry_reads[26] <= _max_entries(images, 21, "NBR_SELF_READS")
 
 
-def _max_entries(images):
+def _max_entries(images, dim, field):
     try:
-        return _ctx(images, 71)["BT71"]["NBR_HISTORY_ENTRIES"]
+        return _ctx(images, dim)[f"BT{dim}"][field]
     except OSGPError:
         return 0
 

@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from osgp import loadprofile
+from osgp import loadprofile, tables
 from osgp.concentrator import KeyVault, Store
 from osgp.concentrator.collect import collect
 from osgp.concentrator.engine import (
@@ -268,6 +268,34 @@ def test_events_are_collected_once_and_acknowledged(tmp_path):
             assert (c & 0x7FF, bool(c & 0x800)) in logged
             names = MFG_EVENTS if c & 0x800 else EVENTS
             assert names[name] == c & 0x7FF
+
+
+def test_self_reads_are_collected_once_and_acknowledged(tmp_path):
+    f = Feeder(tmp_path, n=3)
+    f.rounds((12, 24.1, 30, 48.1), until=2 * DAY + 3 * 3600)
+    assert all(r.done and r.ok == 3 for r in f.col.rounds)
+    for d, m in f.meters.items():
+        img = {t: m.image(t) for t in (0, 21, 26)}
+        ctx = {"BT00": tables.decode(0, img[0])}
+        ctx["BT21"] = tables.decode(21, img[21], ctx)
+        bt26 = tables.decode(26, img[26], ctx)
+        assert bt26["NBR_VALID_ENTRIES"] == 2  # the midnights of day 1 and day 2
+        assert bt26["NBR_UNREAD_ENTRIES"] == 0  # each acknowledged after its commit
+        want = {
+            e["END_DATE_TIME"].to_datetime().timestamp(): e["SELF_READ_REGISTER_DATA"]
+            for e in bt26["SELF_READS"][: bt26["NBR_VALID_ENTRIES"]]
+        }
+        regs = [r for r in f.store.registers(d).to_pylist() if r["name"].startswith("self_read.")]
+        got = {}
+        for r in regs:
+            got.setdefault(r["read_at"].timestamp(), {})[r["name"]] = r["value"]
+        assert set(got) == set(want)
+        for at, snapshot in want.items():
+            total = snapshot["TOT_DATA_BLOCK"]
+            assert got[at]["self_read.total.summation0"] == float(total["SUMMATIONS"][0])
+            assert got[at]["self_read.total.summation1"] == float(total["SUMMATIONS"][1])
+        # once each: the rounds after a self read store no more rows of it
+        assert len(regs) == len(want) * len(got[next(iter(got))])
 
 
 def test_a_restart_mid_day_loses_and_doubles_nothing(tmp_path):

@@ -408,7 +408,7 @@ def test_ep23_disconnect_is_slow_and_stops_the_registers():
     assert r.decode(602.0, ET + 23)["DISCONNECT_INTERNAL_STATUS"] == 2  # opened [MEP p.99]
     frozen = r.decode(603.0, 23)["TOT_DATA_BLOCK"]["SUMMATIONS"][0]
     assert r.decode(4000.0, 23)["TOT_DATA_BLOCK"]["SUMMATIONS"][0] == frozen
-    assert r.decode(4001.0, 28)["PRESENT_VALUES"] == (0, 0)
+    assert r.decode(4001.0, 28)["PRESENT_VALUES"] == (0, 0, 0, 0)
     res, _ = r.call(4002.0, 23, b"\x01")
     assert res == b"\x01" and not r.decode(4003.0, 3)["ED_MFG_STATUS"][0]
     assert r.decode(4003.5, ET + 23)["DISCONNECT_INTERNAL_STATUS"] == 0  # closed

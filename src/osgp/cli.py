@@ -318,7 +318,8 @@ def _collect(args: argparse.Namespace) -> int:
         if saved:
             meter.dims = {int(k): bytes.fromhex(v) for k, v in saved.items()}
         eng = _OneMeter(store)
-        stored = run_task(m.session, collect(eng, meter, events=True), lambda s, op: m.run(op))
+        task = collect(eng, meter, events=True, self_reads=True, present=True)
+        stored = run_task(m.session, task, lambda s, op: m.run(op))
     _emit(args, {"device": dev, "serial": serial, "stored": stored})
     return 0
 

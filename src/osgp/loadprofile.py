@@ -25,7 +25,7 @@ public record leaves open are in :class:`LoadProfileProfile`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, List, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -1059,17 +1059,38 @@ def decode_event_logs(
     return out, offsets
 
 
-def check_log_header(bt74: Any, n_all: int) -> None:
-    """Refuse a decoded BT74 header (its first fields suffice) whose valid
-    entries or last entry do not fit a list of ``n_all`` entries
-    (BT71.NBR_HISTORY_ENTRIES): MalformedError naming the field and its
-    offset in BT74 (HIST_FLAGS at 0, NBR_VALID_ENTRIES at 1,
-    LAST_ENTRY_ELEMENT at 3; Optical guide p.51)."""
-    nvalid, last = bt74["NBR_VALID_ENTRIES"], bt74["LAST_ENTRY_ELEMENT"]
+def check_list_header(
+    table: str, head: Any, n_all: int, *, dims: str, valid_at: int, last_at: int
+) -> None:
+    """Refuse the decoded header of an ANSI C12.19 list table (its first
+    fields suffice) whose valid entries or last entry do not fit a list of
+    ``n_all`` entries (what dimension table field ``dims`` allows):
+    MalformedError naming the field and its byte offset in ``table``
+    (NBR_VALID_ENTRIES at ``valid_at``, LAST_ENTRY_ELEMENT at ``last_at``)."""
+    nvalid, last = head["NBR_VALID_ENTRIES"], head["LAST_ENTRY_ELEMENT"]
     if nvalid > n_all:
-        raise _mal("BT74", "NBR_VALID_ENTRIES", 1, f"{nvalid} valid entries, BT71 allows {n_all}")
+        raise _mal(
+            table, "NBR_VALID_ENTRIES", valid_at, f"{nvalid} valid entries, {dims} allows {n_all}"
+        )
     if nvalid and last >= n_all:
-        raise _mal("BT74", "LAST_ENTRY_ELEMENT", 3, f"entry {last} outside the list")
+        raise _mal(table, "LAST_ENTRY_ELEMENT", last_at, f"entry {last} outside the list")
+
+
+def check_log_header(bt74: Any, n_all: int) -> None:
+    """:func:`check_list_header` of BT74 against BT71.NBR_HISTORY_ENTRIES
+    (HIST_FLAGS at 0, NBR_VALID_ENTRIES at 1, LAST_ENTRY_ELEMENT at 3;
+    Optical guide p.51)."""
+    check_list_header("BT74", bt74, n_all, dims="BT71", valid_at=1, last_at=3)
+
+
+def list_slots(head: Any, n_all: int, order: bool, newest: int) -> List[int]:
+    """Ring elements of the ``newest`` most recent entries of a checked list
+    header, oldest first.  LAST_ENTRY_ELEMENT is the newest entry; with the
+    ORDER bit clear the entries ascend (element N older than N+1), with it
+    set they descend (Optical guide p.28, p.51)."""
+    last = head["LAST_ENTRY_ELEMENT"]
+    step = 1 if order else -1
+    return [(last + step * back) % n_all for back in range(newest - 1, -1, -1)]
 
 
 def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
@@ -1086,13 +1107,12 @@ def decode_event_log(bt71: Any, bt74: Any, *, bt00: Any = None) -> np.ndarray:
     t74 = _as_table("BT74", bt74, ctx)
     n_all = t71["NBR_HISTORY_ENTRIES"]
     check_log_header(t74, n_all)
-    nvalid, last = t74["NBR_VALID_ENTRIES"], t74["LAST_ENTRY_ELEMENT"]
+    nvalid = t74["NBR_VALID_ENTRIES"]
     desc = t74["HIST_FLAGS"]["ORDER"]
     out = np.zeros(nvalid, dtype=EVENT_DTYPE)
     entries = t74["ENTRIES"]
-    for i in range(nvalid):
-        back = nvalid - 1 - i
-        e = entries[(last + back) % n_all if desc else (last - back) % n_all]
+    for i, slot in enumerate(list_slots(t74, n_all, desc, nvalid)):
+        e = entries[slot]
         t = e.get("HISTORY_TIME")
         dtm = t.to_datetime() if t is not None else None
         out["time"][i] = np.datetime64(int(dtm.timestamp()), "s") if dtm else np.datetime64("NaT")

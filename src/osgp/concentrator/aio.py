@@ -340,6 +340,8 @@ async def run_collection(
     registers: bool = True,
     load_profile: bool = True,
     events: bool = True,
+    self_reads: bool = True,
+    present: bool = False,
     on_engine: Optional[Callable[[Concentrator], None]] = None,
     keep_frames: bool = False,
     write_batch_s: Optional[float] = WRITE_BATCH_S,
@@ -368,6 +370,8 @@ async def run_collection(
             registers=registers,
             load_profile=load_profile,
             events=events,
+            self_reads=self_reads,
+            present=present,
             on_round_done=done.put_nowait,
         )
         for i in range(rounds):

@@ -40,29 +40,54 @@ __all__ = [
     "DIM_TABLES",
     "LIST_HISTORY",
     "LIST_LP_SET1",
+    "LIST_SELF_READS",
+    "SOURCES",
     "SOURCE_UNITS",
+    "present_values",
 ]
 
 BP05 = 5  # UPDATE_LAST_READ_ENTRY (ANSI C12.19 standard procedure 5)
 # BP05 list numbers (the simulator's INFERRED layout, osgp.sim.layouts)
-LIST_HISTORY, LIST_LP_SET1 = 1, 3
+LIST_HISTORY, LIST_SELF_READS, LIST_LP_SET1 = 1, 2, 3
 _LOG_HEADER = 11  # BT74 header bytes (Optical guide p.51)
+_SELF_READ_HEADER = 6  # BT26 header bytes 0..5 (Optical guide p.27-28)
 # dimension tables read once per meter: BT00 general configuration, BT21
 # register dimensions, BT61/BT62 load-profile dimensions and selections,
 # BT71 log dimensions (ANSI C12.19; Optical guide p.31-34)
 DIM_TABLES = (0, 21, 61, 62, 71)
+PRESENT_DIMS = (27,)  # BT27 present register selection, for a read of BT28 (MEP p.212-213)
 # units of the summation sources in the order BT22 selects them; a meter's
 # own BT12/BT16 would say, the simulator's order is active Wh then reactive
 # varh (osgp.sim.meter.LoadProfileConfig)
 SOURCE_UNITS = ("Wh", "varh")
 
+# measurement sources by the ID BT22 and BT27 select them with (MEP guide
+# p.203-204): name and unit; IDs from 29 are tier registers, not present values
+SOURCES = (
+    ("fwd_active_wh", "Wh"), ("rev_active_wh", "Wh"),
+    ("import_reactive_varh", "varh"), ("export_reactive_varh", "varh"),
+    ("power_off", "s"), ("outages", "count"), ("fwd_plus_rev_wh", "Wh"), ("fwd_minus_rev_wh", "Wh"),
+    ("fwd_active_w", "W"), ("rev_active_w", "W"),
+    ("import_reactive_var", "var"), ("export_reactive_var", "var"),
+    ("current_l1", "mA"), ("current_l2", "mA"), ("current_l3", "mA"),  # units: MEP p.215
+    ("voltage_l1", "mV"), ("voltage_l2", "mV"), ("voltage_l3", "mV"),
+    ("power_factor_l1", "1/1000"), ("frequency", "mHz"), ("apparent_va", "VA"),
+    ("power_factor_l2", "1/1000"), ("power_factor_l3", "1/1000"),
+    ("sin_phase_l1", "1/1000"), ("sin_phase_l2", "1/1000"), ("sin_phase_l3", "1/1000"),
+    ("pulse_input0", "count"), ("pulse_input1", "count"), ("error_counter", "count"),
+)  # fmt: skip
+_DEMAND_UNITS = {"Wh": "W", "varh": "var"}  # a demand is the mean power of its energy source
+
 TaskGen = Generator[Operation, Any, Any]
 _LP_TRIES = 3  # load-profile reads against a BT63 that keeps changing
 
 
-def read_dims(session: Any, dims: Dict[int, bytes], priority: int) -> TaskGen:
-    """Read the dimension tables the meter has not given yet (a generator)."""
-    for t in DIM_TABLES:
+def read_dims(
+    session: Any, dims: Dict[int, bytes], priority: int, extra: Tuple[int, ...] = ()
+) -> TaskGen:
+    """Read the dimension tables (and the ``extra`` ones) the meter has not
+    given yet (a generator)."""
+    for t in DIM_TABLES + extra:
         if t not in dims:
             dims[t] = yield session.read(t, priority=priority)
     return dims
@@ -87,20 +112,52 @@ def _dims_ctx(dims: Dict[int, bytes], *tids: int) -> Dict[str, Any]:
 def register_values(bt23: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
     """BT23 as ``name -> (value, unit)``: summations total and per tier, the
     demand maxima (ANSI C12.19 BT23; Optical guide p.28-30)."""
-    d = tables.decode(23, bt23, _dims_ctx(dims, 21))
+    return _register_data_values(tables.decode(23, bt23, _dims_ctx(dims, 21)))
+
+
+def present_values(bt28: Any, dims: Dict[int, bytes]) -> Dict[str, Tuple]:
+    """BT28 as ``name -> (value, unit)``, named by the sources BT27 selects
+    (:data:`SOURCES`): ``present.<source>`` for each present value and
+    ``present.demand.<source>`` for the demand of the interval running now
+    (MEP guide p.212-218)."""
+    sel = _present_select(dims[0], dims[21], dims[27])
+    d = tables.decode(28, bt28, _dims_ctx(dims, 21))
+    out: Dict[str, Tuple[float, str]] = {}
+    for src, dm in zip(sel["PRESENT_DEMAND_SELECT"], d["PRESENT_DEMANDS"]):
+        name, unit = _source(src)
+        out[f"present.demand.{name}"] = (float(dm["DEMAND_VALUE"]), _DEMAND_UNITS.get(unit, unit))
+    for src, v in zip(sel["PRESENT_VALUE_SELECT"], d["PRESENT_VALUES"]):
+        name, unit = _source(src)
+        out[f"present.{name}"] = (float(v), unit)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _present_select(bt00: bytes, bt21: bytes, bt27: bytes) -> Any:
+    """BT27 decoded (it is sized by BT21), once per model."""
+    return tables.decode(27, bt27, _dims_ctx({0: bt00, 21: bt21}, 21))
+
+
+def _source(src: int) -> Tuple[str, str]:
+    return SOURCES[src] if src < len(SOURCES) else (f"source{src}", "")
+
+
+def _register_data_values(d: Any, prefix: str = "") -> Dict[str, Tuple[float, str]]:
+    """A decoded register data record (BT23, or a BT26 self read's snapshot
+    of it) as ``prefix + name -> (value, unit)``."""
     out: Dict[str, Tuple[float, str]] = {}
     if "NBR_DEMAND_RESETS" in d:  # present when BT21 sets DEMAND_RESET_CTR_FLAG
-        out["demand_resets"] = (float(d["NBR_DEMAND_RESETS"]), "count")
+        out[prefix + "demand_resets"] = (float(d["NBR_DEMAND_RESETS"]), "count")
     blocks = [("total", d["TOT_DATA_BLOCK"])] + [
         (f"tier{i + 1}", b) for i, b in enumerate(d["TIER_DATA_BLOCK"])
     ]
     for name, b in blocks:
         for i, v in enumerate(b["SUMMATIONS"]):
             unit = SOURCE_UNITS[i] if i < len(SOURCE_UNITS) else ""
-            out[f"{name}.summation{i}"] = (float(v), unit)
+            out[f"{prefix}{name}.summation{i}"] = (float(v), unit)
         for i, dm in enumerate(b["DEMANDS"]):
             for j, v in enumerate(dm["DEMAND"]):
-                out[f"{name}.demand{i}.{j}"] = (float(v), "W")
+                out[f"{prefix}{name}.demand{i}.{j}"] = (float(v), "W")
     return out
 
 
@@ -118,12 +175,14 @@ def _lp_geometry(bt00: bytes, bt61: bytes, bt62: bytes) -> Tuple[Any, int]:
 
 
 def _check_dims(dims: Dict[int, bytes], load_profile: bool) -> int:
-    """Decode the meter's dimension tables (and, for a load-profile read,
-    the geometry of set 1): a model the collector cannot work with fails
+    """Decode the meter's dimension tables (BT27 too once read, and for a
+    load-profile read the geometry of set 1): a model the collector cannot work with fails
     the task here, with the tables forgotten so that the next read asks for
     them again.  Returns the channels of load-profile set 1 (0: none)."""
     try:
         sets = _dims_ctx(dims, 21, 61, 71)["BT61"]["LP_DATA_SETS"]
+        if 27 in dims:
+            _present_select(dims[0], dims[21], dims[27])
         if load_profile:
             _lp_geometry(dims[0], dims[61], dims[62])
     except OSGPError:
@@ -236,13 +295,16 @@ def collect(
     registers: bool = True,
     load_profile: bool = True,
     events: bool = False,
+    self_reads: bool = False,
+    present: bool = False,
     priority: int = Priority.SCHEDULED,
 ) -> TaskGen:
-    """One scheduled read of meter ``m``; returns the counts newly stored."""
+    """One scheduled read of meter ``m``; returns the counts newly stored
+    (present values and the values of self reads count among the registers)."""
     store, dev = eng.store, m.device_id
     stored = {"intervals": 0, "registers": 0, "events": 0}
     had = len(m.dims)
-    yield from read_dims(m.session, m.dims, priority)
+    yield from read_dims(m.session, m.dims, priority, PRESENT_DIMS if present else ())
     nch = _check_dims(m.dims, load_profile)
     if len(m.dims) != had:
         yield from _stored(
@@ -252,21 +314,22 @@ def collect(
             {"channel_units": list(SOURCE_UNITS[:nch])},
             cursor=("dims", {str(k): v.hex() for k, v in m.dims.items()}),
         )
-    if registers:
-        bt23 = yield m.session.read(23, priority=priority)
+    if registers or present:
+        values: Dict[str, Tuple] = {}
+        if registers:
+            values.update(register_values((yield m.session.read(23, priority=priority)), m.dims))
+        if present:
+            values.update(present_values((yield m.session.read(28, priority=priority)), m.dims))
         at = eng.runtime.utc(eng.runtime.time())
         stored["registers"] = yield from _stored(
-            eng,
-            store.commit_registers,
-            dev,
-            at,
-            register_values(bt23, m.dims),
-            cursor=eng.save_session(m),
+            eng, store.commit_registers, dev, at, values, cursor=eng.save_session(m)
         )
     if load_profile:
         stored["intervals"] = yield from _collect_lp(eng, m, priority)
     if events:
         stored["events"] = yield from _collect_events(eng, m, priority)
+    if self_reads:
+        stored["registers"] += yield from _collect_self_reads(eng, m, priority)
     return stored
 
 
@@ -311,16 +374,33 @@ def _collect_lp(eng: Any, m: Any, priority: int) -> TaskGen:
 
 
 @functools.lru_cache(maxsize=64)
-def _log_geometry(bt00: bytes, bt71: bytes) -> Tuple[int, int, Dict[str, Any]]:
-    """(BT74 size, entries, the context its header alone decodes in) under
-    these dimension tables: meters of one model share them, so this is
-    worked out once per model.  The header's context is a BT71 of no
-    entries, under which BT74 is its header."""
-    ctx = _dims_ctx({0: bt00, 71: bt71}, 71)
-    t71 = ctx["BT71"]
-    empty = tables.encode(71, {**t71, "NBR_HISTORY_ENTRIES": 0}, ctx)
-    head_ctx = {"BT00": ctx["BT00"], "BT71": tables.decode(71, empty, ctx)}
-    return len(tables.encode(74, {}, ctx)), t71["NBR_HISTORY_ENTRIES"], head_ctx
+def _list_geometry(
+    tid: int, dim: int, count: str, bt00: bytes, image: bytes
+) -> Tuple[int, int, Dict[str, Any]]:
+    """(size, entries, the context its header alone decodes in) of list
+    table ``tid`` (BT74, BT26) whose entries dimension table ``dim`` (BT71,
+    BT21) counts in field ``count``: meters of one model share them, so this
+    is worked out once per model.  The header's context is a dimension
+    table of no entries, under which the list table is its header."""
+    key = f"BT{dim:02d}"
+    ctx = _dims_ctx({0: bt00, dim: image}, dim)
+    t = ctx[key]
+    empty = tables.encode(dim, {**t, count: 0}, ctx)
+    head_ctx = {"BT00": ctx["BT00"], key: tables.decode(dim, empty, ctx)}
+    return len(tables.encode(tid, {}, ctx)), t[count], head_ctx
+
+
+def _read_list(
+    m: Any, tid: int, head: bytes, size: int, n_all: int, slots: List[int], priority: int
+) -> TaskGen:
+    """List table ``tid`` of ``size`` bytes: the header already read
+    (``head``) and the entries at ring elements ``slots`` (the rest left zero)."""
+    image = bytearray(size)
+    image[: len(head)] = head
+    entry = (size - len(head)) // max(n_all, 1)
+    for off, count in _coalesce((len(head) + slot * entry, entry) for slot in slots):
+        image[off : off + count] = yield m.session.read(tid, off, count, priority=priority)
+    return bytes(image)
 
 
 def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
@@ -329,19 +409,15 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NBR,
     NBR_UNREAD_ENTRIES) and a ring of BT71.NBR_HISTORY_ENTRIES entries."""
     store, dev = eng.store, m.device_id
-    size, n_all, head_ctx = _log_geometry(m.dims[0], m.dims[71])
-    entry = (size - _LOG_HEADER) // max(n_all, 1)
-    image = bytearray(size)
-    image[:_LOG_HEADER] = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)
-    head = tables.decode(74, bytes(image[:_LOG_HEADER]), head_ctx)
+    size, n_all, head_ctx = _list_geometry(74, 71, "NBR_HISTORY_ENTRIES", m.dims[0], m.dims[71])
+    head_image = yield m.session.read(74, 0, _LOG_HEADER, priority=priority)
+    head = tables.decode(74, head_image, head_ctx)
     loadprofile.check_log_header(head, n_all)  # before any entry is read
     unread = min(head["NBR_UNREAD_ENTRIES"], head["NBR_VALID_ENTRIES"])
-    last, desc = head["LAST_ENTRY_ELEMENT"], head["HIST_FLAGS"]["ORDER"]
-    slots = ((last + b) % n_all if desc else (last - b) % n_all for b in range(unread))
-    for off, count in _coalesce((_LOG_HEADER + slot * entry, entry) for slot in slots):
-        image[off : off + count] = yield m.session.read(74, off, count, priority=priority)
+    slots = loadprofile.list_slots(head, n_all, head["HIST_FLAGS"]["ORDER"], unread)
+    image = yield from _read_list(m, 74, head_image, size, n_all, slots, priority)
     ctx = _dims_ctx(m.dims, 71)
-    log = loadprofile.decode_event_log(ctx["BT71"], tables.decode(74, bytes(image), ctx))
+    log = loadprofile.decode_event_log(ctx["BT71"], tables.decode(74, image, ctx))
     rows = [
         (
             int(e["time"].astype("int64")) if not np.isnat(e["time"]) else 0,
@@ -355,4 +431,44 @@ def _collect_events(eng: Any, m: Any, priority: int) -> TaskGen:
     new = yield from _stored(eng, store.commit_events, dev, rows, cursor=eng.save_session(m))
     if unread:
         yield m.session.call(BP05, struct.pack("<BH", LIST_HISTORY, unread), priority=priority)
+    return new
+
+
+def _collect_self_reads(eng: Any, m: Any, priority: int) -> TaskGen:
+    """The unread self reads of BT26 (Optical guide p.27-29), each stored as
+    register values named ``self_read.*`` at the moment the meter took it,
+    then BP05 on them.  BT26 is its 6-byte list header and a ring of
+    BT21.NBR_SELF_READS entries, each a snapshot of BT23 with its time."""
+    size, n_all, head_ctx = _list_geometry(26, 21, "NBR_SELF_READS", m.dims[0], m.dims[21])
+    if not n_all:
+        return 0  # the meter keeps no self reads
+    head_image = yield m.session.read(26, 0, _SELF_READ_HEADER, priority=priority)
+    head = tables.decode(26, head_image, head_ctx)
+    loadprofile.check_list_header("BT26", head, n_all, dims="BT21", valid_at=1, last_at=2)
+    unread = min(head["NBR_UNREAD_ENTRIES"], head["NBR_VALID_ENTRIES"])
+    if not unread:
+        return 0
+    slots = loadprofile.list_slots(head, n_all, head["LIST_STATUS"]["ORDER"], unread)
+    image = yield from _read_list(m, 26, head_image, size, n_all, slots, priority)
+    entries = tables.decode(26, image, _dims_ctx(m.dims, 21))["SELF_READS"]
+    snapshots = []
+    for slot in slots:
+        e = entries[slot]
+        t = e.get("END_DATE_TIME")  # present when BT21 sets DATE_TIME_FIELD_FLAG
+        at = t.to_datetime() if t is not None else None
+        if at is None:
+            raise ProtocolError(
+                f"BT26: the self read at element {slot} has no valid time, so it cannot be "
+                "stored once (BT21 DATE_TIME_FIELD_FLAG, END_DATE_TIME)"
+            )
+        values = _register_data_values(e["SELF_READ_REGISTER_DATA"], "self_read.")
+        if "SELF_READ_SEQ_NBR" in e:
+            values["self_read.seq"] = (float(e["SELF_READ_SEQ_NBR"]), "count")
+        snapshots.append((at.timestamp(), values))
+    new = 0
+    for at, values in snapshots:
+        new += yield from _stored(
+            eng, eng.store.commit_registers, m.device_id, at, values, cursor=eng.save_session(m)
+        )
+    yield m.session.call(BP05, struct.pack("<BH", LIST_SELF_READS, unread), priority=priority)
     return new

@@ -60,10 +60,15 @@ class Round:
         return self.ok / self.meters if self.meters else 1.0
 
 
+# what a round reads of a meter in permanent fault, on top of its registers: nothing
+_PROBE = dict(load_profile=False, events=False, self_reads=False, present=False)
+
+
 class Collector:
     """Runs collection rounds on a :class:`Concentrator`.
 
-    ``registers`` / ``load_profile`` / ``events``: what a round reads;
+    ``registers`` / ``load_profile`` / ``events`` / ``self_reads`` /
+    ``present``: what a round reads (:func:`~osgp.concentrator.collect.collect`);
     ``on_round_done``: called with the :class:`Round` when its last meter
     ends."""
 
@@ -74,11 +79,19 @@ class Collector:
         registers: bool = True,
         load_profile: bool = True,
         events: bool = True,
+        self_reads: bool = True,
+        present: bool = False,
         priority: int = Priority.SCHEDULED,
         on_round_done: Optional[Callable[[Round], None]] = None,
     ) -> None:
         self.eng = eng
-        self.what = dict(registers=registers, load_profile=load_profile, events=events)
+        self.what = dict(
+            registers=registers,
+            load_profile=load_profile,
+            events=events,
+            self_reads=self_reads,
+            present=present,
+        )
         self.priority = priority
         self.on_round_done = on_round_done
         self.rounds: List[Round] = []
@@ -214,7 +227,7 @@ class Collector:
         self._on[m.device_id] = m.channel.name  # counted there even if the meter moves
         what = self.what
         if m.status == PERMANENT_FAULT:
-            what = dict(what, load_profile=False, events=False)  # a probe only
+            what = dict(what, **_PROBE)  # registers only: a probe
         self.eng.start(
             m,
             collect(self.eng, m, priority=self.priority, **what),

@@ -228,7 +228,7 @@ def _bt21_image() -> bytes:
             "NBR_OCCUR": 1,
             "NBR_TIERS": 2,
             "NBR_PRESENT_DEMANDS": 1,
-            "NBR_PRESENT_VALUES": 2,
+            "NBR_PRESENT_VALUES": 4,
         },
     )
 
@@ -1241,7 +1241,15 @@ class SimMeter:
         dict.__setitem__(
             self.tables,
             27,
-            bytearray(tables.encode(27, {"PRESENT_VALUE_SELECT": [0, 1]}, self._ctx(27))),
+            # the demand of forward active Wh; forward and reverse active W, import
+            # and export var (source IDs 0 and 8..11, MEP guide p.203-204)
+            bytearray(
+                tables.encode(
+                    27,
+                    {"PRESENT_DEMAND_SELECT": [0], "PRESENT_VALUE_SELECT": [8, 9, 10, 11]},
+                    self._ctx(27),
+                )
+            ),
         )
         dict.__setitem__(
             self.tables,
@@ -1502,7 +1510,8 @@ class SimMeter:
                         "DEMAND_VALUE": avg,
                     }
                 ],
-                "PRESENT_VALUES": [p, q],
+                # the sources BT27 selects: forward, reverse active W, import, export var
+                "PRESENT_VALUES": [max(p, 0), max(-p, 0), max(q, 0), max(-q, 0)],
             },
             self._ctx(28),
         )
