@@ -179,6 +179,17 @@ class ChecksumError(DecodeError):
 class MalformedError(DecodeError):
     """A field holds a value the format does not allow."""
 
+    @classmethod
+    def in_table(cls, table: str, field: str, offset: int, message: str) -> MalformedError:
+        """The error of field ``field`` of ``table`` (``"BT74"``) at byte ``offset``."""
+        return cls(
+            f"field {field}: {message}",
+            layer=f"table {table}",
+            offset=offset,
+            table=table,
+            field=field,
+        )
+
 
 class AuthenticationError(OSGPError):
     """A digest, MIC or AEAD tag did not verify.  Deliberately not a ValueError."""

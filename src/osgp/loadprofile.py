@@ -224,14 +224,7 @@ def _as_table(name: str, data: Any, context: dict) -> Mapping:
     return tables.decode(name, data, context)
 
 
-def _mal(table: str, fieldname: str, offset: int, msg: str) -> MalformedError:
-    return MalformedError(
-        f"field {fieldname}: {msg}",
-        layer=f"table {table}",
-        offset=offset,
-        table=table,
-        field=fieldname,
-    )
+_mal = MalformedError.in_table
 
 
 def interval_seconds(max_int_time: int, profile: LoadProfileProfile = DEFAULT_PROFILE) -> int:

@@ -42,7 +42,7 @@ from osgp import tables
 from osgp.concentrator.broadcast import Broadcaster
 from osgp.concentrator.collect import read_dims
 from osgp.concentrator.engine import Meter, Task
-from osgp.errors import ConfigurationError, DeviceError, ProtocolError
+from osgp.errors import ConfigurationError, DeviceError, MalformedError, ProtocolError
 from osgp.services import firmware as F
 from osgp.services import procedures as P
 from osgp.services.codes import ResponseCode
@@ -61,6 +61,21 @@ _CONFIRM_S = 5.0  # after the switch moment, the meter is read this much later
 
 class NotSwitched(ProtocolError):
     """The meter answered, but it does not run the new image."""
+
+
+def _same_download(bank: F.CodeBank, d: F.Download) -> None:
+    """ET17 describes the download ``d`` and counts its packets, so that its
+    bitmap names no packet past the image."""
+    if (bank.length, bank.packet_size, bank.new_version) != (d.length, d.packet_size, d.version):
+        raise NotSwitched("ET17 shows another download than this job's")
+    if bank.packets != d.packets:  # PACKETS, UINT16 at offset 10 (osgp.services.firmware)
+        raise MalformedError.in_table(
+            "ET17",
+            "PACKETS",
+            10,
+            f"{bank.packets} packets, the image of {d.length} bytes has {d.packets}"
+            f" of {d.packet_size}",
+        )
 
 
 def firmware_params(
@@ -344,7 +359,9 @@ class FirmwareRunner:
         elif n >= j.download.packets:
             j.missing[m.device_id] = set()
         else:
-            j.missing[m.device_id] = set((yield from self._bank(j, m)).missing())
+            bank = yield from self._bank(j, m)
+            _same_download(bank, j.download)
+            j.missing[m.device_id] = set(bank.missing())
         return "ready"
 
     def _repair(self, j: _Job, m: Meter) -> TaskGen:
@@ -353,8 +370,7 @@ class FirmwareRunner:
             bank = yield from self._bank(j, m)
             if bank.active_version == d.version:
                 return "confirm"  # switched already (an EP10 whose answer was lost)
-            if bank.length != d.length or bank.new_version != d.version:
-                raise NotSwitched("ET17 shows another download than this job's")
+            _same_download(bank, d)
             gone = bank.missing()
             if not gone:
                 break

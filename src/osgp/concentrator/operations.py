@@ -376,7 +376,13 @@ class Operations:
         simulator's own choices, osgp.sim.meter; a real meter's are its maker's)."""
         yield from read_dims(m.session, m.dims, self.priority)
         bt03 = yield from self._read(m, 3)
-        return bool(tables.decode(3, bt03, _ctx(m.dims))["ED_MFG_STATUS"][bit])
+        status = tables.decode(3, bt03, _ctx(m.dims))["ED_MFG_STATUS"]
+        if bit >= len(status):  # 8 bits a byte of BT00 DIM_MFG_STATUS_USED (ANSI C12.19 BT03)
+            raise NotConfirmed(
+                f"BT03 ED_MFG_STATUS has {len(status)} bits, no bit {bit}"
+                " (BT00 DIM_MFG_STATUS_USED)"
+            )
+        return bool(status[bit])
 
     def _switch(
         self, m: Meter, run: _Run, bit: int, close: bool, call: tuple, what: str, **detail: Any

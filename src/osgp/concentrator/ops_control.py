@@ -33,10 +33,10 @@ import json
 import struct
 from typing import Any, Dict, Generator, Optional, Tuple
 
-from osgp import tables
+from osgp import loadprofile, tables
 from osgp.concentrator.collect import read_dims
 from osgp.concentrator.operations import TASKS, Kind, NotConfirmed
-from osgp.errors import ProtocolError
+from osgp.errors import MalformedError, ProtocolError
 from osgp.session.events import Operation
 
 __all__ = ["HELP", "credit_transaction", "one_time_request", "add_arguments", "params_of"]
@@ -49,6 +49,7 @@ _STATUS_BIT = {1: 3, 2: 4}  # BT03 ED_MFG_STATUS bit of an open control relay (o
 _WAITING, _CAPTURED = 1, 2  # ET19 STATE
 _UNUSED = 0xF800  # ET61 record with hour 31 (osgp.tables.control)
 _LIST_HEADER = 6  # ET31 list header bytes ([MEP p.104])
+_MAX_RECORD = 0xFFFF  # bytes one read answers: its <count> is UINT16 (osgp.services.messages)
 _ET05_FIELDS = {f["name"] for f in tables.schema(ET + 5)["fields"] if "name" in f}
 
 
@@ -305,9 +306,13 @@ def _one_time(ops: Any, m: Any, run: Any) -> TaskGen:
     dctx = {"BT00": m.dims[0], "BT21": m.dims[21]}
     bt21 = tables.decode(21, m.dims[21], dctx)
     slots = bt21["NBR_SELF_READS"]
-    size = (len(tables.encode(ET + 31, {}, dctx)) - _LIST_HEADER) // max(slots, 1)
+    size = _record_size(bt21, dctx)
     head = bytes((yield from _read(ops, m, ET + 31, 0, _LIST_HEADER)))
+    # list header: LIST_STATUS, NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NUMBER
+    # UINT16, NBR_UNREAD_ENTRIES ([MEP p.104])
     valid, last = head[1], head[2]
+    header = {"NBR_VALID_ENTRIES": valid, "LAST_ENTRY_ELEMENT": last}
+    loadprofile.check_list_header("ET31", header, slots, dims="BT21", valid_at=1, last_at=2)
     last_seq = int.from_bytes(head[3:5], "little")
     back = (last_seq - e["LOG_SEQ_NBR"]) & 0xFFFF
     if back >= valid:
@@ -316,13 +321,37 @@ def _one_time(ops: Any, m: Any, run: Any) -> TaskGen:
     rec = bytes((yield from _read(ops, m, ET + 31, _LIST_HEADER + i * size, size)))
     skip = 2 if bt21["NBR_DEMANDS"] else 0  # BIDN ([MEP p.104])
     regs = tables.decode(23, rec[skip + 6 :], dctx)
+    sums = regs["TOT_DATA_BLOCK"]["SUMMATIONS"]  # none with BT21 NBR_SUMMATIONS 0
     return _done(
         rid=rid,
         state="captured",
         seq=e["LOG_SEQ_NBR"],
         time=_stime(rec[skip : skip + 5]),
-        active_wh=regs["TOT_DATA_BLOCK"]["SUMMATIONS"][0],
+        active_wh=sums[0] if sums else None,
         action=action,
+    )
+
+
+def _record_size(bt21: Any, dctx: Dict[str, Any]) -> int:
+    """Bytes of one ET31 record: BIDN, STIME_DATE, SEASON and BT23's register data
+    ([MEP p.104-105]).  A record larger than one read answers is refused, on a
+    bound that needs no encoding first: each value of the 1 + NBR_TIERS register
+    data blocks takes a byte at least (ANSI C12.19 BT23 DATA_BLK_RCD)."""
+    values = (1 + bt21["NBR_TIERS"]) * (
+        bt21["NBR_SUMMATIONS"] + (bt21["NBR_DEMANDS"] + bt21["NBR_COIN_VALUES"]) * bt21["NBR_OCCUR"]
+    )
+    what = f"{values} register values"
+    if values <= _MAX_RECORD:
+        one = {**dctx, "BT21.NBR_SELF_READS": 1}
+        size = len(tables.encode(ET + 31, {}, one)) - _LIST_HEADER
+        if size <= _MAX_RECORD:
+            return size
+        what = f"{size} bytes"
+    raise MalformedError.in_table(
+        "ET31",
+        "ONE_TIME_READS",
+        _LIST_HEADER,
+        f"records of {what} under BT21, more than the {_MAX_RECORD} bytes one read answers",
     )
 
 

@@ -58,7 +58,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from osgp import tables
 from osgp.concentrator.engine import Meter
 from osgp.concentrator.operations import TASKS, Kind, NotConfirmed, Operations, TaskGen
-from osgp.errors import ConfigurationError, DeviceError
+from osgp.errors import ConfigurationError, DeviceError, MalformedError
 from osgp.services.messages import PED, PENDING
 from osgp.services.procedures import ProcedureError
 from osgp.tables import TimeDate
@@ -312,6 +312,10 @@ def _calendar_id(ops: Operations, m: Meter) -> TaskGen:
     """BT54 CALENDAR_ID, its last four bytes [MEP p.229]."""
     bt50 = yield from _dim(ops, m, 50)
     size = int(tables.decode(50, bt50)["CALENDAR_TBL_SIZE"])
+    if size < 4:  # CALENDAR_TBL_SIZE, UINT16 at offset 7 [MEP p.221-223]
+        raise MalformedError.in_table(
+            "BT50", "CALENDAR_TBL_SIZE", 7, f"a BT54 of {size} bytes holds no CALENDAR_ID"
+        )
     assert m.session is not None
     tail = yield m.session.read(BT54, size - 4, 4, priority=ops.priority)
     return int.from_bytes(tail, "little")
@@ -347,12 +351,17 @@ def _verify(ops: Operations, m: Meter, run: Any) -> TaskGen:
     if active_id != _cal_id(run):
         raise NotConfirmed(f"ET23 says calendar {active_id} is active, not {_cal_id(run)}")
     bt55 = tables.decode(55, (yield from ops._read(m, 55)))
+    local = bt55["CLOCK_CALENDAR"].to_datetime()
+    if local is None:  # CLOCK_CALENDAR, LTIME_DATE at offset 0 [MEP p.230-231]
+        raise MalformedError.in_table(
+            "BT55", "CLOCK_CALENDAR", 0, f"{tuple(bt55['CLOCK_CALENDAR'])} is no calendar time"
+        )
     return json.dumps(
         {
             "calendar_id": run.params["calendar"]["calendar_id"],
             "tier": bt55["STATUS"]["CURR_TIER"],
             "season": bt55["STATUS"]["SEASON"],
-            "local": bt55["CLOCK_CALENDAR"].to_datetime().isoformat()[:19],
+            "local": local.isoformat()[:19],
         }
     )
 
