@@ -466,6 +466,44 @@ def test_tou_verify_of_a_meter_whose_local_clock_is_no_date(month):
     assert (err.table, err.field, err.offset) == ("BT55", "CLOCK_CALENDAR", 0)
 
 
+def test_a_calendar_for_a_bt50_of_tier_switches_not_in_day_schedules_is_refused():
+    # BT50 NBR_TIER_SWITCHES 25: BT54's day schedules hold 10 switches each [MEP p.228]
+    meter, kind, params = _scenario("tou")
+    bt50 = _changed(50, meter.image(50), None, NBR_TIER_SWITCHES=25)
+    outcome, err, _ = _run(meter, kind, params, {50: _always(bt50)})
+    assert outcome == "failed" and isinstance(err, MalformedError), err
+    assert (err.table, err.field, err.offset) == ("BT50", "NBR_TIER_SWITCHES", 5)
+
+
+def test_clock_sync_sets_a_clock_that_is_no_date():
+    # BT52 month 13 (a clock never set, or garbled) gives no drift: BP10 sets
+    # the clock, and the outcome has no drift before it, not one made of the fields
+    meter, kind, params = _scenario("clock-sync")
+    called = []
+
+    def bt52(image):
+        if called:  # set by then
+            return image
+        values = _thaw(tables.decode(52, image))
+        td = values["CLOCK_CALENDAR"]
+        values["CLOCK_CALENDAR"] = tables.TimeDate(td.year, 13, *td[2:])
+        return tables.encode(52, values)
+
+    session = _Session(meter, {52: bt52})
+    call = session.call
+
+    def tracked(number, *args, **kwargs):
+        called.append(number)
+        return call(number, *args, **kwargs)
+
+    session.call = tracked
+    outcome, value = _drive(_task_of(session, meter, kind, params), session)
+    assert outcome == "ok", value
+    out = json.loads(value)
+    assert called == [L.BP10] and out["actions"] == ["BP10"]
+    assert out["drift_s"] is None and abs(out["after_s"]) < 5
+
+
 def test_a_rollback_on_a_bt50_whose_calendar_has_no_room_for_its_id():
     # BT50 CALENDAR_TBL_SIZE 2: CALENDAR_ID (the last 4 bytes) would be at offset -2, a
     # read the session refuses with an error naming no table

@@ -24,6 +24,7 @@ read, EP16 clock delta, EP23 contactor, EP27 groups, EP34 demand reset.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -124,8 +125,16 @@ def _ctx(dims: Dict[int, bytes]) -> Dict[str, bytes]:
     return {f"BT{k:02d}": v for k, v in dims.items()}
 
 
-def _utc_of(bt52: bytes) -> float:
-    return float(tables.decode(52, bt52)["CLOCK_CALENDAR"].epoch())
+def _utc_of(bt52: bytes) -> Optional[float]:
+    """BT52 CLOCK_CALENDAR as UTC epoch seconds; None when it is no date
+    (month 13, a zero date: a clock never set, or garbled)."""
+    t = tables.decode(52, bt52)["CLOCK_CALENDAR"].to_datetime()
+    return None if t is None else t.timestamp()
+
+
+def _seconds(x: float) -> Optional[float]:
+    """A drift for an outcome's JSON detail: None for a clock that is no date."""
+    return round(x, 3) if math.isfinite(x) else None
 
 
 class Operations:
@@ -330,14 +339,18 @@ class Operations:
         how far off that can be.  BT52 holds whole seconds (ANSI C12.19
         LTIME_DATE) read at some moment between the request and the answer
         (an answer repeated after a loss is the old one), so the estimate is
-        the middle of both ranges; a read that took too long is done again."""
+        the middle of both ranges; a read that took too long is done again.
+        A BT52 that is no date is infinitely far off: BP10 sets it."""
         assert m.session is not None
         best = (0.0, float("inf"))
         for _ in range(_CLOCK_READS):
             t0 = self._utc()
             bt52 = yield m.session.read(52, priority=self.priority)
             t1 = self._utc()
-            est = (_utc_of(bt52) + 0.5 - (t0 + t1) / 2, 0.5 + (t1 - t0) / 2)
+            utc = _utc_of(bt52)
+            if utc is None:
+                return math.inf, 0.0
+            est = (utc + 0.5 - (t0 + t1) / 2, 0.5 + (t1 - t0) / 2)
             best = min(best, est, key=lambda x: x[1])
             if best[1] <= self.clock_threshold_s / 2:
                 break
@@ -353,7 +366,7 @@ class Operations:
             if abs(drift) < self.clock_threshold_s:
                 break
             if not actions:
-                self._sent(m, run, {"drift_s": round(drift, 3)})
+                self._sent(m, run, {"drift_s": _seconds(drift)})
             if abs(drift) >= self.clock_step_s:
                 actions.append("BP10")
                 utc = datetime.fromtimestamp(round(self._utc()), timezone.utc)
@@ -365,9 +378,10 @@ class Operations:
                 yield from self._call(m, EP16, struct.pack("<i", -round(drift)))
             drift, bound = yield from self._drift(m)
         if abs(drift) >= self.clock_threshold_s:
-            raise NotConfirmed(f"clock still {drift:+.1f} s off after {'+'.join(actions)}")
+            off = f"{drift:+.1f} s off" if math.isfinite(drift) else "no date"
+            raise NotConfirmed(f"clock still {off} after {'+'.join(actions)}")
         return json.dumps(
-            {"drift_s": round(first, 3), "actions": actions, "after_s": round(drift, 3)}
+            {"drift_s": _seconds(first), "actions": actions, "after_s": _seconds(drift)}
         )
 
     def _open(self, m: Meter, bit: int = 0) -> TaskGen:

@@ -60,7 +60,7 @@ class Round:
         return self.ok / self.meters if self.meters else 1.0
 
 
-# what a round reads of a meter in permanent fault, on top of its registers: nothing
+# what a meter in permanent fault is not asked for: a round only probes it (its registers)
 _PROBE = dict(load_profile=False, events=False, self_reads=False, present=False)
 
 
@@ -227,7 +227,7 @@ class Collector:
         self._on[m.device_id] = m.channel.name  # counted there even if the meter moves
         what = self.what
         if m.status == PERMANENT_FAULT:
-            what = dict(what, **_PROBE)  # registers only: a probe
+            what = dict(what, **_PROBE)
         self.eng.start(
             m,
             collect(self.eng, m, priority=self.priority, **what),

@@ -123,6 +123,10 @@ class Calendar:
         n_seasons = int(dims["CALENDAR_FUNC"]["NBR_SEASONS"])
         n_special = int(dims["CALENDAR_FUNC"]["NBR_SPECIAL_SCHED"])
         separate = bool(dims["TIME_FUNC_FLAG2"]["SEPARATE_WEEKDAYS_FLAG"])
+        if n_sw % per:  # NBR_TIER_SWITCHES, UINT16 at offset 5 [MEP p.220-222]
+            raise MalformedError.in_table(
+                "BT50", "NBR_TIER_SWITCHES", 5, f"{n_sw} tier switches, not day schedules of {per}"
+            )
         if len(self.day_schedules) * per > n_sw or len(self.seasons) > n_seasons:
             raise ConfigurationError(
                 f"tariffs: {len(self.day_schedules)} day schedules and {len(self.seasons)} seasons"
