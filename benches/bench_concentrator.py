@@ -1,7 +1,7 @@
 """Concentrator benchmarks: host CPU per read through the asyncio concentrator.
 
 * concentrator-aio: one collection round (dimension tables, BT23 registers, a
-  day of load profile, the history log, BP05 on both) of ``N_METERS``
+  day of load profile, the history log, the self reads, BP05 on each) of ``N_METERS``
   simulated meters served as CN/IP on loopback by ``osgp simulate`` in
   another process, through :func:`osgp.concentrator.aio.run_collection` into
   a SQLite store.  A *read* is one completed request/response exchange on
