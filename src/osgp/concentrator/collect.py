@@ -176,9 +176,10 @@ def _lp_geometry(bt00: bytes, bt61: bytes, bt62: bytes) -> Tuple[Any, int]:
 
 def _check_dims(dims: Dict[int, bytes], load_profile: bool) -> int:
     """Decode the meter's dimension tables (BT27 too once read, and for a
-    load-profile read the geometry of set 1): a model the collector cannot work with fails
-    the task here, with the tables forgotten so that the next read asks for
-    them again.  Returns the channels of load-profile set 1 (0: none)."""
+    load-profile read the geometry of set 1): a model the collector cannot
+    work with fails the task here, with the tables forgotten so that the
+    next read asks for them again.  Returns the channels of load-profile
+    set 1 (0: none)."""
     try:
         sets = _dims_ctx(dims, 21, 61, 71)["BT61"]["LP_DATA_SETS"]
         if 27 in dims:
