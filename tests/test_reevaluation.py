@@ -11,9 +11,9 @@ import pytest
 
 from osgp import loadprofile, tables
 from osgp.concentrator import KeyVault, Store
-from osgp.concentrator.discovery import Discovery
+from osgp.concentrator.discovery import Discovery, Topology
 from osgp.concentrator.engine import Concentrator
-from osgp.concentrator.reevaluation import Reevaluator
+from osgp.concentrator.reevaluation import Reevaluation, Reevaluator
 from osgp.concentrator.schedule import Collector, periodic
 from osgp.demo import discover_and_commission, load_fleet
 from osgp.errors import ConfigurationError
@@ -165,3 +165,88 @@ def test_a_failed_discovery_loses_no_meter_and_is_recorded(world, monkeypatch):
     assert reev.topologies[b.name] is not topologies[1]  # b was discovered again
     audit = [e for e in store.audit_log() if e.actor == "reevaluation"]
     assert [e.action for e in audit] == ["discovery failed"] and a.name in audit[0].detail
+
+
+def _relayed_meter(t0, fleet):
+    """A meter behind one repeater, and another repeater as far out as that
+    one (within 30 m of it, a lateral choice) that the meter is in reach of."""
+    reach = fleet.segments[0].profile.reach_m
+    for nid in sorted(t0.meters):
+        path = t0.meters[nid].path
+        if len(path) != 1:
+            continue
+        here, rep = fleet.node(nid).position, fleet.node(path[0]).position
+        for other in sorted(t0.meters):
+            o = fleet.node(other).position
+            if (
+                other not in (nid, path[0])
+                and not t0.meters[other].path
+                and abs(o - rep) < 30.0
+                and abs(here - o) < 0.6 * reach
+            ):
+                return nid, path[0], other
+    raise AssertionError("no meter behind a repeater with a lateral alternative")
+
+
+def _lateral(t0, store, nid, other):
+    """``t0`` with ``nid`` behind ``other`` instead: what a sweep that missed
+    the old link would find."""
+    t = Topology.from_dict(t0.to_dict())
+    r = t.meters[nid]
+    d = store.device_by_neuron(other)
+    t.proxies[other] = lon.SubnetNode(d.subnet, d.node)
+    r.path, r.alternates = [other], []
+    r.addresses = [t.proxies[other]]
+    return t
+
+
+def _reroute(reev, eng, dev, t):
+    reev._current = Reevaluation(started=eng.runtime.time())
+    reev._reroute(eng.meters[dev], t)
+    return reev._current
+
+
+def test_a_lateral_path_keeps_a_primary_that_never_failed_first(world):
+    fleet, plans, topologies, store, eng = world
+    net, t0 = fleet.network, topologies[0]
+    nid, rep, other = _relayed_meter(t0, fleet)
+    dev = store.device_by_neuron(nid).id
+    col = Collector(eng)
+    first = col.start_round("before")
+    net.run(until=net.now + 2 * H)
+    assert first.done and dev not in first.missed
+    (primary, *_) = store.routes(dev)
+    assert primary.successes > 0 and primary.failures == 0
+    session = eng.meters[dev].session
+    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
+    r = _reroute(reev, eng, dev, _lateral(t0, store, nid, other))
+    assert r.kept == [nid] and not r.rerouted
+    a = store.device_by_neuron(rep)
+    o = store.device_by_neuron(other)
+    paths = [x.path for x in store.routes(dev)]
+    assert paths[:2] == [[(a.subnet, a.node)], [(o.subnet, o.node)]]
+    assert eng.meters[dev].session is session  # the same route: nothing reopened
+    # the old repeater goes away: failover takes the new path the sweep found
+    fleet.move(rep, fleet.segments[1].name, 40.0)
+    relayed = fleet.node(other).relayed
+    again = col.start_round("after")
+    net.run(until=net.now + 4 * H)
+    assert again.done and dev not in again.missed
+    assert fleet.node(other).relayed > relayed
+
+
+def test_a_new_path_keeps_the_old_one_as_an_alternate(world):
+    fleet, plans, topologies, store, eng = world
+    t0 = topologies[0]
+    nid, rep, other = _relayed_meter(t0, fleet)
+    dev = store.device_by_neuron(nid).id
+    before = [x.path for x in store.routes(dev)]
+    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
+    # never read: the primary has no record, so the new path goes first
+    r = _reroute(reev, eng, dev, _lateral(t0, store, nid, other))
+    assert r.rerouted == [nid] and not r.kept
+    o = store.device_by_neuron(other)
+    paths = [x.path for x in store.routes(dev)]
+    assert paths[0] == [(o.subnet, o.node)]
+    assert paths[1:] == [p for p in before if p != paths[0]][:3]
+    assert eng.meters[dev].route.path == [(o.subnet, o.node)]

@@ -373,6 +373,34 @@ def test_ep12_self_read_and_ep34_demand_reset():
     assert r.decode(now + 3, 26)["NBR_UNREAD_ENTRIES"] == 0
 
 
+def test_self_reads_stay_current_across_reads_as_their_ring_wraps():
+    """BT26 keeps the bytes of entries taken before the last read: every read
+    must show the newest self reads, each with the registers of its moment,
+    and the slots never taken as empty entries."""
+    meter, port, c = make("mep")
+    r = Reader(c, port)
+    taken = []  # (seq, summation read just after the self read)
+    for k in range(11):  # the ring holds 4
+        now = 600.0 + 600 * k
+        res, _ = r.call(now, 12)
+        taken.append((int.from_bytes(res, "little"), None))
+        total = r.decode(now + 1, 23)["TOT_DATA_BLOCK"]["SUMMATIONS"][0]
+        taken[-1] = (taken[-1][0], total)
+        if k in (0, 2, 3, 4, 7, 10):
+            sr = r.decode(now + 2, 26)
+            n = len(sr["SELF_READS"])
+            assert sr["NBR_VALID_ENTRIES"] == min(k + 1, n)
+            last = sr["LAST_ENTRY_ELEMENT"]
+            ring = [sr["SELF_READS"][(last - j) % n] for j in range(min(k + 1, n))]
+            for entry, (seq, total) in zip(ring, reversed(taken)):
+                assert entry["SELF_READ_SEQ_NBR"] == seq
+                got = entry["SELF_READ_REGISTER_DATA"]["TOT_DATA_BLOCK"]["SUMMATIONS"][0]
+                assert 0 <= total - got <= 1
+            for entry in sr["SELF_READS"][k + 1 :]:
+                assert entry["END_DATE_TIME"].month == 0 and entry["SELF_READ_SEQ_NBR"] == 0
+    assert [seq for seq, _ in taken] == list(range(11))
+
+
 def test_event_log_stays_current_across_reads_as_its_ring_wraps():
     """BT74 keeps the entry bytes of slots logged before the last read: every
     read must still show each event the test caused, in order, and nothing

@@ -14,7 +14,9 @@ previous ones (:func:`~osgp.concentrator.discovery.reevaluate`):
   so its cursors, and with them what the next collection reads and
   acknowledges, carry on unchanged;
 * ``path``: the same segment, another repeater chain: the store's routes
-  and the meter's session follow;
+  and the meter's session follow, the routes it had kept as alternates
+  (a new chain no shorter than a primary that has only succeeded is put
+  after it: a lateral change is no improvement);
 * ``lost``: heard on no segment: recorded in the audit log, nothing changes
   (the collection's status machine deals with a meter that stays silent).
 
@@ -37,6 +39,7 @@ from osgp.link import lon
 __all__ = ["Reevaluation", "Reevaluator"]
 
 _POLL_S = 10.0  # how often a running discovery or commissioning is looked at
+_MAX_ROUTES = 4  # a meter's routes kept: the primary and its alternates
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Reevaluation:
     changes: List[Reroute] = field(default_factory=list)
     moved: List[bytes] = field(default_factory=list)  # re-homed on their new segment
     rerouted: List[bytes] = field(default_factory=list)  # a new path on the same segment
+    # a new path found no shorter than a primary that never failed: kept first, the new after
+    kept: List[bytes] = field(default_factory=list)
     failed: List[bytes] = field(default_factory=list)  # moved, but not commissioned there
     # segment -> why its discovery failed (its meters are compared next time)
     errors: Dict[str, str] = field(default_factory=dict)
@@ -215,11 +220,35 @@ class Reevaluator:
         self._current.moved.append(m.neuron)
 
     def _reroute(self, m: Meter, t: Topology) -> None:
+        """The paths ``t`` found first, then the meter's routes before (each
+        a path that carried its exchanges) as alternates, for failover to
+        fall back on.  A new primary no shorter than a primary that has
+        succeeded and never failed is no improvement: that one stays first."""
         store = self.eng.store
-        store.put_routes(m.device_id, self._routes(m, t))
-        self.eng.move(m, m.channel, m.address, store.routes(m.device_id))
+        new = [list(path) for path, _ in self._routes(m, t)]
+        before = store.routes(m.device_id)
+        old = [[tuple(h) for h in r.path] for r in before]
+        keep = bool(
+            before
+            and new
+            and before[0].successes > 0
+            and before[0].failures == 0
+            and len(new[0]) >= len(old[0])
+        )
+        paths: List[List[Any]] = []
+        for path in ([old[0]] if keep else []) + new + old:
+            if path not in paths:
+                paths.append(path)
+        del paths[_MAX_ROUTES:]
+        store.put_routes(m.device_id, [(path, 1.0 / (1 + i)) for i, path in enumerate(paths)])
+        routes = store.routes(m.device_id)
         assert self._current is not None
-        self._current.rerouted.append(m.neuron)
+        if keep and m.route_index == 0:  # the same primary: the session stays as it is
+            m.routes = routes
+            self._current.kept.append(m.neuron)
+            return
+        self.eng.move(m, m.channel, m.address, routes)
+        (self._current.kept if keep else self._current.rerouted).append(m.neuron)
 
     def _finish(self) -> None:
         """Close the re-evaluation once nothing it started is left."""

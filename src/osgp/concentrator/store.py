@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -214,6 +215,8 @@ class Store:
     ) -> None:
         self.vault = vault
         self._batch: Optional[Connection] = None
+        # per (thread, read-only?): a connection kept open between calls (see _transaction)
+        self._kept: dict[tuple[int, bool], Connection] = {}
         try:
             u = make_url(url)
         except (SQLAlchemyError, ValueError):
@@ -248,6 +251,12 @@ class Store:
         return f"Store({self.url!r})"
 
     def close(self) -> None:
+        kept, self._kept = self._kept, {}
+        for conn in kept.values():
+            try:
+                conn.close()
+            except SQLAlchemyError:  # e.g. from a thread that has gone
+                pass
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -289,8 +298,37 @@ class Store:
 
     @contextmanager
     def _own_tx(self, operation: str) -> Iterator[Connection]:
-        with self._guard(operation), self._engine.connect() as conn, conn.begin():
+        with self._guard(operation), self._transaction(False) as conn:
             yield conn
+
+    @contextmanager
+    def _transaction(self, read: bool) -> Iterator[Connection]:
+        """A transaction on this thread's kept connection for reads or for
+        writes: a BEGIN and a COMMIT, without the pool's checkout and its reset
+        (a ROLLBACK) on return each call.  A call made inside another call's
+        transaction on the same thread gets a connection of its own."""
+        key = (threading.get_ident(), read)
+        conn = self._kept.get(key)
+        if conn is not None and conn.in_transaction():
+            with self._engine.connect() as other:
+                if read:
+                    other.execution_options(osgp_read=True)
+                with other.begin():
+                    yield other
+            return
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._engine.connect()
+            if read:
+                conn.execution_options(osgp_read=True)
+            self._kept[key] = conn
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            if conn.invalidated:  # a broken connection is not kept
+                del self._kept[key]
+                conn.close()
+            raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -300,7 +338,7 @@ class Store:
         if self._batch is not None:
             yield
             return
-        with self._guard("batch"), self._engine.connect() as conn, conn.begin():
+        with self._guard("batch"), self._transaction(False) as conn:
             self._batch = conn
             try:
                 yield
@@ -310,10 +348,8 @@ class Store:
     @contextmanager
     def _read(self, operation: str) -> Iterator[Connection]:
         """One read-only transaction (on SQLite a deferred BEGIN: no write lock)."""
-        with self._guard(operation), self._engine.connect() as conn:
-            conn.execution_options(osgp_read=True)
-            with conn.begin():
-                yield conn
+        with self._guard(operation), self._transaction(True) as conn:
+            yield conn
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the migrations' head (idempotent)."""
@@ -1187,4 +1223,7 @@ def _sqlite_setup(engine: sa.Engine, database: str) -> None:
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         read = conn.get_execution_options().get("osgp_read")
-        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+        # on the driver's connection: a statement through SQLAlchemy costs more than the BEGIN
+        conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+            "BEGIN" if read else "BEGIN IMMEDIATE"
+        )

@@ -548,6 +548,7 @@ class SimMeter:
         "_max_t",
         "_pending",
         "_sr",
+        "_sr_enc",
         "_sr_last",
         "_sr_next",
         "_sr_seq",
@@ -640,6 +641,8 @@ class SimMeter:
         self._sr: List[Optional[Tuple[int, float, bytes]]] = [None] * _SELF_READS
         self._sr_last, self._sr_valid, self._sr_unread, self._sr_seq = 0, 0, 0, -1
         self._sr_next = (m0 // 86400 + 1) * 86400
+        # BT26's encoded entries: (context, the ring entry each slot was encoded from, its bytes)
+        self._sr_enc: Optional[Tuple[Dict[str, Any], List[Any], List[bytes]]] = None
         # history log (BT74 ring of packed records)
         self._log = bytearray(_LOG_REC.size * _HIST_ENTRIES)
         self._log_last, self._log_valid, self._log_unread, self._log_seq = 0, 0, 0, -1
@@ -1466,21 +1469,23 @@ class SimMeter:
     def _bt25_image(self) -> bytes:
         return self._snapshot(25, self._bt25)
 
+    def _sr_entry(self, e: Optional[Tuple[int, float, bytes]]) -> Dict[str, Any]:
+        if e is None:
+            return {"END_DATE_TIME": _ZERO_TIME}
+        seq, at, regs = e
+        return {
+            "SELF_READ_SEQ_NBR": seq,
+            "END_DATE_TIME": time_date(at),
+            "SELF_READ_REGISTER_DATA": tables.decode(23, regs, self._ctx(23)),
+        }
+
     def _bt26(self) -> bytes:
-        entries: List[Dict[str, Any]] = []
-        for e in self._sr:
-            if e is None:
-                entries.append({"END_DATE_TIME": _ZERO_TIME})
-            else:
-                seq, at, regs = e
-                entries.append(
-                    {
-                        "SELF_READ_SEQ_NBR": seq,
-                        "END_DATE_TIME": time_date(at),
-                        "SELF_READ_REGISTER_DATA": tables.decode(23, regs, self._ctx(23)),
-                    }
-                )
-        return tables.encode(
+        """BT26 (Optical guide p.27-29): the list header, then BT21
+        NBR_SELF_READS entries of one fixed size.  An entry never changes once
+        taken, so only the slots whose ring entry changed since the last
+        render are encoded again (in one call with that many entries)."""
+        ctx = self._ctx(26)
+        head = tables.encode(
             26,
             {
                 "LIST_STATUS": {"LIST_TYPE": True, "OVERFLOW_FLAG": self._sr_valid == _SELF_READS},
@@ -1488,10 +1493,25 @@ class SimMeter:
                 "LAST_ENTRY_ELEMENT": self._sr_last,
                 "LAST_ENTRY_SEQ_NUMBER": max(self._sr_seq, 0),
                 "NBR_UNREAD_ENTRIES": self._sr_unread,
-                "SELF_READS": entries,
+                "SELF_READS": [],
             },
-            self._ctx(26),
+            {**ctx, "BT21.NBR_SELF_READS": 0},
         )
+        enc = self._sr_enc
+        if enc is None or enc[0] is not ctx or len(enc[1]) != len(self._sr):
+            enc = self._sr_enc = (ctx, [False] * len(self._sr), [b""] * len(self._sr))
+        _, made_from, parts = enc
+        slots = [i for i, e in enumerate(self._sr) if made_from[i] is not e]
+        if slots:
+            body = tables.encode(
+                26,
+                {"SELF_READS": [self._sr_entry(self._sr[i]) for i in slots]},
+                {**ctx, "BT21.NBR_SELF_READS": len(slots)},
+            )[len(head) :]
+            size = len(body) // len(slots)
+            for k, i in enumerate(slots):
+                made_from[i], parts[i] = self._sr[i], body[k * size : (k + 1) * size]
+        return head + b"".join(parts)
 
     def _bt28(self) -> bytes:
         m = self.clock.meter(self.now)
