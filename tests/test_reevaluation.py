@@ -13,7 +13,7 @@ from osgp import loadprofile, tables
 from osgp.concentrator import KeyVault, Store
 from osgp.concentrator.discovery import Discovery, Topology
 from osgp.concentrator.engine import Concentrator
-from osgp.concentrator.reevaluation import Reevaluation, Reevaluator
+from osgp.concentrator.reevaluation import Reevaluator
 from osgp.concentrator.schedule import Collector, periodic
 from osgp.demo import discover_and_commission, load_fleet
 from osgp.errors import ConfigurationError
@@ -200,13 +200,25 @@ def _lateral(t0, store, nid, other):
     return t
 
 
-def _reroute(reev, eng, dev, t):
-    reev._current = Reevaluation(started=eng.runtime.time())
-    reev._reroute(eng.meters[dev], t)
-    return reev._current
+def _reevaluate_lateral(fleet, plans, topologies, store, eng, monkeypatch, nid, other):
+    """A re-evaluation whose sweep of the first segment finds ``nid`` behind
+    ``other`` instead of its repeater."""
+    result = Discovery._result
+
+    def lateral(self):
+        t = result(self)
+        return _lateral(t, store, nid, other) if self.segment == fleet.segments[0].name else t
+
+    monkeypatch.setattr(Discovery, "_result", lateral)
+    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
+    reev.start()
+    fleet.network.run(until=fleet.network.now + 3 * H)
+    (r,) = reev.history
+    assert [c.reason for c in r.changes if c.nid == nid] == ["path"]
+    return r
 
 
-def test_a_lateral_path_keeps_a_primary_that_never_failed_first(world):
+def test_a_lateral_path_keeps_a_primary_that_never_failed_first(world, monkeypatch):
     fleet, plans, topologies, store, eng = world
     net, t0 = fleet.network, topologies[0]
     nid, rep, other = _relayed_meter(t0, fleet)
@@ -218,9 +230,8 @@ def test_a_lateral_path_keeps_a_primary_that_never_failed_first(world):
     (primary, *_) = store.routes(dev)
     assert primary.successes > 0 and primary.failures == 0
     session = eng.meters[dev].session
-    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
-    r = _reroute(reev, eng, dev, _lateral(t0, store, nid, other))
-    assert r.kept == [nid] and not r.rerouted
+    r = _reevaluate_lateral(fleet, plans, topologies, store, eng, monkeypatch, nid, other)
+    assert nid in r.kept and nid not in r.rerouted
     a = store.device_by_neuron(rep)
     o = store.device_by_neuron(other)
     paths = [x.path for x in store.routes(dev)]
@@ -235,16 +246,15 @@ def test_a_lateral_path_keeps_a_primary_that_never_failed_first(world):
     assert fleet.node(other).relayed > relayed
 
 
-def test_a_new_path_keeps_the_old_one_as_an_alternate(world):
+def test_a_new_path_keeps_the_old_one_as_an_alternate(world, monkeypatch):
     fleet, plans, topologies, store, eng = world
     t0 = topologies[0]
     nid, rep, other = _relayed_meter(t0, fleet)
     dev = store.device_by_neuron(nid).id
     before = [x.path for x in store.routes(dev)]
-    reev = Reevaluator(eng, {s.name: s for s in fleet.segments}, plans, topologies)
     # never read: the primary has no record, so the new path goes first
-    r = _reroute(reev, eng, dev, _lateral(t0, store, nid, other))
-    assert r.rerouted == [nid] and not r.kept
+    r = _reevaluate_lateral(fleet, plans, topologies, store, eng, monkeypatch, nid, other)
+    assert nid in r.rerouted and nid not in r.kept
     o = store.device_by_neuron(other)
     paths = [x.path for x in store.routes(dev)]
     assert paths[0] == [(o.subnet, o.node)]

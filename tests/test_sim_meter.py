@@ -383,9 +383,8 @@ def test_self_reads_stay_current_across_reads_as_their_ring_wraps():
     for k in range(11):  # the ring holds 4
         now = 600.0 + 600 * k
         res, _ = r.call(now, 12)
-        taken.append((int.from_bytes(res, "little"), None))
         total = r.decode(now + 1, 23)["TOT_DATA_BLOCK"]["SUMMATIONS"][0]
-        taken[-1] = (taken[-1][0], total)
+        taken.append((int.from_bytes(res, "little"), total))
         if k in (0, 2, 3, 4, 7, 10):
             sr = r.decode(now + 2, 26)
             n = len(sr["SELF_READS"])

@@ -225,7 +225,7 @@ class Reevaluator:
         fall back on.  A new primary no shorter than a primary that has
         succeeded and never failed is no improvement: that one stays first."""
         store = self.eng.store
-        new = [list(path) for path, _ in self._routes(m, t)]
+        new = [path for path, _ in self._routes(m, t)]
         before = store.routes(m.device_id)
         old = [[tuple(h) for h in r.path] for r in before]
         keep = bool(

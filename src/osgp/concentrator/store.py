@@ -301,6 +301,12 @@ class Store:
         with self._guard(operation), self._transaction(False) as conn:
             yield conn
 
+    def _connect(self, read: bool) -> Connection:
+        conn = self._engine.connect()
+        if read:  # the SQLite BEGIN listener makes it a deferred BEGIN
+            conn.execution_options(osgp_read=True)
+        return conn
+
     @contextmanager
     def _transaction(self, read: bool) -> Iterator[Connection]:
         """A transaction on this thread's kept connection for reads or for
@@ -310,17 +316,11 @@ class Store:
         key = (threading.get_ident(), read)
         conn = self._kept.get(key)
         if conn is not None and conn.in_transaction():
-            with self._engine.connect() as other:
-                if read:
-                    other.execution_options(osgp_read=True)
-                with other.begin():
-                    yield other
+            with self._connect(read) as other, other.begin():
+                yield other
             return
         if conn is None or conn.closed or conn.invalidated:
-            conn = self._engine.connect()
-            if read:
-                conn.execution_options(osgp_read=True)
-            self._kept[key] = conn
+            conn = self._kept[key] = self._connect(read)
         try:
             with conn.begin():
                 yield conn

@@ -252,6 +252,17 @@ def _bt71_image() -> bytes:
     )
 
 
+def _encode_entries(
+    tid: int, field: str, count_ref: str, ctx: Dict[str, Any], entries: List[Any], head: int
+) -> List[bytes]:
+    """Encode some elements of a list table's fixed-size array in one call
+    (the table's count `count_ref` set to their number) and split the bytes
+    after the `head`-byte header into one part per element."""
+    body = tables.encode(tid, {field: entries}, {**ctx, count_ref: len(entries)})[head:]
+    size = len(body) // len(entries)
+    return [body[k * size : (k + 1) * size] for k in range(len(entries))]
+
+
 @lru_cache(maxsize=64)
 def _bt61_image(lp: LoadProfileConfig, memory_len: int, bt00: bytes) -> bytes:
     """BT61 of a load-profile configuration: shared by the meters that have it."""
@@ -648,7 +659,7 @@ class SimMeter:
         self._log_last, self._log_valid, self._log_unread, self._log_seq = 0, 0, 0, -1
         self._log_overflow = False
         # BT74's ENTRIES as encoded when last read, and the ring slots written since
-        self._log_enc: Optional[Tuple[Dict[str, Any], bytearray]] = None
+        self._log_enc: Optional[Tuple[Dict[str, Any], List[bytes]]] = None
         self._log_dirty = 0
         # load profile (ring state: _lp_setup)
         self._lp_flags = 0  # common flags for the interval running now
@@ -1503,14 +1514,10 @@ class SimMeter:
         _, made_from, parts = enc
         slots = [i for i, e in enumerate(self._sr) if made_from[i] is not e]
         if slots:
-            body = tables.encode(
-                26,
-                {"SELF_READS": [self._sr_entry(self._sr[i]) for i in slots]},
-                {**ctx, "BT21.NBR_SELF_READS": len(slots)},
-            )[len(head) :]
-            size = len(body) // len(slots)
-            for k, i in enumerate(slots):
-                made_from[i], parts[i] = self._sr[i], body[k * size : (k + 1) * size]
+            entries = [self._sr_entry(self._sr[i]) for i in slots]
+            new = _encode_entries(26, "SELF_READS", "BT21.NBR_SELF_READS", ctx, entries, len(head))
+            for i, part in zip(slots, new):
+                made_from[i], parts[i] = self._sr[i], part
         return head + b"".join(parts)
 
     def _bt28(self) -> bytes:
@@ -1616,29 +1623,24 @@ class SimMeter:
             {**ctx, "BT71.NBR_HISTORY_ENTRIES": 0},
         )
         enc = self._log_enc
-        blank: List[int] = []  # never-logged slots: one is encoded, the others copy it
+        blank: List[int] = []  # never-logged slots: one is encoded, the others share it
         if enc is None or enc[0] is not ctx:
-            enc = self._log_enc = (ctx, bytearray())
+            enc = self._log_enc = (ctx, [b""] * n)
             rec = _LOG_REC.size
             blank = [i for i in range(n) if not any(self._log[i * rec : (i + 1) * rec])]
             self._log_dirty = ((1 << n) - 1) & ~sum(1 << i for i in blank[1:])
+        parts = enc[1]
         slots = [i for i in range(n) if self._log_dirty >> i & 1]
         if slots:
-            part = tables.encode(
-                74,
-                {"ENTRIES": [self._bt74_entry(i) for i in slots]},
-                {**ctx, "BT71.NBR_HISTORY_ENTRIES": len(slots)},
-            )[len(head) :]
-            size = len(part) // len(slots)
-            body = enc[1]
-            if not body:
-                body.extend(bytes(size * n))
-            for k, i in enumerate(slots):
-                body[i * size : (i + 1) * size] = part[k * size : (k + 1) * size]
+            entries = [self._bt74_entry(i) for i in slots]
+            count = "BT71.NBR_HISTORY_ENTRIES"
+            new = _encode_entries(74, "ENTRIES", count, ctx, entries, len(head))
+            for i, part in zip(slots, new):
+                parts[i] = part
             for i in blank[1:]:
-                body[i * size : (i + 1) * size] = body[blank[0] * size : (blank[0] + 1) * size]
+                parts[i] = parts[blank[0]]
             self._log_dirty = 0
-        return head + bytes(enc[1])
+        return head + b"".join(parts)
 
     def _et04(self) -> bytes:
         nid, sn = bytes(6), (0, 0)
