@@ -18,7 +18,7 @@ from osgp.sim.network import MediumProfile, Network
 
 START = 1_767_225_600  # 2026-01-01T00:00:00Z, the network's default epoch
 DIMS = (0, 21, 61, 71)
-TABLES = (23, 62, 63, 74, 64)  # registers, load-profile control and status, events, data
+TABLES = (23, 28, 62, 63, 74, 64)  # registers, present values, LP control and status, events, data
 SPACING = 100.0
 # a session counts retries over a whole operation (all partial reads of BT64)
 RETRIES = 30

@@ -96,13 +96,30 @@ def test_registers_are_the_sessions_bt23(feeder, decoded):
     got = rows(out, "registers")
     for k, r in feeder.read.items():
         d = tables.decode(23, r[23], {"BT00": r[0], "BT21": r[21]})
-        mine = {x["field"]: x["value"] for x in got if x["device"] == dev(k)}
+        mine = {x["field"]: x["value"] for x in got if x["device"] == dev(k) and x["table"] == 23}
         tot = d["TOT_DATA_BLOCK"]["SUMMATIONS"]
         assert [mine[f"TOT_DATA_BLOCK.SUMMATIONS[{i}]"] for i in range(len(tot))] == list(tot)
         for b, block in enumerate(d["TIER_DATA_BLOCK"]):
             for i, v in enumerate(block["SUMMATIONS"]):
                 assert mine[f"TIER_DATA_BLOCK.SUMMATIONS[{b}][{i}]"] == v
         assert mine["NBR_DEMAND_RESETS"] == d["NBR_DEMAND_RESETS"]
+
+
+def test_present_values_are_the_sessions_bt28(feeder, decoded):
+    _, out = decoded
+    got = rows(out, "registers")
+    for k, r in feeder.read.items():
+        d = tables.decode(28, r[28], {"BT00": r[0], "BT21": r[21]})
+        mine = {x["field"]: x["value"] for x in got if x["device"] == dev(k) and x["table"] == 28}
+        want = {f"PRESENT_VALUES[{i}]": v for i, v in enumerate(d["PRESENT_VALUES"])}
+        for i, demand in enumerate(d["PRESENT_DEMANDS"]):
+            left = demand["TIME_REMAINING"]
+            want[f"PRESENT_DEMANDS.DEMAND_VALUE[{i}]"] = demand["DEMAND_VALUE"]
+            want[f"PRESENT_DEMANDS.TIME_REMAINING[{i}]"] = (
+                left.hour * 3600 + left.minute * 60 + left.second
+            )
+        assert mine == want and len(want) >= 2
+    assert {x["table"] for x in got} == {23, 28}
 
 
 def test_event_rows_are_the_sessions_bt74(feeder, decoded):
@@ -279,14 +296,18 @@ def test_partition_by_meter(tmp_path, files):
 
 
 # ---- command line and key files ----------------------------------------------------------------
-def test_cli_decode_prints_the_summary(files, tmp_path, capsys):
+def test_cli_decode_prints_the_summary(files, decoded, tmp_path, capsys):
     _, cap, keys = files
+    report, _ = decoded
     assert (
         main(["decode", str(cap), "--keys", str(keys), "--out", str(tmp_path / "o"), "--jobs", "1"])
         == 0
     )
     text = capsys.readouterr().out
-    assert "verified" in text and "frames/s" in text and "unpaired" in text
+    assert "verified" in text and "frames/s" in text
+    assert f"rejected {sum(report.rejected.values())}" in text
+    for reason, n in report.rejected.items():
+        assert (f"  {reason} {n}\n" in text) == (n > 0)
     assert main(["decode", str(cap), "--keys", str(tmp_path / "missing.json")]) == 1
     assert main(["decode", "--inspect", str(cap)]) == 0
     text = capsys.readouterr().out

@@ -425,6 +425,52 @@ def test_a_one_time_read_log_whose_last_entry_is_outside_it():
     _one_time_refused({ET + 31: header}, "LAST_ENTRY_ELEMENT", 2)
 
 
+def _descending(meter):
+    """ET31 as a meter that keeps its list in descending order would give it:
+    LIST_STATUS ORDER set, the newest entry at LAST_ENTRY_ELEMENT and each
+    older one at the element after it ([OPT p.28]), the newest moved to
+    another element than the ascending list has it at."""
+    ctx = {"BT00": meter.image(0), "BT21": meter.image(21)}
+
+    def image(ascending):
+        v = _thaw(tables.decode(ET + 31, ascending, ctx))
+        rows, last, valid = v["ONE_TIME_READS"], v["LAST_ENTRY_ELEMENT"], v["NBR_VALID_ENTRIES"]
+        n, top = len(rows), (last + 1) % len(rows)
+        out = list(rows)
+        for back in range(valid):
+            out[(top + back) % n] = rows[(last - back) % n]
+        for k in range(n - valid):  # the entries never taken, after the oldest
+            out[(top + valid + k) % n] = rows[(last + 1 + k) % n]
+        v["LIST_STATUS"]["ORDER"] = True
+        v.update(LAST_ENTRY_ELEMENT=top, ONE_TIME_READS=out)
+        return tables.encode(ET + 31, v, ctx)
+
+    return image
+
+
+def test_a_one_time_read_is_found_in_a_log_that_descends():
+    # three captures, the one asked for the middle one: in a descending list it
+    # is the element after LAST_ENTRY_ELEMENT, not the one before
+    def captures(meter):
+        for rid in (901, one_time_request(JOB), 902):
+            code, _ = meter._call(L.EP24, struct.pack("<HI", rid, 0))
+            assert code == 0
+            meter.advance(meter.now + 3600)
+        return {"at": 0}
+
+    results = []
+    for changes in ({}, {ET + 31: _descending}):
+        meter = _meter()
+        params = captures(meter)
+        got = _run(meter, "one-time-read", params, {k: f(meter) for k, f in changes.items()})
+        assert got[0] == "ok", got
+        results.append(json.loads(got[1]))
+    asc, desc = results
+    assert asc["state"] == desc["state"] == "captured"
+    assert asc["seq"] == desc["seq"] == 1 and asc["time"] == desc["time"]
+    assert asc["active_wh"] is not None and asc["active_wh"] == desc["active_wh"]
+
+
 @pytest.mark.parametrize(
     ("fields", "what"),
     [

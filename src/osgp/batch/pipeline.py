@@ -21,8 +21,9 @@ Stages (docs/batch.md):
    device errors.
 5. Reads to table images: full reads as they are, partial reads placed at
    their offsets (a run starts at offset 0; a gap makes it truncated).
-6. Decoding with the device's latest dimension tables: BT23 registers
-   (columnar), BT64 load profile (BT61-BT63, ET21), BT74 event log (BT71).
+6. Decoding with the device's latest dimension tables: BT23 registers and
+   BT28 present demands and values (columnar), BT64 load profile
+   (BT61-BT63, ET21), BT74 event log (BT71).
 
 Every frame ends in exactly one fate of :attr:`Report.frames`, and every
 exchange or image that yields no rows is a rejection with a reason.
@@ -712,7 +713,9 @@ def _name(table: int) -> str:
     return f"ET{table - messages.ET:02d}" if table >= messages.ET else f"BT{table:02d}"
 
 
-_NEEDS = {23: ("BT00", "BT21"), 64: ("BT61", "BT62", "BT63"), 74: ("BT71",)}
+# BT28's layout, as BT23's, is sized by BT21 ([OPT p.29-30])
+_REGISTERS = (23, 28)
+_NEEDS = {23: ("BT00", "BT21"), 28: ("BT00", "BT21"), 64: ("BT61", "BT62", "BT63"), 74: ("BT71",)}
 _LP_CONFIG = ("BT00", "BT61", "BT62", "ET21")  # what BT64 images share to be decoded together
 
 
@@ -724,7 +727,7 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
     """Registers, load profiles and event logs from the images, each with the
     device's latest earlier images of the tables it depends on."""
     ctx: Dict[Device, Dict[str, bytes]] = defaultdict(dict)
-    reg: Dict[str, list] = {k: [] for k in ("device", "time", "field", "value", "at")}
+    reg: Dict[str, list] = {k: [] for k in ("device", "time", "table", "field", "value", "at")}
     lp: Dict[str, list] = {
         k: [] for k in ("device", "time", "channel", "value", "scaled", "status", "flags")
     }
@@ -742,8 +745,8 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
             "argument",
         )
     }
-    registers: Dict[bytes, List[Image]] = defaultdict(list)
-    reg_ctx: Dict[bytes, Dict[str, bytes]] = {}
+    registers: Dict[Tuple[int, bytes], List[Image]] = defaultdict(list)
+    reg_ctx: Dict[Tuple[int, bytes], Dict[str, bytes]] = {}
     profiles: Dict[tuple, List[Tuple[Image, bytes]]] = defaultdict(list)
     logs: Dict[tuple, List[Image]] = defaultdict(list)
     for im in images:
@@ -759,9 +762,9 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
             )
             continue
         try:
-            if im.table == 23:
+            if im.table in _REGISTERS:
                 dims = {t: c[t] for t in need}
-                sig = b"".join(dims.values())
+                sig = (im.table, b"".join(dims.values()))
                 registers[sig].append(im)
                 reg_ctx[sig] = dims
             elif im.table == 64:
@@ -772,7 +775,7 @@ def decode_images(images: Sequence[Image], report: Report) -> Decoded:
         except OSGPError as exc:  # a decoder's DecodeError, or a layout it cannot take
             report.reject("undecodable", f"{_where(im)}: {exc}")
     for sig, group in registers.items():
-        _register_rows(reg, group, reg_ctx[sig], report)
+        _register_rows(reg, sig[0], group, reg_ctx[sig], report)
     for config, members in profiles.items():
         _lp_rows(lp, members, dict(zip(_LP_CONFIG, config)), report)
     for (bt00, bt71), group in logs.items():
@@ -841,21 +844,22 @@ def _event_rows(
 
 
 def _register_rows(
-    out: Dict[str, list], group: List[Image], dims: Dict[str, bytes], report: Report
+    out: Dict[str, list], table: int, group: List[Image], dims: Dict[str, bytes], report: Report
 ) -> None:
-    """BT23 images sharing their dimension tables: one columnar decode, then
-    one row per (image, numeric field element)."""
+    """BT23 or BT28 images sharing their dimension tables: one columnar
+    decode, then one row per (image, numeric field element); a time left
+    (BT28 TIME_REMAINING) is its value in seconds."""
     try:
-        cols = tables.decode_columns(23, [im.data for im in group], dims)
+        cols = tables.decode_columns(table, [im.data for im in group], dims)
     except OSGPError as exc:
         bad = getattr(exc, "image", None)
         if bad is None or len(group) == 1:
             for im in group:
-                report.reject("undecodable", f"{_iso(im.ts_ns)} {im.device} BT23: {exc}")
+                report.reject("undecodable", f"{_where(im)}: {exc}")
             return
-        report.reject("undecodable", f"{_iso(group[bad].ts_ns)} {group[bad].device} BT23: {exc}")
+        report.reject("undecodable", f"{_where(group[bad])}: {exc}")
         rest = group[:bad] + group[bad + 1 :]
-        _register_rows(out, rest, dims, report)
+        _register_rows(out, table, rest, dims, report)
         return
     n = len(group)
     times = np.array([im.ts_ns // _NS for im in group], dtype=np.int64)
@@ -869,9 +873,13 @@ def _register_rows(
         names = [name + "".join(f"[{i}]" for i in ix) for ix in np.ndindex(*shape)] or [name]
         out["device"].append(Repeated(devs, np.full(n, width)))
         out["time"].append(np.repeat(times, width))
+        out["table"].append(np.full(n * width, table, dtype=np.int32))
         out["field"].append(np.tile(np.array(names, dtype=object), n))
         flat = a.reshape(-1)
-        if flat.dtype.kind == "M":
+        if flat.dtype.kind == "m":
+            out["value"].append(flat.astype("timedelta64[s]").astype(np.float64))
+            out["at"].append(np.full(flat.shape, np.iinfo(np.int64).min, dtype=np.int64))
+        elif flat.dtype.kind == "M":
             out["value"].append(np.full(flat.shape, np.nan))
             out["at"].append(flat.astype("datetime64[s]").astype(np.int64))
         else:

@@ -6,7 +6,7 @@ own Parquet files under ``OUT/<dataset>/day=YYYY-MM-DD[/meter=...]/``
 (hive partitioning), named after the file's position in the run so tasks
 never collide.  A task returns its :class:`~osgp.batch.pipeline.Report` as
 plain data; the run merges them.  Datasets: ``images`` (every reassembled
-table image), ``registers`` (BT23, one row per numeric field element),
+table image), ``registers`` (BT23 and BT28, one row per numeric field element),
 ``load_profile`` (BT64, one row per interval and channel) and ``events``
 (BT74).
 """
@@ -47,7 +47,14 @@ def schemas() -> Dict[str, Any]:
             ]
         ),
         "registers": pa.schema(
-            common + [("time", ts), ("field", pa.string()), ("value", pa.float64()), ("at", ts)]
+            common
+            + [
+                ("time", ts),
+                ("table", pa.int32()),  # 23 (BT23) or 28 (BT28)
+                ("field", pa.string()),
+                ("value", pa.float64()),
+                ("at", ts),
+            ]
         ),
         "load_profile": pa.schema(
             common

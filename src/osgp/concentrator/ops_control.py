@@ -317,7 +317,9 @@ def _one_time(ops: Any, m: Any, run: Any) -> TaskGen:
     back = (last_seq - e["LOG_SEQ_NBR"]) & 0xFFFF
     if back >= valid:
         raise NotConfirmed(f"ET31 no longer holds one-time read {e['LOG_SEQ_NBR']}")
-    i = (last - back) % slots
+    # LIST_STATUS bit 0, ORDER: clear, the entries ascend from the oldest to
+    # LAST_ENTRY_ELEMENT; set, they descend ([OPT p.28], as BT26)
+    i = (last + back if head[0] & 1 else last - back) % slots
     rec = bytes((yield from _read(ops, m, ET + 31, _LIST_HEADER + i * size, size)))
     skip = 2 if bt21["NBR_DEMANDS"] else 0  # BIDN ([MEP p.104])
     regs = tables.decode(23, rec[skip + 6 :], dctx)
