@@ -91,12 +91,18 @@ def test_load_profile_rows_are_the_sessions_decode(feeder, decoded):
         assert mine == want and len(want) > 100
 
 
-def test_registers_are_the_sessions_bt23(feeder, decoded):
-    _, out = decoded
+def _register_rows(feeder, out, table):
+    """Per meter: its latest image of ``table`` decoded, and the dataset's
+    register rows of that table as field -> value (the latest read wins)."""
     got = rows(out, "registers")
     for k, r in feeder.read.items():
-        d = tables.decode(23, r[23], {"BT00": r[0], "BT21": r[21]})
-        mine = {x["field"]: x["value"] for x in got if x["device"] == dev(k) and x["table"] == 23}
+        d = tables.decode(table, r[table], {"BT00": r[0], "BT21": r[21]})
+        mine = [x for x in got if x["device"] == dev(k) and x["table"] == table]
+        yield d, {x["field"]: x["value"] for x in mine}
+
+
+def test_registers_are_the_sessions_bt23(feeder, decoded):
+    for d, mine in _register_rows(feeder, decoded[1], 23):
         tot = d["TOT_DATA_BLOCK"]["SUMMATIONS"]
         assert [mine[f"TOT_DATA_BLOCK.SUMMATIONS[{i}]"] for i in range(len(tot))] == list(tot)
         for b, block in enumerate(d["TIER_DATA_BLOCK"]):
@@ -106,11 +112,7 @@ def test_registers_are_the_sessions_bt23(feeder, decoded):
 
 
 def test_present_values_are_the_sessions_bt28(feeder, decoded):
-    _, out = decoded
-    got = rows(out, "registers")
-    for k, r in feeder.read.items():
-        d = tables.decode(28, r[28], {"BT00": r[0], "BT21": r[21]})
-        mine = {x["field"]: x["value"] for x in got if x["device"] == dev(k) and x["table"] == 28}
+    for d, mine in _register_rows(feeder, decoded[1], 28):
         want = {f"PRESENT_VALUES[{i}]": v for i, v in enumerate(d["PRESENT_VALUES"])}
         for i, demand in enumerate(d["PRESENT_DEMANDS"]):
             left = demand["TIME_REMAINING"]
@@ -119,7 +121,7 @@ def test_present_values_are_the_sessions_bt28(feeder, decoded):
                 left.hour * 3600 + left.minute * 60 + left.second
             )
         assert mine == want and len(want) >= 2
-    assert {x["table"] for x in got} == {23, 28}
+    assert {x["table"] for x in rows(decoded[1], "registers")} == {23, 28}
 
 
 def test_event_rows_are_the_sessions_bt74(feeder, decoded):

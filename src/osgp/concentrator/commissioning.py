@@ -17,8 +17,9 @@ Outcomes are reported per meter in :attr:`results`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Generator, Optional, Sequence, Tuple, Union
 
 from osgp.concentrator.discovery import AddressPlan, Engine, MeterRoute, Request, Topology
 from osgp.errors import ConfigurationError, OSGPError

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -28,7 +29,6 @@ from typing import (
     ContextManager,
     Iterable,
     Iterator,
-    Mapping,
     Optional,
     Sequence,
     Union,

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 from osgp import _backend
 from osgp.errors import (

@@ -39,8 +39,9 @@ import math
 import re
 import struct
 from array import array
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from osgp._reference._values import TimeDate, ni_width, time_width
 from osgp.errors import ConfigurationError
