@@ -218,6 +218,21 @@ def test_keys_round_trip_promote_and_retire(store):
         store.put_key(d, "mep", b"x", state="old")
 
 
+def test_device_keys_are_each_devices_key_in_that_state(store):
+    d, e = store.upsert_device(N1, subnet=3, node=9), store.upsert_device(N2)
+    store.upsert_device(bytes.fromhex("04a1b2c3d4e7"))  # no key: not listed
+    store.put_key(d, "mep", b"\x01" * 16)
+    store.put_key(d, "mep", b"\x02" * 16)  # retires the first
+    store.put_key(d, "mep", b"\x03" * 16, state="pending")
+    store.put_key(e, "mep", b"\x04" * 16)
+    store.put_key(e, "plc-omak", b"\x05" * 12)
+    got = {(dev.neuron_id, dev.subnet, dev.node): k for dev, k in store.device_keys("mep")}
+    assert got == {(N1, 3, 9): b"\x02" * 16, (N2, None, None): b"\x04" * 16}
+    pending = [(dev.id, k) for dev, k in store.device_keys("mep", state="pending")]
+    assert pending == [(d, b"\x03" * 16)]
+    assert [k for _, k in store.device_keys("mep", state="retired")] == [b"\x01" * 16]
+
+
 def test_keys_wrong_master_key_and_moved_ciphertext(store_url, store):
     d, e = store.upsert_device(N1), store.upsert_device(N2)
     store.put_key(d, "mep", b"\x01" * 16)
@@ -453,6 +468,27 @@ def test_a_failure_mid_transaction_stores_neither_rows_nor_cursor(store):
     assert store.cursor(d, "lp") is None and store.cursor(d, "ev") is None
     with pytest.raises(StoreError, match="commit_intervals"):
         store.commit_intervals(12345, lp_rows(n=1))  # no such device
+
+
+def test_snapshots_are_stored_all_or_none_with_their_cursor(store):
+    d = store.upsert_device(N1)
+    first = {"self_read.fwd_active_wh": (100.0, "Wh"), "self_read.seq": (4.0, "count")}
+    second = {"self_read.fwd_active_wh": (160.0, "Wh"), "self_read.seq": (5.0, "count")}
+    # the second moment's unit is missing (NOT NULL): the first is not kept either
+    with pytest.raises(StoreError, match="commit_registers"):
+        store.commit_snapshots(
+            d, [(1_700_000_000, first), (1_700_086_400, {"x": (1.0, None)})], cursor=("s", {"n": 1})
+        )
+    assert store.registers(d).num_rows == 0 and store.cursor(d, "s") is None
+    snaps = [(1_700_000_000, first), (1_700_086_400, second)]
+    assert store.commit_snapshots(d, snaps, cursor=("s", {"n": 2})) == 4
+    assert store.commit_snapshots(d, snaps) == 0  # stored once
+    r = store.registers(d).to_pylist()
+    got = sorted((int(x["read_at"].timestamp()), x["name"], x["value"]) for x in r)
+    assert got == sorted(
+        (at, name, v) for at, values in snaps for name, (v, _) in values.items()
+    )
+    assert store.cursor(d, "s") == {"n": 2}
 
 
 def test_registers_and_events_round_trip(store):

@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -432,7 +433,37 @@ def _add_wireshark(sub: Any) -> None:
 def _add_decode(sub: Any) -> None:
     from osgp.batch.cli import add_decode_command
 
-    add_decode_command(sub)
+    p = add_decode_command(sub)
+    p.add_argument(
+        "--master-key-file",
+        help="with --keys store:URL: the store's master key file (else $OSGP_MASTER_KEY, hex)",
+    )
+    p.set_defaults(func=partial(_decode_with_store_keys, p.get_default("func")))
+
+
+def _decode_with_store_keys(decode: Any, args: argparse.Namespace) -> int:
+    """``--keys store:URL``: the legacy (OMA) keys a concentrator's store holds
+    for its devices, opened with its master key, by subnet/node and Neuron ID."""
+    if not (args.keys or "").startswith("store:"):
+        return int(decode(args))
+    from osgp.batch import Device, StaticKeys
+    from osgp.concentrator.engine import KEY_PURPOSE
+    from osgp.errors import OSGPError
+
+    args.store = args.keys[len("store:") :]
+    try:
+        with _open_store(args) as store:
+            keys = store.device_keys(KEY_PURPOSE)
+    except OSGPError as exc:
+        print(f"osgp decode: {exc}", file=sys.stderr)
+        return 1
+    found: Dict[Any, bytes] = {}  # Device -> key
+    for dev, key in keys:
+        found[Device(0, 0, dev.neuron_id)] = key
+        if dev.subnet is not None and dev.node is not None:
+            found[Device(dev.subnet, dev.node)] = key
+    args.keys = StaticKeys(found)
+    return int(decode(args))
 
 
 # Commands whose options come from modules that import the store, the

@@ -30,7 +30,11 @@ def add_decode_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="CAPTURE",
         help="pcapng or pcap files, line captures (#osgp-frames 1), store:URL[#segment]",
     )
-    p.add_argument("--keys", help="key file: JSON {device: key hex} or CSV device,key")
+    p.add_argument(
+        "--keys",
+        help="key file: JSON {device: key hex} or CSV device,key; or store:URL, the legacy "
+        "keys of a concentrator's store (with its master key)",
+    )
     p.add_argument("--out", help="dataset directory (omit to decode and report only)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument(

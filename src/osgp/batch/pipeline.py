@@ -713,7 +713,7 @@ def _name(table: int) -> str:
     return f"ET{table - messages.ET:02d}" if table >= messages.ET else f"BT{table:02d}"
 
 
-# BT28's layout, as BT23's, is sized by BT21 ([OPT p.29-30])
+# BT28's layout, as BT23's, is sized by BT21 ([MEP p.213-218])
 _REGISTERS = (23, 28)
 _NEEDS = {23: ("BT00", "BT21"), 28: ("BT00", "BT21"), 64: ("BT61", "BT62", "BT63"), 74: ("BT71",)}
 _LP_CONFIG = ("BT00", "BT61", "BT62", "ET21")  # what BT64 images share to be decoded together

@@ -278,8 +278,12 @@ def decode_captures(
         raise ConfigurationError(f"partition by {', '.join(bad)}: choose from day, meter")
     if "day" not in partition:
         partition = ("day",) + tuple(partition)
-    if keys is not None and not isinstance(keys, (str, os.PathLike)) and (jobs != 1 or dask):
-        raise ConfigurationError("a KeyLookup object runs in-process only (jobs=1)")
+    if (
+        keys is not None
+        and not isinstance(keys, (str, os.PathLike, StaticKeys))
+        and (jobs != 1 or dask)
+    ):  # StaticKeys are plain data, sent to each task; another lookup may not be
+        raise ConfigurationError("a KeyLookup object other than StaticKeys runs in-process only")
     keyarg = os.fspath(keys) if isinstance(keys, (str, os.PathLike)) else keys
     if keyarg is not None and isinstance(keyarg, str):
         KeyFile(keyarg)  # a bad key file fails here, not in every task

@@ -466,10 +466,8 @@ def _collect_self_reads(eng: Any, m: Any, priority: int) -> TaskGen:
         if "SELF_READ_SEQ_NBR" in e:
             values["self_read.seq"] = (float(e["SELF_READ_SEQ_NBR"]), "count")
         snapshots.append((at.timestamp(), values))
-    new = 0
-    for at, values in snapshots:
-        new += yield from _stored(
-            eng, eng.store.commit_registers, m.device_id, at, values, cursor=eng.save_session(m)
-        )
+    new = yield from _stored(
+        eng, eng.store.commit_snapshots, m.device_id, snapshots, cursor=eng.save_session(m)
+    )
     yield m.session.call(BP05, struct.pack("<BH", LIST_SELF_READS, unread), priority=priority)
     return new

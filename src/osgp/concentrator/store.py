@@ -618,6 +618,28 @@ class Store:
         except AuthenticationError as e:
             raise AuthenticationError(f"store {self.url}: {e}") from None
 
+    def device_keys(self, purpose: str, *, state: str = "active") -> list[tuple[Device, bytes]]:
+        """Every device's key of ``purpose`` in that state, opened (for a
+        tool that verifies captured traffic: ``osgp decode --keys store:URL``)."""
+        vault = self._vault("device_keys")
+        k, d = s.keys, s.devices
+        q = (
+            sa.select(d, k.c.sealed)
+            .join(k, k.c.device_id == d.c.id)
+            .where(k.c.purpose == purpose, k.c.state == state)
+            .order_by(d.c.id, k.c.id)
+        )
+        with self._read("device_keys") as conn:
+            rows = conn.execute(q).all()
+        out: dict[int, tuple[Device, bytes]] = {}
+        for row in rows:  # the newest of a state wins, as key() takes it
+            dev = _device(row)
+            try:
+                out[dev.id] = (dev, vault.open(dev.id, purpose, row.sealed))
+            except AuthenticationError as e:
+                raise AuthenticationError(f"store {self.url}: {e}") from None
+        return list(out.values())
+
     def promote_key(self, device_id: int, purpose: str) -> None:
         """The pending key becomes active and the active one retired (kept)."""
         k = s.keys
@@ -753,9 +775,22 @@ class Store:
     ) -> int:
         """Store register values read at ``read_at`` (UTC epoch seconds, kept to
         the millisecond so two reads within a second stay apart): name -> (value, unit)."""
-        at_ms = round(float(read_at) * 1000)
+        return self.commit_snapshots(device_id, [(read_at, values)], cursor=cursor)
+
+    def commit_snapshots(
+        self,
+        device_id: int,
+        snapshots: Iterable[tuple[float, Mapping[str, tuple[float, str]]]],
+        *,
+        cursor: Optional[tuple[str, dict]] = None,
+    ) -> int:
+        """Store register values of several moments, (read_at, values) as
+        :meth:`commit_registers` takes them, with the cursor in one transaction
+        (a meter's self reads: all of them stored, or none)."""
         params = [
-            (device_id, name, at_ms, float(v), unit) for name, (v, unit) in values.items()
+            (device_id, name, round(float(read_at) * 1000), float(v), unit)
+            for read_at, values in snapshots
+            for name, (v, unit) in values.items()
         ]
         with self._tx("commit_registers") as conn:
             n = self._insert_rows(conn, s.registers, params)
