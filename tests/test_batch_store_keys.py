@@ -62,3 +62,10 @@ def test_a_wrong_master_key_is_a_clear_error(demo, tmp_path, capsys):
     assert main([*argv, "--keys", store, "--master-key-file", str(wrong)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("osgp decode: ") and "master key" in err
+
+
+def test_a_store_without_keys_is_refused(demo, tmp_path, capsys):
+    argv = ["decode", str(demo / "capture.pcapng"), "--jobs", "1"]
+    empty = f"store:sqlite:///{tmp_path / 'typo.db'}"
+    assert main([*argv, "--keys", empty, "--master-key-file", str(demo / "master.key")]) == 1
+    assert "holds no legacy device keys" in capsys.readouterr().err

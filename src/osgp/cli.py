@@ -453,9 +453,12 @@ def _decode_with_store_keys(decode: Any, args: argparse.Namespace) -> int:
     args.store = args.keys[len("store:") :]
     try:
         with _open_store(args) as store:
-            keys = store.device_keys(KEY_PURPOSE)
+            keys, url = store.device_keys(KEY_PURPOSE), store.url  # the URL, password masked
     except OSGPError as exc:
         print(f"osgp decode: {exc}", file=sys.stderr)
+        return 1
+    if not keys:  # e.g. a mistyped path: a new, empty store
+        print(f"osgp decode: the store {url} holds no legacy device keys", file=sys.stderr)
         return 1
     found: Dict[Any, bytes] = {}  # Device -> key
     for dev, key in keys:
