@@ -611,11 +611,12 @@ class Store:
         )
         with self._read("key") as conn:
             sealed = conn.execute(q).scalar_one_or_none()
-        if sealed is None:
-            return None
+        return None if sealed is None else self._open_key(vault, device_id, purpose, sealed)
+
+    def _open_key(self, vault: KeyVault, device_id: int, purpose: str, sealed: bytes) -> bytes:
         try:
             return vault.open(device_id, purpose, sealed)
-        except AuthenticationError as e:
+        except AuthenticationError as e:  # named with the store it came from
             raise AuthenticationError(f"store {self.url}: {e}") from None
 
     def device_keys(self, purpose: str, *, state: str = "active") -> list[tuple[Device, bytes]]:
@@ -634,10 +635,7 @@ class Store:
         out: dict[int, tuple[Device, bytes]] = {}
         for row in rows:  # the newest of a state wins, as key() takes it
             dev = _device(row)
-            try:
-                out[dev.id] = (dev, vault.open(dev.id, purpose, row.sealed))
-            except AuthenticationError as e:
-                raise AuthenticationError(f"store {self.url}: {e}") from None
+            out[dev.id] = (dev, self._open_key(vault, dev.id, purpose, row.sealed))
         return list(out.values())
 
     def promote_key(self, device_id: int, purpose: str) -> None:
