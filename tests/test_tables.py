@@ -608,6 +608,29 @@ def test_count_products_beyond_2_62_are_malformed(both, count, a, b, error):
     assert ei.value.offset == 16 and ei.value.layer == "table ET1949"
 
 
+def test_an_array_of_constant_lengths_with_a_divisor_fits_its_image(both):
+    # each element is 9 // 3 = 3 bytes: the array's up-front size check must
+    # count 3 per element, not the 9 before the division
+    tables.register(
+        {
+            "id": 3996,
+            "fields": [
+                {
+                    "name": "ITEMS",
+                    "type": "ARRAY",
+                    "count": 2,
+                    "of": {"type": "BYTES", "length": {"add": 9, "div": 3}},
+                },
+            ],
+        },
+        replace=True,
+    )
+    assert tables.decode(3996, b"abcdef")["ITEMS"] == (b"abc", b"def")
+    with pytest.raises(TruncatedError) as ei:
+        tables.decode(3996, b"abcde")
+    assert ei.value.offset == 0
+
+
 @pytest.mark.parametrize(("outer", "inner", "ok"), [(400, 400, True), (3000, 3000, False)])
 def test_nested_empty_arrays_are_bounded(both, outer, inner, ok):
     # arrays of records that hold no bytes consume no input, so counts taken

@@ -95,6 +95,12 @@ class Expr(NamedTuple):
     def refs(self) -> list[str]:
         return [r for r in (self.ref, self.times) if r is not None]
 
+    def constant_floor(self) -> int:
+        """The value when it depends on no field (divisor included), else 0; never below 0."""
+        if self.refs():
+            return 0
+        return max(self.evaluate(lambda _ref: 0), 0)
+
 
 def parse_count(spec: Any) -> Expr:
     if isinstance(spec, bool):
@@ -231,7 +237,7 @@ class BytesNode(Node):
         self.name, self.path, self.kind, self.length = name, path, kind, length
 
     def min_size(self) -> int:
-        return self.length.add if self.length.ref is None and self.length.times is None else 0
+        return self.length.constant_floor()
 
     def emit(self, c: _Compiler) -> None:
         c.mark(self.path)
@@ -289,7 +295,7 @@ class FillNode(Node):
         self.name, self.path, self.length = None, path, length
 
     def min_size(self) -> int:
-        return self.length.add if self.length.ref is None and self.length.times is None else 0
+        return self.length.constant_floor()
 
     def emit(self, c: _Compiler) -> None:
         c.mark(self.path)
